@@ -1,0 +1,337 @@
+//! The typed, validated run configuration. Raw command-line arguments (and, later, scenario files)
+//! are turned into these types in a second stage, so the engine never sees an invalid value.
+
+use std::fmt;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Uri};
+
+/// Errors found while validating configuration values.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// `--qps` was negative, NaN or infinite.
+    #[error("--qps must be a finite number of requests per second, 0 or more (got {0})")]
+    InvalidQps(String),
+    /// An `--ok-codes` list could not be parsed.
+    #[error(
+        "--ok-codes takes status codes and ranges such as 200-299,304 (got {0:?}); codes are 100 to 999"
+    )]
+    InvalidOkCodes(String),
+    /// The target URL has no scheme, no host or an unsupported scheme.
+    #[error("target URL {url:?} {problem}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
+
+/// Requests per second for a paced run: positive and finite.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Qps(f64);
+
+impl Qps {
+    /// Returns `None` unless `value` is finite and strictly positive.
+    pub fn new(value: f64) -> Option<Qps> {
+        (value.is_finite() && value > 0.0).then_some(Qps(value))
+    }
+
+    /// The rate as a float.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+/// How fast to send.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rate {
+    /// Open loop: request k is due at `start + k / qps`, whatever the target does.
+    Fixed(Qps),
+    /// Closed loop (`--qps 0`): each connection sends its next request as soon as the last ends.
+    Max,
+}
+
+impl Rate {
+    /// Parses Fortio's convention: `0` means as fast as possible.
+    pub fn from_qps(value: f64) -> Result<Rate, Error> {
+        if value == 0.0 {
+            return Ok(Rate::Max);
+        }
+        Qps::new(value)
+            .map(Rate::Fixed)
+            .ok_or_else(|| Error::InvalidQps(value.to_string()))
+    }
+
+    /// Requests per second, or `None` for a closed loop.
+    pub fn qps(self) -> Option<f64> {
+        match self {
+            Rate::Fixed(q) => Some(q.get()),
+            Rate::Max => None,
+        }
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rate::Fixed(q) => write!(f, "{}", q.get()),
+            Rate::Max => f.write_str("max"),
+        }
+    }
+}
+
+/// Which status codes count as success.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OkCodes(Vec<RangeInclusive<u16>>);
+
+impl OkCodes {
+    /// True when `status` is a success.
+    pub fn contains(&self, status: u16) -> bool {
+        self.0.iter().any(|r| r.contains(&status))
+    }
+}
+
+impl Default for OkCodes {
+    /// 2xx.
+    fn default() -> Self {
+        OkCodes(vec![200..=299])
+    }
+}
+
+impl fmt::Display for OkCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if r.start() == r.end() {
+                write!(f, "{}", r.start())?;
+            } else {
+                write!(f, "{}-{}", r.start(), r.end())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for OkCodes {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || Error::InvalidOkCodes(s.to_string());
+        let code = |t: &str| -> Result<u16, Error> {
+            t.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (100..=999).contains(c))
+                .ok_or_else(bad)
+        };
+        let mut ranges = Vec::new();
+        for part in s.split(',') {
+            let range = match part.split_once('-') {
+                Some((lo, hi)) => code(lo)?..=code(hi)?,
+                None => {
+                    let c = code(part)?;
+                    c..=c
+                }
+            };
+            if range.is_empty() {
+                return Err(bad());
+            }
+            ranges.push(range);
+        }
+        Ok(OkCodes(ranges))
+    }
+}
+
+/// A validated `http` or `https` URL with a host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetUrl {
+    uri: Uri,
+    tls: bool,
+    host: String,
+    port: u16,
+}
+
+impl TargetUrl {
+    /// The full URI.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// True for `https`.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Host name or IP literal (IPv6 without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Port, defaulted from the scheme.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Value for the `Host` header: the URL's authority.
+    pub fn authority(&self) -> &str {
+        self.uri.authority().map(|a| a.as_str()).unwrap_or("")
+    }
+
+    /// `/path?query`, for HTTP/1.1 request lines.
+    pub fn path_and_query(&self) -> &str {
+        self.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    }
+}
+
+impl fmt::Display for TargetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.uri.fmt(f)
+    }
+}
+
+impl FromStr for TargetUrl {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = |problem| Error::InvalidUrl {
+            url: s.to_string(),
+            problem,
+        };
+        let uri: Uri = s
+            .parse()
+            .map_err(|_| invalid("is not a valid URL (expected http://host[:port]/path)"))?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(_) => return Err(invalid("has an unsupported scheme: use http:// or https://")),
+            None => return Err(invalid("has no scheme: write http://HOST/ or https://HOST/")),
+        };
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| invalid("has no host"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let uri = if uri.path_and_query().is_none() {
+            // `http://host` means `http://host/`.
+            Uri::builder()
+                .scheme(uri.scheme_str().unwrap_or("http"))
+                .authority(uri.authority().map(|a| a.as_str()).unwrap_or_default())
+                .path_and_query("/")
+                .build()
+                .map_err(|_| invalid("is not a valid URL"))?
+        } else {
+            uri
+        };
+        Ok(TargetUrl {
+            uri,
+            tls,
+            host,
+            port,
+        })
+    }
+}
+
+/// What to send, and what counts as success.
+#[derive(Clone, Debug)]
+pub struct TargetConfig {
+    /// Where.
+    pub url: TargetUrl,
+    /// HTTP method.
+    pub method: Method,
+    /// Extra request headers (`Host` is added from the URL unless given here).
+    pub headers: HeaderMap,
+    /// Request body (empty for none).
+    pub body: Bytes,
+    /// Deadline of each request, counted from its intended send time.
+    pub timeout: Duration,
+    /// Status codes that count as success.
+    pub ok_codes: OkCodes,
+    /// HTTP/2: h2c with prior knowledge for `http`, ALPN `h2` for `https`.
+    pub http2: bool,
+    /// Skip TLS certificate verification.
+    pub insecure: bool,
+}
+
+/// How much load, for how long.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// Requests per second, or closed loop.
+    pub rate: Rate,
+    /// Number of connections.
+    pub connections: NonZeroUsize,
+    /// Concurrent streams per HTTP/2 connection (HTTP/1.1 always carries one request at a time).
+    pub streams: NonZeroUsize,
+    /// How long the load runs.
+    pub duration: Duration,
+    /// Width of one timeline slot.
+    pub slot: Duration,
+    /// Ceiling on new-connection attempts per second (all connections together).
+    pub max_connect_rate: NonZeroU32,
+}
+
+impl LoadConfig {
+    /// Number of request workers: connections times streams for HTTP/2, connections otherwise.
+    pub fn workers(&self, http2: bool) -> usize {
+        if http2 {
+            self.connections.get() * self.streams.get()
+        } else {
+            self.connections.get()
+        }
+    }
+}
+
+/// Everything one `gapless run` needs.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// The target.
+    pub target: TargetConfig,
+    /// The load.
+    pub load: LoadConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ok_codes_parse() {
+        let codes: OkCodes = "200-299,304".parse().unwrap();
+        assert!(codes.contains(200) && codes.contains(299) && codes.contains(304));
+        assert!(!codes.contains(300) && !codes.contains(503));
+        assert_eq!(codes.to_string(), "200-299,304");
+        for bad in ["", "abc", "299-200", "42", "200-", "1000"] {
+            assert!(bad.parse::<OkCodes>().is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn rate_from_qps() {
+        assert_eq!(Rate::from_qps(0.0), Ok(Rate::Max));
+        assert_eq!(Rate::from_qps(2.5).unwrap().qps(), Some(2.5));
+        assert!(Rate::from_qps(-1.0).is_err());
+        assert!(Rate::from_qps(f64::NAN).is_err());
+        assert!(Rate::from_qps(f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn urls_validate() {
+        let u: TargetUrl = "http://127.0.0.1:8080/a?b=1".parse().unwrap();
+        assert_eq!((u.host(), u.port(), u.is_tls()), ("127.0.0.1", 8080, false));
+        assert_eq!(u.path_and_query(), "/a?b=1");
+        let u: TargetUrl = "https://example.test".parse().unwrap();
+        assert_eq!((u.port(), u.path_and_query()), (443, "/"));
+        let u: TargetUrl = "http://[::1]:9/".parse().unwrap();
+        assert_eq!(u.host(), "::1");
+        assert!("ftp://x/".parse::<TargetUrl>().is_err());
+        assert!("127.0.0.1:8080".parse::<TargetUrl>().is_err());
+        assert!("/just/a/path".parse::<TargetUrl>().is_err());
+    }
+}

@@ -1,0 +1,231 @@
+//! Connections: DNS, TCP, TLS and the HTTP/1.1 or HTTP/2 handshake, with new-connection attempts
+//! held under a rate ceiling (governor) so a refusing target does not get a connect storm.
+//!
+//! hyper's low-level `client::conn` API is used directly: there is no pool and so no hidden retry.
+//! Every connection is opened for a request that then counts as sent on a `new` connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use governor::clock::Clock;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsConnector;
+
+use crate::config::TargetConfig;
+use crate::outcome::ErrorClass;
+
+/// The request body type the engine sends.
+pub type RequestBody = Full<Bytes>;
+
+/// Errors setting up the connector (not per-request failures, which are [`ErrorClass`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL's host is not a valid TLS server name.
+    #[error("{0:?} is not a valid TLS server name")]
+    ServerName(String),
+}
+
+/// An open connection's request sender.
+#[derive(Debug)]
+pub enum Link {
+    /// HTTP/1.1: one request at a time.
+    H1(http1::SendRequest<RequestBody>),
+    /// HTTP/2: cloneable, streams multiplexed.
+    H2(http2::SendRequest<RequestBody>),
+}
+
+impl Link {
+    /// Waits until the connection can take a request; `false` if it has closed. Sends nothing.
+    pub async fn ready(&mut self) -> bool {
+        match self {
+            Link::H1(s) => !s.is_closed() && s.ready().await.is_ok(),
+            Link::H2(s) => !s.is_closed() && s.ready().await.is_ok(),
+        }
+    }
+
+    /// Sends one request.
+    pub async fn send(
+        &mut self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, hyper::Error> {
+        match self {
+            Link::H1(s) => s.send_request(request).await,
+            Link::H2(s) => s.send_request(request).await,
+        }
+    }
+
+    /// A second handle on an HTTP/2 connection (`None` for HTTP/1.1).
+    pub fn share(&self) -> Option<Link> {
+        match self {
+            Link::H1(_) => None,
+            Link::H2(s) => Some(Link::H2(s.clone())),
+        }
+    }
+}
+
+/// Opens connections to one target.
+pub struct Connector {
+    host: String,
+    port: u16,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    http2: bool,
+    limiter: DefaultDirectRateLimiter,
+    opened: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls.is_some())
+            .field("http2", &self.http2)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// A connector for `target`, allowing at most `max_connect_rate` attempts per second (with a
+    /// burst of `burst`, normally the number of connections).
+    pub fn new(
+        target: &TargetConfig,
+        max_connect_rate: NonZeroU32,
+        burst: NonZeroU32,
+    ) -> Result<Connector, Error> {
+        let url = &target.url;
+        let tls = if url.is_tls() {
+            let name = ServerName::try_from(url.host().to_string())
+                .map_err(|_| Error::ServerName(url.host().to_string()))?;
+            let config = crate::tls::client_config(target.insecure, target.http2);
+            Some((TlsConnector::from(config), name))
+        } else {
+            None
+        };
+        let quota = Quota::per_second(max_connect_rate).allow_burst(burst);
+        Ok(Connector {
+            host: url.host().to_string(),
+            port: url.port(),
+            tls,
+            http2: target.http2,
+            limiter: RateLimiter::direct(quota),
+            opened: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        })
+    }
+
+    /// Connections opened successfully so far.
+    pub fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Connection attempts that failed so far.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Waits for the connect-rate ceiling to allow one attempt. `false` if that would be after
+    /// `deadline` (the attempt is then not made).
+    pub async fn admit(&self, deadline: Instant) -> bool {
+        loop {
+            match self.limiter.check() {
+                Ok(()) => return true,
+                Err(not_until) => {
+                    let wait = not_until.wait_time_from(self.limiter.clock().now());
+                    let wake = Instant::now() + wait;
+                    if wake >= deadline {
+                        return false;
+                    }
+                    tokio::time::sleep_until(wake.into()).await;
+                }
+            }
+        }
+    }
+
+    /// Opens one connection; its driver task goes into `drivers`. The caller bounds the time.
+    pub async fn connect(&self, drivers: &mut JoinSet<()>) -> Result<Link, ErrorClass> {
+        let result = self.open(drivers).await;
+        match result {
+            Ok(_) => self.opened.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.failed.fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
+    async fn open(&self, drivers: &mut JoinSet<()>) -> Result<Link, ErrorClass> {
+        let tcp = self.tcp().await?;
+        // Latency matters more than packet count for a load generator.
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => self.handshake(tcp, drivers).await,
+            Some((connector, name)) => {
+                let tls = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| ErrorClass::from_tls_error(&e))?;
+                self.handshake(tls, drivers).await
+            }
+        }
+    }
+
+    async fn tcp(&self) -> Result<TcpStream, ErrorClass> {
+        let addrs: Vec<SocketAddr> = match self.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, self.port)],
+            Err(_) => tokio::net::lookup_host((self.host.as_str(), self.port))
+                .await
+                .map_err(|_| ErrorClass::Dns)?
+                .collect(),
+        };
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for addr in addrs.iter() {
+            match TcpStream::connect(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        if addrs.is_empty() {
+            return Err(ErrorClass::Dns);
+        }
+        Err(ErrorClass::from_connect_error(&last))
+    }
+
+    async fn handshake<I>(&self, io: I, drivers: &mut JoinSet<()>) -> Result<Link, ErrorClass>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(io);
+        if self.http2 {
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .handshake(io)
+                .await
+                .map_err(|e| ErrorClass::from_hyper_error(&e))?;
+            drivers.spawn(async move {
+                let _ = conn.await;
+            });
+            Ok(Link::H2(sender))
+        } else {
+            let (sender, conn) = http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(|e| ErrorClass::from_hyper_error(&e))?;
+            drivers.spawn(async move {
+                let _ = conn.await;
+            });
+            Ok(Link::H1(sender))
+        }
+    }
+}
+

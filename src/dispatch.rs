@@ -1,0 +1,241 @@
+//! The dispatcher: releases due arrivals and hands each to exactly one connection worker.
+//!
+//! A single pacer thread ([`Dispatcher::pace`]) advances `released` as arrivals fall due; workers
+//! claim sequence numbers below it with a compare-and-swap. The backlog (due but not yet claimed,
+//! because every connection is busy) is the integer `released - next`: it costs no memory however
+//! long the target stalls. Nothing is burst to "catch up" except arrivals that really are due.
+//!
+//! The pacer is a blocking thread because tokio's timer has millisecond resolution, which would
+//! add up to a millisecond of self-inflicted lateness to every request; `std::thread::sleep`
+//! is accurate to tens of microseconds.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::schedule::{Arrival, Schedule};
+
+/// Marks `end_nanos` as not yet known.
+const OPEN: u64 = u64::MAX;
+
+/// The longest the pacer sleeps before re-checking for an end or a shutdown.
+const PACER_TICK: Duration = Duration::from_millis(20);
+
+/// Hands due arrivals to workers. Shared by reference between the pacer and every worker.
+#[derive(Debug)]
+pub struct Dispatcher {
+    schedule: Schedule,
+    /// Nanoseconds from the start after which nothing more is released ([`OPEN`]: not known yet).
+    end_nanos: AtomicU64,
+    released: AtomicU64,
+    next: AtomicU64,
+    closed: AtomicBool,
+    notify: Notify,
+}
+
+impl Dispatcher {
+    /// A dispatcher for `schedule`. Nothing is released until [`Dispatcher::pace`] runs (paced
+    /// runs); a closed loop releases everything at once.
+    pub fn new(schedule: Schedule) -> Dispatcher {
+        let released = if schedule.rate().qps().is_some() {
+            0
+        } else {
+            u64::MAX
+        };
+        Dispatcher {
+            schedule,
+            end_nanos: AtomicU64::new(OPEN),
+            released: AtomicU64::new(released),
+            next: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            notify: Notify::new(),
+        }
+    }
+
+    /// The schedule.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+
+    /// Sets the end of the load: nothing due at or after `offset` from the start is released.
+    /// For a closed loop, claims stop once the clock passes it.
+    pub fn end_at(&self, offset: Duration) {
+        let nanos = u64::try_from(offset.as_nanos()).unwrap_or(OPEN - 1);
+        self.end_nanos.store(nanos, Ordering::Release);
+    }
+
+    /// Stops releasing now and wakes every idle worker so it can exit. Arrivals already released
+    /// stay claimable.
+    pub fn close(&self) {
+        if self.schedule.rate().qps().is_none() {
+            // Closed loop: `released` is infinite; freeze it at what was claimed.
+            let claimed = self.next.load(Ordering::Acquire);
+            self.released.store(claimed, Ordering::Release);
+        }
+        self.closed.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// True once no more arrivals will be released.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Arrivals released so far (capped at the number claimed for a closed loop).
+    pub fn released(&self) -> u64 {
+        self.released.load(Ordering::Acquire)
+    }
+
+    /// Arrivals claimed by workers so far.
+    pub fn claimed(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    /// Waits for the next due arrival; `None` once the dispatcher is closed and drained.
+    pub async fn next_arrival(&self) -> Option<Arrival> {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Read `closed` before claiming: once it is set, `released` is final.
+            let closed = self.is_closed();
+            if let Some(arrival) = self.try_claim() {
+                return Some(arrival);
+            }
+            if closed {
+                return None;
+            }
+            notified.await;
+        }
+    }
+
+    fn try_claim(&self) -> Option<Arrival> {
+        let mut seq = self.next.load(Ordering::Acquire);
+        loop {
+            if seq >= self.released.load(Ordering::Acquire) {
+                return None;
+            }
+            match self.schedule.due_at(seq) {
+                Some(due) => {
+                    match self.next.compare_exchange_weak(
+                        seq,
+                        seq + 1,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => return Some(Arrival { seq, due }),
+                        Err(current) => seq = current,
+                    }
+                }
+                None => return self.claim_unpaced(),
+            }
+        }
+    }
+
+    /// Closed loop: the arrival is due now, unless the end has passed.
+    fn claim_unpaced(&self) -> Option<Arrival> {
+        let now = Instant::now();
+        let end = self.end_nanos.load(Ordering::Acquire);
+        if end != OPEN && now >= self.schedule.start() + Duration::from_nanos(end) {
+            self.close();
+            return None;
+        }
+        let seq = self.next.fetch_add(1, Ordering::AcqRel);
+        Some(Arrival { seq, due: now })
+    }
+
+    /// The pacer loop: releases arrivals as they fall due until the end is reached or `shutdown`
+    /// fires, then closes the dispatcher. Blocking: run it on its own thread. For a closed loop
+    /// it only waits for the end. `wake_limit` caps how many idle workers one release wakes.
+    pub fn pace(&self, shutdown: &CancellationToken, wake_limit: usize) {
+        let start = self.schedule.start();
+        loop {
+            if shutdown.is_cancelled() || self.is_closed() {
+                break;
+            }
+            let now = Instant::now();
+            let end = match self.end_nanos.load(Ordering::Acquire) {
+                OPEN => None,
+                nanos => Some(Duration::from_nanos(nanos)),
+            };
+            let Some(mut due) = self.schedule.count_due(now) else {
+                // Closed loop: claims stop by themselves at the end; just watch for it.
+                if end.is_some_and(|e| now >= start + e) {
+                    break;
+                }
+                std::thread::sleep(PACER_TICK);
+                continue;
+            };
+            let limit = end.and_then(|e| self.schedule.count_before(e));
+            if let Some(limit) = limit {
+                due = due.min(limit);
+            }
+            let before = self.released.swap(due.max(self.released()), Ordering::AcqRel);
+            for _ in 0..due.saturating_sub(before).min(wake_limit as u64) {
+                self.notify.notify_one();
+            }
+            if limit.is_some_and(|l| due >= l) {
+                break;
+            }
+            let next_due = self.schedule.due_at(due).unwrap_or(now);
+            let wait = next_due.saturating_duration_since(Instant::now());
+            std::thread::sleep(wait.min(PACER_TICK));
+        }
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Qps, Rate};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn releases_exactly_the_scheduled_count() {
+        let schedule = Schedule::new(Instant::now(), Rate::Fixed(Qps::new(2000.0).unwrap()));
+        let dispatcher = Arc::new(Dispatcher::new(schedule));
+        dispatcher.end_at(Duration::from_millis(100));
+        let shutdown = CancellationToken::new();
+        let pacer = {
+            let d = dispatcher.clone();
+            let s = shutdown.clone();
+            tokio::task::spawn_blocking(move || d.pace(&s, 4))
+        };
+        let mut seqs = Vec::new();
+        while let Some(a) = dispatcher.next_arrival().await {
+            assert!(Instant::now() >= a.due, "released before it was due");
+            seqs.push(a.seq);
+        }
+        pacer.await.unwrap();
+        assert_eq!(seqs, (0..200).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn backlog_is_claimable_after_close() {
+        let schedule = Schedule::new(
+            Instant::now() - Duration::from_secs(1),
+            Rate::Fixed(Qps::new(10.0).unwrap()),
+        );
+        let dispatcher = Dispatcher::new(schedule);
+        dispatcher.end_at(Duration::from_millis(500));
+        dispatcher.pace(&CancellationToken::new(), 1);
+        // All five were due long ago and nobody claimed them: still there, in order.
+        for seq in 0..5 {
+            assert_eq!(dispatcher.next_arrival().await.map(|a| a.seq), Some(seq));
+        }
+        assert_eq!(dispatcher.next_arrival().await, None);
+    }
+
+    #[tokio::test]
+    async fn closed_loop_stops_at_the_end() {
+        let dispatcher = Dispatcher::new(Schedule::new(Instant::now(), Rate::Max));
+        assert_eq!(dispatcher.next_arrival().await.map(|a| a.seq), Some(0));
+        assert_eq!(dispatcher.next_arrival().await.map(|a| a.seq), Some(1));
+        dispatcher.end_at(Duration::ZERO);
+        assert_eq!(dispatcher.next_arrival().await, None);
+        assert!(dispatcher.is_closed());
+    }
+}

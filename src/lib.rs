@@ -1,0 +1,42 @@
+//! gapless: a constant-rate HTTP load, run alongside a release, that proves the release did not
+//! drop a single request.
+//!
+//! # Layout
+//!
+//! One pipeline, no per-mode copies:
+//!
+//! ```text
+//! cli ──► config ──► schedule ──► dispatch ──► engine (workers) ──► connection
+//!                                                   │
+//!                                                   ▼
+//!                                outcome ──► recorder (+ timeline) ──► verdict ──► report
+//! ```
+//!
+//! - [`cli`]: clap arguments, validated into [`config`] types in a second stage.
+//! - [`config`]: the typed, validated run configuration.
+//! - [`schedule`]: request `k` is due at `start + k / qps`, computed, never accumulated.
+//! - [`dispatch`]: a pacer thread releases due arrivals; workers claim them; the backlog is an
+//!   integer, not a queue.
+//! - [`engine`]: connection workers, one attempt per arrival, every outcome recorded.
+//! - [`connection`]: DNS, TCP, TLS and the HTTP handshake under a connect-rate ceiling.
+//! - [`outcome`]: an HTTP status or a classified transport failure (a `Copy` enum).
+//! - [`recorder`] and [`timeline`]: histograms, counters and fixed slots; bounded memory.
+//! - [`verdict`]: pass or fail, and the exit code.
+//! - [`report`]: the Fortio-like text report and the JSON result (wire types documented there).
+//! - [`run`]: one run from start to verdict, interruptible.
+//! - [`serve`]: the built-in target.
+
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod dispatch;
+pub mod engine;
+pub mod outcome;
+pub mod recorder;
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod serve;
+pub mod timeline;
+pub mod tls;
+pub mod verdict;

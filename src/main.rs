@@ -1,0 +1,128 @@
+//! The `gapless` binary: parses arguments, runs the verb, maps the result to an exit code.
+//! All the work is in the library; errors are printed here with their cause chain.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use gapless::cli::{Cli, Command, RunArgs, ServeArgs};
+use gapless::report::json::RunResult;
+use gapless::serve::{self, ServeConfig};
+use gapless::verdict::{Exit, Interruption};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(Exit::Usage.code())
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("gapless: {err:#}");
+            ExitCode::from(Exit::Usage.code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => load(args).await,
+            Command::Serve(args) => serve_target(args).await,
+        }
+    })
+}
+
+async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut builtin = JoinSet::new();
+    let builtin_stop = CancellationToken::new();
+    let url = match args.target_url()? {
+        Some(url) => url,
+        None => {
+            let listener = serve::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+            let addr = listener.local_addr().context("built-in target address")?;
+            builtin.spawn(serve::serve(
+                listener,
+                ServeConfig::default(),
+                builtin_stop.clone(),
+            ));
+            eprintln!("gapless: built-in target listening on http://{addr}/");
+            format!("http://{addr}/").parse()?
+        }
+    };
+    let (config, output) = args.validate(url)?;
+    let finished = gapless::run::run(&config, interruption()).await?;
+    builtin_stop.cancel();
+    while builtin.join_next().await.is_some() {}
+
+    let text = if output.quiet {
+        format!("{}\n", finished.verdict)
+    } else {
+        gapless::report::text::render(&finished)
+    };
+    if output.json_on_stdout() {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(path) = &output.json {
+        RunResult::new(&finished).write(path)?;
+    }
+    Ok(ExitCode::from(finished.verdict.exit.code()))
+}
+
+async fn serve_target(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = args.validate()?;
+    let listener = serve::bind(args.listen).await?;
+    eprintln!(
+        "gapless: serving {} on http://{}/",
+        config.status,
+        listener.local_addr().context("listen address")?
+    );
+    let stop = CancellationToken::new();
+    let mut server = JoinSet::new();
+    server.spawn(serve::serve(listener, config, stop.clone()));
+    tokio::select! {
+        _ = interruption() => stop.cancel(),
+        done = server.join_next() => {
+            if let Some(result) = done {
+                result.context("server task")??;
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    while let Some(result) = server.join_next().await {
+        result.context("server task")??;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn interruption() -> Interruption {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => Interruption::Interrupt,
+                _ = term.recv() => Interruption::Terminate,
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    Interruption::Interrupt
+}

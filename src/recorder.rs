@@ -1,0 +1,288 @@
+//! The recorder: turns completions into histograms, counters and the timeline.
+//!
+//! Bounded memory whatever the rate or duration: three fixed-size histograms (µs, 3 significant
+//! digits, mergeable), fixed counter arrays, and the [`Timeline`]. No per-request storage.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::config::OkCodes;
+use crate::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
+use crate::timeline::Timeline;
+
+/// A request sent more than this after its intended time counts as late.
+pub const LATE_THRESHOLD: Duration = Duration::from_millis(1);
+
+/// Largest latency the histograms track exactly: one hour, in microseconds. Larger values are
+/// clamped (they cannot happen with a finite request timeout).
+const MAX_TRACKED_US: u64 = 3_600_000_000;
+
+/// Number of distinct status codes tracked (the `http` crate allows 100..=999).
+const STATUS_SPACE: usize = 1000;
+
+/// A latency histogram in microseconds.
+pub type LatencyHistogram = Histogram<u64>;
+
+fn latency_histogram() -> LatencyHistogram {
+    // Constant, valid bounds: cannot fail.
+    Histogram::new_with_bounds(1, MAX_TRACKED_US, 3)
+        .unwrap_or_else(|_| unreachable!("valid histogram bounds"))
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Totals for one run, plus the timeline.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    start: Instant,
+    ok_codes: OkCodes,
+    /// Latency from intended send time (coordinated-omission corrected), responses only.
+    corrected: LatencyHistogram,
+    /// Service time from the actual send, responses only.
+    service: LatencyHistogram,
+    /// Actual send minus intended send, every sent request.
+    lateness: LatencyHistogram,
+    codes: Box<[u64]>,
+    errors: [[u64; 2]; ErrorClass::COUNT],
+    failed_by_connection: [u64; 2],
+    total: u64,
+    ok: u64,
+    failed: u64,
+    late: u64,
+    unsent: u64,
+    body_bytes: u64,
+    last_done: Option<Instant>,
+    timeline: Timeline,
+}
+
+impl Recorder {
+    /// An empty recorder for a run that started at `start`.
+    pub fn new(start: Instant, slot: Duration, ok_codes: OkCodes) -> Recorder {
+        Recorder {
+            start,
+            ok_codes,
+            corrected: latency_histogram(),
+            service: latency_histogram(),
+            lateness: latency_histogram(),
+            codes: vec![0; STATUS_SPACE].into_boxed_slice(),
+            errors: [[0; 2]; ErrorClass::COUNT],
+            failed_by_connection: [0; 2],
+            total: 0,
+            ok: 0,
+            failed: 0,
+            late: 0,
+            unsent: 0,
+            body_bytes: 0,
+            last_done: None,
+            timeline: Timeline::new(slot),
+        }
+    }
+
+    /// Counts one finished attempt.
+    pub fn record(&mut self, c: &Completion) {
+        self.total += 1;
+        self.body_bytes += c.body_bytes;
+        self.last_done = Some(self.last_done.map_or(c.done, |d| d.max(c.done)));
+        let offset = c.due.saturating_duration_since(self.start);
+        match c.sent {
+            Some(sent) => {
+                let late = sent.saturating_duration_since(c.due);
+                self.lateness.saturating_record(micros(late));
+                if late > LATE_THRESHOLD {
+                    self.late += 1;
+                }
+            }
+            None => {
+                self.late += 1;
+                self.unsent += 1;
+            }
+        }
+        let ok = match c.outcome {
+            Outcome::Status(status) => {
+                let ok = self.ok_codes.contains(status);
+                if let Some(n) = self.codes.get_mut(usize::from(status)) {
+                    *n += 1;
+                }
+                let corrected = micros(c.done.saturating_duration_since(c.due));
+                self.corrected.saturating_record(corrected);
+                if let Some(sent) = c.sent {
+                    self.service
+                        .saturating_record(micros(c.done.saturating_duration_since(sent)));
+                }
+                let slot = self.timeline.slot_mut(offset);
+                slot.add_status(status, ok);
+                slot.add_latency(corrected);
+                ok
+            }
+            Outcome::Failed(class) => {
+                self.errors[class.index()][c.connection.index()] += 1;
+                self.timeline.slot_mut(offset).add_error(class);
+                false
+            }
+        };
+        if ok {
+            self.ok += 1;
+        } else {
+            self.failed += 1;
+            self.failed_by_connection[c.connection.index()] += 1;
+        }
+    }
+
+    /// When the run started.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// Which codes count as success.
+    pub fn ok_codes(&self) -> &OkCodes {
+        &self.ok_codes
+    }
+
+    /// Every attempt recorded.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Successful requests.
+    pub fn ok(&self) -> u64 {
+        self.ok
+    }
+
+    /// Failed requests (bad status or transport failure).
+    pub fn failed(&self) -> u64 {
+        self.failed
+    }
+
+    /// Requests sent more than [`LATE_THRESHOLD`] after their intended time, or never sent.
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
+    /// Requests never sent because their deadline passed while every connection was busy.
+    pub fn unsent(&self) -> u64 {
+        self.unsent
+    }
+
+    /// Response body bytes read.
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes
+    }
+
+    /// When the last attempt finished.
+    pub fn last_done(&self) -> Option<Instant> {
+        self.last_done
+    }
+
+    /// Latency from intended send time (µs), responses only.
+    pub fn corrected(&self) -> &LatencyHistogram {
+        &self.corrected
+    }
+
+    /// Service time from actual send (µs), responses only.
+    pub fn service(&self) -> &LatencyHistogram {
+        &self.service
+    }
+
+    /// Send lateness (µs), sent requests only.
+    pub fn lateness(&self) -> &LatencyHistogram {
+        &self.lateness
+    }
+
+    /// `(status, count)` for every status seen, by code.
+    pub fn codes(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.codes
+            .iter()
+            .enumerate()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(code, &n)| (code as u16, n))
+    }
+
+    /// `(class, on new connections, on reused connections)` for every class seen.
+    pub fn errors(&self) -> impl Iterator<Item = (ErrorClass, u64, u64)> + '_ {
+        ErrorClass::ALL.into_iter().filter_map(|class| {
+            let [new, reused] = self.errors[class.index()];
+            (new + reused > 0).then_some((class, new, reused))
+        })
+    }
+
+    /// Failures (any kind) that happened on a new or on a reused connection.
+    pub fn failed_on(&self, connection: ConnectionUse) -> u64 {
+        self.failed_by_connection[connection.index()]
+    }
+
+    /// The timeline.
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// Pads the timeline to cover the whole run.
+    pub fn finish(&mut self, length: Duration) {
+        self.timeline.extend_to(length);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completion(start: Instant, due_ms: u64, outcome: Outcome, took_ms: u64) -> Completion {
+        let due = start + Duration::from_millis(due_ms);
+        Completion {
+            seq: due_ms,
+            due,
+            sent: Some(due),
+            done: due + Duration::from_millis(took_ms),
+            outcome,
+            connection: ConnectionUse::Reused,
+            body_bytes: 3,
+        }
+    }
+
+    #[test]
+    fn counts_codes_errors_and_slots() {
+        let start = Instant::now();
+        let mut r = Recorder::new(start, Duration::from_secs(1), OkCodes::default());
+        r.record(&completion(start, 10, Outcome::Status(200), 5));
+        r.record(&completion(start, 20, Outcome::Status(503), 5));
+        r.record(&completion(start, 1500, Outcome::Failed(ErrorClass::Reset), 1));
+        r.record(&Completion::unsent(7, start, start + Duration::from_secs(3)));
+        assert_eq!((r.total(), r.ok(), r.failed()), (4, 1, 3));
+        assert_eq!(r.codes().collect::<Vec<_>>(), vec![(200, 1), (503, 1)]);
+        assert_eq!(
+            r.errors().collect::<Vec<_>>(),
+            vec![(ErrorClass::Reset, 0, 1), (ErrorClass::Timeout, 1, 0)]
+        );
+        assert_eq!((r.unsent(), r.late()), (1, 1));
+        assert_eq!(r.failed_on(ConnectionUse::Reused), 2);
+        assert_eq!(r.failed_on(ConnectionUse::New), 1);
+        assert_eq!(r.corrected().len(), 2, "only responses have a latency");
+        let slots = r.timeline().slots();
+        assert_eq!(slots.len(), 2);
+        assert_eq!((slots[0].ok, slots[0].failed), (1, 2));
+        assert_eq!(slots[1].errors[ErrorClass::Reset.index()], 1);
+    }
+
+    #[test]
+    fn latency_is_from_intended_time() {
+        let start = Instant::now();
+        let mut r = Recorder::new(start, Duration::from_secs(1), OkCodes::default());
+        let due = start;
+        let sent = due + Duration::from_millis(900);
+        r.record(&Completion {
+            seq: 0,
+            due,
+            sent: Some(sent),
+            done: sent + Duration::from_millis(100),
+            outcome: Outcome::Status(200),
+            connection: ConnectionUse::New,
+            body_bytes: 0,
+        });
+        assert!((999_000..=1_001_000).contains(&r.corrected().max()));
+        assert!((99_000..=101_000).contains(&r.service().max()));
+        assert!((899_000..=901_000).contains(&r.lateness().max()));
+        assert_eq!(r.late(), 1);
+    }
+}

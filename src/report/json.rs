@@ -1,0 +1,348 @@
+//! The JSON result (`--json FILE`): wire types, kept apart from the internal ones.
+//!
+//! CI scripts read these names; they are stable within a `schema_version`. Times are milliseconds
+//! (fractions allowed) from the start of the run unless a name says otherwise.
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `schema_version` | `1` |
+//! | `gapless_version` | version of the tool that wrote it |
+//! | `started_at`, `started_at_unix_ms` | wall-clock start, RFC 3339 (UTC) and Unix milliseconds |
+//! | `elapsed_ms` | from the start until the last attempt ended |
+//! | `actual_qps` | attempts per second of `elapsed_ms` |
+//! | `interrupted` | true when a signal cut the run short |
+//! | `target` | `url`, `method`, `http2` |
+//! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms`, `timeout_ms`, `slot_ms`, `ok_codes` |
+//! | `requests` | `total` attempts, `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (deadline passed while every connection was busy; counted in `failed` as `timeout`), `interrupted` (due but cut off by a signal; not in `total`) |
+//! | `codes` | count per HTTP status, e.g. `{"200": 9960, "503": 40}` |
+//! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout`, `protocol`, `other` |
+//! | `errors_by_connection` | per class, `{"new": n, "reused": n}` |
+//! | `latency_ms` | from the intended send time (coordinated-omission corrected), responses only: `count min mean stddev p50 p75 p90 p99 p99_9 max` |
+//! | `service_time_ms` | the same statistics from the actual send |
+//! | `lateness_ms` | actual send minus intended send, sent requests only |
+//! | `connections` | `opened`, `connect_failures`, `failed_on_new_connections`, `failed_on_reused_connections` |
+//! | `timeline` | one entry per slot: `t_ms` (slot start), `ok`, `failed`, `codes`, `errors`, `p50_ms`, `p99_ms` (`null` without responses) |
+//! | `verdict` | `passed`, `exit_code`, `reasons` |
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::Error;
+use crate::outcome::{ConnectionUse, ErrorClass};
+use crate::recorder::LatencyHistogram;
+use crate::run::Finished;
+
+/// The current schema version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole JSON result.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunResult {
+    /// Always [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Version of gapless that wrote the result.
+    pub gapless_version: String,
+    /// Wall-clock start, RFC 3339 UTC.
+    pub started_at: String,
+    /// Wall-clock start, Unix milliseconds.
+    pub started_at_unix_ms: u64,
+    /// From the start until the last attempt ended.
+    pub elapsed_ms: f64,
+    /// Attempts per second of `elapsed_ms`.
+    pub actual_qps: f64,
+    /// True when a signal cut the run short.
+    pub interrupted: bool,
+    /// What was loaded.
+    pub target: Target,
+    /// How.
+    pub load: Load,
+    /// Request totals.
+    pub requests: Requests,
+    /// Count per HTTP status code.
+    pub codes: BTreeMap<String, u64>,
+    /// Count per transport failure class.
+    pub errors: BTreeMap<String, u64>,
+    /// Per transport failure class, the split by connection.
+    pub errors_by_connection: BTreeMap<String, ByConnection>,
+    /// Latency from the intended send time.
+    pub latency_ms: Latency,
+    /// Latency from the actual send.
+    pub service_time_ms: Latency,
+    /// Actual send minus intended send.
+    pub lateness_ms: Latency,
+    /// Connection totals.
+    pub connections: Connections,
+    /// Fixed slots, in time order.
+    pub timeline: Vec<Slot>,
+    /// The judgement.
+    pub verdict: Verdict,
+}
+
+/// `target`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Target {
+    /// The URL loaded.
+    pub url: String,
+    /// HTTP method.
+    pub method: String,
+    /// True for HTTP/2.
+    pub http2: bool,
+}
+
+/// `load`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Load {
+    /// Requested rate; `null` for a closed loop (`--qps 0`).
+    pub qps: Option<f64>,
+    /// Connections.
+    pub connections: usize,
+    /// Requested duration.
+    pub duration_ms: f64,
+    /// Per-request deadline from the intended send time.
+    pub timeout_ms: f64,
+    /// Timeline slot width.
+    pub slot_ms: f64,
+    /// Status codes that count as success, e.g. `200-299,304`.
+    pub ok_codes: String,
+}
+
+/// `requests`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Requests {
+    /// Every attempt.
+    pub total: u64,
+    /// Successes.
+    pub ok: u64,
+    /// Failures (bad status or transport failure).
+    pub failed: u64,
+    /// Sent more than 1 ms after their intended time, or never sent.
+    pub late: u64,
+    /// Never sent: the deadline passed while every connection was busy (in `failed`).
+    pub unsent: u64,
+    /// Due but cut off by an interruption (not in `total`).
+    pub interrupted: u64,
+}
+
+/// Split of failures by connection.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ByConnection {
+    /// On a connection opened for the request (or a failed connect).
+    pub new: u64,
+    /// On a kept-alive connection.
+    pub reused: u64,
+}
+
+/// Latency statistics in milliseconds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Smallest.
+    pub min: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Standard deviation.
+    pub stddev: f64,
+    /// Median.
+    pub p50: f64,
+    /// 75th percentile.
+    pub p75: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p99_9: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Latency {
+    /// Statistics of a microsecond histogram, in milliseconds.
+    pub fn from_histogram(h: &LatencyHistogram) -> Latency {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if h.is_empty() {
+            return Latency {
+                count: 0,
+                min: 0.0,
+                mean: 0.0,
+                stddev: 0.0,
+                p50: 0.0,
+                p75: 0.0,
+                p90: 0.0,
+                p99: 0.0,
+                p99_9: 0.0,
+                max: 0.0,
+            };
+        }
+        Latency {
+            count: h.len(),
+            min: ms(h.min()),
+            mean: round3(h.mean() / 1000.0),
+            stddev: round3(h.stdev() / 1000.0),
+            p50: ms(h.value_at_quantile(0.50)),
+            p75: ms(h.value_at_quantile(0.75)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p99_9: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// `connections`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Connections {
+    /// Connections opened.
+    pub opened: u64,
+    /// Connection attempts that failed.
+    pub connect_failures: u64,
+    /// Failures on a connection opened for the request (or a failed connect).
+    pub failed_on_new_connections: u64,
+    /// Failures on a kept-alive connection.
+    pub failed_on_reused_connections: u64,
+}
+
+/// One timeline slot.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Slot {
+    /// Slot start, ms from the run start (by intended send time).
+    pub t_ms: f64,
+    /// Successes.
+    pub ok: u64,
+    /// Failures.
+    pub failed: u64,
+    /// Count per status code.
+    pub codes: BTreeMap<String, u64>,
+    /// Count per transport failure class.
+    pub errors: BTreeMap<String, u64>,
+    /// Median latency from the intended send time; `null` without responses.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency from the intended send time; `null` without responses.
+    pub p99_ms: Option<f64>,
+}
+
+/// `verdict`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Verdict {
+    /// True when the run passed.
+    pub passed: bool,
+    /// The process exit code.
+    pub exit_code: u8,
+    /// One sentence per broken criterion.
+    pub reasons: Vec<String>,
+}
+
+fn millis(d: Duration) -> f64 {
+    round3(d.as_secs_f64() * 1000.0)
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+impl RunResult {
+    /// Builds the wire form of a finished run.
+    pub fn new(f: &Finished) -> RunResult {
+        let r = &f.recorder;
+        let config = &f.config;
+        let started_at_unix_ms = f
+            .started_at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let width = r.timeline().width();
+        let timeline = r
+            .timeline()
+            .slots()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Slot {
+                t_ms: millis(width * i as u32),
+                ok: s.ok,
+                failed: s.failed,
+                codes: s.codes.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+                errors: ErrorClass::ALL
+                    .into_iter()
+                    .filter(|c| s.errors[c.index()] > 0)
+                    .map(|c| (c.as_str().to_string(), s.errors[c.index()]))
+                    .collect(),
+                p50_ms: s.latency_quantile_us(0.50).map(|us| us as f64 / 1000.0),
+                p99_ms: s.latency_quantile_us(0.99).map(|us| us as f64 / 1000.0),
+            })
+            .collect();
+        RunResult {
+            schema_version: SCHEMA_VERSION,
+            gapless_version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: humantime::format_rfc3339_millis(f.started_at).to_string(),
+            started_at_unix_ms,
+            elapsed_ms: millis(f.elapsed),
+            actual_qps: round3(f.actual_qps()),
+            interrupted: f.interruption.is_some(),
+            target: Target {
+                url: config.target.url.to_string(),
+                method: config.target.method.to_string(),
+                http2: config.target.http2,
+            },
+            load: Load {
+                qps: config.load.rate.qps(),
+                connections: config.load.connections.get(),
+                duration_ms: millis(config.load.duration),
+                timeout_ms: millis(config.target.timeout),
+                slot_ms: millis(config.load.slot),
+                ok_codes: config.target.ok_codes.to_string(),
+            },
+            requests: Requests {
+                total: r.total(),
+                ok: r.ok(),
+                failed: r.failed(),
+                late: r.late(),
+                unsent: r.unsent(),
+                interrupted: f.stats.interrupted,
+            },
+            codes: r.codes().map(|(c, n)| (c.to_string(), n)).collect(),
+            errors: r
+                .errors()
+                .map(|(c, new, reused)| (c.as_str().to_string(), new + reused))
+                .collect(),
+            errors_by_connection: r
+                .errors()
+                .map(|(c, new, reused)| (c.as_str().to_string(), ByConnection { new, reused }))
+                .collect(),
+            latency_ms: Latency::from_histogram(r.corrected()),
+            service_time_ms: Latency::from_histogram(r.service()),
+            lateness_ms: Latency::from_histogram(r.lateness()),
+            connections: Connections {
+                opened: f.stats.connections_opened,
+                connect_failures: f.stats.connect_failures,
+                failed_on_new_connections: r.failed_on(ConnectionUse::New),
+                failed_on_reused_connections: r.failed_on(ConnectionUse::Reused),
+            },
+            timeline,
+            verdict: Verdict {
+                passed: f.verdict.passed,
+                exit_code: f.verdict.exit.code(),
+                reasons: f.verdict.reasons.clone(),
+            },
+        }
+    }
+
+    /// Writes the result as pretty JSON to `path`, or to stdout when `path` is `-`.
+    pub fn write(&self, path: &Path) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(self)?;
+        let write_err = |source| Error::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        if path == Path::new("-") {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{text}").map_err(write_err)
+        } else {
+            std::fs::write(path, text + "\n").map_err(write_err)
+        }
+    }
+}

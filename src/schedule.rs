@@ -1,0 +1,115 @@
+//! The absolute send schedule: request `k` is due at `start + k / qps`.
+//!
+//! Due times are computed from `k`, never accumulated, so a long run does not drift, and the
+//! number of requests in `[start, start + d)` is exactly `ceil(qps × d)`.
+
+use std::time::{Duration, Instant};
+
+use crate::config::Rate;
+
+/// One request the schedule wants sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// Sequence number, from 0.
+    pub seq: u64,
+    /// Intended send time. Latency is measured from here.
+    pub due: Instant,
+}
+
+/// The schedule of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct Schedule {
+    start: Instant,
+    rate: Rate,
+}
+
+impl Schedule {
+    /// A schedule starting at `start`.
+    pub fn new(start: Instant, rate: Rate) -> Schedule {
+        Schedule { start, rate }
+    }
+
+    /// When the run started.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// The rate.
+    pub fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    /// Offset of request `seq` from the start, or `None` for a closed loop (no schedule).
+    pub fn offset_of(&self, seq: u64) -> Option<Duration> {
+        let qps = self.rate.qps()?;
+        // Rounded up to the nanosecond so that `count_before(offset_of(k)) == k` holds exactly.
+        Some(Duration::from_nanos((seq as f64 * 1e9 / qps).ceil() as u64))
+    }
+
+    /// Intended send time of request `seq` (`None` for a closed loop).
+    pub fn due_at(&self, seq: u64) -> Option<Instant> {
+        self.offset_of(seq).map(|o| self.start + o)
+    }
+
+    /// How many requests are due strictly before `offset` from the start: the request count of a
+    /// run that lasts `offset`. `None` for a closed loop.
+    pub fn count_before(&self, offset: Duration) -> Option<u64> {
+        let qps = self.rate.qps()?;
+        let guess = (offset.as_secs_f64() * qps).ceil().max(0.0) as u64;
+        // Correct the float estimate against the exact definition (at most a step or two).
+        let mut n = guess.saturating_sub(2);
+        while self.offset_of(n).is_some_and(|o| o < offset) {
+            n += 1;
+        }
+        Some(n)
+    }
+
+    /// How many requests are due at or before `now`. `None` for a closed loop.
+    pub fn count_due(&self, now: Instant) -> Option<u64> {
+        let elapsed = now.saturating_duration_since(self.start);
+        self.count_before(elapsed + Duration::from_nanos(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Qps;
+
+    fn paced(qps: f64) -> Schedule {
+        Schedule::new(Instant::now(), Rate::Fixed(Qps::new(qps).unwrap()))
+    }
+
+    #[test]
+    fn request_count_is_exact() {
+        assert_eq!(paced(100.0).count_before(Duration::from_secs(10)), Some(1000));
+        assert_eq!(paced(1000.0).count_before(Duration::from_millis(1500)), Some(1500));
+        assert_eq!(paced(3.0).count_before(Duration::from_secs(1)), Some(3));
+        assert_eq!(paced(0.5).count_before(Duration::from_secs(3)), Some(2));
+        assert_eq!(paced(7.0).count_before(Duration::ZERO), Some(0));
+    }
+
+    #[test]
+    fn due_times_do_not_drift() {
+        let s = paced(3.0);
+        // 1/3 s is not representable; the millionth request is still exactly on time.
+        let o = s.offset_of(3_000_000).unwrap();
+        assert_eq!(o, Duration::from_secs(1_000_000));
+        assert_eq!(s.offset_of(1).unwrap(), Duration::from_nanos(333_333_334));
+    }
+
+    #[test]
+    fn count_due_includes_now() {
+        let s = paced(10.0);
+        assert_eq!(s.count_due(s.start()), Some(1));
+        assert_eq!(s.count_due(s.start() + Duration::from_millis(99)), Some(1));
+        assert_eq!(s.count_due(s.start() + Duration::from_millis(100)), Some(2));
+    }
+
+    #[test]
+    fn closed_loop_has_no_schedule() {
+        let s = Schedule::new(Instant::now(), Rate::Max);
+        assert_eq!(s.due_at(5), None);
+        assert_eq!(s.count_before(Duration::from_secs(1)), None);
+    }
+}
