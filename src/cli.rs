@@ -93,7 +93,12 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "url")]
     pub builtin: bool,
     /// Total requests per second; 0 = as fast as possible (closed loop).
-    #[arg(short = 'q', long, default_value_t = 100.0, allow_negative_numbers = true)]
+    #[arg(
+        short = 'q',
+        long,
+        default_value_t = 100.0,
+        allow_negative_numbers = true
+    )]
     pub qps: f64,
     /// Number of connections.
     #[arg(short = 'c', long, default_value_t = 16)]
@@ -134,6 +139,9 @@ pub struct RunArgs {
     /// Ceiling on new-connection attempts per second [default: the larger of 1000 and --qps].
     #[arg(long, value_name = "N")]
     pub max_connect_rate: Option<u32>,
+    /// Engine threads [default: one per 100,000 qps, at most one per core].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Write the JSON result to FILE ('-' for stdout; the text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -171,7 +179,8 @@ impl RunArgs {
     /// Validates everything but the URL into a run configuration for `url`.
     pub fn validate(&self, url: TargetUrl) -> Result<(RunConfig, Output), Error> {
         let rate = Rate::from_qps(self.qps)?;
-        let connections = NonZeroUsize::new(self.connections).ok_or(Error::Zero("--connections"))?;
+        let connections =
+            NonZeroUsize::new(self.connections).ok_or(Error::Zero("--connections"))?;
         let streams = NonZeroUsize::new(self.streams).ok_or(Error::Zero("--streams"))?;
         let short = |flag, min, value: Duration| Error::TooShort {
             flag,
@@ -198,12 +207,14 @@ impl RunArgs {
         let headers = parse_headers(&self.headers)?;
         let body = match (&self.body, &self.body_file) {
             (Some(b), _) => Bytes::from(b.clone()),
-            (None, Some(path)) => std::fs::read(path)
-                .map(Bytes::from)
-                .map_err(|source| Error::BodyFile {
-                    path: path.clone(),
-                    source,
-                })?,
+            (None, Some(path)) => {
+                std::fs::read(path)
+                    .map(Bytes::from)
+                    .map_err(|source| Error::BodyFile {
+                        path: path.clone(),
+                        source,
+                    })?
+            }
             (None, None) => Bytes::new(),
         };
         let ok_codes: OkCodes = self.ok_codes.parse()?;
@@ -231,6 +242,10 @@ impl RunArgs {
                 duration: self.duration,
                 slot: self.slot,
                 max_connect_rate,
+                threads: match self.threads {
+                    Some(n) => Some(NonZeroUsize::new(n).ok_or(Error::Zero("--threads"))?),
+                    None => None,
+                },
             },
         };
         let output = Output {
@@ -336,7 +351,10 @@ mod tests {
     fn url_problems() {
         let a = args(&[]);
         assert!(a.target_url().is_ok());
-        let bad = match Cli::try_parse_from(["gapless", "run", "ftp://x/"]).unwrap().command {
+        let bad = match Cli::try_parse_from(["gapless", "run", "ftp://x/"])
+            .unwrap()
+            .command
+        {
             Command::Run(a) => a,
             Command::Serve(_) => unreachable!(),
         };

@@ -210,14 +210,25 @@ impl FromStr for TargetUrl {
         let tls = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
-            Some(_) => return Err(invalid("has an unsupported scheme: use http:// or https://")),
-            None => return Err(invalid("has no scheme: write http://HOST/ or https://HOST/")),
+            Some(_) => {
+                return Err(invalid(
+                    "has an unsupported scheme: use http:// or https://",
+                ));
+            }
+            None => {
+                return Err(invalid(
+                    "has no scheme: write http://HOST/ or https://HOST/",
+                ));
+            }
         };
         let host = uri
             .host()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| invalid("has no host"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let uri = if uri.path_and_query().is_none() {
             // `http://host` means `http://host/`.
@@ -275,6 +286,8 @@ pub struct LoadConfig {
     pub slot: Duration,
     /// Ceiling on new-connection attempts per second (all connections together).
     pub max_connect_rate: NonZeroU32,
+    /// Engine threads; `None` chooses from the rate (see [`crate::engine::shard_count`]).
+    pub threads: Option<NonZeroUsize>,
 }
 
 impl LoadConfig {

@@ -4,16 +4,19 @@
 //! hyper's low-level `client::conn` API is used directly: there is no pool and so no hidden retry.
 //! Every connection is opened for a request that then counts as sent on a `new` connection.
 
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper::{Request, Response};
@@ -38,42 +41,117 @@ pub enum Error {
     ServerName(String),
 }
 
-/// An open connection's request sender.
-#[derive(Debug)]
+/// The future that drives an HTTP/1.1 connection (reads and writes its socket).
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// A complete response: its status, and the size of its body (read to the end and discarded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Body bytes read.
+    pub body_bytes: u64,
+}
+
+/// An open connection.
 pub enum Link {
-    /// HTTP/1.1: one request at a time.
-    H1(http1::SendRequest<RequestBody>),
-    /// HTTP/2: cloneable, streams multiplexed.
+    /// HTTP/1.1: one request at a time. The connection is driven inside the task that sends on
+    /// it (no driver task, no cross-task wake-ups per request).
+    H1 {
+        /// Sends requests.
+        sender: http1::SendRequest<RequestBody>,
+        /// Drives the socket; polled together with each exchange.
+        driver: Driver,
+        /// The driver has finished: the connection is gone.
+        ended: bool,
+    },
+    /// HTTP/2: cloneable, streams multiplexed, driven by its own task.
     H2(http2::SendRequest<RequestBody>),
 }
 
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Link::H1 { ended, .. } => f.debug_struct("H1").field("ended", ended).finish(),
+            Link::H2(_) => f.write_str("H2"),
+        }
+    }
+}
+
 impl Link {
-    /// Waits until the connection can take a request; `false` if it has closed. Sends nothing.
+    /// True if the connection can take a request. For HTTP/1.1 this first lets the connection
+    /// process what arrived while it was idle (a close from the server, typically). Sends nothing.
     pub async fn ready(&mut self) -> bool {
         match self {
-            Link::H1(s) => !s.is_closed() && s.ready().await.is_ok(),
+            Link::H1 {
+                sender,
+                driver,
+                ended,
+            } => {
+                if !*ended {
+                    let finished = poll_fn(|cx| Poll::Ready(driver.as_mut().poll(cx).is_ready()));
+                    *ended = finished.await;
+                }
+                !*ended && !sender.is_closed()
+            }
             Link::H2(s) => !s.is_closed() && s.ready().await.is_ok(),
         }
     }
 
-    /// Sends one request.
-    pub async fn send(
-        &mut self,
-        request: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, hyper::Error> {
+    /// Sends one request and reads the whole response.
+    pub async fn exchange(&mut self, request: Request<RequestBody>) -> Result<Reply, ErrorClass> {
         match self {
-            Link::H1(s) => s.send_request(request).await,
-            Link::H2(s) => s.send_request(request).await,
+            Link::H1 {
+                sender,
+                driver,
+                ended,
+            } => {
+                if *ended {
+                    return Err(ErrorClass::ClosedBeforeResponse);
+                }
+                let exchange = read_reply(sender.send_request(request));
+                tokio::pin!(exchange);
+                tokio::select! {
+                    biased;
+                    reply = &mut exchange => reply,
+                    _ = driver.as_mut() => {
+                        // The connection ended; the exchange now resolves with its error.
+                        *ended = true;
+                        exchange.await
+                    }
+                }
+            }
+            Link::H2(s) => read_reply(s.send_request(request)).await,
         }
     }
 
     /// A second handle on an HTTP/2 connection (`None` for HTTP/1.1).
     pub fn share(&self) -> Option<Link> {
         match self {
-            Link::H1(_) => None,
+            Link::H1 { .. } => None,
             Link::H2(s) => Some(Link::H2(s.clone())),
         }
     }
+}
+
+/// Awaits the response head, then reads the body to the end, discarding it, so the response
+/// counts as complete and the connection can be reused.
+async fn read_reply(
+    response: impl Future<Output = Result<Response<Incoming>, hyper::Error>>,
+) -> Result<Reply, ErrorClass> {
+    let response = response
+        .await
+        .map_err(|e| ErrorClass::from_hyper_error(&e))?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut body_bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ErrorClass::from_hyper_error(&e))?;
+        if let Some(data) = frame.data_ref() {
+            body_bytes += data.len() as u64;
+        }
+    }
+    Ok(Reply { status, body_bytes })
 }
 
 /// Opens connections to one target.
@@ -155,7 +233,8 @@ impl Connector {
         }
     }
 
-    /// Opens one connection; its driver task goes into `drivers`. The caller bounds the time.
+    /// Opens one connection; an HTTP/2 connection's driver task goes into `drivers`. The caller
+    /// bounds the time.
     pub async fn connect(&self, drivers: &mut JoinSet<()>) -> Result<Link, ErrorClass> {
         let result = self.open(drivers).await;
         match result {
@@ -221,11 +300,11 @@ impl Connector {
                 .handshake(io)
                 .await
                 .map_err(|e| ErrorClass::from_hyper_error(&e))?;
-            drivers.spawn(async move {
-                let _ = conn.await;
-            });
-            Ok(Link::H1(sender))
+            Ok(Link::H1 {
+                sender,
+                driver: Box::pin(conn),
+                ended: false,
+            })
         }
     }
 }
-

@@ -38,5 +38,6 @@ pub mod run;
 pub mod schedule;
 pub mod serve;
 pub mod timeline;
+pub mod timer;
 pub mod tls;
 pub mod verdict;

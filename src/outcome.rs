@@ -225,9 +225,15 @@ mod tests {
     #[test]
     fn connect_errors_are_classified() {
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
-        assert_eq!(ErrorClass::from_connect_error(&refused), ErrorClass::ConnectRefused);
+        assert_eq!(
+            ErrorClass::from_connect_error(&refused),
+            ErrorClass::ConnectRefused
+        );
         let timed_out = io::Error::from(io::ErrorKind::TimedOut);
-        assert_eq!(ErrorClass::from_connect_error(&timed_out), ErrorClass::ConnectTimeout);
+        assert_eq!(
+            ErrorClass::from_connect_error(&timed_out),
+            ErrorClass::ConnectTimeout
+        );
         let bad_cert = io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate");
         assert_eq!(ErrorClass::from_tls_error(&bad_cert), ErrorClass::Tls);
         let reset = io::Error::from(io::ErrorKind::ConnectionReset);

@@ -247,8 +247,17 @@ mod tests {
         let mut r = Recorder::new(start, Duration::from_secs(1), OkCodes::default());
         r.record(&completion(start, 10, Outcome::Status(200), 5));
         r.record(&completion(start, 20, Outcome::Status(503), 5));
-        r.record(&completion(start, 1500, Outcome::Failed(ErrorClass::Reset), 1));
-        r.record(&Completion::unsent(7, start, start + Duration::from_secs(3)));
+        r.record(&completion(
+            start,
+            1500,
+            Outcome::Failed(ErrorClass::Reset),
+            1,
+        ));
+        r.record(&Completion::unsent(
+            7,
+            start,
+            start + Duration::from_secs(3),
+        ));
         assert_eq!((r.total(), r.ok(), r.failed()), (4, 1, 3));
         assert_eq!(r.codes().collect::<Vec<_>>(), vec![(200, 1), (503, 1)]);
         assert_eq!(

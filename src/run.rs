@@ -64,7 +64,7 @@ pub async fn run(
         config.target.ok_codes.clone(),
     )));
     let engine = Engine::new(config, start, recorder.clone())?;
-    engine.dispatcher().end_at(config.load.duration);
+    engine.control().end_at(config.load.duration);
     let token = CancellationToken::new();
     let load = engine.run(token.clone());
     tokio::pin!(load);
@@ -80,7 +80,12 @@ pub async fn run(
     let elapsed = start.elapsed();
     let mut recorder = Arc::try_unwrap(recorder)
         .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
-        .unwrap_or_else(|shared| shared.lock().unwrap_or_else(PoisonError::into_inner).clone());
+        .unwrap_or_else(|shared| {
+            shared
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        });
     recorder.finish(if interruption.is_some() {
         elapsed
     } else {

@@ -125,8 +125,10 @@ mod tests {
     fn slots_by_offset() {
         let mut t = Timeline::new(Duration::from_millis(100));
         t.slot_mut(Duration::from_millis(250)).add_status(200, true);
-        t.slot_mut(Duration::from_millis(299)).add_status(503, false);
-        t.slot_mut(Duration::from_millis(0)).add_error(ErrorClass::Reset);
+        t.slot_mut(Duration::from_millis(299))
+            .add_status(503, false);
+        t.slot_mut(Duration::from_millis(0))
+            .add_error(ErrorClass::Reset);
         assert_eq!(t.slots().len(), 3);
         assert_eq!(t.slots()[2].codes, vec![(200, 1), (503, 1)]);
         assert_eq!((t.slots()[2].ok, t.slots()[2].failed), (1, 1));

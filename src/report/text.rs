@@ -21,7 +21,11 @@ fn write_report(out: &mut String, f: &Finished) -> std::fmt::Result {
         Some(q) => format!("{} queries per second", trim_float(q)),
         None => "max queries per second (closed loop)".to_string(),
     };
-    let protocol = if config.target.http2 { "HTTP/2" } else { "HTTP/1.1" };
+    let protocol = if config.target.http2 {
+        "HTTP/2"
+    } else {
+        "HTTP/1.1"
+    };
     writeln!(
         out,
         "gapless {} running at {rate}, {} connections ({protocol}), for {}: {}",
@@ -60,7 +64,11 @@ fn write_report(out: &mut String, f: &Finished) -> std::fmt::Result {
     }
     let total = r.total().max(1) as f64;
     for (code, n) in r.codes() {
-        let mark = if r.ok_codes().contains(code) { "" } else { " (failure)" };
+        let mark = if r.ok_codes().contains(code) {
+            ""
+        } else {
+            " (failure)"
+        };
         writeln!(
             out,
             "Code {code} : {n} ({:.1} %){mark}",
