@@ -53,11 +53,12 @@ pub enum Error {
     #[error("{0:?} is not a valid HTTP method")]
     Method(String),
     /// `--body-file` could not be read.
-    #[error("cannot read --body-file {path}: {source}")]
+    #[error("cannot read --body-file {path}")]
     BodyFile {
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// Why (printed by the caller as the cause).
+        #[source]
         source: std::io::Error,
     },
     /// `--status` out of range.

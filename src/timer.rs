@@ -63,9 +63,13 @@ impl PreciseTimer {
             loop {
                 let mut guard = self.fd.readable().await?;
                 let mut expirations = [0u8; 8];
-                match rustix::io::read(self.fd.get_ref(), &mut expirations) {
+                let read = rustix::io::read(self.fd.get_ref(), &mut expirations);
+                // A timerfd is unreadable once read: clearing the cached readiness now saves the
+                // next wait a read that would only return EAGAIN.
+                guard.clear_ready();
+                match read {
                     Ok(_) => return Ok(()),
-                    Err(rustix::io::Errno::AGAIN) => guard.clear_ready(),
+                    Err(rustix::io::Errno::AGAIN) => continue,
                     Err(e) => return Err(e.into()),
                 }
             }

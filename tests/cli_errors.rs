@@ -1,0 +1,107 @@
+//! Usage errors: impossible values exit 2 with one clear sentence on stderr that names the
+//! offending flag (or the URL), before any request is sent.
+
+mod support;
+
+use support::{TestServer, run_gapless};
+
+/// Runs `gapless run ARGS` and checks it is a usage error: exit 2, nothing on stdout, no JSON,
+/// and stderr mentioning every one of `mentions`. Returns stderr.
+fn usage_error(args: &[&str], mentions: &[&str]) -> String {
+    let mut argv = vec!["run"];
+    argv.extend_from_slice(args);
+    let (code, stdout, stderr, json) = run_gapless(&argv);
+    assert_eq!(
+        code, 2,
+        "gapless {argv:?} should be a usage error; stderr:\n{stderr}"
+    );
+    assert!(stdout.is_empty(), "nothing on stdout, got:\n{stdout}");
+    assert!(json.is_none(), "a usage error writes no JSON result");
+    for m in mentions {
+        assert!(stderr.contains(m), "stderr should mention {m:?}:\n{stderr}");
+    }
+    stderr
+}
+
+/// gapless's own validation errors are exactly one line: `gapless: <sentence>`.
+fn one_sentence(args: &[&str], mentions: &[&str]) -> String {
+    let stderr = usage_error(args, mentions);
+    let line = stderr.trim_end();
+    assert!(
+        line.starts_with("gapless: ") && !line.contains('\n'),
+        "expected one line `gapless: ...`, got:\n{stderr}"
+    );
+    stderr
+}
+
+/// A URL nothing listens on: validation must fail before it is ever contacted.
+const URL: &str = "http://127.0.0.1:9/";
+
+#[test]
+fn zero_connections() {
+    one_sentence(&[URL, "-d", "1s", "-c", "0"], &["--connections"]);
+}
+
+#[test]
+fn negative_qps() {
+    one_sentence(&[URL, "-d", "1s", "-q", "-5"], &["--qps"]);
+}
+
+#[test]
+fn slot_below_minimum() {
+    one_sentence(&[URL, "-d", "1s", "--slot", "1ms"], &["--slot", "10ms"]);
+}
+
+#[test]
+fn slot_longer_than_run() {
+    one_sentence(
+        &[URL, "-d", "1s", "--slot", "2s"],
+        &["--slot", "--duration"],
+    );
+}
+
+#[test]
+fn missing_body_file() {
+    one_sentence(
+        &[URL, "-d", "1s", "--body-file", "/nonexistent"],
+        &["--body-file", "/nonexistent"],
+    );
+}
+
+#[test]
+fn missing_body_file_states_the_cause_once() {
+    let stderr = one_sentence(
+        &[URL, "-d", "1s", "--body-file", "/nonexistent"],
+        &["--body-file"],
+    );
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "the cause should appear once:\n{stderr}"
+    );
+}
+
+#[test]
+fn unsupported_scheme() {
+    one_sentence(&["ftp://x/", "-d", "1s"], &["ftp://x/", "scheme"]);
+}
+
+#[test]
+fn url_without_scheme() {
+    one_sentence(&["127.0.0.1:80", "-d", "1s"], &["127.0.0.1:80", "scheme"]);
+}
+
+#[test]
+fn unknown_flag() {
+    // clap's own message (with a usage line) for flags it does not know.
+    usage_error(&[URL, "-d", "1s", "--no-such-flag"], &["--no-such-flag"]);
+}
+
+#[test]
+fn usage_errors_send_nothing() {
+    // Against a live server, an invalid flag still sends no request and opens no connection.
+    let server = TestServer::healthy();
+    usage_error(&[&server.url(), "-d", "1s", "-c", "0"], &["--connections"]);
+    usage_error(&[&server.url(), "-d", "1s", "--slot", "2s"], &["--slot"]);
+    assert_eq!(server.stats().connections(), 0);
+}

@@ -1,0 +1,134 @@
+//! Protocols: HTTP/2 with prior knowledge over plain TCP (h2c), HTTPS with a self-signed
+//! certificate (accepted with `--insecure`, rejected as `tls` without it), and HTTP/2 over TLS
+//! negotiated by ALPN. The server counts which requests really arrived over HTTP/2.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Reply, TestServer, at, counts, counts_at, f64_at, run_json, u64_at};
+
+/// 100 qps for 1 s on 4 connections: 100 attempts.
+fn load(url: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec!["run", url, "-q", "100", "-d", "1s", "-c", "4"];
+    args.extend_from_slice(extra);
+    run_json(&args)
+}
+
+fn assert_all_200(code: i32, json: &serde_json::Value) {
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(u64_at(json, "/requests/total"), 100);
+    assert_eq!(u64_at(json, "/requests/ok"), 100);
+    assert_eq!(u64_at(json, "/requests/failed"), 0);
+    assert_eq!(counts_at(json, "/codes"), counts(&[("200", 100)]));
+    assert_eq!(counts_at(json, "/errors"), counts(&[]));
+}
+
+#[test]
+fn h2c_prior_knowledge() {
+    let server = TestServer::healthy();
+    let (code, json) = load(&server.url(), &["--http2"]);
+
+    assert_all_200(code, &json);
+    assert_eq!(at(&json, "/target/http2"), true);
+    assert_eq!(server.stats().requests(), 100);
+    assert_eq!(
+        server.stats().h2_requests(),
+        100,
+        "every request should arrive over HTTP/2"
+    );
+    assert_eq!(u64_at(&json, "/connections/opened"), 4);
+    assert_eq!(server.stats().connections(), 4);
+}
+
+#[test]
+fn h2c_streams_share_one_connection() {
+    // 100 ms answers at 20 qps need two requests in flight: four streams on one HTTP/2
+    // connection carry them without queueing (one stream would fall ~1 s behind by the end).
+    let server = TestServer::http(|_| Reply::ok().delayed(Duration::from_millis(100)));
+    let (code, json) = run_json(&[
+        "run",
+        &server.url(),
+        "--http2",
+        "-c",
+        "1",
+        "--streams",
+        "4",
+        "-q",
+        "20",
+        "-d",
+        "1s",
+    ]);
+
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(u64_at(&json, "/requests/total"), 20);
+    assert_eq!(u64_at(&json, "/requests/ok"), 20);
+    assert_eq!(u64_at(&json, "/connections/opened"), 1);
+    assert_eq!(server.stats().connections(), 1);
+    assert_eq!(server.stats().h2_requests(), 20);
+    let max = f64_at(&json, "/latency_ms/max");
+    assert!(
+        max < 500.0,
+        "latency max {max} ms: the streams should run concurrently"
+    );
+}
+
+#[test]
+fn http1_is_the_default() {
+    let server = TestServer::healthy();
+    let (code, json) = load(&server.url(), &[]);
+
+    assert_all_200(code, &json);
+    assert_eq!(at(&json, "/target/http2"), false);
+    assert_eq!(server.stats().h2_requests(), 0);
+}
+
+#[test]
+fn https_self_signed_with_insecure() {
+    let server = TestServer::https(|_| Reply::ok());
+    let (code, json) = load(&server.url(), &["--insecure"]);
+
+    assert_all_200(code, &json);
+    assert_eq!(server.stats().requests(), 100);
+    assert_eq!(
+        server.stats().h2_requests(),
+        0,
+        "ALPN http/1.1 without --http2"
+    );
+    assert_eq!(u64_at(&json, "/connections/opened"), 4);
+}
+
+#[test]
+fn https_self_signed_without_insecure_is_tls() {
+    let server = TestServer::https(|_| Reply::ok());
+    let (code, json) = load(&server.url(), &[]);
+
+    assert_eq!(code, 1);
+    assert_eq!(u64_at(&json, "/requests/total"), 100);
+    assert_eq!(u64_at(&json, "/requests/failed"), 100);
+    assert_eq!(counts_at(&json, "/codes"), counts(&[]));
+    assert_eq!(counts_at(&json, "/errors"), counts(&[("tls", 100)]));
+    assert_eq!(u64_at(&json, "/connections/opened"), 0);
+    assert_eq!(u64_at(&json, "/connections/connect_failures"), 100);
+    assert_eq!(
+        server.stats().requests(),
+        0,
+        "no request passes a rejected handshake"
+    );
+    assert_eq!(at(&json, "/verdict/passed"), false);
+}
+
+#[test]
+fn https_http2_by_alpn() {
+    let server = TestServer::https(|_| Reply::ok());
+    let (code, json) = load(&server.url(), &["--http2", "-k"]);
+
+    assert_all_200(code, &json);
+    assert_eq!(at(&json, "/target/http2"), true);
+    assert_eq!(server.stats().requests(), 100);
+    assert_eq!(
+        server.stats().h2_requests(),
+        100,
+        "ALPN should have chosen h2"
+    );
+}
