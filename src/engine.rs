@@ -322,20 +322,28 @@ impl Shard {
                 });
             }
         }
-        let mut result = Ok(());
-        while let Some(joined) = tasks.join_next().await {
-            let failure = match joined {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => e,
-                Err(e) => Error::Worker(e.to_string()),
-            };
-            shutdown.cancel();
-            if result.is_ok() {
-                result = Err(failure);
-            }
-        }
-        result
+        join_all(&mut tasks, &shutdown).await
     }
+}
+
+/// Waits for every task; on the first failure, cancels the others and returns that failure.
+async fn join_all(
+    tasks: &mut JoinSet<Result<(), Error>>,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let failure = match joined {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(e) => Error::Worker(e.to_string()),
+        };
+        shutdown.cancel();
+        if result.is_ok() {
+            result = Err(failure);
+        }
+    }
+    result
 }
 
 /// How many engine threads: one per 100,000 requests per second, at most one per core and per
@@ -432,19 +440,7 @@ impl Engine {
                 runtime.block_on(shard.run(shutdown))
             });
         }
-        let mut result = Ok(());
-        while let Some(joined) = threads.join_next().await {
-            let failure = match joined {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => e,
-                Err(e) => Error::Worker(e.to_string()),
-            };
-            shutdown.cancel();
-            if result.is_ok() {
-                result = Err(failure);
-            }
-        }
-        result?;
+        join_all(&mut threads, &shutdown).await?;
         let unclaimed: u64 = self
             .control
             .dispatchers

@@ -2,7 +2,6 @@
 
 use std::fmt::Write as _;
 
-use crate::outcome::ErrorClass;
 use crate::recorder::{LATE_THRESHOLD, LatencyHistogram};
 use crate::run::Finished;
 
@@ -132,13 +131,4 @@ fn trim_float(v: f64) -> String {
     let s = format!("{v:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()
-}
-
-/// Names every error class, for help texts.
-pub fn error_class_names() -> String {
-    ErrorClass::ALL
-        .iter()
-        .map(|c| c.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
