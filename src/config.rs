@@ -290,17 +290,6 @@ pub struct LoadConfig {
     pub threads: Option<NonZeroUsize>,
 }
 
-impl LoadConfig {
-    /// Number of request workers: connections times streams for HTTP/2, connections otherwise.
-    pub fn workers(&self, http2: bool) -> usize {
-        if http2 {
-            self.connections.get() * self.streams.get()
-        } else {
-            self.connections.get()
-        }
-    }
-}
-
 /// Everything one `gapless run` needs.
 #[derive(Clone, Debug)]
 pub struct RunConfig {

@@ -66,11 +66,6 @@ impl Dispatcher {
         }
     }
 
-    /// The schedule.
-    pub fn schedule(&self) -> &Schedule {
-        &self.schedule
-    }
-
     /// Sets the end of the load: nothing due at or after `offset` from the start is released.
     /// For a closed loop, claims stop once the clock passes it.
     pub fn end_at(&self, offset: Duration) {

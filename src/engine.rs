@@ -279,11 +279,6 @@ impl LoadControl {
             d.end_at(offset);
         }
     }
-
-    /// Arrivals claimed so far, all shards together.
-    pub fn claimed(&self) -> u64 {
-        self.dispatchers.iter().map(|d| d.claimed()).sum()
-    }
 }
 
 /// One engine thread: its share of the schedule and of the connections, on its own
@@ -419,11 +414,6 @@ impl Engine {
     /// A handle to move the end of the load while it runs.
     pub fn control(&self) -> LoadControl {
         self.control.clone()
-    }
-
-    /// Number of engine threads.
-    pub fn threads(&self) -> usize {
-        self.shards.len()
     }
 
     /// Runs until every shard's dispatcher is closed and every claimed arrival is recorded, or

@@ -54,7 +54,6 @@ pub struct Recorder {
     late: u64,
     unsent: u64,
     body_bytes: u64,
-    last_done: Option<Instant>,
     timeline: Timeline,
 }
 
@@ -76,7 +75,6 @@ impl Recorder {
             late: 0,
             unsent: 0,
             body_bytes: 0,
-            last_done: None,
             timeline: Timeline::new(slot),
         }
     }
@@ -85,7 +83,6 @@ impl Recorder {
     pub fn record(&mut self, c: &Completion) {
         self.total += 1;
         self.body_bytes += c.body_bytes;
-        self.last_done = Some(self.last_done.map_or(c.done, |d| d.max(c.done)));
         let offset = c.due.saturating_duration_since(self.start);
         match c.sent {
             Some(sent) => {
@@ -169,11 +166,6 @@ impl Recorder {
     /// Response body bytes read.
     pub fn body_bytes(&self) -> u64 {
         self.body_bytes
-    }
-
-    /// When the last attempt finished.
-    pub fn last_done(&self) -> Option<Instant> {
-        self.last_done
     }
 
     /// Latency from intended send time (µs), responses only.
