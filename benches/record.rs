@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use gapless::config::{OkCodes, Qps, Rate};
+use gapless::gaps::GapDetector;
 use gapless::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
-use gapless::recorder::Recorder;
+use gapless::recorder::{Phase, Recorder};
 use gapless::schedule::Schedule;
 
 /// Completions per recorded batch.
@@ -92,6 +93,17 @@ fn completions(start: Instant) -> Vec<Completion> {
         .collect()
 }
 
+/// A recorder as a run without steps makes it, finding windows at 1 ms per request.
+fn recorder(start: Instant, slot: Duration) -> Recorder {
+    Recorder::new(
+        start,
+        slot,
+        OkCodes::default(),
+        Phase::Load,
+        GapDetector::new(Duration::ZERO, Duration::from_millis(1)),
+    )
+}
+
 fn bench_record(c: &mut Criterion) {
     let start = Instant::now();
     let batch = completions(start);
@@ -99,7 +111,7 @@ fn bench_record(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("recorder/record");
     group.throughput(Throughput::Elements(BATCH));
-    let mut warm = Recorder::new(start, slot, OkCodes::default());
+    let mut warm = recorder(start, slot);
     group.bench_function("warm", |b| {
         b.iter(|| {
             for completion in &batch {
@@ -109,7 +121,7 @@ fn bench_record(c: &mut Criterion) {
     });
     group.bench_function("fresh", |b| {
         b.iter_batched_ref(
-            || Recorder::new(start, slot, OkCodes::default()),
+            || recorder(start, slot),
             |recorder| {
                 for completion in &batch {
                     recorder.record(black_box(completion));

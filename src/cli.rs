@@ -13,7 +13,11 @@ use clap::{Args, Parser, Subcommand};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::config::{self, LoadConfig, OkCodes, Rate, RunConfig, TargetConfig, TargetUrl};
+use crate::config::{
+    self, Action, LoadConfig, OkCodes, Qps, Rate, RolloutConfig, RunConfig, Step, TargetConfig,
+    TargetUrl, VerdictConfig,
+};
+use crate::scenario::{self, STEP_TIMEOUT, Scenario};
 use crate::serve::ServeConfig;
 
 /// Errors in command-line values, each one sentence.
@@ -22,9 +26,22 @@ pub enum Error {
     /// A value the typed configuration rejects.
     #[error(transparent)]
     Config(#[from] config::Error),
+    /// A scenario file problem (it names file:line:col).
+    #[error(transparent)]
+    Scenario(#[from] scenario::Error),
     /// Neither a URL nor `--builtin`.
-    #[error("give a target URL, or --builtin to load the built-in target")]
+    #[error(
+        "give a target URL, --builtin to load the built-in target, or a --scenario whose [target] has a url"
+    )]
     NoTarget,
+    /// `--duration` with rollout steps.
+    #[error(
+        "--duration does not apply to a run with rollout steps: it lasts --warmup, the steps, then --cooldown"
+    )]
+    DurationWithSteps,
+    /// `--max-failure-ratio` out of range.
+    #[error("--max-failure-ratio must be between 0 and 1 (got {0})")]
+    Ratio(f64),
     /// `-c 0` or `--streams 0`.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
@@ -79,41 +96,50 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Send a constant-rate HTTP load and report every outcome.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve a small built-in HTTP target.
     Serve(ServeArgs),
 }
 
 /// `gapless run`.
+///
+/// Values not given fall back to the scenario file (`--scenario`), then to the documented
+/// defaults: flags given on the command line override the file.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Target URL (http:// or https://).
-    #[arg(required_unless_present = "builtin")]
+    /// Target URL (http:// or https://); optional with --scenario when the file has one.
     pub url: Option<String>,
     /// Start the built-in target on a free loopback port and load it (a first try, no setup).
     #[arg(long, conflicts_with = "url")]
     pub builtin: bool,
-    /// Total requests per second; 0 = as fast as possible (closed loop).
-    #[arg(
-        short = 'q',
-        long,
-        default_value_t = 100.0,
-        allow_negative_numbers = true
-    )]
-    pub qps: f64,
-    /// Number of connections.
-    #[arg(short = 'c', long, default_value_t = 16)]
-    pub connections: usize,
-    /// How long to run (e.g. 10s, 1m30s).
-    #[arg(short = 'd', long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub duration: Duration,
-    /// Deadline of each request, counted from its intended send time.
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
-    /// HTTP method.
-    #[arg(short = 'X', long, default_value = "GET")]
-    pub method: String,
-    /// Extra header 'Name: value' (repeatable).
+    /// Scenario file (TOML): target, load, rollout steps and thresholds.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// The rollout, as one command run after the warmup: gapless run URL -- kubectl rollout ...
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Total requests per second; 0 = as fast as possible (closed loop) [default: 100].
+    #[arg(short = 'q', long, allow_negative_numbers = true)]
+    pub qps: Option<f64>,
+    /// Number of connections [default: 16].
+    #[arg(short = 'c', long)]
+    pub connections: Option<usize>,
+    /// How long to run, without rollout steps (e.g. 10s, 1m30s) [default: 10s].
+    #[arg(short = 'd', long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Load before the first step, nothing changing: the baseline [default: 3s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Load after the last step [default: 10s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub cooldown: Option<Duration>,
+    /// Deadline of each request, counted from its intended send time [default: 3s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// HTTP method [default: GET].
+    #[arg(short = 'X', long)]
+    pub method: Option<String>,
+    /// Extra header 'Name: value' (repeatable; replaces a header of that name from the scenario).
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     pub headers: Vec<String>,
     /// Request body.
@@ -125,28 +151,49 @@ pub struct RunArgs {
     /// HTTP/2 (h2c prior knowledge for http://, ALPN for https://).
     #[arg(long)]
     pub http2: bool,
-    /// Concurrent streams per HTTP/2 connection.
-    #[arg(long, default_value_t = 1)]
-    pub streams: usize,
+    /// Concurrent streams per HTTP/2 connection [default: 1].
+    #[arg(long)]
+    pub streams: Option<usize>,
     /// Do not verify TLS certificates.
     #[arg(long, short = 'k')]
     pub insecure: bool,
-    /// Status codes that count as success, e.g. 200-299,304.
-    #[arg(long, default_value = "200-299")]
-    pub ok_codes: String,
-    /// Width of one timeline slot (10ms or more).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    pub slot: Duration,
+    /// Status codes that count as success, e.g. 200-299,304 [default: 200-299].
+    #[arg(long)]
+    pub ok_codes: Option<String>,
+    /// Width of one timeline slot (10ms or more) [default: 1s].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub slot: Option<Duration>,
     /// Ceiling on new-connection attempts per second [default: the larger of 1000 and --qps].
     #[arg(long, value_name = "N")]
     pub max_connect_rate: Option<u32>,
     /// Engine threads [default: one per 100,000 qps, at most one per core].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Most failed requests allowed [default: 0].
+    #[arg(long, value_name = "N")]
+    pub max_failures: Option<u64>,
+    /// Largest share of failed requests allowed, 0 to 1 (e.g. 0.001).
+    #[arg(long, value_name = "R")]
+    pub max_failure_ratio: Option<f64>,
+    /// Longest availability gap allowed [default: 0s: any gap fails].
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub max_gap: Option<Duration>,
+    /// Largest p99 latency (from intended send time) allowed.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub max_p99: Option<Duration>,
+    /// Failure windows closer than this merge into one [default: 0s].
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub merge_gap: Option<Duration>,
+    /// Report time slots whose p99 latency exceeds this as slow windows.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
+    pub slow: Option<Duration>,
+    /// Judge the run even if requests failed during warmup (otherwise exit 4, no step runs).
+    #[arg(long)]
+    pub allow_warmup_errors: bool,
     /// Write the JSON result to FILE ('-' for stdout; the text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Print only the verdict line instead of the full text report.
+    /// Print only the verdict line instead of the full text report, and no progress.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -167,45 +214,109 @@ impl Output {
     }
 }
 
+/// Default warmup before the first step.
+pub const WARMUP: Duration = Duration::from_secs(3);
+/// Default cooldown after the last step.
+pub const COOLDOWN: Duration = Duration::from_secs(10);
+
 impl RunArgs {
-    /// The target URL given on the command line (`None` with `--builtin`).
-    pub fn target_url(&self) -> Result<Option<TargetUrl>, Error> {
-        match (&self.url, self.builtin) {
-            (_, true) => Ok(None),
-            (Some(url), false) => Ok(Some(url.parse()?)),
-            (None, false) => Err(Error::NoTarget),
+    /// Reads the `--scenario` file, if any.
+    pub fn scenario(&self) -> Result<Option<Scenario>, Error> {
+        self.scenario
+            .as_deref()
+            .map(Scenario::load)
+            .transpose()
+            .map_err(Error::from)
+    }
+
+    /// The target URL: the command line's, else the scenario's; `None` with `--builtin`.
+    pub fn target_url(&self, scenario: Option<&Scenario>) -> Result<Option<TargetUrl>, Error> {
+        if self.builtin {
+            return Ok(None);
+        }
+        match (&self.url, scenario.and_then(|s| s.target.url.clone())) {
+            (Some(url), _) => Ok(Some(url.parse()?)),
+            (None, Some(url)) => Ok(Some(url)),
+            (None, None) => Err(Error::NoTarget),
         }
     }
 
-    /// Validates everything but the URL into a run configuration for `url`.
-    pub fn validate(&self, url: TargetUrl) -> Result<(RunConfig, Output), Error> {
-        let rate = Rate::from_qps(self.qps)?;
-        let connections =
-            NonZeroUsize::new(self.connections).ok_or(Error::Zero("--connections"))?;
-        let streams = NonZeroUsize::new(self.streams).ok_or(Error::Zero("--streams"))?;
+    /// Validates the arguments, over the scenario's values, into a run configuration for `url`.
+    pub fn validate(
+        &self,
+        url: TargetUrl,
+        scenario: Option<&Scenario>,
+    ) -> Result<(RunConfig, Output), Error> {
+        let empty = Scenario::default();
+        let file = scenario.unwrap_or(&empty);
+        let rate = match self.qps {
+            Some(q) => Rate::from_qps(q)?,
+            None => file.load.rate.unwrap_or(Rate::Fixed(DEFAULT_QPS)),
+        };
+        let count = |flag, cli: Option<usize>, file: Option<NonZeroUsize>, default: usize| match cli
+        {
+            Some(n) => NonZeroUsize::new(n).ok_or(Error::Zero(flag)),
+            None => Ok(file.unwrap_or(NonZeroUsize::new(default).unwrap_or(NonZeroUsize::MIN))),
+        };
+        let connections = count("--connections", self.connections, file.load.connections, 16)?;
+        let streams = count("--streams", self.streams, file.load.streams, 1)?;
         let short = |flag, min, value: Duration| Error::TooShort {
             flag,
             min,
             value: humantime::format_duration(value).to_string(),
         };
-        if self.duration.is_zero() {
-            return Err(short("--duration", "1ms", self.duration));
+        let steps = if self.command.is_empty() {
+            file.steps.clone()
+        } else {
+            vec![Step {
+                name: Action::Exec(self.command.clone()).to_string(),
+                action: Action::Exec(self.command.clone()),
+                at: None,
+                timeout: STEP_TIMEOUT,
+                expect_exit: 0,
+                background: false,
+            }]
+        };
+        let has_steps = !steps.is_empty();
+        if has_steps && self.duration.is_some() {
+            return Err(Error::DurationWithSteps);
         }
-        if self.timeout < Duration::from_millis(1) {
-            return Err(short("--timeout", "1ms", self.timeout));
+        let duration = self
+            .duration
+            .or(if has_steps { None } else { file.load.duration })
+            .unwrap_or(DEFAULT_DURATION);
+        if duration.is_zero() {
+            return Err(short("--duration", "1ms", duration));
         }
-        if self.slot < Duration::from_millis(10) {
-            return Err(short("--slot", "10ms", self.slot));
+        let timeout = self
+            .timeout
+            .or(file.target.timeout)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        if timeout < Duration::from_millis(1) {
+            return Err(short("--timeout", "1ms", timeout));
         }
-        if self.slot > self.duration {
+        let slot = self.slot.or(file.load.slot).unwrap_or(DEFAULT_SLOT);
+        if slot < Duration::from_millis(10) {
+            return Err(short("--slot", "10ms", slot));
+        }
+        if !has_steps && slot > duration {
             return Err(Error::SlotLongerThanRun {
-                slot: humantime::format_duration(self.slot).to_string(),
-                duration: humantime::format_duration(self.duration).to_string(),
+                slot: humantime::format_duration(slot).to_string(),
+                duration: humantime::format_duration(duration).to_string(),
             });
         }
-        let method = Method::from_bytes(self.method.as_bytes())
-            .map_err(|_| Error::Method(self.method.clone()))?;
-        let headers = parse_headers(&self.headers)?;
+        let method = match &self.method {
+            Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| Error::Method(m.clone()))?,
+            None => file.target.method.clone().unwrap_or(Method::GET),
+        };
+        let mut headers = file.target.headers.clone();
+        let given = parse_headers(&self.headers)?;
+        for name in given.keys() {
+            headers.remove(name);
+        }
+        for (name, value) in &given {
+            headers.append(name, value.clone());
+        }
         let body = match (&self.body, &self.body_file) {
             (Some(b), _) => Bytes::from(b.clone()),
             (None, Some(path)) => {
@@ -216,37 +327,64 @@ impl RunArgs {
                         source,
                     })?
             }
-            (None, None) => Bytes::new(),
+            (None, None) => file.target.body.clone().unwrap_or_default(),
         };
-        let ok_codes: OkCodes = self.ok_codes.parse()?;
+        let ok_codes: OkCodes = match &self.ok_codes {
+            Some(codes) => codes.parse()?,
+            None => file.target.ok_codes.clone().unwrap_or_default(),
+        };
         let default_connect_rate = rate.qps().map_or(1000.0, |q| q.max(1000.0).ceil());
         let max_connect_rate = match self.max_connect_rate {
             Some(n) => NonZeroU32::new(n).ok_or(Error::Zero("--max-connect-rate"))?,
-            None => NonZeroU32::new(default_connect_rate.min(u32::MAX as f64) as u32)
-                .unwrap_or(NonZeroU32::MIN),
+            None => file.load.max_connect_rate.unwrap_or(
+                NonZeroU32::new(default_connect_rate.min(u32::MAX as f64) as u32)
+                    .unwrap_or(NonZeroU32::MIN),
+            ),
         };
+        let threads = match self.threads {
+            Some(n) => Some(NonZeroUsize::new(n).ok_or(Error::Zero("--threads"))?),
+            None => file.load.threads,
+        };
+        let max_failure_ratio = match self.max_failure_ratio {
+            Some(r) if !(0.0..=1.0).contains(&r) => return Err(Error::Ratio(r)),
+            Some(r) => Some(r),
+            None => file.verdict.max_failure_ratio,
+        };
+        let v = &file.verdict;
         let config = RunConfig {
             target: TargetConfig {
                 url,
                 method,
                 headers,
                 body,
-                timeout: self.timeout,
+                timeout,
                 ok_codes,
-                http2: self.http2,
-                insecure: self.insecure,
+                http2: self.http2 || file.target.http2.unwrap_or(false),
+                insecure: self.insecure || file.target.insecure.unwrap_or(false),
             },
             load: LoadConfig {
                 rate,
                 connections,
                 streams,
-                duration: self.duration,
-                slot: self.slot,
+                duration,
+                slot,
                 max_connect_rate,
-                threads: match self.threads {
-                    Some(n) => Some(NonZeroUsize::new(n).ok_or(Error::Zero("--threads"))?),
-                    None => None,
-                },
+                threads,
+            },
+            rollout: RolloutConfig {
+                warmup: self.warmup.or(file.load.warmup).unwrap_or(WARMUP),
+                cooldown: self.cooldown.or(file.load.cooldown).unwrap_or(COOLDOWN),
+                steps,
+            },
+            verdict: VerdictConfig {
+                max_failures: self.max_failures.or(v.max_failures).unwrap_or(0),
+                max_failure_ratio,
+                max_gap: self.max_gap.or(v.max_gap).unwrap_or(Duration::ZERO),
+                max_p99: self.max_p99.or(v.max_p99),
+                allow_warmup_errors: self.allow_warmup_errors
+                    || v.allow_warmup_errors.unwrap_or(false),
+                merge_gap: self.merge_gap.or(v.merge_gap).unwrap_or(Duration::ZERO),
+                slow: self.slow.or(v.slow),
             },
         };
         let output = Output {
@@ -256,6 +394,18 @@ impl RunArgs {
         Ok((config, output))
     }
 }
+
+/// Default `--qps`.
+const DEFAULT_QPS: Qps = match Qps::new(100.0) {
+    Some(q) => q,
+    None => panic!("100 is a valid rate"),
+};
+/// Default `--duration`.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Default `--timeout`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default `--slot`.
+const DEFAULT_SLOT: Duration = Duration::from_secs(1);
 
 /// Parses `Name: value` headers.
 pub fn parse_headers(raw: &[String]) -> Result<HeaderMap, Error> {
@@ -307,21 +457,23 @@ mod tests {
         let mut argv = vec!["gapless", "run", "http://127.0.0.1:1/"];
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Run(a) => a,
+            Command::Run(a) => *a,
             Command::Serve(_) => unreachable!(),
         }
     }
 
     fn error(extra: &[&str]) -> String {
         let a = args(extra);
-        let url = a.target_url().unwrap().unwrap();
-        a.validate(url).unwrap_err().to_string()
+        let url = a.target_url(None).unwrap().unwrap();
+        a.validate(url, None).unwrap_err().to_string()
     }
 
     #[test]
     fn defaults_are_valid() {
         let a = args(&[]);
-        let (config, output) = a.validate(a.target_url().unwrap().unwrap()).unwrap();
+        let (config, output) = a
+            .validate(a.target_url(None).unwrap().unwrap(), None)
+            .unwrap();
         assert_eq!(config.load.rate.qps(), Some(100.0));
         assert_eq!(config.load.connections.get(), 16);
         assert_eq!(config.load.duration, Duration::from_secs(10));
@@ -343,6 +495,42 @@ mod tests {
     }
 
     #[test]
+    fn command_line_overrides_the_scenario() {
+        let scenario = Scenario::parse(
+            std::path::Path::new("s.toml"),
+            "[target]\nurl = \"http://127.0.0.1:2/\"\nheaders = { X-A = \"file\", X-B = \"file\" }\n\
+             [load]\nqps = 50\nconnections = 4\nwarmup = \"1s\"\n\
+             [[step]]\nname = \"s\"\nrun = \"true\"\n[verdict]\nmax_failures = 3\n",
+            &|_| None,
+        )
+        .unwrap();
+        let a = args(&["-q", "70", "-H", "X-A: cli", "--cooldown", "2s"]);
+        let url = a.target_url(Some(&scenario)).unwrap().unwrap();
+        assert_eq!(url.port(), 1, "the command line's URL wins");
+        let (config, _) = a.validate(url, Some(&scenario)).unwrap();
+        assert_eq!(config.load.rate.qps(), Some(70.0));
+        assert_eq!(config.load.connections.get(), 4);
+        assert_eq!(config.target.headers["x-a"], "cli");
+        assert_eq!(config.target.headers["x-b"], "file");
+        assert_eq!(config.rollout.warmup, Duration::from_secs(1));
+        assert_eq!(config.rollout.cooldown, Duration::from_secs(2));
+        assert_eq!(config.rollout.steps.len(), 1);
+        assert_eq!(config.verdict.max_failures, 3);
+        // The trailing command replaces the file's steps; --duration does not fit a rollout.
+        let a = args(&["--", "kubectl", "rollout", "restart", "deploy/web"]);
+        let (config, _) = a
+            .validate(a.target_url(None).unwrap().unwrap(), Some(&scenario))
+            .unwrap();
+        assert_eq!(
+            config.rollout.steps[0].name,
+            "kubectl rollout restart deploy/web"
+        );
+        assert_eq!(config.rollout.warmup, Duration::from_secs(1));
+        assert!(error(&["-d", "5s", "--", "true"]).contains("--duration does not apply"));
+        assert!(error(&["--max-failure-ratio", "1.5"]).contains("between 0 and 1"));
+    }
+
+    #[test]
     fn headers_parse() {
         let h = parse_headers(&["X-A: 1".into(), "x-a:2".into()]).unwrap();
         assert_eq!(h.get_all("x-a").iter().count(), 2);
@@ -351,16 +539,16 @@ mod tests {
     #[test]
     fn url_problems() {
         let a = args(&[]);
-        assert!(a.target_url().is_ok());
+        assert!(a.target_url(None).is_ok());
         let bad = match Cli::try_parse_from(["gapless", "run", "ftp://x/"])
             .unwrap()
             .command
         {
-            Command::Run(a) => a,
+            Command::Run(a) => *a,
             Command::Serve(_) => unreachable!(),
         };
         assert!(
-            bad.target_url()
+            bad.target_url(None)
                 .unwrap_err()
                 .to_string()
                 .contains("unsupported scheme")

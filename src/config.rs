@@ -37,8 +37,12 @@ pub struct Qps(f64);
 
 impl Qps {
     /// Returns `None` unless `value` is finite and strictly positive.
-    pub fn new(value: f64) -> Option<Qps> {
-        (value.is_finite() && value > 0.0).then_some(Qps(value))
+    pub const fn new(value: f64) -> Option<Qps> {
+        if value.is_finite() && value > 0.0 {
+            Some(Qps(value))
+        } else {
+            None
+        }
     }
 
     /// The rate as a float.
@@ -290,6 +294,100 @@ pub struct LoadConfig {
     pub threads: Option<NonZeroUsize>,
 }
 
+/// What a rollout step does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// A shell command line, run with `sh -c`.
+    Shell(String),
+    /// A program and its arguments, run directly (the quick form: `gapless run URL -- cmd args`).
+    Exec(Vec<String>),
+    /// A pause.
+    Sleep(Duration),
+}
+
+impl fmt::Display for Action {
+    /// The command as a user would type it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Shell(line) => f.write_str(line),
+            Action::Exec(argv) => {
+                let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
+                f.write_str(&words.join(" "))
+            }
+            Action::Sleep(d) => write!(f, "sleep {}", humantime::format_duration(*d)),
+        }
+    }
+}
+
+/// `word` as a POSIX shell would need it written: unchanged when it is plain, else in single
+/// quotes.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%^".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// One step of the rollout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// Shown in the output and the reports.
+    pub name: String,
+    /// What it does.
+    pub action: Action,
+    /// Start no earlier than this offset from the start of the steps phase.
+    pub at: Option<Duration>,
+    /// The process group is killed and the step fails after this long.
+    pub timeout: Duration,
+    /// The exit status that means success.
+    pub expect_exit: i32,
+    /// A watcher: started and left running; each line it prints becomes a timeline event; stopped
+    /// at the end of the run.
+    pub background: bool,
+}
+
+/// The phases around the steps.
+#[derive(Clone, Debug, Default)]
+pub struct RolloutConfig {
+    /// Load only, before the first step: the baseline.
+    pub warmup: Duration,
+    /// Load only, after the last step.
+    pub cooldown: Duration,
+    /// The steps, in order. Without steps the run lasts the load's duration.
+    pub steps: Vec<Step>,
+}
+
+impl RolloutConfig {
+    /// True when there is something to roll out.
+    pub fn has_steps(&self) -> bool {
+        !self.steps.is_empty()
+    }
+}
+
+/// Thresholds of the verdict, and how windows are found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VerdictConfig {
+    /// Most failed requests allowed (default 0).
+    pub max_failures: u64,
+    /// Largest failed share of all requests allowed, in `[0, 1]`.
+    pub max_failure_ratio: Option<f64>,
+    /// Longest availability gap allowed; zero means any gap fails.
+    pub max_gap: Duration,
+    /// Largest p99 of the corrected latency allowed.
+    pub max_p99: Option<Duration>,
+    /// Judge the run even if requests failed during warmup (otherwise exit 4).
+    pub allow_warmup_errors: bool,
+    /// Failure windows closer than this merge.
+    pub merge_gap: Duration,
+    /// Time slots whose p99 exceeds this are reported as slow windows.
+    pub slow: Option<Duration>,
+}
+
 /// Everything one `gapless run` needs.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -297,6 +395,10 @@ pub struct RunConfig {
     pub target: TargetConfig,
     /// The load.
     pub load: LoadConfig,
+    /// The rollout beside it.
+    pub rollout: RolloutConfig,
+    /// How it is judged.
+    pub verdict: VerdictConfig,
 }
 
 #[cfg(test)]
@@ -312,6 +414,14 @@ mod tests {
         for bad in ["", "abc", "299-200", "42", "200-", "1000"] {
             assert!(bad.parse::<OkCodes>().is_err(), "{bad:?} should not parse");
         }
+    }
+
+    #[test]
+    fn commands_display_with_shell_quoting() {
+        let exec = Action::Exec(vec!["sh".into(), "-c".into(), "echo 'hi'; true".into()]);
+        assert_eq!(exec.to_string(), r#"sh -c 'echo '\''hi'\''; true'"#);
+        assert_eq!(shell_quote("deploy/web"), "deploy/web");
+        assert_eq!(shell_quote(""), "''");
     }
 
     #[test]

@@ -29,12 +29,17 @@
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod dispatch;
 pub mod engine;
+pub mod gaps;
 pub mod outcome;
+pub mod progress;
 pub mod recorder;
 pub mod report;
+pub mod rollout;
 pub mod run;
+pub mod scenario;
 pub mod schedule;
 pub mod serve;
 pub mod timeline;

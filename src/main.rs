@@ -3,13 +3,16 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use gapless::cli::{Cli, Command, RunArgs, ServeArgs};
+use gapless::console::Console;
 use gapless::report::json::RunResult;
 use gapless::serve::{self, ServeConfig};
 use gapless::verdict::{Exit, Interruption};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -41,16 +44,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Run(args) => load(args).await,
+            Command::Run(args) => load(*args).await,
             Command::Serve(args) => serve_target(args).await,
         }
     })
 }
 
 async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let scenario = args.scenario()?;
     let mut builtin = JoinSet::new();
     let builtin_stop = CancellationToken::new();
-    let url = match args.target_url()? {
+    let url = match args.target_url(scenario.as_ref())? {
         Some(url) => url,
         None => {
             let listener = serve::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
@@ -64,8 +68,26 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
             format!("http://{addr}/").parse()?
         }
     };
-    let (config, output) = args.validate(url)?;
-    let finished = gapless::run::run(&config, interruption()).await?;
+    let (config, output) = args.validate(url, scenario.as_ref())?;
+    let console = Arc::new(Console::stderr(!output.quiet));
+
+    // The first signal stops the run and still writes the report; a second one exits at once.
+    let (first, first_rx) = oneshot::channel();
+    let mut signals = JoinSet::new();
+    signals.spawn(async move {
+        let _ = first.send(interruption().await);
+        let second = interruption().await;
+        eprintln!("\ngapless: second signal, exiting at once without a report");
+        std::process::exit(i32::from(exit_of(second).code()));
+    });
+    let interrupt = async move {
+        match first_rx.await {
+            Ok(cause) => cause,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let finished = gapless::run::run(&config, console, interrupt).await?;
+    signals.abort_all();
     builtin_stop.cancel();
     while builtin.join_next().await.is_some() {}
 
@@ -83,6 +105,13 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
         RunResult::new(&finished).write(path)?;
     }
     Ok(ExitCode::from(finished.verdict.exit.code()))
+}
+
+fn exit_of(cause: Interruption) -> Exit {
+    match cause {
+        Interruption::Interrupt => Exit::Interrupted,
+        Interruption::Terminate => Exit::Terminated,
+    }
 }
 
 async fn serve_target(args: ServeArgs) -> anyhow::Result<ExitCode> {

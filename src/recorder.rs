@@ -1,13 +1,15 @@
 //! The recorder: turns completions into histograms, counters and the timeline.
 //!
-//! Bounded memory whatever the rate or duration: three fixed-size histograms (µs, 3 significant
-//! digits, mergeable), fixed counter arrays, and the [`Timeline`]. No per-request storage.
+//! Bounded memory whatever the rate or duration: fixed-size histograms (µs, 3 significant
+//! digits, mergeable), fixed counter arrays, per-phase counts, the [`Timeline`] and the
+//! [`GapDetector`]. No per-request storage.
 
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
 use crate::config::OkCodes;
+use crate::gaps::{Failure, GapDetector, Mark};
 use crate::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
 use crate::timeline::Timeline;
 
@@ -34,7 +36,49 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
-/// Totals for one run, plus the timeline.
+/// A phase of the run, on the run's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// A run without rollout steps: one phase, the whole load.
+    Load,
+    /// Load runs, nothing changes: the baseline.
+    Warmup,
+    /// The rollout steps run.
+    Steps,
+    /// After the last step: old instances are often still terminating.
+    Cooldown,
+}
+
+impl Phase {
+    /// The stable name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Load => "load",
+            Phase::Warmup => "warmup",
+            Phase::Steps => "steps",
+            Phase::Cooldown => "cooldown",
+        }
+    }
+}
+
+/// Requests whose intended send time fell in one phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhaseTally {
+    /// Which phase.
+    pub phase: Phase,
+    /// From the start of the run.
+    pub start: Duration,
+    /// From the start of the run; `None` while it lasts.
+    pub end: Option<Duration>,
+    /// Attempts.
+    pub total: u64,
+    /// Successes.
+    pub ok: u64,
+    /// Failures.
+    pub failed: u64,
+}
+
+/// Totals for one run, plus the timeline, the phases and the failure windows.
 #[derive(Clone, Debug)]
 pub struct Recorder {
     start: Instant,
@@ -55,11 +99,22 @@ pub struct Recorder {
     unsent: u64,
     body_bytes: u64,
     timeline: Timeline,
+    phases: Vec<PhaseTally>,
+    gaps: GapDetector,
+    /// Corrected latency since the progress line last took it.
+    recent: LatencyHistogram,
 }
 
 impl Recorder {
-    /// An empty recorder for a run that started at `start`.
-    pub fn new(start: Instant, slot: Duration, ok_codes: OkCodes) -> Recorder {
+    /// An empty recorder for a run that started at `start`, in `phase`, finding windows with
+    /// `gaps`.
+    pub fn new(
+        start: Instant,
+        slot: Duration,
+        ok_codes: OkCodes,
+        phase: Phase,
+        gaps: GapDetector,
+    ) -> Recorder {
         Recorder {
             start,
             ok_codes,
@@ -76,6 +131,16 @@ impl Recorder {
             unsent: 0,
             body_bytes: 0,
             timeline: Timeline::new(slot),
+            phases: vec![PhaseTally {
+                phase,
+                start: Duration::ZERO,
+                end: None,
+                total: 0,
+                ok: 0,
+                failed: 0,
+            }],
+            gaps,
+            recent: latency_histogram(),
         }
     }
 
@@ -97,7 +162,7 @@ impl Recorder {
                 self.unsent += 1;
             }
         }
-        let ok = match c.outcome {
+        let (ok, failure) = match c.outcome {
             Outcome::Status(status) => {
                 let ok = self.ok_codes.contains(status);
                 if let Some(n) = self.codes.get_mut(usize::from(status)) {
@@ -105,6 +170,7 @@ impl Recorder {
                 }
                 let corrected = micros(c.done.saturating_duration_since(c.due));
                 self.corrected.saturating_record(corrected);
+                self.recent.saturating_record(corrected);
                 if let Some(sent) = c.sent {
                     self.service
                         .saturating_record(micros(c.done.saturating_duration_since(sent)));
@@ -112,12 +178,12 @@ impl Recorder {
                 let slot = self.timeline.slot_mut(offset);
                 slot.add_status(status, ok);
                 slot.add_latency(corrected);
-                ok
+                (ok, (!ok).then_some(Failure::Status(status)))
             }
             Outcome::Failed(class) => {
                 self.errors[class.index()][c.connection.index()] += 1;
                 self.timeline.slot_mut(offset).add_error(class);
-                false
+                (false, Some(Failure::Error(class)))
             }
         };
         if ok {
@@ -126,6 +192,63 @@ impl Recorder {
             self.failed += 1;
             self.failed_by_connection[c.connection.index()] += 1;
         }
+        // Phases are few (at most three): the last one that started at or before `offset`.
+        if let Some(tally) = self.phases.iter_mut().rev().find(|p| p.start <= offset) {
+            tally.total += 1;
+            if ok {
+                tally.ok += 1;
+            } else {
+                tally.failed += 1;
+            }
+        }
+        self.gaps.add(
+            c.seq,
+            Mark {
+                due: offset,
+                failure,
+                connection: c.connection,
+            },
+        );
+    }
+
+    /// Starts `phase` at `at` from the start of the run: requests intended from then on count in
+    /// it. `at` must not be earlier than the intended time of any request already recorded (the
+    /// current time always qualifies, and so does a future time).
+    pub fn begin_phase(&mut self, phase: Phase, at: Duration) {
+        if let Some(last) = self.phases.last_mut() {
+            last.end = Some(at);
+        }
+        self.phases.push(PhaseTally {
+            phase,
+            start: at,
+            end: None,
+            total: 0,
+            ok: 0,
+            failed: 0,
+        });
+    }
+
+    /// The phases so far, in order.
+    pub fn phases(&self) -> &[PhaseTally] {
+        &self.phases
+    }
+
+    /// The tally of `phase`, if it began.
+    pub fn phase(&self, phase: Phase) -> Option<&PhaseTally> {
+        self.phases.iter().find(|p| p.phase == phase)
+    }
+
+    /// The failure windows.
+    pub fn gaps(&self) -> &GapDetector {
+        &self.gaps
+    }
+
+    /// p99 of the corrected latency since the last call (µs; `None` without responses), and
+    /// starts a new interval. For the live progress line.
+    pub fn take_recent_p99(&mut self) -> Option<u64> {
+        let p99 = (!self.recent.is_empty()).then(|| self.recent.value_at_quantile(0.99));
+        self.recent.reset();
+        p99
     }
 
     /// When the run started.
@@ -210,15 +333,30 @@ impl Recorder {
         &self.timeline
     }
 
-    /// Pads the timeline to cover the whole run.
+    /// Ends the run at `length` from the start: pads the timeline, closes the last phase and the
+    /// last failure window.
     pub fn finish(&mut self, length: Duration) {
         self.timeline.extend_to(length);
+        if let Some(last) = self.phases.last_mut() {
+            last.end.get_or_insert(length);
+        }
+        self.gaps.finish();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn recorder(start: Instant) -> Recorder {
+        Recorder::new(
+            start,
+            Duration::from_secs(1),
+            OkCodes::default(),
+            Phase::Warmup,
+            GapDetector::new(Duration::ZERO, Duration::from_millis(1)),
+        )
+    }
 
     fn completion(start: Instant, due_ms: u64, outcome: Outcome, took_ms: u64) -> Completion {
         let due = start + Duration::from_millis(due_ms);
@@ -236,7 +374,7 @@ mod tests {
     #[test]
     fn counts_codes_errors_and_slots() {
         let start = Instant::now();
-        let mut r = Recorder::new(start, Duration::from_secs(1), OkCodes::default());
+        let mut r = recorder(start);
         r.record(&completion(start, 10, Outcome::Status(200), 5));
         r.record(&completion(start, 20, Outcome::Status(503), 5));
         r.record(&completion(
@@ -269,7 +407,7 @@ mod tests {
     #[test]
     fn latency_is_from_intended_time() {
         let start = Instant::now();
-        let mut r = Recorder::new(start, Duration::from_secs(1), OkCodes::default());
+        let mut r = recorder(start);
         let due = start;
         let sent = due + Duration::from_millis(900);
         r.record(&Completion {

@@ -1,14 +1,21 @@
-//! One run, start to finish: the engine and the recorder on one clock, then the verdict.
+//! One run, start to finish: the load engine and the rollout on one clock, the recorder beside
+//! them, then the verdict.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
-use crate::engine::{self, Engine, LoadStats};
-use crate::recorder::Recorder;
+use crate::console::Console;
+use crate::engine::{self, Engine, LoadControl, LoadStats};
+use crate::gaps::{self, GapDetector, SlowWindow};
+use crate::progress::{self, Status};
+use crate::recorder::{Phase, Recorder};
+use crate::rollout::{Rollout, RolloutReport};
+use crate::schedule::Schedule;
 use crate::verdict::{Interruption, Verdict};
 
 /// Errors that stop a run before it can produce a result.
@@ -28,10 +35,15 @@ pub struct Finished {
     pub started_at: SystemTime,
     /// From the start until the last attempt ended.
     pub elapsed: Duration,
+    /// How long the load was meant to last (warmup + steps + cooldown, or the duration); the
+    /// elapsed time when interrupted.
+    pub length: Duration,
     /// Histograms, counters and the timeline.
     pub recorder: Recorder,
     /// Connection and interruption totals.
     pub stats: LoadStats,
+    /// What the rollout steps did.
+    pub rollout: RolloutReport,
     /// Set when a signal cut the run short.
     pub interruption: Option<Interruption>,
     /// The judgement.
@@ -48,35 +60,106 @@ impl Finished {
             0.0
         }
     }
+
+    /// Runs of slots whose p99 exceeded `--slow` (empty without it).
+    pub fn slow_windows(&self) -> Vec<SlowWindow> {
+        self.config
+            .verdict
+            .slow
+            .map(|t| gaps::slow_windows(self.recorder.timeline(), t))
+            .unwrap_or_default()
+    }
 }
 
-/// Runs the load described by `config` for its duration. If `interrupt` resolves first, the load
-/// stops at once and the partial result is returned, marked with the interruption.
+/// Runs the load described by `config`, and its rollout beside it, on one clock.
+///
+/// Without steps the load lasts `config.load.duration`. With steps: warmup (load only), then the
+/// steps in order, then cooldown; the load ends when the cooldown does. If requests failed
+/// during warmup (and `allow_warmup_errors` is off) no step runs and the load stops at once.
+///
+/// If `interrupt` resolves first, the load stops at once, every step's process group is killed,
+/// and the partial result is returned, marked with the interruption.
 pub async fn run(
     config: &RunConfig,
+    console: Arc<Console>,
     interrupt: impl Future<Output = Interruption>,
 ) -> Result<Finished, Error> {
     let started_at = SystemTime::now();
     let start = Instant::now();
+    let has_steps = config.rollout.has_steps();
+    let interval = config
+        .load
+        .rate
+        .qps()
+        .map_or(Duration::ZERO, |q| Duration::from_secs_f64(1.0 / q));
     let recorder = Arc::new(Mutex::new(Recorder::new(
         start,
         config.load.slot,
         config.target.ok_codes.clone(),
+        if has_steps {
+            Phase::Warmup
+        } else {
+            Phase::Load
+        },
+        GapDetector::new(config.verdict.merge_gap, interval),
     )));
     let engine = Engine::new(config, start, recorder.clone())?;
-    engine.control().end_at(config.load.duration);
-    let token = CancellationToken::new();
-    let load = engine.run(token.clone());
-    tokio::pin!(load);
+    let control = engine.control();
+    let mut end = config.load.duration;
+    if !has_steps {
+        control.end_at(end);
+    }
+    let load_stop = CancellationToken::new();
+    let rollout_stop = CancellationToken::new();
+    let mut rollout = Rollout::new(config.rollout.steps.clone(), start, console.clone());
+    let (status, status_rx) = watch::channel(Status {
+        phase: if has_steps {
+            Phase::Warmup
+        } else {
+            Phase::Load
+        },
+        step: None,
+    });
     let mut interruption = None;
-    let stats = tokio::select! {
-        stats = &mut load => stats?,
-        cause = interrupt => {
-            interruption = Some(cause);
-            token.cancel();
-            load.await?
+    let stats = {
+        let load = engine.run(load_stop.clone());
+        let plan = orchestrate(
+            config,
+            start,
+            &recorder,
+            &control,
+            &mut rollout,
+            &rollout_stop,
+            &status,
+        );
+        let progress = progress::show(&recorder, &console, start, status_rx, PROGRESS_EVERY);
+        tokio::pin!(load, plan, progress, interrupt);
+        let mut planned = !has_steps;
+        let stats = loop {
+            tokio::select! {
+                stats = &mut load => break stats,
+                planned_end = &mut plan, if !planned => {
+                    planned = true;
+                    end = planned_end;
+                }
+                cause = &mut interrupt, if interruption.is_none() => {
+                    interruption = Some(cause);
+                    load_stop.cancel();
+                    rollout_stop.cancel();
+                }
+                () = &mut progress => {}
+            }
+        };
+        if !planned {
+            // Interrupted (or the engine failed): the running step is killed.
+            rollout_stop.cancel();
+            plan.await;
         }
+        stats
     };
+    rollout.stop_watchers().await;
+    console.clear();
+    let stats = stats?;
     let elapsed = start.elapsed();
     let mut recorder = Arc::try_unwrap(recorder)
         .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
@@ -86,19 +169,88 @@ pub async fn run(
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone()
         });
-    recorder.finish(if interruption.is_some() {
-        elapsed
-    } else {
-        config.load.duration
-    });
-    let verdict = Verdict::judge(&recorder, &stats, interruption);
+    let length = if interruption.is_some() { elapsed } else { end };
+    recorder.finish(length);
+    let rollout = rollout.into_report();
+    let verdict = Verdict::judge(&recorder, &rollout, &config.verdict, interruption);
     Ok(Finished {
         config: config.clone(),
         started_at,
         elapsed,
+        length,
         recorder,
         stats,
+        rollout,
         interruption,
         verdict,
     })
+}
+
+/// How often the progress line is printed.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the end of the warmup checks whether its last requests have finished.
+const WARMUP_POLL: Duration = Duration::from_millis(5);
+
+/// The phases of a run with steps: waits out the warmup, checks it, runs the steps, starts the
+/// cooldown and sets the end of the load. Returns that end, from the start of the run.
+async fn orchestrate(
+    config: &RunConfig,
+    start: Instant,
+    recorder: &Mutex<Recorder>,
+    control: &LoadControl,
+    rollout: &mut Rollout,
+    stop: &CancellationToken,
+    status: &watch::Sender<Status>,
+) -> Duration {
+    let lock = || recorder.lock().unwrap_or_else(PoisonError::into_inner);
+    let warmup = config.rollout.warmup;
+    tokio::select! {
+        _ = tokio::time::sleep_until((start + warmup).into()) => {}
+        _ = stop.cancelled() => return start.elapsed(),
+    }
+    // Let the warmup's last requests finish (at most one request timeout) before judging it.
+    let due = Schedule::new(start, config.load.rate)
+        .count_before(warmup)
+        .unwrap_or(0);
+    let settled = Instant::now() + config.target.timeout;
+    while lock().phase(Phase::Warmup).is_some_and(|p| p.total < due) && Instant::now() < settled {
+        tokio::select! {
+            _ = tokio::time::sleep(WARMUP_POLL) => {}
+            _ = stop.cancelled() => return start.elapsed(),
+        }
+    }
+    let failed = lock().phase(Phase::Warmup).map_or(0, |p| p.failed);
+    if failed > 0 && !config.verdict.allow_warmup_errors {
+        let now = start.elapsed();
+        control.end_at(now);
+        return now;
+    }
+    let steps_start = Instant::now();
+    lock().begin_phase(Phase::Steps, steps_start.saturating_duration_since(start));
+    status.send_modify(|s| s.phase = Phase::Steps);
+    let (current, mut current_rx) = watch::channel(None);
+    {
+        let perform = rollout.perform(steps_start, stop, &current);
+        tokio::pin!(perform);
+        loop {
+            tokio::select! {
+                () = &mut perform => break,
+                Ok(()) = current_rx.changed() => {
+                    let step = current_rx.borrow_and_update().clone();
+                    status.send_modify(|s| s.step = step);
+                }
+            }
+        }
+    }
+    status.send_modify(|s| s.step = None);
+    if stop.is_cancelled() {
+        return start.elapsed();
+    }
+    let cooldown_start = start.elapsed();
+    lock().begin_phase(Phase::Cooldown, cooldown_start);
+    status.send_modify(|s| s.phase = Phase::Cooldown);
+    let end = cooldown_start + config.rollout.cooldown;
+    control.end_at(end);
+    end
 }

@@ -1,9 +1,12 @@
 //! The verdict: did the release keep every request? Exit codes are the interface.
 
 use std::fmt;
+use std::time::Duration;
 
-use crate::engine::LoadStats;
-use crate::recorder::Recorder;
+use crate::config::VerdictConfig;
+use crate::gaps::Window;
+use crate::recorder::{Phase, Recorder};
+use crate::rollout::RolloutReport;
 
 /// How the process ends. The numeric values are a stable interface for CI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,41 +60,149 @@ pub struct Verdict {
     pub exit: Exit,
     /// One sentence per broken criterion; empty when passed.
     pub reasons: Vec<String>,
+    /// The summary when passed (`every request succeeded`, or the failures within thresholds).
+    pub summary: String,
 }
 
 impl Verdict {
-    /// Judges a finished (or interrupted) run.
+    /// Judges a finished (or interrupted) run against the thresholds.
+    ///
+    /// Exit precedence: interrupted (130/143), then failures during warmup (4: the rollout never
+    /// started), then a failed step (3), then dropped requests or a broken threshold (1).
     pub fn judge(
         recorder: &Recorder,
-        _stats: &LoadStats,
+        rollout: &RolloutReport,
+        thresholds: &VerdictConfig,
         interruption: Option<Interruption>,
     ) -> Verdict {
         let mut reasons = Vec::new();
-        if recorder.failed() > 0 {
+        let (total, failed) = (recorder.total(), recorder.failed());
+        let gaps = recorder.gaps().totals();
+        let longest = gaps.longest_gap.as_ref();
+        let too_many = failed > thresholds.max_failures
+            || thresholds
+                .max_failure_ratio
+                .is_some_and(|max| total > 0 && failed as f64 / total as f64 > max);
+        let gap_too_long = longest
+            .is_some_and(|g| thresholds.max_gap.is_zero() || g.duration() > thresholds.max_gap);
+        if too_many {
+            let mut reason = format!(
+                "{failed} of {total} requests failed ({}) in {} window{}",
+                failure_breakdown(recorder),
+                gaps.windows,
+                plural(gaps.windows)
+            );
+            if let Some(gap) = longest {
+                reason.push_str("; ");
+                reason.push_str(&describe_gap(gap, rollout));
+            }
+            reasons.push(reason);
+        } else if gap_too_long {
+            if let Some(gap) = longest {
+                reasons.push(format!(
+                    "{} (--max-gap {})",
+                    describe_gap(gap, rollout),
+                    humantime::format_duration(thresholds.max_gap)
+                ));
+            }
+        }
+        if let Some(max) = thresholds.max_p99 {
+            let p99 = Duration::from_micros(recorder.corrected().value_at_quantile(0.99));
+            if !recorder.corrected().is_empty() && p99 > max {
+                reasons.push(format!(
+                    "p99 latency {} is above --max-p99 {}",
+                    format_ms(p99),
+                    humantime::format_duration(max)
+                ));
+            }
+        }
+        if total == 0 {
+            reasons.push("no request was made".to_string());
+        }
+        let step_failed = rollout.failed_step();
+        if let Some(step) = step_failed {
             reasons.push(format!(
-                "{} of {} requests failed ({})",
-                recorder.failed(),
-                recorder.total(),
-                failure_breakdown(recorder)
+                "step {:?} {}",
+                step.name,
+                step.problem.as_deref().unwrap_or("failed")
             ));
         }
-        if recorder.total() == 0 {
-            reasons.push("no request was made".to_string());
+        let warmup_failed = recorder
+            .phase(Phase::Warmup)
+            .filter(|p| p.failed > 0 && !thresholds.allow_warmup_errors);
+        if let Some(warmup) = warmup_failed {
+            reasons.insert(
+                0,
+                format!(
+                    "{} of {} requests failed during warmup: the target was unhealthy before the \
+                     rollout, so no step ran (--allow-warmup-errors judges anyway)",
+                    warmup.failed, warmup.total
+                ),
+            );
         }
         let exit = match interruption {
             Some(Interruption::Interrupt) => Exit::Interrupted,
             Some(Interruption::Terminate) => Exit::Terminated,
+            None if warmup_failed.is_some() => Exit::UnhealthyBefore,
+            None if step_failed.is_some() => Exit::StepFailed,
             None if reasons.is_empty() => Exit::Pass,
             None => Exit::Dropped,
         };
         if interruption.is_some() {
             reasons.push("the run was interrupted before it finished".to_string());
         }
+        let summary = if failed == 0 {
+            "every request succeeded".to_string()
+        } else {
+            format!(
+                "{failed} of {total} requests failed ({}), within the thresholds",
+                failure_breakdown(recorder)
+            )
+        };
         Verdict {
             passed: exit == Exit::Pass,
             exit,
             reasons,
+            summary,
         }
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `longest gap 120 ms at +12.3 s during step "set image"`.
+fn describe_gap(gap: &Window, rollout: &RolloutReport) -> String {
+    let steps = rollout.steps_during(gap.start, gap.end);
+    let during = match steps.as_slice() {
+        [] => match rollout.steps.iter().any(|s| s.start.is_some()) {
+            true => " outside any step".to_string(),
+            false => String::new(),
+        },
+        [one] => format!(" during step {one:?}"),
+        many => format!(
+            " during steps {}",
+            many.iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!(
+        "longest gap {} at +{:.1} s{during}",
+        format_ms(gap.duration()),
+        gap.start.as_secs_f64()
+    )
+}
+
+/// `120 ms`, `1.5 ms`, `2350 ms`.
+pub fn format_ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms >= 10.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms:.1} ms")
     }
 }
 
@@ -99,7 +210,7 @@ impl fmt::Display for Verdict {
     /// The one line a human acts on: `PASS: ...` or `FAIL: ...`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.passed {
-            f.write_str("PASS: every request succeeded")
+            write!(f, "PASS: {}", self.summary)
         } else {
             let word = match self.exit {
                 Exit::Interrupted | Exit::Terminated => "INTERRUPTED",
@@ -135,55 +246,180 @@ pub fn failure_breakdown(recorder: &Recorder) -> String {
 mod tests {
     use super::*;
     use crate::config::OkCodes;
+    use crate::gaps::GapDetector;
     use crate::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
-    use std::time::{Duration, Instant};
+    use crate::rollout::{StepRecord, StepStatus};
+    use std::time::Instant;
 
-    fn recorder(outcomes: &[Outcome]) -> Recorder {
+    /// One request per millisecond from the start, in `phase` from `phase_at` ms on.
+    fn recorder(outcomes: &[Outcome], phase_at: Option<u64>) -> Recorder {
         let start = Instant::now();
-        let mut r = Recorder::new(start, Duration::from_secs(1), OkCodes::default());
+        let ms = Duration::from_millis(1);
+        let mut r = Recorder::new(
+            start,
+            Duration::from_secs(1),
+            OkCodes::default(),
+            if phase_at.is_some() {
+                Phase::Warmup
+            } else {
+                Phase::Load
+            },
+            GapDetector::new(Duration::ZERO, ms),
+        );
+        if let Some(at) = phase_at {
+            r.begin_phase(Phase::Steps, ms * at as u32);
+        }
         for (i, &outcome) in outcomes.iter().enumerate() {
+            let due = start + ms * i as u32;
             r.record(&Completion {
                 seq: i as u64,
-                due: start,
-                sent: Some(start),
-                done: start,
+                due,
+                sent: Some(due),
+                done: due + ms,
                 outcome,
                 connection: ConnectionUse::Reused,
                 body_bytes: 0,
             });
         }
+        r.finish(ms * outcomes.len() as u32);
         r
+    }
+
+    fn rollout(steps: &[(&str, u64, u64, StepStatus)]) -> RolloutReport {
+        RolloutReport {
+            steps: steps
+                .iter()
+                .map(|&(name, from, to, status)| StepRecord {
+                    name: name.into(),
+                    command: "true".into(),
+                    background: false,
+                    start: Some(Duration::from_millis(from)),
+                    end: Some(Duration::from_millis(to)),
+                    exit_code: Some(if status == StepStatus::Failed { 7 } else { 0 }),
+                    signal: None,
+                    status,
+                    problem: (status == StepStatus::Failed)
+                        .then(|| "exited 7 (expected 0)".to_string()),
+                    output_tail: vec![],
+                })
+                .collect(),
+            ..RolloutReport::default()
+        }
+    }
+
+    const OK: Outcome = Outcome::Status(200);
+    const E503: Outcome = Outcome::Status(503);
+    const RESET: Outcome = Outcome::Failed(ErrorClass::Reset);
+
+    fn judge(r: &Recorder, ro: &RolloutReport, t: &VerdictConfig) -> Verdict {
+        Verdict::judge(r, ro, t, None)
     }
 
     #[test]
     fn clean_run_passes() {
-        let r = recorder(&[Outcome::Status(200), Outcome::Status(204)]);
-        let v = Verdict::judge(&r, &LoadStats::default(), None);
+        let r = recorder(&[OK, Outcome::Status(204)], None);
+        let v = judge(&r, &RolloutReport::default(), &VerdictConfig::default());
         assert!(v.passed);
         assert_eq!(v.exit.code(), 0);
         assert_eq!(v.to_string(), "PASS: every request succeeded");
     }
 
     #[test]
-    fn any_failure_fails_with_breakdown() {
-        let r = recorder(&[
-            Outcome::Status(200),
-            Outcome::Status(503),
-            Outcome::Status(503),
-            Outcome::Failed(ErrorClass::Reset),
-        ]);
-        let v = Verdict::judge(&r, &LoadStats::default(), None);
+    fn failures_name_windows_and_the_longest_gap_with_its_step() {
+        let r = recorder(&[OK, E503, E503, OK, RESET, OK], None);
+        let ro = rollout(&[("set image", 0, 3, StepStatus::Ok)]);
+        let v = judge(&r, &ro, &VerdictConfig::default());
         assert_eq!(v.exit, Exit::Dropped);
         assert_eq!(
             v.to_string(),
-            "FAIL: 3 of 4 requests failed (503: 2, reset: 1)"
+            "FAIL: 3 of 6 requests failed (503: 2, reset: 1) in 2 windows; longest gap 2.0 ms \
+             at +0.0 s during step \"set image\""
+        );
+    }
+
+    #[test]
+    fn thresholds_allow_some_failures_but_not_a_long_gap() {
+        let r = recorder(&[OK, E503, E503, OK], None);
+        let allow = VerdictConfig {
+            max_failures: 2,
+            max_gap: Duration::from_millis(2),
+            ..VerdictConfig::default()
+        };
+        let v = judge(&r, &RolloutReport::default(), &allow);
+        assert!(v.passed, "{v}");
+        assert_eq!(
+            v.to_string(),
+            "PASS: 2 of 4 requests failed (503: 2), within the thresholds"
+        );
+        let short_gap = VerdictConfig {
+            max_gap: Duration::from_millis(1),
+            ..allow.clone()
+        };
+        let v = judge(&r, &RolloutReport::default(), &short_gap);
+        assert_eq!(v.exit, Exit::Dropped);
+        assert_eq!(
+            v.reasons,
+            vec!["longest gap 2.0 ms at +0.0 s (--max-gap 1ms)"]
+        );
+        let ratio = VerdictConfig {
+            max_failure_ratio: Some(0.25),
+            ..allow
+        };
+        assert_eq!(
+            judge(&r, &RolloutReport::default(), &ratio).exit,
+            Exit::Dropped
+        );
+    }
+
+    #[test]
+    fn p99_threshold() {
+        let r = recorder(&[OK, OK], None);
+        let t = VerdictConfig {
+            max_p99: Some(Duration::from_micros(500)),
+            ..VerdictConfig::default()
+        };
+        let v = judge(&r, &RolloutReport::default(), &t);
+        assert_eq!(v.exit, Exit::Dropped);
+        assert!(
+            v.reasons[0].starts_with("p99 latency 1.0 ms is above --max-p99 500us"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn step_failure_is_exit_3_and_warmup_failure_exit_4() {
+        let r = recorder(&[OK, OK, OK], Some(1));
+        let ro = rollout(&[("deploy", 1, 2, StepStatus::Failed)]);
+        let v = judge(&r, &ro, &VerdictConfig::default());
+        assert_eq!(v.exit, Exit::StepFailed);
+        assert_eq!(v.to_string(), "FAIL: step \"deploy\" exited 7 (expected 0)");
+
+        let r = recorder(&[E503, OK, OK], Some(1));
+        let v = judge(&r, &RolloutReport::default(), &VerdictConfig::default());
+        assert_eq!(v.exit, Exit::UnhealthyBefore);
+        assert!(
+            v.reasons[0].starts_with("1 of 1 requests failed during warmup"),
+            "{v}"
+        );
+        let allow = VerdictConfig {
+            allow_warmup_errors: true,
+            ..VerdictConfig::default()
+        };
+        assert_eq!(
+            judge(&r, &RolloutReport::default(), &allow).exit,
+            Exit::Dropped
         );
     }
 
     #[test]
     fn interruption_wins() {
-        let r = recorder(&[Outcome::Status(200)]);
-        let v = Verdict::judge(&r, &LoadStats::default(), Some(Interruption::Terminate));
+        let r = recorder(&[OK], None);
+        let v = Verdict::judge(
+            &r,
+            &RolloutReport::default(),
+            &VerdictConfig::default(),
+            Some(Interruption::Terminate),
+        );
         assert_eq!(v.exit.code(), 143);
         assert!(!v.passed);
         assert!(v.to_string().starts_with("INTERRUPTED: "));

@@ -22,7 +22,15 @@
 //! | `lateness_ms` | actual send minus intended send, sent requests only |
 //! | `connections` | `opened`, `connect_failures`, `failed_on_new_connections`, `failed_on_reused_connections` |
 //! | `timeline` | one entry per slot: `t_ms` (slot start), `ok`, `failed`, `codes`, `errors`, `p50_ms`, `p99_ms` (`null` without responses) |
-//! | `verdict` | `passed`, `exit_code`, `reasons` |
+//! | `phases` | in order: `name` (`load` for a run without steps; else `warmup`, `steps`, `cooldown`), `start_ms`, `end_ms`, `requests`, `ok`, `failed` (by intended send time) |
+//! | `steps` | in scenario order: `name`, `command`, `background`, `status` (`ok`, `failed`, `timed_out`, `interrupted`, `stopped`, `skipped`), `start_ms`, `end_ms` (`null` if it never ran), `exit_code`, `signal` (`null` unless one applies), `output_tail` (last lines) |
+//! | `events` | lines printed by background steps: `t_ms`, `step`, `line`; `events_dropped` counts those beyond 10,000 per watcher |
+//! | `windows` | failure windows in time order (at most 1,000; `windows_total` counts all): `start_ms`, `end_ms`, `duration_ms`, `failed`, `ok`, `codes`, `errors`, `failed_on_new_connections`, `failed_on_reused_connections`, `steps` (foreground steps running at the time), `open` (the load ended inside it) |
+//! | `gaps` | the windows with `ok == 0` (availability gaps), same fields; `gaps_total` counts all |
+//! | `longest_gap_ms`, `total_gap_ms` | the longest gap (`null` without gaps) and the sum of all gaps |
+//! | `merge_gap_ms` | windows closer than this were merged |
+//! | `slow_windows` | runs of slots whose p99 exceeded `--slow`: `start_ms`, `end_ms`, `duration_ms`, `p99_ms` (largest slot p99), `steps` |
+//! | `verdict` | `passed`, `exit_code`, `line` (the verdict line of the text report), `reasons` |
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -78,8 +86,127 @@ pub struct RunResult {
     pub connections: Connections,
     /// Fixed slots, in time order.
     pub timeline: Vec<Slot>,
+    /// The phases of the run.
+    pub phases: Vec<PhaseEntry>,
+    /// The rollout steps.
+    pub steps: Vec<StepEntry>,
+    /// Lines printed by background steps.
+    pub events: Vec<EventEntry>,
+    /// Events beyond the per-watcher cap, counted only.
+    pub events_dropped: u64,
+    /// Failure windows (capped list).
+    pub windows: Vec<WindowEntry>,
+    /// Every failure window found.
+    pub windows_total: u64,
+    /// Availability gaps (windows without a success), from the listed windows.
+    pub gaps: Vec<WindowEntry>,
+    /// Every gap found.
+    pub gaps_total: u64,
+    /// The longest gap; `null` without gaps.
+    pub longest_gap_ms: Option<f64>,
+    /// Time without service: the sum of all gaps.
+    pub total_gap_ms: f64,
+    /// Windows closer than this were merged.
+    pub merge_gap_ms: f64,
+    /// Runs of slots whose p99 exceeded `--slow`.
+    pub slow_windows: Vec<SlowEntry>,
     /// The judgement.
     pub verdict: Verdict,
+}
+
+/// One entry of `phases`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PhaseEntry {
+    /// `load`, `warmup`, `steps` or `cooldown`.
+    pub name: String,
+    /// Start, from the run start.
+    pub start_ms: f64,
+    /// End, from the run start.
+    pub end_ms: f64,
+    /// Attempts intended in the phase.
+    pub requests: u64,
+    /// Of which successes.
+    pub ok: u64,
+    /// Of which failures.
+    pub failed: u64,
+}
+
+/// One entry of `steps`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StepEntry {
+    /// Name.
+    pub name: String,
+    /// Command line (or `sleep 5s`).
+    pub command: String,
+    /// A watcher.
+    pub background: bool,
+    /// `ok`, `failed`, `timed_out`, `interrupted`, `stopped` or `skipped`.
+    pub status: String,
+    /// Start; `null` if it never ran.
+    pub start_ms: Option<f64>,
+    /// End; `null` if it never ran.
+    pub end_ms: Option<f64>,
+    /// Exit status when the command exited by itself.
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, if any.
+    pub signal: Option<i32>,
+    /// Why it did not end well.
+    pub problem: Option<String>,
+    /// Its last output lines.
+    pub output_tail: Vec<String>,
+}
+
+/// One entry of `events`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EventEntry {
+    /// When the line was read.
+    pub t_ms: f64,
+    /// The watcher's name.
+    pub step: String,
+    /// The line.
+    pub line: String,
+}
+
+/// One entry of `windows` or `gaps`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WindowEntry {
+    /// Intended time of the first failure.
+    pub start_ms: f64,
+    /// Intended time of the success that ended it.
+    pub end_ms: f64,
+    /// `end_ms - start_ms`.
+    pub duration_ms: f64,
+    /// Failures inside.
+    pub failed: u64,
+    /// Successes inside (after a merge).
+    pub ok: u64,
+    /// Failing status codes.
+    pub codes: BTreeMap<String, u64>,
+    /// Transport failure classes.
+    pub errors: BTreeMap<String, u64>,
+    /// Failures on new connections.
+    pub failed_on_new_connections: u64,
+    /// Failures on kept-alive connections.
+    pub failed_on_reused_connections: u64,
+    /// Foreground steps running during the window.
+    pub steps: Vec<String>,
+    /// The load ended inside the window.
+    pub open: bool,
+}
+
+/// One entry of `slow_windows`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SlowEntry {
+    /// Start of the first slow slot.
+    pub start_ms: f64,
+    /// End of the last slow slot.
+    pub end_ms: f64,
+    /// `end_ms - start_ms`.
+    pub duration_ms: f64,
+    /// The largest slot p99 inside.
+    pub p99_ms: f64,
+    /// Foreground steps running then.
+    pub steps: Vec<String>,
 }
 
 /// `target`.
@@ -233,8 +360,30 @@ pub struct Verdict {
     pub passed: bool,
     /// The process exit code.
     pub exit_code: u8,
+    /// The verdict line, as printed at the end of the text report.
+    pub line: String,
     /// One sentence per broken criterion.
     pub reasons: Vec<String>,
+}
+
+fn window(w: &crate::gaps::Window, f: &Finished) -> WindowEntry {
+    WindowEntry {
+        start_ms: millis(w.start),
+        end_ms: millis(w.end),
+        duration_ms: millis(w.duration()),
+        failed: w.failed,
+        ok: w.ok,
+        codes: w.codes.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+        errors: ErrorClass::ALL
+            .into_iter()
+            .filter(|c| w.errors[c.index()] > 0)
+            .map(|c| (c.as_str().to_string(), w.errors[c.index()]))
+            .collect(),
+        failed_on_new_connections: w.failed_on_new,
+        failed_on_reused_connections: w.failed_on_reused,
+        steps: f.rollout.steps_during(w.start, w.end),
+        open: w.open,
+    }
 }
 
 fn millis(d: Duration) -> f64 {
@@ -291,7 +440,7 @@ impl RunResult {
             load: Load {
                 qps: config.load.rate.qps(),
                 connections: config.load.connections.get(),
-                duration_ms: millis(config.load.duration),
+                duration_ms: millis(f.length),
                 timeout_ms: millis(config.target.timeout),
                 slot_ms: millis(config.load.slot),
                 ok_codes: config.target.ok_codes.to_string(),
@@ -323,9 +472,79 @@ impl RunResult {
                 failed_on_reused_connections: r.failed_on(ConnectionUse::Reused),
             },
             timeline,
+            phases: r
+                .phases()
+                .iter()
+                .map(|p| PhaseEntry {
+                    name: p.phase.as_str().to_string(),
+                    start_ms: millis(p.start),
+                    end_ms: millis(p.end.unwrap_or(f.length)),
+                    requests: p.total,
+                    ok: p.ok,
+                    failed: p.failed,
+                })
+                .collect(),
+            steps: f
+                .rollout
+                .steps
+                .iter()
+                .map(|s| StepEntry {
+                    name: s.name.clone(),
+                    command: s.command.clone(),
+                    background: s.background,
+                    status: s.status.as_str().to_string(),
+                    start_ms: s.start.map(millis),
+                    end_ms: s.end.map(millis),
+                    exit_code: s.exit_code,
+                    signal: s.signal,
+                    problem: s.problem.clone(),
+                    output_tail: s.output_tail.clone(),
+                })
+                .collect(),
+            events: f
+                .rollout
+                .events
+                .iter()
+                .map(|e| EventEntry {
+                    t_ms: millis(e.at),
+                    step: e.step.clone(),
+                    line: e.line.clone(),
+                })
+                .collect(),
+            events_dropped: f.rollout.events_dropped,
+            windows: r.gaps().windows().iter().map(|w| window(w, f)).collect(),
+            windows_total: r.gaps().totals().windows,
+            gaps: r
+                .gaps()
+                .windows()
+                .iter()
+                .filter(|w| w.is_gap())
+                .map(|w| window(w, f))
+                .collect(),
+            gaps_total: r.gaps().totals().gaps,
+            longest_gap_ms: r
+                .gaps()
+                .totals()
+                .longest_gap
+                .as_ref()
+                .map(|g| millis(g.duration())),
+            total_gap_ms: millis(r.gaps().totals().gap_time),
+            merge_gap_ms: millis(r.gaps().merge_gap()),
+            slow_windows: f
+                .slow_windows()
+                .iter()
+                .map(|w| SlowEntry {
+                    start_ms: millis(w.start),
+                    end_ms: millis(w.end),
+                    duration_ms: millis(w.end.saturating_sub(w.start)),
+                    p99_ms: w.p99_us as f64 / 1000.0,
+                    steps: f.rollout.steps_during(w.start, w.end),
+                })
+                .collect(),
             verdict: Verdict {
                 passed: f.verdict.passed,
                 exit_code: f.verdict.exit.code(),
+                line: f.verdict.to_string(),
                 reasons: f.verdict.reasons.clone(),
             },
         }

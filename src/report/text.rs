@@ -1,9 +1,12 @@
 //! The human text report, laid out like Fortio's so the numbers can be compared side by side.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
+use crate::outcome::ErrorClass;
 use crate::recorder::{LATE_THRESHOLD, LatencyHistogram};
 use crate::run::Finished;
+use crate::verdict::format_ms;
 
 /// Renders the full text report, ending with the verdict line.
 pub fn render(f: &Finished) -> String {
@@ -25,12 +28,26 @@ fn write_report(out: &mut String, f: &Finished) -> std::fmt::Result {
     } else {
         "HTTP/1.1"
     };
+    let span = if config.rollout.has_steps() {
+        format!(
+            "for {} warmup, {} step{}, {} cooldown",
+            humantime::format_duration(config.rollout.warmup),
+            config.rollout.steps.len(),
+            if config.rollout.steps.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            humantime::format_duration(config.rollout.cooldown)
+        )
+    } else {
+        format!("for {}", humantime::format_duration(config.load.duration))
+    };
     writeln!(
         out,
-        "gapless {} running at {rate}, {} connections ({protocol}), for {}: {}",
+        "gapless {} running at {rate}, {} connections ({protocol}), {span}: {}",
         env!("CARGO_PKG_VERSION"),
         config.load.connections,
-        humantime::format_duration(config.load.duration),
         config.target.url
     )?;
     writeln!(
@@ -95,7 +112,132 @@ fn write_report(out: &mut String, f: &Finished) -> std::fmt::Result {
         "Sockets used: {} (for perfect keepalive, would be {}); {} failed connection attempts",
         f.stats.connections_opened, config.load.connections, f.stats.connect_failures
     )?;
+    write_rollout(out, f)?;
+    write_windows(out, f)?;
     writeln!(out, "{}", f.verdict)
+}
+
+/// How many windows the text report lists (the JSON has them all, up to its cap).
+const LISTED_WINDOWS: usize = 10;
+
+fn write_rollout(out: &mut String, f: &Finished) -> std::fmt::Result {
+    let r = &f.recorder;
+    if !f.config.rollout.has_steps() {
+        return Ok(());
+    }
+    for p in r.phases() {
+        writeln!(
+            out,
+            "Phase {:<8} : {:>9.3}s - {:>9.3}s : {} requests, {} ok, {} failed",
+            p.phase.as_str(),
+            p.start.as_secs_f64(),
+            p.end.unwrap_or(f.length).as_secs_f64(),
+            p.total,
+            p.ok,
+            p.failed
+        )?;
+    }
+    for s in &f.rollout.steps {
+        let when = match (s.start, s.end) {
+            (Some(a), Some(b)) => format!("{:>9.3}s - {:>9.3}s", a.as_secs_f64(), b.as_secs_f64()),
+            _ => "not run".to_string(),
+        };
+        let exit = match (s.exit_code, s.signal) {
+            (Some(code), _) => format!(", exit {code}"),
+            (None, Some(sig)) => format!(", signal {sig}"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "Step {:?} : {when} : {}{exit}{} : {}",
+            s.name,
+            s.status.as_str(),
+            if s.background { " (watcher)" } else { "" },
+            s.command
+        )?;
+    }
+    if !f.rollout.events.is_empty() {
+        writeln!(
+            out,
+            "Events : {} lines from watchers{}",
+            f.rollout.events.len(),
+            if f.rollout.events_dropped > 0 {
+                format!(" ({} more dropped)", f.rollout.events_dropped)
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    Ok(())
+}
+
+fn write_windows(out: &mut String, f: &Finished) -> std::fmt::Result {
+    let gaps = f.recorder.gaps();
+    let totals = gaps.totals();
+    if totals.windows == 0 {
+        writeln!(out, "Failure windows : none")?;
+    } else {
+        writeln!(
+            out,
+            "Failure windows : {} ({} availability gaps, {} without service in total)",
+            totals.windows,
+            totals.gaps,
+            format_ms(totals.gap_time)
+        )?;
+    }
+    for w in gaps.windows().iter().take(LISTED_WINDOWS) {
+        let mut what: Vec<String> = w.codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+        what.extend(
+            ErrorClass::ALL
+                .into_iter()
+                .filter(|c| w.errors[c.index()] > 0)
+                .map(|c| format!("{}: {}", c.as_str(), w.errors[c.index()])),
+        );
+        let steps = f.rollout.steps_during(w.start, w.end);
+        writeln!(
+            out,
+            "  {} +{:.3}s {:>9} : {} failed, {} ok ({}) ; {} on new connections, {} on reused{}{}",
+            if w.is_gap() { "gap   " } else { "window" },
+            w.start.as_secs_f64(),
+            format_ms(w.duration()),
+            w.failed,
+            w.ok,
+            what.join(", "),
+            w.failed_on_new,
+            w.failed_on_reused,
+            if steps.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ; during {}",
+                    steps
+                        .iter()
+                        .map(|s| format!("{s:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+            if w.open {
+                " ; still failing when the load stopped"
+            } else {
+                ""
+            }
+        )?;
+    }
+    let listed = gaps.windows().len().min(LISTED_WINDOWS) as u64;
+    if totals.windows > listed {
+        writeln!(out, "  ... {} more (see --json)", totals.windows - listed)?;
+    }
+    for w in f.slow_windows() {
+        writeln!(
+            out,
+            "Slow window +{:.3}s {} : p99 up to {}",
+            w.start.as_secs_f64(),
+            format_ms(w.end.saturating_sub(w.start)),
+            format_ms(Duration::from_micros(w.p99_us))
+        )?;
+    }
+    Ok(())
 }
 
 fn write_histogram(out: &mut String, title: &str, h: &LatencyHistogram) -> std::fmt::Result {
