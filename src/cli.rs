@@ -17,6 +17,7 @@ use crate::config::{
     self, Action, LoadConfig, OkCodes, Qps, Rate, RolloutConfig, RunConfig, Step, TargetConfig,
     TargetUrl, VerdictConfig,
 };
+use crate::demo::DemoSpec;
 use crate::scenario::{self, STEP_TIMEOUT, Scenario};
 use crate::serve::ServeConfig;
 
@@ -34,6 +35,9 @@ pub enum Error {
         "give a target URL, --builtin to load the built-in target, or a --scenario whose [target] has a url"
     )]
     NoTarget,
+    /// A URL on the command line for a demo scenario.
+    #[error("the scenario's [target] demo provides the URL: give none on the command line")]
+    UrlWithDemo,
     /// `--duration` with rollout steps.
     #[error(
         "--duration does not apply to a run with rollout steps: it lasts --warmup, the steps, then --cooldown"
@@ -99,6 +103,42 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Serve a small built-in HTTP target.
     Serve(ServeArgs),
+    /// The embedded demo cluster.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+}
+
+/// `gapless demo ...`.
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Run the demo service standalone (a proxy in front of replicas), for curl or other tools.
+    Serve(DemoServeArgs),
+}
+
+/// `gapless demo serve`.
+#[derive(Debug, Args)]
+pub struct DemoServeArgs {
+    /// Where the proxy listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Replicas.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
+    /// Version label of the replicas.
+    #[arg(long = "version", value_name = "LABEL", default_value = "v1")]
+    pub version_label: String,
+}
+
+impl DemoServeArgs {
+    /// Validates into a demo cluster spec.
+    pub fn validate(&self) -> Result<DemoSpec, Error> {
+        Ok(DemoSpec {
+            replicas: NonZeroUsize::new(self.replicas).ok_or(Error::Zero("--replicas"))?,
+            version: self.version_label.clone(),
+            listen: self.listen,
+            ..DemoSpec::default()
+        })
+    }
 }
 
 /// `gapless run`.
@@ -229,14 +269,18 @@ impl RunArgs {
             .map_err(Error::from)
     }
 
-    /// The target URL: the command line's, else the scenario's; `None` with `--builtin`.
+    /// The target URL: the command line's, else the scenario's; `None` with `--builtin` or a
+    /// scenario whose `[target]` is the demo cluster (the caller starts it).
     pub fn target_url(&self, scenario: Option<&Scenario>) -> Result<Option<TargetUrl>, Error> {
+        let demo = scenario.is_some_and(|s| s.target.demo.is_some());
         if self.builtin {
             return Ok(None);
         }
         match (&self.url, scenario.and_then(|s| s.target.url.clone())) {
+            (Some(_), _) if demo => Err(Error::UrlWithDemo),
             (Some(url), _) => Ok(Some(url.parse()?)),
             (None, Some(url)) => Ok(Some(url)),
+            (None, None) if demo => Ok(None),
             (None, None) => Err(Error::NoTarget),
         }
     }
@@ -458,7 +502,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Run(a) => *a,
-            Command::Serve(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 
@@ -545,7 +589,7 @@ mod tests {
             .command
         {
             Command::Run(a) => *a,
-            Command::Serve(_) => unreachable!(),
+            _ => unreachable!(),
         };
         assert!(
             bad.target_url(None)

@@ -303,6 +303,8 @@ pub enum Action {
     Exec(Vec<String>),
     /// A pause.
     Sleep(Duration),
+    /// A rollout of the embedded demo cluster.
+    Demo(crate::demo::Strategy),
 }
 
 impl fmt::Display for Action {
@@ -315,6 +317,7 @@ impl fmt::Display for Action {
                 f.write_str(&words.join(" "))
             }
             Action::Sleep(d) => write!(f, "sleep {}", humantime::format_duration(*d)),
+            Action::Demo(strategy) => strategy.fmt(f),
         }
     }
 }

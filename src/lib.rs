@@ -30,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod console;
+pub mod demo;
 pub mod dispatch;
 pub mod engine;
 pub mod gaps;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use gapless::cli::{Cli, Command, RunArgs, ServeArgs};
+use gapless::cli::{Cli, Command, DemoCommand, DemoServeArgs, RunArgs, ServeArgs};
 use gapless::console::Console;
+use gapless::demo::Cluster;
 use gapless::report::json::RunResult;
 use gapless::serve::{self, ServeConfig};
 use gapless::verdict::{Exit, Interruption};
@@ -46,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Run(args) => load(*args).await,
             Command::Serve(args) => serve_target(args).await,
+            Command::Demo(DemoCommand::Serve(args)) => serve_demo(args).await,
         }
     })
 }
@@ -54,8 +56,18 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
     let scenario = args.scenario()?;
     let mut builtin = JoinSet::new();
     let builtin_stop = CancellationToken::new();
+    let demo_spec = scenario.as_ref().and_then(|s| s.target.demo.clone());
+    let mut demo = None;
     let url = match args.target_url(scenario.as_ref())? {
         Some(url) => url,
+        None if !args.builtin && demo_spec.is_some() => {
+            let spec = demo_spec.unwrap_or_default();
+            let cluster = Arc::new(Cluster::start(spec).await?);
+            eprintln!("gapless: demo cluster listening on {}", cluster.url());
+            let url = cluster.url().parse()?;
+            demo = Some(cluster);
+            url
+        }
         None => {
             let listener = serve::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
             let addr = listener.local_addr().context("built-in target address")?;
@@ -86,7 +98,11 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
             Err(_) => std::future::pending().await,
         }
     };
-    let finished = gapless::run::run(&config, console, interrupt).await?;
+    let finished = gapless::run::run(&config, console, demo.clone(), interrupt).await;
+    if let Some(cluster) = &demo {
+        cluster.shutdown().await;
+    }
+    let finished = finished?;
     signals.abort_all();
     builtin_stop.cancel();
     while builtin.join_next().await.is_some() {}
@@ -137,6 +153,19 @@ async fn serve_target(args: ServeArgs) -> anyhow::Result<ExitCode> {
     while let Some(result) = server.join_next().await {
         result.context("server task")??;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve_demo(args: DemoServeArgs) -> anyhow::Result<ExitCode> {
+    let cluster = Cluster::start(args.validate()?).await?;
+    eprintln!(
+        "gapless: demo service ({} replicas of {}) on {}",
+        args.replicas,
+        args.version_label,
+        cluster.url()
+    );
+    interruption().await;
+    cluster.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 

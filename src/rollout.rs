@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Action, Step};
 use crate::console::Console;
+use crate::demo::Cluster;
 
 /// Longest output line kept (bytes); the rest of the line is dropped.
 pub const MAX_LINE: usize = 1000;
@@ -143,12 +144,23 @@ pub struct RolloutReport {
     pub events: Vec<Event>,
     /// Watcher lines beyond [`MAX_EVENTS`] per watcher, counted only.
     pub events_dropped: u64,
+    /// Set when requests failed during warmup and no step ran: `(failed, total)` at the check.
+    pub unhealthy_warmup: Option<(u64, u64)>,
 }
 
 impl RolloutReport {
     /// The first step that made the rollout fail.
     pub fn failed_step(&self) -> Option<&StepRecord> {
         self.steps.iter().find(|s| s.status.is_failure())
+    }
+
+    /// The last foreground step that ended at or before `t`, if any ran.
+    pub fn step_before(&self, t: Duration) -> Option<&str> {
+        self.steps
+            .iter()
+            .filter(|s| !s.background && s.end.is_some_and(|end| end <= t))
+            .max_by_key(|s| s.end)
+            .map(|s| s.name.as_str())
     }
 
     /// Names of the foreground steps running at some time in `[from, to]`.
@@ -170,27 +182,42 @@ pub struct Rollout {
     steps: Vec<Step>,
     start: Instant,
     console: Arc<Console>,
+    demo: Option<Arc<Cluster>>,
     records: Vec<Option<StepRecord>>,
     watchers: JoinSet<(usize, StepRecord, Vec<Event>, u64)>,
     watchers_stop: CancellationToken,
     events: Vec<Event>,
     events_dropped: u64,
+    unhealthy_warmup: Option<(u64, u64)>,
 }
 
 impl Rollout {
-    /// A rollout of `steps` for a run that started at `start`.
-    pub fn new(steps: Vec<Step>, start: Instant, console: Arc<Console>) -> Rollout {
+    /// A rollout of `steps` for a run that started at `start`; `demo` performs the demo
+    /// cluster's strategies.
+    pub fn new(
+        steps: Vec<Step>,
+        start: Instant,
+        console: Arc<Console>,
+        demo: Option<Arc<Cluster>>,
+    ) -> Rollout {
         let records = vec![None; steps.len()];
         Rollout {
             steps,
             start,
             console,
+            demo,
             records,
             watchers: JoinSet::new(),
             watchers_stop: CancellationToken::new(),
             events: Vec::new(),
             events_dropped: 0,
+            unhealthy_warmup: None,
         }
+    }
+
+    /// Records that the warmup failed (`failed` of `total` requests) so no step will run.
+    pub fn abandon_for_warmup(&mut self, failed: u64, total: u64) {
+        self.unhealthy_warmup = Some((failed, total));
     }
 
     /// Runs the steps in order; the phase started at `steps_start`. Returns once the last
@@ -215,12 +242,13 @@ impl Rollout {
             }
             if step.background {
                 let (start, console) = (self.start, self.console.clone());
-                let stop = self.watchers_stop.clone();
+                let (stop, demo) = (self.watchers_stop.clone(), self.demo.clone());
                 self.console
                     .line(&format!("gapless: starting watcher {:?}", step.name));
                 self.watchers.spawn(async move {
                     let mut log = EventLog::default();
-                    let record = execute(&step, start, &console, &stop, Some(&mut log)).await;
+                    let record =
+                        execute(&step, start, &console, demo.as_deref(), &stop, &mut log).await;
                     (index, record, log.events, log.dropped)
                 });
                 continue;
@@ -230,7 +258,18 @@ impl Rollout {
                 step.name, step.action
             ));
             current.send_replace(Some(step.name.clone()));
-            let record = execute(&step, self.start, &self.console, stop, None).await;
+            let mut log = EventLog::default();
+            let record = execute(
+                &step,
+                self.start,
+                &self.console,
+                self.demo.as_deref(),
+                stop,
+                &mut log,
+            )
+            .await;
+            self.events.extend(log.events);
+            self.events_dropped += log.dropped;
             current.send_replace(None);
             let failed = record.status.is_failure();
             self.console.line(&format!(
@@ -258,6 +297,11 @@ impl Rollout {
         self.events.sort_by_key(|e| e.at);
     }
 
+    /// The demo cluster the steps act on, if any.
+    pub fn demo(&self) -> Option<&Arc<Cluster>> {
+        self.demo.as_ref()
+    }
+
     /// The report; steps that never ran are marked skipped.
     pub fn into_report(mut self) -> RolloutReport {
         let steps = self
@@ -270,15 +314,26 @@ impl Rollout {
             steps,
             events: self.events,
             events_dropped: self.events_dropped,
+            unhealthy_warmup: self.unhealthy_warmup,
         }
     }
 }
 
-/// A watcher's events, bounded.
+/// A step's timeline events, bounded.
 #[derive(Debug, Default)]
 struct EventLog {
     events: Vec<Event>,
     dropped: u64,
+}
+
+impl EventLog {
+    fn push(&mut self, event: Event) {
+        if self.events.len() < MAX_EVENTS {
+            self.events.push(event);
+        } else {
+            self.dropped += 1;
+        }
+    }
 }
 
 /// Why the wait for a command ended.
@@ -288,13 +343,15 @@ enum End {
     Stopped,
 }
 
-/// Runs one step to its end.
+/// Runs one step to its end. Lines a background step prints, and every demo orchestration
+/// event, go to `log`.
 async fn execute(
     step: &Step,
     start: Instant,
     console: &Console,
+    demo: Option<&Cluster>,
     stop: &CancellationToken,
-    mut log: Option<&mut EventLog>,
+    log: &mut EventLog,
 ) -> StepRecord {
     let mut record = StepRecord::skipped(step);
     let began = Instant::now();
@@ -308,6 +365,21 @@ async fn execute(
             };
             record.status = status;
             record.end = Some(start.elapsed());
+            return record;
+        }
+        Action::Demo(strategy) => {
+            perform_demo(
+                step,
+                strategy,
+                demo,
+                start,
+                console,
+                stop,
+                deadline,
+                log,
+                &mut record,
+            )
+            .await;
             return record;
         }
         Action::Shell(line) => spawn(Command::new("sh").arg("-c").arg(line)),
@@ -331,16 +403,12 @@ async fn execute(
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
     let mut emit = |line: String| {
         console.line(&format!("[{}] {line}", step.name));
-        if let Some(log) = log.as_deref_mut() {
-            if log.events.len() < MAX_EVENTS {
-                log.events.push(Event {
-                    at: start.elapsed(),
-                    step: step.name.clone(),
-                    line: line.clone(),
-                });
-            } else {
-                log.dropped += 1;
-            }
+        if step.background {
+            log.push(Event {
+                at: start.elapsed(),
+                step: step.name.clone(),
+                line: line.clone(),
+            });
         }
         if tail.len() == TAIL_LINES {
             tail.pop_front();
@@ -411,6 +479,66 @@ async fn execute(
     record.status = status;
     record.problem = problem;
     record
+}
+
+/// Performs a demo strategy in-process; each orchestration event is printed, kept in the tail
+/// and logged as a timeline event.
+#[allow(clippy::too_many_arguments)]
+async fn perform_demo(
+    step: &Step,
+    strategy: &crate::demo::Strategy,
+    demo: Option<&Cluster>,
+    start: Instant,
+    console: &Console,
+    stop: &CancellationToken,
+    deadline: Instant,
+    log: &mut EventLog,
+    record: &mut StepRecord,
+) {
+    let Some(cluster) = demo else {
+        record.status = StepStatus::Failed;
+        record.problem = Some("needs the demo cluster ([target] demo)".to_string());
+        record.end = Some(start.elapsed());
+        return;
+    };
+    let said = std::sync::Mutex::new(EventLog::default());
+    let say = |line: String| {
+        console.line(&format!("[{}] {line}", step.name));
+        said.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Event {
+                at: start.elapsed(),
+                step: step.name.clone(),
+                line,
+            });
+    };
+    let result = tokio::select! {
+        result = cluster.perform(strategy, &say) => Some(result),
+        _ = tokio::time::sleep_until(deadline.into()) => None,
+        _ = stop.cancelled() => Some(Err("was stopped: the run was interrupted".to_string())),
+    };
+    record.end = Some(start.elapsed());
+    let said = said
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let skip = said.events.len().saturating_sub(TAIL_LINES);
+    record.output_tail = said.events[skip..].iter().map(|e| e.line.clone()).collect();
+    log.dropped += said.dropped;
+    for event in said.events {
+        log.push(event);
+    }
+    (record.status, record.problem) = match result {
+        Some(Ok(())) => (StepStatus::Ok, None),
+        Some(Err(problem)) if stop.is_cancelled() => (StepStatus::Interrupted, Some(problem)),
+        Some(Err(problem)) => (StepStatus::Failed, Some(problem)),
+        None => (
+            StepStatus::TimedOut,
+            Some(format!(
+                "timed out after {}",
+                humantime::format_duration(step.timeout)
+            )),
+        ),
+    };
 }
 
 /// Starts a command in its own process group with its output piped.
@@ -520,7 +648,7 @@ mod tests {
 
     async fn perform(steps: Vec<Step>) -> RolloutReport {
         let start = Instant::now();
-        let mut rollout = Rollout::new(steps, start, Arc::new(Console::silent()));
+        let mut rollout = Rollout::new(steps, start, Arc::new(Console::silent()), None);
         let (current, _) = watch::channel(None);
         rollout
             .perform(start, &CancellationToken::new(), &current)

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
 use crate::console::Console;
+use crate::demo::Cluster;
 use crate::engine::{self, Engine, LoadControl, LoadStats};
 use crate::gaps::{self, GapDetector, SlowWindow};
 use crate::progress::{self, Status};
@@ -82,6 +83,7 @@ impl Finished {
 pub async fn run(
     config: &RunConfig,
     console: Arc<Console>,
+    demo: Option<Arc<Cluster>>,
     interrupt: impl Future<Output = Interruption>,
 ) -> Result<Finished, Error> {
     let started_at = SystemTime::now();
@@ -111,7 +113,7 @@ pub async fn run(
     }
     let load_stop = CancellationToken::new();
     let rollout_stop = CancellationToken::new();
-    let mut rollout = Rollout::new(config.rollout.steps.clone(), start, console.clone());
+    let mut rollout = Rollout::new(config.rollout.steps.clone(), start, console.clone(), demo);
     let (status, status_rx) = watch::channel(Status {
         phase: if has_steps {
             Phase::Warmup
@@ -220,8 +222,11 @@ async fn orchestrate(
             _ = stop.cancelled() => return start.elapsed(),
         }
     }
-    let failed = lock().phase(Phase::Warmup).map_or(0, |p| p.failed);
+    let (failed, total) = lock()
+        .phase(Phase::Warmup)
+        .map_or((0, 0), |p| (p.failed, p.total));
     if failed > 0 && !config.verdict.allow_warmup_errors {
+        rollout.abandon_for_warmup(failed, total);
         let now = start.elapsed();
         control.end_at(now);
         return now;

@@ -37,6 +37,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::{Action, OkCodes, Rate, Step, TargetUrl};
+use crate::demo::{DemoSpec, Strategy};
 
 /// Default timeout of a step.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -88,6 +89,8 @@ pub struct TargetSection {
     pub http2: Option<bool>,
     /// `insecure`.
     pub insecure: Option<bool>,
+    /// `demo = { ... }`: start the embedded demo cluster and load it.
+    pub demo: Option<DemoSpec>,
 }
 
 /// `[load]`: how much load.
@@ -176,13 +179,14 @@ impl Scenario {
             file.error_at(span.clone(), &key_at(source, span.start), e.message())
         })?;
         let target = raw.target.map(|t| file.target(t)).transpose()?;
+        let has_demo = target.as_ref().is_some_and(|t| t.demo.is_some());
         let load = raw.load.map(|l| file.load(l)).transpose()?;
         let verdict = raw.verdict.map(|v| file.verdict(v)).transpose()?;
         let steps = raw
             .step
             .into_iter()
             .enumerate()
-            .map(|(i, s)| file.step(i + 1, s))
+            .map(|(i, s)| file.step(i + 1, s, has_demo))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Scenario {
             path: path.to_path_buf(),
@@ -219,6 +223,34 @@ struct RawTarget {
     ok_codes: Option<Text>,
     http2: Option<bool>,
     insecure: Option<bool>,
+    demo: Option<Spanned<RawDemo>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDemo {
+    replicas: Option<Spanned<i64>>,
+    version: Option<Text>,
+    startup: Option<Text>,
+    latency: Option<Text>,
+    propagation: Option<Text>,
+    route_propagation: Option<Text>,
+    prestop: Option<Text>,
+    readiness: Option<bool>,
+    grace: Option<Text>,
+    listen: Option<Text>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDemoStep {
+    action: Text,
+    version: Option<Text>,
+    max_surge: Option<Spanned<i64>>,
+    max_unavailable: Option<Spanned<i64>>,
+    readiness: Option<bool>,
+    prestop: Option<Text>,
+    weights: Option<Spanned<Vec<i64>>>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +273,7 @@ struct RawStep {
     name: Text,
     run: Option<Text>,
     sleep: Option<Text>,
+    demo: Option<Spanned<RawDemoStep>>,
     at: Option<Text>,
     timeout: Option<Text>,
     expect_exit: Option<Spanned<i64>>,
@@ -397,7 +430,15 @@ impl File<'_> {
                 })
             })
             .transpose()?;
+        let demo = match raw.demo {
+            Some(d) if url.is_some() => {
+                return Err(self.error(&d, "target.demo", "give url or demo, not both"));
+            }
+            Some(d) => Some(self.demo(d.into_inner())?),
+            None => None,
+        };
         Ok(TargetSection {
+            demo,
             url,
             method,
             headers,
@@ -452,7 +493,158 @@ impl File<'_> {
         })
     }
 
-    fn step(&self, number: usize, raw: Spanned<RawStep>) -> Result<Step, Error> {
+    fn demo(&self, raw: RawDemo) -> Result<DemoSpec, Error> {
+        let mut spec = DemoSpec::default();
+        if let Some(n) = &raw.replicas {
+            spec.replicas = self.positive(n, "target.demo.replicas")?;
+        }
+        if let Some(v) = &raw.version {
+            spec.version = self.label(v, "target.demo.version")?;
+        }
+        let durations = [
+            (&raw.startup, "target.demo.startup", &mut spec.startup),
+            (&raw.latency, "target.demo.latency", &mut spec.latency),
+            (
+                &raw.propagation,
+                "target.demo.propagation",
+                &mut spec.propagation,
+            ),
+            (
+                &raw.route_propagation,
+                "target.demo.route_propagation",
+                &mut spec.route_propagation,
+            ),
+            (&raw.prestop, "target.demo.prestop", &mut spec.prestop),
+            (&raw.grace, "target.demo.grace", &mut spec.grace),
+        ];
+        for (value, key, slot) in durations {
+            if let Some(v) = value {
+                *slot = self.duration(v, key)?;
+            }
+        }
+        if let Some(r) = raw.readiness {
+            spec.readiness = r;
+        }
+        if let Some(listen) = &raw.listen {
+            let text = self.text(listen, "target.demo.listen")?;
+            spec.listen = text.parse().map_err(|_| {
+                self.error(
+                    listen,
+                    "target.demo.listen",
+                    format!("{text:?} is not an address such as \"127.0.0.1:8080\""),
+                )
+            })?;
+        }
+        Ok(spec)
+    }
+
+    /// A version label: non-empty, usable as a header value.
+    fn label(&self, value: &Text, key: &str) -> Result<String, Error> {
+        let text = self.text(value, key)?;
+        if text.is_empty() || HeaderValue::from_str(&text).is_err() {
+            return Err(self.error(value, key, "must be a short label such as \"v2\""));
+        }
+        Ok(text)
+    }
+
+    fn demo_step(&self, key: &str, raw: Spanned<RawDemoStep>) -> Result<Strategy, Error> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let action = self.text(&raw.action, &format!("{key}.action"))?;
+        let version = raw
+            .version
+            .as_ref()
+            .map(|v| self.label(v, &format!("{key}.version")))
+            .transpose()?;
+        let need_version = |version: Option<String>| {
+            version.ok_or_else(|| {
+                self.error_at(
+                    span.clone(),
+                    key,
+                    &format!("action {action:?} needs version = \"v2\""),
+                )
+            })
+        };
+        let count =
+            |v: &Option<Spanned<i64>>, field: &str, default: usize| -> Result<usize, Error> {
+                match v {
+                    Some(n) => usize::try_from(*n.get_ref())
+                        .map_err(|_| self.error(n, &format!("{key}.{field}"), "must be 0 or more")),
+                    None => Ok(default),
+                }
+            };
+        let strategy = match action.as_str() {
+            "rolling" => {
+                let max_surge = count(&raw.max_surge, "max_surge", 1)?;
+                let max_unavailable = count(&raw.max_unavailable, "max_unavailable", 0)?;
+                if max_surge + max_unavailable == 0 {
+                    return Err(self.error_at(
+                        span,
+                        key,
+                        "max_surge and max_unavailable cannot both be 0",
+                    ));
+                }
+                Strategy::Rolling {
+                    version: need_version(version)?,
+                    max_surge,
+                    max_unavailable,
+                    readiness: raw.readiness,
+                    prestop: raw
+                        .prestop
+                        .as_ref()
+                        .map(|p| self.duration(p, &format!("{key}.prestop")))
+                        .transpose()?,
+                }
+            }
+            "recreate" => Strategy::Recreate {
+                version: need_version(version)?,
+            },
+            "switch" => Strategy::Switch {
+                version: need_version(version)?,
+            },
+            "deploy" => Strategy::Deploy {
+                version: need_version(version)?,
+            },
+            "restart" => Strategy::Restart,
+            "weights" => {
+                let Some(weights) = &raw.weights else {
+                    return Err(self.error_at(
+                        span,
+                        key,
+                        "action \"weights\" needs weights = [90, 10]",
+                    ));
+                };
+                let parsed: Option<Vec<u32>> = weights
+                    .get_ref()
+                    .iter()
+                    .map(|&w| u32::try_from(w).ok())
+                    .collect();
+                let parsed = parsed
+                    .filter(|w| !w.is_empty() && w.iter().any(|&x| x > 0))
+                    .ok_or_else(|| {
+                        self.error(
+                            weights,
+                            &format!("{key}.weights"),
+                            "must be 0 or more each, not all 0, such as [90, 10]",
+                        )
+                    })?;
+                Strategy::Weights {
+                    version,
+                    weights: parsed,
+                }
+            }
+            other => {
+                return Err(self.error(
+                    &raw.action,
+                    &format!("{key}.action"),
+                    format!("{other:?} is not one of rolling, recreate, switch, deploy, weights, restart"),
+                ));
+            }
+        };
+        Ok(strategy)
+    }
+
+    fn step(&self, number: usize, raw: Spanned<RawStep>, has_demo: bool) -> Result<Step, Error> {
         let span = raw.span();
         let raw = raw.into_inner();
         let key = |field: &str| format!("step[{number}].{field}");
@@ -461,6 +653,37 @@ impl File<'_> {
             return Err(self.error(&raw.name, &key("name"), "must not be empty"));
         }
         let background = raw.background.unwrap_or(false);
+        if let Some(demo) = raw.demo {
+            if raw.run.is_some() || raw.sleep.is_some() {
+                return Err(self.error(&demo, &key("demo"), "give one of run, sleep or demo"));
+            }
+            if !has_demo {
+                return Err(self.error(
+                    &demo,
+                    &key("demo"),
+                    "needs the demo cluster: [target] demo = { ... }",
+                ));
+            }
+            if background {
+                return Err(self.error(
+                    &demo,
+                    &key("demo"),
+                    "a demo step cannot be a background step",
+                ));
+            }
+            return Ok(Step {
+                name,
+                action: Action::Demo(self.demo_step(&key("demo"), demo)?),
+                at: raw.at.map(|a| self.duration(&a, &key("at"))).transpose()?,
+                timeout: raw
+                    .timeout
+                    .map(|t| self.duration(&t, &key("timeout")))
+                    .transpose()?
+                    .unwrap_or(STEP_TIMEOUT),
+                expect_exit: 0,
+                background,
+            });
+        }
         let action = match (&raw.run, &raw.sleep) {
             (Some(run), None) => {
                 let line = self.text(run, &key("run"))?;
@@ -746,7 +969,7 @@ allow_warmup_errors = true
         );
         assert_eq!(
             error("[[step]]\nname = \"a\"\n"),
-            "s.toml:1:1: step[1]: needs run = \"command\" or sleep = \"5s\""
+            "s.toml:1:1: step[1]: needs run = \"command\", sleep = \"5s\" or demo = { action = ... }"
         );
         assert_eq!(
             error("[verdict]\nmax_failure_ratio = 2.0\n"),

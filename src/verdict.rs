@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::config::VerdictConfig;
 use crate::gaps::Window;
-use crate::recorder::{Phase, Recorder};
+use crate::recorder::Recorder;
 use crate::rollout::RolloutReport;
 
 /// How the process ends. The numeric values are a stable interface for CI.
@@ -127,16 +127,16 @@ impl Verdict {
                 step.problem.as_deref().unwrap_or("failed")
             ));
         }
-        let warmup_failed = recorder
-            .phase(Phase::Warmup)
-            .filter(|p| p.failed > 0 && !thresholds.allow_warmup_errors);
-        if let Some(warmup) = warmup_failed {
+        // Decided when the warmup ended: a failure recorded later but intended during warmup
+        // (a request in flight when the first step broke something) belongs to the rollout.
+        let warmup_failed = rollout.unhealthy_warmup;
+        if let Some((warm_failed, warm_total)) = warmup_failed {
             reasons.insert(
                 0,
                 format!(
-                    "{} of {} requests failed during warmup: the target was unhealthy before the \
-                     rollout, so no step ran (--allow-warmup-errors judges anyway)",
-                    warmup.failed, warmup.total
+                    "{warm_failed} of {warm_total} requests failed during warmup: the target was \
+                     unhealthy before the rollout, so no step ran (--allow-warmup-errors judges \
+                     anyway)"
                 ),
             );
         }
@@ -176,9 +176,9 @@ fn plural(n: u64) -> &'static str {
 fn describe_gap(gap: &Window, rollout: &RolloutReport) -> String {
     let steps = rollout.steps_during(gap.start, gap.end);
     let during = match steps.as_slice() {
-        [] => match rollout.steps.iter().any(|s| s.start.is_some()) {
-            true => " outside any step".to_string(),
-            false => String::new(),
+        [] => match rollout.step_before(gap.start) {
+            Some(step) => format!(" after step {step:?}"),
+            None => String::new(),
         },
         [one] => format!(" during step {one:?}"),
         many => format!(
@@ -248,6 +248,7 @@ mod tests {
     use crate::config::OkCodes;
     use crate::gaps::GapDetector;
     use crate::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
+    use crate::recorder::Phase;
     use crate::rollout::{StepRecord, StepStatus};
     use std::time::Instant;
 

@@ -25,7 +25,7 @@
 //! | `phases` | in order: `name` (`load` for a run without steps; else `warmup`, `steps`, `cooldown`), `start_ms`, `end_ms`, `requests`, `ok`, `failed` (by intended send time) |
 //! | `steps` | in scenario order: `name`, `command`, `background`, `status` (`ok`, `failed`, `timed_out`, `interrupted`, `stopped`, `skipped`), `start_ms`, `end_ms` (`null` if it never ran), `exit_code`, `signal` (`null` unless one applies), `output_tail` (last lines) |
 //! | `events` | lines printed by background steps: `t_ms`, `step`, `line`; `events_dropped` counts those beyond 10,000 per watcher |
-//! | `windows` | failure windows in time order (at most 1,000; `windows_total` counts all): `start_ms`, `end_ms`, `duration_ms`, `failed`, `ok`, `codes`, `errors`, `failed_on_new_connections`, `failed_on_reused_connections`, `steps` (foreground steps running at the time), `open` (the load ended inside it) |
+//! | `windows` | failure windows in time order (at most 1,000; `windows_total` counts all): `start_ms`, `end_ms`, `duration_ms`, `failed`, `ok`, `codes`, `errors`, `failed_on_new_connections`, `failed_on_reused_connections`, `steps` (foreground steps running at the time), `after_step` (when none ran: the last step that ended before it), `open` (the load ended inside it) |
 //! | `gaps` | the windows with `ok == 0` (availability gaps), same fields; `gaps_total` counts all |
 //! | `longest_gap_ms`, `total_gap_ms` | the longest gap (`null` without gaps) and the sum of all gaps |
 //! | `merge_gap_ms` | windows closer than this were merged |
@@ -190,6 +190,8 @@ pub struct WindowEntry {
     pub failed_on_reused_connections: u64,
     /// Foreground steps running during the window.
     pub steps: Vec<String>,
+    /// When no step was running: the last step that ended before the window started.
+    pub after_step: Option<String>,
     /// The load ended inside the window.
     pub open: bool,
 }
@@ -382,6 +384,12 @@ fn window(w: &crate::gaps::Window, f: &Finished) -> WindowEntry {
         failed_on_new_connections: w.failed_on_new,
         failed_on_reused_connections: w.failed_on_reused,
         steps: f.rollout.steps_during(w.start, w.end),
+        after_step: f
+            .rollout
+            .steps_during(w.start, w.end)
+            .is_empty()
+            .then(|| f.rollout.step_before(w.start).map(str::to_string))
+            .flatten(),
         open: w.open,
     }
 }

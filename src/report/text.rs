@@ -159,7 +159,7 @@ fn write_rollout(out: &mut String, f: &Finished) -> std::fmt::Result {
     if !f.rollout.events.is_empty() {
         writeln!(
             out,
-            "Events : {} lines from watchers{}",
+            "Events : {} on the timeline (watcher lines, demo orchestration){}",
             f.rollout.events.len(),
             if f.rollout.events_dropped > 0 {
                 format!(" ({} more dropped)", f.rollout.events_dropped)
@@ -206,7 +206,10 @@ fn write_windows(out: &mut String, f: &Finished) -> std::fmt::Result {
             w.failed_on_new,
             w.failed_on_reused,
             if steps.is_empty() {
-                String::new()
+                f.rollout
+                    .step_before(w.start)
+                    .map(|s| format!(" ; after {s:?}"))
+                    .unwrap_or_default()
             } else {
                 format!(
                     " ; during {}",

@@ -1,0 +1,600 @@
+//! The embedded demo cluster: the rollout failure modes, reproducible on one machine without
+//! Kubernetes. Real TCP and HTTP on loopback, simulated orchestration.
+//!
+//! - [`replica`]: each replica is a real hyper server on its own port, labelled with a version,
+//!   listening only after its startup time; it is killed at once or drained gracefully.
+//! - [`proxy`]: one listening address in front (kube-proxy / Ingress / Envoy), routing each
+//!   request to an endpoint of its table over its own keep-alive pool.
+//! - [`Cluster`]: owns both and performs the rollout [`Strategy`]s of scenario steps. Every change
+//!   of the proxy's table reaches it only after a propagation delay, as endpoint and route changes
+//!   do in real clusters: endpoints after `propagation`, route weights after `route_propagation`.
+//!
+//! Termination follows the spec's `prestop`: zero means the replica is killed the moment it is
+//! removed (its endpoint is still listed until the removal propagates: resets, then 503s), a
+//! positive `prestop` keeps it serving that long and then drains it gracefully.
+//!
+//! Nothing in the load engine depends on this module; the rollout runner calls
+//! [`Cluster::perform`] for steps whose action is a [`Strategy`].
+
+pub mod proxy;
+pub mod replica;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::Mutex as StdMutex;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use self::proxy::{EndpointSet, Proxy, Table};
+use self::replica::{Replica, ReplicaSpec};
+
+/// Errors of the demo cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A loopback port could not be bound.
+    #[error("demo cluster: cannot bind a loopback port")]
+    Bind(#[source] std::io::Error),
+}
+
+/// The demo service as a scenario's `[target] demo = { ... }` describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DemoSpec {
+    /// Replicas of the first version.
+    pub replicas: NonZeroUsize,
+    /// The first version's label.
+    pub version: String,
+    /// Time from a replica's start until it listens.
+    pub startup: Duration,
+    /// Time a replica takes to answer.
+    pub latency: Duration,
+    /// Delay before an endpoint change reaches the proxy.
+    pub propagation: Duration,
+    /// Delay before a route-weight change reaches the proxy.
+    pub route_propagation: Duration,
+    /// preStop sleep: zero kills a removed replica at once; otherwise it keeps serving this long,
+    /// then drains gracefully.
+    pub prestop: Duration,
+    /// With readiness, a new replica's endpoint is published once it listens; without, at once.
+    pub readiness: bool,
+    /// Longest graceful drain before the rest is cut.
+    pub grace: Duration,
+    /// Where the proxy listens (port 0: any free port).
+    pub listen: SocketAddr,
+}
+
+impl Default for DemoSpec {
+    fn default() -> Self {
+        DemoSpec {
+            replicas: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+            version: "v1".to_string(),
+            startup: Duration::from_millis(500),
+            latency: Duration::from_millis(1),
+            propagation: Duration::from_millis(100),
+            route_propagation: Duration::from_millis(100),
+            prestop: Duration::ZERO,
+            readiness: true,
+            grace: Duration::from_secs(5),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        }
+    }
+}
+
+/// A rollout strategy, the action of a scenario step (`demo = { action = "rolling", ... }`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Replace the serving set's replicas a few at a time, like a Deployment's RollingUpdate.
+    Rolling {
+        /// The new version.
+        version: String,
+        /// Replicas above the desired count during the update.
+        max_surge: usize,
+        /// Replicas below the desired count (not ready) allowed during the update.
+        max_unavailable: usize,
+        /// Overrides the spec's readiness.
+        readiness: Option<bool>,
+        /// Overrides the spec's preStop sleep.
+        prestop: Option<Duration>,
+    },
+    /// Remove every replica, then start the new ones (the Recreate strategy).
+    Recreate {
+        /// The new version.
+        version: String,
+    },
+    /// Blue/green: start a full new set, wait until it is ready and listed, flip the route at
+    /// once, then retire the old set.
+    Switch {
+        /// The new version.
+        version: String,
+    },
+    /// Start a new set (route weight 0) and publish its endpoints (a new subset).
+    Deploy {
+        /// The new version.
+        version: String,
+    },
+    /// Set the route weights of the sets, in the order they were created (canary). With a
+    /// version that has no set yet, that set is deployed first and its endpoints propagated.
+    Weights {
+        /// A version to deploy first if absent.
+        version: Option<String>,
+        /// One weight per set.
+        weights: Vec<u32>,
+    },
+    /// Replace every replica with a fresh one of the same version (a rolling restart).
+    Restart,
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Strategy::Rolling {
+                version,
+                max_surge,
+                max_unavailable,
+                ..
+            } => write!(
+                f,
+                "demo rolling update to {version} (max_surge {max_surge}, max_unavailable {max_unavailable})"
+            ),
+            Strategy::Recreate { version } => write!(f, "demo recreate with {version}"),
+            Strategy::Switch { version } => write!(f, "demo blue/green switch to {version}"),
+            Strategy::Deploy { version } => write!(f, "demo deploy {version}"),
+            Strategy::Weights { weights, .. } => write!(f, "demo route weights {weights:?}"),
+            Strategy::Restart => f.write_str("demo rolling restart"),
+        }
+    }
+}
+
+/// After a blue/green switch, how long the old set keeps serving (as a preStop sleep at least)
+/// before it drains: requests routed to it just before the route change end well within it.
+const RETIRE_MARGIN: Duration = Duration::from_millis(200);
+
+/// One set of replicas (a Service's pods, or a subset), by creation order.
+#[derive(Debug, Default)]
+struct Set {
+    replicas: Vec<Arc<Replica>>,
+    weight: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sets: Vec<Set>,
+    next_id: usize,
+}
+
+/// The demo service: a proxy and its replicas.
+#[derive(Debug)]
+pub struct Cluster {
+    spec: DemoSpec,
+    proxy: Proxy,
+    state: Mutex<State>,
+    tasks: StdMutex<JoinSet<()>>,
+    stop: CancellationToken,
+}
+
+/// Receives the cluster's orchestration events (`v2-4 ready`, `v1-0 killed`...).
+pub type Say<'a> = &'a (dyn Fn(String) + Send + Sync);
+
+impl Cluster {
+    /// Starts the proxy and the first set of replicas, and waits until they are ready and listed.
+    pub async fn start(spec: DemoSpec) -> Result<Cluster, Error> {
+        let listener = TcpListener::bind(spec.listen).await.map_err(Error::Bind)?;
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let proxy = Proxy::start(listener, Table::default(), &mut tasks, stop.clone())
+            .map_err(Error::Bind)?;
+        let cluster = Cluster {
+            spec,
+            proxy,
+            state: Mutex::new(State::default()),
+            tasks: StdMutex::new(tasks),
+            stop,
+        };
+        let version = cluster.spec.version.clone();
+        let replicas = cluster
+            .start_replicas(&version, cluster.spec.replicas.get())
+            .await?;
+        for r in &replicas {
+            r.wait_ready().await;
+        }
+        cluster.proxy.update(|t| {
+            *t.set_mut(0) = EndpointSet {
+                weight: 100,
+                endpoints: replicas.iter().map(|r| r.addr()).collect(),
+            }
+        });
+        cluster.state.lock().await.sets.push(Set {
+            replicas,
+            weight: 100,
+        });
+        Ok(cluster)
+    }
+
+    /// The URL clients load.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.proxy.addr())
+    }
+
+    /// The proxy's current table (for tests and `demo serve`).
+    pub fn table(&self) -> Table {
+        self.proxy.table()
+    }
+
+    /// Stops every replica and the proxy.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        for set in &self.state.lock().await.sets {
+            for r in &set.replicas {
+                r.kill();
+            }
+        }
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        tasks.shutdown().await;
+    }
+
+    /// Performs a rollout strategy; `say` receives one line per orchestration event. Returns once
+    /// the new replicas are in place (like `kubectl rollout status`); terminations and
+    /// propagation may still be under way.
+    pub async fn perform(&self, strategy: &Strategy, say: Say<'_>) -> Result<(), String> {
+        match strategy {
+            Strategy::Rolling {
+                version,
+                max_surge,
+                max_unavailable,
+                readiness,
+                prestop,
+            } => {
+                if max_surge + max_unavailable == 0 {
+                    return Err("max_surge and max_unavailable cannot both be 0".to_string());
+                }
+                self.rolling(
+                    version,
+                    *max_surge,
+                    *max_unavailable,
+                    readiness.unwrap_or(self.spec.readiness),
+                    prestop.unwrap_or(self.spec.prestop),
+                    say,
+                )
+                .await
+            }
+            Strategy::Restart => {
+                let version = self.serving_version().await;
+                self.rolling(&version, 1, 0, self.spec.readiness, self.spec.prestop, say)
+                    .await
+            }
+            Strategy::Recreate { version } => self.recreate(version, say).await,
+            Strategy::Switch { version } => self.switch(version, say).await,
+            Strategy::Deploy { version } => self.deploy(version, say).await.map(|_| ()),
+            Strategy::Weights { version, weights } => {
+                self.weights(version.as_deref(), weights, say).await
+            }
+        }
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    async fn start_replicas(&self, version: &str, n: usize) -> Result<Vec<Arc<Replica>>, Error> {
+        let mut started = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = {
+                let mut state = self.state.lock().await;
+                state.next_id += 1;
+                state.next_id - 1
+            };
+            let spec = ReplicaSpec {
+                name: format!("{version}-{id}"),
+                version: version.to_string(),
+                startup: self.spec.startup,
+                latency: self.spec.latency,
+                grace: self.spec.grace,
+            };
+            let (replica, serve) = Replica::start(spec).await?;
+            self.spawn(serve);
+            started.push(Arc::new(replica));
+        }
+        Ok(started)
+    }
+
+    /// Applies `change` to the proxy's table after `delay`.
+    fn propagate(&self, delay: Duration, change: impl FnOnce(&mut Table) + Send + 'static) {
+        let table = self.proxy.shared_table();
+        let stop = self.stop.clone();
+        self.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => change(&mut table.write().unwrap_or_else(|e| e.into_inner())),
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+
+    async fn serving_version(&self) -> String {
+        let state = self.state.lock().await;
+        state
+            .sets
+            .iter()
+            .max_by_key(|s| s.weight)
+            .and_then(|s| s.replicas.last())
+            .map_or_else(|| self.spec.version.clone(), |r| r.version().to_string())
+    }
+
+    /// Index of the set that takes the most traffic.
+    fn serving(state: &State) -> usize {
+        state
+            .sets
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, s)| (s.weight, std::cmp::Reverse(*i)))
+            .map_or(0, |(i, _)| i)
+    }
+
+    /// Publishes `replica` in set `set` once it is ready (or at once without readiness).
+    fn publish(&self, set: usize, replica: &Arc<Replica>, readiness: bool, say: Say<'_>) {
+        let delay = self.spec.propagation;
+        let addr = replica.addr();
+        say(format!(
+            "{} starting (endpoint listed {})",
+            replica.name(),
+            if readiness {
+                "once ready"
+            } else {
+                "at once: no readiness"
+            }
+        ));
+        let table = self.proxy.shared_table();
+        let (r, stop) = (replica.clone(), self.stop.clone());
+        self.spawn(async move {
+            if readiness {
+                tokio::select! {
+                    _ = r.wait_ready() => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.cancelled() => return,
+            }
+            table
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_mut(set)
+                .endpoints
+                .push(addr);
+        });
+    }
+
+    /// Removes `replica` from set `set` (after propagation) and terminates it: killed at once
+    /// without a preStop sleep, else drained after it.
+    fn retire(&self, set: usize, replica: &Arc<Replica>, prestop: Duration, say: Say<'_>) {
+        let addr = replica.addr();
+        self.propagate(self.spec.propagation, move |t| {
+            t.set_mut(set).endpoints.retain(|a| *a != addr);
+        });
+        if prestop.is_zero() {
+            say(format!(
+                "{} killed (no preStop: its endpoint is still listed for {})",
+                replica.name(),
+                humantime::format_duration(self.spec.propagation)
+            ));
+            replica.kill();
+        } else {
+            say(format!(
+                "{} terminating: preStop sleep {}, then graceful drain",
+                replica.name(),
+                humantime::format_duration(prestop)
+            ));
+            let (r, stop) = (replica.clone(), self.stop.clone());
+            self.spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(prestop) => r.drain(),
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
+    }
+
+    async fn rolling(
+        &self,
+        version: &str,
+        surge: usize,
+        unavailable: usize,
+        readiness: bool,
+        prestop: Duration,
+        say: Say<'_>,
+    ) -> Result<(), String> {
+        let n = self.spec.replicas.get();
+        let (set, mut old) = {
+            let state = self.state.lock().await;
+            let set = Self::serving(&state);
+            (
+                set,
+                state
+                    .sets
+                    .get(set)
+                    .map(|s| s.replicas.clone())
+                    .unwrap_or_default(),
+            )
+        };
+        let mut new: Vec<Arc<Replica>> = Vec::new();
+        loop {
+            let ready_new = new.iter().filter(|r| !readiness || r.is_ready()).count();
+            if old.is_empty() && new.len() >= n && ready_new >= n {
+                break;
+            }
+            let up = (n + surge)
+                .saturating_sub(old.len() + new.len())
+                .min(n.saturating_sub(new.len()));
+            let started = self
+                .start_replicas(version, up)
+                .await
+                .map_err(|e| e.to_string())?;
+            for r in &started {
+                self.publish(set, r, readiness, say);
+            }
+            new.extend(started);
+            let ready_new = new.iter().filter(|r| !readiness || r.is_ready()).count();
+            let available = old.len() + ready_new;
+            let down = available
+                .saturating_sub(n.saturating_sub(unavailable))
+                .min(old.len());
+            for r in old.drain(..down) {
+                self.retire(set, &r, prestop, say);
+            }
+            if up == 0 && down == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        for r in &new {
+            say(format!("{} ready", r.name()));
+        }
+        let mut state = self.state.lock().await;
+        if let Some(s) = state.sets.get_mut(set) {
+            s.replicas = new;
+        }
+        Ok(())
+    }
+
+    async fn recreate(&self, version: &str, say: Say<'_>) -> Result<(), String> {
+        let (set, old) = {
+            let state = self.state.lock().await;
+            let set = Self::serving(&state);
+            (
+                set,
+                state
+                    .sets
+                    .get(set)
+                    .map(|s| s.replicas.clone())
+                    .unwrap_or_default(),
+            )
+        };
+        for r in &old {
+            self.retire(set, r, self.spec.prestop, say);
+        }
+        // Recreate starts the new replicas only once the old ones are gone.
+        tokio::time::sleep(self.spec.prestop).await;
+        let new = self
+            .start_replicas(version, self.spec.replicas.get())
+            .await
+            .map_err(|e| e.to_string())?;
+        for r in &new {
+            self.publish(set, r, self.spec.readiness, say);
+        }
+        for r in &new {
+            r.wait_ready().await;
+            say(format!("{} ready", r.name()));
+        }
+        let mut state = self.state.lock().await;
+        if let Some(s) = state.sets.get_mut(set) {
+            s.replicas = new;
+        }
+        Ok(())
+    }
+
+    /// Starts a new set of `version` with weight 0 and publishes it; returns its index.
+    async fn deploy(&self, version: &str, say: Say<'_>) -> Result<usize, String> {
+        let new = self
+            .start_replicas(version, self.spec.replicas.get())
+            .await
+            .map_err(|e| e.to_string())?;
+        let set = {
+            let mut state = self.state.lock().await;
+            state.sets.push(Set {
+                replicas: new.clone(),
+                weight: 0,
+            });
+            state.sets.len() - 1
+        };
+        for r in &new {
+            self.publish(set, r, true, say);
+        }
+        for r in &new {
+            r.wait_ready().await;
+            say(format!("{} ready", r.name()));
+        }
+        Ok(set)
+    }
+
+    async fn switch(&self, version: &str, say: Say<'_>) -> Result<(), String> {
+        let set = self.deploy(version, say).await?;
+        // Wait until the new endpoints are listed before routing to them.
+        tokio::time::sleep(self.spec.propagation).await;
+        let sets = self.state.lock().await.sets.len();
+        let mut weights = vec![0; sets];
+        weights[set] = 100;
+        self.route(&weights, say).await;
+        // Retire blue once the route change reached the proxy and blue's last requests ended.
+        tokio::time::sleep(self.spec.route_propagation + RETIRE_MARGIN).await;
+        let old: Vec<(usize, Arc<Replica>)> = {
+            let mut state = self.state.lock().await;
+            let mut old = Vec::new();
+            for (i, s) in state.sets.iter_mut().enumerate() {
+                if i != set {
+                    old.extend(s.replicas.drain(..).map(|r| (i, r)));
+                }
+            }
+            old
+        };
+        for (i, r) in &old {
+            self.retire(*i, r, self.spec.prestop.max(RETIRE_MARGIN), say);
+        }
+        Ok(())
+    }
+
+    async fn weights(
+        &self,
+        version: Option<&str>,
+        weights: &[u32],
+        say: Say<'_>,
+    ) -> Result<(), String> {
+        if let Some(v) = version {
+            let exists = self
+                .state
+                .lock()
+                .await
+                .sets
+                .iter()
+                .any(|s| s.replicas.iter().any(|r| r.version() == v));
+            if !exists {
+                self.deploy(v, say).await?;
+                tokio::time::sleep(self.spec.propagation).await;
+            }
+        }
+        let sets = self.state.lock().await.sets.len();
+        if weights.len() > sets {
+            return Err(format!(
+                "{} weights given but the demo service has {sets} set(s)",
+                weights.len()
+            ));
+        }
+        self.route(weights, say).await;
+        Ok(())
+    }
+
+    /// Sets route weights (after the route propagation delay).
+    async fn route(&self, weights: &[u32], say: Say<'_>) {
+        {
+            let mut state = self.state.lock().await;
+            for (s, &w) in state.sets.iter_mut().zip(weights) {
+                s.weight = w;
+            }
+        }
+        say(format!(
+            "route weights {weights:?} (reach the proxy in {})",
+            humantime::format_duration(self.spec.route_propagation)
+        ));
+        let weights = weights.to_vec();
+        self.propagate(self.spec.route_propagation, move |t| {
+            for (i, &w) in weights.iter().enumerate() {
+                t.set_mut(i).weight = w;
+            }
+        });
+    }
+}

@@ -1,0 +1,198 @@
+//! One replica of the demo service: a real hyper server on its own loopback port, labelled with a
+//! version, that listens only after its startup time (a connection before then is refused, as
+//! with a pod whose process is still starting).
+//!
+//! It ends in one of two ways. [`Replica::kill`] stops it at once: the listener closes and every
+//! connection, in flight or idle, is cut with a reset. [`Replica::drain`] stops it gracefully: it
+//! stops accepting, tells each HTTP/1.1 connection to close after its current request (hyper's
+//! graceful shutdown), and cuts what is left after the grace period.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body_util::Full;
+use hyper::Response;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::Error;
+
+/// How a replica behaves.
+#[derive(Clone, Debug)]
+pub struct ReplicaSpec {
+    /// Name, such as `v2-4`.
+    pub name: String,
+    /// Version label: the `x-version` header and the body.
+    pub version: String,
+    /// Time from start until it listens.
+    pub startup: Duration,
+    /// Time it takes to answer a request.
+    pub latency: Duration,
+    /// How long a drain may take before what is left is cut.
+    pub grace: Duration,
+}
+
+/// A running (or starting) replica.
+#[derive(Debug)]
+pub struct Replica {
+    spec: ReplicaSpec,
+    addr: SocketAddr,
+    ready: watch::Receiver<bool>,
+    kill: CancellationToken,
+    drain: CancellationToken,
+}
+
+impl Replica {
+    /// Prepares a replica on a free loopback port; it listens `spec.startup` after the returned
+    /// server future starts running (the caller spawns it and owns the task).
+    pub async fn start(
+        spec: ReplicaSpec,
+    ) -> Result<(Replica, impl Future<Output = ()> + Send + 'static), Error> {
+        // Take a free port now so the endpoint is known before the process "listens".
+        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(Error::Bind)?;
+        let addr = probe.local_addr().map_err(Error::Bind)?;
+        drop(probe);
+        let (ready_tx, ready) = watch::channel(false);
+        let (kill, drain) = (CancellationToken::new(), CancellationToken::new());
+        let replica = Replica {
+            spec: spec.clone(),
+            addr,
+            ready,
+            kill: kill.clone(),
+            drain: drain.clone(),
+        };
+        let serve = async move {
+            tokio::select! {
+                _ = tokio::time::sleep(spec.startup) => {}
+                _ = kill.cancelled() => return,
+                _ = drain.cancelled() => return,
+            }
+            let Ok(listener) = listen(addr) else {
+                return;
+            };
+            let _ = ready_tx.send(true);
+            serve(listener, &spec, &kill, &drain).await;
+        };
+        Ok((replica, serve))
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Its version label.
+    pub fn version(&self) -> &str {
+        &self.spec.version
+    }
+
+    /// Its address (refuses connections until it is ready).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// True once it listens.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until it listens (or forever if it was stopped first).
+    pub async fn wait_ready(&self) {
+        let mut ready = self.ready.clone();
+        if ready.wait_for(|r| *r).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Stops it at once: the listener closes and every connection is reset.
+    pub fn kill(&self) {
+        self.kill.cancel();
+    }
+
+    /// Stops it gracefully: no new connections, in-flight requests finish, idle keep-alive
+    /// connections close; whatever is left after the grace period is cut.
+    pub fn drain(&self) {
+        self.drain.cancel();
+    }
+}
+
+/// Binds `addr` again (the port was reserved and released at start).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn serve(
+    listener: TcpListener,
+    spec: &ReplicaSpec,
+    kill: &CancellationToken,
+    drain: &CancellationToken,
+) {
+    let version = HeaderValue::from_str(&spec.version).ok();
+    let body = Bytes::from(format!("{}\n", spec.version));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = kill.cancelled() => {
+                // Dropping the connections with SO_LINGER 0 resets them.
+                connections.shutdown().await;
+                return;
+            }
+            _ = drain.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok((stream, _)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_zero_linger();
+        let (version, body, latency) = (version.clone(), body.clone(), spec.latency);
+        let drain = drain.clone();
+        connections.spawn(async move {
+            let service = service_fn(move |_req: hyper::Request<Incoming>| {
+                let (version, body) = (version.clone(), body.clone());
+                async move {
+                    if !latency.is_zero() {
+                        tokio::time::sleep(latency).await;
+                    }
+                    let mut response = Response::new(Full::new(body));
+                    if let Some(v) = version {
+                        response.headers_mut().insert("x-version", v);
+                    }
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = drain.cancelled() => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = async { while connections.join_next().await.is_some() {} } => {}
+        _ = tokio::time::sleep(spec.grace) => connections.shutdown().await,
+        _ = kill.cancelled() => connections.shutdown().await,
+    }
+}

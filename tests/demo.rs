@@ -1,0 +1,140 @@
+//! The shipped demo scenarios (`scenarios/demo-*.toml`), run end to end against the embedded demo
+//! cluster: each must give its documented verdict, with failures where the model puts them.
+//!
+//! Every run is on loopback at 500 requests per second for about five seconds.
+
+mod support;
+
+use serde_json::Value;
+use support::{at, f64_at, run_json, u64_at};
+
+fn scenario(name: &str) -> String {
+    format!("{}/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(name: &str) -> (i32, Value) {
+    run_json(&["run", "--scenario", &scenario(name), "--quiet"])
+}
+
+/// `(t_ms, line)` of the timeline events whose line contains `word`.
+fn events(json: &Value, word: &str) -> Vec<(f64, String)> {
+    at(json, "/events")
+        .as_array()
+        .expect("events is an array")
+        .iter()
+        .filter_map(|e| {
+            let line = e["line"].as_str()?.to_string();
+            line.contains(word)
+                .then(|| (e["t_ms"].as_f64().unwrap_or(-1.0), line))
+        })
+        .collect()
+}
+
+fn windows(json: &Value) -> Vec<Value> {
+    at(json, "/windows").as_array().expect("windows").clone()
+}
+
+fn assert_clean_pass(json: &Value, code: i32) {
+    assert_eq!(code, 0, "{}", at(json, "/verdict/line"));
+    assert_eq!(u64_at(json, "/requests/failed"), 0);
+    assert_eq!(u64_at(json, "/windows_total"), 0);
+    assert_eq!(at(json, "/verdict/line"), "PASS: every request succeeded");
+    assert_eq!(at(json, "/steps/0/status"), "ok");
+}
+
+#[test]
+fn rolling_update_without_drain_fails_right_after_each_kill() {
+    let (code, json) = run("demo-rolling-no-drain");
+    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
+    let kills = events(&json, "killed");
+    assert_eq!(kills.len(), 3, "three old replicas: {kills:?}");
+    let windows = windows(&json);
+    // One window per termination (windows closer than 50 ms merge; 1 of 3 endpoints is dead).
+    assert_eq!(windows.len(), 3, "{windows:#?}");
+    for (w, (killed_at, line)) in windows.iter().zip(&kills) {
+        let (start, end) = (f64_at(w, "/start_ms"), f64_at(w, "/end_ms"));
+        // Failures start at the kill (in-flight requests are reset; their intended time can be
+        // up to one latency, 20 ms, before it) and end once the removal propagated (150 ms).
+        assert!(
+            start >= killed_at - 40.0 && start <= killed_at + 20.0,
+            "window {start}..{end} vs {line} at {killed_at}"
+        );
+        assert!(
+            end <= killed_at + 150.0 + 40.0,
+            "window {start}..{end} vs {killed_at}"
+        );
+        assert!(
+            u64_at(w, "/ok") > 0,
+            "a partial outage: 2 of 3 replicas still serve"
+        );
+    }
+    let failed = u64_at(&json, "/requests/failed");
+    let in_windows: u64 = windows.iter().map(|w| u64_at(w, "/failed")).sum();
+    assert_eq!(failed, in_windows, "every failure is inside a window");
+    assert!(u64_at(&json, "/codes/503") > 0, "stale endpoints give 503s");
+    assert!(
+        u64_at(&json, "/errors/reset") > 0,
+        "killed in-flight requests are reset"
+    );
+    let classes: Vec<&String> = at(&json, "/errors").as_object().unwrap().keys().collect();
+    assert_eq!(classes, vec!["reset"]);
+}
+
+#[test]
+fn rolling_update_with_prestop_keeps_every_request() {
+    let (code, json) = run("demo-rolling-prestop");
+    assert_clean_pass(&json, code);
+    assert_eq!(events(&json, "graceful drain").len(), 3);
+}
+
+#[test]
+fn recreate_has_one_gap_as_long_as_the_startup() {
+    let (code, json) = run("demo-recreate");
+    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
+    assert_eq!(u64_at(&json, "/gaps_total"), 1, "{:#?}", windows(&json));
+    let gap = f64_at(&json, "/longest_gap_ms");
+    // Startup 1 s (+ 50 ms propagation): within 20 %.
+    assert!((800.0..=1200.0).contains(&gap), "gap {gap} ms");
+    assert_eq!(at(&json, "/gaps/0/steps/0"), "recreate with v2");
+    assert_eq!(at(&json, "/verdict/exit_code"), 1);
+}
+
+#[test]
+fn blue_green_switch_keeps_every_request() {
+    let (code, json) = run("demo-blue-green");
+    assert_clean_pass(&json, code);
+    assert_eq!(events(&json, "route weights [0, 100]").len(), 1);
+}
+
+#[test]
+fn canary_weights_keep_every_request() {
+    let (code, json) = run("demo-canary");
+    assert_clean_pass(&json, code);
+    let steps = at(&json, "/steps").as_array().unwrap();
+    assert_eq!(steps.len(), 5);
+    assert!(steps.iter().all(|s| s["status"] == "ok"));
+}
+
+#[test]
+fn mesh_propagation_race_gives_a_small_share_of_503s() {
+    let (code, json) = run("demo-mesh-propagation");
+    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
+    let failed = u64_at(&json, "/requests/failed");
+    let total = u64_at(&json, "/requests/total");
+    assert_eq!(u64_at(&json, "/codes/503"), failed, "only 503s");
+    assert!(at(&json, "/errors").as_object().unwrap().is_empty());
+    // 10 % of 500 qps for the ~450 ms between the route and the endpoints reaching the proxy.
+    assert!((10..=40).contains(&failed), "{failed} of {total}");
+    let windows = windows(&json);
+    assert_eq!(windows.len(), 1, "{windows:#?}");
+    assert!(u64_at(&windows[0], "/ok") > u64_at(&windows[0], "/failed"));
+    let step = &windows[0]["steps"];
+    let after = &windows[0]["after_step"];
+    assert!(
+        step.as_array()
+            .is_some_and(|s| s.iter().any(|n| n == "weights 90/10"))
+            || after == "weights 90/10",
+        "{:#?}",
+        windows[0]
+    );
+}
