@@ -88,6 +88,7 @@ fn completions(start: Instant) -> Vec<Completion> {
                 outcome,
                 connection,
                 body_bytes: 3,
+                version: None,
             }
         })
         .collect()

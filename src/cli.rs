@@ -43,6 +43,22 @@ pub enum Error {
         "--duration does not apply to a run with rollout steps: it lasts --warmup, the steps, then --cooldown"
     )]
     DurationWithSteps,
+    /// `--version-header` is not a header name.
+    #[error("--version-header {0:?} is not a valid header name")]
+    VersionHeader(String),
+    /// `--version-regex` does not compile or has no group.
+    #[error("--version-regex {re:?} is not usable: {why}")]
+    VersionRegex {
+        /// The regex.
+        re: String,
+        /// Why.
+        why: String,
+    },
+    /// `--expect-version` without a way to read versions.
+    #[error(
+        "--expect-version needs --version-header or --version-regex to know which version answered"
+    )]
+    ExpectWithoutProbe,
     /// `--max-failure-ratio` out of range.
     #[error("--max-failure-ratio must be between 0 and 1 (got {0})")]
     Ratio(f64),
@@ -230,6 +246,15 @@ pub struct RunArgs {
     /// Judge the run even if requests failed during warmup (otherwise exit 4, no step runs).
     #[arg(long)]
     pub allow_warmup_errors: bool,
+    /// Response header that names the version that answered (e.g. x-version).
+    #[arg(long, value_name = "NAME")]
+    pub version_header: Option<String>,
+    /// Regex over the first 4 KiB of the body whose first capture group names the version.
+    #[arg(long, value_name = "RE", conflicts_with = "version_header")]
+    pub version_regex: Option<String>,
+    /// After the last step, every successful response must come from this version.
+    #[arg(long, value_name = "V")]
+    pub expect_version: Option<String>,
     /// Write the JSON result to FILE ('-' for stdout; the text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -394,6 +419,23 @@ impl RunArgs {
             Some(r) => Some(r),
             None => file.verdict.max_failure_ratio,
         };
+        let (version_header, version_regex) = match (&self.version_header, &self.version_regex) {
+            (Some(name), _) => (
+                Some(
+                    HeaderName::from_bytes(name.trim().as_bytes())
+                        .map_err(|_| Error::VersionHeader(name.clone()))?,
+                ),
+                None,
+            ),
+            (None, Some(re)) => (None, Some(version_regex(re)?)),
+            (None, None) => (
+                file.target.version_header.clone(),
+                file.target.version_regex.clone(),
+            ),
+        };
+        if self.expect_version.is_some() && version_header.is_none() && version_regex.is_none() {
+            return Err(Error::ExpectWithoutProbe);
+        }
         let v = &file.verdict;
         let config = RunConfig {
             target: TargetConfig {
@@ -405,6 +447,8 @@ impl RunArgs {
                 ok_codes,
                 http2: self.http2 || file.target.http2.unwrap_or(false),
                 insecure: self.insecure || file.target.insecure.unwrap_or(false),
+                version_header,
+                version_regex,
             },
             load: LoadConfig {
                 rate,
@@ -429,6 +473,7 @@ impl RunArgs {
                     || v.allow_warmup_errors.unwrap_or(false),
                 merge_gap: self.merge_gap.or(v.merge_gap).unwrap_or(Duration::ZERO),
                 slow: self.slow.or(v.slow),
+                expect_version: self.expect_version.clone().or(v.expect_version.clone()),
             },
         };
         let output = Output {
@@ -450,6 +495,21 @@ const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default `--slot`.
 const DEFAULT_SLOT: Duration = Duration::from_secs(1);
+
+/// A `--version-regex`: valid, with a capture group.
+pub fn version_regex(re: &str) -> Result<regex::bytes::Regex, Error> {
+    let bad = |why: String| Error::VersionRegex {
+        re: re.to_string(),
+        why,
+    };
+    let regex = regex::bytes::Regex::new(re).map_err(|e| bad(e.to_string()))?;
+    if regex.captures_len() < 2 {
+        return Err(bad(
+            "it has no capture group: put the version in (...)".to_string()
+        ));
+    }
+    Ok(regex)
+}
 
 /// Parses `Name: value` headers.
 pub fn parse_headers(raw: &[String]) -> Result<HeaderMap, Error> {

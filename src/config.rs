@@ -273,6 +273,10 @@ pub struct TargetConfig {
     pub http2: bool,
     /// Skip TLS certificate verification.
     pub insecure: bool,
+    /// Response header naming the version that answered.
+    pub version_header: Option<http::HeaderName>,
+    /// Regex whose first capture group, over the start of the body, names the version.
+    pub version_regex: Option<regex::bytes::Regex>,
 }
 
 /// How much load, for how long.
@@ -389,6 +393,8 @@ pub struct VerdictConfig {
     pub merge_gap: Duration,
     /// Time slots whose p99 exceeds this are reported as slow windows.
     pub slow: Option<Duration>,
+    /// After the last step, every successful response must come from this version.
+    pub expect_version: Option<String>,
 }
 
 /// Everything one `gapless run` needs.

@@ -29,6 +29,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::TargetConfig;
 use crate::outcome::ErrorClass;
+use crate::version::{BODY_PREFIX, VersionId, VersionProbe};
 
 /// The request body type the engine sends.
 pub type RequestBody = Full<Bytes>;
@@ -51,6 +52,8 @@ pub struct Reply {
     pub status: u16,
     /// Body bytes read.
     pub body_bytes: u64,
+    /// Which version answered, if a probe is set.
+    pub version: Option<VersionId>,
 }
 
 /// An open connection.
@@ -99,7 +102,11 @@ impl Link {
     }
 
     /// Sends one request and reads the whole response.
-    pub async fn exchange(&mut self, request: Request<RequestBody>) -> Result<Reply, ErrorClass> {
+    pub async fn exchange(
+        &mut self,
+        request: Request<RequestBody>,
+        probe: &VersionProbe,
+    ) -> Result<Reply, ErrorClass> {
         match self {
             Link::H1 {
                 sender,
@@ -109,7 +116,7 @@ impl Link {
                 if *ended {
                     return Err(ErrorClass::ClosedBeforeResponse);
                 }
-                let exchange = read_reply(sender.send_request(request));
+                let exchange = read_reply(sender.send_request(request), probe);
                 tokio::pin!(exchange);
                 tokio::select! {
                     biased;
@@ -121,7 +128,7 @@ impl Link {
                     }
                 }
             }
-            Link::H2(s) => read_reply(s.send_request(request)).await,
+            Link::H2(s) => read_reply(s.send_request(request), probe).await,
         }
     }
 
@@ -134,24 +141,39 @@ impl Link {
     }
 }
 
-/// Awaits the response head, then reads the body to the end, discarding it, so the response
-/// counts as complete and the connection can be reused.
+/// Awaits the response head, then reads the body to the end, discarding it (only its first
+/// bytes are kept when the version is read from the body), so the response counts as complete
+/// and the connection can be reused.
 async fn read_reply(
     response: impl Future<Output = Result<Response<Incoming>, hyper::Error>>,
+    probe: &VersionProbe,
 ) -> Result<Reply, ErrorClass> {
     let response = response
         .await
         .map_err(|e| ErrorClass::from_hyper_error(&e))?;
     let status = response.status().as_u16();
-    let mut body = response.into_body();
+    let (parts, mut body) = response.into_parts();
+    let mut prefix = Vec::new();
+    let keep = if probe.needs_body() { BODY_PREFIX } else { 0 };
     let mut body_bytes = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ErrorClass::from_hyper_error(&e))?;
         if let Some(data) = frame.data_ref() {
             body_bytes += data.len() as u64;
+            let room = keep.saturating_sub(prefix.len());
+            prefix.extend_from_slice(&data[..data.len().min(room)]);
         }
     }
-    Ok(Reply { status, body_bytes })
+    let version = if probe.is_enabled() {
+        probe.identify(&parts.headers, &prefix)
+    } else {
+        None
+    };
+    Ok(Reply {
+        status,
+        body_bytes,
+        version,
+    })
 }
 
 /// Opens connections to one target.

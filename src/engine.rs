@@ -24,6 +24,7 @@ use crate::dispatch::Dispatcher;
 use crate::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
 use crate::recorder::Recorder;
 use crate::schedule::{Arrival, Schedule};
+use crate::version::VersionProbe;
 
 /// Errors that stop the engine as a whole (per-request failures are recorded, not returned).
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +185,7 @@ struct Shared {
     timeout: Duration,
     http2: bool,
     interrupted: AtomicU64,
+    probe: VersionProbe,
 }
 
 impl Shared {
@@ -220,9 +222,13 @@ impl Shared {
                 (Exchange::Failed(ErrorClass::Timeout), use_)
             }
         };
-        let (outcome, body_bytes) = match exchange {
-            Exchange::Replied(reply) => (Outcome::Status(reply.status), reply.body_bytes),
-            Exchange::Failed(class) => (Outcome::Failed(class), 0),
+        let (outcome, body_bytes, version) = match exchange {
+            Exchange::Replied(reply) => (
+                Outcome::Status(reply.status),
+                reply.body_bytes,
+                reply.version,
+            ),
+            Exchange::Failed(class) => (Outcome::Failed(class), 0, None),
             Exchange::NotSent => return Completion::unsent(arrival.seq, arrival.due, done),
         };
         Completion {
@@ -233,6 +239,7 @@ impl Shared {
             outcome,
             connection,
             body_bytes,
+            version,
         }
     }
 
@@ -253,12 +260,12 @@ impl Shared {
         if let Some(mut h2) = guard.link.as_ref().and_then(Link::share) {
             // HTTP/2: release the lane so other streams can use the connection.
             drop(guard);
-            return h2.exchange(request).await.into();
+            return h2.exchange(request, &self.probe).await.into();
         }
         let Some(link) = guard.link.as_mut() else {
             return Exchange::Failed(ErrorClass::Other);
         };
-        let result = link.exchange(request).await;
+        let result = link.exchange(request, &self.probe).await;
         if result.is_err() {
             guard.discard();
         }
@@ -363,11 +370,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine whose schedule starts at `start`, recording into `recorder`.
+    /// An engine whose schedule starts at `start`, recording into `recorder`; `probe` reads
+    /// which version answered.
     pub fn new(
         config: &RunConfig,
         start: Instant,
         recorder: Arc<Mutex<Recorder>>,
+        probe: VersionProbe,
     ) -> Result<Engine, Error> {
         let load = &config.load;
         let connections = load.connections.get();
@@ -386,6 +395,7 @@ impl Engine {
             timeout: config.target.timeout,
             http2: config.target.http2,
             interrupted: AtomicU64::new(0),
+            probe,
         });
         let schedule = Schedule::new(start, load.rate);
         let count = load.threads.map_or_else(

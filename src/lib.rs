@@ -47,3 +47,4 @@ pub mod timeline;
 pub mod timer;
 pub mod tls;
 pub mod verdict;
+pub mod version;

@@ -7,6 +7,8 @@ use std::error::Error as StdError;
 use std::io;
 use std::time::Instant;
 
+use crate::version::VersionId;
+
 /// A transport failure class. Every failure that is not an HTTP status lands in exactly one class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorClass {
@@ -192,6 +194,8 @@ pub struct Completion {
     pub connection: ConnectionUse,
     /// Response body bytes read (and discarded).
     pub body_bytes: u64,
+    /// Which version answered (with `--version-header` / `--version-regex`).
+    pub version: Option<VersionId>,
 }
 
 impl Completion {
@@ -205,6 +209,7 @@ impl Completion {
             outcome: Outcome::Failed(ErrorClass::Timeout),
             connection: ConnectionUse::New,
             body_bytes: 0,
+            version: None,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::config::OkCodes;
 use crate::gaps::{Failure, GapDetector, Mark};
 use crate::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
 use crate::timeline::Timeline;
+use crate::version::VersionId;
 
 /// A request sent more than this after its intended time counts as late.
 pub const LATE_THRESHOLD: Duration = Duration::from_millis(1);
@@ -62,7 +63,7 @@ impl Phase {
 }
 
 /// Requests whose intended send time fell in one phase.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PhaseTally {
     /// Which phase.
     pub phase: Phase,
@@ -76,6 +77,21 @@ pub struct PhaseTally {
     pub ok: u64,
     /// Failures.
     pub failed: u64,
+    /// Successful responses per version in this phase: `(version, count, first intended time)`.
+    pub versions: Vec<(VersionId, u64, Duration)>,
+}
+
+/// When a version answered, over the whole run (successful responses, by intended send time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VersionSeen {
+    /// The version.
+    pub version: VersionId,
+    /// Successful responses from it.
+    pub count: u64,
+    /// Intended send time of the first.
+    pub first: Duration,
+    /// Intended send time of the last.
+    pub last: Duration,
 }
 
 /// Totals for one run, plus the timeline, the phases and the failure windows.
@@ -100,6 +116,7 @@ pub struct Recorder {
     body_bytes: u64,
     timeline: Timeline,
     phases: Vec<PhaseTally>,
+    versions: Vec<VersionSeen>,
     gaps: GapDetector,
     /// Corrected latency since the progress line last took it.
     recent: LatencyHistogram,
@@ -138,7 +155,9 @@ impl Recorder {
                 total: 0,
                 ok: 0,
                 failed: 0,
+                versions: Vec::new(),
             }],
+            versions: Vec::new(),
             gaps,
             recent: latency_histogram(),
         }
@@ -200,6 +219,31 @@ impl Recorder {
             } else {
                 tally.failed += 1;
             }
+            if let (true, Some(v)) = (ok, c.version) {
+                match tally.versions.iter_mut().find(|(id, _, _)| *id == v) {
+                    Some((_, n, first)) => {
+                        *n += 1;
+                        *first = (*first).min(offset);
+                    }
+                    None => tally.versions.push((v, 1, offset)),
+                }
+            }
+        }
+        if let (true, Some(v)) = (ok, c.version) {
+            self.timeline.slot_mut(offset).add_version(v);
+            match self.versions.iter_mut().find(|s| s.version == v) {
+                Some(seen) => {
+                    seen.count += 1;
+                    seen.first = seen.first.min(offset);
+                    seen.last = seen.last.max(offset);
+                }
+                None => self.versions.push(VersionSeen {
+                    version: v,
+                    count: 1,
+                    first: offset,
+                    last: offset,
+                }),
+            }
         }
         self.gaps.add(
             c.seq,
@@ -225,7 +269,34 @@ impl Recorder {
             total: 0,
             ok: 0,
             failed: 0,
+            versions: Vec::new(),
         });
+    }
+
+    /// Every version that answered, in order of first appearance.
+    pub fn versions(&self) -> Vec<VersionSeen> {
+        let mut v = self.versions.clone();
+        v.sort_by_key(|s| (s.first, s.version));
+        v
+    }
+
+    /// The cutover: the last time a version other than the final one (the one that answered
+    /// last) answered; `None` with fewer than two versions.
+    pub fn cutover(&self) -> Option<Duration> {
+        let last = self.versions.iter().max_by_key(|s| s.last)?;
+        self.versions
+            .iter()
+            .filter(|s| s.version != last.version)
+            .map(|s| s.last)
+            .max()
+    }
+
+    /// When the final version and an older one both answered: from the final version's first
+    /// response to the cutover; `None` for a clean cut or a single version.
+    pub fn mixed_window(&self) -> Option<(Duration, Duration)> {
+        let last = self.versions.iter().max_by_key(|s| s.last)?;
+        let cutover = self.cutover()?;
+        (last.first < cutover).then_some((last.first, cutover))
     }
 
     /// The phases so far, in order.
@@ -368,6 +439,7 @@ mod tests {
             outcome,
             connection: ConnectionUse::Reused,
             body_bytes: 3,
+            version: None,
         }
     }
 
@@ -418,6 +490,7 @@ mod tests {
             outcome: Outcome::Status(200),
             connection: ConnectionUse::New,
             body_bytes: 0,
+            version: None,
         });
         assert!((999_000..=1_001_000).contains(&r.corrected().max()));
         assert!((99_000..=101_000).contains(&r.service().max()));

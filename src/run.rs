@@ -18,6 +18,7 @@ use crate::recorder::{Phase, Recorder};
 use crate::rollout::{Rollout, RolloutReport};
 use crate::schedule::Schedule;
 use crate::verdict::{Interruption, Verdict};
+use crate::version::{Labels, VersionProbe};
 
 /// Errors that stop a run before it can produce a result.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +46,8 @@ pub struct Finished {
     pub stats: LoadStats,
     /// What the rollout steps did.
     pub rollout: RolloutReport,
+    /// Version labels, by id.
+    pub versions: Labels,
     /// Set when a signal cut the run short.
     pub interruption: Option<Interruption>,
     /// The judgement.
@@ -105,7 +108,12 @@ pub async fn run(
         },
         GapDetector::new(config.verdict.merge_gap, interval),
     )));
-    let engine = Engine::new(config, start, recorder.clone())?;
+    let probe = VersionProbe::new(
+        config.target.version_header.clone(),
+        config.target.version_regex.clone(),
+    );
+    let versions = probe.labels().clone();
+    let engine = Engine::new(config, start, recorder.clone(), probe)?;
     let control = engine.control();
     let mut end = config.load.duration;
     if !has_steps {
@@ -174,7 +182,13 @@ pub async fn run(
     let length = if interruption.is_some() { elapsed } else { end };
     recorder.finish(length);
     let rollout = rollout.into_report();
-    let verdict = Verdict::judge(&recorder, &rollout, &config.verdict, interruption);
+    let verdict = Verdict::judge(
+        &recorder,
+        &rollout,
+        &versions,
+        &config.verdict,
+        interruption,
+    );
     Ok(Finished {
         config: config.clone(),
         started_at,
@@ -183,6 +197,7 @@ pub async fn run(
         recorder,
         stats,
         rollout,
+        versions,
         interruption,
         verdict,
     })

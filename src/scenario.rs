@@ -91,6 +91,10 @@ pub struct TargetSection {
     pub insecure: Option<bool>,
     /// `demo = { ... }`: start the embedded demo cluster and load it.
     pub demo: Option<DemoSpec>,
+    /// `version_header`.
+    pub version_header: Option<HeaderName>,
+    /// `version_regex`.
+    pub version_regex: Option<regex::bytes::Regex>,
 }
 
 /// `[load]`: how much load.
@@ -133,6 +137,8 @@ pub struct VerdictSection {
     pub slow: Option<Duration>,
     /// `allow_warmup_errors`.
     pub allow_warmup_errors: Option<bool>,
+    /// `expect_version`.
+    pub expect_version: Option<String>,
 }
 
 /// A validated scenario file.
@@ -224,6 +230,8 @@ struct RawTarget {
     http2: Option<bool>,
     insecure: Option<bool>,
     demo: Option<Spanned<RawDemo>>,
+    version_header: Option<Text>,
+    version_regex: Option<Text>,
 }
 
 #[derive(Deserialize)]
@@ -290,6 +298,7 @@ struct RawVerdict {
     merge_gap: Option<Text>,
     slow: Option<Text>,
     allow_warmup_errors: Option<bool>,
+    expect_version: Option<Text>,
 }
 
 /// The file being validated: turns spans into positions.
@@ -437,7 +446,28 @@ impl File<'_> {
             Some(d) => Some(self.demo(d.into_inner())?),
             None => None,
         };
+        let version_header = raw
+            .version_header
+            .as_ref()
+            .map(|h| {
+                let text = self.text(h, "target.version_header")?;
+                HeaderName::from_bytes(text.trim().as_bytes()).map_err(|_| {
+                    self.error(h, "target.version_header", "is not a valid header name")
+                })
+            })
+            .transpose()?;
+        let version_regex = raw
+            .version_regex
+            .as_ref()
+            .map(|r| {
+                let text = self.text(r, "target.version_regex")?;
+                crate::cli::version_regex(&text)
+                    .map_err(|e| self.error(r, "target.version_regex", e.to_string()))
+            })
+            .transpose()?;
         Ok(TargetSection {
+            version_header,
+            version_regex,
             demo,
             url,
             method,
@@ -709,7 +739,7 @@ impl File<'_> {
                 return Err(self.error_at(
                     span,
                     &format!("step[{number}]"),
-                    "needs run = \"command\" or sleep = \"5s\"",
+                    "needs run = \"command\", sleep = \"5s\" or demo = { action = ... }",
                 ));
             }
         };
@@ -771,6 +801,11 @@ impl File<'_> {
             merge_gap: duration(&raw.merge_gap, "verdict.merge_gap")?,
             slow: duration(&raw.slow, "verdict.slow")?,
             allow_warmup_errors: raw.allow_warmup_errors,
+            expect_version: raw
+                .expect_version
+                .as_ref()
+                .map(|v| self.label(v, "verdict.expect_version"))
+                .transpose()?,
         })
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::outcome::ErrorClass;
+use crate::version::VersionId;
 
 /// One slot of the timeline.
 #[derive(Clone, Debug, Default)]
@@ -20,6 +21,8 @@ pub struct Slot {
     pub codes: Vec<(u16, u64)>,
     /// Count per transport failure class, indexed by [`ErrorClass::index`].
     pub errors: [u64; ErrorClass::COUNT],
+    /// Successful responses per version.
+    pub versions: Vec<(VersionId, u64)>,
     latency_us: Option<Histogram<u32>>,
 }
 
@@ -37,6 +40,14 @@ impl Slot {
     pub fn add_error(&mut self, class: ErrorClass) {
         self.count(false);
         self.errors[class.index()] += 1;
+    }
+
+    /// Counts one successful response from `version`.
+    pub fn add_version(&mut self, version: VersionId) {
+        match self.versions.iter_mut().find(|(v, _)| *v == version) {
+            Some((_, n)) => *n += 1,
+            None => self.versions.push((version, 1)),
+        }
     }
 
     /// Adds a latency sample (microseconds from intended send time).

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use crate::config::VerdictConfig;
 use crate::gaps::Window;
+use crate::recorder::Phase;
 use crate::recorder::Recorder;
 use crate::rollout::RolloutReport;
+use crate::version::Labels;
 
 /// How the process ends. The numeric values are a stable interface for CI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +74,7 @@ impl Verdict {
     pub fn judge(
         recorder: &Recorder,
         rollout: &RolloutReport,
+        versions: &Labels,
         thresholds: &VerdictConfig,
         interruption: Option<Interruption>,
     ) -> Verdict {
@@ -118,6 +121,9 @@ impl Verdict {
         }
         if total == 0 {
             reasons.push("no request was made".to_string());
+        }
+        if let Some(expected) = &thresholds.expect_version {
+            reasons.extend(wrong_versions(recorder, versions, expected));
         }
         let step_failed = rollout.failed_step();
         if let Some(step) = step_failed {
@@ -166,6 +172,48 @@ impl Verdict {
             summary,
         }
     }
+}
+
+/// `v1 answered 40 times after the last step ended (first at +12.3 s); expected only v2`: one
+/// sentence per other version that answered in the phase after the rollout (the cooldown; the
+/// whole load for a run without steps).
+fn wrong_versions(recorder: &Recorder, versions: &Labels, expected: &str) -> Vec<String> {
+    let phase = recorder
+        .phase(Phase::Cooldown)
+        .or_else(|| recorder.phase(Phase::Load));
+    let Some(phase) = phase else {
+        return Vec::new();
+    };
+    let when = if phase.phase == Phase::Cooldown {
+        "after the last step ended"
+    } else {
+        "during the run"
+    };
+    let mut reasons: Vec<String> = phase
+        .versions
+        .iter()
+        .filter(|(v, _, _)| versions.name(*v) != expected)
+        .map(|&(v, n, first)| {
+            format!(
+                "version {} answered {n} time{} {when} (first at +{:.1} s); expected only {expected}",
+                versions.name(v),
+                plural(n),
+                first.as_secs_f64()
+            )
+        })
+        .collect();
+    if reasons.is_empty()
+        && phase.ok > 0
+        && !phase
+            .versions
+            .iter()
+            .any(|(v, _, _)| versions.name(*v) == expected)
+    {
+        reasons.push(format!(
+            "no response named version {expected} {when}; expected only {expected}"
+        ));
+    }
+    reasons
 }
 
 fn plural(n: u64) -> &'static str {
@@ -248,7 +296,6 @@ mod tests {
     use crate::config::OkCodes;
     use crate::gaps::GapDetector;
     use crate::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
-    use crate::recorder::Phase;
     use crate::rollout::{StepRecord, StepStatus};
     use std::time::Instant;
 
@@ -280,6 +327,7 @@ mod tests {
                 outcome,
                 connection: ConnectionUse::Reused,
                 body_bytes: 0,
+                version: None,
             });
         }
         r.finish(ms * outcomes.len() as u32);
@@ -313,7 +361,7 @@ mod tests {
     const RESET: Outcome = Outcome::Failed(ErrorClass::Reset);
 
     fn judge(r: &Recorder, ro: &RolloutReport, t: &VerdictConfig) -> Verdict {
-        Verdict::judge(r, ro, t, None)
+        Verdict::judge(r, ro, &Labels::default(), t, None)
     }
 
     #[test]
@@ -396,20 +444,67 @@ mod tests {
         assert_eq!(v.to_string(), "FAIL: step \"deploy\" exited 7 (expected 0)");
 
         let r = recorder(&[E503, OK, OK], Some(1));
-        let v = judge(&r, &RolloutReport::default(), &VerdictConfig::default());
+        let unhealthy = RolloutReport {
+            unhealthy_warmup: Some((1, 1)),
+            ..RolloutReport::default()
+        };
+        let v = judge(&r, &unhealthy, &VerdictConfig::default());
         assert_eq!(v.exit, Exit::UnhealthyBefore);
         assert!(
             v.reasons[0].starts_with("1 of 1 requests failed during warmup"),
             "{v}"
         );
-        let allow = VerdictConfig {
-            allow_warmup_errors: true,
+        // Judged anyway (--allow-warmup-errors: the rollout went ahead): an ordinary failure.
+        let v = judge(&r, &RolloutReport::default(), &VerdictConfig::default());
+        assert_eq!(v.exit, Exit::Dropped);
+    }
+
+    #[test]
+    fn expected_version_after_the_last_step() {
+        let labels = Labels::default();
+        let (v1, v2) = (labels.intern("v1"), labels.intern("v2"));
+        let start = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut r = Recorder::new(
+            start,
+            Duration::from_secs(1),
+            OkCodes::default(),
+            Phase::Warmup,
+            GapDetector::new(Duration::ZERO, ms),
+        );
+        r.begin_phase(Phase::Steps, ms * 2);
+        r.begin_phase(Phase::Cooldown, ms * 4);
+        for (i, version) in [v1, v1, v1, v2, v2, v1, v2].into_iter().enumerate() {
+            let due = start + ms * i as u32;
+            r.record(&Completion {
+                seq: i as u64,
+                due,
+                sent: Some(due),
+                done: due,
+                outcome: OK,
+                connection: ConnectionUse::Reused,
+                body_bytes: 0,
+                version: Some(version),
+            });
+        }
+        r.finish(ms * 7);
+        assert_eq!(r.cutover(), Some(ms * 5));
+        assert_eq!(r.mixed_window(), Some((ms * 3, ms * 5)));
+        let expect = |v: &str| VerdictConfig {
+            expect_version: Some(v.to_string()),
             ..VerdictConfig::default()
         };
+        let v = Verdict::judge(&r, &RolloutReport::default(), &labels, &expect("v1"), None);
+        assert_eq!(v.exit, Exit::Dropped, "v2 answered in cooldown");
+        let v = Verdict::judge(&r, &RolloutReport::default(), &labels, &expect("v2"), None);
+        assert_eq!(v.exit, Exit::Dropped);
         assert_eq!(
-            judge(&r, &RolloutReport::default(), &allow).exit,
-            Exit::Dropped
+            v.reasons,
+            vec![
+                "version v1 answered 1 time after the last step ended (first at +0.0 s); expected only v2"
+            ]
         );
+        assert_eq!(r.phase(Phase::Cooldown).unwrap().versions.len(), 2);
     }
 
     #[test]
@@ -418,6 +513,7 @@ mod tests {
         let v = Verdict::judge(
             &r,
             &RolloutReport::default(),
+            &Labels::default(),
             &VerdictConfig::default(),
             Some(Interruption::Terminate),
         );

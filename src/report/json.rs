@@ -30,6 +30,9 @@
 //! | `longest_gap_ms`, `total_gap_ms` | the longest gap (`null` without gaps) and the sum of all gaps |
 //! | `merge_gap_ms` | windows closer than this were merged |
 //! | `slow_windows` | runs of slots whose p99 exceeded `--slow`: `start_ms`, `end_ms`, `duration_ms`, `p99_ms` (largest slot p99), `steps` |
+//! | `versions` | with `--version-header`/`--version-regex`, per version label: `count` (successful responses), `first_ms`, `last_ms` (intended send times); also per timeline slot |
+//! | `cutover_ms` | the last time a version other than the final one answered (`null` with one version) |
+//! | `mixed_window` | `start_ms` (the final version's first response), `end_ms` (the cutover); `null` for a clean cut |
 //! | `verdict` | `passed`, `exit_code`, `line` (the verdict line of the text report), `reasons` |
 
 use std::collections::BTreeMap;
@@ -110,6 +113,12 @@ pub struct RunResult {
     pub merge_gap_ms: f64,
     /// Runs of slots whose p99 exceeded `--slow`.
     pub slow_windows: Vec<SlowEntry>,
+    /// Which versions answered, and when.
+    pub versions: BTreeMap<String, VersionEntry>,
+    /// The last time an older version answered.
+    pub cutover_ms: Option<f64>,
+    /// When the final version and an older one both answered.
+    pub mixed_window: Option<Span>,
     /// The judgement.
     pub verdict: Verdict,
 }
@@ -194,6 +203,26 @@ pub struct WindowEntry {
     pub after_step: Option<String>,
     /// The load ended inside the window.
     pub open: bool,
+}
+
+/// One entry of `versions`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VersionEntry {
+    /// Successful responses from this version.
+    pub count: u64,
+    /// Intended send time of the first.
+    pub first_ms: f64,
+    /// Intended send time of the last.
+    pub last_ms: f64,
+}
+
+/// A span of time.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Span {
+    /// Start, from the run start.
+    pub start_ms: f64,
+    /// End, from the run start.
+    pub end_ms: f64,
 }
 
 /// One entry of `slow_windows`.
@@ -353,6 +382,8 @@ pub struct Slot {
     pub p50_ms: Option<f64>,
     /// 99th percentile latency from the intended send time; `null` without responses.
     pub p99_ms: Option<f64>,
+    /// Successful responses per version.
+    pub versions: BTreeMap<String, u64>,
 }
 
 /// `verdict`.
@@ -430,6 +461,11 @@ impl RunResult {
                     .collect(),
                 p50_ms: s.latency_quantile_us(0.50).map(|us| us as f64 / 1000.0),
                 p99_ms: s.latency_quantile_us(0.99).map(|us| us as f64 / 1000.0),
+                versions: s
+                    .versions
+                    .iter()
+                    .map(|&(v, n)| (f.versions.name(v), n))
+                    .collect(),
             })
             .collect();
         RunResult {
@@ -549,6 +585,25 @@ impl RunResult {
                     steps: f.rollout.steps_during(w.start, w.end),
                 })
                 .collect(),
+            versions: r
+                .versions()
+                .iter()
+                .map(|v| {
+                    (
+                        f.versions.name(v.version),
+                        VersionEntry {
+                            count: v.count,
+                            first_ms: millis(v.first),
+                            last_ms: millis(v.last),
+                        },
+                    )
+                })
+                .collect(),
+            cutover_ms: r.cutover().map(millis),
+            mixed_window: r.mixed_window().map(|(a, b)| Span {
+                start_ms: millis(a),
+                end_ms: millis(b),
+            }),
             verdict: Verdict {
                 passed: f.verdict.passed,
                 exit_code: f.verdict.exit.code(),

@@ -113,6 +113,7 @@ fn write_report(out: &mut String, f: &Finished) -> std::fmt::Result {
         f.stats.connections_opened, config.load.connections, f.stats.connect_failures
     )?;
     write_rollout(out, f)?;
+    write_versions(out, f)?;
     write_windows(out, f)?;
     writeln!(out, "{}", f.verdict)
 }
@@ -169,6 +170,40 @@ fn write_rollout(out: &mut String, f: &Finished) -> std::fmt::Result {
         )?;
     }
     Ok(())
+}
+
+fn write_versions(out: &mut String, f: &Finished) -> std::fmt::Result {
+    let r = &f.recorder;
+    let seen = r.versions();
+    if seen.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = seen
+        .iter()
+        .map(|v| {
+            format!(
+                "{} {} (+{:.3}s to +{:.3}s)",
+                f.versions.name(v.version),
+                v.count,
+                v.first.as_secs_f64(),
+                v.last.as_secs_f64()
+            )
+        })
+        .collect();
+    write!(out, "Versions : {}", list.join(", "))?;
+    if let Some(cutover) = r.cutover() {
+        write!(out, " ; cutover at +{:.3}s", cutover.as_secs_f64())?;
+    }
+    match r.mixed_window() {
+        Some((a, b)) => writeln!(
+            out,
+            " ; mixed from +{:.3}s to +{:.3}s ({})",
+            a.as_secs_f64(),
+            b.as_secs_f64(),
+            format_ms(b.saturating_sub(a))
+        ),
+        None => writeln!(out),
+    }
 }
 
 fn write_windows(out: &mut String, f: &Finished) -> std::fmt::Result {
