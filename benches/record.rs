@@ -89,6 +89,7 @@ fn completions(start: Instant) -> Vec<Completion> {
                 connection,
                 body_bytes: 3,
                 version: None,
+                envoy: None,
             }
         })
         .collect()

@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
 use crate::config::TargetConfig;
-use crate::outcome::ErrorClass;
+use crate::outcome::{EnvoyReply, ErrorClass};
 use crate::version::{BODY_PREFIX, VersionId, VersionProbe};
 
 /// The request body type the engine sends.
@@ -54,7 +54,13 @@ pub struct Reply {
     pub body_bytes: u64,
     /// Which version answered, if a probe is set.
     pub version: Option<VersionId>,
+    /// A 5xx that Envoy produced itself (`server: envoy`, or its `upstream connect error` /
+    /// `no healthy upstream` bodies): the mesh, not the application, failed the request.
+    pub envoy: Option<EnvoyReply>,
 }
+
+/// Bytes of a 5xx body kept to recognise who produced it.
+const SIGNATURE_PREFIX: usize = 512;
 
 /// An open connection.
 pub enum Link {
@@ -154,7 +160,13 @@ async fn read_reply(
     let status = response.status().as_u16();
     let (parts, mut body) = response.into_parts();
     let mut prefix = Vec::new();
-    let keep = if probe.needs_body() { BODY_PREFIX } else { 0 };
+    let keep = if probe.needs_body() {
+        BODY_PREFIX
+    } else if status >= 500 {
+        SIGNATURE_PREFIX
+    } else {
+        0
+    };
     let mut body_bytes = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ErrorClass::from_hyper_error(&e))?;
@@ -173,6 +185,15 @@ async fn read_reply(
         status,
         body_bytes,
         version,
+        envoy: if status >= 500 {
+            let server = parts
+                .headers
+                .get(http::header::SERVER)
+                .and_then(|v| v.to_str().ok());
+            EnvoyReply::recognise(server, &prefix)
+        } else {
+            None
+        },
     })
 }
 

@@ -222,13 +222,14 @@ impl Shared {
                 (Exchange::Failed(ErrorClass::Timeout), use_)
             }
         };
-        let (outcome, body_bytes, version) = match exchange {
+        let (outcome, body_bytes, version, envoy) = match exchange {
             Exchange::Replied(reply) => (
                 Outcome::Status(reply.status),
                 reply.body_bytes,
                 reply.version,
+                reply.envoy,
             ),
-            Exchange::Failed(class) => (Outcome::Failed(class), 0, None),
+            Exchange::Failed(class) => (Outcome::Failed(class), 0, None, None),
             Exchange::NotSent => return Completion::unsent(arrival.seq, arrival.due, done),
         };
         Completion {
@@ -240,6 +241,7 @@ impl Shared {
             connection,
             body_bytes,
             version,
+            envoy,
         }
     }
 

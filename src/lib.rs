@@ -34,6 +34,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod engine;
 pub mod gaps;
+pub mod hints;
 pub mod outcome;
 pub mod progress;
 pub mod recorder;

@@ -196,6 +196,56 @@ pub struct Completion {
     pub body_bytes: u64,
     /// Which version answered (with `--version-header` / `--version-regex`).
     pub version: Option<VersionId>,
+    /// A 5xx that Envoy produced itself, and which kind.
+    pub envoy: Option<EnvoyReply>,
+}
+
+/// A failed response Envoy produced itself (`server: envoy`, or one of its own bodies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnvoyReply {
+    /// `no healthy upstream`: the route points at a destination without ready endpoints.
+    NoHealthyUpstream,
+    /// `upstream connect error ...`: the endpoint it picked did not accept the connection.
+    ConnectFailure,
+    /// Any other 5xx with `server: envoy`.
+    Other,
+}
+
+impl EnvoyReply {
+    /// Every kind, in report order.
+    pub const ALL: [EnvoyReply; 3] = [
+        EnvoyReply::NoHealthyUpstream,
+        EnvoyReply::ConnectFailure,
+        EnvoyReply::Other,
+    ];
+
+    /// The stable name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvoyReply::NoHealthyUpstream => "envoy_no_healthy_upstream",
+            EnvoyReply::ConnectFailure => "envoy_upstream_connect_error",
+            EnvoyReply::Other => "envoy_other",
+        }
+    }
+
+    /// Position in [`EnvoyReply::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Recognises Envoy's own 5xx from its `server` header and the start of its body.
+    pub fn recognise(server: Option<&str>, body_prefix: &[u8]) -> Option<EnvoyReply> {
+        let has = |needle: &[u8]| body_prefix.windows(needle.len()).any(|w| w == needle);
+        if has(b"no healthy upstream") {
+            Some(EnvoyReply::NoHealthyUpstream)
+        } else if has(b"upstream connect error") {
+            Some(EnvoyReply::ConnectFailure)
+        } else if server.is_some_and(|s| s.to_ascii_lowercase().contains("envoy")) {
+            Some(EnvoyReply::Other)
+        } else {
+            None
+        }
+    }
 }
 
 impl Completion {
@@ -210,6 +260,7 @@ impl Completion {
             connection: ConnectionUse::New,
             body_bytes: 0,
             version: None,
+            envoy: None,
         }
     }
 }

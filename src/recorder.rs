@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 
 use crate::config::OkCodes;
 use crate::gaps::{Failure, GapDetector, Mark};
-use crate::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
+use crate::outcome::{Completion, ConnectionUse, EnvoyReply, ErrorClass, Outcome};
 use crate::timeline::Timeline;
 use crate::version::VersionId;
 
@@ -114,6 +114,7 @@ pub struct Recorder {
     late: u64,
     unsent: u64,
     body_bytes: u64,
+    envoy: [u64; 3],
     timeline: Timeline,
     phases: Vec<PhaseTally>,
     versions: Vec<VersionSeen>,
@@ -147,6 +148,7 @@ impl Recorder {
             late: 0,
             unsent: 0,
             body_bytes: 0,
+            envoy: [0; 3],
             timeline: Timeline::new(slot),
             phases: vec![PhaseTally {
                 phase,
@@ -210,6 +212,9 @@ impl Recorder {
         } else {
             self.failed += 1;
             self.failed_by_connection[c.connection.index()] += 1;
+            if let Some(kind) = c.envoy {
+                self.envoy[kind.index()] += 1;
+            }
         }
         // Phases are few (at most three): the last one that started at or before `offset`.
         if let Some(tally) = self.phases.iter_mut().rev().find(|p| p.start <= offset) {
@@ -357,6 +362,14 @@ impl Recorder {
         self.unsent
     }
 
+    /// Failed responses that Envoy produced itself (`server: envoy`, `upstream connect error`).
+    pub fn envoy(&self) -> impl Iterator<Item = (EnvoyReply, u64)> + '_ {
+        EnvoyReply::ALL
+            .into_iter()
+            .map(|k| (k, self.envoy[k.index()]))
+            .filter(|&(_, n)| n > 0)
+    }
+
     /// Response body bytes read.
     pub fn body_bytes(&self) -> u64 {
         self.body_bytes
@@ -440,6 +453,7 @@ mod tests {
             connection: ConnectionUse::Reused,
             body_bytes: 3,
             version: None,
+            envoy: None,
         }
     }
 
@@ -491,6 +505,7 @@ mod tests {
             connection: ConnectionUse::New,
             body_bytes: 0,
             version: None,
+            envoy: None,
         });
         assert!((999_000..=1_001_000).contains(&r.corrected().max()));
         assert!((99_000..=101_000).contains(&r.service().max()));

@@ -328,6 +328,7 @@ mod tests {
                 connection: ConnectionUse::Reused,
                 body_bytes: 0,
                 version: None,
+                envoy: None,
             });
         }
         r.finish(ms * outcomes.len() as u32);
@@ -485,6 +486,7 @@ mod tests {
                 connection: ConnectionUse::Reused,
                 body_bytes: 0,
                 version: Some(version),
+                envoy: None,
             });
         }
         r.finish(ms * 7);

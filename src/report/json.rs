@@ -20,6 +20,7 @@
 //! | `latency_ms` | from the intended send time (coordinated-omission corrected), responses only: `count min mean stddev p50 p75 p90 p99 p99_9 max` |
 //! | `service_time_ms` | the same statistics from the actual send |
 //! | `lateness_ms` | actual send minus intended send, sent requests only |
+//! | `failure_signatures` | 5xx responses Envoy produced itself: `envoy_no_healthy_upstream`, `envoy_upstream_connect_error` (by body), `envoy_other` (`server: envoy`) |
 //! | `connections` | `opened`, `connect_failures`, `failed_on_new_connections`, `failed_on_reused_connections` |
 //! | `timeline` | one entry per slot: `t_ms` (slot start), `ok`, `failed`, `codes`, `errors`, `p50_ms`, `p99_ms` (`null` without responses) |
 //! | `phases` | in order: `name` (`load` for a run without steps; else `warmup`, `steps`, `cooldown`), `start_ms`, `end_ms`, `requests`, `ok`, `failed` (by intended send time) |
@@ -33,6 +34,7 @@
 //! | `versions` | with `--version-header`/`--version-regex`, per version label: `count` (successful responses), `first_ms`, `last_ms` (intended send times); also per timeline slot |
 //! | `cutover_ms` | the last time a version other than the final one answered (`null` with one version) |
 //! | `mixed_window` | `start_ms` (the final version's first response), `end_ms` (the cutover); `null` for a clean cut |
+//! | `hints` | likely causes: `rule`, `cause`, `fix`, `evidence` (see `gapless::hints`) |
 //! | `verdict` | `passed`, `exit_code`, `line` (the verdict line of the text report), `reasons` |
 
 use std::collections::BTreeMap;
@@ -51,7 +53,7 @@ use crate::run::Finished;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The whole JSON result.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct RunResult {
     /// Always [`SCHEMA_VERSION`].
     pub schema_version: u32,
@@ -85,6 +87,8 @@ pub struct RunResult {
     pub service_time_ms: Latency,
     /// Actual send minus intended send.
     pub lateness_ms: Latency,
+    /// Failed responses by who produced them.
+    pub failure_signatures: BTreeMap<String, u64>,
     /// Connection totals.
     pub connections: Connections,
     /// Fixed slots, in time order.
@@ -119,12 +123,14 @@ pub struct RunResult {
     pub cutover_ms: Option<f64>,
     /// When the final version and an older one both answered.
     pub mixed_window: Option<Span>,
+    /// Likely causes of the failures, with the fix.
+    pub hints: Vec<HintEntry>,
     /// The judgement.
     pub verdict: Verdict,
 }
 
 /// One entry of `phases`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct PhaseEntry {
     /// `load`, `warmup`, `steps` or `cooldown`.
     pub name: String,
@@ -141,7 +147,7 @@ pub struct PhaseEntry {
 }
 
 /// One entry of `steps`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct StepEntry {
     /// Name.
     pub name: String,
@@ -166,7 +172,7 @@ pub struct StepEntry {
 }
 
 /// One entry of `events`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct EventEntry {
     /// When the line was read.
     pub t_ms: f64,
@@ -177,7 +183,7 @@ pub struct EventEntry {
 }
 
 /// One entry of `windows` or `gaps`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct WindowEntry {
     /// Intended time of the first failure.
     pub start_ms: f64,
@@ -205,8 +211,21 @@ pub struct WindowEntry {
     pub open: bool,
 }
 
+/// One entry of `hints`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct HintEntry {
+    /// Stable rule name.
+    pub rule: String,
+    /// The likely cause.
+    pub cause: String,
+    /// The fix.
+    pub fix: String,
+    /// The numbers that triggered it.
+    pub evidence: String,
+}
+
 /// One entry of `versions`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct VersionEntry {
     /// Successful responses from this version.
     pub count: u64,
@@ -217,7 +236,7 @@ pub struct VersionEntry {
 }
 
 /// A span of time.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Span {
     /// Start, from the run start.
     pub start_ms: f64,
@@ -226,7 +245,7 @@ pub struct Span {
 }
 
 /// One entry of `slow_windows`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct SlowEntry {
     /// Start of the first slow slot.
     pub start_ms: f64,
@@ -241,7 +260,7 @@ pub struct SlowEntry {
 }
 
 /// `target`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Target {
     /// The URL loaded.
     pub url: String,
@@ -252,7 +271,7 @@ pub struct Target {
 }
 
 /// `load`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Load {
     /// Requested rate; `null` for a closed loop (`--qps 0`).
     pub qps: Option<f64>,
@@ -269,7 +288,7 @@ pub struct Load {
 }
 
 /// `requests`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Requests {
     /// Every attempt.
     pub total: u64,
@@ -286,7 +305,7 @@ pub struct Requests {
 }
 
 /// Split of failures by connection.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ByConnection {
     /// On a connection opened for the request (or a failed connect).
     pub new: u64,
@@ -295,7 +314,7 @@ pub struct ByConnection {
 }
 
 /// Latency statistics in milliseconds.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Latency {
     /// Samples.
     pub count: u64,
@@ -353,7 +372,7 @@ impl Latency {
 }
 
 /// `connections`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Connections {
     /// Connections opened.
     pub opened: u64,
@@ -366,7 +385,7 @@ pub struct Connections {
 }
 
 /// One timeline slot.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Slot {
     /// Slot start, ms from the run start (by intended send time).
     pub t_ms: f64,
@@ -387,7 +406,7 @@ pub struct Slot {
 }
 
 /// `verdict`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Verdict {
     /// True when the run passed.
     pub passed: bool,
@@ -434,8 +453,22 @@ fn round3(v: f64) -> f64 {
 }
 
 impl RunResult {
-    /// Builds the wire form of a finished run.
+    /// Builds the wire form of a finished run, with its hints.
     pub fn new(f: &Finished) -> RunResult {
+        let mut result = RunResult::measured(f);
+        result.hints = crate::hints::diagnose(&result)
+            .into_iter()
+            .map(|h| HintEntry {
+                rule: h.rule.to_string(),
+                cause: h.cause.to_string(),
+                fix: h.fix.to_string(),
+                evidence: h.evidence,
+            })
+            .collect();
+        result
+    }
+
+    fn measured(f: &Finished) -> RunResult {
         let r = &f.recorder;
         let config = &f.config;
         let started_at_unix_ms = f
@@ -509,6 +542,10 @@ impl RunResult {
             latency_ms: Latency::from_histogram(r.corrected()),
             service_time_ms: Latency::from_histogram(r.service()),
             lateness_ms: Latency::from_histogram(r.lateness()),
+            failure_signatures: r
+                .envoy()
+                .map(|(k, n)| (k.as_str().to_string(), n))
+                .collect(),
             connections: Connections {
                 opened: f.stats.connections_opened,
                 connect_failures: f.stats.connect_failures,
@@ -604,6 +641,7 @@ impl RunResult {
                 start_ms: millis(a),
                 end_ms: millis(b),
             }),
+            hints: Vec::new(),
             verdict: Verdict {
                 passed: f.verdict.passed,
                 exit_code: f.verdict.exit.code(),

@@ -115,6 +115,13 @@ fn write_report(out: &mut String, f: &Finished) -> std::fmt::Result {
     write_rollout(out, f)?;
     write_versions(out, f)?;
     write_windows(out, f)?;
+    for hint in crate::report::json::RunResult::new(f).hints {
+        writeln!(
+            out,
+            "Hint: {}. Fix: {}. (Evidence: {}.)",
+            hint.cause, hint.fix, hint.evidence
+        )?;
+    }
     writeln!(out, "{}", f.verdict)
 }
 
