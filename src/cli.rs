@@ -122,6 +122,21 @@ pub enum Command {
     /// The embedded demo cluster.
     #[command(subcommand)]
     Demo(DemoCommand),
+    /// Re-render a saved JSON result (`run --json`) as Markdown or JUnit, without re-running.
+    Report(ReportArgs),
+}
+
+/// `gapless report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A JSON result written by `gapless run --json`.
+    pub result: PathBuf,
+    /// Write a Markdown summary to FILE ('-' for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Write JUnit XML to FILE ('-' for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 /// `gapless demo ...`.
@@ -258,16 +273,31 @@ pub struct RunArgs {
     /// Write the JSON result to FILE ('-' for stdout; the text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write a Markdown summary to FILE (also appended to $GITHUB_STEP_SUMMARY when set).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// Write JUnit XML (one test case per verdict criterion) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the result in Fortio's JSON schema to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub fortio_json: Option<PathBuf>,
     /// Print only the verdict line instead of the full text report, and no progress.
     #[arg(long)]
     pub quiet: bool,
 }
 
 /// Where the outputs of a run go.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Output {
     /// `--json`.
     pub json: Option<PathBuf>,
+    /// `--markdown`.
+    pub markdown: Option<PathBuf>,
+    /// `--junit`.
+    pub junit: Option<PathBuf>,
+    /// `--fortio-json`.
+    pub fortio_json: Option<PathBuf>,
     /// `--quiet`.
     pub quiet: bool,
 }
@@ -478,6 +508,9 @@ impl RunArgs {
         };
         let output = Output {
             json: self.json.clone(),
+            markdown: self.markdown.clone(),
+            junit: self.junit.clone(),
+            fortio_json: self.fortio_json.clone(),
             quiet: self.quiet,
         };
         Ok((config, output))

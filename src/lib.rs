@@ -26,6 +26,9 @@
 //! - [`run`]: one run from start to verdict, interruptible.
 //! - [`serve`]: the built-in target.
 
+// serde_json's `json!` of the Fortio result (56 keys) needs more than the default 128.
+#![recursion_limit = "256"]
+
 pub mod cli;
 pub mod config;
 pub mod connection;

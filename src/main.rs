@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use gapless::cli::{Cli, Command, DemoCommand, DemoServeArgs, RunArgs, ServeArgs};
+use gapless::cli::{Cli, Command, DemoCommand, DemoServeArgs, ReportArgs, RunArgs, ServeArgs};
 use gapless::console::Console;
 use gapless::demo::Cluster;
 use gapless::report::json::RunResult;
+use gapless::report::{self, json::ScenarioEntry};
 use gapless::serve::{self, ServeConfig};
 use gapless::verdict::{Exit, Interruption};
 use tokio::sync::oneshot;
@@ -48,6 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Command::Run(args) => load(*args).await,
             Command::Serve(args) => serve_target(args).await,
             Command::Demo(DemoCommand::Serve(args)) => serve_demo(args).await,
+            Command::Report(args) => rerender(&args),
         }
     })
 }
@@ -117,8 +119,27 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{text}");
     }
+    let mut result = RunResult::new(&finished);
+    result.command_line = std::env::args().collect();
+    result.scenario = scenario.as_ref().map(|s| ScenarioEntry {
+        path: s.path.display().to_string(),
+        text: s.source.clone(),
+    });
     if let Some(path) = &output.json {
-        RunResult::new(&finished).write(path)?;
+        result.write(path)?;
+    }
+    if let Some(path) = &output.markdown {
+        let summary = report::markdown::render(&result);
+        report::write_file(path, &summary)?;
+        if let Some(ci) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+            report::append_file(std::path::Path::new(&ci), &summary)?;
+        }
+    }
+    if let Some(path) = &output.junit {
+        report::write_file(path, &report::junit::render(&result))?;
+    }
+    if let Some(path) = &output.fortio_json {
+        report::fortio::write(&finished, path)?;
     }
     Ok(ExitCode::from(finished.verdict.exit.code()))
 }
@@ -154,6 +175,29 @@ async fn serve_target(args: ServeArgs) -> anyhow::Result<ExitCode> {
         result.context("server task")??;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `gapless report`: renders a saved result; exits with the saved verdict's code.
+fn rerender(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let result = report::read_result(&args.result)?;
+    let emit = |path: &std::path::Path, text: String| -> anyhow::Result<()> {
+        if path == std::path::Path::new("-") {
+            print!("{text}");
+            Ok(())
+        } else {
+            Ok(report::write_file(path, &text)?)
+        }
+    };
+    if let Some(path) = &args.markdown {
+        emit(path, report::markdown::render(&result))?;
+    }
+    if let Some(path) = &args.junit {
+        emit(path, report::junit::render(&result))?;
+    }
+    if args.markdown.is_none() && args.junit.is_none() {
+        println!("{}", result.verdict.line);
+    }
+    Ok(ExitCode::from(result.verdict.exit_code))
 }
 
 async fn serve_demo(args: DemoServeArgs) -> anyhow::Result<ExitCode> {

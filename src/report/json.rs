@@ -34,6 +34,8 @@
 //! | `versions` | with `--version-header`/`--version-regex`, per version label: `count` (successful responses), `first_ms`, `last_ms` (intended send times); also per timeline slot |
 //! | `cutover_ms` | the last time a version other than the final one answered (`null` with one version) |
 //! | `mixed_window` | `start_ms` (the final version's first response), `end_ms` (the cutover); `null` for a clean cut |
+//! | `thresholds` | the verdict's criteria: `max_failures`, `max_failure_ratio`, `max_gap_ms`, `max_p99_ms`, `expect_version` (`null` when not set) |
+//! | `command_line`, `scenario` | how the run was started: the arguments, and the scenario file's `path` and `text` |
 //! | `hints` | likely causes: `rule`, `cause`, `fix`, `evidence` (see `gapless::hints`) |
 //! | `verdict` | `passed`, `exit_code`, `line` (the verdict line of the text report), `reasons` |
 
@@ -123,6 +125,12 @@ pub struct RunResult {
     pub cutover_ms: Option<f64>,
     /// When the final version and an older one both answered.
     pub mixed_window: Option<Span>,
+    /// The verdict's criteria.
+    pub thresholds: Thresholds,
+    /// The command line that started the run.
+    pub command_line: Vec<String>,
+    /// The scenario file, if one was used.
+    pub scenario: Option<ScenarioEntry>,
     /// Likely causes of the failures, with the fix.
     pub hints: Vec<HintEntry>,
     /// The judgement.
@@ -209,6 +217,30 @@ pub struct WindowEntry {
     pub after_step: Option<String>,
     /// The load ended inside the window.
     pub open: bool,
+}
+
+/// `thresholds`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Thresholds {
+    /// Failed requests allowed.
+    pub max_failures: u64,
+    /// Share of failed requests allowed.
+    pub max_failure_ratio: Option<f64>,
+    /// Longest gap allowed (0: none).
+    pub max_gap_ms: f64,
+    /// Largest p99 allowed.
+    pub max_p99_ms: Option<f64>,
+    /// The version every response after the last step must come from.
+    pub expect_version: Option<String>,
+}
+
+/// `scenario`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ScenarioEntry {
+    /// The file, as given.
+    pub path: String,
+    /// Its text.
+    pub text: String,
 }
 
 /// One entry of `hints`.
@@ -641,6 +673,15 @@ impl RunResult {
                 start_ms: millis(a),
                 end_ms: millis(b),
             }),
+            thresholds: Thresholds {
+                max_failures: config.verdict.max_failures,
+                max_failure_ratio: config.verdict.max_failure_ratio,
+                max_gap_ms: millis(config.verdict.max_gap),
+                max_p99_ms: config.verdict.max_p99.map(millis),
+                expect_version: config.verdict.expect_version.clone(),
+            },
+            command_line: Vec::new(),
+            scenario: None,
             hints: Vec::new(),
             verdict: Verdict {
                 passed: f.verdict.passed,

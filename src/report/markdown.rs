@@ -1,0 +1,181 @@
+//! `--markdown FILE`: a compact summary for a pull request or a CI job summary (GitHub's
+//! `GITHUB_STEP_SUMMARY`), rendered from the JSON result so `gapless report` can re-render it.
+
+use std::fmt::Write as _;
+
+use super::json::RunResult;
+
+/// Windows listed in the summary.
+const LISTED: usize = 10;
+
+/// Renders the summary.
+pub fn render(r: &RunResult) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write(&mut out, r);
+    out
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn write(out: &mut String, r: &RunResult) -> std::fmt::Result {
+    let word = if r.verdict.passed { "PASS" } else { "FAIL" };
+    writeln!(out, "## gapless: {word} (exit {})\n", r.verdict.exit_code)?;
+    writeln!(out, "`{}`\n", cell(&r.verdict.line))?;
+    writeln!(
+        out,
+        "Target `{}` at {} req/s, {} connections.\n",
+        cell(&r.target.url),
+        r.load.qps.map_or("max".to_string(), |q| q.to_string()),
+        r.load.connections
+    )?;
+    writeln!(
+        out,
+        "| requests | ok | failed | windows | longest gap | time without service | p99 latency |"
+    )?;
+    writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|")?;
+    writeln!(
+        out,
+        "| {} | {} | {} | {} | {} | {:.1} ms | {:.2} ms |\n",
+        r.requests.total,
+        r.requests.ok,
+        r.requests.failed,
+        r.windows_total,
+        r.longest_gap_ms
+            .map_or("none".to_string(), |g| format!("{g:.1} ms")),
+        r.total_gap_ms,
+        r.latency_ms.p99
+    )?;
+    if !r.versions.is_empty() {
+        let list: Vec<String> = r
+            .versions
+            .iter()
+            .map(|(v, e)| {
+                format!(
+                    "`{}` {} (+{:.1} s to +{:.1} s)",
+                    cell(v),
+                    e.count,
+                    e.first_ms / 1000.0,
+                    e.last_ms / 1000.0
+                )
+            })
+            .collect();
+        write!(out, "Versions: {}", list.join(", "))?;
+        if let Some(c) = r.cutover_ms {
+            write!(out, "; cutover at +{:.3} s", c / 1000.0)?;
+        }
+        writeln!(out, "\n")?;
+    }
+    if !r.steps.is_empty() {
+        writeln!(out, "| step | status | start | end | exit |")?;
+        writeln!(out, "|---|---|---:|---:|---:|")?;
+        for s in &r.steps {
+            let t =
+                |ms: Option<f64>| ms.map_or("-".to_string(), |m| format!("+{:.3} s", m / 1000.0));
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                cell(&s.name),
+                s.status,
+                t(s.start_ms),
+                t(s.end_ms),
+                s.exit_code.map_or("-".to_string(), |c| c.to_string())
+            )?;
+        }
+        writeln!(out)?;
+    }
+    if !r.windows.is_empty() {
+        writeln!(
+            out,
+            "| window | start | duration | failed | ok | what | during |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---:|---|---|")?;
+        for w in r.windows.iter().take(LISTED) {
+            let what: Vec<String> = w
+                .codes
+                .iter()
+                .chain(w.errors.iter())
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect();
+            let during = if w.steps.is_empty() {
+                w.after_step
+                    .as_ref()
+                    .map_or(String::new(), |s| format!("after {s}"))
+            } else {
+                w.steps.join(", ")
+            };
+            writeln!(
+                out,
+                "| {} | +{:.3} s | {:.1} ms | {} | {} | {} | {} |",
+                if w.ok == 0 { "gap" } else { "partial" },
+                w.start_ms / 1000.0,
+                w.duration_ms,
+                w.failed,
+                w.ok,
+                cell(&what.join(", ")),
+                cell(&during)
+            )?;
+        }
+        if r.windows_total as usize > LISTED.min(r.windows.len()) {
+            writeln!(
+                out,
+                "\n{} more windows in the JSON result.",
+                r.windows_total as usize - LISTED.min(r.windows.len())
+            )?;
+        }
+        writeln!(out)?;
+    }
+    if !r.hints.is_empty() {
+        writeln!(out, "### Likely causes\n")?;
+        for h in &r.hints {
+            writeln!(
+                out,
+                "- **{}**. Fix: {}. _Evidence: {}._",
+                cell(&h.cause),
+                cell(&h.fix),
+                cell(&h.evidence)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::json::{HintEntry, WindowEntry};
+
+    #[test]
+    fn summary_has_verdict_table_windows_and_hints() {
+        let mut r = RunResult::default();
+        r.verdict.line = "FAIL: 2 of 10 requests failed (503: 2) in 1 window".into();
+        r.verdict.exit_code = 1;
+        r.requests.total = 10;
+        r.requests.failed = 2;
+        r.windows_total = 1;
+        r.windows.push(WindowEntry {
+            start_ms: 1500.0,
+            duration_ms: 2.0,
+            failed: 2,
+            codes: [("503".to_string(), 2)].into(),
+            steps: vec!["set | image".into()],
+            ..WindowEntry::default()
+        });
+        r.hints.push(HintEntry {
+            cause: "c".into(),
+            fix: "f".into(),
+            evidence: "e".into(),
+            ..HintEntry::default()
+        });
+        let md = render(&r);
+        assert!(md.starts_with("## gapless: FAIL (exit 1)\n"), "{md}");
+        assert!(md.contains("| 10 | 0 | 2 | 1 | none |"), "{md}");
+        assert!(
+            md.contains("| gap | +1.500 s | 2.0 ms | 2 | 0 | 503: 2 | set \\| image |"),
+            "{md}"
+        );
+        assert!(md.contains("- **c**. Fix: f. _Evidence: e._"), "{md}");
+    }
+}
