@@ -122,7 +122,7 @@ pub enum Command {
     /// The embedded demo cluster.
     #[command(subcommand)]
     Demo(DemoCommand),
-    /// Re-render a saved JSON result (`run --json`) as Markdown or JUnit, without re-running.
+    /// Re-render a saved JSON result (`run --json`) as HTML, Markdown or JUnit, without re-running.
     Report(ReportArgs),
 }
 
@@ -131,6 +131,9 @@ pub enum Command {
 pub struct ReportArgs {
     /// A JSON result written by `gapless run --json`.
     pub result: PathBuf,
+    /// Write the HTML report to FILE ('-' for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Write a Markdown summary to FILE ('-' for stdout).
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
@@ -273,6 +276,9 @@ pub struct RunArgs {
     /// Write the JSON result to FILE ('-' for stdout; the text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report (timeline chart, windows, steps, hints) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Write a Markdown summary to FILE (also appended to $GITHUB_STEP_SUMMARY when set).
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
@@ -292,6 +298,8 @@ pub struct RunArgs {
 pub struct Output {
     /// `--json`.
     pub json: Option<PathBuf>,
+    /// `--html`.
+    pub html: Option<PathBuf>,
     /// `--markdown`.
     pub markdown: Option<PathBuf>,
     /// `--junit`.
@@ -508,6 +516,7 @@ impl RunArgs {
         };
         let output = Output {
             json: self.json.clone(),
+            html: self.html.clone(),
             markdown: self.markdown.clone(),
             junit: self.junit.clone(),
             fortio_json: self.fortio_json.clone(),

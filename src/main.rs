@@ -128,6 +128,9 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &output.json {
         result.write(path)?;
     }
+    if let Some(path) = &output.html {
+        report::write_file(path, &report::html::render(&result))?;
+    }
     if let Some(path) = &output.markdown {
         let summary = report::markdown::render(&result);
         report::write_file(path, &summary)?;
@@ -188,13 +191,16 @@ fn rerender(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             Ok(report::write_file(path, &text)?)
         }
     };
+    if let Some(path) = &args.html {
+        emit(path, report::html::render(&result))?;
+    }
     if let Some(path) = &args.markdown {
         emit(path, report::markdown::render(&result))?;
     }
     if let Some(path) = &args.junit {
         emit(path, report::junit::render(&result))?;
     }
-    if args.markdown.is_none() && args.junit.is_none() {
+    if args.html.is_none() && args.markdown.is_none() && args.junit.is_none() {
         println!("{}", result.verdict.line);
     }
     Ok(ExitCode::from(result.verdict.exit_code))

@@ -167,10 +167,11 @@ pub async fn run(
         }
         stats
     };
+    // The load is over: watchers are stopped after the clock stops (their output may drain).
+    let elapsed = start.elapsed();
     rollout.stop_watchers().await;
     console.clear();
     let stats = stats?;
-    let elapsed = start.elapsed();
     let mut recorder = Arc::try_unwrap(recorder)
         .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
         .unwrap_or_else(|shared| {

@@ -140,9 +140,9 @@ impl Verdict {
             reasons.insert(
                 0,
                 format!(
-                    "{warm_failed} of {warm_total} requests failed during warmup: the target was \
-                     unhealthy before the rollout, so no step ran (--allow-warmup-errors judges \
-                     anyway)"
+                    "by the end of the warmup {warm_failed} of {warm_total} requests had failed: \
+                     the target was unhealthy before the rollout, so no step ran \
+                     (--allow-warmup-errors judges anyway)"
                 ),
             );
         }
@@ -452,7 +452,7 @@ mod tests {
         let v = judge(&r, &unhealthy, &VerdictConfig::default());
         assert_eq!(v.exit, Exit::UnhealthyBefore);
         assert!(
-            v.reasons[0].starts_with("1 of 1 requests failed during warmup"),
+            v.reasons[0].starts_with("by the end of the warmup 1 of 1 requests had failed"),
             "{v}"
         );
         // Judged anyway (--allow-warmup-errors: the rollout went ahead): an ordinary failure.

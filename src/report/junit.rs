@@ -84,7 +84,7 @@ fn cases(r: &RunResult) -> Vec<Case> {
         None if r.steps.is_empty() => Outcome::Skipped("no rollout steps"),
         None => Outcome::Passed,
     };
-    let warmup = match reason(r, "during warmup") {
+    let warmup = match reason(r, "by the end of the warmup") {
         Some(m) => Outcome::Failed(m),
         None if r.steps.is_empty() => Outcome::Skipped("no rollout steps"),
         None => Outcome::Passed,

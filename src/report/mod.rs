@@ -3,6 +3,7 @@
 //! re-render a saved run), plus Fortio's JSON schema.
 
 pub mod fortio;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;

@@ -221,6 +221,8 @@ pub struct Reply {
     pub delay: Duration,
     /// Send `Connection: close` (HTTP/1.1 only), so the connection ends after this response.
     pub close: bool,
+    /// Send this as the `x-version` header (and the body).
+    pub version: Option<&'static str>,
 }
 
 impl Reply {
@@ -235,12 +237,21 @@ impl Reply {
             status,
             delay: Duration::ZERO,
             close: false,
+            version: None,
         }
     }
 
     /// The same reply after `delay`.
     pub fn delayed(self, delay: Duration) -> Reply {
         Reply { delay, ..self }
+    }
+
+    /// The same reply from version `label` (`x-version` header and body).
+    pub fn versioned(self, label: &'static str) -> Reply {
+        Reply {
+            version: Some(label),
+            ..self
+        }
     }
 
     /// The same reply with `Connection: close`.
@@ -412,7 +423,15 @@ where
             if !reply.delay.is_zero() {
                 tokio::time::sleep(reply.delay).await;
             }
-            let mut response = Response::new(Full::new(Bytes::from_static(b"ok\n")));
+            let body = reply.version.map_or(Bytes::from_static(b"ok\n"), |v| {
+                Bytes::from(format!("{{\"version\":\"{v}\"}}\n"))
+            });
+            let mut response = Response::new(Full::new(body));
+            if let Some(v) = reply.version {
+                response
+                    .headers_mut()
+                    .insert("x-version", hyper::header::HeaderValue::from_static(v));
+            }
             *response.status_mut() =
                 StatusCode::from_u16(reply.status).expect("a responder returns a valid status");
             if reply.close {
@@ -475,4 +494,444 @@ pub async fn wait_for_close(stream: &mut TcpStream) {
 pub fn refused_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
     listener.local_addr().expect("the bound address").port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rollout helpers (tests/rollout.rs): scenario files, process checks, a fault-injection target.
+// ---------------------------------------------------------------------------------------------
+
+/// A file in the temp directory, removed on drop.
+pub struct TempFile(PathBuf);
+
+impl TempFile {
+    /// A fresh path ending in `.suffix`; nothing is written yet.
+    pub fn new(suffix: &str) -> TempFile {
+        TempFile(temp_path(suffix))
+    }
+
+    /// A fresh file ending in `.suffix` holding `text`.
+    pub fn with(suffix: &str, text: &str) -> TempFile {
+        let file = TempFile::new(suffix);
+        std::fs::write(&file.0, text).expect("write a temp file");
+        file
+    }
+
+    /// The path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    /// The path as UTF-8 (temp paths are).
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().expect("temp paths are UTF-8")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Like [`run_gapless`], for argument lists that end in a quick-form command (`-- CMD ...`):
+/// `--json FILE` goes before the `--`, where gapless still reads it as an option. Returns the
+/// exit code, stdout, stderr and the JSON result (panics when none was written).
+pub fn run_json_with_command(args: &[&str], command: &[&str]) -> (i32, String, String, Value) {
+    let json = TempFile::new("json");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend_from_slice(&["--json", json.as_str(), "--"]);
+    all.extend_from_slice(command);
+    let (code, stdout, stderr, _) = run_gapless(&all);
+    let text = std::fs::read_to_string(json.path()).unwrap_or_else(|e| {
+        panic!("gapless {all:?} exited {code} without a JSON result ({e})\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    });
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!("gapless {all:?} wrote JSON that does not parse ({e}):\n{text}")
+    });
+    (code, stdout, stderr, value)
+}
+
+/// The state letter of `/proc/PID/stat` (`R`, `S`, `Z`, ...), `None` once the pid is gone.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) S ...`: comm may hold spaces and parentheses, the state follows the last ')'.
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// True while `pid` is a live process. A zombie (or dead) one is not running: PID 1 in a
+/// container may never reap an orphan.
+pub fn is_running(pid: u32) -> bool {
+    !matches!(process_state(pid), None | Some('Z') | Some('X') | Some('x'))
+}
+
+/// Waits up to `limit` for `pid` to stop running; true if it did.
+pub fn wait_not_running(pid: u32, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        if !is_running(pid) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits up to `limit` for `path` to hold a complete line (ending in a newline), and returns
+/// the line's whitespace-separated words.
+pub fn wait_for_line(path: &std::path::Path, limit: Duration) -> Option<Vec<String>> {
+    let until = Instant::now() + limit;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if let Some((line, _)) = text.split_once('\n') {
+                return Some(line.split_whitespace().map(str::to_string).collect());
+            }
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Binds a loopback listener on a port below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`). No outgoing connection ever gets such a port as
+/// its source port, so nothing can take it (not even a TCP self-connect of a client dialing it
+/// while it is closed) and a server can close it and listen on it again.
+pub fn bind_below_ephemeral() -> std::net::TcpListener {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let lowest = low.saturating_sub(12_000).max(1024);
+    let span = u32::from(low - lowest);
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    for i in 0..span {
+        let port = lowest + ((seed.wrapping_add(i.wrapping_mul(7919))) % span) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener;
+        }
+    }
+    panic!("no free loopback port between {lowest} and {low}");
+}
+
+/// How long after the fault began a [`FaultServer`] tells the caller of its control port `on`.
+/// A step that waits for it is certainly running when the first faulty request is due, so the
+/// window is attributed to it (a step that just dials and exits may be over before the server
+/// even accepted the call).
+pub const FAULT_ACK_DELAY: Duration = Duration::from_millis(20);
+
+/// What a [`FaultServer`] does while its fault is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer every request `503` instead of `200`.
+    Status503,
+    /// Close the listening socket and every open connection, then listen on the same port again
+    /// when the fault ends: connection attempts meanwhile are refused.
+    Refuse,
+    /// Read each request, then close its connection with SO_LINGER 0 (an RST) instead of
+    /// answering.
+    Reset,
+}
+
+/// Counters and the fault window of a [`FaultServer`], shared with its thread.
+#[derive(Debug)]
+struct FaultShared {
+    fault: Fault,
+    after: Duration,
+    length: Duration,
+    /// When the fault started and ended, on the server's clock.
+    window: std::sync::Mutex<Option<(Instant, Instant)>>,
+    /// Connections made to the control port.
+    triggers: AtomicU64,
+    /// Requests answered 200.
+    ok: AtomicU64,
+    /// Requests answered 503, or reset.
+    faulted: AtomicU64,
+    /// Connections accepted on the main port.
+    connections: AtomicU64,
+    /// First and last time a request was faulted.
+    faulted_span: std::sync::Mutex<Option<(Instant, Instant)>>,
+}
+
+impl FaultShared {
+    fn in_fault(&self, now: Instant) -> bool {
+        let window = *self.window.lock().unwrap_or_else(|e| e.into_inner());
+        window.is_some_and(|(from, to)| from <= now && now < to)
+    }
+
+    fn note_fault(&self, now: Instant) {
+        self.faulted.fetch_add(1, Ordering::SeqCst);
+        let mut span = self.faulted_span.lock().unwrap_or_else(|e| e.into_inner());
+        let (first, _) = span.unwrap_or((now, now));
+        *span = Some((first, now));
+    }
+}
+
+/// A loopback HTTP/1.1 target (keep-alive, answers `200 ok`) with a control port: the first
+/// connection made to the control port turns the fault on, `after` the call, for exactly
+/// `length` on the server's own clock; then the server behaves again. The caller is answered
+/// `on\n` [`FAULT_ACK_DELAY`] after the fault began. Stopped on drop.
+///
+/// The main port is below the ephemeral range ([`bind_below_ephemeral`]) so that [`Fault::Refuse`]
+/// can close it and listen on it again.
+pub struct FaultServer {
+    port: u16,
+    control_port: u16,
+    shared: Arc<FaultShared>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FaultServer {
+    /// Starts the server; nothing is faulty until the control port is dialed. The fault then
+    /// begins `after` the call and lasts `length`.
+    pub fn start(fault: Fault, after: Duration, length: Duration) -> FaultServer {
+        let main = bind_below_ephemeral();
+        let port = main.local_addr().expect("the bound address").port();
+        let control =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind the control loopback port");
+        let control_port = control.local_addr().expect("the control address").port();
+        for listener in [&main, &control] {
+            listener
+                .set_nonblocking(true)
+                .expect("a tokio listener must be non-blocking");
+        }
+        let shared = Arc::new(FaultShared {
+            fault,
+            after,
+            length,
+            window: std::sync::Mutex::new(None),
+            triggers: AtomicU64::new(0),
+            ok: AtomicU64::new(0),
+            faulted: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            faulted_span: std::sync::Mutex::new(None),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("fault-server-{port}"))
+                .spawn(move || {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a fault server runtime")
+                        .block_on(fault_server(main, control, shared, stopped));
+                })
+                .expect("spawn the fault server thread")
+        };
+        FaultServer {
+            port,
+            control_port,
+            shared,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// A shell command that turns the fault on: it dials the control port with bash's
+    /// `/dev/tcp` and waits for the server's `on` ([`FAULT_ACK_DELAY`] after the fault began),
+    /// so the step is still running when the fault starts. Fails if no `on` comes.
+    pub fn trigger_command(&self) -> String {
+        format!(
+            "bash -c 'exec 3<>/dev/tcp/127.0.0.1/{} && read -r ack <&3 && test $ack = on'",
+            self.control_port
+        )
+    }
+
+    /// Connections made to the control port so far.
+    pub fn triggers(&self) -> u64 {
+        self.shared.triggers.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered `200`.
+    pub fn ok(&self) -> u64 {
+        self.shared.ok.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered `503` ([`Fault::Status503`]) or reset ([`Fault::Reset`]).
+    pub fn faulted(&self) -> u64 {
+        self.shared.faulted.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted on the main port.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// How long the fault lasted on the server's clock (for [`Fault::Refuse`]: from closing the
+    /// port to listening again); `None` if it was never triggered.
+    pub fn fault_length(&self) -> Option<Duration> {
+        let window = *self.shared.window.lock().unwrap_or_else(|e| e.into_inner());
+        window.map(|(from, to)| to - from)
+    }
+
+    /// Time between the first and the last faulted request, on the server's clock.
+    pub fn faulted_span(&self) -> Option<Duration> {
+        let span = *self
+            .shared
+            .faulted_span
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        span.map(|(first, last)| last - first)
+    }
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn fault_server(
+    main: std::net::TcpListener,
+    control: std::net::TcpListener,
+    shared: Arc<FaultShared>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let port = main.local_addr().expect("the bound address").port();
+    let mut listener = Some(TcpListener::from_std(main).expect("register the listener"));
+    let control = TcpListener::from_std(control).expect("register the control listener");
+    let mut connections = JoinSet::new();
+    // Fault::Refuse: when to close the port, and when to listen again.
+    let (mut close_at, mut reopen_at) = (None, None);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            dialed = control.accept() => {
+                let called = Instant::now();
+                if shared.triggers.fetch_add(1, Ordering::SeqCst) > 0 {
+                    continue; // the fault happens once; a second caller reads no "on"
+                }
+                let (from, to) = (called + shared.after, called + shared.after + shared.length);
+                *shared.window.lock().unwrap_or_else(|e| e.into_inner()) = Some((from, to));
+                if shared.fault == Fault::Refuse {
+                    close_at = Some(from);
+                }
+                if let Ok((mut caller, _)) = dialed {
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt;
+                        tokio::time::sleep_until((from + FAULT_ACK_DELAY).into()).await;
+                        let _ = caller.write_all(b"on\n").await;
+                    });
+                }
+            }
+            () = sleep_until_some(close_at) => {
+                // Close the port and every open connection.
+                close_at = None;
+                drop(listener.take());
+                connections.abort_all();
+                while connections.join_next().await.is_some() {}
+                let closed = Instant::now();
+                let mut window = shared.window.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((from, to)) = window.as_mut() {
+                    reopen_at = Some(closed + (*to - *from));
+                    *from = closed;
+                }
+            }
+            () = sleep_until_some(reopen_at) => {
+                reopen_at = None;
+                let reopened = loop {
+                    match std::net::TcpListener::bind(("127.0.0.1", port)) {
+                        Ok(l) => break l,
+                        Err(e) => {
+                            // Nothing else can take a port below the ephemeral range; retry
+                            // briefly, and make the failure visible in the test's output.
+                            eprintln!("fault server: listen again on {port}: {e}; retrying");
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                    }
+                };
+                reopened.set_nonblocking(true).expect("a non-blocking listener");
+                listener = Some(TcpListener::from_std(reopened).expect("register the listener"));
+                let now = Instant::now();
+                if let Some(w) = shared.window.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                    w.1 = now;
+                }
+            }
+            accepted = accept_on(listener.as_ref()) => {
+                if let Ok((stream, _)) = accepted {
+                    shared.connections.fetch_add(1, Ordering::SeqCst);
+                    connections.spawn(fault_connection(stream, shared.clone()));
+                }
+            }
+        }
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+/// Serves one keep-alive HTTP/1.1 connection of bodyless requests.
+async fn fault_connection(mut stream: TcpStream, shared: Arc<FaultShared>) {
+    use tokio::io::AsyncWriteExt;
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n";
+    const UNAVAILABLE: &[u8] =
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 12\r\n\r\nunavailable\n";
+    let _ = stream.set_nodelay(true);
+    let mut seen: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // One request head; gapless keeps one request in flight per HTTP/1.1 connection.
+        let end = loop {
+            if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        };
+        seen.drain(..end);
+        let now = Instant::now();
+        let faulty = shared.in_fault(now);
+        match shared.fault {
+            Fault::Reset if faulty => {
+                if stream.set_zero_linger().is_ok() {
+                    shared.note_fault(now);
+                }
+                return;
+            }
+            Fault::Status503 if faulty => {
+                if stream.write_all(UNAVAILABLE).await.is_err() {
+                    return;
+                }
+                shared.note_fault(now);
+            }
+            _ => {
+                if stream.write_all(OK).await.is_err() {
+                    return;
+                }
+                shared.ok.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
 }

@@ -1,0 +1,300 @@
+//! Version tracking, and every report format: HTML (rendered in headless Chromium), Markdown (and
+//! the CI job summary), JUnit XML, Fortio's JSON schema, and `gapless report` re-rendering a saved
+//! result. Loads are on loopback at 200 to 500 requests per second for a few seconds.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{
+    GAPLESS, Reply, TempFile, TestServer, at, f64_at, run_gapless, run_json_with_command, u64_at,
+};
+
+/// A target that answers as `v1` until 1.5 s after its first request, then as `v2`, and as `v1`
+/// again after `back` if given.
+fn switching(back: Option<Duration>) -> TestServer {
+    TestServer::http(move |info| {
+        let t = info.since_first;
+        let v2 = t >= Duration::from_millis(1500) && back.is_none_or(|b| t < b);
+        Reply::ok().versioned(if v2 { "v2" } else { "v1" })
+    })
+}
+
+/// Warmup 1 s, one 1 s pause step, cooldown 1 s, 100 ms slots, at 200 qps.
+fn rollout_args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "run",
+        url,
+        "-q",
+        "200",
+        "--slot",
+        "100ms",
+        "--warmup",
+        "1s",
+        "--cooldown",
+        "1s",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn with_step(mut args: Vec<&str>) -> Vec<&str> {
+    args.extend_from_slice(&["--", "sleep", "1"]);
+    args
+}
+
+#[test]
+fn the_cutover_is_found_within_one_slot_and_the_expected_version_passes() {
+    let server = switching(None);
+    let url = server.url();
+    let json_file = TempFile::new("json");
+    let args = with_step(rollout_args(
+        &url,
+        &[
+            "--version-header",
+            "x-version",
+            "--expect-version",
+            "v2",
+            "--json",
+            json_file.as_str(),
+        ],
+    ));
+    let (code, _, stderr, _) = run_gapless(&args);
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(json_file.path()).unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(code, 0, "{}", at(&json, "/verdict/line"));
+    let (v1, v2) = (at(&json, "/versions/v1"), at(&json, "/versions/v2"));
+    assert_eq!(
+        u64_at(v1, "/count") + u64_at(v2, "/count"),
+        u64_at(&json, "/requests/ok")
+    );
+    // The server switched 1.5 s after its first request, which arrived at about +0 ms.
+    let cutover = f64_at(&json, "/cutover_ms");
+    assert!((1400.0..=1600.0).contains(&cutover), "cutover {cutover}");
+    assert!(
+        (f64_at(v2, "/first_ms") - cutover).abs() <= 100.0,
+        "within one slot"
+    );
+    assert!(at(&json, "/mixed_window").is_null(), "a clean cut");
+    // Per slot: only v1 before the cutover's slot, only v2 after it.
+    for slot in at(&json, "/timeline").as_array().unwrap() {
+        let t = f64_at(slot, "/t_ms");
+        let versions: Vec<&String> = slot["versions"].as_object().unwrap().keys().collect();
+        if t + 100.0 <= cutover {
+            assert_eq!(versions, ["v1"], "slot {t}");
+        } else if t > cutover {
+            assert_eq!(versions, ["v2"], "slot {t}");
+        }
+    }
+}
+
+#[test]
+fn an_old_version_answering_during_cooldown_fails_the_expected_version() {
+    // Back to v1 at 2.4 s: after the step (1 s .. 2 s), during the cooldown.
+    let server = switching(Some(Duration::from_millis(2400)));
+    let url = server.url();
+    let (code, _, _, json) = run_json_with_command(
+        &rollout_args(
+            &url,
+            &[
+                "--version-regex",
+                r#""version":"([^"]+)""#,
+                "--expect-version",
+                "v2",
+            ],
+        ),
+        &["sleep", "1"],
+    );
+    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
+    assert_eq!(u64_at(&json, "/requests/failed"), 0, "no request failed");
+    let reasons = at(&json, "/verdict/reasons").as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    let reason = reasons[0].as_str().unwrap();
+    assert!(
+        reason.starts_with("version v1 answered ") && reason.contains("after the last step ended"),
+        "{reason}"
+    );
+    assert!(reason.ends_with("expected only v2"), "{reason}");
+    // The cutover is the last time v1 answered: in the cooldown.
+    assert!(f64_at(&json, "/cutover_ms") > 2300.0);
+}
+
+/// The keys of a JSON object, recursively for the nested objects named in `nested`.
+fn keys(v: &Value) -> Vec<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+}
+
+#[test]
+fn every_report_format_from_one_run_and_from_the_saved_result() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str| dir.join(name).display().to_string();
+    let summary = TempFile::new("md");
+    let scenario = format!(
+        "{}/scenarios/demo-recreate.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let output = Command::new(GAPLESS)
+        .args([
+            "run",
+            "--scenario",
+            &scenario,
+            "--quiet",
+            "--version-header",
+            "x-version",
+        ])
+        .args(["--slot", "100ms"])
+        .args([
+            "--json",
+            &file("result.json"),
+            "--html",
+            &file("report.html"),
+        ])
+        .args([
+            "--markdown",
+            &file("summary.md"),
+            "--junit",
+            &file("junit.xml"),
+        ])
+        .args(["--fortio-json", &file("fortio.json")])
+        .env("GITHUB_STEP_SUMMARY", summary.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let json: Value = serde_json::from_str(&read("result.json")).unwrap();
+    let line = at(&json, "/verdict/line").as_str().unwrap().to_string();
+
+    // HTML: self-contained, the verdict on top, then rendered by a real browser.
+    let html = read("report.html");
+    for fetch in ["src=", "href=", "url(", "@import", "<link", "<script"] {
+        assert!(
+            !html.contains(fetch),
+            "the page must not fetch anything: {fetch}"
+        );
+    }
+    assert!(html.contains(&line.replace('"', "&quot;")));
+    assert!(html.contains("recreate with v2"));
+    match chromium() {
+        Some(browser) => {
+            let png = dir.join("report.png");
+            let _ = std::fs::remove_file(&png);
+            let shot = Command::new(browser)
+                .args(["--headless", "--no-sandbox", "--disable-gpu"])
+                .arg("--disable-background-networking")
+                .arg("--window-size=1040,2400")
+                .arg(format!("--screenshot={}", png.display()))
+                .arg(format!("file://{}", dir.join("report.html").display()))
+                .output()
+                .unwrap();
+            let size = std::fs::metadata(&png).map_or(0, |m| m.len());
+            assert!(
+                size > 10_000,
+                "no screenshot: {}",
+                String::from_utf8_lossy(&shot.stderr)
+            );
+            println!("screenshot of the HTML report: {}", png.display());
+        }
+        None if std::env::var_os("CI").is_some() => panic!("chromium is required in CI"),
+        None => println!("skipping the browser check: chromium is not installed"),
+    }
+
+    // Markdown, also appended to the CI job summary.
+    let markdown = read("summary.md");
+    assert!(markdown.starts_with("## gapless: FAIL (exit 1)"));
+    assert!(markdown.contains("| gap |"));
+    assert_eq!(std::fs::read_to_string(summary.path()).unwrap(), markdown);
+
+    // JUnit: valid XML, one case per criterion.
+    let junit = read("junit.xml");
+    let doc = roxmltree::Document::parse(&junit).expect("JUnit XML parses");
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    let names: Vec<&str> = cases.iter().filter_map(|c| c.attribute("name")).collect();
+    assert_eq!(
+        names,
+        [
+            "requests kept",
+            "availability gap",
+            "p99 latency",
+            "version",
+            "rollout steps",
+            "healthy before the rollout"
+        ]
+    );
+    let failed: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.children().any(|n| n.has_tag_name("failure")))
+        .filter_map(|c| c.attribute("name"))
+        .collect();
+    assert_eq!(failed, ["requests kept", "availability gap"]);
+
+    // Fortio: every key of Fortio's own results.
+    let fortio: Value = serde_json::from_str(&read("fortio.json")).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fortio");
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let reference: Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        for key in keys(&reference) {
+            assert!(fortio.get(&key).is_some(), "Fortio key {key} missing");
+        }
+        for nested in ["DurationHistogram", "ErrorsDurationHistogram"] {
+            for key in keys(&reference[nested]) {
+                if key != "Percentiles" || nested == "DurationHistogram" {
+                    assert!(fortio[nested].get(&key).is_some(), "{nested}.{key} missing");
+                }
+            }
+        }
+    }
+    let codes: u64 = fortio["RetCodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(codes, u64_at(&json, "/requests/total"));
+    assert_eq!(
+        fortio["DurationHistogram"]["Count"],
+        json["latency_ms"]["count"]
+    );
+
+    // `gapless report` renders the saved result exactly as the run did, with the same exit code.
+    for (flag, name) in [
+        ("--markdown", "summary.md"),
+        ("--junit", "junit.xml"),
+        ("--html", "report.html"),
+    ] {
+        let again = Command::new(GAPLESS)
+            .args(["report", &file("result.json"), flag, "-"])
+            .output()
+            .unwrap();
+        assert_eq!(again.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8(again.stdout).unwrap(),
+            read(name),
+            "{flag}"
+        );
+    }
+}
