@@ -3,27 +3,34 @@
 //!
 //! # Layout
 //!
-//! One pipeline, no per-mode copies:
+//! One pipeline, no per-mode copies, with the rollout beside the load on one clock:
 //!
 //! ```text
-//! cli ──► config ──► schedule ──► dispatch ──► engine (workers) ──► connection
-//!                                                   │
-//!                                                   ▼
-//!                                outcome ──► recorder (+ timeline) ──► verdict ──► report
+//! cli / scenario ──► config ──► schedule ──► dispatch ──► engine (workers) ──► connection
+//!                       │                                      │
+//!                       ▼                                      ▼
+//!          rollout (steps, watchers, demo)      outcome ──► recorder (timeline, gaps, phases,
+//!                       │                                    versions) ──► verdict ──► report
+//!                       └──────────── run: one clock, one result ─────────────┘
 //! ```
 //!
-//! - [`cli`]: clap arguments, validated into [`config`] types in a second stage.
+//! - [`cli`]: clap arguments, validated into [`config`] types in a second stage, over the
+//!   values of a [`scenario`] file (TOML; errors name `file:line:col` and the key).
 //! - [`config`]: the typed, validated run configuration.
 //! - [`schedule`]: request `k` is due at `start + k / qps`, computed, never accumulated.
-//! - [`dispatch`]: a pacer thread releases due arrivals; workers claim them; the backlog is an
+//! - [`dispatch`]: a pacer releases due arrivals; workers claim them; the backlog is an
 //!   integer, not a queue.
 //! - [`engine`]: connection workers, one attempt per arrival, every outcome recorded.
 //! - [`connection`]: DNS, TCP, TLS and the HTTP handshake under a connect-rate ceiling.
 //! - [`outcome`]: an HTTP status or a classified transport failure (a `Copy` enum).
-//! - [`recorder`] and [`timeline`]: histograms, counters and fixed slots; bounded memory.
-//! - [`verdict`]: pass or fail, and the exit code.
-//! - [`report`]: the Fortio-like text report and the JSON result (wire types documented there).
-//! - [`run`]: one run from start to verdict, interruptible.
+//! - [`recorder`], [`timeline`], [`gaps`], [`version`]: histograms, counters, fixed slots,
+//!   phases, failure windows and versions; bounded memory.
+//! - [`rollout`]: the steps, in their own process groups, and the watchers; [`demo`] is the
+//!   embedded cluster its steps can roll out.
+//! - [`verdict`]: pass or fail, and the exit code; [`hints`]: likely causes, with the fix.
+//! - [`report`]: text, JSON (wire types documented there), HTML, Markdown, JUnit, Fortio JSON.
+//! - [`run`]: one run from start to verdict, interruptible; [`progress`] and [`console`]: the
+//!   live line on stderr.
 //! - [`serve`]: the built-in target.
 
 // serde_json's `json!` of the Fortio result (56 keys) needs more than the default 128.
