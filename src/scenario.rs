@@ -182,7 +182,11 @@ impl Scenario {
         };
         let raw: RawScenario = toml::from_str(source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            file.error_at(span.clone(), &key_at(source, span.start), e.message())
+            file.error_at(
+                span.clone(),
+                &key_at(source, span.start),
+                &with_suggestion(e.message()),
+            )
         })?;
         let target = raw.target.map(|t| file.target(t)).transpose()?;
         let has_demo = target.as_ref().is_some_and(|t| t.demo.is_some());
@@ -844,6 +848,44 @@ pub fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
     Ok(out)
 }
 
+/// serde's "unknown field `qpss`, expected one of `qps`, ..." gains "; did you mean `qps`?" when
+/// a known key is at most two edits away.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `") else {
+        return message.to_string();
+    };
+    let Some((unknown, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|known| (edit_distance(unknown, known), known))
+        .filter(|&(d, _)| d <= 2)
+        .min();
+    match best {
+        Some((_, known)) => format!("{}; did you mean `{known}`?", message.trim_end()),
+        None => message.to_string(),
+    }
+}
+
+/// Levenshtein distance (keys are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// 1-based line and column (in characters) of byte `offset`.
 fn position(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());
@@ -1019,6 +1061,10 @@ allow_warmup_errors = true
             e.starts_with("s.toml:3:1: load.qpss: unknown field `qpss`"),
             "{e}"
         );
+        assert!(e.ends_with("; did you mean `qps`?"), "{e}");
+        let e = error("[load]\nbananas = 1\n");
+        assert!(!e.contains("did you mean"), "{e}");
+        assert_eq!(edit_distance("timout", "timeout"), 1);
         let e = error("[load]\nqps = \"fast\"\n");
         assert!(e.starts_with("s.toml:2:7: load.qps: invalid type"), "{e}");
         let e = error("[load\nqps = 5\n");
