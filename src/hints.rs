@@ -160,15 +160,13 @@ fn refused_new_connections(r: &RunResult) -> Option<String> {
     }
 }
 
-/// Envoy's own 503s, unless a full outage or a termination explains them better: `no healthy
-/// upstream` points at the route (a destination without endpoints) unless every endpoint was
-/// gone at once; the other kinds only when no pod termination signature (reused connections
-/// broken) and no full outage is there.
+/// Envoy's own 503s that point at its configuration: `no healthy upstream` (the route names a
+/// destination without endpoints) unless every endpoint was gone at once (a full outage), and
+/// other 5xx with `server: envoy`. Its `upstream connect error` (an endpoint that refused) is the
+/// evidence of [`refused_new_connections`] instead.
 fn envoy_503s(r: &RunResult) -> Option<String> {
     let no_upstream = count(&r.failure_signatures, "envoy_no_healthy_upstream");
-    let other = count(&r.failure_signatures, "envoy_upstream_connect_error")
-        + count(&r.failure_signatures, "envoy_other");
-    let explained = reused_connection_breaks(r).is_some() || one_long_gap(r).is_some();
+    let other = count(&r.failure_signatures, "envoy_other");
     if no_upstream > 0 && one_long_gap(r).is_none() {
         return Some(format!(
             "{no_upstream} responses were Envoy's \"no healthy upstream\": the route pointed at \
@@ -176,10 +174,10 @@ fn envoy_503s(r: &RunResult) -> Option<String> {
             when(r)
         ));
     }
-    (other > 0 && !explained).then(|| {
+    (other > 0 && reused_connection_breaks(r).is_none() && one_long_gap(r).is_none()).then(|| {
         format!(
-            "{other} failed responses came from Envoy itself (server: envoy or \"upstream \
-             connect error\"), with no pod termination or full outage around them{}",
+            "{other} failed responses came from Envoy itself (server: envoy), with no pod \
+             termination or full outage around them{}",
             when(r)
         )
     })

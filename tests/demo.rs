@@ -138,3 +138,62 @@ fn mesh_propagation_race_gives_a_small_share_of_503s() {
         windows[0]
     );
 }
+
+/// A scenario written to a temporary file.
+fn inline(text: &str) -> (i32, Value) {
+    let file = support::TempFile::with("toml", text);
+    run_json(&["run", "--scenario", file.as_str(), "--quiet"])
+}
+
+#[test]
+fn rolling_without_readiness_sends_traffic_to_pods_that_are_not_listening_yet() {
+    let (code, json) = inline(
+        r#"
+[target]
+demo = { replicas = 2, startup = "400ms", latency = "2ms", propagation = "50ms", prestop = "600ms" }
+[load]
+qps = 300
+warmup = "1s"
+cooldown = "1s"
+[[step]]
+name = "no readiness"
+demo = { action = "rolling", version = "v2", readiness = false }
+"#,
+    );
+    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
+    // Both new pods are listed 50 ms after they start and listen 400 ms after: one full gap of
+    // about 350 ms, answered by the proxy's "upstream connect error".
+    assert_eq!(u64_at(&json, "/gaps_total"), 1, "{:#?}", windows(&json));
+    let gap = f64_at(&json, "/longest_gap_ms");
+    assert!((250.0..=450.0).contains(&gap), "gap {gap} ms");
+    assert_eq!(
+        u64_at(&json, "/failure_signatures/envoy_upstream_connect_error"),
+        u64_at(&json, "/requests/failed")
+    );
+    let rules: Vec<&str> = at(&json, "/hints")
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["rule"].as_str())
+        .collect();
+    assert_eq!(rules, ["endpoints-removed-late"]);
+}
+
+#[test]
+fn rolling_restart_with_prestop_keeps_every_request() {
+    let (code, json) = inline(
+        r#"
+[target]
+demo = { replicas = 2, startup = "200ms", latency = "2ms", propagation = "50ms", prestop = "300ms" }
+[load]
+qps = 300
+warmup = "1s"
+cooldown = "1s"
+[[step]]
+name = "restart"
+demo = { action = "restart" }
+"#,
+    );
+    assert_clean_pass(&json, code);
+    assert_eq!(events(&json, "graceful drain").len(), 2);
+}
