@@ -273,6 +273,10 @@ pub struct RunArgs {
     /// After the last step, every successful response must come from this version.
     #[arg(long, value_name = "V")]
     pub expect_version: Option<String>,
+    /// Redact the values of this header in every report (repeatable; Authorization,
+    /// Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key always are).
+    #[arg(long = "redact", value_name = "NAME")]
+    pub redact: Vec<String>,
     /// Write the JSON result to FILE ('-' for stdout; the text report then goes to stderr).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -513,6 +517,7 @@ impl RunArgs {
                 slow: self.slow.or(v.slow),
                 expect_version: self.expect_version.clone().or(v.expect_version.clone()),
             },
+            redact: self.redact.clone(),
         };
         let output = Output {
             json: self.json.clone(),

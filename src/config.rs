@@ -408,6 +408,9 @@ pub struct RunConfig {
     pub rollout: RolloutConfig,
     /// How it is judged.
     pub verdict: VerdictConfig,
+    /// Headers whose values are redacted in every report, beyond the default ones
+    /// (see [`crate::redact`]).
+    pub redact: Vec<String>,
 }
 
 #[cfg(test)]

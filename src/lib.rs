@@ -48,6 +48,7 @@ pub mod hints;
 pub mod outcome;
 pub mod progress;
 pub mod recorder;
+pub mod redact;
 pub mod report;
 pub mod rollout;
 pub mod run;

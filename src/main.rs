@@ -10,6 +10,7 @@ use clap::Parser;
 use gapless::cli::{Cli, Command, DemoCommand, DemoServeArgs, ReportArgs, RunArgs, ServeArgs};
 use gapless::console::Console;
 use gapless::demo::Cluster;
+use gapless::redact::Redactor;
 use gapless::report::json::RunResult;
 use gapless::report::{self, json::ScenarioEntry};
 use gapless::serve::{self, ServeConfig};
@@ -120,10 +121,11 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
         print!("{text}");
     }
     let mut result = RunResult::new(&finished);
-    result.command_line = std::env::args().collect();
+    let redactor = Redactor::new(&config.redact);
+    result.command_line = redactor.command_line(&std::env::args().collect::<Vec<_>>());
     result.scenario = scenario.as_ref().map(|s| ScenarioEntry {
         path: s.path.display().to_string(),
-        text: s.source.clone(),
+        text: redactor.scenario(&s.source),
     });
     if let Some(path) = &output.json {
         result.write(path)?;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Action, Step};
 use crate::console::Console;
 use crate::demo::Cluster;
+use crate::redact::Redactor;
 
 /// Longest output line kept (bytes); the rest of the line is dropped.
 pub const MAX_LINE: usize = 1000;
@@ -302,14 +303,25 @@ impl Rollout {
         self.demo.as_ref()
     }
 
-    /// The report; steps that never ran are marked skipped.
-    pub fn into_report(mut self) -> RolloutReport {
+    /// The report, with secrets redacted from commands, output and events (see
+    /// [`crate::redact`]); steps that never ran are marked skipped.
+    pub fn into_report(mut self, redactor: &Redactor) -> RolloutReport {
         let steps = self
             .steps
             .iter()
             .zip(self.records.drain(..))
             .map(|(step, record)| record.unwrap_or_else(|| StepRecord::skipped(step)))
+            .map(|mut record| {
+                record.command = redactor.text(&record.command);
+                for line in &mut record.output_tail {
+                    *line = redactor.text(line);
+                }
+                record
+            })
             .collect();
+        for event in &mut self.events {
+            event.line = redactor.text(&event.line);
+        }
         RolloutReport {
             steps,
             events: self.events,
@@ -654,7 +666,7 @@ mod tests {
             .perform(start, &CancellationToken::new(), &current)
             .await;
         rollout.stop_watchers().await;
-        rollout.into_report()
+        rollout.into_report(&Redactor::new(&[]))
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ use crate::engine::{self, Engine, LoadControl, LoadStats};
 use crate::gaps::{self, GapDetector, SlowWindow};
 use crate::progress::{self, Status};
 use crate::recorder::{Phase, Recorder};
+use crate::redact::Redactor;
 use crate::rollout::{Rollout, RolloutReport};
 use crate::schedule::Schedule;
 use crate::verdict::{Interruption, Verdict};
@@ -182,7 +183,7 @@ pub async fn run(
         });
     let length = if interruption.is_some() { elapsed } else { end };
     recorder.finish(length);
-    let rollout = rollout.into_report();
+    let rollout = rollout.into_report(&Redactor::new(&config.redact));
     let verdict = Verdict::judge(
         &recorder,
         &rollout,

@@ -298,3 +298,71 @@ fn every_report_format_from_one_run_and_from_the_saved_result() {
         );
     }
 }
+
+#[test]
+fn secrets_never_reach_a_report() {
+    let server = TestServer::healthy();
+    let scenario = TempFile::with(
+        "toml",
+        &format!(
+            r#"
+[target]
+url = "{}"
+headers = {{ Authorization = "Bearer ${{GAPLESS_TEST_SECRET}}", X-Custom = "custom-secret-2", "Cookie" = 'session=cookie-secret-3' }}
+
+[load]
+qps = 100
+warmup = "300ms"
+cooldown = "300ms"
+
+[[step]]
+name = "echo"
+run = "echo 'X-Api-Key: step-secret-5'; echo done"
+"#,
+            server.url()
+        ),
+    );
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("secrets");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str| dir.join(name).display().to_string();
+    let output = Command::new(GAPLESS)
+        .args(["run", "--scenario", scenario.as_str()])
+        .args(["-H", "X-Api-Key: apikey-secret-4", "--redact", "x-custom"])
+        .args(["--json", &file("r.json"), "--html", &file("r.html")])
+        .args(["--markdown", &file("r.md"), "--junit", &file("r.xml")])
+        .args(["--fortio-json", &file("f.json")])
+        .env("GAPLESS_TEST_SECRET", "env-secret-1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let secrets = [
+        "env-secret-1",
+        "custom-secret-2",
+        "cookie-secret-3",
+        "apikey-secret-4",
+        "step-secret-5",
+    ];
+    let mut reports = vec![("stdout".to_string(), stdout)];
+    for name in ["r.json", "r.html", "r.md", "r.xml", "f.json"] {
+        reports.push((
+            name.to_string(),
+            std::fs::read_to_string(dir.join(name)).unwrap(),
+        ));
+    }
+    for (name, text) in &reports {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} leaked into {name}");
+        }
+    }
+    let json: Value = serde_json::from_str(&reports[1].1).unwrap();
+    let command_line = at(&json, "/command_line").to_string();
+    assert!(
+        command_line.contains("X-Api-Key: <redacted>"),
+        "{command_line}"
+    );
+    let text = at(&json, "/scenario/text").as_str().unwrap();
+    assert!(text.contains(r#"Authorization = "<redacted>""#), "{text}");
+    assert!(text.contains(r#"X-Custom = "<redacted>""#), "{text}");
+    assert_eq!(at(&json, "/steps/0/output_tail/0"), "X-Api-Key: <redacted>");
+}
