@@ -27,6 +27,9 @@ pub enum Error {
     /// A value the typed configuration rejects.
     #[error(transparent)]
     Config(#[from] config::Error),
+    /// An unusable `--cacert` bundle.
+    #[error(transparent)]
+    CaBundle(#[from] crate::tls::Error),
     /// A scenario file problem (it names file:line:col).
     #[error(transparent)]
     Scenario(#[from] scenario::Error),
@@ -231,6 +234,9 @@ pub struct RunArgs {
     /// Do not verify TLS certificates.
     #[arg(long, short = 'k')]
     pub insecure: bool,
+    /// Trust the CA certificates of this PEM bundle (beside the built-in web roots).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
     /// Status codes that count as success, e.g. 200-299,304 [default: 200-299].
     #[arg(long)]
     pub ok_codes: Option<String>,
@@ -489,6 +495,10 @@ impl RunArgs {
                 ok_codes,
                 http2: self.http2 || file.target.http2.unwrap_or(false),
                 insecure: self.insecure || file.target.insecure.unwrap_or(false),
+                ca_certs: match &self.cacert {
+                    Some(path) => crate::tls::read_ca_bundle(path)?,
+                    None => Vec::new(),
+                },
                 version_header,
                 version_regex,
             },

@@ -273,6 +273,8 @@ pub struct TargetConfig {
     pub http2: bool,
     /// Skip TLS certificate verification.
     pub insecure: bool,
+    /// Extra trusted CA certificates (`--cacert`).
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Response header naming the version that answered.
     pub version_header: Option<http::HeaderName>,
     /// Regex whose first capture group, over the start of the body, names the version.

@@ -231,7 +231,7 @@ impl Connector {
         let tls = if url.is_tls() {
             let name = ServerName::try_from(url.host().to_string())
                 .map_err(|_| Error::ServerName(url.host().to_string()))?;
-            let config = crate::tls::client_config(target.insecure, target.http2);
+            let config = crate::tls::client_config(target.insecure, target.http2, &target.ca_certs);
             Some((TlsConnector::from(config), name))
         } else {
             None

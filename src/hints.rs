@@ -64,6 +64,14 @@ pub const RULES: &[Rule] = &[
         check: envoy_503s,
     },
     Rule {
+        name: "untrusted-certificate",
+        cause: "the target's TLS certificate is not trusted (self-signed, a private CA, or the \
+                wrong host name)",
+        fix: "trust its CA with --cacert FILE (a PEM bundle), or skip verification with \
+              --insecure (tests only)",
+        check: tls_failures,
+    },
+    Rule {
         name: "full-outage",
         cause: "every replica was down at once: the Recreate strategy, or maxUnavailable too high \
                 for the replica count",
@@ -181,6 +189,11 @@ fn envoy_503s(r: &RunResult) -> Option<String> {
             when(r)
         )
     })
+}
+
+fn tls_failures(r: &RunResult) -> Option<String> {
+    let tls = count(&r.errors, "tls");
+    (tls > 0).then(|| format!("{tls} requests failed the TLS handshake (class tls)"))
 }
 
 fn one_long_gap(r: &RunResult) -> Option<String> {
@@ -314,6 +327,17 @@ mod tests {
             rules(&r),
             vec!["keepalive-closed-at-termination", "endpoints-removed-late"]
         );
+    }
+
+    #[test]
+    fn tls_failures_name_cacert_and_insecure() {
+        let mut r = failed(4);
+        r.errors.insert("tls".into(), 4);
+        let hints = diagnose(&r);
+        assert_eq!(hints.len(), 1);
+        assert!(hints[0].fix.contains("--cacert FILE") && hints[0].fix.contains("--insecure"));
+        r.errors = [("reset".to_string(), 4)].into();
+        assert!(!rules(&r).contains(&"untrusted-certificate"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! TLS client configuration: webpki roots by default, or no verification with `--insecure`.
+//! TLS client configuration: webpki roots by default (plus the CA bundle of `--cacert`), or no
+//! verification with `--insecure`.
 
 use std::sync::Arc;
 
@@ -6,8 +7,43 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
-/// Builds the client TLS configuration. `http2` selects the ALPN offer (`h2` or `http/1.1`).
-pub fn client_config(insecure: bool, http2: bool) -> Arc<ClientConfig> {
+/// Errors reading a CA bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read or holds no PEM certificate.
+    #[error("--cacert {path}: {problem}")]
+    CaBundle {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// Reads the PEM certificates of a CA bundle (`--cacert FILE`).
+pub fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    use rustls::pki_types::pem::PemObject;
+    let bad = |problem: String| Error::CaBundle {
+        path: path.display().to_string(),
+        problem,
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not a PEM certificate bundle ({e})")))?;
+    if certs.is_empty() {
+        return Err(bad("holds no PEM certificate".to_string()));
+    }
+    Ok(certs)
+}
+
+/// Builds the client TLS configuration, trusting the webpki roots and `extra_roots`. `http2`
+/// selects the ALPN offer (`h2` or `http/1.1`).
+pub fn client_config(
+    insecure: bool,
+    http2: bool,
+    extra_roots: &[CertificateDer<'static>],
+) -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -19,9 +55,11 @@ pub fn client_config(insecure: bool, http2: bool) -> Arc<ClientConfig> {
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
             .with_no_client_auth()
     } else {
-        let roots = rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        // A certificate the store rejects (not a CA) simply adds no trust.
+        let _ = roots.add_parsable_certificates(extra_roots.iter().cloned());
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = if http2 {

@@ -132,3 +132,41 @@ fn https_http2_by_alpn() {
         "ALPN should have chosen h2"
     );
 }
+
+#[test]
+fn https_self_signed_trusted_with_cacert() {
+    let (server, pem) = TestServer::https_with_cert(|_| Reply::ok());
+    let bundle = support::TempFile::with("pem", &pem);
+    let (code, json) = load(&server.url(), &["--cacert", bundle.as_str()]);
+    assert_all_200(code, &json);
+    assert_eq!(server.stats().requests(), 100);
+}
+
+#[test]
+fn untrusted_certificate_hint_names_cacert_and_insecure() {
+    let server = TestServer::https(|_| Reply::ok());
+    let (code, json) = load(&server.url(), &[]);
+    assert_eq!(code, 1);
+    let hint = at(&json, "/hints/0");
+    assert_eq!(hint["rule"], "untrusted-certificate");
+    let fix = hint["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("--cacert FILE") && fix.contains("--insecure"),
+        "{fix}"
+    );
+}
+
+#[test]
+fn an_unusable_cacert_is_a_usage_error() {
+    let not_pem = support::TempFile::with("pem", "hello");
+    for bundle in [not_pem.as_str(), "/nonexistent/ca.pem"] {
+        let (code, _, stderr, json) =
+            support::run_gapless(&["run", "http://127.0.0.1:1/", "--cacert", bundle]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(json.is_none());
+        assert!(
+            stderr.starts_with(&format!("gapless: --cacert {bundle}: ")),
+            "{stderr}"
+        );
+    }
+}

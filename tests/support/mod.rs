@@ -297,9 +297,18 @@ impl TestServer {
     /// A TLS hyper server with a fresh self-signed certificate for `localhost`, offering ALPN
     /// `h2` and `http/1.1`; its URL is `https://localhost:PORT/` (which resolves to 127.0.0.1).
     pub fn https(responder: impl Fn(RequestInfo) -> Reply + Send + Sync + 'static) -> TestServer {
+        TestServer::https_with_cert(responder).0
+    }
+
+    /// Like [`TestServer::https`], and returns the certificate in PEM (to trust it with
+    /// `--cacert`).
+    pub fn https_with_cert(
+        responder: impl Fn(RequestInfo) -> Reply + Send + Sync + 'static,
+    ) -> (TestServer, String) {
         let responder: Responder = Arc::new(responder);
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls_server_config());
-        TestServer::start("https", "localhost", move |stream, stats| {
+        let (config, pem) = tls_server_config();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let server = TestServer::start("https", "localhost", move |stream, stats| {
             let (responder, acceptor) = (responder.clone(), acceptor.clone());
             async move {
                 let _ = stream.set_nodelay(true);
@@ -308,7 +317,8 @@ impl TestServer {
                     serve_http(tls, stats, responder).await;
                 }
             }
-        })
+        });
+        (server, pem)
     }
 
     /// A raw TCP server: `handler` owns each accepted connection.
@@ -448,7 +458,7 @@ where
         .await;
 }
 
-fn tls_server_config() -> Arc<rustls::ServerConfig> {
+fn tls_server_config() -> (Arc<rustls::ServerConfig>, String) {
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
         .expect("rcgen should make a self-signed certificate");
@@ -461,7 +471,7 @@ fn tls_server_config() -> Arc<rustls::ServerConfig> {
         .with_single_cert(vec![certified.cert.der().clone()], key)
         .expect("the generated certificate and key should match");
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Arc::new(config)
+    (Arc::new(config), certified.cert.pem())
 }
 
 /// Reads one HTTP/1.1 request head (up to the blank line). `false` if the peer closed first.
