@@ -412,7 +412,11 @@ impl RunArgs {
         if timeout < Duration::from_millis(1) {
             return Err(short("--timeout", "1ms", timeout));
         }
-        let slot = self.slot.or(file.load.slot).unwrap_or(DEFAULT_SLOT);
+        // The default slot shrinks to fit a short run; a slot given explicitly must fit.
+        let slot = self
+            .slot
+            .or(file.load.slot)
+            .unwrap_or_else(|| DEFAULT_SLOT.min(duration).max(Duration::from_millis(10)));
         if slot < Duration::from_millis(10) {
             return Err(short("--slot", "10ms", slot));
         }

@@ -84,6 +84,10 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let (config, output) = args.validate(url, scenario.as_ref())?;
+    // One line before any load if the target cannot be reached at all; the run still counts it.
+    if let Err(why) = gapless::connection::probe(&config.target, config.target.timeout).await {
+        eprintln!("gapless: {why}");
+    }
     let console = Arc::new(Console::stderr(!output.quiet));
 
     // The first signal stops the run and still writes the report; a second one exits at once.

@@ -105,3 +105,31 @@ fn usage_errors_send_nothing() {
     usage_error(&[&server.url(), "-d", "1s", "--slot", "2s"], &["--slot"]);
     assert_eq!(server.stats().connections(), 0);
 }
+
+#[test]
+fn an_unreachable_target_says_so_in_one_line_before_the_report() {
+    let port = support::refused_port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let (code, stdout, stderr, _) = support::run_gapless(&["run", &url, "-q", "10", "-d", "300ms"]);
+    assert_eq!(code, 1, "{stdout}");
+    let first = stderr.lines().next().unwrap_or("");
+    assert_eq!(
+        first,
+        format!(
+            "gapless: nothing accepts connections on 127.0.0.1:{port} (connection refused): the target is down or the port is wrong"
+        )
+    );
+    let (code, _, stderr, _) = support::run_gapless(&[
+        "run",
+        "http://gapless-test.invalid/",
+        "-q",
+        "10",
+        "-d",
+        "300ms",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("gapless: cannot resolve gapless-test.invalid"),
+        "{stderr}"
+    );
+}
