@@ -3,7 +3,8 @@
 //! Each command step runs in its own process group (`sh -c LINE`, or the program itself for the
 //! quick form), with stdin closed and stdout and stderr streamed line by line to the console as
 //! `[name] line`; the last lines are kept for the report. A step ends when its command exits;
-//! anything it left running in its process group is then killed, so no step outlives its turn.
+//! anything it left running in its process group is killed 200 ms later (a daemon it started
+//! has detached into its own session by then), so no step outlives its turn.
 //! A step that times out, or any step when the run is interrupted, has its whole process group
 //! killed (SIGKILL) and reaped. Background steps (watchers) run until the end of the run, and each
 //! line they print becomes a timestamped [`Event`].
@@ -36,6 +37,10 @@ pub const MAX_EVENTS: usize = 10_000;
 /// After a step's command exits or is killed, how long its output may still take to drain (a
 /// process that escaped the group could hold the pipe open forever).
 const DRAIN: Duration = Duration::from_millis(500);
+/// After a step's command exits by itself, how long what it left in its process group may live
+/// before it is killed: a daemon it started (`nginx`, `haproxy -D`) has this long to detach
+/// into its own session, which it does within milliseconds.
+const LEFTOVER_GRACE: Duration = Duration::from_millis(200);
 
 /// How a step ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -438,7 +443,18 @@ async fn execute(
         }
     };
     // Whatever is left of the group goes: the command itself if it did not exit, and anything
-    // it left behind if it did.
+    // it left behind if it did (after a grace that lets a daemon detach, reading output meanwhile).
+    if matches!(end, End::Exited(_)) {
+        let grace = tokio::time::sleep(LEFTOVER_GRACE);
+        tokio::pin!(grace);
+        while !(out.done && err.done) {
+            tokio::select! {
+                _ = &mut grace => break,
+                line = out.next(), if !out.done => if let Some(line) = line { emit(line) },
+                line = err.next(), if !err.done => if let Some(line) = line { emit(line) },
+            }
+        }
+    }
     kill_group(group);
     let status = match &end {
         End::Exited(status) => status.as_ref().ok().copied(),

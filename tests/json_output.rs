@@ -247,6 +247,7 @@ fn error_entries_have_their_documented_shape() {
                 "errors": {"connect_refused": 5},
                 "p50_ms": null,
                 "p99_ms": null,
+                "versions": {},
             }),
             "slot {i}: no responses, 5 refused connects"
         );
