@@ -336,6 +336,25 @@ impl Cluster {
             .map_or(0, |(i, _)| i)
     }
 
+    /// The set that takes the most traffic, and its replicas.
+    async fn serving_set(&self) -> (usize, Vec<Arc<Replica>>) {
+        let state = self.state.lock().await;
+        let set = Self::serving(&state);
+        let replicas = state
+            .sets
+            .get(set)
+            .map(|s| s.replicas.clone())
+            .unwrap_or_default();
+        (set, replicas)
+    }
+
+    /// Records `replicas` as the members of set `set`.
+    async fn replace_replicas(&self, set: usize, replicas: Vec<Arc<Replica>>) {
+        if let Some(s) = self.state.lock().await.sets.get_mut(set) {
+            s.replicas = replicas;
+        }
+    }
+
     /// Publishes `replica` in set `set` once it is ready (or at once without readiness).
     fn publish(&self, set: usize, replica: &Arc<Replica>, readiness: bool, say: Say<'_>) {
         let delay = self.spec.propagation;
@@ -411,18 +430,7 @@ impl Cluster {
         say: Say<'_>,
     ) -> Result<(), String> {
         let n = self.spec.replicas.get();
-        let (set, mut old) = {
-            let state = self.state.lock().await;
-            let set = Self::serving(&state);
-            (
-                set,
-                state
-                    .sets
-                    .get(set)
-                    .map(|s| s.replicas.clone())
-                    .unwrap_or_default(),
-            )
-        };
+        let (set, mut old) = self.serving_set().await;
         let mut new: Vec<Arc<Replica>> = Vec::new();
         loop {
             let ready_new = new.iter().filter(|r| !readiness || r.is_ready()).count();
@@ -455,26 +463,12 @@ impl Cluster {
         for r in &new {
             say(format!("{} ready", r.name()));
         }
-        let mut state = self.state.lock().await;
-        if let Some(s) = state.sets.get_mut(set) {
-            s.replicas = new;
-        }
+        self.replace_replicas(set, new).await;
         Ok(())
     }
 
     async fn recreate(&self, version: &str, say: Say<'_>) -> Result<(), String> {
-        let (set, old) = {
-            let state = self.state.lock().await;
-            let set = Self::serving(&state);
-            (
-                set,
-                state
-                    .sets
-                    .get(set)
-                    .map(|s| s.replicas.clone())
-                    .unwrap_or_default(),
-            )
-        };
+        let (set, old) = self.serving_set().await;
         for r in &old {
             self.retire(set, r, self.spec.prestop, say);
         }
@@ -491,10 +485,7 @@ impl Cluster {
             r.wait_ready().await;
             say(format!("{} ready", r.name()));
         }
-        let mut state = self.state.lock().await;
-        if let Some(s) = state.sets.get_mut(set) {
-            s.replicas = new;
-        }
+        self.replace_replicas(set, new).await;
         Ok(())
     }
 
