@@ -11,7 +11,7 @@ use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use governor::clock::Clock;
@@ -195,42 +195,6 @@ async fn read_reply(
             None
         },
     })
-}
-
-/// Checks that the target resolves and accepts a TCP connection, before any load: `Err` is one
-/// sentence saying why it cannot be reached (the run still goes ahead and counts every failure).
-pub async fn probe(target: &TargetConfig, timeout: Duration) -> Result<(), String> {
-    let (host, port) = (target.url.host(), target.url.port());
-    let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => {
-            match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
-                Ok(Ok(addrs)) => addrs.collect(),
-                Ok(Err(e)) => return Err(format!("cannot resolve {host}: {e}")),
-                Err(_) => {
-                    return Err(format!(
-                        "cannot resolve {host}: no answer within {}",
-                        humantime::format_duration(timeout)
-                    ));
-                }
-            }
-        }
-    };
-    let Some(addr) = addrs.first() else {
-        return Err(format!("{host} resolves to no address"));
-    };
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(format!(
-            "nothing accepts connections on {addr} (connection refused): the target is down or \
-             the port is wrong"
-        )),
-        Ok(Err(e)) => Err(format!("cannot connect to {addr}: {e}")),
-        Err(_) => Err(format!(
-            "{addr} did not accept a TCP connection within {}",
-            humantime::format_duration(timeout)
-        )),
-    }
 }
 
 /// Opens connections to one target.

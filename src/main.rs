@@ -84,10 +84,6 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let (config, output) = args.validate(url, scenario.as_ref())?;
-    // One line before any load if the target cannot be reached at all; the run still counts it.
-    if let Err(why) = gapless::connection::probe(&config.target, config.target.timeout).await {
-        eprintln!("gapless: {why}");
-    }
     let console = Arc::new(Console::stderr(!output.quiet));
 
     // The first signal stops the run and still writes the report; a second one exits at once.
@@ -114,6 +110,9 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
     builtin_stop.cancel();
     while builtin.join_next().await.is_some() {}
 
+    if let Some(why) = finished.unreachable() {
+        eprintln!("gapless: {why}");
+    }
     let text = if output.quiet {
         format!("{}\n", finished.verdict)
     } else {

@@ -13,6 +13,7 @@ use crate::console::Console;
 use crate::demo::Cluster;
 use crate::engine::{self, Engine, LoadControl, LoadStats};
 use crate::gaps::{self, GapDetector, SlowWindow};
+use crate::outcome::ErrorClass;
 use crate::progress::{self, Status};
 use crate::recorder::{Phase, Recorder};
 use crate::redact::Redactor;
@@ -64,6 +65,39 @@ impl Finished {
         } else {
             0.0
         }
+    }
+
+    /// One sentence when the target could not be reached at all (no connection ever opened):
+    /// why, from the failure class of the attempts.
+    pub fn unreachable(&self) -> Option<String> {
+        if self.stats.connections_opened > 0 || self.recorder.total() == 0 {
+            return None;
+        }
+        let url = &self.config.target.url;
+        let (class, _, _) = self
+            .recorder
+            .errors()
+            .max_by_key(|&(_, new, reused)| new + reused)?;
+        let where_ = format!("{}:{}", url.host(), url.port());
+        Some(match class {
+            ErrorClass::Dns => format!(
+                "cannot resolve {}: the target's host name is unknown",
+                url.host()
+            ),
+            ErrorClass::ConnectRefused => format!(
+                "nothing accepts connections on {where_} (connection refused): the target is down or the port is wrong"
+            ),
+            ErrorClass::ConnectTimeout => {
+                format!("{where_} never accepted a TCP connection within the request timeout")
+            }
+            ErrorClass::Tls => format!(
+                "no TLS handshake with {where_} succeeded (see the hint about --cacert and --insecure)"
+            ),
+            other => format!(
+                "no connection to {where_} could be opened ({})",
+                other.as_str()
+            ),
+        })
     }
 
     /// Runs of slots whose p99 exceeded `--slow` (empty without it).
