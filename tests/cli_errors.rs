@@ -131,3 +131,30 @@ fn an_unreachable_target_says_so_in_one_line_before_the_report() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_unwritable_report_is_exit_2_after_the_text_report() {
+    // A path under a regular file cannot be created, even by root.
+    let file = support::TempFile::with("txt", "not a directory");
+    let json = format!("{}/result.json", file.as_str());
+    let server = support::TestServer::healthy();
+    let (code, stdout, stderr, _) = support::run_gapless(&[
+        "run",
+        &server.url(),
+        "-q",
+        "20",
+        "-d",
+        "500ms",
+        "--json",
+        &json,
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stdout.trim_end().ends_with("PASS: every request succeeded"),
+        "the text report still reaches stdout: {stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("gapless: cannot write report {json}")),
+        "{stderr}"
+    );
+}
