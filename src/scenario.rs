@@ -906,7 +906,12 @@ fn key_at(source: &str, offset: usize) -> String {
     let key = line
         .split_once('=')
         .map(|(k, _)| k.trim().trim_matches('"').to_string())
-        .filter(|k| !k.is_empty() && !k.starts_with('['));
+        .filter(|k| {
+            !k.is_empty()
+                && k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.\"' ".contains(c))
+        });
     let mut section = None;
     let mut steps = 0;
     for header in source[..line_start].lines().chain(std::iter::once(line)) {
@@ -923,6 +928,7 @@ fn key_at(source: &str, offset: usize) -> String {
             section = Some(name.trim().to_string());
         }
     }
+    let section = section.filter(|s| !s.is_empty());
     match (section, key) {
         (Some(s), Some(k)) => format!("{s}.{k}"),
         (Some(s), None) => s,
