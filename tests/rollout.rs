@@ -933,3 +933,74 @@ sleep = "800ms"
         support::process_state(pid)
     );
 }
+
+#[test]
+fn sigterm_with_a_watcher_and_a_hanging_step_leaves_no_process_behind() {
+    let _machine = shared();
+    let server = TestServer::healthy();
+    let (watcher_pids, step_pids) = (TempFile::new("pids"), TempFile::new("pids"));
+    let file = scenario_with_steps(
+        &server.url(),
+        &format!(
+            r#"[[step]]
+name = "watch"
+run = "sleep 30 & echo $$ $! > {w}; echo watching; wait"
+background = true
+
+[[step]]
+name = "hang"
+run = "sleep 30 & echo $$ $! > {s}; wait"
+"#,
+            w = watcher_pids.as_str(),
+            s = step_pids.as_str()
+        ),
+    );
+    let json_path = TempFile::new("json");
+    let mut child = Command::new(GAPLESS)
+        .args(["run", "--scenario", file.as_str(), "--json"])
+        .arg(json_path.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the gapless binary should start");
+    let mut pids: Vec<u32> = Vec::new();
+    for file in [&watcher_pids, &step_pids] {
+        let Some(words) = wait_for_line(file.path(), Duration::from_secs(10)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a step did not start within 10 s");
+        };
+        pids.extend(words.iter().map(|w| w.parse::<u32>().expect("a pid")));
+    }
+    assert_eq!(pids.len(), 4);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill(1)")
+            .success()
+    );
+    let output = child.wait_with_output().expect("gapless ends");
+    assert_eq!(output.status.code(), Some(143));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("INTERRUPTED: "),
+        "the partial text report: {stdout}"
+    );
+    for pid in pids {
+        assert!(
+            wait_not_running(pid, Duration::from_secs(2)),
+            "process {pid} survived the interruption (state {:?})",
+            support::process_state(pid)
+        );
+    }
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(json_path.path()).expect("partial JSON"))
+            .expect("valid JSON");
+    assert_eq!(at(&json, "/interrupted"), true);
+    assert_eq!(str_at(&json, "/steps/0/status"), "stopped");
+    assert_eq!(str_at(&json, "/steps/1/status"), "interrupted");
+    assert_eq!(str_at(&json, "/events/0/line"), "watching");
+}
