@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+#
+# memory.sh: gapless's resident memory over time, sampled every second from /proc, in two cases.
+#
+#   bash benches/memory.sh soak    # 10 minutes at 5,000 req/s against a local nginx: RSS stays
+#                                  # flat (first minute vs last minute within 10 %)
+#   bash benches/memory.sh stall   # 10,000 req/s against a target that holds every request for
+#                                  # 30 s (`gapless serve --delay 30s`): RSS stays bounded while
+#                                  # the backlog fails as `timeout`, unsent
+#
+# Environment (defaults in brackets): SOAK_DURATION [10m], SOAK_QPS [5000], STALL_DURATION [30s],
+# STALL_QPS [10000], CONNS [32], HOST/PORT for nginx [127.0.0.1/18089], STALL_PORT [18090],
+# GAPLESS [target/release/gapless], SKIP_BUILD [0], OUT_DIR (keep samples and JSON) [temp dir].
+# Prints the samples' summary as Markdown rows for BENCHMARKS.md. Requires bash, curl, nginx (soak).
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=benches/nginx.sh
+source "$ROOT/benches/nginx.sh"
+
+MODE=${1:-}
+SOAK_DURATION=${SOAK_DURATION:-10m}
+SOAK_QPS=${SOAK_QPS:-5000}
+STALL_DURATION=${STALL_DURATION:-30s}
+STALL_QPS=${STALL_QPS:-10000}
+CONNS=${CONNS:-32}
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-18089}
+STALL_PORT=${STALL_PORT:-18090}
+GAPLESS=${GAPLESS:-$ROOT/target/release/gapless}
+SKIP_BUILD=${SKIP_BUILD:-0}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gapless-memory.XXXXXX")
+OUT_DIR=${OUT_DIR:-$WORK}
+mkdir -p "$OUT_DIR"
+TARGET_PID=""
+
+die() { printf 'memory.sh: %s\n' "$*" >&2; exit 1; }
+[[ $HOST == 127.* ]] || die "HOST must be a loopback address"
+case $MODE in soak | stall) ;; *) die "usage: bash benches/memory.sh soak|stall" ;; esac
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  nginx_stop
+  if [[ -n $TARGET_PID ]]; then
+    kill -TERM "$TARGET_PID" 2>/dev/null || true
+    wait "$TARGET_PID" 2>/dev/null || true
+  fi
+  [[ $OUT_DIR != "$WORK" ]] && rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ $SKIP_BUILD != 1 ]]; then
+  (cd "$ROOT" && cargo build --release --quiet)
+fi
+
+if [[ $MODE == soak ]]; then
+  nginx_start "$WORK" "$HOST" "$PORT" "$CONNS" || die "cannot start nginx"
+  url="http://$HOST:$PORT/"
+  args=(-q "$SOAK_QPS" -d "$SOAK_DURATION" -c "$CONNS" --slot 10s)
+else
+  "$GAPLESS" serve --listen "$HOST:$STALL_PORT" --delay 30s >"$WORK/target.log" 2>&1 &
+  TARGET_PID=$!
+  # Wait until it accepts connections (it never answers: that is the point).
+  for _ in $(seq 50); do
+    (: <"/dev/tcp/$HOST/$STALL_PORT") 2>/dev/null && break
+    sleep 0.1
+  done
+  url="http://$HOST:$STALL_PORT/"
+  args=(-q "$STALL_QPS" -d "$STALL_DURATION" -c "$CONNS" --timeout 3s)
+fi
+
+"$GAPLESS" run "$url" "${args[@]}" --quiet --json "$OUT_DIR/$MODE.json" >"$OUT_DIR/$MODE.txt" 2>/dev/null &
+pid=$!
+: >"$OUT_DIR/$MODE-rss.tsv"
+t=0
+while kill -0 "$pid" 2>/dev/null; do
+  rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+  [[ -n $rss ]] && printf '%s\t%s\n' "$t" "$rss" >>"$OUT_DIR/$MODE-rss.tsv"
+  sleep 1
+  t=$((t + 1))
+done
+wait "$pid" || true
+
+python3 - "$OUT_DIR/$MODE-rss.tsv" "$OUT_DIR/$MODE.json" "$MODE" <<'PY'
+import json, sys
+samples = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
+result = json.load(open(sys.argv[2]))
+mode = sys.argv[3]
+kib = [r for _, r in samples]
+first = [r for t, r in samples if t < 60] or kib[:1]
+last = [r for t, r in samples if t >= samples[-1][0] - 60] or kib[-1:]
+mean = lambda xs: sum(xs) / len(xs) / 1024
+req = result["requests"]
+print(f"| mode | requests | ok | failed (unsent) | RSS first minute MB | RSS last minute MB | change | peak MB |")
+print(f"|---|---:|---:|---:|---:|---:|---:|---:|")
+print(f"| {mode} | {req['total']:,} | {req['ok']:,} | {req['failed']:,} ({req['unsent']:,}) | "
+      f"{mean(first):.1f} | {mean(last):.1f} | {100 * (mean(last) / mean(first) - 1):+.1f} % | {max(kib) / 1024:.1f} |")
+PY
