@@ -112,6 +112,7 @@ impl Link {
         &mut self,
         request: Request<RequestBody>,
         probe: &VersionProbe,
+        received: &AtomicU64,
     ) -> Result<Reply, ErrorClass> {
         match self {
             Link::H1 {
@@ -122,7 +123,7 @@ impl Link {
                 if *ended {
                     return Err(ErrorClass::ClosedBeforeResponse);
                 }
-                let exchange = read_reply(sender.send_request(request), probe);
+                let exchange = read_reply(sender.send_request(request), probe, received);
                 tokio::pin!(exchange);
                 tokio::select! {
                     biased;
@@ -134,7 +135,7 @@ impl Link {
                     }
                 }
             }
-            Link::H2(s) => read_reply(s.send_request(request), probe).await,
+            Link::H2(s) => read_reply(s.send_request(request), probe, received).await,
         }
     }
 
@@ -149,10 +150,12 @@ impl Link {
 
 /// Awaits the response head, then reads the body to the end, discarding it (only its first
 /// bytes are kept when the version is read from the body), so the response counts as complete
-/// and the connection can be reused.
+/// and the connection can be reused. Every body byte read is added to `received` as it arrives,
+/// so a body that never ends is counted too.
 async fn read_reply(
     response: impl Future<Output = Result<Response<Incoming>, hyper::Error>>,
     probe: &VersionProbe,
+    received: &AtomicU64,
 ) -> Result<Reply, ErrorClass> {
     let response = response
         .await
@@ -172,6 +175,7 @@ async fn read_reply(
         let frame = frame.map_err(|e| ErrorClass::from_hyper_error(&e))?;
         if let Some(data) = frame.data_ref() {
             body_bytes += data.len() as u64;
+            received.fetch_add(data.len() as u64, Ordering::Relaxed);
             let room = keep.saturating_sub(prefix.len());
             prefix.extend_from_slice(&data[..data.len().min(room)]);
         }

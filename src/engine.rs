@@ -49,6 +49,9 @@ pub struct LoadStats {
     pub connect_failures: u64,
     /// Arrivals due but not sent or not finished because the run was interrupted.
     pub interrupted: u64,
+    /// Response body bytes read (and discarded), including bodies of responses that never
+    /// completed.
+    pub body_bytes: u64,
 }
 
 /// Builds each request from one template, cheaply.
@@ -186,6 +189,7 @@ struct Shared {
     http2: bool,
     interrupted: AtomicU64,
     probe: VersionProbe,
+    received: AtomicU64,
 }
 
 impl Shared {
@@ -262,12 +266,15 @@ impl Shared {
         if let Some(mut h2) = guard.link.as_ref().and_then(Link::share) {
             // HTTP/2: release the lane so other streams can use the connection.
             drop(guard);
-            return h2.exchange(request, &self.probe).await.into();
+            return h2
+                .exchange(request, &self.probe, &self.received)
+                .await
+                .into();
         }
         let Some(link) = guard.link.as_mut() else {
             return Exchange::Failed(ErrorClass::Other);
         };
-        let result = link.exchange(request, &self.probe).await;
+        let result = link.exchange(request, &self.probe, &self.received).await;
         if result.is_err() {
             guard.discard();
         }
@@ -398,6 +405,7 @@ impl Engine {
             http2: config.target.http2,
             interrupted: AtomicU64::new(0),
             probe,
+            received: AtomicU64::new(0),
         });
         let schedule = Schedule::new(start, load.rate);
         let count = load.threads.map_or_else(
@@ -453,6 +461,7 @@ impl Engine {
             connections_opened: self.shared.connector.opened(),
             connect_failures: self.shared.connector.failed(),
             interrupted: self.shared.interrupted.load(Ordering::Relaxed) + unclaimed,
+            body_bytes: self.shared.received.load(Ordering::Relaxed),
         })
     }
 }

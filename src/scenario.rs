@@ -908,8 +908,7 @@ fn key_at(source: &str, offset: usize) -> String {
         .map(|(k, _)| k.trim().trim_matches('"').to_string())
         .filter(|k| {
             !k.is_empty()
-                && k
-                    .chars()
+                && k.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_-.\"' ".contains(c))
         });
     let mut section = None;

@@ -161,6 +161,12 @@ fn an_unwritable_report_is_exit_2_after_the_text_report() {
 
 #[test]
 fn url_without_host() {
-    one_sentence(&["http://:80/", "-d", "1s"], &["http://:80/", "has no host"]);
-    one_sentence(&["http:///x", "-d", "1s"], &["http:///x", "not a valid URL"]);
+    one_sentence(
+        &["http://:80/", "-d", "1s"],
+        &["http://:80/", "has no host"],
+    );
+    one_sentence(
+        &["http:///x", "-d", "1s"],
+        &["http:///x", "not a valid URL"],
+    );
 }

@@ -51,6 +51,11 @@ fn a_response_that_never_ends_times_out_and_is_not_stored() {
     });
     let (code, json) = load(&server.url());
     assert_all(code, &json, "timeout");
+    // Counted by size as it streamed in, never stored: at least one 16 KiB chunk per request.
+    assert!(
+        u64_at(&json, "/requests/body_bytes") >= TOTAL * 0x4000,
+        "{json:#}"
+    );
 }
 
 #[test]

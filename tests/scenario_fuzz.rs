@@ -32,20 +32,59 @@ fn check(text: &str) -> Result<(), TestCaseError> {
 
 const SECTIONS: [&str; 4] = ["[target]", "[load]", "[[step]]", "[verdict]"];
 const KEYS: [&str; 24] = [
-    "url", "method", "headers", "body", "timeout", "ok_codes", "http2", "demo", "qps",
-    "connections", "warmup", "cooldown", "slot", "duration", "name", "run", "sleep", "at",
-    "expect_exit", "background", "max_failures", "max_gap", "max_failure_ratio", "qpss",
+    "url",
+    "method",
+    "headers",
+    "body",
+    "timeout",
+    "ok_codes",
+    "http2",
+    "demo",
+    "qps",
+    "connections",
+    "warmup",
+    "cooldown",
+    "slot",
+    "duration",
+    "name",
+    "run",
+    "sleep",
+    "at",
+    "expect_exit",
+    "background",
+    "max_failures",
+    "max_gap",
+    "max_failure_ratio",
+    "qpss",
 ];
 const VALUES: [&str; 18] = [
-    "\"http://127.0.0.1:9/\"", "\"ftp://x/\"", "\"3s\"", "\"soon\"", "0", "-1", "500",
-    "1.5", "true", "\"${SET}\"", "\"${UNSET}\"", "\"${\"", "[1, 2]", "{ a = 1 }",
-    "{ action = \"rolling\" }", "\"\"", "\"200-299\"", "99999999999999999999",
+    "\"http://127.0.0.1:9/\"",
+    "\"ftp://x/\"",
+    "\"3s\"",
+    "\"soon\"",
+    "0",
+    "-1",
+    "500",
+    "1.5",
+    "true",
+    "\"${SET}\"",
+    "\"${UNSET}\"",
+    "\"${\"",
+    "[1, 2]",
+    "{ a = 1 }",
+    "{ action = \"rolling\" }",
+    "\"\"",
+    "\"200-299\"",
+    "99999999999999999999",
 ];
 
 fn line() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(SECTIONS.to_vec()).prop_map(str::to_string),
-        (prop::sample::select(KEYS.to_vec()), prop::sample::select(VALUES.to_vec()))
+        (
+            prop::sample::select(KEYS.to_vec()),
+            prop::sample::select(VALUES.to_vec())
+        )
             .prop_map(|(k, v)| format!("{k} = {v}")),
     ]
 }

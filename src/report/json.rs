@@ -13,7 +13,7 @@
 //! | `interrupted` | true when a signal cut the run short |
 //! | `target` | `url`, `method`, `http2` |
 //! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms`, `timeout_ms`, `slot_ms`, `ok_codes` |
-//! | `requests` | `total` attempts, `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (deadline passed while every connection was busy; counted in `failed` as `timeout`), `interrupted` (due but cut off by a signal; not in `total`) |
+//! | `requests` | `total` attempts, `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (deadline passed while every connection was busy; counted in `failed` as `timeout`), `interrupted` (due but cut off by a signal; not in `total`), `body_bytes` (response body bytes read and discarded, including bodies that never completed; never stored) |
 //! | `codes` | count per HTTP status, e.g. `{"200": 9960, "503": 40}` |
 //! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout`, `protocol`, `other` |
 //! | `errors_by_connection` | per class, `{"new": n, "reused": n}` |
@@ -334,6 +334,8 @@ pub struct Requests {
     pub unsent: u64,
     /// Due but cut off by an interruption (not in `total`).
     pub interrupted: u64,
+    /// Response body bytes read and discarded, including bodies that never completed.
+    pub body_bytes: u64,
 }
 
 /// Split of failures by connection.
@@ -561,6 +563,7 @@ impl RunResult {
                 late: r.late(),
                 unsent: r.unsent(),
                 interrupted: f.stats.interrupted,
+                body_bytes: f.stats.body_bytes,
             },
             codes: r.codes().map(|(c, n)| (c.to_string(), n)).collect(),
             errors: r
