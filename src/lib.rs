@@ -35,6 +35,8 @@
 
 // serde_json's `json!` of the Fortio result (56 keys) needs more than the default 128.
 #![recursion_limit = "256"]
+// Every public item is documented; clippy's -D warnings keeps it that way.
+#![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;
