@@ -118,7 +118,7 @@ pub struct Cli {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Send a constant-rate HTTP load and report every outcome.
+    /// Send a constant-rate HTTP load, alongside a rollout if given, and judge every outcome.
     Run(Box<RunArgs>),
     /// Serve a small built-in HTTP target.
     Serve(ServeArgs),
