@@ -165,13 +165,10 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationTok
             accepted = listener.accept() => accepted,
         };
         while connections.try_join_next().is_some() {}
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        // With SO_LINGER 0, closing a client connection after an upstream break resets it.
+        let Some(stream) = super::accepted(accepted).await else {
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        // Closing a client connection after an upstream break resets it.
-        let _ = stream.set_zero_linger();
         let shared = shared.clone();
         connections.spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {

@@ -156,12 +156,9 @@ async fn serve(
             accepted = listener.accept() => accepted,
         };
         while connections.try_join_next().is_some() {}
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let Some(stream) = super::accepted(accepted).await else {
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_zero_linger();
         let (version, body, latency) = (version.clone(), body.clone(), spec.latency);
         let drain = drain.clone();
         connections.spawn(async move {
