@@ -720,6 +720,29 @@ fn an_unknown_key_exits_2_naming_it() {
     );
 }
 
+/// The pids a step wrote to `file` (`echo $$ $!`), once it has; kills `child` and fails if the
+/// step did not start within 10 s.
+fn pids_written(child: &mut std::process::Child, file: &TempFile) -> Vec<u32> {
+    let Some(words) = wait_for_line(file.path(), Duration::from_secs(10)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("a step did not start within 10 s");
+    };
+    words
+        .iter()
+        .map(|w| w.parse::<u32>().expect("a pid"))
+        .collect()
+}
+
+/// Sends `SIG<name>` to `child` with kill(1).
+fn signal(child: &std::process::Child, name: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("run kill(1)");
+    assert!(sent.success(), "kill -{name}");
+}
+
 #[test]
 fn sigint_during_a_step_kills_it_and_writes_the_partial_result() {
     let _machine = shared();
@@ -748,22 +771,15 @@ run = "true"
         .stderr(Stdio::null())
         .spawn()
         .expect("the gapless binary should start");
-    let Some(words) = wait_for_line(pids.path(), Duration::from_secs(10)) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the step did not start within 10 s");
+    let [shell, sleeper] = pids_written(&mut child, &pids)[..] else {
+        panic!("the step wrote two pids");
     };
-    let [shell, sleeper] = [&words[0], &words[1]].map(|w| w.parse::<u32>().expect("a pid"));
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         is_running(sleeper),
         "the step's child runs until the signal"
     );
-    let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("run kill(1)");
-    assert!(sent.success());
+    signal(&child, "INT");
     let signalled = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for gapless") {
@@ -964,24 +980,11 @@ run = "sleep 30 & echo $$ $! > {s}; wait"
         .stderr(Stdio::null())
         .spawn()
         .expect("the gapless binary should start");
-    let mut pids: Vec<u32> = Vec::new();
-    for file in [&watcher_pids, &step_pids] {
-        let Some(words) = wait_for_line(file.path(), Duration::from_secs(10)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("a step did not start within 10 s");
-        };
-        pids.extend(words.iter().map(|w| w.parse::<u32>().expect("a pid")));
-    }
+    let mut pids = pids_written(&mut child, &watcher_pids);
+    pids.extend(pids_written(&mut child, &step_pids));
     assert_eq!(pids.len(), 4);
     std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("run kill(1)")
-            .success()
-    );
+    signal(&child, "TERM");
     let output = child.wait_with_output().expect("gapless ends");
     assert_eq!(output.status.code(), Some(143));
     let stdout = String::from_utf8_lossy(&output.stdout);
