@@ -113,17 +113,18 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(why) = finished.unreachable() {
         eprintln!("gapless: {why}");
     }
+    // The wire result is built once: the text report takes its hints, the files take all of it.
+    let mut result = RunResult::new(&finished);
     let text = if output.quiet {
         format!("{}\n", finished.verdict)
     } else {
-        gapless::report::text::render(&finished)
+        gapless::report::text::render(&finished, &result.hints)
     };
     if output.json_on_stdout() {
         eprint!("{text}");
     } else {
         print!("{text}");
     }
-    let mut result = RunResult::new(&finished);
     let redactor = Redactor::new(&config.redact);
     result.command_line = redactor.command_line(&std::env::args().collect::<Vec<_>>());
     result.scenario = scenario.as_ref().map(|s| ScenarioEntry {

@@ -5,18 +5,20 @@ use std::time::Duration;
 
 use crate::outcome::ErrorClass;
 use crate::recorder::{LATE_THRESHOLD, LatencyHistogram};
+use crate::report::json::HintEntry;
 use crate::run::Finished;
 use crate::verdict::format_ms;
 
-/// Renders the full text report, ending with the verdict line.
-pub fn render(f: &Finished) -> String {
+/// Renders the full text report with the run's `hints` (from its JSON result), ending with the
+/// verdict line.
+pub fn render(f: &Finished, hints: &[HintEntry]) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
-    let _ = write_report(&mut out, f);
+    let _ = write_report(&mut out, f, hints);
     out
 }
 
-fn write_report(out: &mut String, f: &Finished) -> std::fmt::Result {
+fn write_report(out: &mut String, f: &Finished, hints: &[HintEntry]) -> std::fmt::Result {
     let config = &f.config;
     let r = &f.recorder;
     let rate = match config.load.rate.qps() {
@@ -115,7 +117,7 @@ fn write_report(out: &mut String, f: &Finished) -> std::fmt::Result {
     write_rollout(out, f)?;
     write_versions(out, f)?;
     write_windows(out, f)?;
-    for hint in crate::report::json::RunResult::new(f).hints {
+    for hint in hints {
         writeln!(
             out,
             "Hint: {}. Fix: {}. (Evidence: {}.)",
