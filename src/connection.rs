@@ -9,6 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Instant;
@@ -29,6 +30,9 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::TargetConfig;
 use crate::outcome::{EnvoyReply, ErrorClass};
+#[cfg(target_os = "linux")]
+use crate::stamped::StampedStream;
+use crate::stamped::{LastReceive, Stamping};
 use crate::version::{BODY_PREFIX, VersionId, VersionProbe};
 
 /// The request body type the engine sends.
@@ -57,6 +61,9 @@ pub struct Reply {
     /// A 5xx that Envoy produced itself (`server: envoy`, or its `upstream connect error` /
     /// `no healthy upstream` bodies): the mesh, not the application, failed the request.
     pub envoy: Option<EnvoyReply>,
+    /// When the kernel received the response's last bytes (HTTP/1.1 on Linux), which can be
+    /// earlier than when gapless read them.
+    pub received: Option<Instant>,
 }
 
 /// Bytes of a 5xx body kept to recognise who produced it.
@@ -73,6 +80,8 @@ pub enum Link {
         driver: Driver,
         /// The driver has finished: the connection is gone.
         ended: bool,
+        /// When the bytes last read reached the socket.
+        received: Arc<LastReceive>,
     },
     /// HTTP/2: cloneable, streams multiplexed, driven by its own task.
     H2(http2::SendRequest<RequestBody>),
@@ -96,6 +105,7 @@ impl Link {
                 sender,
                 driver,
                 ended,
+                ..
             } => {
                 if !*ended {
                     let finished = poll_fn(|cx| Poll::Ready(driver.as_mut().poll(cx).is_ready()));
@@ -119,13 +129,15 @@ impl Link {
                 sender,
                 driver,
                 ended,
+                received: last,
             } => {
                 if *ended {
                     return Err(ErrorClass::ClosedBeforeResponse);
                 }
+                last.clear();
                 let exchange = read_reply(sender.send_request(request), probe, received);
                 tokio::pin!(exchange);
-                tokio::select! {
+                let reply = tokio::select! {
                     biased;
                     reply = &mut exchange => reply,
                     _ = driver.as_mut() => {
@@ -133,7 +145,11 @@ impl Link {
                         *ended = true;
                         exchange.await
                     }
-                }
+                };
+                reply.map(|reply| Reply {
+                    received: last.get(),
+                    ..reply
+                })
             }
             Link::H2(s) => read_reply(s.send_request(request), probe, received).await,
         }
@@ -198,6 +214,7 @@ async fn read_reply(
         } else {
             None
         },
+        received: None,
     })
 }
 
@@ -210,6 +227,9 @@ pub struct Connector {
     limiter: DefaultDirectRateLimiter,
     opened: AtomicU64,
     failed: AtomicU64,
+    /// Connection attempts under way.
+    connecting: AtomicU64,
+    stamping: Arc<Stamping>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -249,6 +269,8 @@ impl Connector {
             limiter: RateLimiter::direct(quota),
             opened: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            connecting: AtomicU64::new(0),
+            stamping: Arc::default(),
         })
     }
 
@@ -260,6 +282,13 @@ impl Connector {
     /// Connection attempts that failed so far.
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// True if a response that arrives while the engine thread is not watching its sockets
+    /// would still get its true completion time, and no connection attempt is waiting to be
+    /// finished: HTTP/1.1, with receive timestamps arriving. See [`crate::stamped`].
+    pub fn may_look_away(&self) -> bool {
+        !self.http2 && self.stamping.working() && self.connecting.load(Ordering::Relaxed) == 0
     }
 
     /// Waits for the connect-rate ceiling to allow one attempt. `false` if that would be after
@@ -283,6 +312,16 @@ impl Connector {
     /// Opens one connection; an HTTP/2 connection's driver task goes into `drivers`. The caller
     /// bounds the time.
     pub async fn connect(&self, drivers: &mut JoinSet<()>) -> Result<Link, ErrorClass> {
+        /// Counts the attempt as under way until it ends, however it ends (it can be dropped
+        /// at its deadline).
+        struct Attempt<'a>(&'a AtomicU64);
+        impl Drop for Attempt<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.connecting.fetch_add(1, Ordering::Relaxed);
+        let _attempt = Attempt(&self.connecting);
         let result = self.open(drivers).await;
         match result {
             Ok(_) => self.opened.fetch_add(1, Ordering::Relaxed),
@@ -295,14 +334,39 @@ impl Connector {
         let tcp = self.tcp().await?;
         // Latency matters more than packet count for a load generator.
         let _ = tcp.set_nodelay(true);
+        if self.http2 {
+            // Streams share the connection: one receive time per read would not say which
+            // stream it belongs to. HTTP/2 reads plainly, and the engine never looks away.
+            return self.secure(tcp, None, drivers).await;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let (stream, received) = StampedStream::new(tcp, self.stamping.clone())
+                .map_err(|e| ErrorClass::from_connect_error(&e))?;
+            self.secure(stream, Some(received), drivers).await
+        }
+        #[cfg(not(target_os = "linux"))]
+        self.secure(tcp, None, drivers).await
+    }
+
+    /// The TLS handshake if the target wants one, then the HTTP handshake.
+    async fn secure<I>(
+        &self,
+        io: I,
+        received: Option<Arc<LastReceive>>,
+        drivers: &mut JoinSet<()>,
+    ) -> Result<Link, ErrorClass>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         match &self.tls {
-            None => self.handshake(tcp, drivers).await,
+            None => self.handshake(io, received, drivers).await,
             Some((connector, name)) => {
                 let tls = connector
-                    .connect(name.clone(), tcp)
+                    .connect(name.clone(), io)
                     .await
                     .map_err(|e| ErrorClass::from_tls_error(&e))?;
-                self.handshake(tls, drivers).await
+                self.handshake(tls, received, drivers).await
             }
         }
     }
@@ -328,7 +392,12 @@ impl Connector {
         Err(ErrorClass::from_connect_error(&last))
     }
 
-    async fn handshake<I>(&self, io: I, drivers: &mut JoinSet<()>) -> Result<Link, ErrorClass>
+    async fn handshake<I>(
+        &self,
+        io: I,
+        received: Option<Arc<LastReceive>>,
+        drivers: &mut JoinSet<()>,
+    ) -> Result<Link, ErrorClass>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -351,6 +420,7 @@ impl Connector {
                 sender,
                 driver: Box::pin(conn),
                 ended: false,
+                received: received.unwrap_or_default(),
             })
         }
     }

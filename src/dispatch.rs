@@ -45,6 +45,8 @@ pub struct Dispatcher {
     next: AtomicU64,
     closed: AtomicBool,
     notify: Notify,
+    /// When the pacer will next wake, in nanoseconds from the start ([`OPEN`]: not sleeping).
+    next_wake: AtomicU64,
 }
 
 impl Dispatcher {
@@ -63,6 +65,7 @@ impl Dispatcher {
             next: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             notify: Notify::new(),
+            next_wake: AtomicU64::new(OPEN),
         }
     }
 
@@ -98,6 +101,16 @@ impl Dispatcher {
     /// Arrivals claimed by workers so far.
     pub fn claimed(&self) -> u64 {
         self.next.load(Ordering::Acquire)
+    }
+
+    /// Until when nothing will be released, if the pacer is asleep and every arrival released
+    /// so far has been claimed: a time the thread may nap until without a due request waiting.
+    pub fn quiet_until(&self) -> Option<Instant> {
+        let wake = self.next_wake.load(Ordering::Acquire);
+        if wake == OPEN || self.is_closed() || self.claimed() < self.released() {
+            return None;
+        }
+        Some(self.schedule.start() + Duration::from_nanos(wake))
     }
 
     /// Waits for the next due arrival; `None` once the dispatcher is closed and drained.
@@ -164,6 +177,7 @@ impl Dispatcher {
     /// `wake_limit` caps how many idle workers one release wakes.
     pub async fn pace(&self, shutdown: &CancellationToken, wake_limit: usize) -> io::Result<()> {
         let result = self.pace_until_end(shutdown, wake_limit).await;
+        self.next_wake.store(OPEN, Ordering::Release);
         self.close();
         result
     }
@@ -210,6 +224,9 @@ impl Dispatcher {
                     next_due.max(now + COALESCE).min(now + PACER_TICK)
                 }
             };
+            let nanos = wake.saturating_duration_since(start).as_nanos();
+            self.next_wake
+                .store(u64::try_from(nanos).unwrap_or(OPEN - 1), Ordering::Release);
             tokio::select! {
                 _ = &mut cancelled => return Ok(()),
                 slept = timer.sleep_until(wake) => slept?,
@@ -271,6 +288,37 @@ mod tests {
             seqs.push(a.seq);
         }
         assert_eq!(seqs, vec![1, 3, 5, 7, 9]);
+    }
+
+    #[tokio::test]
+    async fn quiet_until_the_pacer_wakes_unless_a_release_is_unclaimed() {
+        let start = Instant::now();
+        let dispatcher = Arc::new(Dispatcher::new(Schedule::new(
+            start,
+            Rate::Fixed(Qps::new(10.0).unwrap()),
+        )));
+        dispatcher.end_at(Duration::from_millis(250));
+        assert_eq!(dispatcher.quiet_until(), None, "the pacer has not started");
+        let shutdown = CancellationToken::new();
+        let pacer = {
+            let d = dispatcher.clone();
+            let s = shutdown.clone();
+            tokio::spawn(async move { d.pace(&s, 1).await })
+        };
+        tokio::task::yield_now().await;
+        // Request 0 is released and unclaimed: the thread must stay awake for it.
+        assert_eq!(dispatcher.released(), 1);
+        assert_eq!(dispatcher.quiet_until(), None);
+        assert_eq!(dispatcher.next_arrival().await.map(|a| a.seq), Some(0));
+        // Claimed: quiet until the pacer wakes, at request 1's due time (100 ms in) or, as it
+        // re-checks for an end every 20 ms, sooner.
+        let quiet = dispatcher.quiet_until().expect("quiet once claimed");
+        assert!(quiet > start && quiet <= start + Duration::from_millis(100));
+        while let Some(a) = dispatcher.next_arrival().await {
+            assert!(a.seq <= 2);
+        }
+        pacer.await.unwrap().unwrap();
+        assert_eq!(dispatcher.quiet_until(), None, "closed");
     }
 
     #[tokio::test]

@@ -21,7 +21,8 @@
 //! - [`dispatch`]: a pacer releases due arrivals; workers claim them; the backlog is an
 //!   integer, not a queue.
 //! - [`engine`]: connection workers, one attempt per arrival, every outcome recorded.
-//! - [`connection`]: DNS, TCP, TLS and the HTTP handshake under a connect-rate ceiling.
+//! - [`connection`]: DNS, TCP, TLS and the HTTP handshake under a connect-rate ceiling;
+//!   [`stamped`]: the kernel's receive time of each HTTP/1.1 response.
 //! - [`outcome`]: an HTTP status or a classified transport failure (a `Copy` enum).
 //! - [`recorder`], [`timeline`], [`gaps`], [`version`]: histograms, counters, fixed slots,
 //!   phases, failure windows and versions; bounded memory.
@@ -57,6 +58,7 @@ pub mod run;
 pub mod scenario;
 pub mod schedule;
 pub mod serve;
+pub mod stamped;
 pub mod timeline;
 pub mod timer;
 pub mod tls;

@@ -3,7 +3,8 @@
 //! tokio's timer wheel has millisecond resolution: sleeping until a request's due time through it
 //! adds up to a millisecond of self-inflicted lateness. On Linux this timer is a `timerfd`
 //! registered in the runtime's own epoll, so a wake-up costs no extra thread and no cross-thread
-//! hand-off; elsewhere it falls back to tokio's timer.
+//! hand-off; elsewhere it falls back to tokio's timer. [`nap_until`] is the blocking kind, for
+//! an engine thread that has nothing to do until its pacer's next tick.
 
 use std::io;
 use std::time::Instant;
@@ -79,6 +80,25 @@ impl PreciseTimer {
             tokio::time::sleep_until(deadline.into()).await;
             Ok(())
         }
+    }
+}
+
+/// Blocks the calling thread until `deadline`, as precisely as the system allows, however much
+/// IO is waiting. Only for a thread that has nothing else to do until then (see
+/// [`crate::engine`]); [`precise_naps`] first.
+pub fn nap_until(deadline: Instant) {
+    let wait = deadline.saturating_duration_since(Instant::now());
+    if !wait.is_zero() {
+        std::thread::sleep(wait);
+    }
+}
+
+/// Makes this thread's sleeps end on time: Linux lets a sleeping thread's wake-up slip by its
+/// "timer slack", 50 µs by default, to batch wake-ups; this sets it to 1 µs. Best effort.
+pub fn precise_naps() {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1_000));
     }
 }
 

@@ -18,7 +18,7 @@
 //! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout`, `protocol`, `other` |
 //! | `errors_by_connection` | per class, `{"new": n, "reused": n}` |
 //! | `latency_ms` | from the intended send time (coordinated-omission corrected), responses only: `count min mean stddev p50 p75 p90 p99 p99_9 max` |
-//! | `service_time_ms` | the same statistics from the actual send |
+//! | `service_time_ms` | the same statistics from the actual send (to the kernel's receipt of the response's last bytes over HTTP/1.1 on Linux, see `crate::stamped`) |
 //! | `lateness_ms` | actual send minus intended send, sent requests only |
 //! | `failure_signatures` | 5xx responses Envoy produced itself: `envoy_no_healthy_upstream`, `envoy_upstream_connect_error` (by body), `envoy_other` (`server: envoy`) |
 //! | `connections` | `opened`, `connect_failures`, `failed_on_new_connections`, `failed_on_reused_connections` |

@@ -1,0 +1,358 @@
+//! Kernel receive times for HTTP/1.1 responses, so that the engine thread can nap between pacer
+//! ticks without its latency figures depending on when it woke up.
+//!
+//! On a small VM, waking an idle thread is the most expensive thing a load generator does: about
+//! 30 µs of CPU per wake-up, measured on the 2-core machine of `BENCHMARKS.md`, more than the
+//! rest of a request costs. At 20,000 req/s the engine thread used to wake about twice per pacer
+//! tick, once for the tick and once more for the responses to the batch it had just sent. The
+//! engine now naps through the second one (see [`crate::engine`]): between ticks it sleeps
+//! without watching its sockets, and reads whatever arrived when the next tick wakes it.
+//!
+//! That is only honest if a response's completion time does not depend on when the thread got
+//! round to reading it. [`StampedStream`] reads with `recvmsg` and asks the kernel
+//! (`SO_TIMESTAMPNS`) when the bytes it returns reached the socket; [`LastReceive`] keeps that
+//! time, converted to the monotonic clock, for the last read that returned data, and the engine
+//! takes it as the response's completion time. [`Stamping`] says whether the timestamps are
+//! arriving at all: the engine naps only while they are.
+//!
+//! Elsewhere than Linux there is no [`StampedStream`]: connections read plainly, no timestamps
+//! are reported, and the engine never naps.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+#[cfg(target_os = "linux")]
+use std::{
+    io,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+#[cfg(target_os = "linux")]
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+#[cfg(target_os = "linux")]
+use tokio::net::TcpStream;
+
+/// When the bytes last read from one connection reached its socket.
+#[derive(Debug)]
+pub struct LastReceive {
+    /// Times are kept as nanoseconds from here (an atomic, not a lock).
+    origin: Instant,
+    /// Nanoseconds after `origin`, plus one; zero when not known.
+    nanos: AtomicU64,
+}
+
+impl Default for LastReceive {
+    fn default() -> LastReceive {
+        LastReceive {
+            origin: Instant::now(),
+            nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LastReceive {
+    /// Forgets the last time (before sending a request, so that only its response counts).
+    pub fn clear(&self) {
+        self.nanos.store(0, Ordering::Relaxed);
+    }
+
+    /// The time of the last read that returned data, if that read carried a timestamp.
+    pub fn get(&self) -> Option<Instant> {
+        match self.nanos.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(self.origin + Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// Sets the time (`None`: not known). Times before the connection existed count as then.
+    fn set(&self, at: Option<Instant>) {
+        let nanos = at.map_or(0, |at| {
+            let since = at.saturating_duration_since(self.origin).as_nanos();
+            u64::try_from(since).unwrap_or(u64::MAX - 1) + 1
+        });
+        self.nanos.store(nanos, Ordering::Relaxed);
+    }
+}
+
+/// Whether receive timestamps are arriving, for all the connections of one target.
+#[derive(Debug, Default)]
+pub struct Stamping {
+    working: AtomicBool,
+}
+
+impl Stamping {
+    /// True if the last read that returned data, on any connection, carried a timestamp.
+    pub fn working(&self) -> bool {
+        self.working.load(Ordering::Relaxed)
+    }
+}
+
+/// A TCP stream that notes when the bytes it reads reached the socket (Linux only).
+///
+/// It is registered with the runtime directly (`AsyncFd`), not through tokio's `TcpStream`,
+/// whose reads cannot carry control messages. Like tokio's own stream it treats a read that did
+/// not fill the buffer as having drained the socket, which saves a read that would only say
+/// "nothing more" after every response.
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+pub struct StampedStream {
+    fd: tokio::io::unix::AsyncFd<std::net::TcpStream>,
+    last: Arc<LastReceive>,
+    stamping: Arc<Stamping>,
+}
+
+#[cfg(target_os = "linux")]
+impl StampedStream {
+    /// Wraps `tcp`, asking the kernel for receive timestamps. Returns the stream and the handle
+    /// on its last receive time. If the kernel refuses timestamps, the stream still works,
+    /// without them.
+    pub fn new(
+        tcp: TcpStream,
+        stamping: Arc<Stamping>,
+    ) -> io::Result<(StampedStream, Arc<LastReceive>)> {
+        let tcp = tcp.into_std()?;
+        sys::enable(&tcp);
+        // SAFETY: the `TcpStream` is moved into the `AsyncFd`, which owns it from here on: its
+        // descriptor stays open and the same until the `AsyncFd` is dropped.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register(tcp) }.map_err(io::Error::from)?;
+        let last = Arc::new(LastReceive::default());
+        let stream = StampedStream {
+            fd,
+            last: last.clone(),
+            stamping,
+        };
+        Ok((stream, last))
+    }
+
+    /// Records the receive time of a read that returned data (`None`: it carried none).
+    fn note(&self, at: Option<Instant>) {
+        self.last.set(at);
+        self.stamping.working.store(at.is_some(), Ordering::Relaxed);
+    }
+
+    /// Writes with `write`, waiting for the socket to take it.
+    fn poll_write_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&std::net::TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = std::task::ready!(self.fd.poll_write_ready(cx))?;
+            if let Ok(result) = guard.try_io(|fd| write(fd.get_ref())) {
+                return Poll::Ready(result);
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl AsyncRead for StampedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        use std::os::fd::AsRawFd;
+        let this = self.get_mut();
+        loop {
+            let mut guard = std::task::ready!(this.fd.poll_read_ready(cx))?;
+            // SAFETY: `recv` only writes into the buffer; the bytes it reports are initialised
+            // below, and no uninitialised byte is ever read.
+            let unfilled = unsafe { buf.unfilled_mut() };
+            let room = unfilled.len();
+            match sys::recv(this.fd.as_raw_fd(), unfilled) {
+                Ok((n, stamp)) => {
+                    // SAFETY: the kernel wrote `n` bytes at the start of the unfilled part.
+                    unsafe { buf.assume_init(n) };
+                    buf.advance(n);
+                    if n > 0 {
+                        if n < room {
+                            // Drained: epoll (edge-triggered) reports the next arrival. A close
+                            // stays reported; tokio never clears it.
+                            guard.clear_ready();
+                        }
+                        this.note(stamp.and_then(sys::instant_of));
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => guard.clear_ready(),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl AsyncWrite for StampedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        use std::io::Write;
+        self.poll_write_with(cx, |mut tcp| tcp.write(buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        use std::io::Write;
+        self.poll_write_with(cx, |mut tcp| tcp.write_vectored(bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.fd.get_ref().shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// The Linux system calls: `SO_TIMESTAMPNS` and `recvmsg` with its control message.
+#[cfg(target_os = "linux")]
+mod sys {
+    use std::io;
+    use std::mem::{self, MaybeUninit};
+    use std::os::fd::{AsRawFd, RawFd};
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    /// Asks for a receive timestamp with every read. Failure only means no timestamps.
+    pub(super) fn enable(tcp: &std::net::TcpStream) {
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket descriptor, and a pointer to a `c_int` with its exact size.
+        unsafe {
+            libc::setsockopt(
+                tcp.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&raw const on).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+
+    /// Reads into `buf`; returns the bytes read and the kernel's receive time of the last of
+    /// them (wall clock), if it sent one.
+    pub(super) fn recv(
+        fd: RawFd,
+        buf: &mut [MaybeUninit<u8>],
+    ) -> io::Result<(usize, Option<libc::timespec>)> {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // Room for one `SCM_TIMESTAMPNS` message (32 bytes on 64-bit Linux) and then some;
+        // `u64`s keep it aligned for `cmsghdr`.
+        let mut control = [0u64; 8];
+        // SAFETY: `msghdr` is plain data for which all zeroes is a valid (empty) value.
+        let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = mem::size_of_val(&control) as _;
+        // SAFETY: `msg` points at one iovec over `buf` and at `control`, all alive and writable
+        // for the call; the socket is non-blocking.
+        let n = unsafe { libc::recvmsg(fd, &raw mut msg, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut stamp = None;
+        // SAFETY: the CMSG_* macros walk the control buffer the kernel filled, bounded by the
+        // `msg_controllen` it set; the data of an `SCM_TIMESTAMPNS` message is a `timespec`,
+        // read unaligned.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+                {
+                    stamp = Some(std::ptr::read_unaligned(
+                        libc::CMSG_DATA(cmsg).cast::<libc::timespec>(),
+                    ));
+                }
+                cmsg = libc::CMSG_NXTHDR(&raw const msg, cmsg);
+            }
+        }
+        Ok((n as usize, stamp))
+    }
+
+    /// The monotonic instant of a wall-clock receive time: now, less how long ago it was. A
+    /// receive time "in the future" (the wall clock stepped back) counts as now.
+    pub(super) fn instant_of(stamp: libc::timespec) -> Option<Instant> {
+        let at = Duration::new(
+            u64::try_from(stamp.tv_sec).ok()?,
+            u32::try_from(stamp.tv_nsec).ok()?,
+        );
+        let now = Instant::now();
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+        now.checked_sub(wall.saturating_sub(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_receive_round_trips_and_clears() {
+        let last = LastReceive::default();
+        assert_eq!(last.get(), None);
+        let at = Instant::now();
+        last.set(Some(at));
+        let got = last.get().unwrap();
+        assert!(got.max(at) - got.min(at) < Duration::from_micros(1));
+        last.clear();
+        assert_eq!(last.get(), None);
+    }
+
+    /// The time a read reports is when the bytes arrived, not when they were read.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn reports_when_the_bytes_arrived_not_when_they_were_read() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let stamping = Arc::new(Stamping::default());
+        let (mut stream, last) = StampedStream::new(client, stamping.clone()).unwrap();
+        // The kernel turns timestamping on for everyone a moment after the first socket asks;
+        // until then reads carry none. Wait for a stamped read (bounded).
+        let mut buf = [0u8; 16];
+        for _ in 0..200 {
+            server.write_all(b"x").await.unwrap();
+            stream.read_exact(&mut buf[..1]).await.unwrap();
+            if stamping.working() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(stamping.working(), "no receive timestamps on loopback");
+
+        last.clear();
+        server.write_all(b"hello").await.unwrap();
+        let sent = Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
+        let n = stream.read(&mut buf).await.unwrap();
+        let read = Instant::now();
+        assert_eq!(&buf[..n], b"hello");
+        let arrived = last.get().expect("a stamped read");
+        assert!(
+            arrived < sent + Duration::from_millis(25),
+            "arrival {:?} after the send, read {:?} after",
+            arrived.saturating_duration_since(sent),
+            read - sent
+        );
+        assert!(read - arrived >= Duration::from_millis(25));
+    }
+}
