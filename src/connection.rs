@@ -32,7 +32,7 @@ use crate::config::TargetConfig;
 use crate::outcome::{EnvoyReply, ErrorClass};
 #[cfg(target_os = "linux")]
 use crate::stamped::StampedStream;
-use crate::stamped::{LastReceive, Stamping};
+use crate::stamped::{Activity, LastReceive};
 use crate::version::{BODY_PREFIX, VersionId, VersionProbe};
 
 /// The request body type the engine sends.
@@ -82,6 +82,8 @@ pub enum Link {
         ended: bool,
         /// When the bytes last read reached the socket.
         received: Arc<LastReceive>,
+        /// Where a response body being read counts as a transfer under way.
+        activity: Arc<Activity>,
     },
     /// HTTP/2: cloneable, streams multiplexed, driven by its own task.
     H2(http2::SendRequest<RequestBody>),
@@ -130,12 +132,14 @@ impl Link {
                 driver,
                 ended,
                 received: last,
+                activity,
             } => {
                 if *ended {
                     return Err(ErrorClass::ClosedBeforeResponse);
                 }
                 last.clear();
-                let exchange = read_reply(sender.send_request(request), probe, received);
+                let response = sender.send_request(request);
+                let exchange = read_reply(response, probe, received, Some(activity));
                 tokio::pin!(exchange);
                 let reply = tokio::select! {
                     biased;
@@ -151,7 +155,7 @@ impl Link {
                     ..reply
                 })
             }
-            Link::H2(s) => read_reply(s.send_request(request), probe, received).await,
+            Link::H2(s) => read_reply(s.send_request(request), probe, received, None).await,
         }
     }
 
@@ -167,15 +171,18 @@ impl Link {
 /// Awaits the response head, then reads the body to the end, discarding it (only its first
 /// bytes are kept when the version is read from the body), so the response counts as complete
 /// and the connection can be reused. Every body byte read is added to `received` as it arrives,
-/// so a body that never ends is counted too.
+/// so a body that never ends is counted too. While the body is read it counts as a transfer in
+/// `activity`, if given: a body that does not arrive in one piece keeps the engine watching.
 async fn read_reply(
     response: impl Future<Output = Result<Response<Incoming>, hyper::Error>>,
     probe: &VersionProbe,
     received: &AtomicU64,
+    activity: Option<&Activity>,
 ) -> Result<Reply, ErrorClass> {
     let response = response
         .await
         .map_err(|e| ErrorClass::from_hyper_error(&e))?;
+    let _body = activity.map(Activity::transfer);
     let status = response.status().as_u16();
     let (parts, mut body) = response.into_parts();
     let mut prefix = Vec::new();
@@ -227,9 +234,7 @@ pub struct Connector {
     limiter: DefaultDirectRateLimiter,
     opened: AtomicU64,
     failed: AtomicU64,
-    /// Connection attempts under way.
-    connecting: AtomicU64,
-    stamping: Arc<Stamping>,
+    activity: Arc<Activity>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -269,8 +274,7 @@ impl Connector {
             limiter: RateLimiter::direct(quota),
             opened: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-            connecting: AtomicU64::new(0),
-            stamping: Arc::default(),
+            activity: Arc::default(),
         })
     }
 
@@ -284,11 +288,16 @@ impl Connector {
         self.failed.load(Ordering::Relaxed)
     }
 
-    /// True if a response that arrives while the engine thread is not watching its sockets
-    /// would still get its true completion time, and no connection attempt is waiting to be
-    /// finished: HTTP/1.1, with receive timestamps arriving. See [`crate::stamped`].
+    /// What the connections to this target are doing, as far as naps are concerned.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
+    }
+
+    /// True if the engine thread may stop watching the sockets for a moment: HTTP/1.1, receive
+    /// timestamps arriving (a response that arrives meanwhile keeps its true completion time),
+    /// and no connect, blocked write or response body under way (see [`crate::stamped`]).
     pub fn may_look_away(&self) -> bool {
-        !self.http2 && self.stamping.working() && self.connecting.load(Ordering::Relaxed) == 0
+        !self.http2 && self.activity.may_look_away()
     }
 
     /// Waits for the connect-rate ceiling to allow one attempt. `false` if that would be after
@@ -312,16 +321,8 @@ impl Connector {
     /// Opens one connection; an HTTP/2 connection's driver task goes into `drivers`. The caller
     /// bounds the time.
     pub async fn connect(&self, drivers: &mut JoinSet<()>) -> Result<Link, ErrorClass> {
-        /// Counts the attempt as under way until it ends, however it ends (it can be dropped
-        /// at its deadline).
-        struct Attempt<'a>(&'a AtomicU64);
-        impl Drop for Attempt<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        self.connecting.fetch_add(1, Ordering::Relaxed);
-        let _attempt = Attempt(&self.connecting);
+        // Under way until it ends, however it ends (it can be dropped at its deadline).
+        let _connecting = self.activity.transfer();
         let result = self.open(drivers).await;
         match result {
             Ok(_) => self.opened.fetch_add(1, Ordering::Relaxed),
@@ -341,7 +342,7 @@ impl Connector {
         }
         #[cfg(target_os = "linux")]
         {
-            let (stream, received) = StampedStream::new(tcp, self.stamping.clone())
+            let (stream, received) = StampedStream::new(tcp, self.activity.clone())
                 .map_err(|e| ErrorClass::from_connect_error(&e))?;
             self.secure(stream, Some(received), drivers).await
         }
@@ -421,6 +422,7 @@ impl Connector {
                 driver: Box::pin(conn),
                 ended: false,
                 received: received.unwrap_or_default(),
+                activity: self.activity.clone(),
             })
         }
     }

@@ -116,6 +116,11 @@ impl Dispatcher {
     /// Waits for the next due arrival; `None` once the dispatcher is closed and drained.
     pub async fn next_arrival(&self) -> Option<Arrival> {
         loop {
+            // The common case under load: something is waiting. Claim it without registering
+            // for a wake-up (registering and deregistering each take the `Notify`'s lock).
+            if let Some(arrival) = self.try_claim() {
+                return Some(arrival);
+            }
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();

@@ -12,8 +12,9 @@
 //! round to reading it. [`StampedStream`] reads with `recvmsg` and asks the kernel
 //! (`SO_TIMESTAMPNS`) when the bytes it returns reached the socket; [`LastReceive`] keeps that
 //! time, converted to the monotonic clock, for the last read that returned data, and the engine
-//! takes it as the response's completion time. [`Stamping`] says whether the timestamps are
-//! arriving at all: the engine naps only while they are.
+//! takes it as the response's completion time. [`Activity`] says whether the timestamps are
+//! arriving at all, and whether a transfer is under way that a nap would slow down: the engine
+//! naps only while they are arriving and none is.
 //!
 //! Elsewhere than Linux there is no [`StampedStream`]: connections read plainly, no timestamps
 //! are reported, and the engine never naps.
@@ -75,16 +76,48 @@ impl LastReceive {
     }
 }
 
-/// Whether receive timestamps are arriving, for all the connections of one target.
+/// Whether the connections to one target can be left unwatched for a moment: receive
+/// timestamps are arriving, and no connection is in the middle of a transfer that a nap would
+/// slow down (connecting, writing more than the socket took at once, or reading a response body
+/// that did not arrive in one piece; flow control would hold the sender back while the thread
+/// naps).
 #[derive(Debug, Default)]
-pub struct Stamping {
-    working: AtomicBool,
+pub struct Activity {
+    stamped: AtomicBool,
+    transfers: AtomicU64,
 }
 
-impl Stamping {
+impl Activity {
     /// True if the last read that returned data, on any connection, carried a timestamp.
-    pub fn working(&self) -> bool {
-        self.working.load(Ordering::Relaxed)
+    pub fn stamped(&self) -> bool {
+        self.stamped.load(Ordering::Relaxed)
+    }
+
+    /// Transfers under way.
+    pub fn transfers(&self) -> u64 {
+        self.transfers.load(Ordering::Relaxed)
+    }
+
+    /// True if receive timestamps are arriving and no transfer is under way.
+    pub fn may_look_away(&self) -> bool {
+        self.stamped() && self.transfers.load(Ordering::Relaxed) == 0
+    }
+
+    /// Counts a transfer as under way until the returned guard is dropped.
+    pub fn transfer(&self) -> Transfer<'_> {
+        self.transfers.fetch_add(1, Ordering::Relaxed);
+        Transfer(self)
+    }
+}
+
+/// A transfer under way (see [`Activity::transfer`]); it ends when this is dropped, however the
+/// work that held it ends.
+#[derive(Debug)]
+pub struct Transfer<'a>(&'a Activity);
+
+impl Drop for Transfer<'_> {
+    fn drop(&mut self) {
+        self.0.transfers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -99,7 +132,9 @@ impl Stamping {
 pub struct StampedStream {
     fd: tokio::io::unix::AsyncFd<std::net::TcpStream>,
     last: Arc<LastReceive>,
-    stamping: Arc<Stamping>,
+    activity: Arc<Activity>,
+    /// A write is waiting for room in the socket buffer (counted in `activity`).
+    write_blocked: bool,
 }
 
 #[cfg(target_os = "linux")]
@@ -109,7 +144,7 @@ impl StampedStream {
     /// without them.
     pub fn new(
         tcp: TcpStream,
-        stamping: Arc<Stamping>,
+        activity: Arc<Activity>,
     ) -> io::Result<(StampedStream, Arc<LastReceive>)> {
         let tcp = tcp.into_std()?;
         sys::enable(&tcp);
@@ -120,7 +155,8 @@ impl StampedStream {
         let stream = StampedStream {
             fd,
             last: last.clone(),
-            stamping,
+            activity,
+            write_blocked: false,
         };
         Ok((stream, last))
     }
@@ -128,21 +164,46 @@ impl StampedStream {
     /// Records the receive time of a read that returned data (`None`: it carried none).
     fn note(&self, at: Option<Instant>) {
         self.last.set(at);
-        self.stamping.working.store(at.is_some(), Ordering::Relaxed);
+        self.activity.stamped.store(at.is_some(), Ordering::Relaxed);
+    }
+
+    /// Notes whether a write is waiting for room, counting it as a transfer while it is.
+    fn set_write_blocked(&mut self, blocked: bool) {
+        if blocked != self.write_blocked {
+            self.write_blocked = blocked;
+            if blocked {
+                self.activity.transfers.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.activity.transfers.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Writes with `write`, waiting for the socket to take it.
     fn poll_write_with(
-        &self,
+        &mut self,
         cx: &mut Context<'_>,
         mut write: impl FnMut(&std::net::TcpStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         loop {
-            let mut guard = std::task::ready!(self.fd.poll_write_ready(cx))?;
+            let Poll::Ready(ready) = self.fd.poll_write_ready(cx) else {
+                self.set_write_blocked(true);
+                return Poll::Pending;
+            };
+            let mut guard = ready?;
             if let Ok(result) = guard.try_io(|fd| write(fd.get_ref())) {
+                drop(guard);
+                self.set_write_blocked(false);
                 return Poll::Ready(result);
             }
         }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for StampedStream {
+    fn drop(&mut self) {
+        self.set_write_blocked(false);
     }
 }
 
@@ -191,7 +252,7 @@ impl AsyncWrite for StampedStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         use std::io::Write;
-        self.poll_write_with(cx, |mut tcp| tcp.write(buf))
+        self.get_mut().poll_write_with(cx, |mut tcp| tcp.write(buf))
     }
 
     fn poll_write_vectored(
@@ -200,7 +261,8 @@ impl AsyncWrite for StampedStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         use std::io::Write;
-        self.poll_write_with(cx, |mut tcp| tcp.write_vectored(bufs))
+        self.get_mut()
+            .poll_write_with(cx, |mut tcp| tcp.write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -302,6 +364,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn transfers_count_until_dropped() {
+        let activity = Activity::default();
+        activity.stamped.store(true, Ordering::Relaxed);
+        assert!(activity.may_look_away());
+        let one = activity.transfer();
+        let two = activity.transfer();
+        drop(one);
+        assert!(!activity.may_look_away());
+        drop(two);
+        assert!(activity.may_look_away());
+    }
+
+    #[test]
     fn last_receive_round_trips_and_clears() {
         let last = LastReceive::default();
         assert_eq!(last.get(), None);
@@ -324,20 +399,21 @@ mod tests {
             .await
             .unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
-        let stamping = Arc::new(Stamping::default());
-        let (mut stream, last) = StampedStream::new(client, stamping.clone()).unwrap();
+        let activity = Arc::new(Activity::default());
+        let (mut stream, last) = StampedStream::new(client, activity.clone()).unwrap();
         // The kernel turns timestamping on for everyone a moment after the first socket asks;
         // until then reads carry none. Wait for a stamped read (bounded).
         let mut buf = [0u8; 16];
         for _ in 0..200 {
             server.write_all(b"x").await.unwrap();
             stream.read_exact(&mut buf[..1]).await.unwrap();
-            if stamping.working() {
+            if activity.stamped() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        assert!(stamping.working(), "no receive timestamps on loopback");
+        assert!(activity.stamped(), "no receive timestamps on loopback");
+        assert!(activity.may_look_away());
 
         last.clear();
         server.write_all(b"hello").await.unwrap();

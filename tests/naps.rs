@@ -2,6 +2,9 @@
 //! instead of one more per batch of responses), and a response that arrives during a nap keeps
 //! its true completion time: the kernel's receive timestamp, not the moment the thread woke.
 //!
+//! It does not nap while a transfer is under way that a nap would slow down: a connect, a
+//! request the socket could not take at once, or a response body still arriving.
+//!
 //! At 1,000 req/s the pacer ticks every millisecond. A response from a loopback server arrives
 //! some tens of microseconds after its request, while the thread naps until the next tick. Timed
 //! when it is read, its service time would be close to a millisecond; timed from the kernel's
@@ -14,26 +17,28 @@ use std::time::Duration;
 
 use clap::Parser;
 use gapless::cli::{Cli, Command};
+use gapless::config::RunConfig;
 use gapless::console::Console;
 use support::{Reply, TestServer};
 
-/// Runs `gapless run URL ARGS...` in this process and returns what it measured.
-async fn run_in_process(url: &str, args: &[&str]) -> gapless::run::Finished {
+/// The configuration of `gapless run URL ARGS...`.
+fn config(url: &str, args: &[&str]) -> RunConfig {
     let mut argv = vec!["gapless", "run", url];
     argv.extend_from_slice(args);
     let Command::Run(run_args) = Cli::try_parse_from(argv).unwrap().command else {
         unreachable!("a run command");
     };
     let target = run_args.target_url(None).unwrap().unwrap();
-    let (config, _) = run_args.validate(target, None).unwrap();
-    gapless::run::run(
-        &config,
-        Arc::new(Console::silent()),
-        None,
-        std::future::pending(),
-    )
-    .await
-    .unwrap()
+    run_args.validate(target, None).unwrap().0
+}
+
+/// Runs `gapless run URL ARGS...` in this process and returns what it measured.
+async fn run_in_process(url: &str, args: &[&str]) -> gapless::run::Finished {
+    let config = config(url, args);
+    let console = Arc::new(Console::silent());
+    gapless::run::run(&config, console, None, std::future::pending())
+        .await
+        .unwrap()
 }
 
 #[cfg(target_os = "linux")]
@@ -73,4 +78,99 @@ async fn never_naps_over_http2() {
     assert_eq!(finished.recorder.ok(), 500);
     assert_eq!(server.stats().h2_requests(), 500);
     assert_eq!(finished.stats.naps, 0);
+}
+
+#[cfg(target_os = "linux")]
+mod transfers {
+    use std::num::NonZeroU32;
+    use std::sync::atomic::AtomicU64;
+
+    use bytes::Bytes;
+    use gapless::connection::{Connector, Link};
+    use gapless::version::VersionProbe;
+    use http_body_util::Full;
+    use tokio::io::AsyncWriteExt;
+    use tokio::sync::mpsc;
+    use tokio::task::JoinSet;
+
+    use super::*;
+
+    fn connector(url: &str) -> Connector {
+        let target = config(url, &[]).target;
+        let rate = NonZeroU32::new(100).unwrap();
+        Connector::new(&target, rate, rate).unwrap()
+    }
+
+    fn request(body: Bytes) -> hyper::Request<Full<Bytes>> {
+        hyper::Request::builder()
+            .method("POST")
+            .uri("/")
+            .header("host", "127.0.0.1")
+            .body(Full::new(body))
+            .unwrap()
+    }
+
+    /// A response whose body arrives in two parts, 300 ms apart: between them the body is a
+    /// transfer under way, and the engine must not nap.
+    #[tokio::test]
+    async fn a_body_still_arriving_is_a_transfer() {
+        let (head_sent, mut head_rx) = mpsc::channel::<()>(1);
+        let server = TestServer::raw(move |mut stream| {
+            let head_sent = head_sent.clone();
+            async move {
+                if !support::read_request_head(&mut stream).await {
+                    return;
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello";
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = head_sent.send(()).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = stream.write_all(b"world").await;
+                support::wait_for_close(&mut stream).await;
+            }
+        });
+        let connector = connector(&server.url());
+        let mut drivers = JoinSet::new();
+        let mut link: Link = connector.connect(&mut drivers).await.unwrap();
+        assert_eq!(connector.activity().transfers(), 0, "connected");
+
+        let (probe, received) = (VersionProbe::new(None, None), AtomicU64::new(0));
+        let exchange = link.exchange(request(Bytes::new()), &probe, &received);
+        let during = async {
+            head_rx.recv().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            connector.activity().transfers()
+        };
+        let (reply, during) = tokio::join!(exchange, during);
+        assert_eq!(reply.unwrap().body_bytes, 10);
+        assert_eq!(during, 1, "half a body in, the transfer is under way");
+        assert_eq!(connector.activity().transfers(), 0, "the body is complete");
+    }
+
+    /// A request body larger than the socket buffers, to a server that does not read: the
+    /// blocked write is a transfer under way until the connection is gone.
+    #[tokio::test]
+    async fn a_blocked_write_is_a_transfer() {
+        let server = TestServer::raw(|stream| async move {
+            // Never read: the client's writes fill the buffers and block. (Dropping the server
+            // drops the connection.)
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(stream);
+        });
+        let connector = connector(&server.url());
+        let mut drivers = JoinSet::new();
+        let mut link = connector.connect(&mut drivers).await.unwrap();
+        let (probe, received) = (VersionProbe::new(None, None), AtomicU64::new(0));
+        let body = Bytes::from(vec![b'x'; 64 << 20]);
+        let exchange = link.exchange(request(body), &probe, &received);
+        let blocked = tokio::time::timeout(Duration::from_millis(500), exchange).await;
+        assert!(blocked.is_err(), "64 MiB cannot fit in the socket buffers");
+        assert_eq!(connector.activity().transfers(), 1, "the write is blocked");
+        drop(link);
+        assert_eq!(
+            connector.activity().transfers(),
+            0,
+            "the connection is gone"
+        );
+    }
 }
