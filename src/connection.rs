@@ -150,6 +150,11 @@ impl Link {
                         exchange.await
                     }
                 };
+                if reply.is_ok() && last.drains() > 1 {
+                    // It came in pieces, with waits between them: never nap on this target
+                    // again (see `Activity`).
+                    activity.arrived_in_pieces();
+                }
                 reply.map(|reply| Reply {
                     received: last.get(),
                     ..reply

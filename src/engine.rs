@@ -152,6 +152,8 @@ impl Lane {
         }
         // Closed while idle (or never opened): reconnecting sends nothing twice.
         self.discard();
+        // Waiting for the connect-rate ceiling, then connecting: no nap may delay either.
+        let _connecting = connector.activity().transfer();
         if !connector.admit(deadline).await {
             return Err(NoLink::Throttled);
         }
@@ -459,13 +461,15 @@ impl Engine {
             let shutdown = shutdown.clone();
             let (dispatcher, shared) = (shard.dispatcher.clone(), shard.shared.clone());
             threads.spawn_blocking(move || {
-                crate::timer::precise_naps();
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .on_thread_park(move || nap(&dispatcher, &shared))
-                    .build()
-                    .map_err(Error::Setup)?;
-                runtime.block_on(shard.run(shutdown))
+                // A thread of the caller's blocking pool: its timer slack is put back after.
+                crate::timer::with_precise_naps(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .on_thread_park(move || nap(&dispatcher, &shared))
+                        .build()
+                        .map_err(Error::Setup)?;
+                    runtime.block_on(shard.run(shutdown))
+                })
             });
         }
         join_all(&mut threads, &shutdown).await?;
@@ -500,9 +504,11 @@ fn nap(dispatcher: &Dispatcher, shared: &Shared) {
     if !shared.connector.may_look_away() {
         return;
     }
-    if let Some(until) = dispatcher.quiet_until()
-        && until.saturating_duration_since(Instant::now()) <= NAP_LIMIT
-    {
+    let Some(until) = dispatcher.quiet_until() else {
+        return;
+    };
+    let wait = until.saturating_duration_since(Instant::now());
+    if !wait.is_zero() && wait <= NAP_LIMIT {
         shared.naps.fetch_add(1, Ordering::Relaxed);
         crate::timer::nap_until(until);
     }

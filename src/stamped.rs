@@ -41,6 +41,8 @@ pub struct LastReceive {
     origin: Instant,
     /// Nanoseconds after `origin`, plus one; zero when not known.
     nanos: AtomicU64,
+    /// Reads that returned data and emptied the socket since the last [`LastReceive::clear`].
+    drains: AtomicU64,
 }
 
 impl Default for LastReceive {
@@ -48,14 +50,24 @@ impl Default for LastReceive {
         LastReceive {
             origin: Instant::now(),
             nanos: AtomicU64::new(0),
+            drains: AtomicU64::new(0),
         }
     }
 }
 
 impl LastReceive {
-    /// Forgets the last time (before sending a request, so that only its response counts).
+    /// Forgets the last time and the reads (before sending a request, so that only its response
+    /// counts).
     pub fn clear(&self) {
         self.nanos.store(0, Ordering::Relaxed);
+        self.drains.store(0, Ordering::Relaxed);
+    }
+
+    /// Reads that returned data and emptied the socket since the last [`LastReceive::clear`].
+    /// More than one for a response means that it arrived in pieces, with a wait between them
+    /// (reads that only filled the buffer do not count: the rest was already there).
+    pub fn drains(&self) -> u64 {
+        self.drains.load(Ordering::Relaxed)
     }
 
     /// The time of the last read that returned data, if that read carried a timestamp.
@@ -66,25 +78,39 @@ impl LastReceive {
         }
     }
 
-    /// Sets the time (`None`: not known). Times before the connection existed count as then.
-    fn set(&self, at: Option<Instant>) {
-        let nanos = at.map_or(0, |at| {
-            let since = at.saturating_duration_since(self.origin).as_nanos();
-            u64::try_from(since).unwrap_or(u64::MAX - 1) + 1
-        });
+    /// Notes a read that returned data, received at `at` (`None`: not known), and that emptied
+    /// the socket or not. A time before the connection existed cannot be right (the wall clock
+    /// stepped): it counts as not known.
+    fn note_read(&self, at: Option<Instant>, drained: bool) {
+        if drained {
+            self.drains.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = at
+            .and_then(|at| at.checked_duration_since(self.origin))
+            .map_or(0, |since| {
+                u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1) + 1
+            });
         self.nanos.store(nanos, Ordering::Relaxed);
     }
 }
 
 /// Whether the connections to one target can be left unwatched for a moment: receive
-/// timestamps are arriving, and no connection is in the middle of a transfer that a nap would
-/// slow down (connecting, writing more than the socket took at once, or reading a response body
-/// that did not arrive in one piece; flow control would hold the sender back while the thread
-/// naps).
+/// timestamps are arriving, no connection is in the middle of a transfer that a nap would slow
+/// down (waiting to connect, connecting, writing more than the socket took at once, or reading a
+/// response body that did not arrive in one piece: flow control would hold the sender back while
+/// the thread naps), and no response so far has arrived in pieces.
+///
+/// The last is for good: a server that writes a response in several small pieces without
+/// `TCP_NODELAY` (Nagle) holds each piece until the previous one is acknowledged, and an
+/// unwatched socket acknowledges late. After the first such response, up to one nap late, the
+/// target is never left unwatched again.
+///
+/// One `Activity` serves every engine thread of a run: a transfer on one holds back naps on all.
 #[derive(Debug, Default)]
 pub struct Activity {
     stamped: AtomicBool,
     transfers: AtomicU64,
+    pieces: AtomicBool,
 }
 
 impl Activity {
@@ -98,9 +124,18 @@ impl Activity {
         self.transfers.load(Ordering::Relaxed)
     }
 
-    /// True if receive timestamps are arriving and no transfer is under way.
+    /// Records that a response arrived in more than one read: from now on the target is never
+    /// left unwatched.
+    pub fn arrived_in_pieces(&self) {
+        self.pieces.store(true, Ordering::Relaxed);
+    }
+
+    /// True if receive timestamps are arriving, no transfer is under way, and no response has
+    /// arrived in pieces.
     pub fn may_look_away(&self) -> bool {
-        self.stamped() && self.transfers.load(Ordering::Relaxed) == 0
+        self.stamped()
+            && self.transfers.load(Ordering::Relaxed) == 0
+            && !self.pieces.load(Ordering::Relaxed)
     }
 
     /// Counts a transfer as under way until the returned guard is dropped.
@@ -162,8 +197,8 @@ impl StampedStream {
     }
 
     /// Records the receive time of a read that returned data (`None`: it carried none).
-    fn note(&self, at: Option<Instant>) {
-        self.last.set(at);
+    fn note(&self, at: Option<Instant>, drained: bool) {
+        self.last.note_read(at, drained);
         self.activity.stamped.store(at.is_some(), Ordering::Relaxed);
     }
 
@@ -228,12 +263,13 @@ impl AsyncRead for StampedStream {
                     unsafe { buf.assume_init(n) };
                     buf.advance(n);
                     if n > 0 {
-                        if n < room {
-                            // Drained: epoll (edge-triggered) reports the next arrival. A close
-                            // stays reported; tokio never clears it.
+                        let drained = n < room;
+                        if drained {
+                            // epoll (edge-triggered) reports the next arrival. A close stays
+                            // reported; tokio never clears it.
                             guard.clear_ready();
                         }
-                        this.note(stamp.and_then(sys::instant_of));
+                        this.note(stamp.and_then(sys::instant_of), drained);
                     }
                     return Poll::Ready(Ok(()));
                 }
@@ -347,14 +383,16 @@ mod sys {
     }
 
     /// The monotonic instant of a wall-clock receive time: now, less how long ago it was. A
-    /// receive time "in the future" (the wall clock stepped back) counts as now.
+    /// receive time "in the future" (the wall clock stepped back) counts as now. The wall clock
+    /// is read first, so that a pause between the two readings makes the result later (a
+    /// latency too high, capped by the engine at the read time), never earlier.
     pub(super) fn instant_of(stamp: libc::timespec) -> Option<Instant> {
         let at = Duration::new(
             u64::try_from(stamp.tv_sec).ok()?,
             u32::try_from(stamp.tv_nsec).ok()?,
         );
-        let now = Instant::now();
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+        let now = Instant::now();
         now.checked_sub(wall.saturating_sub(at))
     }
 }
@@ -364,7 +402,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transfers_count_until_dropped() {
+    fn transfers_count_until_dropped_and_pieces_are_for_good() {
         let activity = Activity::default();
         activity.stamped.store(true, Ordering::Relaxed);
         assert!(activity.may_look_away());
@@ -374,6 +412,8 @@ mod tests {
         assert!(!activity.may_look_away());
         drop(two);
         assert!(activity.may_look_away());
+        activity.arrived_in_pieces();
+        assert!(!activity.may_look_away());
     }
 
     #[test]
@@ -381,11 +421,17 @@ mod tests {
         let last = LastReceive::default();
         assert_eq!(last.get(), None);
         let at = Instant::now();
-        last.set(Some(at));
+        last.note_read(Some(at), false);
         let got = last.get().unwrap();
         assert!(got.max(at) - got.min(at) < Duration::from_micros(1));
+        last.note_read(None, true);
+        assert_eq!(last.get(), None, "the last read had no time");
+        assert_eq!(last.drains(), 1, "only the read that emptied the socket");
+        // Before the connection existed: the wall clock stepped, the time is not known.
+        last.note_read(last.origin.checked_sub(Duration::from_millis(1)), true);
+        assert_eq!((last.get(), last.drains()), (None, 2));
         last.clear();
-        assert_eq!(last.get(), None);
+        assert_eq!((last.get(), last.drains()), (None, 0));
     }
 
     /// The time a read reports is when the bytes arrived, not when they were read.

@@ -85,7 +85,7 @@ impl PreciseTimer {
 
 /// Blocks the calling thread until `deadline`, as precisely as the system allows, however much
 /// IO is waiting. Only for a thread that has nothing else to do until then (see
-/// [`crate::engine`]); [`precise_naps`] first.
+/// [`crate::engine`]); inside [`with_precise_naps`].
 pub fn nap_until(deadline: Instant) {
     let wait = deadline.saturating_duration_since(Instant::now());
     if !wait.is_zero() {
@@ -93,19 +93,38 @@ pub fn nap_until(deadline: Instant) {
     }
 }
 
-/// Makes this thread's sleeps end on time: Linux lets a sleeping thread's wake-up slip by its
-/// "timer slack", 50 µs by default, to batch wake-ups; this sets it to 1 µs. Best effort.
-pub fn precise_naps() {
+/// Runs `f` with this thread's sleeps ending on time, then puts things back. Linux lets a
+/// sleeping thread's wake-up slip by its "timer slack", 50 µs by default, to batch wake-ups;
+/// inside `f` it is 1 µs. Best effort: where it cannot be set, `f` runs all the same.
+pub fn with_precise_naps<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_os = "linux")]
     {
-        let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1_000));
+        use rustix::thread::{current_timer_slack, set_current_timer_slack};
+        let before = current_timer_slack().ok();
+        let _ = set_current_timer_slack(std::num::NonZeroU64::new(1_000));
+        let result = f();
+        if let Some(before) = before {
+            let _ = set_current_timer_slack(std::num::NonZeroU64::new(before));
+        }
+        result
     }
+    #[cfg(not(target_os = "linux"))]
+    f()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn precise_naps_last_as_long_as_the_closure() {
+        let before = rustix::thread::current_timer_slack().unwrap();
+        let inside = with_precise_naps(|| rustix::thread::current_timer_slack().unwrap());
+        assert_eq!(inside, 1_000);
+        assert_eq!(rustix::thread::current_timer_slack().unwrap(), before);
+    }
 
     #[tokio::test]
     async fn sleeps_at_least_until_the_deadline() {

@@ -63,6 +63,44 @@ async fn naps_between_ticks_and_times_responses_by_their_arrival() {
         service_p50 < Duration::from_micros(400),
         "service time p50 {service_p50:?}: responses timed when read, not when they arrived"
     );
+    // A nap ends when the pacer wakes: it never holds back a send.
+    let lateness_p50 = Duration::from_micros(recorder.lateness().value_at_quantile(0.5));
+    assert!(
+        lateness_p50 < Duration::from_micros(400),
+        "send lateness p50 {lateness_p50:?}: a nap held back the sends"
+    );
+}
+
+/// A server without `TCP_NODELAY` that writes the head and a 64 KiB body separately: Nagle holds
+/// the body's last piece until the head is acknowledged, and a socket nobody watches
+/// acknowledges late. After the first response that arrives in pieces the engine stops napping
+/// on this target, so the service time stays what the server takes.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn stops_napping_once_a_response_arrives_in_pieces() {
+    use tokio::io::AsyncWriteExt;
+    const BODY: usize = 64 << 10;
+    let server = TestServer::raw(|mut stream| async move {
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {BODY}\r\n\r\n");
+        let body = vec![b'x'; BODY];
+        while support::read_request_head(&mut stream).await {
+            if stream.write_all(head.as_bytes()).await.is_err()
+                || stream.write_all(&body).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    let finished = run_in_process(&server.url(), &["-q", "1000", "-d", "2s", "-c", "8"]).await;
+    let recorder = &finished.recorder;
+    assert_eq!(recorder.ok(), 2000);
+    assert_eq!(finished.stats.body_bytes, 2000 * BODY as u64);
+    // Napping through the Nagle wait puts the median near 1 ms.
+    let service_p50 = Duration::from_micros(recorder.service().value_at_quantile(0.5));
+    assert!(
+        service_p50 < Duration::from_micros(400),
+        "service time p50 {service_p50:?}: naps held the response back"
+    );
 }
 
 /// HTTP/2 multiplexes streams on one connection, so a receive time per read cannot be pinned on
