@@ -66,6 +66,11 @@ impl Schedule {
         self.rate
     }
 
+    /// Requests per second this shard releases (`None` for a closed loop).
+    pub fn shard_qps(&self) -> Option<f64> {
+        self.rate.qps().map(|q| q / self.stride as f64)
+    }
+
     /// Offset of local request `local` from the start, or `None` for a closed loop.
     pub fn offset_of(&self, local: u64) -> Option<Duration> {
         self.global_offset(self.global_seq(local))
