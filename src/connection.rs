@@ -308,6 +308,8 @@ impl Connector {
     /// Waits for the connect-rate ceiling to allow one attempt. `false` if that would be after
     /// `deadline` (the attempt is then not made).
     pub async fn admit(&self, deadline: Instant) -> bool {
+        // Waiting counts as a transfer, like the connect it leads to: no nap may delay either.
+        let _waiting = self.activity.transfer();
         loop {
             match self.limiter.check() {
                 Ok(()) => return true,

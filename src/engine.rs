@@ -152,8 +152,6 @@ impl Lane {
         }
         // Closed while idle (or never opened): reconnecting sends nothing twice.
         self.discard();
-        // Waiting for the connect-rate ceiling, then connecting: no nap may delay either.
-        let _connecting = connector.activity().transfer();
         if !connector.admit(deadline).await {
             return Err(NoLink::Throttled);
         }
