@@ -1,25 +1,26 @@
 //! Connections: DNS, TCP, TLS and the HTTP/1.1 or HTTP/2 handshake, with new-connection attempts
 //! held under a rate ceiling (governor) so a refusing target does not get a connect storm.
 //!
-//! hyper's low-level `client::conn` API is used directly: there is no pool and so no hidden retry.
-//! Every connection is opened for a request that then counts as sent on a `new` connection.
+//! There is no pool and so no hidden retry: every connection is opened for a request that then
+//! counts as sent on a `new` connection. HTTP/1.1 requests go through [`crate::wire`]; HTTP/2 uses
+//! hyper's low-level `client::conn` API directly.
 
-use std::future::{Future, poll_fn};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::header::{HOST, HeaderValue, USER_AGENT};
+use http::{HeaderMap, Method, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
@@ -34,6 +35,7 @@ use crate::outcome::{EnvoyReply, ErrorClass};
 use crate::stamped::StampedStream;
 use crate::stamped::{Activity, LastReceive};
 use crate::version::{BODY_PREFIX, VersionId, VersionProbe};
+use crate::wire::{EncodedRequest, Sink, Wire};
 
 /// The request body type the engine sends.
 pub type RequestBody = Full<Bytes>;
@@ -46,8 +48,71 @@ pub enum Error {
     ServerName(String),
 }
 
-/// The future that drives an HTTP/1.1 connection (reads and writes its socket).
-type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+/// A byte stream an HTTP/1.1 connection runs on: plain TCP (stamped on Linux) or TLS over it.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The request every attempt of a run sends, built once: encoded for HTTP/1.1, and as a
+/// template that hyper's HTTP/2 client gets a copy of.
+#[derive(Debug)]
+pub struct RequestTemplate {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    body: Bytes,
+    encoded: EncodedRequest,
+}
+
+impl RequestTemplate {
+    /// The request to `target`: its method, headers and body, plus `host` (HTTP/1.1) and
+    /// `user-agent` unless given.
+    pub fn new(target: &TargetConfig) -> RequestTemplate {
+        let mut headers = target.headers.clone();
+        let (uri, version) = if target.http2 {
+            (target.url.uri().clone(), Version::HTTP_2)
+        } else {
+            if !headers.contains_key(HOST)
+                && let Ok(host) = HeaderValue::from_str(target.url.authority())
+            {
+                headers.insert(HOST, host);
+            }
+            // Origin form for HTTP/1.1; a path from a valid URI is always a valid URI.
+            let path = target
+                .url
+                .path_and_query()
+                .parse()
+                .unwrap_or_else(|_| Uri::from_static("/"));
+            (path, Version::HTTP_11)
+        };
+        if !headers.contains_key(USER_AGENT) {
+            headers.insert(
+                USER_AGENT,
+                HeaderValue::from_static(concat!("gapless/", env!("CARGO_PKG_VERSION"))),
+            );
+        }
+        let encoded = EncodedRequest::new(&target.method, &uri.to_string(), &headers, &target.body);
+        RequestTemplate {
+            method: target.method.clone(),
+            uri,
+            version,
+            headers,
+            body: target.body.clone(),
+            encoded,
+        }
+    }
+
+    /// A copy of the request for hyper.
+    fn build(&self) -> Request<RequestBody> {
+        let mut request = Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
 
 /// A complete response: its status, and the size of its body (read to the end and discarded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,14 +136,11 @@ const SIGNATURE_PREFIX: usize = 512;
 
 /// An open connection.
 pub enum Link {
-    /// HTTP/1.1: one request at a time. The connection is driven inside the task that sends on
-    /// it (no driver task, no cross-task wake-ups per request).
+    /// HTTP/1.1: one request at a time, written and read by the task that sends it.
     H1 {
-        /// Sends requests.
-        sender: http1::SendRequest<RequestBody>,
-        /// Drives the socket; polled together with each exchange.
-        driver: Driver,
-        /// The driver has finished: the connection is gone.
+        /// The connection.
+        wire: Box<Wire<Box<dyn Stream>>>,
+        /// The connection cannot take another request.
         ended: bool,
         /// When the bytes last read reached the socket.
         received: Arc<LastReceive>,
@@ -99,21 +161,15 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    /// True if the connection can take a request. For HTTP/1.1 this first lets the connection
-    /// process what arrived while it was idle (a close from the server, typically). Sends nothing.
+    /// True if the connection can take a request. For HTTP/1.1 this first looks at what arrived
+    /// while it was idle (a close from the server, typically). Sends nothing.
     pub async fn ready(&mut self) -> bool {
         match self {
-            Link::H1 {
-                sender,
-                driver,
-                ended,
-                ..
-            } => {
+            Link::H1 { wire, ended, .. } => {
                 if !*ended {
-                    let finished = poll_fn(|cx| Poll::Ready(driver.as_mut().poll(cx).is_ready()));
-                    *ended = finished.await;
+                    *ended = !wire.is_open().await;
                 }
-                !*ended && !sender.is_closed()
+                !*ended
             }
             Link::H2(s) => !s.is_closed() && s.ready().await.is_ok(),
         }
@@ -122,14 +178,13 @@ impl Link {
     /// Sends one request and reads the whole response.
     pub async fn exchange(
         &mut self,
-        request: Request<RequestBody>,
+        request: &RequestTemplate,
         probe: &VersionProbe,
         received: &AtomicU64,
     ) -> Result<Reply, ErrorClass> {
         match self {
             Link::H1 {
-                sender,
-                driver,
+                wire,
                 ended,
                 received: last,
                 activity,
@@ -138,29 +193,39 @@ impl Link {
                     return Err(ErrorClass::ClosedBeforeResponse);
                 }
                 last.clear();
-                let response = sender.send_request(request);
-                let exchange = read_reply(response, probe, received, Some(activity));
-                tokio::pin!(exchange);
-                let reply = tokio::select! {
-                    biased;
-                    reply = &mut exchange => reply,
-                    _ = driver.as_mut() => {
-                        // The connection ended; the exchange now resolves with its error.
+                let mut gleaned = Gleaned::new(probe, received);
+                let result = wire
+                    .exchange(&request.encoded, Some(activity), &mut gleaned)
+                    .await;
+                let response = match result {
+                    Ok(response) => response,
+                    Err(class) => {
                         *ended = true;
-                        exchange.await
+                        return Err(class);
                     }
                 };
-                if reply.is_ok() && last.drains() > 1 {
+                *ended = !response.reusable;
+                if last.drains() > 1 {
                     // It came in pieces, with waits between them: never nap on this target
                     // again (see `Activity`).
                     activity.arrived_in_pieces();
                 }
-                reply.map(|reply| Reply {
+                Ok(Reply {
+                    status: response.status,
+                    body_bytes: response.body_bytes,
+                    version: gleaned
+                        .version
+                        .or_else(|| probe.identify_body(&gleaned.prefix)),
+                    envoy: (response.status >= 500)
+                        .then(|| EnvoyReply::recognise(gleaned.envoy_server, &gleaned.prefix))
+                        .flatten(),
                     received: last.get(),
-                    ..reply
                 })
             }
-            Link::H2(s) => read_reply(s.send_request(request), probe, received, None).await,
+            Link::H2(s) => {
+                let response = s.send_request(request.build());
+                read_reply(response, probe, received).await
+            }
         }
     }
 
@@ -173,31 +238,80 @@ impl Link {
     }
 }
 
-/// Awaits the response head, then reads the body to the end, discarding it (only its first
-/// bytes are kept when the version is read from the body), so the response counts as complete
-/// and the connection can be reused. Every body byte read is added to `received` as it arrives,
-/// so a body that never ends is counted too. While the body is read it counts as a transfer in
-/// `activity`, if given: a body that does not arrive in one piece keeps the engine watching.
-async fn read_reply(
-    response: impl Future<Output = Result<Response<Incoming>, hyper::Error>>,
-    probe: &VersionProbe,
-    received: &AtomicU64,
-    activity: Option<&Activity>,
-) -> Result<Reply, ErrorClass> {
-    let response = response
-        .await
-        .map_err(|e| ErrorClass::from_hyper_error(&e))?;
-    let _body = activity.map(Activity::transfer);
-    let status = response.status().as_u16();
-    let (parts, mut body) = response.into_parts();
-    let mut prefix = Vec::new();
-    let keep = if probe.needs_body() {
+/// What an HTTP/1.1 exchange keeps of its response as it is read.
+struct Gleaned<'a> {
+    probe: &'a VersionProbe,
+    received: &'a AtomicU64,
+    version: Option<VersionId>,
+    envoy_server: bool,
+    keep: usize,
+    prefix: Vec<u8>,
+}
+
+impl<'a> Gleaned<'a> {
+    fn new(probe: &'a VersionProbe, received: &'a AtomicU64) -> Gleaned<'a> {
+        Gleaned {
+            probe,
+            received,
+            version: None,
+            envoy_server: false,
+            keep: 0,
+            prefix: Vec::new(),
+        }
+    }
+}
+
+impl Sink for Gleaned<'_> {
+    fn head(&mut self, status: u16, headers: &[httparse::Header<'_>]) {
+        let value_of = |name: &http::HeaderName| {
+            headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name.as_str()))
+                .map(|h| h.value)
+        };
+        self.version = self.probe.identify_header(value_of);
+        if status >= 500 {
+            self.envoy_server =
+                value_of(&http::header::SERVER).is_some_and(EnvoyReply::is_envoy_server);
+        }
+        self.keep = kept_prefix(self.probe, status);
+    }
+
+    fn body(&mut self, data: &[u8]) {
+        self.received
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let room = self.keep.saturating_sub(self.prefix.len());
+        self.prefix.extend_from_slice(&data[..data.len().min(room)]);
+    }
+}
+
+/// How much of a body to keep: the start the version regex reads, or the start of a 5xx that
+/// tells who produced it.
+fn kept_prefix(probe: &VersionProbe, status: u16) -> usize {
+    if probe.needs_body() {
         BODY_PREFIX
     } else if status >= 500 {
         SIGNATURE_PREFIX
     } else {
         0
-    };
+    }
+}
+
+/// Awaits an HTTP/2 response head, then reads the body to the end, discarding it (only its
+/// first bytes are kept, see [`kept_prefix`]). Every body byte read is added to `received` as
+/// it arrives, so a body that never ends is counted too.
+async fn read_reply(
+    response: impl Future<Output = Result<Response<Incoming>, hyper::Error>>,
+    probe: &VersionProbe,
+    received: &AtomicU64,
+) -> Result<Reply, ErrorClass> {
+    let response = response
+        .await
+        .map_err(|e| ErrorClass::from_hyper_error(&e))?;
+    let status = response.status().as_u16();
+    let (parts, mut body) = response.into_parts();
+    let mut prefix = Vec::new();
+    let keep = kept_prefix(probe, status);
     let mut body_bytes = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ErrorClass::from_hyper_error(&e))?;
@@ -208,24 +322,17 @@ async fn read_reply(
             prefix.extend_from_slice(&data[..data.len().min(room)]);
         }
     }
-    let version = if probe.is_enabled() {
-        probe.identify(&parts.headers, &prefix)
-    } else {
-        None
-    };
+    let envoy_server = parts
+        .headers
+        .get(http::header::SERVER)
+        .is_some_and(|v| EnvoyReply::is_envoy_server(v.as_bytes()));
     Ok(Reply {
         status,
         body_bytes,
-        version,
-        envoy: if status >= 500 {
-            let server = parts
-                .headers
-                .get(http::header::SERVER)
-                .and_then(|v| v.to_str().ok());
-            EnvoyReply::recognise(server, &prefix)
-        } else {
-            None
-        },
+        version: probe.identify(&parts.headers, &prefix),
+        envoy: (status >= 500)
+            .then(|| EnvoyReply::recognise(envoy_server, &prefix))
+            .flatten(),
         received: None,
     })
 }
@@ -409,10 +516,9 @@ impl Connector {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let io = TokioIo::new(io);
         if self.http2 {
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                .handshake(io)
+                .handshake(TokioIo::new(io))
                 .await
                 .map_err(|e| ErrorClass::from_hyper_error(&e))?;
             drivers.spawn(async move {
@@ -420,13 +526,9 @@ impl Connector {
             });
             Ok(Link::H2(sender))
         } else {
-            let (sender, conn) = http1::Builder::new()
-                .handshake(io)
-                .await
-                .map_err(|e| ErrorClass::from_hyper_error(&e))?;
+            let io: Box<dyn Stream> = Box::new(io);
             Ok(Link::H1 {
-                sender,
-                driver: Box::pin(conn),
+                wire: Box::new(Wire::new(io)),
                 ended: false,
                 received: received.unwrap_or_default(),
                 activity: self.activity.clone(),

@@ -16,15 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::header::{HOST, HeaderValue, USER_AGENT};
-use http::{HeaderMap, Method, Request, Uri, Version};
-use http_body_util::Full;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Rate, RunConfig};
-use crate::connection::{Connector, Link, Reply, RequestBody};
+use crate::connection::{Connector, Link, Reply, RequestTemplate};
 use crate::dispatch::Dispatcher;
 use crate::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
 use crate::recorder::Recorder;
@@ -59,61 +55,6 @@ pub struct LoadStats {
     pub body_bytes: u64,
     /// Times an engine thread napped between pacer ticks without watching its sockets.
     pub naps: u64,
-}
-
-/// Builds each request from one template, cheaply.
-#[derive(Debug)]
-struct RequestTemplate {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl RequestTemplate {
-    fn new(config: &RunConfig) -> RequestTemplate {
-        let target = &config.target;
-        let mut headers = target.headers.clone();
-        let (uri, version) = if target.http2 {
-            (target.url.uri().clone(), Version::HTTP_2)
-        } else {
-            if !headers.contains_key(HOST)
-                && let Ok(host) = HeaderValue::from_str(target.url.authority())
-            {
-                headers.insert(HOST, host);
-            }
-            // Origin form for HTTP/1.1; a path from a valid URI is always a valid URI.
-            let path = target
-                .url
-                .path_and_query()
-                .parse()
-                .unwrap_or_else(|_| Uri::from_static("/"));
-            (path, Version::HTTP_11)
-        };
-        if !headers.contains_key(USER_AGENT) {
-            headers.insert(
-                USER_AGENT,
-                HeaderValue::from_static(concat!("gapless/", env!("CARGO_PKG_VERSION"))),
-            );
-        }
-        RequestTemplate {
-            method: target.method.clone(),
-            uri,
-            version,
-            headers,
-            body: target.body.clone(),
-        }
-    }
-
-    fn build(&self) -> Request<RequestBody> {
-        let mut request = Request::new(Full::new(self.body.clone()));
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
-        request
-    }
 }
 
 /// One connection and the task that drives it. HTTP/1.1 workers own one each; HTTP/2 workers
@@ -276,7 +217,7 @@ impl Shared {
             Err(NoLink::Failed(class)) => return Exchange::Failed(class),
         };
         *stage = Stage::Exchanging(use_);
-        let request = self.template.build();
+        let request = &self.template;
         if let Some(mut h2) = guard.link.as_ref().and_then(Link::share) {
             // HTTP/2: release the lane so other streams can use the connection.
             drop(guard);
@@ -414,7 +355,7 @@ impl Engine {
         let shared = Arc::new(Shared {
             connector,
             recorder,
-            template: RequestTemplate::new(config),
+            template: RequestTemplate::new(&config.target),
             timeout: config.target.timeout,
             http2: config.target.http2,
             interrupted: AtomicU64::new(0),

@@ -22,7 +22,8 @@
 //!   integer, not a queue.
 //! - [`engine`]: connection workers, one attempt per arrival, every outcome recorded.
 //! - [`connection`]: DNS, TCP, TLS and the HTTP handshake under a connect-rate ceiling;
-//!   [`stamped`]: the kernel's receive time of each HTTP/1.1 response.
+//!   [`wire`]: HTTP/1.1 requests written and responses read on the socket; [`stamped`]: the
+//!   kernel's receive time of each HTTP/1.1 response.
 //! - [`outcome`]: an HTTP status or a classified transport failure (a `Copy` enum).
 //! - [`recorder`], [`timeline`], [`gaps`], [`version`]: histograms, counters, fixed slots,
 //!   phases, failure windows and versions; bounded memory.
@@ -64,3 +65,4 @@ pub mod timer;
 pub mod tls;
 pub mod verdict;
 pub mod version;
+pub mod wire;

@@ -110,6 +110,15 @@ impl ErrorClass {
         }
     }
 
+    /// Classifies a failed read or write on an open connection.
+    pub fn from_io_error(err: &io::Error) -> ErrorClass {
+        match err.kind() {
+            // Bytes that do not decode (a bad TLS record, typically).
+            io::ErrorKind::InvalidData => ErrorClass::Protocol,
+            kind => Self::from_io_kind(kind).unwrap_or(ErrorClass::Other),
+        }
+    }
+
     fn from_io_kind(kind: io::ErrorKind) -> Option<ErrorClass> {
         match kind {
             io::ErrorKind::ConnectionReset
@@ -233,14 +242,22 @@ impl EnvoyReply {
         self as usize
     }
 
-    /// Recognises Envoy's own 5xx from its `server` header and the start of its body.
-    pub fn recognise(server: Option<&str>, body_prefix: &[u8]) -> Option<EnvoyReply> {
+    /// True if a `server` header value names Envoy.
+    pub fn is_envoy_server(server: &[u8]) -> bool {
+        server
+            .windows(b"envoy".len())
+            .any(|w| w.eq_ignore_ascii_case(b"envoy"))
+    }
+
+    /// Recognises Envoy's own 5xx from whether its `server` header names Envoy
+    /// ([`EnvoyReply::is_envoy_server`]) and the start of its body.
+    pub fn recognise(envoy_server: bool, body_prefix: &[u8]) -> Option<EnvoyReply> {
         let has = |needle: &[u8]| body_prefix.windows(needle.len()).any(|w| w == needle);
         if has(b"no healthy upstream") {
             Some(EnvoyReply::NoHealthyUpstream)
         } else if has(b"upstream connect error") {
             Some(EnvoyReply::ConnectFailure)
-        } else if server.is_some_and(|s| s.to_ascii_lowercase().contains("envoy")) {
+        } else if envoy_server {
             Some(EnvoyReply::Other)
         } else {
             None

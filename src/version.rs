@@ -61,9 +61,35 @@ impl VersionProbe {
 
     /// The version of a response, from its headers or the start of its body.
     pub fn identify(&self, headers: &HeaderMap, body_prefix: &[u8]) -> Option<VersionId> {
-        if let Some(name) = &self.header {
-            let value = headers.get(name)?.to_str().ok()?.trim();
-            return (!value.is_empty()).then(|| self.labels.intern(value));
+        if self.header.is_some() {
+            self.identify_header(|name| headers.get(name).map(|v| v.as_bytes()))
+        } else {
+            self.identify_body(body_prefix)
+        }
+    }
+
+    /// The version from the probe's header, given a way to look a header's value up (`None`
+    /// for a probe that reads the body). The value must be visible ASCII, like
+    /// `HeaderValue::to_str` asks.
+    pub fn identify_header<'v>(
+        &self,
+        value_of: impl FnOnce(&HeaderName) -> Option<&'v [u8]>,
+    ) -> Option<VersionId> {
+        let value = value_of(self.header.as_ref()?)?;
+        if !value
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            return None;
+        }
+        let value = std::str::from_utf8(value).ok()?.trim();
+        (!value.is_empty()).then(|| self.labels.intern(value))
+    }
+
+    /// The version from the start of the body (`None` for a probe that reads a header).
+    pub fn identify_body(&self, body_prefix: &[u8]) -> Option<VersionId> {
+        if self.header.is_some() {
+            return None;
         }
         let regex = self.regex.as_ref()?;
         let captures = regex.captures(body_prefix)?;

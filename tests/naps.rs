@@ -124,9 +124,8 @@ mod transfers {
     use std::sync::atomic::AtomicU64;
 
     use bytes::Bytes;
-    use gapless::connection::{Connector, Link};
+    use gapless::connection::{Connector, Link, RequestTemplate};
     use gapless::version::VersionProbe;
-    use http_body_util::Full;
     use tokio::io::AsyncWriteExt;
     use tokio::sync::mpsc;
     use tokio::task::JoinSet;
@@ -139,13 +138,11 @@ mod transfers {
         Connector::new(&target, rate, rate).unwrap()
     }
 
-    fn request(body: Bytes) -> hyper::Request<Full<Bytes>> {
-        hyper::Request::builder()
-            .method("POST")
-            .uri("/")
-            .header("host", "127.0.0.1")
-            .body(Full::new(body))
-            .unwrap()
+    /// A `POST` of `body` to `url`.
+    fn request(url: &str, body: Bytes) -> RequestTemplate {
+        let mut target = config(url, &["-X", "POST"]).target;
+        target.body = body;
+        RequestTemplate::new(&target)
     }
 
     /// A response whose body arrives in two parts, 300 ms apart: between them the body is a
@@ -173,7 +170,8 @@ mod transfers {
         assert_eq!(connector.activity().transfers(), 0, "connected");
 
         let (probe, received) = (VersionProbe::new(None, None), AtomicU64::new(0));
-        let exchange = link.exchange(request(Bytes::new()), &probe, &received);
+        let request = request(&server.url(), Bytes::new());
+        let exchange = link.exchange(&request, &probe, &received);
         let during = async {
             head_rx.recv().await.unwrap();
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -200,7 +198,8 @@ mod transfers {
         let mut link = connector.connect(&mut drivers).await.unwrap();
         let (probe, received) = (VersionProbe::new(None, None), AtomicU64::new(0));
         let body = Bytes::from(vec![b'x'; 64 << 20]);
-        let exchange = link.exchange(request(body), &probe, &received);
+        let request = request(&server.url(), body);
+        let exchange = link.exchange(&request, &probe, &received);
         let blocked = tokio::time::timeout(Duration::from_millis(500), exchange).await;
         assert!(blocked.is_err(), "64 MiB cannot fit in the socket buffers");
         assert_eq!(connector.activity().transfers(), 1, "the write is blocked");

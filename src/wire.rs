@@ -1,0 +1,853 @@
+//! HTTP/1.1 on the wire: how the engine writes a request and reads its response on an HTTP/1.1
+//! connection, without a client library in between.
+//!
+//! The request is encoded once per run (every request of a run is the same) and written with one
+//! system call; the response head is parsed in place with `httparse` (what hyper uses too), and
+//! the body is framed by its `Content-Length`, by chunked encoding, or by the close of the
+//! connection (RFC 9112 §6), then discarded. A connection owns one read buffer for its whole
+//! life: nothing is allocated per request.
+//!
+//! Why not hyper's HTTP/1.1 client: at 20,000 requests per second its per-request machinery (a
+//! request channel, a response channel, the `Request`/`Response` types and their header maps)
+//! measured about a tenth of gapless's CPU per request (BENCHMARKS.md). hyper still serves
+//! HTTP/2 and `gapless serve`.
+//!
+//! One request is in flight per connection and nothing is ever retried. A connection is reusable
+//! after a response only if the response said so (HTTP/1.1 without `Connection: close`, or
+//! HTTP/1.0 with `keep-alive`), its body was framed by length, and nothing else has arrived
+//! since; [`Wire::is_open`] checks the last two before each request.
+
+use std::future::poll_fn;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::task::Poll;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, Method};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::outcome::ErrorClass;
+use crate::stamped::Activity;
+
+/// Most header lines a response head may have (hyper's default too).
+const MAX_HEADERS: usize = 100;
+
+/// The read buffer a connection starts with.
+const BUF_START: usize = 16 * 1024;
+
+/// The read buffer grows to this while a body fills it (fewer reads for large bodies).
+const BUF_BODY: usize = 64 * 1024;
+
+/// The largest response head accepted; a larger one is a `protocol` failure (hyper's default
+/// limit is about the same).
+pub const MAX_HEAD: usize = 400 * 1024;
+
+/// An HTTP/1.1 request, encoded once.
+#[derive(Clone, Debug)]
+pub struct EncodedRequest {
+    bytes: Bytes,
+    head: bool,
+}
+
+impl EncodedRequest {
+    /// Encodes a request line for `target` (origin form, such as `/path?q`), the `headers` in
+    /// their order (names in lower case, as hyper sends them), a `content-length` unless the
+    /// headers frame the body themselves, and the body.
+    pub fn new(method: &Method, target: &str, headers: &HeaderMap, body: &[u8]) -> EncodedRequest {
+        let mut out = BytesMut::with_capacity(256 + body.len());
+        out.put_slice(method.as_str().as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(target.as_bytes());
+        out.put_slice(b" HTTP/1.1\r\n");
+        for (name, value) in headers {
+            out.put_slice(name.as_str().as_bytes());
+            out.put_slice(b": ");
+            out.put_slice(value.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        let framed = headers.contains_key(http::header::CONTENT_LENGTH)
+            || headers.contains_key(http::header::TRANSFER_ENCODING);
+        let needs_length =
+            !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+        if !framed && needs_length {
+            out.put_slice(b"content-length: ");
+            out.put_slice(body.len().to_string().as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        out.put_slice(b"\r\n");
+        out.put_slice(body);
+        EncodedRequest {
+            bytes: out.freeze(),
+            head: *method == Method::HEAD,
+        }
+    }
+
+    /// The bytes written for each request.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// What the caller takes from a response as it is read.
+pub trait Sink {
+    /// The final status and headers (interim `1xx` responses are not passed on).
+    fn head(&mut self, status: u16, headers: &[httparse::Header<'_>]);
+    /// A piece of the decoded body, in order.
+    fn body(&mut self, data: &[u8]);
+}
+
+/// How a response ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// Status code (the final one: `1xx` interim responses are skipped).
+    pub status: u16,
+    /// Body bytes read (after chunked decoding).
+    pub body_bytes: u64,
+    /// The connection can take another request.
+    pub reusable: bool,
+}
+
+/// How the body of a response is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// No body: a response to `HEAD`, a `204`, a `304`, or a `101`.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Everything until the server closes the connection.
+    UntilClose,
+}
+
+/// One HTTP/1.1 connection: the stream and its read buffer.
+#[derive(Debug)]
+pub struct Wire<I> {
+    io: I,
+    buf: Vec<u8>,
+    /// Unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+}
+
+impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
+    /// A connection over `io`, idle.
+    pub fn new(io: I) -> Wire<I> {
+        Wire {
+            io,
+            buf: vec![0; BUF_START],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// True if the idle connection can take a request: the server has neither closed it nor
+    /// sent anything unasked since the last response. Sends nothing and never waits.
+    pub async fn is_open(&mut self) -> bool {
+        if self.start < self.end {
+            return false;
+        }
+        poll_fn(|cx| {
+            let mut probe = ReadBuf::new(&mut self.buf);
+            // Pending: nothing to read. Anything else is a close, unexpected bytes, or a
+            // broken socket.
+            Poll::Ready(
+                Pin::new(&mut self.io)
+                    .poll_read(cx, &mut probe)
+                    .is_pending(),
+            )
+        })
+        .await
+    }
+
+    /// Writes `request` and reads the whole response into `sink`. While the body is read it
+    /// counts as a transfer in `activity`, if given.
+    pub async fn exchange(
+        &mut self,
+        request: &EncodedRequest,
+        activity: Option<&Activity>,
+        sink: &mut impl Sink,
+    ) -> Result<Response, ErrorClass> {
+        self.start = 0;
+        self.end = 0;
+        self.io
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| ErrorClass::from_io_error(&e))?;
+        self.io
+            .flush()
+            .await
+            .map_err(|e| ErrorClass::from_io_error(&e))?;
+        loop {
+            let (status, framing, keep_alive) = self.read_head(request.head, sink).await?;
+            if (100..200).contains(&status) && status != 101 {
+                // Interim (100 Continue, 103 Early Hints): the final response follows.
+                continue;
+            }
+            let _body = activity.map(Activity::transfer);
+            let body_bytes = self.read_body(framing, sink).await?;
+            return Ok(Response {
+                status,
+                body_bytes,
+                reusable: keep_alive && !matches!(framing, Framing::UntilClose) && status != 101,
+            });
+        }
+    }
+
+    /// Reads and parses one response head, leaving the bytes after it unread. A final head goes
+    /// to `sink`.
+    async fn read_head(
+        &mut self,
+        head_request: bool,
+        sink: &mut impl Sink,
+    ) -> Result<(u16, Framing, bool), ErrorClass> {
+        loop {
+            if self.start < self.end {
+                let mut headers =
+                    [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+                let mut response = httparse::Response::new(&mut []);
+                let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                    &mut response,
+                    &self.buf[self.start..self.end],
+                    &mut headers,
+                );
+                match parsed {
+                    Ok(httparse::Status::Complete(len)) => {
+                        let status = response.code.unwrap_or(0);
+                        let version = response.version.unwrap_or(1);
+                        let (framing, keep_alive) =
+                            frame(head_request, status, version, response.headers)?;
+                        if !(100..200).contains(&status) || status == 101 {
+                            sink.head(status, response.headers);
+                        }
+                        self.start += len;
+                        return Ok((status, framing, keep_alive));
+                    }
+                    Ok(httparse::Status::Partial) => {}
+                    Err(_) => return Err(ErrorClass::Protocol),
+                }
+            }
+            if self.fill(MAX_HEAD).await? == 0 {
+                return Err(ErrorClass::ClosedBeforeResponse);
+            }
+        }
+    }
+
+    /// Reads the body framed by `framing`, handing each decoded piece to `sink`. Returns its
+    /// length.
+    async fn read_body(
+        &mut self,
+        framing: Framing,
+        sink: &mut impl Sink,
+    ) -> Result<u64, ErrorClass> {
+        let mut total = 0u64;
+        let mut chunked = Chunked::default();
+        let mut left = match framing {
+            Framing::Empty => return Ok(0),
+            Framing::Length(n) => n,
+            Framing::Chunked | Framing::UntilClose => u64::MAX,
+        };
+        loop {
+            let input = &self.buf[self.start..self.end];
+            let (used, done) = match framing {
+                Framing::Chunked => chunked.decode(input, &mut |data| {
+                    total += data.len() as u64;
+                    sink.body(data);
+                })?,
+                _ => {
+                    let n = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    if n > 0 {
+                        sink.body(&input[..n]);
+                        total += n as u64;
+                        if framing != Framing::UntilClose {
+                            left -= n as u64;
+                        }
+                    }
+                    (n, left == 0)
+                }
+            };
+            self.start += used;
+            if done {
+                return Ok(total);
+            }
+            if self.start == self.end {
+                self.start = 0;
+                self.end = 0;
+                if self.buf.len() < BUF_BODY && total >= self.buf.len() as u64 {
+                    self.buf.resize(BUF_BODY, 0);
+                }
+            }
+            if self.fill(self.buf.len()).await? == 0 {
+                return if framing == Framing::UntilClose {
+                    Ok(total)
+                } else {
+                    Err(ErrorClass::ClosedBeforeResponse)
+                };
+            }
+        }
+    }
+
+    /// Reads more into the buffer, growing it up to `limit` if it is full. Returns the bytes
+    /// read: 0 means the server closed the connection.
+    async fn fill(&mut self, limit: usize) -> Result<usize, ErrorClass> {
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else if self.buf.len() < limit {
+                let grown = (self.buf.len() * 2).min(limit);
+                self.buf.resize(grown, 0);
+            } else {
+                // A response head larger than the limit.
+                return Err(ErrorClass::Protocol);
+            }
+        }
+        let n = self
+            .io
+            .read(&mut self.buf[self.end..])
+            .await
+            .map_err(|e| ErrorClass::from_io_error(&e))?;
+        self.end += n;
+        Ok(n)
+    }
+}
+
+/// The framing of a response's body and whether the connection stays open after it, from its
+/// status, version (`0`: HTTP/1.0) and headers (RFC 9112 §6.3, §9.3).
+fn frame(
+    head_request: bool,
+    status: u16,
+    version: u8,
+    headers: &[httparse::Header<'_>],
+) -> Result<(Framing, bool), ErrorClass> {
+    let mut length: Option<u64> = None;
+    let mut chunked: Option<bool> = None;
+    let mut close = false;
+    let mut keep_alive = false;
+    for header in headers {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            for item in header.value.split(|&b| b == b',') {
+                let n = parse_length(item.trim_ascii()).ok_or(ErrorClass::Protocol)?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(ErrorClass::Protocol);
+                }
+                length = Some(n);
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only the last coding decides whether the body is chunked.
+            let last = header.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+            chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in header.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    let reusable = !close && (version >= 1 || keep_alive);
+    let framing = if head_request || status == 204 || status == 304 || status < 200 {
+        Framing::Empty
+    } else if let Some(chunked) = chunked {
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else if let Some(length) = length {
+        Framing::Length(length)
+    } else {
+        Framing::UntilClose
+    };
+    Ok((framing, reusable))
+}
+
+/// A `Content-Length` value: decimal digits only.
+fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
+}
+
+/// Where a chunked body's decoder is (RFC 9112 §7.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Chunked {
+    /// Reading a chunk size: hex digits so far.
+    #[default]
+    SizeStart,
+    Size {
+        size: u64,
+    },
+    /// After the size: whitespace or an extension, up to CR.
+    Extension {
+        size: u64,
+    },
+    /// Expecting the LF that ends the size line.
+    SizeLf {
+        size: u64,
+    },
+    /// Inside a chunk's data.
+    Data {
+        left: u64,
+    },
+    /// Expecting the CR LF after a chunk's data.
+    DataCr,
+    DataLf,
+    /// At the start of a trailer line (or of the empty line that ends the body).
+    TrailerStart,
+    /// Inside a trailer field line, up to LF.
+    TrailerLine,
+    /// Expecting the LF of the final empty line.
+    EndLf,
+    /// The whole body has been read.
+    Done,
+}
+
+impl Chunked {
+    /// Decodes from `input`, handing chunk data to `on_data`. Returns the bytes used and
+    /// whether the body is complete (bytes after its end are left unused).
+    fn decode(
+        &mut self,
+        input: &[u8],
+        on_data: &mut impl FnMut(&[u8]),
+    ) -> Result<(usize, bool), ErrorClass> {
+        let mut i = 0;
+        while i < input.len() && *self != Chunked::Done {
+            if let Chunked::Data { left } = *self {
+                let n = (input.len() - i).min(usize::try_from(left).unwrap_or(usize::MAX));
+                on_data(&input[i..i + n]);
+                i += n;
+                let left = left - n as u64;
+                *self = if left == 0 {
+                    Chunked::DataCr
+                } else {
+                    Chunked::Data { left }
+                };
+                continue;
+            }
+            *self = self.step(input[i])?;
+            i += 1;
+        }
+        Ok((i, *self == Chunked::Done))
+    }
+
+    /// The state after one framing byte.
+    fn step(self, byte: u8) -> Result<Chunked, ErrorClass> {
+        let digit = |b: u8| (b as char).to_digit(16).map(u64::from);
+        Ok(match (self, byte) {
+            (Chunked::SizeStart, b) => Chunked::Size {
+                size: digit(b).ok_or(ErrorClass::Protocol)?,
+            },
+            (Chunked::Size { size }, b) if digit(b).is_some() => Chunked::Size {
+                size: size
+                    .checked_mul(16)
+                    .and_then(|s| s.checked_add(digit(b)?))
+                    .ok_or(ErrorClass::Protocol)?,
+            },
+            (Chunked::Size { size }, b';' | b' ' | b'\t') => Chunked::Extension { size },
+            (Chunked::Size { size } | Chunked::Extension { size }, b'\r') => {
+                Chunked::SizeLf { size }
+            }
+            (Chunked::Extension { .. }, b'\n') => return Err(ErrorClass::Protocol),
+            (Chunked::Extension { size }, _) => Chunked::Extension { size },
+            (Chunked::SizeLf { size: 0 }, b'\n') => Chunked::TrailerStart,
+            (Chunked::SizeLf { size }, b'\n') => Chunked::Data { left: size },
+            (Chunked::DataCr, b'\r') => Chunked::DataLf,
+            (Chunked::DataLf, b'\n') => Chunked::SizeStart,
+            (Chunked::TrailerStart, b'\r') => Chunked::EndLf,
+            (Chunked::TrailerStart | Chunked::TrailerLine, b'\n') => Chunked::TrailerStart,
+            (Chunked::TrailerStart | Chunked::TrailerLine, _) => Chunked::TrailerLine,
+            (Chunked::EndLf, b'\n') => Chunked::Done,
+            _ => return Err(ErrorClass::Protocol),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+
+    use super::*;
+
+    /// What a test's sink saw.
+    #[derive(Debug, Default)]
+    struct Seen {
+        heads: Vec<u16>,
+        header_names: Vec<String>,
+        body: Vec<u8>,
+    }
+
+    impl Sink for Seen {
+        fn head(&mut self, status: u16, headers: &[httparse::Header<'_>]) {
+            self.heads.push(status);
+            self.header_names = headers.iter().map(|h| h.name.to_string()).collect();
+        }
+
+        fn body(&mut self, data: &[u8]) {
+            self.body.extend_from_slice(data);
+        }
+    }
+
+    fn get() -> EncodedRequest {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::HOST, "example.test".parse().unwrap());
+        EncodedRequest::new(&Method::GET, "/", &headers, b"")
+    }
+
+    fn head() -> EncodedRequest {
+        EncodedRequest::new(&Method::HEAD, "/", &HeaderMap::new(), b"")
+    }
+
+    /// Reads one request head from the server's end.
+    async fn read_request(server: &mut DuplexStream) -> Vec<u8> {
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                server.read(&mut byte).await.unwrap(),
+                1,
+                "request cut short"
+            );
+            seen.push(byte[0]);
+        }
+        seen
+    }
+
+    /// Reads a request on `server`, then writes `pieces` with a pause between them.
+    async fn answer(server: &mut DuplexStream, pieces: &[&[u8]]) {
+        read_request(server).await;
+        for piece in pieces {
+            server.write_all(piece).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// One exchange of `request` against a server that answers with `pieces`, then closes the
+    /// connection if `close`. Returns the wire so a test can look at it after.
+    async fn exchange(
+        request: EncodedRequest,
+        pieces: &[&[u8]],
+        close: bool,
+    ) -> (
+        Result<Response, ErrorClass>,
+        Seen,
+        Wire<DuplexStream>,
+        DuplexStream,
+    ) {
+        let (client, mut server) = duplex(1 << 16);
+        let mut wire = Wire::new(client);
+        let mut seen = Seen::default();
+        let serve = async {
+            answer(&mut server, pieces).await;
+            if close {
+                server.shutdown().await.unwrap();
+            }
+        };
+        let (result, ()) = tokio::join!(wire.exchange(&request, None, &mut seen), serve);
+        (result, seen, wire, server)
+    }
+
+    #[test]
+    fn a_request_is_encoded_once_with_its_framing() {
+        assert_eq!(
+            get().as_bytes(),
+            b"GET / HTTP/1.1\r\nhost: example.test\r\n\r\n"
+        );
+        let post = EncodedRequest::new(&Method::POST, "/a?b=c", &HeaderMap::new(), b"");
+        assert_eq!(
+            post.as_bytes(),
+            b"POST /a?b=c HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
+        );
+        let put = EncodedRequest::new(&Method::PUT, "/", &HeaderMap::new(), b"hello");
+        assert_eq!(
+            put.as_bytes(),
+            b"PUT / HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello"
+        );
+        // A length the user gave is sent as given, not twice.
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_LENGTH, "5".parse().unwrap());
+        let own = EncodedRequest::new(&Method::POST, "/", &headers, b"hello");
+        assert_eq!(
+            own.as_bytes(),
+            b"POST / HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_framed_by_its_length_arrives_in_pieces() {
+        let (result, seen, mut wire, _server) = exchange(
+            get(),
+            &[
+                b"HTTP/1.1 200 OK\r\nContent-Le",
+                b"ngth: 11\r\n\r\nhello",
+                b" world",
+            ],
+            false,
+        )
+        .await;
+        let response = result.unwrap();
+        assert_eq!(
+            response,
+            Response {
+                status: 200,
+                body_bytes: 11,
+                reusable: true
+            }
+        );
+        assert_eq!(seen.heads, [200]);
+        assert_eq!(seen.header_names, ["Content-Length"]);
+        assert_eq!(seen.body, b"hello world");
+        assert!(wire.is_open().await, "idle and open");
+    }
+
+    #[tokio::test]
+    async fn one_connection_carries_request_after_request() {
+        let (client, mut server) = duplex(1 << 16);
+        let mut wire = Wire::new(client);
+        for i in 0..3 {
+            let mut seen = Seen::default();
+            let reply = format!("HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\n{i}");
+            let (pieces, request) = ([reply.as_bytes()], get());
+            let serve = answer(&mut server, &pieces);
+            let (result, ()) = tokio::join!(wire.exchange(&request, None, &mut seen), serve);
+            assert!(result.unwrap().reusable);
+            assert_eq!(seen.body, i.to_string().as_bytes());
+            assert!(wire.is_open().await);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_body_is_read_through_and_counted() {
+        let body = vec![b'x'; 1 << 20];
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+        let (result, seen, ..) = exchange(get(), &[head.as_bytes(), &body], false).await;
+        assert_eq!(result.unwrap().body_bytes, 1 << 20);
+        assert_eq!(seen.body.len(), 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_is_decoded_with_extensions_and_trailers() {
+        let wire_bytes: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+            5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n";
+        // One byte at a time: every state boundary falls between two reads.
+        let pieces: Vec<&[u8]> = wire_bytes.chunks(1).collect();
+        let (result, seen, mut wire, _server) = exchange(get(), &pieces, false).await;
+        assert_eq!(result.unwrap().body_bytes, 11);
+        assert_eq!(seen.body, b"hello world");
+        assert!(wire.is_open().await);
+    }
+
+    #[test]
+    fn the_chunked_decoder_gives_the_same_body_however_the_input_is_split() {
+        let encoded: &[u8] =
+            b"a\r\n0123456789\r\n1F ; ext\r\n0123456789abcdef0123456789abcde\r\n0\r\n\r\nNEXT";
+        let want = b"01234567890123456789abcdef0123456789abcde";
+        for split in 0..=encoded.len() {
+            let mut decoder = Chunked::default();
+            let mut body = Vec::new();
+            let (first, done) = decoder
+                .decode(&encoded[..split], &mut |d| body.extend_from_slice(d))
+                .unwrap();
+            let used = if done {
+                first
+            } else {
+                assert_eq!(first, split, "everything before the end is used");
+                let (second, done) = decoder
+                    .decode(&encoded[split..], &mut |d| body.extend_from_slice(d))
+                    .unwrap();
+                assert!(done, "split at {split}");
+                split + second
+            };
+            assert_eq!(body, want, "split at {split}");
+            assert_eq!(&encoded[used..], b"NEXT", "split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_chunk_is_a_protocol_failure() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"5\nhello",
+            b"2\r\nabX",
+            b"11111111111111111\r\n",
+            b"2;ext\n",
+        ] {
+            let result = Chunked::default().decode(bad, &mut |_| {});
+            assert_eq!(
+                result,
+                Err(ErrorClass::Protocol),
+                "{:?}",
+                bad.escape_ascii()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_without_length_ends_with_the_connection() {
+        let (result, seen, mut wire, _server) =
+            exchange(get(), &[b"HTTP/1.1 200 OK\r\n\r\nuntil", b" close"], true).await;
+        let response = result.unwrap();
+        assert_eq!(response.body_bytes, 11);
+        assert!(!response.reusable);
+        assert_eq!(seen.body, b"until close");
+        assert!(!wire.is_open().await);
+    }
+
+    #[tokio::test]
+    async fn responses_without_a_body() {
+        let cases: [(EncodedRequest, &[u8]); 3] = [
+            (head(), b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"),
+            (get(), b"HTTP/1.1 204 No Content\r\n\r\n"),
+            (
+                get(),
+                b"HTTP/1.1 304 Not Modified\r\ncontent-length: 5\r\n\r\n",
+            ),
+        ];
+        for (request, reply) in cases {
+            let (result, seen, mut wire, _server) = exchange(request, &[reply], false).await;
+            let response = result.unwrap();
+            assert_eq!(response.body_bytes, 0, "{:?}", reply.escape_ascii());
+            assert!(response.reusable);
+            assert!(seen.body.is_empty());
+            assert!(wire.is_open().await, "nothing left unread");
+        }
+    }
+
+    #[tokio::test]
+    async fn interim_responses_are_skipped() {
+        let (result, seen, ..) = exchange(
+            get(),
+            &[
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n",
+                b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok",
+            ],
+            false,
+        )
+        .await;
+        assert_eq!(result.unwrap().status, 201);
+        assert_eq!(seen.heads, [201], "only the final head reaches the sink");
+        assert_eq!(seen.body, b"ok");
+    }
+
+    #[tokio::test]
+    async fn whether_the_connection_stays_open() {
+        let cases: [(&[u8], bool); 5] = [
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", true),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n",
+                false,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nconnection: upgrade, Close\r\ncontent-length: 0\r\n\r\n",
+                false,
+            ),
+            (b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n", false),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\ncontent-length: 0\r\n\r\n",
+                true,
+            ),
+        ];
+        for (reply, reusable) in cases {
+            let (result, ..) = exchange(get(), &[reply], false).await;
+            assert_eq!(
+                result.unwrap().reusable,
+                reusable,
+                "{:?}",
+                reply.escape_ascii()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn failures_are_classified() {
+        let cases: [(&[u8], ErrorClass); 7] = [
+            (b"", ErrorClass::ClosedBeforeResponse),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-le",
+                ErrorClass::ClosedBeforeResponse,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
+                ErrorClass::ClosedBeforeResponse,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
+                ErrorClass::ClosedBeforeResponse,
+            ),
+            (b"garbage garbage\r\n\r\n", ErrorClass::Protocol),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+                ErrorClass::Protocol,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+                ErrorClass::Protocol,
+            ),
+        ];
+        for (reply, class) in cases {
+            let (result, ..) = exchange(get(), &[reply], true).await;
+            assert_eq!(result, Err(class), "{:?}", reply.escape_ascii());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_larger_than_the_limit_is_a_protocol_failure() {
+        let (client, mut server) = duplex(1 << 16);
+        let mut wire = Wire::new(client);
+        let serve = async {
+            read_request(&mut server).await;
+            let _ = server.write_all(b"HTTP/1.1 200 OK\r\n").await;
+            let line = format!("x-filler: {}\r\n", "y".repeat(1000));
+            // Stops when the client gives up and its end is dropped... or the limit is passed.
+            for _ in 0..(MAX_HEAD / line.len() + 10) {
+                if server.write_all(line.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let request = get();
+        let exchange = async {
+            let result = wire.exchange(&request, None, &mut Seen::default()).await;
+            drop(wire);
+            result
+        };
+        let (result, ()) = tokio::join!(exchange, serve);
+        assert_eq!(result, Err(ErrorClass::Protocol));
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_that_the_server_closed_or_wrote_to_is_not_open() {
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        let (_, _, mut wire, mut server) = exchange(get(), &[reply], false).await;
+        assert!(wire.is_open().await);
+        server.shutdown().await.unwrap();
+        tokio::task::yield_now().await;
+        assert!(!wire.is_open().await, "closed by the server");
+
+        let (_, _, mut wire, mut server) = exchange(get(), &[reply], false).await;
+        server
+            .write_all(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(!wire.is_open().await, "a response to nothing");
+
+        // Bytes after the response, in the same read.
+        let (result, _, mut wire, _server) = exchange(
+            get(),
+            &[b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\nextra"],
+            false,
+        )
+        .await;
+        assert!(result.unwrap().reusable);
+        assert!(!wire.is_open().await, "bytes nobody asked for");
+    }
+}
