@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use http::header::{HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 
 use crate::config::{
@@ -89,6 +89,12 @@ pub enum Error {
     /// A header not in `Name: value` form, or with invalid characters.
     #[error("header {0:?} is not of the form 'Name: value'")]
     Header(String),
+    /// A header that frames the body (`content-length`, `transfer-encoding`): gapless sets the
+    /// length from the body itself, and a second framing would corrupt the request.
+    #[error(
+        "header {0:?} cannot be set: gapless frames the request body itself (its length comes from --body or --body-file)"
+    )]
+    FramingHeader(String),
     /// An invalid method.
     #[error("{0:?} is not a valid HTTP method")]
     Method(String),
@@ -437,6 +443,11 @@ impl RunArgs {
         }
         for (name, value) in &given {
             headers.append(name, value.clone());
+        }
+        for framing in [header::CONTENT_LENGTH, header::TRANSFER_ENCODING] {
+            if headers.contains_key(&framing) {
+                return Err(Error::FramingHeader(framing.to_string()));
+            }
         }
         let body = match (&self.body, &self.body_file) {
             (Some(b), _) => Bytes::from(b.clone()),

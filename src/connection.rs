@@ -92,7 +92,12 @@ impl RequestTemplate {
                 HeaderValue::from_static(concat!("gapless/", env!("CARGO_PKG_VERSION"))),
             );
         }
-        let encoded = EncodedRequest::new(&target.method, &uri.to_string(), &headers, &target.body);
+        let encoded = EncodedRequest::new(
+            &target.method,
+            &uri.to_string(),
+            &headers,
+            target.body.clone(),
+        );
         RequestTemplate {
             method: target.method.clone(),
             uri,

@@ -115,6 +115,12 @@ impl ErrorClass {
         match err.kind() {
             // Bytes that do not decode (a bad TLS record, typically).
             io::ErrorKind::InvalidData => ErrorClass::Protocol,
+            // The connection broke under the request: an ICMP error ended the retransmissions,
+            // the socket is no longer connected, or it took no more bytes.
+            io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+            | io::ErrorKind::NotConnected
+            | io::ErrorKind::WriteZero => ErrorClass::Reset,
             kind => Self::from_io_kind(kind).unwrap_or(ErrorClass::Other),
         }
     }

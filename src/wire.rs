@@ -19,13 +19,14 @@
 //! since; [`Wire::is_open`] checks the last two before each request.
 
 use std::future::poll_fn;
+use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::Poll;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Method};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::outcome::ErrorClass;
 use crate::stamped::Activity;
@@ -43,19 +44,21 @@ const BUF_BODY: usize = 64 * 1024;
 /// limit is about the same).
 pub const MAX_HEAD: usize = 400 * 1024;
 
-/// An HTTP/1.1 request, encoded once.
+/// An HTTP/1.1 request, encoded once: its head, and its body (shared, not copied).
 #[derive(Clone, Debug)]
 pub struct EncodedRequest {
-    bytes: Bytes,
-    head: bool,
+    head: Bytes,
+    body: Bytes,
+    head_method: bool,
 }
 
 impl EncodedRequest {
     /// Encodes a request line for `target` (origin form, such as `/path?q`), the `headers` in
-    /// their order (names in lower case, as hyper sends them), a `content-length` unless the
-    /// headers frame the body themselves, and the body.
-    pub fn new(method: &Method, target: &str, headers: &HeaderMap, body: &[u8]) -> EncodedRequest {
-        let mut out = BytesMut::with_capacity(256 + body.len());
+    /// their order (names in lower case, as hyper sends them), then a `content-length` for the
+    /// body, which a `POST`, `PUT` or `PATCH` gets even when empty. `headers` must not frame the
+    /// body themselves (`content-length`, `transfer-encoding`): the configuration refuses them.
+    pub fn new(method: &Method, target: &str, headers: &HeaderMap, body: Bytes) -> EncodedRequest {
+        let mut out = BytesMut::with_capacity(256);
         out.put_slice(method.as_str().as_bytes());
         out.put_u8(b' ');
         out.put_slice(target.as_bytes());
@@ -66,26 +69,31 @@ impl EncodedRequest {
             out.put_slice(value.as_bytes());
             out.put_slice(b"\r\n");
         }
-        let framed = headers.contains_key(http::header::CONTENT_LENGTH)
-            || headers.contains_key(http::header::TRANSFER_ENCODING);
-        let needs_length =
-            !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
-        if !framed && needs_length {
+        if !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
             out.put_slice(b"content-length: ");
             out.put_slice(body.len().to_string().as_bytes());
             out.put_slice(b"\r\n");
         }
         out.put_slice(b"\r\n");
-        out.put_slice(body);
         EncodedRequest {
-            bytes: out.freeze(),
-            head: *method == Method::HEAD,
+            head: out.freeze(),
+            body,
+            head_method: *method == Method::HEAD,
         }
     }
 
-    /// The bytes written for each request.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+    /// The request line and headers, up to and including the empty line.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    fn len(&self) -> usize {
+        self.head.len() + self.body.len()
     }
 }
 
@@ -148,7 +156,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
         if self.start < self.end {
             return false;
         }
-        poll_fn(|cx| {
+        // Outside tokio's task budget: a spent budget would make the read say "nothing yet"
+        // about a connection the server has closed.
+        tokio::task::unconstrained(poll_fn(|cx| {
             let mut probe = ReadBuf::new(&mut self.buf);
             // Pending: nothing to read. Anything else is a close, unexpected bytes, or a
             // broken socket.
@@ -157,7 +167,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
                     .poll_read(cx, &mut probe)
                     .is_pending(),
             )
-        })
+        }))
         .await
     }
 
@@ -171,28 +181,78 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
     ) -> Result<Response, ErrorClass> {
         self.start = 0;
         self.end = 0;
-        self.io
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| ErrorClass::from_io_error(&e))?;
-        self.io
-            .flush()
-            .await
-            .map_err(|e| ErrorClass::from_io_error(&e))?;
+        let sent_whole = self.send(request).await?;
         loop {
-            let (status, framing, keep_alive) = self.read_head(request.head, sink).await?;
+            let (status, framing, keep_alive) = self.read_head(request.head_method, sink).await?;
             if (100..200).contains(&status) && status != 101 {
                 // Interim (100 Continue, 103 Early Hints): the final response follows.
                 continue;
             }
             let _body = activity.map(Activity::transfer);
             let body_bytes = self.read_body(framing, sink).await?;
+            if self.buf.len() > BUF_BODY && self.start == self.end {
+                // A large head grew the buffer: give the memory back.
+                self.buf = vec![0; BUF_BODY];
+                (self.start, self.end) = (0, 0);
+            }
             return Ok(Response {
                 status,
                 body_bytes,
-                reusable: keep_alive && !matches!(framing, Framing::UntilClose) && status != 101,
+                reusable: keep_alive
+                    && sent_whole
+                    && !matches!(framing, Framing::UntilClose)
+                    && status != 101,
             });
         }
+    }
+
+    /// Writes the request. While the socket cannot take more, it also reads: a server may
+    /// answer before it has read the whole body (a `413`, a `401`) and then stop reading. Then
+    /// the rest is not sent and the answer is read as the response (`false`: the request went
+    /// out incomplete and the connection cannot be reused).
+    async fn send(&mut self, request: &EncodedRequest) -> Result<bool, ErrorClass> {
+        let (head, body) = (request.head(), request.body());
+        let mut written = 0;
+        poll_fn(|cx| {
+            while written < request.len() {
+                let io = Pin::new(&mut self.io);
+                let wrote = if written < head.len() && !body.is_empty() {
+                    let parts = [io::IoSlice::new(&head[written..]), io::IoSlice::new(body)];
+                    io.poll_write_vectored(cx, &parts)
+                } else if written < head.len() {
+                    io.poll_write(cx, &head[written..])
+                } else {
+                    io.poll_write(cx, &body[written - head.len()..])
+                };
+                match wrote {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(ErrorClass::from_io_error(&io::Error::from(
+                            io::ErrorKind::WriteZero,
+                        ))));
+                    }
+                    Poll::Ready(Ok(n)) => written += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(ErrorClass::from_io_error(&e))),
+                    Poll::Pending => {
+                        // Blocked: has the server answered already?
+                        let mut unread = ReadBuf::new(&mut self.buf[self.end..]);
+                        return match Pin::new(&mut self.io).poll_read(cx, &mut unread) {
+                            Poll::Pending => Poll::Pending,
+                            Poll::Ready(Ok(())) => {
+                                // Bytes of an answer, or a close (read as the response).
+                                self.end += unread.filled().len();
+                                Poll::Ready(Ok(false))
+                            }
+                            Poll::Ready(Err(e)) => Poll::Ready(Err(ErrorClass::from_io_error(&e))),
+                        };
+                    }
+                }
+            }
+            Pin::new(&mut self.io)
+                .poll_flush(cx)
+                .map_err(|e| ErrorClass::from_io_error(&e))
+                .map_ok(|()| true)
+        })
+        .await
     }
 
     /// Reads and parses one response head, leaving the bytes after it unread. A final head goes
@@ -215,6 +275,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
                 match parsed {
                     Ok(httparse::Status::Complete(len)) => {
                         let status = response.code.unwrap_or(0);
+                        if !(100..=999).contains(&status) {
+                            return Err(ErrorClass::Protocol);
+                        }
                         let version = response.version.unwrap_or(1);
                         let (framing, keep_alive) =
                             frame(head_request, status, version, response.headers)?;
@@ -315,14 +378,15 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
 }
 
 /// The framing of a response's body and whether the connection stays open after it, from its
-/// status, version (`0`: HTTP/1.0) and headers (RFC 9112 §6.3, §9.3).
+/// status, version (`0`: HTTP/1.0) and headers (RFC 9112 §6.3, §9.3). The body's length is
+/// only checked when it frames the body, as hyper does.
 fn frame(
     head_request: bool,
     status: u16,
     version: u8,
     headers: &[httparse::Header<'_>],
 ) -> Result<(Framing, bool), ErrorClass> {
-    let mut length: Option<u64> = None;
+    let mut length: Option<Result<u64, ErrorClass>> = None;
     let mut chunked: Option<bool> = None;
     let mut close = false;
     let mut keep_alive = false;
@@ -330,11 +394,12 @@ fn frame(
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
             for item in header.value.split(|&b| b == b',') {
-                let n = parse_length(item.trim_ascii()).ok_or(ErrorClass::Protocol)?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(ErrorClass::Protocol);
-                }
-                length = Some(n);
+                let n = parse_length(item.trim_ascii()).ok_or(ErrorClass::Protocol);
+                length = Some(match (length, n) {
+                    (Some(Ok(l)), Ok(n)) if l != n => Err(ErrorClass::Protocol),
+                    (Some(Err(e)), _) | (_, Err(e)) => Err(e),
+                    (_, Ok(n)) => Ok(n),
+                });
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             // Only the last coding decides whether the body is chunked.
@@ -352,13 +417,18 @@ fn frame(
     let framing = if head_request || status == 204 || status == 304 || status < 200 {
         Framing::Empty
     } else if let Some(chunked) = chunked {
+        if version == 0 {
+            // Transfer codings are HTTP/1.1: an HTTP/1.0 message with one is faulty (RFC
+            // 9112 §6.1).
+            return Err(ErrorClass::Protocol);
+        }
         if chunked {
             Framing::Chunked
         } else {
             Framing::UntilClose
         }
     } else if let Some(length) = length {
-        Framing::Length(length)
+        Framing::Length(length?)
     } else {
         Framing::UntilClose
     };
@@ -386,7 +456,11 @@ enum Chunked {
     Size {
         size: u64,
     },
-    /// After the size: whitespace or an extension, up to CR.
+    /// Whitespace after the size.
+    SizeSpace {
+        size: u64,
+    },
+    /// An extension, up to CR.
     Extension {
         size: u64,
     },
@@ -452,10 +526,16 @@ impl Chunked {
                     .and_then(|s| s.checked_add(digit(b)?))
                     .ok_or(ErrorClass::Protocol)?,
             },
-            (Chunked::Size { size }, b';' | b' ' | b'\t') => Chunked::Extension { size },
-            (Chunked::Size { size } | Chunked::Extension { size }, b'\r') => {
-                Chunked::SizeLf { size }
+            (Chunked::Size { size } | Chunked::SizeSpace { size }, b' ' | b'\t') => {
+                Chunked::SizeSpace { size }
             }
+            (Chunked::Size { size } | Chunked::SizeSpace { size }, b';') => {
+                Chunked::Extension { size }
+            }
+            (
+                Chunked::Size { size } | Chunked::SizeSpace { size } | Chunked::Extension { size },
+                b'\r',
+            ) => Chunked::SizeLf { size },
             (Chunked::Extension { .. }, b'\n') => return Err(ErrorClass::Protocol),
             (Chunked::Extension { size }, _) => Chunked::Extension { size },
             (Chunked::SizeLf { size: 0 }, b'\n') => Chunked::TrailerStart,
@@ -474,6 +554,8 @@ impl Chunked {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use std::future::Future;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
 
@@ -501,11 +583,16 @@ mod tests {
     fn get() -> EncodedRequest {
         let mut headers = HeaderMap::new();
         headers.insert(http::header::HOST, "example.test".parse().unwrap());
-        EncodedRequest::new(&Method::GET, "/", &headers, b"")
+        EncodedRequest::new(&Method::GET, "/", &headers, Bytes::new())
     }
 
     fn head() -> EncodedRequest {
-        EncodedRequest::new(&Method::HEAD, "/", &HeaderMap::new(), b"")
+        EncodedRequest::new(&Method::HEAD, "/", &HeaderMap::new(), Bytes::new())
+    }
+
+    /// Everything a request writes.
+    fn bytes_of(request: &EncodedRequest) -> Vec<u8> {
+        [request.head(), request.body()].concat()
     }
 
     /// Reads one request head from the server's end.
@@ -560,27 +647,91 @@ mod tests {
     #[test]
     fn a_request_is_encoded_once_with_its_framing() {
         assert_eq!(
-            get().as_bytes(),
+            bytes_of(&get()),
             b"GET / HTTP/1.1\r\nhost: example.test\r\n\r\n"
         );
-        let post = EncodedRequest::new(&Method::POST, "/a?b=c", &HeaderMap::new(), b"");
+        let post = EncodedRequest::new(&Method::POST, "/a?b=c", &HeaderMap::new(), Bytes::new());
         assert_eq!(
-            post.as_bytes(),
+            bytes_of(&post),
             b"POST /a?b=c HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
         );
-        let put = EncodedRequest::new(&Method::PUT, "/", &HeaderMap::new(), b"hello");
+        let body = Bytes::from_static(b"hello");
+        let put = EncodedRequest::new(&Method::PUT, "/", &HeaderMap::new(), body.clone());
         assert_eq!(
-            put.as_bytes(),
+            bytes_of(&put),
             b"PUT / HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello"
         );
-        // A length the user gave is sent as given, not twice.
-        let mut headers = HeaderMap::new();
-        headers.insert(http::header::CONTENT_LENGTH, "5".parse().unwrap());
-        let own = EncodedRequest::new(&Method::POST, "/", &headers, b"hello");
         assert_eq!(
-            own.as_bytes(),
-            b"POST / HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello"
+            put.body().as_ptr(),
+            body.as_ptr(),
+            "the body is shared, not copied"
         );
+    }
+
+    /// A server that answers a large upload before reading it (a `413`, say) and then reads no
+    /// more: the answer is the response, and the connection is not reused.
+    #[tokio::test]
+    async fn an_answer_before_the_body_is_sent_is_the_response() {
+        let (client, mut server) = duplex(64 * 1024);
+        let mut wire = Wire::new(client);
+        let body = Bytes::from(vec![b'x'; 4 << 20]);
+        let request = EncodedRequest::new(&Method::POST, "/", &HeaderMap::new(), body);
+        let serve = async {
+            read_request(&mut server).await;
+            let answer = b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 4\r\n\r\nbig!";
+            server.write_all(answer).await.unwrap();
+            server
+        };
+        let mut seen = Seen::default();
+        let exchange = tokio::time::timeout(
+            Duration::from_secs(5),
+            wire.exchange(&request, None, &mut seen),
+        );
+        let (result, _server) = tokio::join!(exchange, serve);
+        let response = result.expect("answered before the timeout").unwrap();
+        assert_eq!(response.status, 413);
+        assert!(!response.reusable, "the request went out incomplete");
+        assert_eq!(seen.body, b"big!");
+    }
+
+    /// The same upload to a server that reads it all is sent whole.
+    #[tokio::test]
+    async fn a_large_body_is_sent_whole() {
+        let (client, mut server) = duplex(64 * 1024);
+        let mut wire = Wire::new(client);
+        let body = Bytes::from(vec![b'x'; 4 << 20]);
+        let request = EncodedRequest::new(&Method::POST, "/", &HeaderMap::new(), body);
+        let serve = async {
+            read_request(&mut server).await;
+            let mut rest = vec![0u8; 4 << 20];
+            server.read_exact(&mut rest).await.unwrap();
+            assert!(rest.iter().all(|&b| b == b'x'));
+            server
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            server
+        };
+        let mut seen = Seen::default();
+        let (result, _server) = tokio::join!(wire.exchange(&request, None, &mut seen), serve);
+        assert!(result.unwrap().reusable);
+    }
+
+    /// A spent task budget (tokio's cooperative scheduling) must not hide a close.
+    #[tokio::test]
+    async fn a_close_is_seen_whatever_the_task_budget() {
+        let (client, mut server) = duplex(1 << 16);
+        let mut wire = Wire::new(client);
+        server.shutdown().await.unwrap();
+        drop(server);
+        let open = poll_fn(|cx| {
+            while let Poll::Ready(progress) = tokio::task::coop::poll_proceed(cx) {
+                progress.made_progress();
+            }
+            std::pin::pin!(wire.is_open()).poll(cx)
+        })
+        .await;
+        assert!(!open, "closed by the server, with the budget spent");
     }
 
     #[tokio::test]
@@ -681,6 +832,7 @@ mod tests {
             b"2\r\nabX",
             b"11111111111111111\r\n",
             b"2;ext\n",
+            b"5 junk\r\n",
         ] {
             let result = Chunked::default().decode(bad, &mut |_| {});
             assert_eq!(
@@ -720,6 +872,22 @@ mod tests {
             assert!(response.reusable);
             assert!(seen.body.is_empty());
             assert!(wire.is_open().await, "nothing left unread");
+        }
+    }
+
+    /// hyper looks at the status, the method and the transfer coding before the length: a
+    /// length that frames nothing is not checked.
+    #[tokio::test]
+    async fn a_bad_length_that_frames_nothing_is_ignored() {
+        let cases: [(&[u8], &[u8]); 3] = [
+            (b"HTTP/1.1 304 Not Modified\r\ncontent-length: abc\r\n\r\n", b""),
+            (b"HTTP/1.1 100 Continue\r\ncontent-length: x\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", b"ok"),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 1, 2\r\n\r\n2\r\nok\r\n0\r\n\r\n", b"ok"),
+        ];
+        for (reply, body) in cases {
+            let (result, seen, ..) = exchange(get(), &[reply], false).await;
+            assert!(result.is_ok(), "{:?}: {result:?}", reply.escape_ascii());
+            assert_eq!(seen.body, body);
         }
     }
 
@@ -770,7 +938,10 @@ mod tests {
 
     #[tokio::test]
     async fn failures_are_classified() {
-        let cases: [(&[u8], ErrorClass); 7] = [
+        let cases: [(&[u8], ErrorClass); 10] = [
+            (b"HTTP/1.1 000 Zero\r\n\r\n", ErrorClass::Protocol),
+            (b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n", ErrorClass::Protocol),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5 junk\r\nhello\r\n0\r\n\r\n", ErrorClass::Protocol),
             (b"", ErrorClass::ClosedBeforeResponse),
             (
                 b"HTTP/1.1 200 OK\r\ncontent-le",
@@ -823,6 +994,18 @@ mod tests {
         };
         let (result, ()) = tokio::join!(exchange, serve);
         assert_eq!(result, Err(ErrorClass::Protocol));
+    }
+
+    #[tokio::test]
+    async fn a_buffer_grown_by_a_large_head_shrinks_back() {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nx-filler: {}\r\ncontent-length: 2\r\n\r\nok",
+            "y".repeat(200 * 1024)
+        );
+        let (result, seen, wire, _server) = exchange(get(), &[head.as_bytes()], false).await;
+        assert!(result.unwrap().reusable);
+        assert_eq!(seen.body, b"ok");
+        assert_eq!(wire.buf.len(), BUF_BODY);
     }
 
     #[tokio::test]

@@ -47,6 +47,27 @@ fn negative_qps() {
     one_sentence(&[URL, "-d", "1s", "-q", "-5"], &["--qps"]);
 }
 
+/// gapless sets the body's length itself; a second framing would corrupt every request.
+#[test]
+fn framing_headers() {
+    one_sentence(
+        &[
+            URL,
+            "-d",
+            "1s",
+            "-H",
+            "Content-Length: 5",
+            "--body",
+            "hello",
+        ],
+        &["\"content-length\"", "--body"],
+    );
+    one_sentence(
+        &[URL, "-d", "1s", "-H", "transfer-encoding: chunked"],
+        &["\"transfer-encoding\""],
+    );
+}
+
 #[test]
 fn slot_below_minimum() {
     one_sentence(&[URL, "-d", "1s", "--slot", "1ms"], &["--slot", "10ms"]);
