@@ -668,14 +668,19 @@ mod tests {
         );
     }
 
+    /// A 4 MiB `POST` on a pipe that holds 64 KiB: the connection, the server's end, the request.
+    fn upload() -> (Wire<DuplexStream>, DuplexStream, EncodedRequest) {
+        let (client, server) = duplex(64 * 1024);
+        let body = Bytes::from(vec![b'x'; 4 << 20]);
+        let request = EncodedRequest::new(&Method::POST, "/", &HeaderMap::new(), body);
+        (Wire::new(client), server, request)
+    }
+
     /// A server that answers a large upload before reading it (a `413`, say) and then reads no
     /// more: the answer is the response, and the connection is not reused.
     #[tokio::test]
     async fn an_answer_before_the_body_is_sent_is_the_response() {
-        let (client, mut server) = duplex(64 * 1024);
-        let mut wire = Wire::new(client);
-        let body = Bytes::from(vec![b'x'; 4 << 20]);
-        let request = EncodedRequest::new(&Method::POST, "/", &HeaderMap::new(), body);
+        let (mut wire, mut server, request) = upload();
         let serve = async {
             read_request(&mut server).await;
             let answer = b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 4\r\n\r\nbig!";
@@ -697,10 +702,7 @@ mod tests {
     /// The same upload to a server that reads it all is sent whole.
     #[tokio::test]
     async fn a_large_body_is_sent_whole() {
-        let (client, mut server) = duplex(64 * 1024);
-        let mut wire = Wire::new(client);
-        let body = Bytes::from(vec![b'x'; 4 << 20]);
-        let request = EncodedRequest::new(&Method::POST, "/", &HeaderMap::new(), body);
+        let (mut wire, mut server, request) = upload();
         let serve = async {
             read_request(&mut server).await;
             let mut rest = vec![0u8; 4 << 20];
