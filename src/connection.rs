@@ -16,7 +16,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use http::header::{HOST, HeaderValue, USER_AGENT};
+use http::header::{HOST, HeaderName, HeaderValue, USER_AGENT};
 use http::{HeaderMap, Method, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -215,17 +215,7 @@ impl Link {
                     // again (see `Activity`).
                     activity.arrived_in_pieces();
                 }
-                Ok(Reply {
-                    status: response.status,
-                    body_bytes: response.body_bytes,
-                    version: gleaned
-                        .version
-                        .or_else(|| probe.identify_body(&gleaned.prefix)),
-                    envoy: (response.status >= 500)
-                        .then(|| EnvoyReply::recognise(gleaned.envoy_server, &gleaned.prefix))
-                        .flatten(),
-                    received: last.get(),
-                })
+                Ok(gleaned.reply(response.status, response.body_bytes, last.get()))
             }
             Link::H2(s) => {
                 let response = s.send_request(request.build());
@@ -264,22 +254,42 @@ impl<'a> Gleaned<'a> {
             prefix: Vec::new(),
         }
     }
-}
 
-impl Sink for Gleaned<'_> {
-    fn head(&mut self, status: u16, headers: &[httparse::Header<'_>]) {
-        let value_of = |name: &http::HeaderName| {
-            headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case(name.as_str()))
-                .map(|h| h.value)
-        };
-        self.version = self.probe.identify_header(value_of);
+    /// Takes what the response head says: the version (from a header), whether Envoy
+    /// answered, and how much of the body to keep. `value_of` looks a header's value up.
+    fn note_head<'v>(&mut self, status: u16, value_of: impl Fn(&HeaderName) -> Option<&'v [u8]>) {
+        self.version = self.probe.identify_header(&value_of);
         if status >= 500 {
             self.envoy_server =
                 value_of(&http::header::SERVER).is_some_and(EnvoyReply::is_envoy_server);
         }
         self.keep = kept_prefix(self.probe, status);
+    }
+
+    /// The reply, once the body has been read.
+    fn reply(self, status: u16, body_bytes: u64, received: Option<Instant>) -> Reply {
+        Reply {
+            status,
+            body_bytes,
+            version: self
+                .version
+                .or_else(|| self.probe.identify_body(&self.prefix)),
+            envoy: (status >= 500)
+                .then(|| EnvoyReply::recognise(self.envoy_server, &self.prefix))
+                .flatten(),
+            received,
+        }
+    }
+}
+
+impl Sink for Gleaned<'_> {
+    fn head(&mut self, status: u16, headers: &[httparse::Header<'_>]) {
+        self.note_head(status, |name| {
+            headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name.as_str()))
+                .map(|h| h.value)
+        });
     }
 
     fn body(&mut self, data: &[u8]) {
@@ -315,31 +325,17 @@ async fn read_reply(
         .map_err(|e| ErrorClass::from_hyper_error(&e))?;
     let status = response.status().as_u16();
     let (parts, mut body) = response.into_parts();
-    let mut prefix = Vec::new();
-    let keep = kept_prefix(probe, status);
+    let mut gleaned = Gleaned::new(probe, received);
+    gleaned.note_head(status, |name| parts.headers.get(name).map(|v| v.as_bytes()));
     let mut body_bytes = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ErrorClass::from_hyper_error(&e))?;
         if let Some(data) = frame.data_ref() {
             body_bytes += data.len() as u64;
-            received.fetch_add(data.len() as u64, Ordering::Relaxed);
-            let room = keep.saturating_sub(prefix.len());
-            prefix.extend_from_slice(&data[..data.len().min(room)]);
+            gleaned.body(data);
         }
     }
-    let envoy_server = parts
-        .headers
-        .get(http::header::SERVER)
-        .is_some_and(|v| EnvoyReply::is_envoy_server(v.as_bytes()));
-    Ok(Reply {
-        status,
-        body_bytes,
-        version: probe.identify(&parts.headers, &prefix),
-        envoy: (status >= 500)
-            .then(|| EnvoyReply::recognise(envoy_server, &prefix))
-            .flatten(),
-        received: None,
-    })
+    Ok(gleaned.reply(status, body_bytes, None))
 }
 
 /// Opens connections to one target.

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderName;
 use regex::bytes::Regex;
 
 /// Most distinct version labels tracked.
@@ -57,15 +57,6 @@ impl VersionProbe {
     /// True when the body must be kept (its first [`BODY_PREFIX`] bytes).
     pub fn needs_body(&self) -> bool {
         self.header.is_none() && self.regex.is_some()
-    }
-
-    /// The version of a response, from its headers or the start of its body.
-    pub fn identify(&self, headers: &HeaderMap, body_prefix: &[u8]) -> Option<VersionId> {
-        if self.header.is_some() {
-            self.identify_header(|name| headers.get(name).map(|v| v.as_bytes()))
-        } else {
-            self.identify_body(body_prefix)
-        }
     }
 
     /// The version from the probe's header, given a way to look a header's value up (`None`
@@ -155,25 +146,35 @@ impl Labels {
 
 #[cfg(test)]
 mod tests {
+    use http::HeaderMap;
+
     use super::*;
 
     #[test]
     fn header_and_regex_probes() {
         let probe = VersionProbe::new(Some(HeaderName::from_static("x-version")), None);
         let mut headers = HeaderMap::new();
-        assert_eq!(probe.identify(&headers, b""), None);
+        let value_of = |headers: &HeaderMap| {
+            probe.identify_header(|name| headers.get(name).map(|v| v.as_bytes()))
+        };
+        assert_eq!(value_of(&headers), None);
+        assert_eq!(
+            probe.identify_body(b"v2"),
+            None,
+            "a header probe reads no body"
+        );
         headers.insert("x-version", "v2".parse().unwrap());
-        let v2 = probe.identify(&headers, b"").unwrap();
+        let v2 = value_of(&headers).unwrap();
         assert_eq!(probe.labels().name(v2), "v2");
         assert!(!probe.needs_body());
 
         let probe = VersionProbe::new(None, Some(Regex::new(r#""version":"([^"]+)""#).unwrap()));
         assert!(probe.needs_body());
         let id = probe
-            .identify(&HeaderMap::new(), br#"{"version":"1.4.2","ok":true}"#)
+            .identify_body(br#"{"version":"1.4.2","ok":true}"#)
             .unwrap();
         assert_eq!(probe.labels().name(id), "1.4.2");
-        assert_eq!(probe.identify(&HeaderMap::new(), b"nothing"), None);
+        assert_eq!(probe.identify_body(b"nothing"), None);
     }
 
     #[test]

@@ -184,8 +184,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
         let sent_whole = self.send(request).await?;
         loop {
             let (status, framing, keep_alive) = self.read_head(request.head_method, sink).await?;
-            if (100..200).contains(&status) && status != 101 {
-                // Interim (100 Continue, 103 Early Hints): the final response follows.
+            if interim(status) {
+                // The final response follows.
                 continue;
             }
             let _body = activity.map(Activity::transfer);
@@ -281,7 +281,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
                         let version = response.version.unwrap_or(1);
                         let (framing, keep_alive) =
                             frame(head_request, status, version, response.headers)?;
-                        if !(100..200).contains(&status) || status == 101 {
+                        if !interim(status) {
                             sink.head(status, response.headers);
                         }
                         self.start += len;
@@ -375,6 +375,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
         self.end += n;
         Ok(n)
     }
+}
+
+/// An interim response (`100 Continue`, `103 Early Hints`): a final one follows. `101
+/// Switching Protocols` is final.
+fn interim(status: u16) -> bool {
+    (100..200).contains(&status) && status != 101
 }
 
 /// The framing of a response's body and whether the connection stays open after it, from its
