@@ -445,30 +445,14 @@ async fn execute(
     // Whatever is left of the group goes: the command itself if it did not exit, and anything
     // it left behind if it did (after a grace that lets a daemon detach, reading output meanwhile).
     if matches!(end, End::Exited(_)) {
-        let grace = tokio::time::sleep(LEFTOVER_GRACE);
-        tokio::pin!(grace);
-        while !(out.done && err.done) {
-            tokio::select! {
-                _ = &mut grace => break,
-                line = out.next(), if !out.done => if let Some(line) = line { emit(line) },
-                line = err.next(), if !err.done => if let Some(line) = line { emit(line) },
-            }
-        }
+        read_output_for(LEFTOVER_GRACE, &mut out, &mut err, &mut emit).await;
     }
     kill_group(group);
     let status = match &end {
         End::Exited(status) => status.as_ref().ok().copied(),
         End::TimedOut | End::Stopped => child.wait().await.ok(),
     };
-    let drain = tokio::time::sleep(DRAIN);
-    tokio::pin!(drain);
-    while !(out.done && err.done) {
-        tokio::select! {
-            _ = &mut drain => break,
-            line = out.next(), if !out.done => if let Some(line) = line { emit(line) },
-            line = err.next(), if !err.done => if let Some(line) = line { emit(line) },
-        }
-    }
+    read_output_for(DRAIN, &mut out, &mut err, &mut emit).await;
     record.end = Some(start.elapsed());
     record.output_tail = tail.into();
     record.exit_code = status.and_then(|s| s.code());
@@ -601,6 +585,27 @@ fn exit_signal(status: ExitStatus) -> Option<i32> {
 #[cfg(not(unix))]
 fn exit_signal(_: ExitStatus) -> Option<i32> {
     None
+}
+
+/// Hands a step's output lines to `emit` until both pipes end or `limit` has passed.
+async fn read_output_for<O, E>(
+    limit: Duration,
+    out: &mut Lines<O>,
+    err: &mut Lines<E>,
+    emit: &mut impl FnMut(String),
+) where
+    O: AsyncRead + Unpin,
+    E: AsyncRead + Unpin,
+{
+    let timer = tokio::time::sleep(limit);
+    tokio::pin!(timer);
+    while !(out.done && err.done) {
+        tokio::select! {
+            _ = &mut timer => break,
+            line = out.next(), if !out.done => if let Some(line) = line { emit(line) },
+            line = err.next(), if !err.done => if let Some(line) = line { emit(line) },
+        }
+    }
 }
 
 /// Bounded lines from a pipe: a line longer than [`MAX_LINE`] is cut, never buffered whole.
