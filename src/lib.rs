@@ -56,7 +56,6 @@ pub mod redact;
 pub mod report;
 pub mod rollout;
 pub mod run;
-pub mod scenario;
 pub mod schedule;
 pub mod serve;
 pub mod stamped;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use gapless::scenario::Scenario;
+use gapless::cli::scenario::Scenario;
 use proptest::prelude::*;
 
 fn env(name: &str) -> Option<String> {

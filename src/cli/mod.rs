@@ -18,7 +18,9 @@ use crate::config::{
     TargetUrl, VerdictConfig,
 };
 use crate::demo::DemoSpec;
-use crate::scenario::{self, STEP_TIMEOUT, Scenario};
+pub mod scenario;
+
+use scenario::{STEP_TIMEOUT, Scenario};
 use crate::serve::ServeConfig;
 
 /// Errors in command-line values, each one sentence.
