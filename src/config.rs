@@ -154,16 +154,25 @@ impl FromStr for OkCodes {
 }
 
 /// A validated `http` or `https` URL with a host.
+///
+/// Credentials in the URL (`http://user:pass@host/`) are taken out of it, as curl does: they
+/// become an `Authorization: Basic` header ([`TargetUrl::basic_auth`]), never part of the `Host`
+/// header, and the URL is displayed with the password replaced by `<redacted>` (see
+/// [`redact_password`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetUrl {
+    /// The URL without its credentials.
     uri: Uri,
     tls: bool,
     host: String,
     port: u16,
+    /// `user` and `password` as written (percent-encoded), if the URL had them.
+    user: Option<String>,
+    password: Option<String>,
 }
 
 impl TargetUrl {
-    /// The full URI.
+    /// The full URI, without credentials.
     pub fn uri(&self) -> &Uri {
         &self.uri
     }
@@ -183,7 +192,7 @@ impl TargetUrl {
         self.port
     }
 
-    /// Value for the `Host` header: the URL's authority.
+    /// Value for the `Host` header: `host[:port]` as written, never the credentials.
     pub fn authority(&self) -> &str {
         self.uri.authority().map(|a| a.as_str()).unwrap_or("")
     }
@@ -192,11 +201,65 @@ impl TargetUrl {
     pub fn path_and_query(&self) -> &str {
         self.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
     }
+
+    /// The value of `Authorization` for the URL's credentials (`Basic base64(user:password)`,
+    /// percent-decoded first), if it has any.
+    pub fn basic_auth(&self) -> Option<String> {
+        use base64::Engine as _;
+        let user = self.user.as_deref()?;
+        let credentials = format!(
+            "{}:{}",
+            percent_decode(user),
+            percent_decode(self.password.as_deref().unwrap_or(""))
+        );
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(credentials)
+        ))
+    }
+}
+
+/// `%XX` escapes decoded (bytes that are not UTF-8 are kept as replacement characters).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl fmt::Display for TargetUrl {
+    /// The URL as given, with the password (or a user given without one) replaced by `<redacted>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.uri.fmt(f)
+        match &self.user {
+            None => self.uri.fmt(f),
+            Some(user) => {
+                let scheme = if self.tls { "https" } else { "http" };
+                // A user without a password is often a token: redacted whole.
+                let userinfo = match &self.password {
+                    Some(_) => format!("{user}:<redacted>"),
+                    None => "<redacted>".to_string(),
+                };
+                write!(
+                    f,
+                    "{scheme}://{userinfo}@{}{}",
+                    self.authority(),
+                    self.path_and_query()
+                )
+            }
+        }
     }
 }
 
@@ -205,7 +268,7 @@ impl FromStr for TargetUrl {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let invalid = |problem| Error::InvalidUrl {
-            url: s.to_string(),
+            url: redact_password(s),
             problem,
         };
         let uri: Uri = s
@@ -234,24 +297,67 @@ impl FromStr for TargetUrl {
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let uri = if uri.path_and_query().is_none() {
-            // `http://host` means `http://host/`.
-            Uri::builder()
-                .scheme(uri.scheme_str().unwrap_or("http"))
-                .authority(uri.authority().map(|a| a.as_str()).unwrap_or_default())
-                .path_and_query("/")
-                .build()
-                .map_err(|_| invalid("is not a valid URL"))?
-        } else {
-            uri
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        let (userinfo, host_port) = match authority.rsplit_once('@') {
+            Some((userinfo, host_port)) => (Some(userinfo), host_port),
+            None => (None, authority),
         };
+        let (user, password) = match userinfo {
+            Some(info) => match info.split_once(':') {
+                Some((u, p)) => (Some(u.to_string()), Some(p.to_string())),
+                None => (Some(info.to_string()), None),
+            },
+            None => (None, None),
+        };
+        // The URI the request uses: no credentials, and `http://host` means `http://host/`.
+        let uri = Uri::builder()
+            .scheme(uri.scheme_str().unwrap_or("http"))
+            .authority(host_port)
+            .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .build()
+            .map_err(|_| invalid("is not a valid URL"))?;
         Ok(TargetUrl {
             uri,
             tls,
             host,
             port,
+            user,
+            password,
         })
     }
+}
+
+/// `text` with the password of any `scheme://user:password@` in it replaced by `<redacted>` (and a
+/// user given without a password, often a token, as a whole).
+pub fn redact_password(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        // The authority ends at the first '/', '?', '#', whitespace or quote.
+        let end = after
+            .find(|c: char| "/?#\"' \t\n".contains(c))
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rsplit_once('@') {
+            Some((info, host)) => match info.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":<redacted>@");
+                    out.push_str(host);
+                }
+                None => {
+                    out.push_str("<redacted>@");
+                    out.push_str(host);
+                }
+            },
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What to send, and what counts as success.
@@ -347,6 +453,8 @@ pub fn shell_quote(word: &str) -> String {
 pub struct Step {
     /// Shown in the output and the reports.
     pub name: String,
+    /// The command as the user wrote it (`${VAR}` unexpanded), for the output and the reports.
+    pub command: String,
     /// What it does.
     pub action: Action,
     /// Start no earlier than this offset from the start of the steps phase.
@@ -379,14 +487,18 @@ impl RolloutConfig {
 }
 
 /// Thresholds of the verdict, and how windows are found.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// With no threshold given, every failed request fails the run (`max_failures` 0 and `max_gap`
+/// 0). Given any of `max_failures`, `max_failure_ratio` and `max_gap`, only those given are
+/// checked (a ratio alone allows that share of failures, however they fall).
+#[derive(Clone, Debug, PartialEq)]
 pub struct VerdictConfig {
-    /// Most failed requests allowed (default 0).
-    pub max_failures: u64,
+    /// Most failed requests allowed; `None`: not checked (see [`VerdictConfig`]).
+    pub max_failures: Option<u64>,
     /// Largest failed share of all requests allowed, in `[0, 1]`.
     pub max_failure_ratio: Option<f64>,
-    /// Longest availability gap allowed; zero means any gap fails.
-    pub max_gap: Duration,
+    /// Longest availability gap allowed; zero means any gap fails; `None`: not checked.
+    pub max_gap: Option<Duration>,
     /// Largest p99 of the corrected latency allowed.
     pub max_p99: Option<Duration>,
     /// Judge the run even if requests failed during warmup (otherwise exit 4).
@@ -397,6 +509,22 @@ pub struct VerdictConfig {
     pub slow: Option<Duration>,
     /// After the last step, every successful response must come from this version.
     pub expect_version: Option<String>,
+}
+
+impl Default for VerdictConfig {
+    /// No threshold given: no failure and no gap allowed.
+    fn default() -> Self {
+        VerdictConfig {
+            max_failures: Some(0),
+            max_failure_ratio: None,
+            max_gap: Some(Duration::ZERO),
+            max_p99: None,
+            allow_warmup_errors: false,
+            merge_gap: Duration::ZERO,
+            slow: None,
+            expect_version: None,
+        }
+    }
 }
 
 /// Everything one `gapless run` needs.
@@ -410,9 +538,8 @@ pub struct RunConfig {
     pub rollout: RolloutConfig,
     /// How it is judged.
     pub verdict: VerdictConfig,
-    /// Headers whose values are redacted in every report, beyond the default ones
-    /// (see [`crate::redact`]).
-    pub redact: Vec<String>,
+    /// What is kept out of every report and of the terminal (see [`crate::redact`]).
+    pub redact: crate::redact::Redactor,
 }
 
 #[cfg(test)]
@@ -439,6 +566,17 @@ mod tests {
     }
 
     #[test]
+    fn passwords_in_free_text_are_redacted() {
+        assert_eq!(
+            redact_password(
+                "curl http://u:pw@h:1/x and 'https://a:b@c' and http://plain/ and u:p@h"
+            ),
+            "curl http://u:<redacted>@h:1/x and 'https://a:<redacted>@c' and http://plain/ and u:p@h"
+        );
+        assert_eq!(redact_password("http://tok@h/"), "http://<redacted>@h/");
+    }
+
+    #[test]
     fn rate_from_qps() {
         assert_eq!(Rate::from_qps(0.0), Ok(Rate::Max));
         assert_eq!(Rate::from_qps(2.5).unwrap().qps(), Some(2.5));
@@ -456,6 +594,15 @@ mod tests {
         assert_eq!((u.port(), u.path_and_query()), (443, "/"));
         let u: TargetUrl = "http://[::1]:9/".parse().unwrap();
         assert_eq!(u.host(), "::1");
+        let u: TargetUrl = "http://user:p%40ss@127.0.0.1:8080/x".parse().unwrap();
+        assert_eq!(u.authority(), "127.0.0.1:8080");
+        assert_eq!(u.to_string(), "http://user:<redacted>@127.0.0.1:8080/x");
+        // user:p@ss, as curl sends it.
+        assert_eq!(u.basic_auth().as_deref(), Some("Basic dXNlcjpwQHNz"));
+        let u: TargetUrl = "https://token@example.test".parse().unwrap();
+        assert_eq!(u.to_string(), "https://<redacted>@example.test/");
+        assert_eq!(u.basic_auth().as_deref(), Some("Basic dG9rZW46"));
+        assert_eq!("http://h/".parse::<TargetUrl>().unwrap().basic_auth(), None);
         assert!("ftp://x/".parse::<TargetUrl>().is_err());
         assert!("127.0.0.1:8080".parse::<TargetUrl>().is_err());
         assert!("/just/a/path".parse::<TargetUrl>().is_err());

@@ -6,6 +6,8 @@
 use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, PoisonError};
 
+use crate::redact::Redactor;
+
 /// The shared stderr writer of one run.
 #[derive(Debug)]
 pub struct Console {
@@ -13,6 +15,8 @@ pub struct Console {
     progress: bool,
     /// The progress line currently drawn (terminal only).
     status: Mutex<Option<String>>,
+    /// Keeps secrets out of the lines printed.
+    redactor: Option<Redactor>,
 }
 
 /// Clears the current terminal line.
@@ -25,6 +29,15 @@ impl Console {
             terminal: std::io::stderr().is_terminal(),
             progress,
             status: Mutex::new(None),
+            redactor: None,
+        }
+    }
+
+    /// This console, with every line it prints redacted by `redactor`.
+    pub fn redacting(self, redactor: Redactor) -> Console {
+        Console {
+            redactor: Some(redactor),
+            ..self
         }
     }
 
@@ -34,6 +47,7 @@ impl Console {
             terminal: false,
             progress: false,
             status: Mutex::new(None),
+            redactor: None,
         }
     }
 
@@ -42,8 +56,16 @@ impl Console {
         self.progress
     }
 
-    /// Prints one full line (step output, notices).
+    /// Prints one full line (step output, notices), redacted.
     pub fn line(&self, text: &str) {
+        let redacted;
+        let text = match &self.redactor {
+            Some(r) => {
+                redacted = r.text(text);
+                redacted.as_str()
+            }
+            None => text,
+        };
         let status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         let mut err = std::io::stderr().lock();
         let _ = match status.as_deref() {

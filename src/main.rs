@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
-use gapless::cli::{Cli, Command, DemoCommand, DemoServeArgs, ReportArgs, RunArgs, ServeArgs};
+use gapless::cli::{
+    Cli, Command, DemoCommand, DemoServeArgs, ReportArgs, RunArgs, ServeArgs, Start, Validated,
+};
 use gapless::console::Console;
 use gapless::demo::Cluster;
-use gapless::redact::Redactor;
 use gapless::report::json::RunResult;
 use gapless::report::{self, json::ScenarioEntry};
 use gapless::serve::{self, ServeConfig};
@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -57,21 +57,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
     let scenario = args.scenario()?;
+    let Validated {
+        mut config,
+        start,
+        output,
+    } = args.validate(scenario.as_ref(), &|name| std::env::var(name).ok())?;
     let mut builtin = JoinSet::new();
     let builtin_stop = CancellationToken::new();
-    let demo_spec = scenario.as_ref().and_then(|s| s.target.demo.clone());
     let mut demo = None;
-    let url = match args.target_url(scenario.as_ref())? {
-        Some(url) => url,
-        None if !args.builtin && demo_spec.is_some() => {
-            let spec = demo_spec.unwrap_or_default();
+    match start {
+        Start::Url => {}
+        Start::Demo(spec) => {
             let cluster = Arc::new(Cluster::start(spec).await?);
             eprintln!("gapless: demo cluster listening on {}", cluster.url());
-            let url = cluster.url().parse()?;
+            config.target.url = cluster.url().parse()?;
             demo = Some(cluster);
-            url
         }
-        None => {
+        Start::Builtin => {
             let listener = serve::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
             let addr = listener.local_addr().context("built-in target address")?;
             builtin.spawn(serve::serve(
@@ -80,11 +82,10 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
                 builtin_stop.clone(),
             ));
             eprintln!("gapless: built-in target listening on http://{addr}/");
-            format!("http://{addr}/").parse()?
+            config.target.url = format!("http://{addr}/").parse()?;
         }
-    };
-    let (config, output) = args.validate(url, scenario.as_ref())?;
-    let console = Arc::new(Console::stderr(!output.quiet));
+    }
+    let console = Arc::new(Console::stderr(!output.quiet).redacting(config.redact.clone()));
 
     // The first signal stops the run and still writes the report; a second one exits at once.
     let (first, first_rx) = oneshot::channel();
@@ -125,7 +126,7 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{text}");
     }
-    let redactor = Redactor::new(&config.redact);
+    let redactor = &config.redact;
     result.command_line = redactor.command_line(&std::env::args().collect::<Vec<_>>());
     result.scenario = scenario.as_ref().map(|s| ScenarioEntry {
         path: s.path.display().to_string(),

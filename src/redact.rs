@@ -3,8 +3,10 @@
 //! scenario text). The request headers themselves are never reported.
 //!
 //! Sensitive: `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key`, and
-//! every header named with `--redact NAME`. A scenario's `${VAR}` stays unexpanded in the echoed
-//! text, so values from the environment never reach a report either.
+//! every header named with `--redact NAME`; the password of a URL (`http://user:password@...`);
+//! and the values of secret variables (see [`crate::cli::is_secret_name`] and `--redact-env`),
+//! wherever they appear in a command, a step's output or an event. A scenario's `${VAR}` and a
+//! step's command stay unexpanded in the reports.
 
 use regex::Regex;
 
@@ -28,11 +30,18 @@ pub struct Redactor {
     toml: Regex,
     /// `Name: value` in free text (a step's command or output), up to a quote or the line end.
     free: Regex,
+    /// Values of secret variables, longest first.
+    secrets: Vec<String>,
 }
 
 impl Redactor {
-    /// A redactor for the default names plus `extra` (case-insensitive).
-    pub fn new(extra: &[String]) -> Redactor {
+    /// A redactor for the default header names plus `extra` (case-insensitive), and the values
+    /// `secrets` wherever they appear.
+    pub fn new(extra: &[String], mut secrets: Vec<String>) -> Redactor {
+        secrets.retain(|s| !s.is_empty());
+        // Longest first, so a secret that contains another is replaced whole.
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        secrets.dedup();
         let mut names: Vec<String> = ALWAYS.iter().map(|s| s.to_string()).collect();
         for name in extra {
             let name = name.trim().to_ascii_lowercase();
@@ -51,17 +60,38 @@ impl Redactor {
         .unwrap_or_else(|_| unreachable!("escaped names make a valid pattern"));
         let free = Regex::new(&format!(r#"(?i)\b({alternatives})(\s*:\s*)[^'"\n]+"#))
             .unwrap_or_else(|_| unreachable!("escaped names make a valid pattern"));
-        Redactor { names, toml, free }
+        Redactor {
+            names,
+            toml,
+            free,
+            secrets,
+        }
     }
 
-    /// Free text (a step's command, an output line) with `Name: value` redacted.
+    /// Free text (a step's command, an output line) with `Name: value`, URL passwords and secret
+    /// values redacted.
     pub fn text(&self, text: &str) -> String {
-        if !self.free.is_match(text) {
-            return text.to_string();
+        let mut out = if self.free.is_match(text) {
+            self.free
+                .replace_all(text, format!("${{1}}${{2}}{REDACTED}").as_str())
+                .into_owned()
+        } else {
+            text.to_string()
+        };
+        if out.contains("://") {
+            out = crate::config::redact_password(&out);
         }
-        self.free
-            .replace_all(text, format!("${{1}}${{2}}{REDACTED}").as_str())
-            .into_owned()
+        self.secret_values(out)
+    }
+
+    /// `text` with every secret value replaced.
+    fn secret_values(&self, mut text: String) -> String {
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), REDACTED);
+            }
+        }
+        text
     }
 
     /// True when `name` is a sensitive header.
@@ -78,7 +108,8 @@ impl Redactor {
         }
     }
 
-    /// The command line with the values of sensitive `-H` / `--header` arguments redacted.
+    /// The command line with the values of sensitive `-H` / `--header` arguments, URL passwords
+    /// and secret values redacted.
     pub fn command_line(&self, args: &[String]) -> Vec<String> {
         let mut out = Vec::with_capacity(args.len());
         let mut next_is_header = false;
@@ -94,10 +125,10 @@ impl Redactor {
             } else if let Some(h) = arg.strip_prefix("-H").filter(|h| !h.is_empty()) {
                 out.push(format!("-H{}", self.header(h)));
             } else {
-                out.push(arg.clone());
+                out.push(self.text(arg));
             }
         }
-        out
+        out.into_iter().map(|a| self.secret_values(a)).collect()
     }
 
     /// A scenario file's text with the values of sensitive header keys redacted, and any
@@ -120,7 +151,7 @@ mod tests {
 
     #[test]
     fn command_line_headers() {
-        let r = Redactor::new(&["X-Tenant-Token".to_string()]);
+        let r = Redactor::new(&["X-Tenant-Token".to_string()], Vec::new());
         let out = r.command_line(&args(&[
             "gapless",
             "run",
@@ -152,7 +183,7 @@ mod tests {
 
     #[test]
     fn free_text() {
-        let r = Redactor::new(&[]);
+        let r = Redactor::new(&[], Vec::new());
         assert_eq!(
             r.text("curl -H 'Authorization: Bearer abc' http://x/"),
             "curl -H 'Authorization: <redacted>' http://x/"
@@ -162,8 +193,41 @@ mod tests {
     }
 
     #[test]
+    fn secrets_and_url_passwords() {
+        let r = Redactor::new(&[], vec!["s3cr3t-123".to_string(), "s3cr3t".to_string()]);
+        assert_eq!(
+            r.text("kubectl --token=s3cr3t-123 get pods; echo s3cr3t"),
+            "kubectl --token=<redacted> get pods; echo <redacted>"
+        );
+        assert_eq!(
+            r.command_line(&args(&[
+                "gapless",
+                "run",
+                "http://u:pw@h/",
+                "--",
+                "sh",
+                "-c",
+                "x=s3cr3t-123"
+            ])),
+            args(&[
+                "gapless",
+                "run",
+                "http://u:<redacted>@h/",
+                "--",
+                "sh",
+                "-c",
+                "x=<redacted>"
+            ])
+        );
+        assert_eq!(
+            r.scenario("url = \"http://u:pw@h/\"\nrun = \"echo ${TOKEN}\"\n"),
+            "url = \"http://u:<redacted>@h/\"\nrun = \"echo ${TOKEN}\"\n"
+        );
+    }
+
+    #[test]
     fn scenario_header_values() {
-        let r = Redactor::new(&["X-Custom".to_string()]);
+        let r = Redactor::new(&["X-Custom".to_string()], Vec::new());
         let text = "[target]\nheaders = { Authorization = \"Bearer abc\", \"X-Api-Key\" = 'k', Accept = \"*/*\" }\n[target.more]\nx-custom = \"s\\\"x\"\nauthorization_note = \"keep\"\n";
         let out = r.scenario(text);
         assert_eq!(

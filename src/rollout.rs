@@ -107,7 +107,7 @@ impl StepRecord {
     fn skipped(step: &Step) -> StepRecord {
         StepRecord {
             name: step.name.clone(),
-            command: step.action.to_string(),
+            command: step.command.clone(),
             background: step.background,
             start: None,
             end: None,
@@ -261,7 +261,7 @@ impl Rollout {
             }
             self.console.line(&format!(
                 "gapless: step {:?} starts: {}",
-                step.name, step.action
+                step.name, step.command
             ));
             current.send_replace(Some(step.name.clone()));
             let mut log = EventLog::default();
@@ -667,6 +667,7 @@ mod tests {
     fn step(name: &str, action: Action) -> Step {
         Step {
             name: name.to_string(),
+            command: action.to_string(),
             action,
             at: None,
             timeout: Duration::from_secs(10),
@@ -687,7 +688,7 @@ mod tests {
             .perform(start, &CancellationToken::new(), &current)
             .await;
         rollout.stop_watchers().await;
-        rollout.into_report(&Redactor::new(&[]))
+        rollout.into_report(&Redactor::new(&[], Vec::new()))
     }
 
     #[tokio::test]

@@ -16,7 +16,6 @@ use crate::gaps::{self, GapDetector, SlowWindow};
 use crate::outcome::ErrorClass;
 use crate::progress::{self, Status};
 use crate::recorder::{Phase, Recorder};
-use crate::redact::Redactor;
 use crate::rollout::{Rollout, RolloutReport};
 use crate::schedule::Schedule;
 use crate::verdict::{Interruption, Verdict};
@@ -217,7 +216,7 @@ pub async fn run(
         });
     let length = if interruption.is_some() { elapsed } else { end };
     recorder.finish(length);
-    let rollout = rollout.into_report(&Redactor::new(&config.redact));
+    let rollout = rollout.into_report(&config.redact);
     let verdict = Verdict::judge(
         &recorder,
         &rollout,

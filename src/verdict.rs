@@ -82,12 +82,15 @@ impl Verdict {
         let (total, failed) = (recorder.total(), recorder.failed());
         let gaps = recorder.gaps().totals();
         let longest = gaps.longest_gap.as_ref();
-        let too_many = failed > thresholds.max_failures
+        let too_many = thresholds.max_failures.is_some_and(|max| failed > max)
             || thresholds
                 .max_failure_ratio
                 .is_some_and(|max| total > 0 && failed as f64 / total as f64 > max);
-        let gap_too_long = longest
-            .is_some_and(|g| thresholds.max_gap.is_zero() || g.duration() > thresholds.max_gap);
+        let gap_too_long = longest.is_some_and(|g| {
+            thresholds
+                .max_gap
+                .is_some_and(|max| max.is_zero() || g.duration() > max)
+        });
         if too_many {
             let mut reason = format!(
                 "{failed} of {total} requests failed ({}) in {} window{}",
@@ -101,11 +104,11 @@ impl Verdict {
             }
             reasons.push(reason);
         } else if gap_too_long {
-            if let Some(gap) = longest {
+            if let (Some(gap), Some(max)) = (longest, thresholds.max_gap) {
                 reasons.push(format!(
                     "{} (--max-gap {})",
                     describe_gap(gap, rollout),
-                    humantime::format_duration(thresholds.max_gap)
+                    humantime::format_duration(max)
                 ));
             }
         }
@@ -391,8 +394,8 @@ mod tests {
     fn thresholds_allow_some_failures_but_not_a_long_gap() {
         let r = recorder(&[OK, E503, E503, OK], None);
         let allow = VerdictConfig {
-            max_failures: 2,
-            max_gap: Duration::from_millis(2),
+            max_failures: Some(2),
+            max_gap: Some(Duration::from_millis(2)),
             ..VerdictConfig::default()
         };
         let v = judge(&r, &RolloutReport::default(), &allow);
@@ -402,7 +405,7 @@ mod tests {
             "PASS: 2 of 4 requests failed (503: 2), within the thresholds"
         );
         let short_gap = VerdictConfig {
-            max_gap: Duration::from_millis(1),
+            max_gap: Some(Duration::from_millis(1)),
             ..allow.clone()
         };
         let v = judge(&r, &RolloutReport::default(), &short_gap);

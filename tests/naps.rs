@@ -15,7 +15,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use gapless::cli::{Cli, Command};
 use gapless::config::RunConfig;
 use gapless::console::Console;
@@ -25,11 +24,10 @@ use support::{Reply, TestServer};
 fn config(url: &str, args: &[&str]) -> RunConfig {
     let mut argv = vec!["gapless", "run", url];
     argv.extend_from_slice(args);
-    let Command::Run(run_args) = Cli::try_parse_from(argv).unwrap().command else {
+    let Command::Run(run_args) = Cli::parse_from(argv).unwrap().command else {
         unreachable!("a run command");
     };
-    let target = run_args.target_url(None).unwrap().unwrap();
-    run_args.validate(target, None).unwrap().0
+    run_args.validate(None, &|_| None).unwrap().config
 }
 
 /// Runs `gapless run URL ARGS...` in this process and returns what it measured.

@@ -1,37 +1,42 @@
-//! Command-line arguments (clap) and their validation into the typed configuration.
+//! The command line (clap) and the scenario file (TOML), validated into the typed configuration.
 //!
-//! Two stages, as in ripgrep: clap parses raw values ([`RunArgs`], [`ServeArgs`]), then
-//! `validate` turns them into [`RunConfig`] / [`ServeConfig`] or one clear sentence of error.
+//! Two stages, as in ripgrep: clap and serde fill the raw option structs of [`options`] (one
+//! declaration per option serves both), the command line is merged over the file field by field,
+//! and [`RunArgs::validate`] checks each value once ([`check`]) and the rules between them, into
+//! [`RunConfig`] or one clear sentence of error.
 
+pub mod check;
+pub mod options;
+pub mod scenario;
+
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
-use clap::{Args, Parser, Subcommand};
-use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, StatusCode};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use http::{HeaderMap, StatusCode, header};
 
 use crate::config::{
-    self, Action, LoadConfig, OkCodes, Qps, Rate, RolloutConfig, RunConfig, Step, TargetConfig,
-    TargetUrl, VerdictConfig,
+    Action, LoadConfig, RolloutConfig, RunConfig, Step, TargetConfig, TargetUrl, VerdictConfig,
 };
 use crate::demo::DemoSpec;
-pub mod scenario;
-
-use scenario::{STEP_TIMEOUT, Scenario};
+use crate::redact::Redactor;
 use crate::serve::ServeConfig;
+use check::{Span, show};
+use options::{
+    Context, Given, LoadOptions, Origin, Place, Setting, Source, Spec, TargetOptions,
+    VerdictOptions,
+};
+use scenario::{STEP_TIMEOUT, Scenario};
 
 /// Errors in command-line values, each one sentence.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A value the typed configuration rejects.
+    /// A value that fails its option's check (it names the flag or `file:line:col` and key).
     #[error(transparent)]
-    Config(#[from] config::Error),
-    /// An unusable `--cacert` bundle.
-    #[error(transparent)]
-    CaBundle(#[from] crate::tls::Error),
+    Option(#[from] options::Error),
     /// A scenario file problem (it names file:line:col).
     #[error(transparent)]
     Scenario(#[from] scenario::Error),
@@ -48,38 +53,14 @@ pub enum Error {
         "--duration does not apply to a run with rollout steps: it lasts --warmup, the steps, then --cooldown"
     )]
     DurationWithSteps,
-    /// `--version-header` is not a header name.
-    #[error("--version-header {0:?} is not a valid header name")]
-    VersionHeader(String),
-    /// `--version-regex` does not compile or has no group.
-    #[error("--version-regex {re:?} is not usable: {why}")]
-    VersionRegex {
-        /// The regex.
-        re: String,
-        /// Why.
-        why: String,
-    },
+    /// `--step-name` or `--step-timeout` without a command after `--`.
+    #[error("{0} names the command given after --: give one (gapless run URL {0} ... -- COMMAND)")]
+    StepWithoutCommand(&'static str),
     /// `--expect-version` without a way to read versions.
     #[error(
         "--expect-version needs --version-header or --version-regex to know which version answered"
     )]
     ExpectWithoutProbe,
-    /// `--max-failure-ratio` out of range.
-    #[error("--max-failure-ratio must be between 0 and 1 (got {0})")]
-    Ratio(f64),
-    /// `-c 0` or `--streams 0`.
-    #[error("{0} must be at least 1")]
-    Zero(&'static str),
-    /// A zero or too-small duration.
-    #[error("{flag} must be at least {min} (got {value})")]
-    TooShort {
-        /// The flag.
-        flag: &'static str,
-        /// The smallest allowed value.
-        min: &'static str,
-        /// The value given.
-        value: String,
-    },
     /// `--slot` longer than `--duration`.
     #[error("--slot ({slot}) is longer than the run (--duration {duration})")]
     SlotLongerThanRun {
@@ -88,30 +69,12 @@ pub enum Error {
         /// The duration.
         duration: String,
     },
-    /// A header not in `Name: value` form, or with invalid characters.
-    #[error("header {0:?} is not of the form 'Name: value'")]
-    Header(String),
-    /// A header that frames the body (`content-length`, `transfer-encoding`): gapless sets the
-    /// length from the body itself, and a second framing would corrupt the request.
-    #[error(
-        "header {0:?} cannot be set: gapless frames the request body itself (its length comes from --body or --body-file)"
-    )]
-    FramingHeader(String),
-    /// An invalid method.
-    #[error("{0:?} is not a valid HTTP method")]
-    Method(String),
-    /// `--body-file` could not be read.
-    #[error("cannot read --body-file {path}")]
-    BodyFile {
-        /// The file.
-        path: PathBuf,
-        /// Why (printed by the caller as the cause).
-        #[source]
-        source: std::io::Error,
-    },
     /// `--status` out of range.
     #[error("--status {0} is not an HTTP status code (100 to 999)")]
     Status(u16),
+    /// `--replicas 0`.
+    #[error("--replicas must be at least 1")]
+    NoReplicas,
 }
 
 /// gapless: proves a release did not drop a single request.
@@ -121,6 +84,43 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The clap command, with each declared option's default and range added to its help.
+    pub fn command_with_specs() -> clap::Command {
+        let specs = specs();
+        Cli::command().mut_subcommand("run", |run| {
+            run.mut_args(|arg| {
+                let Some(spec) = specs.iter().find(|s| arg.get_id() == s.id) else {
+                    return arg;
+                };
+                let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                // A switch is off unless given: no default to show.
+                if let Some(default) = spec.default.filter(|d| *d != "false") {
+                    let _ = write!(help, " [default: {default}]");
+                }
+                if let Some(range) = &spec.range {
+                    let _ = write!(help, " [range: {range}]");
+                }
+                arg.help(help)
+            })
+        })
+    }
+
+    /// Parses the process's arguments (clap's error when they do not parse).
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        Cli::from_arg_matches(&Cli::command_with_specs().try_get_matches()?)
+    }
+
+    /// Parses `args` (the first is the program name), as [`Cli::parse_args`] does.
+    pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Cli::from_arg_matches(&Cli::command_with_specs().try_get_matches_from(args)?)
+    }
 }
 
 /// The verbs.
@@ -133,7 +133,7 @@ pub enum Command {
     /// The embedded demo cluster.
     #[command(subcommand)]
     Demo(DemoCommand),
-    /// Re-render a saved JSON result (`run --json`) as HTML, Markdown or JUnit, without re-running.
+    /// Re-render a saved JSON result (`run --json`): the text report, or HTML, Markdown or JUnit.
     Report(ReportArgs),
 }
 
@@ -178,7 +178,7 @@ impl DemoServeArgs {
     /// Validates into a demo cluster spec.
     pub fn validate(&self) -> Result<DemoSpec, Error> {
         Ok(DemoSpec {
-            replicas: NonZeroUsize::new(self.replicas).ok_or(Error::Zero("--replicas"))?,
+            replicas: NonZeroUsize::new(self.replicas).ok_or(Error::NoReplicas)?,
             version: self.version_label.clone(),
             listen: self.listen,
             ..DemoSpec::default()
@@ -192,122 +192,56 @@ impl DemoServeArgs {
 /// defaults: flags given on the command line override the file.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Target URL (http:// or https://); optional with --scenario when the file has one.
-    pub url: Option<String>,
+    /// What to send.
+    #[command(flatten)]
+    pub target: TargetOptions,
     /// Start the built-in target on a free loopback port and load it (a first try, no setup).
-    #[arg(long, conflicts_with = "url")]
+    #[arg(long, conflicts_with = "url", help_heading = "Target")]
     pub builtin: bool,
     /// Scenario file (TOML): target, load, rollout steps and thresholds.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Target")]
     pub scenario: Option<PathBuf>,
+    /// How much load.
+    #[command(flatten)]
+    pub load: LoadOptions,
     /// The rollout, as one command run after the warmup: gapless run URL -- kubectl rollout ...
-    #[arg(last = true, value_name = "COMMAND")]
+    #[arg(last = true, value_name = "COMMAND", help_heading = "Rollout")]
     pub command: Vec<String>,
-    /// Total requests per second; 0 = as fast as possible (closed loop) [default: 100].
-    #[arg(short = 'q', long, allow_negative_numbers = true)]
-    pub qps: Option<f64>,
-    /// Number of connections [default: 16].
-    #[arg(short = 'c', long)]
-    pub connections: Option<usize>,
-    /// How long to run, without rollout steps (e.g. 10s, 1m30s) [default: 10s].
-    #[arg(short = 'd', long, value_parser = humantime::parse_duration)]
-    pub duration: Option<Duration>,
-    /// Load before the first step, nothing changing: the baseline [default: 3s].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub warmup: Option<Duration>,
-    /// Load after the last step [default: 10s].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub cooldown: Option<Duration>,
-    /// Deadline of each request, counted from its intended send time [default: 3s].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub timeout: Option<Duration>,
-    /// HTTP method [default: GET].
-    #[arg(short = 'X', long)]
-    pub method: Option<String>,
-    /// Extra header 'Name: value' (repeatable; replaces a header of that name from the scenario).
-    #[arg(short = 'H', long = "header", value_name = "HEADER")]
-    pub headers: Vec<String>,
-    /// Request body.
-    #[arg(long, conflicts_with = "body_file")]
-    pub body: Option<String>,
-    /// Request body from a file.
-    #[arg(long, value_name = "PATH")]
-    pub body_file: Option<PathBuf>,
-    /// HTTP/2 (h2c prior knowledge for http://, ALPN for https://).
-    #[arg(long)]
-    pub http2: bool,
-    /// Concurrent streams per HTTP/2 connection [default: 1].
-    #[arg(long)]
-    pub streams: Option<usize>,
-    /// Do not verify TLS certificates.
-    #[arg(long, short = 'k')]
-    pub insecure: bool,
-    /// Trust the CA certificates of this PEM bundle (beside the built-in web roots).
-    #[arg(long, value_name = "FILE")]
-    pub cacert: Option<PathBuf>,
-    /// Status codes that count as success, e.g. 200-299,304 [default: 200-299].
-    #[arg(long)]
-    pub ok_codes: Option<String>,
-    /// Width of one timeline slot (10ms or more) [default: 1s].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub slot: Option<Duration>,
-    /// Ceiling on new-connection attempts per second [default: the larger of 1000 and --qps].
-    #[arg(long, value_name = "N")]
-    pub max_connect_rate: Option<u32>,
-    /// Engine threads [default: one per 100,000 qps, at most one per core].
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
-    /// Most failed requests allowed [default: 0].
-    #[arg(long, value_name = "N")]
-    pub max_failures: Option<u64>,
-    /// Largest share of failed requests allowed, 0 to 1 (e.g. 0.001).
-    #[arg(long, value_name = "R")]
-    pub max_failure_ratio: Option<f64>,
-    /// Longest availability gap allowed [default: 0s: any gap fails].
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
-    pub max_gap: Option<Duration>,
-    /// Largest p99 latency (from intended send time) allowed.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
-    pub max_p99: Option<Duration>,
-    /// Failure windows closer than this merge into one [default: 0s].
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
-    pub merge_gap: Option<Duration>,
-    /// Report time slots whose p99 latency exceeds this as slow windows.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DUR")]
-    pub slow: Option<Duration>,
-    /// Judge the run even if requests failed during warmup (otherwise exit 4, no step runs).
-    #[arg(long)]
-    pub allow_warmup_errors: bool,
-    /// Response header that names the version that answered (e.g. x-version).
-    #[arg(long, value_name = "NAME")]
-    pub version_header: Option<String>,
-    /// Regex over the first 4 KiB of the body whose first capture group names the version.
-    #[arg(long, value_name = "RE", conflicts_with = "version_header")]
-    pub version_regex: Option<String>,
-    /// After the last step, every successful response must come from this version.
-    #[arg(long, value_name = "V")]
-    pub expect_version: Option<String>,
+    /// Name of the command given after -- in the reports [default: the command].
+    #[arg(long, value_name = "NAME", help_heading = "Rollout")]
+    pub step_name: Option<String>,
+    /// Timeout of the command given after --: its process group is killed and the step fails.
+    #[arg(long, value_name = "DUR", help_heading = "Rollout")]
+    pub step_timeout: Option<Given<String>>,
+    /// The thresholds.
+    #[command(flatten)]
+    pub verdict: VerdictOptions,
     /// Redact the values of this header in every report (repeatable; Authorization,
     /// Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key always are).
-    #[arg(long = "redact", value_name = "NAME")]
+    #[arg(long = "redact", value_name = "NAME", help_heading = "Reports")]
     pub redact: Vec<String>,
+    /// Redact the value of this environment variable wherever it appears in step output, events
+    /// and reports (repeatable; variables named like *TOKEN*, *SECRET*, *PASSWORD*, *KEY* and
+    /// *CREDENTIAL* always are).
+    #[arg(long = "redact-env", value_name = "NAME", help_heading = "Reports")]
+    pub redact_env: Vec<String>,
     /// Write the JSON result to FILE ('-' for stdout; the text report then goes to stderr).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
     pub json: Option<PathBuf>,
     /// Write a self-contained HTML report (timeline chart, windows, steps, hints) to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
     pub html: Option<PathBuf>,
     /// Write a Markdown summary to FILE (also appended to $GITHUB_STEP_SUMMARY when set).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
     pub markdown: Option<PathBuf>,
     /// Write JUnit XML (one test case per verdict criterion) to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
     pub junit: Option<PathBuf>,
     /// Write the result in Fortio's JSON schema to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
     pub fortio_json: Option<PathBuf>,
     /// Print only the verdict line instead of the full text report, and no progress.
-    #[arg(long)]
+    #[arg(long, help_heading = "Reports")]
     pub quiet: bool,
 }
 
@@ -335,10 +269,59 @@ impl Output {
     }
 }
 
-/// Default warmup before the first step.
-pub const WARMUP: Duration = Duration::from_secs(3);
-/// Default cooldown after the last step.
-pub const COOLDOWN: Duration = Duration::from_secs(10);
+/// What `gapless run` loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// A URL given on the command line or in the scenario.
+    Url,
+    /// The built-in target (`--builtin`), started by the caller on a free loopback port.
+    Builtin,
+    /// The embedded demo cluster of the scenario's `[target] demo`, started by the caller.
+    Demo(DemoSpec),
+}
+
+/// A validated `gapless run`.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    /// The run. With [`Start::Builtin`] or [`Start::Demo`], `config.target.url` is a
+    /// placeholder the caller replaces with the started target's URL.
+    pub config: RunConfig,
+    /// What to load.
+    pub start: Start,
+    /// Where the reports go.
+    pub output: Output,
+}
+
+/// Every declared option of `gapless run`, in `--help` order (those with a scenario key, then the
+/// step's timeout of the quick form).
+pub fn specs() -> Vec<Spec> {
+    let mut specs = TargetOptions::specs();
+    specs.extend(LoadOptions::specs());
+    specs.extend(VerdictOptions::specs());
+    specs.push(Spec {
+        id: "step_timeout",
+        key: None,
+        default: Some("10m"),
+        range: Some(format!(
+            "{} to {}",
+            show(STEP_TIMEOUT_RANGE.min()),
+            show(STEP_TIMEOUT_RANGE.max())
+        )),
+    });
+    specs
+}
+
+/// The range of a step's timeout (`--step-timeout`, `[[step]] timeout`).
+pub const STEP_TIMEOUT_RANGE: Span =
+    Span::new(Duration::from_millis(1), Duration::from_secs(24 * 3600));
+
+/// A placeholder URL for a target the caller starts after validation.
+fn unbound_url() -> TargetUrl {
+    // A constant, valid URL.
+    "http://127.0.0.1:0/"
+        .parse()
+        .unwrap_or_else(|_| unreachable!("a valid URL"))
+}
 
 impl RunArgs {
     /// Reads the `--scenario` file, if any.
@@ -350,201 +333,152 @@ impl RunArgs {
             .map_err(Error::from)
     }
 
-    /// The target URL: the command line's, else the scenario's; `None` with `--builtin` or a
-    /// scenario whose `[target]` is the demo cluster (the caller starts it).
-    pub fn target_url(&self, scenario: Option<&Scenario>) -> Result<Option<TargetUrl>, Error> {
-        let demo = scenario.is_some_and(|s| s.target.demo.is_some());
-        if self.builtin {
-            return Ok(None);
-        }
-        match (&self.url, scenario.and_then(|s| s.target.url.clone())) {
-            (Some(_), _) if demo => Err(Error::UrlWithDemo),
-            (Some(url), _) => Ok(Some(url.parse()?)),
-            (None, Some(url)) => Ok(Some(url)),
-            (None, None) if demo => Ok(None),
-            (None, None) => Err(Error::NoTarget),
-        }
-    }
-
-    /// Validates the arguments, over the scenario's values, into a run configuration for `url`.
+    /// Validates the arguments, over the scenario's values, into a run configuration; `env`
+    /// looks up the scenario's `${VAR}` and the secrets to redact.
     pub fn validate(
         &self,
-        url: TargetUrl,
         scenario: Option<&Scenario>,
-    ) -> Result<(RunConfig, Output), Error> {
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Validated, Error> {
         let empty = Scenario::default();
         let file = scenario.unwrap_or(&empty);
-        let rate = match self.qps {
-            Some(q) => Rate::from_qps(q)?,
-            None => file.load.rate.unwrap_or(Rate::Fixed(DEFAULT_QPS)),
-        };
-        let count = |flag, cli: Option<usize>, file: Option<NonZeroUsize>, default: usize| match cli
-        {
-            Some(n) => NonZeroUsize::new(n).ok_or(Error::Zero(flag)),
-            None => Ok(file.unwrap_or(NonZeroUsize::new(default).unwrap_or(NonZeroUsize::MIN))),
-        };
-        let connections = count("--connections", self.connections, file.load.connections, 16)?;
-        let streams = count("--streams", self.streams, file.load.streams, 1)?;
-        let short = |flag, min, value: Duration| Error::TooShort {
-            flag,
-            min,
-            value: humantime::format_duration(value).to_string(),
-        };
-        let steps = if self.command.is_empty() {
-            file.steps.clone()
+        let cx = file.context(env);
+        let target = self.target.clone().or(file.target.clone());
+        let load = self.load.clone().or(file.load.clone());
+        let verdict = self.verdict.clone().or(file.verdict.clone());
+
+        let demo = target.demo(&cx)?;
+        let start = if self.builtin {
+            Start::Builtin
+        } else if let Some(demo) = demo {
+            if self.target.url.is_some() {
+                return Err(Error::UrlWithDemo);
+            }
+            Start::Demo(demo.value)
+        } else if target.url.is_some() {
+            Start::Url
         } else {
-            vec![Step {
-                name: Action::Exec(self.command.clone()).to_string(),
-                action: Action::Exec(self.command.clone()),
-                at: None,
-                timeout: STEP_TIMEOUT,
-                expect_exit: 0,
-                background: false,
-            }]
+            return Err(Error::NoTarget);
         };
+        let url = match (&start, target.url(&cx)?) {
+            (Start::Url, Some(url)) => url.value,
+            _ => unbound_url(),
+        };
+
+        let steps = self.steps(&file.steps)?;
         let has_steps = !steps.is_empty();
-        if has_steps && self.duration.is_some() {
+        if has_steps && self.load.duration.is_some() {
             return Err(Error::DurationWithSteps);
         }
-        let duration = self
-            .duration
-            .or(if has_steps { None } else { file.load.duration })
-            .unwrap_or(DEFAULT_DURATION);
-        if duration.is_zero() {
-            return Err(short("--duration", "1ms", duration));
-        }
-        let timeout = self
-            .timeout
-            .or(file.target.timeout)
-            .unwrap_or(DEFAULT_TIMEOUT);
-        if timeout < Duration::from_millis(1) {
-            return Err(short("--timeout", "1ms", timeout));
-        }
-        // The default slot shrinks to fit a short run; a slot given explicitly must fit.
-        let slot = self
-            .slot
-            .or(file.load.slot)
-            .unwrap_or_else(|| DEFAULT_SLOT.min(duration).max(Duration::from_millis(10)));
-        if slot < Duration::from_millis(10) {
-            return Err(short("--slot", "10ms", slot));
-        }
-        if !has_steps && slot > duration {
-            return Err(Error::SlotLongerThanRun {
-                slot: humantime::format_duration(slot).to_string(),
-                duration: humantime::format_duration(duration).to_string(),
-            });
-        }
-        let method = match &self.method {
-            Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| Error::Method(m.clone()))?,
-            None => file.target.method.clone().unwrap_or(Method::GET),
+        // With steps the run lasts warmup, steps and cooldown: a file's duration does not apply.
+        let duration = if has_steps {
+            LoadOptions::default().duration(&cx)?.value
+        } else {
+            load.duration(&cx)?.value
         };
-        let mut headers = file.target.headers.clone();
-        let given = parse_headers(&self.headers)?;
-        for name in given.keys() {
-            headers.remove(name);
-        }
-        for (name, value) in &given {
-            headers.append(name, value.clone());
-        }
-        for framing in [header::CONTENT_LENGTH, header::TRANSFER_ENCODING] {
-            if headers.contains_key(&framing) {
-                return Err(Error::FramingHeader(framing.to_string()));
+        let slot = load.slot(&cx)?;
+        let slot = match slot.source {
+            // The default shrinks to fit a short run; a slot given explicitly must fit.
+            Source::Default => slot.value.min(duration).max(Duration::from_millis(10)),
+            _ if !has_steps && slot.value > duration => {
+                return Err(Error::SlotLongerThanRun {
+                    slot: show(slot.value),
+                    duration: show(duration),
+                });
             }
-        }
-        let body = match (&self.body, &self.body_file) {
-            (Some(b), _) => Bytes::from(b.clone()),
-            (None, Some(path)) => {
-                std::fs::read(path)
-                    .map(Bytes::from)
-                    .map_err(|source| Error::BodyFile {
-                        path: path.clone(),
-                        source,
-                    })?
+            _ => slot.value,
+        };
+        let rate = load.qps(&cx)?.value;
+        let max_connect_rate = match load.max_connect_rate(&cx)? {
+            Some(n) => n.value,
+            None => {
+                let per_second = rate.qps().map_or(1000.0, |q| q.max(1000.0).ceil());
+                NonZeroU32::new(per_second.min(f64::from(u32::MAX)) as u32)
+                    .unwrap_or(NonZeroU32::MIN)
             }
-            (None, None) => file.target.body.clone().unwrap_or_default(),
         };
-        let ok_codes: OkCodes = match &self.ok_codes {
-            Some(codes) => codes.parse()?,
-            None => file.target.ok_codes.clone().unwrap_or_default(),
+
+        let mut headers = HeaderMap::new();
+        for h in target.headers(&cx)? {
+            let (name, value) = h.value;
+            headers.append(name, value);
+        }
+        if let Some(auth) = url.basic_auth()
+            && !headers.contains_key(header::AUTHORIZATION)
+            && let Ok(value) = header::HeaderValue::from_str(&auth)
+        {
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        // body or body_file: the command line's choice over the file's.
+        let body = match (target.body(&cx)?, target.body_file(&cx)?) {
+            (Some(body), Some(file)) => command_line_first(body, file),
+            (Some(one), None) | (None, Some(one)) => one.value,
+            (None, None) => bytes::Bytes::new(),
         };
-        let default_connect_rate = rate.qps().map_or(1000.0, |q| q.max(1000.0).ceil());
-        let max_connect_rate = match self.max_connect_rate {
-            Some(n) => NonZeroU32::new(n).ok_or(Error::Zero("--max-connect-rate"))?,
-            None => file.load.max_connect_rate.unwrap_or(
-                NonZeroU32::new(default_connect_rate.min(u32::MAX as f64) as u32)
-                    .unwrap_or(NonZeroU32::MIN),
-            ),
+        let (version_header, version_regex) = {
+            let header = target.version_header(&cx)?;
+            let regex = target.version_regex(&cx)?;
+            match (&header, &regex) {
+                (Some(h), Some(_)) if matches!(h.source, Source::Flag(_)) => (header, None),
+                (Some(_), Some(r)) if matches!(r.source, Source::Flag(_)) => (None, regex),
+                _ => (header, regex),
+            }
         };
-        let threads = match self.threads {
-            Some(n) => Some(NonZeroUsize::new(n).ok_or(Error::Zero("--threads"))?),
-            None => file.load.threads,
-        };
-        let max_failure_ratio = match self.max_failure_ratio {
-            Some(r) if !(0.0..=1.0).contains(&r) => return Err(Error::Ratio(r)),
-            Some(r) => Some(r),
-            None => file.verdict.max_failure_ratio,
-        };
-        let (version_header, version_regex) = match (&self.version_header, &self.version_regex) {
-            (Some(name), _) => (
-                Some(
-                    HeaderName::from_bytes(name.trim().as_bytes())
-                        .map_err(|_| Error::VersionHeader(name.clone()))?,
-                ),
-                None,
-            ),
-            (None, Some(re)) => (None, Some(version_regex(re)?)),
-            (None, None) => (
-                file.target.version_header.clone(),
-                file.target.version_regex.clone(),
-            ),
-        };
-        if self.expect_version.is_some() && version_header.is_none() && version_regex.is_none() {
+        let expect_version = verdict.expect_version(&cx)?;
+        if expect_version.is_some() && version_header.is_none() && version_regex.is_none() {
             return Err(Error::ExpectWithoutProbe);
         }
-        let v = &file.verdict;
+        let max_failures = verdict.max_failures(&cx)?;
+        let max_failure_ratio = verdict.max_failure_ratio(&cx)?;
+        let max_gap = verdict.max_gap(&cx)?;
+        // With no threshold given, no failure is allowed; given any, only those given apply.
+        let relaxed = max_failures.is_some() || max_failure_ratio.is_some();
         let config = RunConfig {
             target: TargetConfig {
                 url,
-                method,
+                method: target.method(&cx)?.value,
                 headers,
                 body,
-                timeout,
-                ok_codes,
-                http2: self.http2 || file.target.http2.unwrap_or(false),
-                insecure: self.insecure || file.target.insecure.unwrap_or(false),
-                ca_certs: match &self.cacert {
-                    Some(path) => crate::tls::read_ca_bundle(path)?,
-                    None => Vec::new(),
-                },
-                version_header,
-                version_regex,
+                timeout: target.timeout(&cx)?.value,
+                ok_codes: target.ok_codes(&cx)?.value,
+                http2: target.http2(&cx)?.value,
+                insecure: target.insecure(&cx)?.value,
+                ca_certs: target
+                    .cacert(&cx)?
+                    .map(Setting::into_value)
+                    .unwrap_or_default(),
+                version_header: version_header.map(Setting::into_value),
+                version_regex: version_regex.map(Setting::into_value),
             },
             load: LoadConfig {
                 rate,
-                connections,
-                streams,
+                connections: load.connections(&cx)?.value,
+                streams: load.streams(&cx)?.value,
                 duration,
                 slot,
                 max_connect_rate,
-                threads,
+                threads: load.threads(&cx)?.map(Setting::into_value),
             },
             rollout: RolloutConfig {
-                warmup: self.warmup.or(file.load.warmup).unwrap_or(WARMUP),
-                cooldown: self.cooldown.or(file.load.cooldown).unwrap_or(COOLDOWN),
+                warmup: load.warmup(&cx)?.value,
+                cooldown: load.cooldown(&cx)?.value,
                 steps,
             },
             verdict: VerdictConfig {
-                max_failures: self.max_failures.or(v.max_failures).unwrap_or(0),
-                max_failure_ratio,
-                max_gap: self.max_gap.or(v.max_gap).unwrap_or(Duration::ZERO),
-                max_p99: self.max_p99.or(v.max_p99),
-                allow_warmup_errors: self.allow_warmup_errors
-                    || v.allow_warmup_errors.unwrap_or(false),
-                merge_gap: self.merge_gap.or(v.merge_gap).unwrap_or(Duration::ZERO),
-                slow: self.slow.or(v.slow),
-                expect_version: self.expect_version.clone().or(v.expect_version.clone()),
+                max_failures: match max_failures {
+                    Some(n) => Some(n.value),
+                    None if relaxed || max_gap.source.is_given() => None,
+                    None => Some(0),
+                },
+                max_failure_ratio: max_failure_ratio.map(Setting::into_value),
+                max_gap: (max_gap.source.is_given() || !relaxed).then_some(max_gap.value),
+                max_p99: verdict.max_p99(&cx)?.map(Setting::into_value),
+                allow_warmup_errors: verdict.allow_warmup_errors(&cx)?.value,
+                merge_gap: verdict.merge_gap(&cx)?.value,
+                slow: verdict.slow(&cx)?.map(Setting::into_value),
+                expect_version: expect_version.map(Setting::into_value),
             },
-            redact: self.redact.clone(),
+            redact: Redactor::new(&self.redact, secrets(&self.redact_env, &cx, env)),
         };
         let output = Output {
             json: self.json.clone(),
@@ -554,48 +488,100 @@ impl RunArgs {
             fortio_json: self.fortio_json.clone(),
             quiet: self.quiet,
         };
-        Ok((config, output))
+        Ok(Validated {
+            config,
+            start,
+            output,
+        })
+    }
+
+    /// The steps: the command after `--` (the quick form) replaces the file's.
+    fn steps(&self, file: &[Step]) -> Result<Vec<Step>, Error> {
+        if self.command.is_empty() {
+            if self.step_name.is_some() {
+                return Err(Error::StepWithoutCommand("--step-name"));
+            }
+            if self.step_timeout.is_some() {
+                return Err(Error::StepWithoutCommand("--step-timeout"));
+            }
+            return Ok(file.to_vec());
+        }
+        let cx = Context::new(None, &|_| None);
+        let timeout = match &self.step_timeout {
+            Some(given) => {
+                let place = Place {
+                    flag: "--step-timeout",
+                    key: "step.timeout",
+                    origin: &Origin::Command,
+                };
+                STEP_TIMEOUT_RANGE
+                    .parse(&given.value)
+                    .map_err(|m| place.error(&cx, m))?
+            }
+            None => STEP_TIMEOUT,
+        };
+        let action = Action::Exec(self.command.clone());
+        let command = action.to_string();
+        Ok(vec![Step {
+            name: self.step_name.clone().unwrap_or_else(|| command.clone()),
+            command,
+            action,
+            at: None,
+            timeout,
+            expect_exit: 0,
+            background: false,
+        }])
     }
 }
 
-/// Default `--qps`.
-const DEFAULT_QPS: Qps = match Qps::new(100.0) {
-    Some(q) => q,
-    None => panic!("100 is a valid rate"),
-};
-/// Default `--duration`.
-const DEFAULT_DURATION: Duration = Duration::from_secs(10);
-/// Default `--timeout`.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Default `--slot`.
-const DEFAULT_SLOT: Duration = Duration::from_secs(1);
-
-/// A `--version-regex`: valid, with a capture group.
-pub fn version_regex(re: &str) -> Result<regex::bytes::Regex, Error> {
-    let bad = |why: String| Error::VersionRegex {
-        re: re.to_string(),
-        why,
-    };
-    let regex = regex::bytes::Regex::new(re).map_err(|e| bad(e.to_string()))?;
-    if regex.captures_len() < 2 {
-        return Err(bad(
-            "it has no capture group: put the version in (...)".to_string()
-        ));
+/// Of two alternatives both set after the merge, the one from the command line.
+fn command_line_first<T>(a: Setting<T>, b: Setting<T>) -> T {
+    if matches!(b.source, Source::Flag(_)) {
+        b.value
+    } else {
+        a.value
     }
-    Ok(regex)
 }
 
-/// Parses `Name: value` headers.
-pub fn parse_headers(raw: &[String]) -> Result<HeaderMap, Error> {
-    let mut headers = HeaderMap::new();
-    for h in raw {
-        let bad = || Error::Header(h.clone());
-        let (name, value) = h.split_once(':').ok_or_else(bad)?;
-        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
-        let value = HeaderValue::from_str(value.trim()).map_err(|_| bad())?;
-        headers.append(name, value);
-    }
-    Ok(headers)
+/// Whether a variable's name says it holds a secret.
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL"]
+        .iter()
+        .any(|word| upper.contains(word))
+}
+
+/// Shortest value of a secret-named variable of the environment that is redacted when gapless did
+/// not expand it itself (shorter values are not secrets, and would mangle every line).
+const SHORTEST_INHERITED_SECRET: usize = 4;
+
+/// The values to keep out of every report: of the variables the scenario expanded whose names say
+/// they are secret, of the `--redact-env` variables, and of the secret-named variables of the
+/// environment the steps inherit.
+fn secrets(
+    redact_env: &[String],
+    cx: &Context,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
+    let named = |name: &str| is_secret_name(name) || redact_env.iter().any(|n| n == name);
+    let mut values: Vec<String> = cx
+        .expanded()
+        .into_iter()
+        .filter(|(name, _)| named(name))
+        .map(|(_, value)| value)
+        .chain(redact_env.iter().filter_map(|name| env(name)))
+        .chain(
+            std::env::vars()
+                .filter(|(name, value)| {
+                    is_secret_name(name) && value.len() >= SHORTEST_INHERITED_SECRET
+                })
+                .map(|(_, value)| value),
+        )
+        .filter(|v| !v.is_empty())
+        .collect();
+    values.sort();
+    values.dedup();
+    values
 }
 
 /// `gapless serve`.
@@ -634,42 +620,104 @@ mod tests {
     fn args(extra: &[&str]) -> RunArgs {
         let mut argv = vec!["gapless", "run", "http://127.0.0.1:1/"];
         argv.extend_from_slice(extra);
-        match Cli::try_parse_from(argv).unwrap().command {
+        match Cli::parse_from(argv).unwrap().command {
             Command::Run(a) => *a,
             _ => unreachable!(),
         }
     }
 
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn validate(a: &RunArgs, scenario: Option<&Scenario>) -> Result<Validated, Error> {
+        a.validate(scenario, &no_env)
+    }
+
     fn error(extra: &[&str]) -> String {
-        let a = args(extra);
-        let url = a.target_url(None).unwrap().unwrap();
-        a.validate(url, None).unwrap_err().to_string()
+        validate(&args(extra), None).unwrap_err().to_string()
     }
 
     #[test]
     fn defaults_are_valid() {
-        let a = args(&[]);
-        let (config, output) = a
-            .validate(a.target_url(None).unwrap().unwrap(), None)
-            .unwrap();
+        let v = validate(&args(&[]), None).unwrap();
+        let config = v.config;
         assert_eq!(config.load.rate.qps(), Some(100.0));
         assert_eq!(config.load.connections.get(), 16);
         assert_eq!(config.load.duration, Duration::from_secs(10));
         assert_eq!(config.target.timeout, Duration::from_secs(3));
         assert_eq!(config.load.max_connect_rate.get(), 1000);
-        assert!(output.json.is_none());
+        assert_eq!(config.verdict.max_failures, Some(0));
+        assert_eq!(config.verdict.max_gap, Some(Duration::ZERO));
+        assert!(v.output.json.is_none());
+        assert_eq!(v.start, Start::Url);
     }
 
     #[test]
     fn impossible_values_are_one_sentence_each() {
         assert!(error(&["-q", "-5"]).contains("--qps"));
-        assert_eq!(error(&["-c", "0"]), "--connections must be at least 1");
+        assert_eq!(
+            error(&["-c", "0"]),
+            "--connections must be at least 1 (got 0)"
+        );
         assert!(error(&["-d", "0s"]).contains("--duration must be at least"));
         assert!(error(&["--slot", "1ms"]).contains("--slot must be at least 10ms"));
         assert!(error(&["-d", "1s", "--slot", "2s"]).contains("longer than the run"));
         assert!(error(&["-H", "nocolon"]).contains("'Name: value'"));
         assert!(error(&["--ok-codes", "2xx"]).contains("--ok-codes"));
-        assert!(error(&["--body-file", "/nonexistent/body"]).contains("cannot read --body-file"));
+        assert!(error(&["--body-file", "/nonexistent/body"]).contains("cannot read"));
+    }
+
+    #[test]
+    fn every_numeric_option_has_a_range() {
+        for (flags, mention) in [
+            (&["-q", "1e300"][..], "--qps must be at most"),
+            (
+                &["-q", "1e-20"],
+                "--qps must be 0 (a closed loop) or at least 0.001",
+            ),
+            (&["-c", "100000000"], "--connections must be at most 10000"),
+            (&["--streams", "0"], "--streams must be at least 1"),
+            (&["--timeout", "18446744073709551615s"], "--timeout"),
+            (&["--timeout", "2h"], "--timeout must be at most 1h"),
+            (&["-d", "1000d"], "--duration must be at most"),
+            (&["--threads", "0"], "--threads must be at least 1"),
+            (
+                &["--max-connect-rate", "-1"],
+                "--max-connect-rate must be at least 1",
+            ),
+            (
+                &["--max-failures", "-1"],
+                "--max-failures must be 0 or more",
+            ),
+            (&["--max-failure-ratio", "1.5"], "between 0 and 1"),
+            (&["--warmup", "25h"], "--warmup must be at most 1day"),
+            (&["-X", "CONNECT"], "-X"),
+        ] {
+            let e = error(flags);
+            assert!(
+                e.contains(mention) || (mention == "-X" && e.contains("--method: CONNECT")),
+                "{flags:?}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn help_shows_each_default_and_range() {
+        let mut cmd = Cli::command_with_specs();
+        let run = cmd.find_subcommand_mut("run").unwrap();
+        let help = run.render_help().to_string();
+        assert!(
+            help.contains("[default: 100] [range: 0 (closed loop), or 0.001 to 1000000000]"),
+            "{help}"
+        );
+        assert!(
+            help.contains("[default: 10m] [range: 1ms to 1day]"),
+            "{help}"
+        );
+        for heading in ["Target:", "Load:", "Rollout:", "Verdict:", "Reports:"] {
+            assert!(help.contains(heading), "{heading} in {help}");
+        }
     }
 
     #[test]
@@ -683,9 +731,8 @@ mod tests {
         )
         .unwrap();
         let a = args(&["-q", "70", "-H", "X-A: cli", "--cooldown", "2s"]);
-        let url = a.target_url(Some(&scenario)).unwrap().unwrap();
-        assert_eq!(url.port(), 1, "the command line's URL wins");
-        let (config, _) = a.validate(url, Some(&scenario)).unwrap();
+        let config = validate(&a, Some(&scenario)).unwrap().config;
+        assert_eq!(config.target.url.port(), 1, "the command line's URL wins");
         assert_eq!(config.load.rate.qps(), Some(70.0));
         assert_eq!(config.load.connections.get(), 4);
         assert_eq!(config.target.headers["x-a"], "cli");
@@ -693,12 +740,10 @@ mod tests {
         assert_eq!(config.rollout.warmup, Duration::from_secs(1));
         assert_eq!(config.rollout.cooldown, Duration::from_secs(2));
         assert_eq!(config.rollout.steps.len(), 1);
-        assert_eq!(config.verdict.max_failures, 3);
+        assert_eq!(config.verdict.max_failures, Some(3));
         // The trailing command replaces the file's steps; --duration does not fit a rollout.
         let a = args(&["--", "kubectl", "rollout", "restart", "deploy/web"]);
-        let (config, _) = a
-            .validate(a.target_url(None).unwrap().unwrap(), Some(&scenario))
-            .unwrap();
+        let config = validate(&a, Some(&scenario)).unwrap().config;
         assert_eq!(
             config.rollout.steps[0].name,
             "kubectl rollout restart deploy/web"
@@ -709,27 +754,97 @@ mod tests {
     }
 
     #[test]
-    fn headers_parse() {
-        let h = parse_headers(&["X-A: 1".into(), "x-a:2".into()]).unwrap();
-        assert_eq!(h.get_all("x-a").iter().count(), 2);
+    fn the_quick_form_names_and_times_its_step() {
+        let a = args(&[
+            "--step-name",
+            "restart web",
+            "--step-timeout",
+            "90s",
+            "--",
+            "true",
+        ]);
+        let step = &validate(&a, None).unwrap().config.rollout.steps[0];
+        assert_eq!(step.name, "restart web");
+        assert_eq!(step.command, "true");
+        assert_eq!(step.timeout, Duration::from_secs(90));
+        assert!(
+            error(&["--step-name", "x"]).contains("--step-name names the command given after --")
+        );
+        assert!(
+            error(&["--step-timeout", "0s", "--", "true"])
+                .contains("--step-timeout must be at least 1ms")
+        );
+    }
+
+    #[test]
+    fn a_ratio_or_a_count_alone_replaces_the_zero_tolerance_defaults() {
+        let v = |extra: &[&str]| validate(&args(extra), None).unwrap().config.verdict;
+        let ratio = v(&["--max-failure-ratio", "0.5"]);
+        assert_eq!(
+            (ratio.max_failures, ratio.max_failure_ratio, ratio.max_gap),
+            (None, Some(0.5), None)
+        );
+        let count = v(&["--max-failures", "3"]);
+        assert_eq!((count.max_failures, count.max_gap), (Some(3), None));
+        let gap = v(&["--max-gap", "100ms"]);
+        assert_eq!(
+            (gap.max_failures, gap.max_gap),
+            (None, Some(Duration::from_millis(100)))
+        );
+        let both = v(&["--max-failures", "3", "--max-gap", "0s"]);
+        assert_eq!(
+            (both.max_failures, both.max_gap),
+            (Some(3), Some(Duration::ZERO))
+        );
+    }
+
+    #[test]
+    fn url_credentials_become_basic_authorization() {
+        let mut argv = vec!["gapless", "run", "http://user:pass@127.0.0.1:1/"];
+        let config = match Cli::parse_from(argv.clone()).unwrap().command {
+            Command::Run(a) => validate(&a, None).unwrap().config,
+            _ => unreachable!(),
+        };
+        assert_eq!(config.target.url.authority(), "127.0.0.1:1");
+        assert_eq!(config.target.headers["authorization"], "Basic dXNlcjpwYXNz");
+        argv.extend(["-H", "Authorization: Bearer x"]);
+        let config = match Cli::parse_from(argv).unwrap().command {
+            Command::Run(a) => validate(&a, None).unwrap().config,
+            _ => unreachable!(),
+        };
+        assert_eq!(config.target.headers["authorization"], "Bearer x");
     }
 
     #[test]
     fn url_problems() {
-        let a = args(&[]);
-        assert!(a.target_url(None).is_ok());
-        let bad = match Cli::try_parse_from(["gapless", "run", "ftp://x/"])
+        assert!(validate(&args(&[]), None).is_ok());
+        let bad = match Cli::parse_from(["gapless", "run", "ftp://x/"])
             .unwrap()
             .command
         {
             Command::Run(a) => *a,
             _ => unreachable!(),
         };
-        assert!(
-            bad.target_url(None)
-                .unwrap_err()
-                .to_string()
-                .contains("unsupported scheme")
+        let e = validate(&bad, None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "target URL \"ftp://x/\" has an unsupported scheme: use http:// or https://"
         );
+    }
+
+    #[test]
+    fn secret_names() {
+        for name in [
+            "KUBE_TOKEN",
+            "db_password",
+            "API_KEY",
+            "AWS_SECRET_ACCESS_KEY",
+            "GCP_CREDENTIALS",
+        ] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in ["HOME", "PATH", "PWD", "USER"] {
+            assert!(!is_secret_name(name), "{name}");
+        }
     }
 }

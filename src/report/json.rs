@@ -222,12 +222,12 @@ pub struct WindowEntry {
 /// `thresholds`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Thresholds {
-    /// Failed requests allowed.
-    pub max_failures: u64,
+    /// Failed requests allowed; `null`: not checked.
+    pub max_failures: Option<u64>,
     /// Share of failed requests allowed.
     pub max_failure_ratio: Option<f64>,
-    /// Longest gap allowed (0: none).
-    pub max_gap_ms: f64,
+    /// Longest gap allowed (0: none); `null`: not checked.
+    pub max_gap_ms: Option<f64>,
     /// Largest p99 allowed.
     pub max_p99_ms: Option<f64>,
     /// The version every response after the last step must come from.
@@ -679,7 +679,7 @@ impl RunResult {
             thresholds: Thresholds {
                 max_failures: config.verdict.max_failures,
                 max_failure_ratio: config.verdict.max_failure_ratio,
-                max_gap_ms: millis(config.verdict.max_gap),
+                max_gap_ms: config.verdict.max_gap.map(millis),
                 max_p99_ms: config.verdict.max_p99.map(millis),
                 expect_version: config.verdict.expect_version.clone(),
             },

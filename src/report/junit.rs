@@ -33,8 +33,8 @@ fn reason(r: &RunResult, needle: &str) -> Option<String> {
 fn cases(r: &RunResult) -> Vec<Case> {
     let t = &r.thresholds;
     let ratio = r.requests.failed as f64 / r.requests.total.max(1) as f64;
-    let too_many =
-        r.requests.failed > t.max_failures || t.max_failure_ratio.is_some_and(|max| ratio > max);
+    let too_many = t.max_failures.is_some_and(|max| r.requests.failed > max)
+        || t.max_failure_ratio.is_some_and(|max| ratio > max);
     let kept = if too_many {
         Outcome::Failed(reason(r, "requests failed (").unwrap_or_else(|| {
             format!(
@@ -45,13 +45,13 @@ fn cases(r: &RunResult) -> Vec<Case> {
     } else {
         Outcome::Passed
     };
-    let gap = match r.longest_gap_ms {
-        Some(g) if t.max_gap_ms == 0.0 || g > t.max_gap_ms => Outcome::Failed(format!(
+    let gap = match (r.longest_gap_ms, t.max_gap_ms) {
+        (Some(g), Some(max)) if max == 0.0 || g > max => Outcome::Failed(format!(
             "longest gap {g:.1} ms (allowed: {})",
-            if t.max_gap_ms == 0.0 {
+            if max == 0.0 {
                 "none".to_string()
             } else {
-                format!("{} ms", t.max_gap_ms)
+                format!("{max} ms")
             }
         )),
         _ => Outcome::Passed,
@@ -202,6 +202,8 @@ mod tests {
         r.requests.total = 100;
         r.requests.failed = 3;
         r.longest_gap_ms = Some(4.0);
+        r.thresholds.max_failures = Some(0);
+        r.thresholds.max_gap_ms = Some(0.0);
         r.verdict.line = "FAIL: 3 of 100 requests failed (503: 3) in 1 window".into();
         r.verdict.reasons = vec!["3 of 100 requests failed (503: 3) in 1 window".into()];
         let xml = render(&r);

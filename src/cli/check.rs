@@ -1,0 +1,596 @@
+//! The checks of the options: each turns the raw value a user wrote (command line or scenario
+//! file) into the typed value the configuration holds, or into one sentence saying what is wrong,
+//! and describes the values it accepts for `--help` and README.
+//!
+//! Strings from the scenario file have `${VAR}` expanded first ([`Context::expand`]).
+
+use std::marker::PhantomData;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use http::header::{self, HeaderName, HeaderValue};
+use rustls::pki_types::CertificateDer;
+use toml::Spanned;
+
+use super::options::{Check, Context, DemoTable, Error, MAX_QPS, MIN_QPS, Origin, Place};
+use crate::config::{OkCodes, Rate, TargetUrl};
+use crate::demo::DemoSpec;
+
+/// `humantime`'s spelling of a duration: `10ms`, `1h`, `0s`.
+pub fn show(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// A text value, with `${VAR}` expanded when it comes from the file.
+fn text(raw: &str, place: &Place, cx: &Context) -> Result<String, Error> {
+    cx.expand(raw, place.origin)
+        .map_err(|message| place.error(cx, message))
+}
+
+/// `-q`: 0 (a closed loop) or a rate in `[MIN_QPS, MAX_QPS]`.
+#[derive(Clone, Copy, Debug)]
+pub struct RateCheck;
+
+impl Check for RateCheck {
+    type Raw = f64;
+    type Out = Rate;
+
+    fn check(&self, raw: &f64, place: &Place, cx: &Context) -> Result<Rate, Error> {
+        let q = *raw;
+        if !q.is_finite() || q < 0.0 {
+            return Err(place.error(cx, format!("must be a finite number, 0 or more (got {q})")));
+        }
+        if q > MAX_QPS {
+            return Err(place.error(cx, format!("must be at most {MAX_QPS} (got {q})")));
+        }
+        if q > 0.0 && q < MIN_QPS {
+            return Err(place.error(
+                cx,
+                format!("must be 0 (a closed loop) or at least {MIN_QPS} (got {q})"),
+            ));
+        }
+        Rate::from_qps(q).map_err(|e| place.error(cx, e.to_string()))
+    }
+
+    fn range(&self) -> Option<String> {
+        Some(format!("0 (closed loop), or {MIN_QPS} to {MAX_QPS}"))
+    }
+}
+
+/// A whole number in `[min, max]`, as the type the configuration holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Count<T> {
+    min: u64,
+    max: u64,
+    out: PhantomData<T>,
+}
+
+impl<T> Count<T> {
+    /// Numbers from `min` to `max`, both included.
+    pub const fn new(min: u64, max: u64) -> Count<T> {
+        Count {
+            min,
+            max,
+            out: PhantomData,
+        }
+    }
+}
+
+/// The integer types counts become.
+pub trait FromCount: Sized {
+    /// `n`, already within the count's range (which excludes what the type cannot hold).
+    fn from_count(n: u64) -> Option<Self>;
+}
+
+impl FromCount for u64 {
+    fn from_count(n: u64) -> Option<u64> {
+        Some(n)
+    }
+}
+
+impl FromCount for NonZeroUsize {
+    fn from_count(n: u64) -> Option<NonZeroUsize> {
+        usize::try_from(n).ok().and_then(NonZeroUsize::new)
+    }
+}
+
+impl FromCount for NonZeroU32 {
+    fn from_count(n: u64) -> Option<NonZeroU32> {
+        u32::try_from(n).ok().and_then(NonZeroU32::new)
+    }
+}
+
+impl<T: FromCount> Check for Count<T> {
+    type Raw = i64;
+    type Out = T;
+
+    fn check(&self, raw: &i64, place: &Place, cx: &Context) -> Result<T, Error> {
+        let n = *raw;
+        let low = u64::try_from(n).map_or(true, |n| n < self.min);
+        if low {
+            let message = match self.min {
+                0 => format!("must be 0 or more (got {n})"),
+                min => format!("must be at least {min} (got {n})"),
+            };
+            return Err(place.error(cx, message));
+        }
+        let n = n.unsigned_abs();
+        if n > self.max {
+            return Err(place.error(cx, format!("must be at most {} (got {n})", self.max)));
+        }
+        T::from_count(n).ok_or_else(|| place.error(cx, format!("cannot hold {n}")))
+    }
+
+    fn range(&self) -> Option<String> {
+        Some(if self.max >= i64::MAX as u64 {
+            format!("{} or more", self.min)
+        } else {
+            format!("{} to {}", self.min, self.max)
+        })
+    }
+}
+
+/// A duration such as `3s` or `1m30s`, in `[min, max]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    min: Duration,
+    max: Duration,
+}
+
+impl Span {
+    /// Durations from `min` to `max`, both included.
+    pub const fn new(min: Duration, max: Duration) -> Span {
+        Span { min, max }
+    }
+
+    /// The shortest accepted.
+    pub const fn min(&self) -> Duration {
+        self.min
+    }
+
+    /// The longest accepted.
+    pub const fn max(&self) -> Duration {
+        self.max
+    }
+
+    /// Parses `text` (already expanded) and checks the range; the error is a sentence.
+    pub fn parse(&self, text: &str) -> Result<Duration, String> {
+        let d = humantime::parse_duration(text.trim())
+            .map_err(|e| format!("{text:?} is not a duration such as \"3s\" or \"1m30s\" ({e})"))?;
+        if d < self.min {
+            return Err(format!(
+                "must be at least {} (got {})",
+                show(self.min),
+                show(d)
+            ));
+        }
+        if d > self.max {
+            return Err(format!(
+                "must be at most {} (got {})",
+                show(self.max),
+                show(d)
+            ));
+        }
+        Ok(d)
+    }
+}
+
+impl Check for Span {
+    type Raw = String;
+    type Out = Duration;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<Duration, Error> {
+        let text = text(raw, place, cx)?;
+        self.parse(&text).map_err(|m| place.error(cx, m))
+    }
+
+    fn range(&self) -> Option<String> {
+        Some(format!("{} to {}", show(self.min), show(self.max)))
+    }
+}
+
+/// A share, from 0 to 1.
+#[derive(Clone, Copy, Debug)]
+pub struct Ratio;
+
+impl Check for Ratio {
+    type Raw = f64;
+    type Out = f64;
+
+    fn check(&self, raw: &f64, place: &Place, cx: &Context) -> Result<f64, Error> {
+        if (0.0..=1.0).contains(raw) {
+            Ok(*raw)
+        } else {
+            Err(place.error(cx, format!("must be between 0 and 1 (got {raw})")))
+        }
+    }
+
+    fn range(&self) -> Option<String> {
+        Some("0 to 1".to_string())
+    }
+}
+
+/// A switch: on the command line a bare flag, in the file `true` or `false`.
+#[derive(Clone, Copy, Debug)]
+pub struct Switch;
+
+impl Check for Switch {
+    type Raw = bool;
+    type Out = bool;
+
+    fn check(&self, raw: &bool, _: &Place, _: &Context) -> Result<bool, Error> {
+        Ok(*raw)
+    }
+
+    fn range(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Any text (`${VAR}` expanded in the file), as bytes: a request body.
+#[derive(Clone, Copy, Debug)]
+pub struct Expanded;
+
+impl Check for Expanded {
+    type Raw = String;
+    type Out = Bytes;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<Bytes, Error> {
+        text(raw, place, cx).map(Bytes::from)
+    }
+
+    fn range(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A file read whole: a request body.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyFile;
+
+impl Check for BodyFile {
+    type Raw = String;
+    type Out = Bytes;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<Bytes, Error> {
+        let name = text(raw, place, cx)?;
+        let path = cx.path(&name, place.origin);
+        std::fs::read(&path).map(Bytes::from).map_err(|e| {
+            place.error_about(
+                cx,
+                &path.display().to_string(),
+                format!("cannot read it: {e}"),
+            )
+        })
+    }
+
+    fn range(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A PEM bundle of certificates to trust.
+#[derive(Clone, Copy, Debug)]
+pub struct CaBundle;
+
+impl Check for CaBundle {
+    type Raw = String;
+    type Out = Vec<CertificateDer<'static>>;
+
+    fn check(
+        &self,
+        raw: &String,
+        place: &Place,
+        cx: &Context,
+    ) -> Result<Vec<CertificateDer<'static>>, Error> {
+        let name = text(raw, place, cx)?;
+        let path = cx.path(&name, place.origin);
+        crate::tls::read_ca_bundle(&path).map_err(|e| match e {
+            crate::tls::Error::CaBundle { path, problem } => place.error_about(cx, &path, problem),
+        })
+    }
+
+    fn range(&self) -> Option<String> {
+        None
+    }
+}
+
+/// An HTTP method gapless can send: any token but `CONNECT`, which opens a tunnel rather than
+/// asking for a response to judge.
+#[derive(Clone, Copy, Debug)]
+pub struct Methods;
+
+impl Check for Methods {
+    type Raw = String;
+    type Out = Method;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<Method, Error> {
+        let name = text(raw, place, cx)?;
+        let method = Method::from_bytes(name.as_bytes())
+            .map_err(|_| place.error(cx, format!("{name:?} is not a valid HTTP method")))?;
+        if method == Method::CONNECT {
+            return Err(place.error(
+                cx,
+                "CONNECT is not supported: it opens a tunnel, it does not ask for a response to judge",
+            ));
+        }
+        Ok(method)
+    }
+
+    fn range(&self) -> Option<String> {
+        Some("any method but CONNECT".to_string())
+    }
+}
+
+/// Status codes and ranges, such as `200-299,304`.
+#[derive(Clone, Copy, Debug)]
+pub struct Codes;
+
+impl Check for Codes {
+    type Raw = String;
+    type Out = OkCodes;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<OkCodes, Error> {
+        let list = text(raw, place, cx)?;
+        list.parse().map_err(|_| {
+            place.error(
+                cx,
+                format!(
+                    "{list:?} is not a list of codes and ranges such as \"200-299,304\" (codes are 100 to 999)"
+                ),
+            )
+        })
+    }
+
+    fn range(&self) -> Option<String> {
+        Some("codes 100 to 999".to_string())
+    }
+}
+
+/// A header name.
+#[derive(Clone, Copy, Debug)]
+pub struct HeaderNames;
+
+impl Check for HeaderNames {
+    type Raw = String;
+    type Out = HeaderName;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<HeaderName, Error> {
+        let name = text(raw, place, cx)?;
+        HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| place.error(cx, format!("{name:?} is not a valid header name")))
+    }
+
+    fn range(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A header `Name: value` the user may set: not one that frames the body.
+#[derive(Clone, Copy, Debug)]
+pub struct HeaderLine;
+
+impl Check for HeaderLine {
+    type Raw = String;
+    type Out = (HeaderName, HeaderValue);
+
+    fn check(
+        &self,
+        raw: &String,
+        place: &Place,
+        cx: &Context,
+    ) -> Result<(HeaderName, HeaderValue), Error> {
+        // In the file each header is its own key, `target.headers.NAME`.
+        let key = raw
+            .split_once(':')
+            .map(|(n, _)| format!("{}.{}", place.key, n.trim()));
+        let place = Place {
+            key: key.as_deref().unwrap_or(place.key),
+            ..*place
+        };
+        let line = text(raw, &place, cx)?;
+        let bad = || match place.origin {
+            Origin::Command => place.error(
+                cx,
+                format!("header {line:?} is not of the form 'Name: value'"),
+            ),
+            Origin::File(_) => place.error(
+                cx,
+                "is not a valid header (name, or value with control characters?)",
+            ),
+        };
+        let (name, value) = line.split_once(':').ok_or_else(bad)?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
+        let value = HeaderValue::from_str(value.trim()).map_err(|_| bad())?;
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            return Err(place.error(
+                cx,
+                format!(
+                    "header {:?} cannot be set: gapless frames the request body itself (its length comes from --body or --body-file)",
+                    name.as_str()
+                ),
+            ));
+        }
+        Ok((name, value))
+    }
+
+    fn range(&self) -> Option<String> {
+        Some("not content-length or transfer-encoding".to_string())
+    }
+}
+
+/// A regex whose first capture group names the version.
+#[derive(Clone, Copy, Debug)]
+pub struct VersionPattern;
+
+impl Check for VersionPattern {
+    type Raw = String;
+    type Out = regex::bytes::Regex;
+
+    fn check(
+        &self,
+        raw: &String,
+        place: &Place,
+        cx: &Context,
+    ) -> Result<regex::bytes::Regex, Error> {
+        let re = text(raw, place, cx)?;
+        let bad = |why: String| place.error(cx, format!("{re:?} is not usable: {why}"));
+        let regex = regex::bytes::Regex::new(&re).map_err(|e| bad(e.to_string()))?;
+        if regex.captures_len() < 2 {
+            return Err(bad(
+                "it has no capture group: put the version in (...)".to_string()
+            ));
+        }
+        Ok(regex)
+    }
+
+    fn range(&self) -> Option<String> {
+        Some("a regex with a capture group".to_string())
+    }
+}
+
+/// A version label: non-empty, usable as a header value.
+#[derive(Clone, Copy, Debug)]
+pub struct Label;
+
+impl Label {
+    /// `text` if it is a label, else the sentence saying what one is.
+    pub fn parse(text: &str) -> Result<String, String> {
+        if text.is_empty() || HeaderValue::from_str(text).is_err() {
+            return Err("must be a short label such as \"v2\"".to_string());
+        }
+        Ok(text.to_string())
+    }
+}
+
+impl Check for Label {
+    type Raw = String;
+    type Out = String;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<String, Error> {
+        let label = text(raw, place, cx)?;
+        Label::parse(&label).map_err(|m| place.error(cx, m))
+    }
+
+    fn range(&self) -> Option<String> {
+        None
+    }
+}
+
+/// An `http://` or `https://` URL with a host.
+#[derive(Clone, Copy, Debug)]
+pub struct UrlCheck;
+
+impl Check for UrlCheck {
+    type Raw = String;
+    type Out = TargetUrl;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<TargetUrl, Error> {
+        let url = text(raw, place, cx)?;
+        url.parse()
+            .map_err(|e: crate::config::Error| place.error(cx, e.to_string()))
+    }
+
+    fn range(&self) -> Option<String> {
+        Some("http:// or https://".to_string())
+    }
+}
+
+/// `[target] demo = { ... }`: the embedded demo cluster.
+#[derive(Clone, Copy, Debug)]
+pub struct DemoCheck;
+
+impl Check for DemoCheck {
+    type Raw = DemoTable;
+    type Out = DemoSpec;
+
+    fn check(&self, raw: &DemoTable, place: &Place, cx: &Context) -> Result<DemoSpec, Error> {
+        let key = |field: &str| format!("{}.{field}", place.key);
+        let mut spec = DemoSpec::default();
+        if let Some(n) = &raw.replicas {
+            spec.replicas = positive(n, &key("replicas"), cx)?;
+        }
+        if let Some(v) = &raw.version {
+            spec.version = label(v, &key("version"), cx)?;
+        }
+        let durations = [
+            (&raw.startup, "startup", &mut spec.startup),
+            (&raw.latency, "latency", &mut spec.latency),
+            (&raw.propagation, "propagation", &mut spec.propagation),
+            (
+                &raw.route_propagation,
+                "route_propagation",
+                &mut spec.route_propagation,
+            ),
+            (&raw.prestop, "prestop", &mut spec.prestop),
+            (&raw.grace, "grace", &mut spec.grace),
+        ];
+        for (value, field, slot) in durations {
+            if let Some(v) = value {
+                *slot = duration(v, &key(field), ANY_DURATION, cx)?;
+            }
+        }
+        if let Some(r) = raw.readiness {
+            spec.readiness = r;
+        }
+        if let Some(listen) = &raw.listen {
+            let text = spanned_text(listen, &key("listen"), cx)?;
+            spec.listen = text.parse().map_err(|_| {
+                cx.error_at(
+                    listen.span(),
+                    &key("listen"),
+                    format!("{text:?} is not an address such as \"127.0.0.1:8080\""),
+                )
+            })?;
+        }
+        Ok(spec)
+    }
+
+    fn range(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Any duration up to a day, for the scenario's own values (demo timings, step times).
+pub const ANY_DURATION: Span = Span::new(Duration::ZERO, Duration::from_secs(24 * 3600));
+
+/// A scenario string at its span, `${VAR}` expanded; errors name `key`.
+pub fn spanned_text(value: &Spanned<String>, key: &str, cx: &Context) -> Result<String, Error> {
+    cx.expand(value.get_ref(), &Origin::File(value.span()))
+        .map_err(|m| cx.error_at(value.span(), key, m))
+}
+
+/// A scenario duration at its span, within `range`.
+pub fn duration(
+    value: &Spanned<String>,
+    key: &str,
+    range: Span,
+    cx: &Context,
+) -> Result<Duration, Error> {
+    let text = spanned_text(value, key, cx)?;
+    range
+        .parse(&text)
+        .map_err(|m| cx.error_at(value.span(), key, m))
+}
+
+/// A scenario count of at least 1.
+pub fn positive(value: &Spanned<i64>, key: &str, cx: &Context) -> Result<NonZeroUsize, Error> {
+    usize::try_from(*value.get_ref())
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| {
+            cx.error_at(
+                value.span(),
+                key,
+                format!("must be at least 1 (got {})", value.get_ref()),
+            )
+        })
+}
+
+/// A scenario version label.
+pub fn label(value: &Spanned<String>, key: &str, cx: &Context) -> Result<String, Error> {
+    let text = spanned_text(value, key, cx)?;
+    Label::parse(&text).map_err(|m| cx.error_at(value.span(), key, m))
+}

@@ -1,0 +1,902 @@
+//! Every option of `gapless run`, declared once.
+//!
+//! One declaration per option, in the [`options!`] invocations at the end of this file, carries:
+//! the `--help` text (its doc comment), the flag names (its clap attributes), the raw type both
+//! sources give (the command line's text, or the scenario file's TOML value), the typed value it
+//! becomes, the default (as a user would write it) and the check (a range or a parser, from
+//! [`super::check`]). From that one declaration come:
+//!
+//! - the clap arguments (the structs are `#[command(flatten)]`ed into `gapless run`),
+//! - the serde fields of the scenario file's `[target]`, `[load]` and `[verdict]` tables,
+//! - the merge of the command line over the file, field by field ([`TargetOptions::or`], ...),
+//! - an accessor per option that applies the default and the check and says where the value came
+//!   from ([`Setting`]), with errors that name the flag or `file:line:col` and the key,
+//! - the table of defaults and ranges that `--help` and README show ([`Spec`]).
+//!
+//! Rules between options (a duration with steps, a slot longer than the run, ...) are checked
+//! once, in [`super::RunArgs::validate`].
+
+use std::cell::RefCell;
+use std::fmt;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+use super::check::{
+    BodyFile, CaBundle, Codes, Count, DemoCheck, Expanded, HeaderLine, HeaderNames, Label, Methods,
+    RateCheck, Ratio, Span, Switch, UrlCheck, VersionPattern,
+};
+use crate::config::{OkCodes, Rate, TargetUrl};
+use crate::demo::DemoSpec;
+
+/// Errors in option values, each one sentence that names the flag, or the file, line, column and
+/// key.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// A value given on the command line.
+    #[error("{}", flag_sentence(flag, message))]
+    Flag {
+        /// The flag, such as `--qps`, or `URL`.
+        flag: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value given on the command line that names something unusable (a file).
+    #[error("{flag} {value}: {problem}")]
+    FlagValue {
+        /// The flag, such as `--cacert`.
+        flag: String,
+        /// The value, such as the file's path.
+        value: String,
+        /// What is wrong with what it names.
+        problem: String,
+    },
+    /// A value in the scenario file.
+    #[error("{path}:{line}:{column}: {key}: {message}")]
+    At {
+        /// The file, as given.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (in characters).
+        column: usize,
+        /// The key, such as `load.qps` or `step[2].run`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `--connections must be at least 1`, or `--timeout: "soon" is not a duration ...`; a
+/// positional argument's message names its value itself.
+fn flag_sentence(flag: &str, message: &str) -> String {
+    if !flag.starts_with('-') {
+        message.to_string()
+    } else if message.starts_with("must ") {
+        format!("{flag} {message}")
+    } else {
+        format!("{flag}: {message}")
+    }
+}
+
+/// Where a raw value was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// On the command line.
+    Command,
+    /// In the scenario file, at this byte span.
+    File(Range<usize>),
+}
+
+/// A raw value as the user wrote it, and where.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Given<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+impl<T> Given<T> {
+    /// A value written on the command line.
+    pub fn command(value: T) -> Given<T> {
+        Given {
+            value,
+            origin: Origin::Command,
+        }
+    }
+}
+
+/// clap parses a flag's value into `Given` with [`Origin::Command`].
+impl<T: FromStr> FromStr for Given<T> {
+    type Err = T::Err;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        T::from_str(s).map(Given::command)
+    }
+}
+
+/// serde reads a scenario value into `Given` with its span ([`Origin::File`]).
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Given<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<T>::deserialize(deserializer)?;
+        Ok(Given {
+            origin: Origin::File(spanned.span()),
+            value: spanned.into_inner(),
+        })
+    }
+}
+
+/// Who set a value: the user (a flag or a scenario key), or the documented default.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum Source {
+    /// Not given: the documented default.
+    Default,
+    /// A command-line flag, such as `--max-gap`.
+    Flag(String),
+    /// A scenario key, such as `verdict.max_gap`.
+    Key(String),
+}
+
+impl Source {
+    /// True unless the value is the default.
+    pub fn is_given(&self) -> bool {
+        !matches!(self, Source::Default)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Flag(name) | Source::Key(name) => f.write_str(name),
+        }
+    }
+}
+
+impl From<Source> for String {
+    fn from(source: Source) -> String {
+        source.to_string()
+    }
+}
+
+impl From<String> for Source {
+    fn from(text: String) -> Source {
+        if text == "default" {
+            Source::Default
+        } else if text.starts_with('-') {
+            Source::Flag(text)
+        } else {
+            Source::Key(text)
+        }
+    }
+}
+
+/// A checked value and who set it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setting<T> {
+    /// The typed value.
+    pub value: T,
+    /// Who set it.
+    pub source: Source,
+}
+
+impl<T> Setting<T> {
+    /// The value, without its source.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+/// The scenario file a value may come from.
+#[derive(Clone, Copy, Debug)]
+pub struct ScenarioText<'a> {
+    /// The file, as given.
+    pub path: &'a Path,
+    /// Its text.
+    pub source: &'a str,
+}
+
+/// Looks up `${VAR}` in a scenario.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// What checking a value needs beyond the value: the scenario file (for positions and relative
+/// paths) and the environment (for `${VAR}`); it remembers which variables were expanded, so their
+/// values can be kept out of the reports.
+pub struct Context<'a> {
+    file: Option<ScenarioText<'a>>,
+    env: Env<'a>,
+    expanded: RefCell<Vec<(String, String)>>,
+}
+
+impl fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Context<'a> {
+    /// A context for values from the command line and, if given, the scenario `file`; `env`
+    /// expands `${VAR}` in the file's strings.
+    pub fn new(file: Option<ScenarioText<'a>>, env: Env<'a>) -> Context<'a> {
+        Context {
+            file,
+            env,
+            expanded: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Every `${VAR}` expanded so far, with its value, in order.
+    pub fn expanded(&self) -> Vec<(String, String)> {
+        self.expanded.borrow().clone()
+    }
+
+    /// The directory relative paths in the scenario are relative to.
+    pub fn base(&self) -> &Path {
+        self.file
+            .and_then(|f| f.path.parent())
+            .unwrap_or(Path::new(""))
+    }
+
+    /// A path as written at `origin`: relative to the scenario's directory for a file value.
+    pub fn path(&self, written: &str, origin: &Origin) -> PathBuf {
+        match origin {
+            Origin::Command => PathBuf::from(written),
+            Origin::File(_) => self.base().join(written),
+        }
+    }
+
+    /// `text` with `${VAR}` expanded, for a value from the file (the shell expanded the command
+    /// line's already). The error is a sentence naming the variable.
+    pub fn expand(&self, text: &str, origin: &Origin) -> Result<String, String> {
+        match origin {
+            Origin::Command => Ok(text.to_string()),
+            Origin::File(_) => expand(text, &|name| {
+                let value = (self.env)(name);
+                if let Some(v) = &value {
+                    self.expanded
+                        .borrow_mut()
+                        .push((name.to_string(), v.clone()));
+                }
+                value
+            }),
+        }
+    }
+
+    /// An error at byte `span` of the scenario file, about `key`.
+    pub fn error_at(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> Error {
+        let (path, (line, column)) = match self.file {
+            Some(f) => (f.path.display().to_string(), position(f.source, span.start)),
+            None => (String::new(), (1, 1)),
+        };
+        Error::At {
+            path,
+            line,
+            column,
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a value being checked was written: enough to name it in an error.
+#[derive(Clone, Copy, Debug)]
+pub struct Place<'a> {
+    /// The flag, such as `--qps` (or `URL` for the positional argument).
+    pub flag: &'a str,
+    /// The scenario key, such as `load.qps`.
+    pub key: &'a str,
+    /// Where it was written.
+    pub origin: &'a Origin,
+}
+
+impl Place<'_> {
+    /// The error `message` about this value.
+    pub fn error(&self, cx: &Context, message: impl Into<String>) -> Error {
+        match self.origin {
+            Origin::Command => Error::Flag {
+                flag: self.flag.to_string(),
+                message: message.into(),
+            },
+            Origin::File(span) => cx.error_at(span.clone(), self.key, message),
+        }
+    }
+
+    /// The error "`value`: `problem`" about what this value names (`--cacert ca.pem: holds no
+    /// PEM certificate`).
+    pub fn error_about(&self, cx: &Context, value: &str, problem: impl Into<String>) -> Error {
+        match self.origin {
+            Origin::Command => Error::FlagValue {
+                flag: self.flag.to_string(),
+                value: value.to_string(),
+                problem: problem.into(),
+            },
+            Origin::File(span) => cx.error_at(
+                span.clone(),
+                self.key,
+                format!("{value}: {}", problem.into()),
+            ),
+        }
+    }
+
+    /// Who set the value.
+    pub fn source(&self) -> Source {
+        match self.origin {
+            Origin::Command => Source::Flag(self.flag.to_string()),
+            Origin::File(_) => Source::Key(self.key.to_string()),
+        }
+    }
+}
+
+/// Turns a raw value into a typed one: the range or parser of an option.
+pub trait Check {
+    /// What the command line and the file give.
+    type Raw;
+    /// What the configuration holds.
+    type Out;
+
+    /// The typed value, or an error naming `place`.
+    fn check(&self, raw: &Self::Raw, place: &Place, cx: &Context) -> Result<Self::Out, Error>;
+
+    /// The accepted values, for `--help` and README; `None` when any value of the type is.
+    fn range(&self) -> Option<String>;
+}
+
+/// One option's declaration, as `--help` and README show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    /// The clap argument id (the field name).
+    pub id: &'static str,
+    /// The scenario key, such as `load.qps`; `None` for an option of the command line only.
+    pub key: Option<String>,
+    /// The default as a user would write it, or how it is chosen.
+    pub default: Option<&'static str>,
+    /// The accepted values.
+    pub range: Option<String>,
+}
+
+/// The flag of argument `id` in `args` (`--qps`, or the value name of a positional argument).
+pub fn flag_of(args: &clap::Command, id: &str) -> String {
+    match args.get_arguments().find(|a| a.get_id() == id) {
+        Some(arg) => match arg.get_long() {
+            Some(long) => format!("--{long}"),
+            None => arg
+                .get_value_names()
+                .and_then(|names| names.first())
+                .map_or_else(|| id.to_uppercase(), |n| n.to_string()),
+        },
+        None => format!("--{}", id.replace('_', "-")),
+    }
+}
+
+/// Applies the default and the check to one option's value.
+pub fn resolve<C: Check>(
+    given: Option<&Given<C::Raw>>,
+    default: Option<&str>,
+    check: &C,
+    (flag, key): (&str, &str),
+    cx: &Context,
+) -> Result<Option<Setting<C::Out>>, Error>
+where
+    C::Raw: FromStr,
+{
+    let parsed;
+    let (raw, origin, source) = match (given, default) {
+        (Some(g), _) => (&g.value, &g.origin, None),
+        (None, Some(text)) => {
+            // Defaults are constants written as a user would; a unit test checks each parses.
+            parsed = C::Raw::from_str(text).map_err(|_| Error::Flag {
+                flag: flag.to_string(),
+                message: format!("cannot use the default {text:?} (a bug in gapless)"),
+            })?;
+            (&parsed, &Origin::Command, Some(Source::Default))
+        }
+        (None, None) => return Ok(None),
+    };
+    let place = Place { flag, key, origin };
+    let value = check.check(raw, &place, cx)?;
+    Ok(Some(Setting {
+        value,
+        source: source.unwrap_or_else(|| place.source()),
+    }))
+}
+
+/// `check`, with its raw and typed values named (so a generic check's types are known).
+pub fn declared<R, O, C: Check<Raw = R, Out = O>>(check: C) -> C {
+    check
+}
+
+/// Declares a group of options: one struct that clap fills (flattened into `gapless run`) and
+/// serde fills (a table of the scenario file), with an accessor per option (see the module
+/// documentation). Each option is written as
+///
+/// ```text
+/// /// Help text.
+/// #[arg(long, ...)]
+/// name: RawType => OutType = "default" | none | ("how it is chosen"), check;
+/// ```
+///
+/// An option with a default has an accessor returning `Setting<OutType>`; the others return
+/// `Option<Setting<OutType>>`. Options repeated on the command line (`-H`) are declared after
+/// `lists`, with the function that merges the command line's over the file's.
+macro_rules! options {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident in $section:literal {
+            $(
+                $(#[doc = $doc:literal])*
+                #[arg($($arg:tt)*)]
+                $(#[serde($($serde:tt)*)])*
+                $field:ident : $raw:ty => $out:ty = $default:tt, $check:expr;
+            )*
+        }
+        $(lists {
+            $(
+                $(#[doc = $ldoc:literal])*
+                #[arg($($larg:tt)*)]
+                $(#[serde($($lserde:tt)*)])*
+                $lfield:ident : $lraw:ty => $lout:ty, $lcheck:expr, merge $merge:path;
+            )*
+        })?
+    ) => {
+        #[derive(Clone, Debug, Default, clap::Args, serde::Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        $(#[$meta])*
+        pub struct $name {
+            $(
+                $(#[doc = $doc])*
+                #[arg($($arg)*)]
+                $(#[serde($($serde)*)])*
+                pub $field: Option<Given<$raw>>,
+            )*
+            $($(
+                $(#[doc = $ldoc])*
+                #[arg($($larg)*)]
+                $(#[serde($($lserde)*)])*
+                pub $lfield: Vec<Given<$lraw>>,
+            )*)?
+        }
+
+        impl $name {
+            /// The values given here, and `file`'s where none is: the command line over the
+            /// scenario file.
+            pub fn or(self, file: $name) -> $name {
+                $name {
+                    $( $field: self.$field.or(file.$field), )*
+                    $($( $lfield: $merge(self.$lfield, file.$lfield), )*)?
+                }
+            }
+
+            /// The declarations, in order.
+            pub fn specs() -> Vec<Spec> {
+                vec![
+                    $(Spec {
+                        id: stringify!($field),
+                        key: Some(concat!($section, ".", stringify!($field)).to_string()),
+                        default: options!(@text $default),
+                        range: declared::<$raw, $out, _>($check).range(),
+                    },)*
+                    $($(Spec {
+                        id: stringify!($lfield),
+                        key: Some(concat!($section, ".", stringify!($lfield)).to_string()),
+                        default: None,
+                        range: declared::<$lraw, $lout, _>($lcheck).range(),
+                    },)*)?
+                ]
+            }
+
+            /// Checks every value given (the scenario file's, before any merge), so a mistake in
+            /// the file is found even where the command line overrides it.
+            pub fn check_all(&self, cx: &Context) -> Result<(), Error> {
+                $( self.$field(cx)?; )*
+                $($( self.$lfield(cx)?; )*)?
+                Ok(())
+            }
+
+            fn flag(id: &str) -> String {
+                let args = <$name as clap::Args>::augment_args(clap::Command::new("gapless"));
+                flag_of(&args, id)
+            }
+
+            $(
+                options!(@accessor $field, $raw, $out, $default, declared::<$raw, $out, _>($check), $section);
+            )*
+
+            $($(
+                $(#[doc = $ldoc])*
+                pub fn $lfield(&self, cx: &Context) -> Result<Vec<Setting<$lout>>, Error> {
+                    let flag = Self::flag(stringify!($lfield));
+                    let key = concat!($section, ".", stringify!($lfield));
+                    self.$lfield
+                        .iter()
+                        .map(|g| {
+                            resolve(Some(g), None, &declared::<$lraw, $lout, _>($lcheck), (&flag, key), cx)
+                                .map(|s| s.expect("a given value resolves to a setting"))
+                        })
+                        .collect()
+                }
+            )*)?
+        }
+    };
+    (@text none) => { None };
+    (@text ($text:literal)) => { Some($text) };
+    (@text $text:literal) => { Some($text) };
+    (@accessor $field:ident, $raw:ty, $out:ty, none, $check:expr, $section:literal) => {
+        options!(@optional $field, $raw, $out, $check, $section);
+    };
+    (@accessor $field:ident, $raw:ty, $out:ty, ($text:literal), $check:expr, $section:literal) => {
+        options!(@optional $field, $raw, $out, $check, $section);
+    };
+    (@optional $field:ident, $raw:ty, $out:ty, $check:expr, $section:literal) => {
+        #[doc = concat!("`", $section, ".", stringify!($field), "`, if given.")]
+        pub fn $field(&self, cx: &Context) -> Result<Option<Setting<$out>>, Error> {
+            let flag = Self::flag(stringify!($field));
+            let key = concat!($section, ".", stringify!($field));
+            resolve(self.$field.as_ref(), None, &$check, (&flag, key), cx)
+        }
+    };
+    (@accessor $field:ident, $raw:ty, $out:ty, $default:literal, $check:expr, $section:literal) => {
+        #[doc = concat!("`", $section, ".", stringify!($field), "`, or its default ", $default, ".")]
+        pub fn $field(&self, cx: &Context) -> Result<Setting<$out>, Error> {
+            let flag = Self::flag(stringify!($field));
+            let key = concat!($section, ".", stringify!($field));
+            resolve(self.$field.as_ref(), Some($default), &$check, (&flag, key), cx)?
+                .ok_or_else(|| Error::Flag { flag, message: "has no value".to_string() })
+        }
+    };
+}
+
+/// Smallest paced rate: one request in about 17 minutes. Below it, a run would send nothing.
+pub const MIN_QPS: f64 = 0.001;
+/// Largest rate accepted. One engine thread carries about 150,000 requests per second here; a
+/// plan above what the engine and the connections can carry is warned about before the load.
+pub const MAX_QPS: f64 = 1e9;
+/// Most connections: beyond this the descriptors and buffers, not the target, are the limit.
+pub const MAX_CONNECTIONS: u64 = 10_000;
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+const fn hours(n: u64) -> Duration {
+    Duration::from_secs(n * 3600)
+}
+
+options! {
+    /// `[target]`: what to send, and what counts as success.
+    #[command(next_help_heading = "Target")]
+    pub struct TargetOptions in "target" {
+        /// Target URL (http:// or https://); optional with --scenario when the file has one.
+        #[arg(value_name = "URL", help_heading = "Target")]
+        url: String => TargetUrl = none, UrlCheck;
+        /// HTTP method.
+        #[arg(short = 'X', long, value_name = "METHOD")]
+        method: String => Method = "GET", Methods;
+        /// Request body.
+        #[arg(long, value_name = "STR", conflicts_with = "body_file")]
+        body: String => Bytes = none, Expanded;
+        /// Request body from a file (in a scenario: relative to the file's directory).
+        #[arg(long, value_name = "PATH")]
+        body_file: String => Bytes = none, BodyFile;
+        /// Deadline of each request, counted from its intended send time.
+        #[arg(long, value_name = "DUR")]
+        timeout: String => Duration = "3s", Span::new(ms(1), hours(1));
+        /// Status codes that count as success, e.g. 200-299,304.
+        #[arg(long, value_name = "LIST")]
+        ok_codes: String => OkCodes = "200-299", Codes;
+        /// HTTP/2 (h2c prior knowledge for http://, ALPN for https://).
+        #[arg(long, num_args = 0, default_missing_value = "true")]
+        http2: bool => bool = "false", Switch;
+        /// Do not verify TLS certificates.
+        #[arg(short = 'k', long, num_args = 0, default_missing_value = "true")]
+        insecure: bool => bool = "false", Switch;
+        /// Also trust the certificates of this PEM bundle (a CA, or the server's own certificate).
+        #[arg(long, value_name = "FILE")]
+        cacert: String => Vec<rustls::pki_types::CertificateDer<'static>> = none, CaBundle;
+        /// Response header that names the version that answered (e.g. x-version).
+        #[arg(long, value_name = "NAME", conflicts_with = "version_regex")]
+        version_header: String => HeaderName = none, HeaderNames;
+        /// Regex over the first 4 KiB of the body whose first capture group names the version.
+        #[arg(long, value_name = "RE")]
+        version_regex: String => regex::bytes::Regex = none, VersionPattern;
+        /// Start the embedded demo cluster and load it (scenario files only).
+        #[arg(skip)]
+        demo: DemoTable => DemoSpec = none, DemoCheck;
+    }
+    lists {
+        /// Extra header 'Name: value' (repeatable; replaces a header of that name from the scenario).
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        #[serde(deserialize_with = "header_table")]
+        headers: String => (HeaderName, HeaderValue), HeaderLine, merge replace_by_name;
+    }
+}
+
+options! {
+    /// `[load]`: how much load, for how long.
+    #[command(next_help_heading = "Load")]
+    pub struct LoadOptions in "load" {
+        /// Total requests per second; 0 = as fast as possible (closed loop).
+        #[arg(short = 'q', long, value_name = "QPS", allow_negative_numbers = true)]
+        qps: f64 => Rate = "100", RateCheck;
+        /// Number of connections.
+        #[arg(short = 'c', long, value_name = "N", allow_negative_numbers = true)]
+        connections: i64 => NonZeroUsize = "16", Count::new(1, MAX_CONNECTIONS);
+        /// Concurrent streams per HTTP/2 connection.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        streams: i64 => NonZeroUsize = "1", Count::new(1, 1000);
+        /// How long to run, without rollout steps (e.g. 10s, 1m30s).
+        #[arg(short = 'd', long, value_name = "DUR")]
+        duration: String => Duration = "10s", Span::new(ms(1), hours(24 * 30));
+        /// Load before the first step, nothing changing: the baseline.
+        #[arg(long, value_name = "DUR", help_heading = "Rollout")]
+        warmup: String => Duration = "3s", Span::new(Duration::ZERO, hours(24));
+        /// Load after the last step.
+        #[arg(long, value_name = "DUR", help_heading = "Rollout")]
+        cooldown: String => Duration = "10s", Span::new(Duration::ZERO, hours(24));
+        /// Width of one timeline slot.
+        #[arg(long, value_name = "DUR")]
+        slot: String => Duration = "1s", Span::new(ms(10), hours(1));
+        /// Ceiling on new-connection attempts per second.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        max_connect_rate: i64 => NonZeroU32 = ("the larger of 1000 and --qps"), Count::new(1, 10_000_000);
+        /// Engine threads.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        threads: i64 => NonZeroUsize = ("one per 100,000 qps, at most one per core"), Count::new(1, 1024);
+    }
+}
+
+options! {
+    /// `[verdict]`: the thresholds, and how windows are found.
+    #[command(next_help_heading = "Verdict")]
+    pub struct VerdictOptions in "verdict" {
+        /// Most failed requests allowed.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        max_failures: i64 => u64 = ("0, or none with --max-failure-ratio"), Count::new(0, i64::MAX as u64);
+        /// Largest share of failed requests allowed (e.g. 0.001).
+        #[arg(long, value_name = "R", allow_negative_numbers = true)]
+        max_failure_ratio: f64 => f64 = none, Ratio;
+        /// Longest availability gap allowed; 0s: any gap fails.
+        #[arg(long, value_name = "DUR")]
+        max_gap: String => Duration = "0s", Span::new(Duration::ZERO, hours(24));
+        /// Largest p99 latency (from intended send time) allowed.
+        #[arg(long, value_name = "DUR")]
+        max_p99: String => Duration = none, Span::new(Duration::ZERO, hours(24));
+        /// Failure windows closer than this merge into one.
+        #[arg(long, value_name = "DUR")]
+        merge_gap: String => Duration = "0s", Span::new(Duration::ZERO, hours(24));
+        /// Report time slots whose p99 latency exceeds this as slow windows.
+        #[arg(long, value_name = "DUR")]
+        slow: String => Duration = none, Span::new(Duration::ZERO, hours(24));
+        /// Judge the run even if requests failed during warmup (otherwise exit 4, no step runs).
+        #[arg(long, num_args = 0, default_missing_value = "true")]
+        allow_warmup_errors: bool => bool = "false", Switch;
+        /// After the last step, every successful response must come from this version.
+        #[arg(long, value_name = "V")]
+        expect_version: String => String = none, Label;
+    }
+}
+
+/// `headers = { Name = "value" }` in a scenario, as `Name: value` lines with the value's span.
+fn header_table<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Given<String>>, D::Error> {
+    let table = std::collections::BTreeMap::<String, Spanned<String>>::deserialize(d)?;
+    Ok(table
+        .into_iter()
+        .map(|(name, value)| Given {
+            origin: Origin::File(value.span()),
+            value: format!("{name}: {}", value.into_inner()),
+        })
+        .collect())
+}
+
+/// The command line's headers over the file's: a header given on the command line replaces every
+/// header of that name from the file.
+fn replace_by_name(command: Vec<Given<String>>, file: Vec<Given<String>>) -> Vec<Given<String>> {
+    let name = |h: &Given<String>| {
+        h.value
+            .split_once(':')
+            .map(|(n, _)| n.trim().to_ascii_lowercase())
+    };
+    let replaced: Vec<_> = command.iter().filter_map(name).collect();
+    file.into_iter()
+        .filter(|h| name(h).is_none_or(|n| !replaced.contains(&n)))
+        .chain(command)
+        .collect()
+}
+
+/// `[target] demo = { ... }`: the embedded demo cluster, each field optional.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct DemoTable {
+    pub replicas: Option<Spanned<i64>>,
+    pub version: Option<Spanned<String>>,
+    pub startup: Option<Spanned<String>>,
+    pub latency: Option<Spanned<String>>,
+    pub propagation: Option<Spanned<String>>,
+    pub route_propagation: Option<Spanned<String>>,
+    pub prestop: Option<Spanned<String>>,
+    pub readiness: Option<bool>,
+    pub grace: Option<Spanned<String>>,
+    pub listen: Option<Spanned<String>>,
+}
+
+/// Never written on the command line (`#[arg(skip)]`); only here so the declaration's raw type
+/// has the shape every option's has.
+impl FromStr for DemoTable {
+    type Err = std::convert::Infallible;
+
+    fn from_str(_: &str) -> Result<Self, Self::Err> {
+        Ok(DemoTable::default())
+    }
+}
+
+/// Expands `${VAR}`, `${VAR:-default}` (the default when VAR is unset or empty) and
+/// `${VAR-default}` (the default when VAR is unset); `$${` is a literal `${`. An unset variable
+/// without a default is an error naming it.
+pub fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(literal) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = literal;
+        } else if let Some(open) = after.strip_prefix('{') {
+            let close = open
+                .find('}')
+                .ok_or_else(|| "unclosed ${ (write $${ for a literal ${)".to_string())?;
+            let inner = &open[..close];
+            let (name, fallback) = match inner.find([':', '-']) {
+                Some(at) if inner[at..].starts_with(":-") => {
+                    (&inner[..at], Some((true, &inner[at + 2..])))
+                }
+                Some(at) if inner[at..].starts_with('-') => {
+                    (&inner[..at], Some((false, &inner[at + 1..])))
+                }
+                _ => (inner, None),
+            };
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(format!("${{{inner}}} is not a valid variable name"));
+            }
+            let value = match (env(name), fallback) {
+                (Some(v), Some((true, default))) if v.is_empty() => default.to_string(),
+                (Some(v), _) => v,
+                (None, Some((_, default))) => default.to_string(),
+                (None, None) => return Err(format!("environment variable {name} is not set")),
+            };
+            out.push_str(&value);
+            rest = &open[close + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+pub fn position(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = source.get(..offset).unwrap_or(source);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "TOKEN" => Some("s3cret".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_default_passes_its_own_check() {
+        let cx = Context::new(None, &env);
+        TargetOptions::default().check_all(&cx).unwrap();
+        let load = LoadOptions::default();
+        assert_eq!(load.qps(&cx).unwrap().value.qps(), Some(100.0));
+        assert_eq!(load.connections(&cx).unwrap().value.get(), 16);
+        assert_eq!(load.duration(&cx).unwrap().source, Source::Default);
+        assert_eq!(load.max_connect_rate(&cx).unwrap(), None);
+        let verdict = VerdictOptions::default();
+        assert_eq!(verdict.max_gap(&cx).unwrap().value, Duration::ZERO);
+        // Every declared default is a value its own check accepts.
+        let t = TargetOptions::default();
+        assert_eq!(t.method(&cx).unwrap().value, Method::GET);
+        assert_eq!(t.timeout(&cx).unwrap().value, Duration::from_secs(3));
+        assert!(!t.http2(&cx).unwrap().value);
+    }
+
+    #[test]
+    fn specs_carry_defaults_and_ranges() {
+        let load = LoadOptions::specs();
+        let qps = load.iter().find(|s| s.id == "qps").unwrap();
+        assert_eq!(qps.key.as_deref(), Some("load.qps"));
+        assert_eq!(qps.default, Some("100"));
+        assert_eq!(
+            qps.range.as_deref(),
+            Some("0 (closed loop), or 0.001 to 1000000000")
+        );
+        let c = load.iter().find(|s| s.id == "connections").unwrap();
+        assert_eq!(c.range.as_deref(), Some("1 to 10000"));
+    }
+
+    #[test]
+    fn variables_expand_from_the_environment() {
+        assert_eq!(expand("a ${TOKEN} b", &env).unwrap(), "a s3cret b");
+        assert_eq!(
+            expand("$HOME and $${TOKEN} and $", &env).unwrap(),
+            "$HOME and ${TOKEN} and $"
+        );
+        assert_eq!(
+            expand("${NOPE}", &env).unwrap_err(),
+            "environment variable NOPE is not set"
+        );
+        assert!(expand("${TOKEN", &env).unwrap_err().contains("unclosed"));
+        assert!(
+            expand("${1A}", &env)
+                .unwrap_err()
+                .contains("not a valid variable name")
+        );
+        // Defaults, as in shells and Compose files.
+        assert_eq!(expand("${NOPE:-a b}", &env).unwrap(), "a b");
+        assert_eq!(expand("${NOPE-x}", &env).unwrap(), "x");
+        assert_eq!(expand("${EMPTY:-x}", &env).unwrap(), "x");
+        assert_eq!(expand("${EMPTY-x}", &env).unwrap(), "");
+        assert_eq!(expand("${TOKEN:-x}", &env).unwrap(), "s3cret");
+        assert_eq!(expand("${NOPE:-}", &env).unwrap(), "");
+        assert_eq!(expand("${NOPE:-http://h:1/}", &env).unwrap(), "http://h:1/");
+    }
+
+    #[test]
+    fn the_command_line_replaces_file_headers_by_name() {
+        let file = vec![
+            Given {
+                value: "X-A: file".to_string(),
+                origin: Origin::File(0..1),
+            },
+            Given {
+                value: "X-B: file".to_string(),
+                origin: Origin::File(2..3),
+            },
+        ];
+        let merged = replace_by_name(vec![Given::command("x-a: cli".to_string())], file);
+        let values: Vec<&str> = merged.iter().map(|g| g.value.as_str()).collect();
+        assert_eq!(values, ["X-B: file", "x-a: cli"]);
+    }
+
+    #[test]
+    fn flags_are_named_as_the_user_types_them() {
+        assert_eq!(LoadOptions::flag("qps"), "--qps");
+        assert_eq!(LoadOptions::flag("max_connect_rate"), "--max-connect-rate");
+        assert_eq!(TargetOptions::flag("headers"), "--header");
+        assert_eq!(TargetOptions::flag("url"), "URL");
+    }
+
+    #[test]
+    fn position_counts_characters() {
+        assert_eq!(position("ab\ncé=x", 7), (2, 4));
+        assert_eq!(position("", 0), (1, 1));
+    }
+}
