@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
 use crate::config::TargetConfig;
-use crate::outcome::{EnvoyReply, ErrorClass};
+use crate::outcome::{EnvoyReply, ErrorClass, Fault};
 #[cfg(target_os = "linux")]
 use crate::stamped::StampedStream;
 use crate::stamped::{Activity, LastReceive};
@@ -40,7 +40,7 @@ use crate::wire::{EncodedRequest, Sink, Wire};
 /// The request body type the engine sends.
 pub type RequestBody = Full<Bytes>;
 
-/// Errors setting up the connector (not per-request failures, which are [`ErrorClass`]).
+/// Errors setting up the connector (not per-request failures, which are [`Fault`]s).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The URL's host is not a valid TLS server name.
@@ -186,7 +186,7 @@ impl Link {
         request: &RequestTemplate,
         probe: &VersionProbe,
         received: &AtomicU64,
-    ) -> Result<Reply, ErrorClass> {
+    ) -> Result<Reply, Fault> {
         match self {
             Link::H1 {
                 wire,
@@ -195,7 +195,10 @@ impl Link {
                 activity,
             } => {
                 if *ended {
-                    return Err(ErrorClass::ClosedBeforeResponse);
+                    return Err(Fault::new(
+                        ErrorClass::ClosedBeforeResponse,
+                        "the connection had ended before the request",
+                    ));
                 }
                 last.clear();
                 let mut gleaned = Gleaned::new(probe, received);
@@ -204,9 +207,9 @@ impl Link {
                     .await;
                 let response = match result {
                     Ok(response) => response,
-                    Err(class) => {
+                    Err(fault) => {
                         *ended = true;
-                        return Err(class);
+                        return Err(fault);
                     }
                 };
                 *ended = !response.reusable;
@@ -319,17 +322,15 @@ async fn read_reply(
     response: impl Future<Output = Result<Response<Incoming>, hyper::Error>>,
     probe: &VersionProbe,
     received: &AtomicU64,
-) -> Result<Reply, ErrorClass> {
-    let response = response
-        .await
-        .map_err(|e| ErrorClass::from_hyper_error(&e))?;
+) -> Result<Reply, Fault> {
+    let response = response.await.map_err(Fault::hyper)?;
     let status = response.status().as_u16();
     let (parts, mut body) = response.into_parts();
     let mut gleaned = Gleaned::new(probe, received);
     gleaned.note_head(status, |name| parts.headers.get(name).map(|v| v.as_bytes()));
     let mut body_bytes = 0u64;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ErrorClass::from_hyper_error(&e))?;
+        let frame = frame.map_err(Fault::hyper)?;
         if let Some(data) = frame.data_ref() {
             body_bytes += data.len() as u64;
             gleaned.body(data);
@@ -435,7 +436,7 @@ impl Connector {
 
     /// Opens one connection; an HTTP/2 connection's driver task goes into `drivers`. The caller
     /// bounds the time.
-    pub async fn connect(&self, drivers: &mut JoinSet<()>) -> Result<Link, ErrorClass> {
+    pub async fn connect(&self, drivers: &mut JoinSet<()>) -> Result<Link, Fault> {
         // Under way until it ends, however it ends (it can be dropped at its deadline).
         let _connecting = self.activity.transfer();
         let result = self.open(drivers).await;
@@ -446,7 +447,7 @@ impl Connector {
         result
     }
 
-    async fn open(&self, drivers: &mut JoinSet<()>) -> Result<Link, ErrorClass> {
+    async fn open(&self, drivers: &mut JoinSet<()>) -> Result<Link, Fault> {
         let tcp = self.tcp().await?;
         // Latency matters more than packet count for a load generator.
         let _ = tcp.set_nodelay(true);
@@ -457,8 +458,8 @@ impl Connector {
         }
         #[cfg(target_os = "linux")]
         {
-            let (stream, received) = StampedStream::new(tcp, self.activity.clone())
-                .map_err(|e| ErrorClass::from_connect_error(&e))?;
+            let (stream, received) =
+                StampedStream::new(tcp, self.activity.clone()).map_err(Fault::connect)?;
             self.secure(stream, Some(received), drivers).await
         }
         #[cfg(not(target_os = "linux"))]
@@ -471,7 +472,7 @@ impl Connector {
         io: I,
         received: Option<Arc<LastReceive>>,
         drivers: &mut JoinSet<()>,
-    ) -> Result<Link, ErrorClass>
+    ) -> Result<Link, Fault>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -481,18 +482,18 @@ impl Connector {
                 let tls = connector
                     .connect(name.clone(), io)
                     .await
-                    .map_err(|e| ErrorClass::from_tls_error(&e))?;
+                    .map_err(Fault::tls)?;
                 self.handshake(tls, received, drivers).await
             }
         }
     }
 
-    async fn tcp(&self) -> Result<TcpStream, ErrorClass> {
+    async fn tcp(&self) -> Result<TcpStream, Fault> {
         let addrs: Vec<SocketAddr> = match self.host.parse::<std::net::IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, self.port)],
             Err(_) => tokio::net::lookup_host((self.host.as_str(), self.port))
                 .await
-                .map_err(|_| ErrorClass::Dns)?
+                .map_err(|e| Fault::io_as(ErrorClass::Dns, e))?
                 .collect(),
         };
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
@@ -503,9 +504,12 @@ impl Connector {
             }
         }
         if addrs.is_empty() {
-            return Err(ErrorClass::Dns);
+            return Err(Fault::new(
+                ErrorClass::Dns,
+                "the host name resolved to no address",
+            ));
         }
-        Err(ErrorClass::from_connect_error(&last))
+        Err(Fault::connect(last))
     }
 
     async fn handshake<I>(
@@ -513,7 +517,7 @@ impl Connector {
         io: I,
         received: Option<Arc<LastReceive>>,
         drivers: &mut JoinSet<()>,
-    ) -> Result<Link, ErrorClass>
+    ) -> Result<Link, Fault>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -521,7 +525,7 @@ impl Connector {
             let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                 .handshake(TokioIo::new(io))
                 .await
-                .map_err(|e| ErrorClass::from_hyper_error(&e))?;
+                .map_err(Fault::hyper)?;
             drivers.spawn(async move {
                 let _ = conn.await;
             });

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Rate, RunConfig};
 use crate::connection::{Connector, Link, Reply, RequestTemplate};
 use crate::dispatch::Dispatcher;
-use crate::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
+use crate::outcome::{Completion, ConnectionUse, ErrorClass, ErrorSamples, Fault, Outcome};
 use crate::recorder::Recorder;
 use crate::schedule::{Arrival, Schedule};
 use crate::version::VersionProbe;
@@ -70,7 +70,7 @@ enum NoLink {
     /// The connect-rate ceiling would not allow an attempt before the deadline: nothing was sent.
     Throttled,
     /// The connect failed.
-    Failed(ErrorClass),
+    Failed(Fault),
 }
 
 impl Lane {
@@ -115,15 +115,15 @@ enum Stage {
 /// What an attempt produced, before timestamps are added.
 enum Exchange {
     Replied(Reply),
-    Failed(ErrorClass),
+    Failed(Fault),
     NotSent,
 }
 
-impl From<Result<Reply, ErrorClass>> for Exchange {
-    fn from(result: Result<Reply, ErrorClass>) -> Exchange {
+impl From<Result<Reply, Fault>> for Exchange {
+    fn from(result: Result<Reply, Fault>) -> Exchange {
         match result {
             Ok(reply) => Exchange::Replied(reply),
-            Err(class) => Exchange::Failed(class),
+            Err(fault) => Exchange::Failed(fault),
         }
     }
 }
@@ -139,6 +139,8 @@ struct Shared {
     probe: VersionProbe,
     received: AtomicU64,
     naps: AtomicU64,
+    /// The recorder's first message of each error class.
+    samples: Arc<ErrorSamples>,
 }
 
 impl Shared {
@@ -164,7 +166,7 @@ impl Shared {
             (Ok(exchange), Stage::Exchanging(use_)) => (exchange, use_),
             (Ok(exchange), Stage::Connecting) => (exchange, ConnectionUse::New),
             (Err(_), Stage::Connecting) => (
-                Exchange::Failed(ErrorClass::ConnectTimeout),
+                Exchange::Failed(Fault::deadline(ErrorClass::ConnectTimeout, self.timeout)),
                 ConnectionUse::New,
             ),
             (Err(_), Stage::Exchanging(use_)) => {
@@ -172,7 +174,10 @@ impl Shared {
                     // The HTTP/1.1 connection is mid-request: it cannot be reused.
                     lane.lock().await.discard();
                 }
-                (Exchange::Failed(ErrorClass::Timeout), use_)
+                (
+                    Exchange::Failed(Fault::deadline(ErrorClass::Timeout, self.timeout)),
+                    use_,
+                )
             }
         };
         let (outcome, body_bytes, version, envoy) = match exchange {
@@ -188,7 +193,11 @@ impl Shared {
                     reply.envoy,
                 )
             }
-            Exchange::Failed(class) => (Outcome::Failed(class), 0, None, None),
+            Exchange::Failed(fault) => {
+                // Put into words only if it is the first of its class.
+                self.samples.note(fault.class, &fault);
+                (Outcome::Failed(fault.class), 0, None, None)
+            }
             Exchange::NotSent => return Completion::unsent(arrival.seq, arrival.due, done),
         };
         Completion {
@@ -227,7 +236,7 @@ impl Shared {
                 .into();
         }
         let Some(link) = guard.link.as_mut() else {
-            return Exchange::Failed(ErrorClass::Other);
+            return Exchange::Failed(Fault::new(ErrorClass::Other, "no connection to send on"));
         };
         let result = link.exchange(request, &self.probe, &self.received).await;
         if result.is_err() {
@@ -352,6 +361,11 @@ impl Engine {
         let burst = NonZeroU32::new(u32::try_from(connections).unwrap_or(u32::MAX))
             .unwrap_or(NonZeroU32::MIN);
         let connector = Connector::new(&config.target, load.max_connect_rate, burst)?;
+        let samples = recorder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .error_samples()
+            .clone();
         let shared = Arc::new(Shared {
             connector,
             recorder,
@@ -362,6 +376,7 @@ impl Engine {
             probe,
             received: AtomicU64::new(0),
             naps: AtomicU64::new(0),
+            samples,
         });
         let schedule = Schedule::new(start, load.rate);
         let count = load.threads.map_or_else(

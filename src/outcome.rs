@@ -1,11 +1,15 @@
 //! What happened to one request: an HTTP status or a classified transport failure.
 //!
 //! Per-request failures are data, never `?`: every attempt the engine makes ends as exactly one
-//! [`Completion`], which the recorder counts. Nothing here allocates.
+//! [`Completion`], which the recorder counts. Nothing here allocates per request: a failure's
+//! [`Fault`] carries the error it came from (moved, not formatted), and only the first failure of
+//! each class is put into words, as that class's sample ([`ErrorSamples`]).
 
 use std::error::Error as StdError;
+use std::fmt;
 use std::io;
-use std::time::Instant;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::version::VersionId;
 
@@ -164,6 +168,188 @@ fn is_h2_reset(err: &hyper::Error) -> bool {
     false
 }
 
+/// A failed attempt as the code that saw it failing reports it: the class it is counted in, and
+/// what went wrong (the OS or TLS error, hyper's error, or a sentence about the bytes), read only
+/// when it is the first failure of its class.
+#[derive(Debug)]
+pub struct Fault {
+    /// The class the failure is counted in.
+    pub class: ErrorClass,
+    cause: Cause,
+}
+
+/// What went wrong, kept as it came.
+#[derive(Debug)]
+enum Cause {
+    /// A fixed sentence.
+    Said(&'static str),
+    /// A malformed response head.
+    Head(httparse::Error),
+    /// An OS error (or a TLS error, which tokio-rustls hands over as an `io::Error`).
+    Io(io::Error),
+    /// hyper's error (HTTP/2).
+    Hyper(hyper::Error),
+    /// The request's deadline passed: the request timeout.
+    Deadline(Duration),
+}
+
+impl Fault {
+    /// A failure in `class`, described by a fixed sentence.
+    pub fn new(class: ErrorClass, what: &'static str) -> Fault {
+        Fault {
+            class,
+            cause: Cause::Said(what),
+        }
+    }
+
+    /// Bytes that are not valid HTTP: a `protocol` failure, and what was wrong with them.
+    pub fn protocol(what: &'static str) -> Fault {
+        Fault::new(ErrorClass::Protocol, what)
+    }
+
+    /// A response head `httparse` refused: a `protocol` failure.
+    pub fn head(err: httparse::Error) -> Fault {
+        Fault {
+            class: ErrorClass::Protocol,
+            cause: Cause::Head(err),
+        }
+    }
+
+    /// `err`, counted in `class`.
+    pub fn io_as(class: ErrorClass, err: io::Error) -> Fault {
+        Fault {
+            class,
+            cause: Cause::Io(err),
+        }
+    }
+
+    /// A failed TCP connect ([`ErrorClass::from_connect_error`]).
+    pub fn connect(err: io::Error) -> Fault {
+        Fault::io_as(ErrorClass::from_connect_error(&err), err)
+    }
+
+    /// A failed TLS handshake ([`ErrorClass::from_tls_error`]).
+    pub fn tls(err: io::Error) -> Fault {
+        Fault::io_as(ErrorClass::from_tls_error(&err), err)
+    }
+
+    /// A failed read or write on an open connection ([`ErrorClass::from_io_error`]).
+    pub fn io(err: io::Error) -> Fault {
+        Fault::io_as(ErrorClass::from_io_error(&err), err)
+    }
+
+    /// An error from hyper ([`ErrorClass::from_hyper_error`]).
+    pub fn hyper(err: hyper::Error) -> Fault {
+        Fault {
+            class: ErrorClass::from_hyper_error(&err),
+            cause: Cause::Hyper(err),
+        }
+    }
+
+    /// The deadline of an attempt (its intended time plus `timeout`) passed while it was in
+    /// `class` (`connect_timeout` or `timeout`).
+    pub fn deadline(class: ErrorClass, timeout: Duration) -> Fault {
+        Fault {
+            class,
+            cause: Cause::Deadline(timeout),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            Cause::Said(what) => f.write_str(what),
+            Cause::Head(httparse::Error::TooManyHeaders) => write!(
+                f,
+                "more than {} header fields in the response head",
+                crate::wire::MAX_HEADERS
+            ),
+            Cause::Head(err) => write!(f, "malformed response head: {err}"),
+            Cause::Io(err) => write_chain(f, err),
+            Cause::Hyper(err) => write_chain(f, err),
+            Cause::Deadline(timeout) => {
+                let timeout = humantime::format_duration(*timeout);
+                match self.class {
+                    ErrorClass::ConnectTimeout => {
+                        write!(f, "not connected within the request timeout ({timeout})")
+                    }
+                    _ => write!(
+                        f,
+                        "no complete response within the request timeout ({timeout})"
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// Writes `err` and its sources, `: `-separated, skipping a source whose text is already there.
+fn write_chain(f: &mut fmt::Formatter<'_>, err: &(dyn StdError + 'static)) -> fmt::Result {
+    let mut said = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !said.contains(&text) {
+            said.push_str(": ");
+            said.push_str(&text);
+        }
+        cur = e.source();
+    }
+    f.write_str(&said)
+}
+
+/// The longest error sample kept, in characters; a longer message is cut and ends with `…`.
+pub const SAMPLE_CHARS: usize = 200;
+
+/// The first failure message of each error class, for the reports ("what did the `tls` errors
+/// say?"). Bounded: one short string per class, set once and never replaced. Noting a failure of
+/// a class that has its sample already costs one atomic load; nothing is formatted.
+#[derive(Debug)]
+pub struct ErrorSamples([OnceLock<String>; ErrorClass::COUNT]);
+
+impl Default for ErrorSamples {
+    fn default() -> ErrorSamples {
+        ErrorSamples(std::array::from_fn(|_| OnceLock::new()))
+    }
+}
+
+impl ErrorSamples {
+    /// Keeps `what` as the sample of `class` if it has none yet (formatted only then).
+    pub fn note(&self, class: ErrorClass, what: impl fmt::Display) {
+        let slot = &self.0[class.index()];
+        if slot.get().is_none() {
+            // A race with another thread noting the same class keeps one of the two.
+            let _ = slot.set(shorten(&what.to_string()));
+        }
+    }
+
+    /// The sample of `class`, if one of its failures was noted.
+    pub fn get(&self, class: ErrorClass) -> Option<&str> {
+        self.0[class.index()].get().map(String::as_str)
+    }
+
+    /// Every class with a sample, in report order.
+    pub fn iter(&self) -> impl Iterator<Item = (ErrorClass, &str)> + '_ {
+        ErrorClass::ALL
+            .into_iter()
+            .filter_map(|class| Some((class, self.get(class)?)))
+    }
+}
+
+/// One line of at most [`SAMPLE_CHARS`] characters: control characters become spaces.
+fn shorten(message: &str) -> String {
+    let mut chars = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c });
+    let mut line: String = chars.by_ref().take(SAMPLE_CHARS).collect();
+    if chars.next().is_some() {
+        line.pop();
+        line.push('…');
+    }
+    line
+}
+
 /// The result of one attempt: a status code, or a transport failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -299,6 +485,79 @@ mod tests {
             assert_eq!(ErrorClass::ALL[class.index()], class);
         }
         assert_eq!(ErrorClass::from_name("nope"), None);
+    }
+
+    #[test]
+    fn each_class_keeps_its_first_message_only() {
+        let samples = ErrorSamples::default();
+        assert_eq!(samples.iter().count(), 0);
+        let refused = Fault::connect(io::Error::from_raw_os_error(111));
+        assert_eq!(refused.class, ErrorClass::ConnectRefused);
+        samples.note(refused.class, &refused);
+        samples.note(ErrorClass::ConnectRefused, "a later one");
+        samples.note(
+            ErrorClass::Protocol,
+            Fault::protocol("chunk size too large"),
+        );
+        assert_eq!(
+            samples.iter().collect::<Vec<_>>(),
+            [
+                (
+                    ErrorClass::ConnectRefused,
+                    "Connection refused (os error 111)"
+                ),
+                (ErrorClass::Protocol, "chunk size too large"),
+            ]
+        );
+        assert_eq!(samples.get(ErrorClass::Tls), None);
+    }
+
+    #[test]
+    fn a_sample_is_one_short_line() {
+        let samples = ErrorSamples::default();
+        samples.note(
+            ErrorClass::Other,
+            format!("line one\nline two {}", "é".repeat(300)),
+        );
+        let sample = samples.get(ErrorClass::Other).unwrap();
+        assert_eq!(sample.chars().count(), SAMPLE_CHARS);
+        assert!(sample.starts_with("line one line two éé"), "{sample}");
+        assert!(sample.ends_with("é…"), "{sample}");
+        assert_eq!(shorten("short"), "short");
+        assert_eq!(shorten(&"x".repeat(SAMPLE_CHARS)), "x".repeat(SAMPLE_CHARS));
+    }
+
+    #[test]
+    fn a_fault_says_what_went_wrong() {
+        let timeout = Duration::from_millis(300);
+        let cases = [
+            (
+                Fault::deadline(ErrorClass::ConnectTimeout, timeout),
+                "not connected within the request timeout (300ms)",
+            ),
+            (
+                Fault::deadline(ErrorClass::Timeout, timeout),
+                "no complete response within the request timeout (300ms)",
+            ),
+            (
+                Fault::head(httparse::Error::Token),
+                "malformed response head: invalid token",
+            ),
+            (
+                Fault::head(httparse::Error::TooManyHeaders),
+                "more than 100 header fields in the response head",
+            ),
+            (
+                Fault::tls(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+                )),
+                "invalid peer certificate: UnknownIssuer",
+            ),
+        ];
+        for (fault, said) in cases {
+            assert_eq!(fault.to_string(), said);
+        }
     }
 
     #[test]

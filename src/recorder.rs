@@ -4,13 +4,14 @@
 //! digits, mergeable), fixed counter arrays, per-phase counts, the [`Timeline`] and the
 //! [`GapDetector`]. No per-request storage.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
 use crate::config::OkCodes;
 use crate::gaps::{Failure, GapDetector, Mark};
-use crate::outcome::{Completion, ConnectionUse, EnvoyReply, ErrorClass, Outcome};
+use crate::outcome::{Completion, ConnectionUse, EnvoyReply, ErrorClass, ErrorSamples, Outcome};
 use crate::timeline::Timeline;
 use crate::version::VersionId;
 
@@ -121,6 +122,9 @@ pub struct Recorder {
     gaps: GapDetector,
     /// Corrected latency since the progress line last took it.
     recent: LatencyHistogram,
+    /// The first message of each error class, noted by the engine where the failure happened
+    /// (without this recorder's lock) and here for requests never sent. Shared by clones.
+    samples: Arc<ErrorSamples>,
 }
 
 impl Recorder {
@@ -162,6 +166,7 @@ impl Recorder {
             versions: Vec::new(),
             gaps,
             recent: latency_histogram(),
+            samples: Arc::default(),
         }
     }
 
@@ -181,6 +186,12 @@ impl Recorder {
             None => {
                 self.late += 1;
                 self.unsent += 1;
+                if let Outcome::Failed(class) = c.outcome {
+                    self.samples.note(
+                        class,
+                        "its deadline passed before a connection was free to send it (not sent)",
+                    );
+                }
             }
         }
         let (ok, failure) = match c.outcome {
@@ -405,6 +416,11 @@ impl Recorder {
             let [new, reused] = self.errors[class.index()];
             (new + reused > 0).then_some((class, new, reused))
         })
+    }
+
+    /// The first message of each error class. The engine notes its failures here directly.
+    pub fn error_samples(&self) -> &Arc<ErrorSamples> {
+        &self.samples
     }
 
     /// Failures (any kind) that happened on a new or on a reused connection.

@@ -17,6 +17,24 @@
 //! after a response only if the response said so (HTTP/1.1 without `Connection: close`, or
 //! HTTP/1.0 with `keep-alive`), its body was framed by length, and nothing else has arrived
 //! since; [`Wire::is_open`] checks the last two before each request.
+//!
+//! # Limits
+//!
+//! A server cannot make a request read without end or hold memory (a `protocol` failure each,
+//! whose [`Fault`] says which limit, as hyper refuses them too):
+//!
+//! - a response head of at most [`MAX_HEAD`] bytes and [`MAX_HEADERS`] fields;
+//! - at most 16 KiB of chunk extensions per body, and a trailer section of at most 16 KiB and
+//!   100 fields (hyper's `CHUNKED_EXTENSIONS_LIMIT`, `TRAILER_LIMIT` and header count);
+//! - every line of the chunked framing and of the trailers ends with CR LF: a bare LF is refused
+//!   (hyper refuses it in the size line; a parser that accepts it where the next hop does not is
+//!   how responses are smuggled);
+//! - at most [`MAX_INTERIM`] interim (`1xx`) responses before the final one.
+//!
+//! A response with both `Transfer-Encoding` and `Content-Length` is framed by its transfer
+//! coding (RFC 9112 §6.3) and counts by its status, as hyper, curl and Go's client read it, but
+//! its connection is never reused: the two headers disagree about where the next response
+//! starts, and RFC 9112 calls such a message a sign of request smuggling or response splitting.
 
 use std::future::poll_fn;
 use std::io;
@@ -28,11 +46,27 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Method};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-use crate::outcome::ErrorClass;
+use crate::outcome::{ErrorClass, Fault};
 use crate::stamped::Activity;
 
 /// Most header lines a response head may have (hyper's default too).
-const MAX_HEADERS: usize = 100;
+pub const MAX_HEADERS: usize = 100;
+
+/// Most bytes of chunk extensions in one body (hyper's `CHUNKED_EXTENSIONS_LIMIT`: also per
+/// body, not per chunk). gapless ignores extensions; the limit keeps a server from streaming
+/// one without end.
+const MAX_CHUNK_EXTENSIONS: usize = 16 * 1024;
+
+/// Most bytes of a chunked body's trailer section (hyper's `TRAILER_LIMIT`).
+const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+/// Most fields in a trailer section (hyper allows as many as header fields).
+const MAX_TRAILERS: usize = MAX_HEADERS;
+
+/// Most interim (`1xx`) responses skipped before the final one. Go's HTTP client, which Fortio,
+/// k6 and vegeta use, allows 5 (`max1xxResponses`): real servers send one `100 Continue`, a
+/// `103 Early Hints` or two, or a `102 Processing` now and then, never a stream of them.
+pub const MAX_INTERIM: usize = 5;
 
 /// The read buffer a connection starts with.
 const BUF_START: usize = 16 * 1024;
@@ -178,14 +212,21 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
         request: &EncodedRequest,
         activity: Option<&Activity>,
         sink: &mut impl Sink,
-    ) -> Result<Response, ErrorClass> {
+    ) -> Result<Response, Fault> {
         self.start = 0;
         self.end = 0;
         let sent_whole = self.send(request).await?;
+        let mut interims = 0;
         loop {
             let (status, framing, keep_alive) = self.read_head(request.head_method, sink).await?;
             if interim(status) {
-                // The final response follows.
+                // The final response follows, unless the server only ever sends these.
+                interims += 1;
+                if interims > MAX_INTERIM {
+                    return Err(Fault::protocol(
+                        "more than 5 interim (1xx) responses before the final one",
+                    ));
+                }
                 continue;
             }
             let _body = activity.map(Activity::transfer);
@@ -210,7 +251,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
     /// answer before it has read the whole body (a `413`, a `401`) and then stop reading. Then
     /// the rest is not sent and the answer is read as the response (`false`: the request went
     /// out incomplete and the connection cannot be reused).
-    async fn send(&mut self, request: &EncodedRequest) -> Result<bool, ErrorClass> {
+    async fn send(&mut self, request: &EncodedRequest) -> Result<bool, Fault> {
         let (head, body) = (request.head(), request.body());
         let mut written = 0;
         poll_fn(|cx| {
@@ -226,12 +267,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
                 };
                 match wrote {
                     Poll::Ready(Ok(0)) => {
-                        return Poll::Ready(Err(ErrorClass::from_io_error(&io::Error::from(
+                        return Poll::Ready(Err(Fault::io(io::Error::from(
                             io::ErrorKind::WriteZero,
                         ))));
                     }
                     Poll::Ready(Ok(n)) => written += n,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(ErrorClass::from_io_error(&e))),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(Fault::io(e))),
                     Poll::Pending => {
                         // Blocked: has the server answered already?
                         let mut unread = ReadBuf::new(&mut self.buf[self.end..]);
@@ -242,14 +283,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
                                 self.end += unread.filled().len();
                                 Poll::Ready(Ok(false))
                             }
-                            Poll::Ready(Err(e)) => Poll::Ready(Err(ErrorClass::from_io_error(&e))),
+                            Poll::Ready(Err(e)) => Poll::Ready(Err(Fault::io(e))),
                         };
                     }
                 }
             }
             Pin::new(&mut self.io)
                 .poll_flush(cx)
-                .map_err(|e| ErrorClass::from_io_error(&e))
+                .map_err(Fault::io)
                 .map_ok(|()| true)
         })
         .await
@@ -261,7 +302,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
         &mut self,
         head_request: bool,
         sink: &mut impl Sink,
-    ) -> Result<(u16, Framing, bool), ErrorClass> {
+    ) -> Result<(u16, Framing, bool), Fault> {
         loop {
             if self.start < self.end {
                 let mut headers =
@@ -276,7 +317,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
                     Ok(httparse::Status::Complete(len)) => {
                         let status = response.code.unwrap_or(0);
                         if !(100..=999).contains(&status) {
-                            return Err(ErrorClass::Protocol);
+                            return Err(Fault::protocol("status code outside 100-999"));
                         }
                         let version = response.version.unwrap_or(1);
                         let (framing, keep_alive) =
@@ -288,22 +329,21 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
                         return Ok((status, framing, keep_alive));
                     }
                     Ok(httparse::Status::Partial) => {}
-                    Err(_) => return Err(ErrorClass::Protocol),
+                    Err(e) => return Err(Fault::head(e)),
                 }
             }
             if self.fill(MAX_HEAD).await? == 0 {
-                return Err(ErrorClass::ClosedBeforeResponse);
+                return Err(Fault::new(
+                    ErrorClass::ClosedBeforeResponse,
+                    "the server closed the connection before a complete response head",
+                ));
             }
         }
     }
 
     /// Reads the body framed by `framing`, handing each decoded piece to `sink`. Returns its
     /// length.
-    async fn read_body(
-        &mut self,
-        framing: Framing,
-        sink: &mut impl Sink,
-    ) -> Result<u64, ErrorClass> {
+    async fn read_body(&mut self, framing: Framing, sink: &mut impl Sink) -> Result<u64, Fault> {
         let mut total = 0u64;
         let mut chunked = Chunked::default();
         let mut left = match framing {
@@ -314,10 +354,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
         loop {
             let input = &self.buf[self.start..self.end];
             let (used, done) = match framing {
-                Framing::Chunked => chunked.decode(input, &mut |data| {
-                    total += data.len() as u64;
-                    sink.body(data);
-                })?,
+                Framing::Chunked => chunked
+                    .decode(input, &mut |data| {
+                        total += data.len() as u64;
+                        sink.body(data);
+                    })
+                    .map_err(Fault::protocol)?,
                 _ => {
                     let n = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                     if n > 0 {
@@ -345,7 +387,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
                 return if framing == Framing::UntilClose {
                     Ok(total)
                 } else {
-                    Err(ErrorClass::ClosedBeforeResponse)
+                    Err(Fault::new(
+                        ErrorClass::ClosedBeforeResponse,
+                        "the server closed the connection before the end of the body",
+                    ))
                 };
             }
         }
@@ -353,7 +398,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
 
     /// Reads more into the buffer, growing it up to `limit` if it is full. Returns the bytes
     /// read: 0 means the server closed the connection.
-    async fn fill(&mut self, limit: usize) -> Result<usize, ErrorClass> {
+    async fn fill(&mut self, limit: usize) -> Result<usize, Fault> {
         if self.end == self.buf.len() {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
@@ -364,14 +409,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
                 self.buf.resize(grown, 0);
             } else {
                 // A response head larger than the limit.
-                return Err(ErrorClass::Protocol);
+                return Err(Fault::protocol("response head larger than 400 KiB"));
             }
         }
         let n = self
             .io
             .read(&mut self.buf[self.end..])
             .await
-            .map_err(|e| ErrorClass::from_io_error(&e))?;
+            .map_err(Fault::io)?;
         self.end += n;
         Ok(n)
     }
@@ -385,14 +430,15 @@ fn interim(status: u16) -> bool {
 
 /// The framing of a response's body and whether the connection stays open after it, from its
 /// status, version (`0`: HTTP/1.0) and headers (RFC 9112 §6.3, §9.3). The body's length is
-/// only checked when it frames the body, as hyper does.
+/// only checked when it frames the body, as hyper does. A response with both a transfer coding
+/// and a length is framed by the coding and ends its connection (see the module doc).
 fn frame(
     head_request: bool,
     status: u16,
     version: u8,
     headers: &[httparse::Header<'_>],
-) -> Result<(Framing, bool), ErrorClass> {
-    let mut length: Option<Result<u64, ErrorClass>> = None;
+) -> Result<(Framing, bool), Fault> {
+    let mut length: Option<Result<u64, &'static str>> = None;
     let mut chunked: Option<bool> = None;
     let mut close = false;
     let mut keep_alive = false;
@@ -400,9 +446,9 @@ fn frame(
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
             for item in header.value.split(|&b| b == b',') {
-                let n = parse_length(item.trim_ascii()).ok_or(ErrorClass::Protocol);
+                let n = parse_length(item.trim_ascii()).ok_or("invalid Content-Length");
                 length = Some(match (length, n) {
-                    (Some(Ok(l)), Ok(n)) if l != n => Err(ErrorClass::Protocol),
+                    (Some(Ok(l)), Ok(n)) if l != n => Err("conflicting Content-Length values"),
                     (Some(Err(e)), _) | (_, Err(e)) => Err(e),
                     (_, Ok(n)) => Ok(n),
                 });
@@ -419,14 +465,15 @@ fn frame(
             }
         }
     }
-    let reusable = !close && (version >= 1 || keep_alive);
+    let both = chunked.is_some() && length.is_some();
+    let reusable = !close && (version >= 1 || keep_alive) && !both;
     let framing = if head_request || status == 204 || status == 304 || status < 200 {
         Framing::Empty
     } else if let Some(chunked) = chunked {
         if version == 0 {
             // Transfer codings are HTTP/1.1: an HTTP/1.0 message with one is faulty (RFC
             // 9112 §6.1).
-            return Err(ErrorClass::Protocol);
+            return Err(Fault::protocol("Transfer-Encoding in an HTTP/1.0 response"));
         }
         if chunked {
             Framing::Chunked
@@ -434,7 +481,7 @@ fn frame(
             Framing::UntilClose
         }
     } else if let Some(length) = length {
-        Framing::Length(length?)
+        Framing::Length(length.map_err(Fault::protocol)?)
     } else {
         Framing::UntilClose
     };
@@ -453,9 +500,22 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
     })
 }
 
-/// Where a chunked body's decoder is (RFC 9112 §7.1).
+/// A chunked body's decoder (RFC 9112 §7.1): where it is, and what the body's framing has used
+/// of its limits so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Chunked {
+struct Chunked {
+    state: ChunkState,
+    /// Bytes of chunk extensions so far, in the whole body.
+    extension_bytes: usize,
+    /// Bytes of the trailer section so far.
+    trailer_bytes: usize,
+    /// Trailer fields so far.
+    trailers: usize,
+}
+
+/// Where a chunked body's decoder is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum ChunkState {
     /// Reading a chunk size: hex digits so far.
     #[default]
     SizeStart,
@@ -483,8 +543,10 @@ enum Chunked {
     DataLf,
     /// At the start of a trailer line (or of the empty line that ends the body).
     TrailerStart,
-    /// Inside a trailer field line, up to LF.
+    /// Inside a trailer field line, up to CR.
     TrailerLine,
+    /// Expecting the LF that ends a trailer line.
+    TrailerLf,
     /// Expecting the LF of the final empty line.
     EndLf,
     /// The whole body has been read.
@@ -493,66 +555,92 @@ enum Chunked {
 
 impl Chunked {
     /// Decodes from `input`, handing chunk data to `on_data`. Returns the bytes used and
-    /// whether the body is complete (bytes after its end are left unused).
+    /// whether the body is complete (bytes after its end are left unused), or what is wrong
+    /// with the framing.
     fn decode(
         &mut self,
         input: &[u8],
         on_data: &mut impl FnMut(&[u8]),
-    ) -> Result<(usize, bool), ErrorClass> {
+    ) -> Result<(usize, bool), &'static str> {
         let mut i = 0;
-        while i < input.len() && *self != Chunked::Done {
-            if let Chunked::Data { left } = *self {
+        while i < input.len() && self.state != ChunkState::Done {
+            if let ChunkState::Data { left } = self.state {
                 let n = (input.len() - i).min(usize::try_from(left).unwrap_or(usize::MAX));
                 on_data(&input[i..i + n]);
                 i += n;
                 let left = left - n as u64;
-                *self = if left == 0 {
-                    Chunked::DataCr
+                self.state = if left == 0 {
+                    ChunkState::DataCr
                 } else {
-                    Chunked::Data { left }
+                    ChunkState::Data { left }
                 };
                 continue;
             }
-            *self = self.step(input[i])?;
+            self.state = self.step(input[i])?;
             i += 1;
         }
-        Ok((i, *self == Chunked::Done))
+        Ok((i, self.state == ChunkState::Done))
     }
 
-    /// The state after one framing byte.
-    fn step(self, byte: u8) -> Result<Chunked, ErrorClass> {
+    /// The state after one framing byte, counting it against the limits.
+    fn step(&mut self, byte: u8) -> Result<ChunkState, &'static str> {
+        use ChunkState::*;
         let digit = |b: u8| (b as char).to_digit(16).map(u64::from);
-        Ok(match (self, byte) {
-            (Chunked::SizeStart, b) => Chunked::Size {
-                size: digit(b).ok_or(ErrorClass::Protocol)?,
+        if matches!(self.state, TrailerStart | TrailerLine | TrailerLf | EndLf) {
+            self.trailer_bytes += 1;
+            if self.trailer_bytes > MAX_TRAILER_BYTES {
+                return Err("trailer section larger than 16 KiB");
+            }
+        }
+        Ok(match (self.state, byte) {
+            (SizeStart, b) => Size {
+                size: digit(b).ok_or("chunk size is not hexadecimal")?,
             },
-            (Chunked::Size { size }, b) if digit(b).is_some() => Chunked::Size {
+            (Size { size }, b) if digit(b).is_some() => Size {
                 size: size
                     .checked_mul(16)
                     .and_then(|s| s.checked_add(digit(b)?))
-                    .ok_or(ErrorClass::Protocol)?,
+                    .ok_or("chunk size too large")?,
             },
-            (Chunked::Size { size } | Chunked::SizeSpace { size }, b' ' | b'\t') => {
-                Chunked::SizeSpace { size }
+            (Size { size } | SizeSpace { size }, b' ' | b'\t') => SizeSpace { size },
+            (Size { size } | SizeSpace { size }, b';') => Extension { size },
+            (Size { size } | SizeSpace { size } | Extension { size }, b'\r') => SizeLf { size },
+            (Size { .. } | SizeSpace { .. } | Extension { .. }, b'\n') => {
+                return Err("bare LF in a chunk size line (CR LF required)");
             }
-            (Chunked::Size { size } | Chunked::SizeSpace { size }, b';') => {
-                Chunked::Extension { size }
+            (Extension { size }, _) => {
+                self.extension_bytes += 1;
+                if self.extension_bytes > MAX_CHUNK_EXTENSIONS {
+                    return Err("chunk extensions larger than 16 KiB");
+                }
+                Extension { size }
             }
-            (
-                Chunked::Size { size } | Chunked::SizeSpace { size } | Chunked::Extension { size },
-                b'\r',
-            ) => Chunked::SizeLf { size },
-            (Chunked::Extension { .. }, b'\n') => return Err(ErrorClass::Protocol),
-            (Chunked::Extension { size }, _) => Chunked::Extension { size },
-            (Chunked::SizeLf { size: 0 }, b'\n') => Chunked::TrailerStart,
-            (Chunked::SizeLf { size }, b'\n') => Chunked::Data { left: size },
-            (Chunked::DataCr, b'\r') => Chunked::DataLf,
-            (Chunked::DataLf, b'\n') => Chunked::SizeStart,
-            (Chunked::TrailerStart, b'\r') => Chunked::EndLf,
-            (Chunked::TrailerStart | Chunked::TrailerLine, b'\n') => Chunked::TrailerStart,
-            (Chunked::TrailerStart | Chunked::TrailerLine, _) => Chunked::TrailerLine,
-            (Chunked::EndLf, b'\n') => Chunked::Done,
-            _ => return Err(ErrorClass::Protocol),
+            (Size { .. } | SizeSpace { .. }, _) => return Err("invalid byte in a chunk size line"),
+            (SizeLf { size: 0 }, b'\n') => TrailerStart,
+            (SizeLf { size }, b'\n') => Data { left: size },
+            (DataCr, b'\r') => DataLf,
+            (DataCr, _) => return Err("chunk data longer than its size"),
+            (DataLf, b'\n') => SizeStart,
+            (TrailerStart, b'\r') => EndLf,
+            (TrailerStart | TrailerLine, b'\n') => {
+                return Err("bare LF in the trailer section (CR LF required)");
+            }
+            (TrailerStart, _) => {
+                self.trailers += 1;
+                if self.trailers > MAX_TRAILERS {
+                    return Err("more than 100 trailer fields");
+                }
+                TrailerLine
+            }
+            (TrailerLine, b'\r') => TrailerLf,
+            (TrailerLine, _) => TrailerLine,
+            (TrailerLf, b'\n') => TrailerStart,
+            (EndLf, b'\n') => Done,
+            (SizeLf { .. } | DataLf | TrailerLf | EndLf, _) => {
+                return Err("CR not followed by LF in the chunked framing");
+            }
+            // `decode` reads these states' bytes itself.
+            (Data { .. } | Done, _) => return Err("bytes after the end of a chunked body"),
         })
     }
 }
@@ -632,7 +720,7 @@ mod tests {
         pieces: &[&[u8]],
         close: bool,
     ) -> (
-        Result<Response, ErrorClass>,
+        Result<Response, Fault>,
         Seen,
         Wire<DuplexStream>,
         DuplexStream,
@@ -834,22 +922,82 @@ mod tests {
 
     #[test]
     fn a_malformed_chunk_is_a_protocol_failure() {
-        for bad in [
-            &b"x\r\n"[..],
-            b"5\nhello",
-            b"2\r\nabX",
-            b"11111111111111111\r\n",
-            b"2;ext\n",
-            b"5 junk\r\n",
+        for (bad, why) in [
+            (&b"x\r\n"[..], "chunk size is not hexadecimal"),
+            (b"5\nhello", "bare LF in a chunk size line (CR LF required)"),
+            (b"2\r\nabX", "chunk data longer than its size"),
+            (b"11111111111111111\r\n", "chunk size too large"),
+            (b"2;ext\n", "bare LF in a chunk size line (CR LF required)"),
+            (b"5 junk\r\n", "invalid byte in a chunk size line"),
+            (b"2\rX", "CR not followed by LF in the chunked framing"),
+            (
+                b"2\r\nab\rX",
+                "CR not followed by LF in the chunked framing",
+            ),
+            (
+                b"0\r\na: 1\n\r\n",
+                "bare LF in the trailer section (CR LF required)",
+            ),
+            (
+                b"0\r\n\n",
+                "bare LF in the trailer section (CR LF required)",
+            ),
+            (
+                b"0\r\na: 1\rX",
+                "CR not followed by LF in the chunked framing",
+            ),
+            (b"0\r\n\rX", "CR not followed by LF in the chunked framing"),
         ] {
             let result = Chunked::default().decode(bad, &mut |_| {});
+            assert_eq!(result, Err(why), "{:?}", bad.escape_ascii());
+        }
+    }
+
+    /// Decodes `body` whole, as one input.
+    fn decode_all(body: &[u8]) -> Result<(usize, bool), &'static str> {
+        Chunked::default().decode(body, &mut |_| {})
+    }
+
+    #[test]
+    fn chunk_extensions_are_capped_at_16_kib_per_body() {
+        // The bytes after `;`, up to CR, count (as in hyper).
+        let ext = |n: usize| format!(";{}", "e".repeat(n));
+        // At the limit: one chunk's extension, or the limit spread over several chunks.
+        let whole = format!("1{}\r\nx\r\n0\r\n\r\n", ext(MAX_CHUNK_EXTENSIONS));
+        assert_eq!(decode_all(whole.as_bytes()), Ok((whole.len(), true)));
+        let half = ext(MAX_CHUNK_EXTENSIONS / 2);
+        let spread = format!("1{half}\r\nx\r\n1{half}\r\nx\r\n0\r\n\r\n");
+        assert_eq!(decode_all(spread.as_bytes()), Ok((spread.len(), true)));
+        // One byte more, in one chunk or over the body.
+        let over = format!("1{}\r\nx\r\n0\r\n\r\n", ext(MAX_CHUNK_EXTENSIONS + 1));
+        let over_spread = spread.replace("x\r\n0\r\n", "x\r\n0;e\r\n");
+        for body in [over, over_spread] {
             assert_eq!(
-                result,
-                Err(ErrorClass::Protocol),
-                "{:?}",
-                bad.escape_ascii()
+                decode_all(body.as_bytes()),
+                Err("chunk extensions larger than 16 KiB")
             );
         }
+    }
+
+    #[test]
+    fn trailers_are_capped_at_100_fields_and_16_kib() {
+        let fields = |n: usize| "t: 1\r\n".repeat(n);
+        let at_limit = format!("0\r\n{}\r\n", fields(MAX_TRAILERS));
+        assert_eq!(decode_all(at_limit.as_bytes()), Ok((at_limit.len(), true)));
+        let too_many = format!("0\r\n{}\r\n", fields(MAX_TRAILERS + 1));
+        assert_eq!(
+            decode_all(too_many.as_bytes()),
+            Err("more than 100 trailer fields")
+        );
+        // The whole section, final CR LF included, may take 16 KiB.
+        let line = |n: usize| format!("t: {}\r\n", "v".repeat(n - 5));
+        let big = format!("0\r\n{}\r\n", line(MAX_TRAILER_BYTES - 2));
+        assert_eq!(decode_all(big.as_bytes()), Ok((big.len(), true)));
+        let too_big = format!("0\r\n{}\r\n", line(MAX_TRAILER_BYTES - 1));
+        assert_eq!(
+            decode_all(too_big.as_bytes()),
+            Err("trailer section larger than 16 KiB")
+        );
     }
 
     #[tokio::test]
@@ -946,37 +1094,119 @@ mod tests {
 
     #[tokio::test]
     async fn failures_are_classified() {
-        let cases: [(&[u8], ErrorClass); 10] = [
-            (b"HTTP/1.1 000 Zero\r\n\r\n", ErrorClass::Protocol),
-            (b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n", ErrorClass::Protocol),
-            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5 junk\r\nhello\r\n0\r\n\r\n", ErrorClass::Protocol),
-            (b"", ErrorClass::ClosedBeforeResponse),
+        use ErrorClass::{ClosedBeforeResponse, Protocol};
+        let cut_head = "the server closed the connection before a complete response head";
+        let cut_body = "the server closed the connection before the end of the body";
+        let cases: [(&[u8], ErrorClass, &str); 11] = [
+            (b"HTTP/1.1 000 Zero\r\n\r\n", Protocol, "status code outside 100-999"),
+            (b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n", Protocol, "Transfer-Encoding in an HTTP/1.0 response"),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5 junk\r\nhello\r\n0\r\n\r\n", Protocol, "invalid byte in a chunk size line"),
+            (b"", ClosedBeforeResponse, cut_head),
+            (b"HTTP/1.1 200 OK\r\ncontent-le", ClosedBeforeResponse, cut_head),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort", ClosedBeforeResponse, cut_body),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel", ClosedBeforeResponse, cut_body),
+            (b"garbage garbage\r\n\r\n", Protocol, "malformed response head: invalid HTTP version"),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n", Protocol, "conflicting Content-Length values"),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", Protocol, "invalid Content-Length"),
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\nx: 1\n\r\n", Protocol, "bare LF in the trailer section (CR LF required)"),
+        ];
+        for (reply, class, why) in cases {
+            let (result, ..) = exchange(get(), &[reply], true).await;
+            let fault = result.expect_err("a failure");
+            assert_eq!(
+                (fault.class, fault.to_string().as_str()),
+                (class, why),
+                "{:?}",
+                reply.escape_ascii()
+            );
+        }
+    }
+
+    /// A 1 MiB chunk extension, 5,000 trailers, a 1 MiB trailer, or a bare LF in the trailers:
+    /// each a `protocol` failure that says which limit, not a `200` on a reusable connection.
+    #[tokio::test]
+    async fn chunked_framing_beyond_the_limits_is_a_protocol_failure() {
+        let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+        let cases = [
             (
-                b"HTTP/1.1 200 OK\r\ncontent-le",
-                ErrorClass::ClosedBeforeResponse,
+                format!("{head}2;{}\r\nok\r\n0\r\n\r\n", "e".repeat(1 << 20)),
+                "chunk extensions larger than 16 KiB",
             ),
             (
-                b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
-                ErrorClass::ClosedBeforeResponse,
+                format!("{head}2\r\nok\r\n0\r\n{}\r\n", "t: 1\r\n".repeat(5000)),
+                "more than 100 trailer fields",
             ),
             (
-                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
-                ErrorClass::ClosedBeforeResponse,
-            ),
-            (b"garbage garbage\r\n\r\n", ErrorClass::Protocol),
-            (
-                b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
-                ErrorClass::Protocol,
+                format!("{head}2\r\nok\r\n0\r\nt: {}\r\n\r\n", "v".repeat(1 << 20)),
+                "trailer section larger than 16 KiB",
             ),
             (
-                b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
-                ErrorClass::Protocol,
+                format!("{head}2\r\nok\r\n0\r\nt: 1\nu: 2\n\n"),
+                "bare LF in the trailer section (CR LF required)",
             ),
         ];
-        for (reply, class) in cases {
-            let (result, ..) = exchange(get(), &[reply], true).await;
-            assert_eq!(result, Err(class), "{:?}", reply.escape_ascii());
+        for (reply, why) in cases {
+            let fault = refused(reply.as_bytes()).await;
+            assert_eq!(
+                (fault.class, fault.to_string().as_str()),
+                (ErrorClass::Protocol, why)
+            );
         }
+    }
+
+    /// The failure of an exchange with a server that writes `reply` (however long) and stops
+    /// when the client gives up.
+    async fn refused(reply: &[u8]) -> Fault {
+        let (client, mut server) = duplex(1 << 16);
+        let mut wire = Wire::new(client);
+        let serve = async {
+            read_request(&mut server).await;
+            // Fails once the client's end is dropped.
+            let _ = server.write_all(reply).await;
+        };
+        let request = get();
+        let exchange = async {
+            let result = wire.exchange(&request, None, &mut Seen::default()).await;
+            drop(wire);
+            result
+        };
+        let (result, ()) = tokio::join!(exchange, serve);
+        result.expect_err("the exchange should fail")
+    }
+
+    /// Transfer-Encoding frames the body (RFC 9112 §6.3): the response counts, but the
+    /// connection is not reused, whatever the status or the length said.
+    #[tokio::test]
+    async fn a_response_with_both_length_headers_ends_its_connection() {
+        let cases: [(EncodedRequest, &[u8], &[u8]); 3] = [
+            (get(), b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", b"hello"),
+            (get(), b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 100\r\n\r\n2\r\nok\r\n0\r\n\r\n", b"ok"),
+            (head(), b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n", b""),
+        ];
+        for (request, reply, body) in cases {
+            let (result, seen, ..) = exchange(request, &[reply], false).await;
+            let response = result.unwrap();
+            assert_eq!(response.status, 200);
+            assert!(!response.reusable, "{:?}", reply.escape_ascii());
+            assert_eq!(seen.body, body);
+        }
+    }
+
+    #[tokio::test]
+    async fn interim_responses_are_capped() {
+        let interim = b"HTTP/1.1 102 Processing\r\n\r\n".repeat(MAX_INTERIM);
+        let answer: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let (result, ..) = exchange(get(), &[&interim, answer], false).await;
+        assert_eq!(result.unwrap().status, 200, "{MAX_INTERIM} are skipped");
+
+        let interim = b"HTTP/1.1 102 Processing\r\n\r\n".repeat(MAX_INTERIM + 1);
+        let (result, ..) = exchange(get(), &[&interim, answer], true).await;
+        let fault = result.expect_err("one too many");
+        assert_eq!(fault.class, ErrorClass::Protocol);
+        assert_eq!(
+            fault.to_string(),
+            format!("more than {MAX_INTERIM} interim (1xx) responses before the final one")
+        );
     }
 
     #[tokio::test]
@@ -986,7 +1216,7 @@ mod tests {
         let serve = async {
             read_request(&mut server).await;
             let _ = server.write_all(b"HTTP/1.1 200 OK\r\n").await;
-            let line = format!("x-filler: {}\r\n", "y".repeat(1000));
+            let line = format!("x-filler: {}\r\n", "y".repeat(16 * 1024));
             // Stops when the client gives up and its end is dropped... or the limit is passed.
             for _ in 0..(MAX_HEAD / line.len() + 10) {
                 if server.write_all(line.as_bytes()).await.is_err() {
@@ -1001,7 +1231,12 @@ mod tests {
             result
         };
         let (result, ()) = tokio::join!(exchange, serve);
-        assert_eq!(result, Err(ErrorClass::Protocol));
+        let fault = result.expect_err("too large");
+        assert_eq!(fault.class, ErrorClass::Protocol);
+        assert_eq!(
+            fault.to_string(),
+            format!("response head larger than {} KiB", MAX_HEAD / 1024)
+        );
     }
 
     #[tokio::test]

@@ -5,7 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{TestServer, counts, counts_at, read_request_head, run_json, u64_at, wait_for_close};
+use support::{
+    TestServer, at, counts, counts_at, read_request_head, run_json, u64_at, wait_for_close,
+};
 use tokio::io::AsyncWriteExt;
 
 const TOTAL: u64 = 20;
@@ -72,6 +74,10 @@ fn headers_beyond_hypers_limits_are_protocol() {
     });
     let (code, json) = load(&server.url());
     assert_all(code, &json, "protocol");
+    assert_eq!(
+        at(&json, "/error_samples/protocol"),
+        "response head larger than 400 KiB"
+    );
 }
 
 #[test]
@@ -146,4 +152,89 @@ fn http_1_0_without_keep_alive_uses_a_connection_per_request() {
     assert_eq!(code, 0, "{json:#}");
     assert_eq!(u64_at(&json, "/requests/ok"), TOTAL);
     assert_eq!(u64_at(&json, "/connections/opened"), TOTAL, "sockets used");
+}
+
+/// A server that answers every request on a connection with `reply`, keeping the connection
+/// open for the next one, until the client closes it.
+fn answering(reply: Vec<u8>) -> TestServer {
+    let reply = std::sync::Arc::new(reply);
+    TestServer::raw(move |mut stream| {
+        let reply = reply.clone();
+        async move {
+            while read_request_head(&mut stream).await {
+                if stream.write_all(&reply).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Every request failed as `protocol`, each on a connection of its own (none is reused after
+/// a refused response), and the first failure said `why`.
+fn assert_all_protocol(server: &TestServer, why: &str) {
+    let (code, json) = load(&server.url());
+    assert_all(code, &json, "protocol");
+    assert_eq!(u64_at(&json, "/connections/opened"), TOTAL, "{json:#}");
+    assert_eq!(at(&json, "/error_samples/protocol"), why, "{json:#}");
+}
+
+const CHUNKED: &str = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+#[test]
+fn a_1_mib_chunk_extension_is_protocol() {
+    let reply = format!("{CHUNKED}2;{}\r\nok\r\n0\r\n\r\n", "e".repeat(1 << 20));
+    let server = answering(reply.into_bytes());
+    assert_all_protocol(&server, "chunk extensions larger than 16 KiB");
+}
+
+#[test]
+fn five_thousand_trailers_are_protocol() {
+    let reply = format!("{CHUNKED}2\r\nok\r\n0\r\n{}\r\n", "t: 1\r\n".repeat(5000));
+    let server = answering(reply.into_bytes());
+    assert_all_protocol(&server, "more than 100 trailer fields");
+}
+
+#[test]
+fn a_1_mib_trailer_is_protocol() {
+    let reply = format!(
+        "{CHUNKED}2\r\nok\r\n0\r\nt: {}\r\n\r\n",
+        "v".repeat(1 << 20)
+    );
+    let server = answering(reply.into_bytes());
+    assert_all_protocol(&server, "trailer section larger than 16 KiB");
+}
+
+#[test]
+fn bare_lf_trailer_lines_are_protocol() {
+    let reply = format!("{CHUNKED}2\r\nok\r\n0\r\nt: 1\nu: 2\n\n");
+    let server = answering(reply.into_bytes());
+    assert_all_protocol(&server, "bare LF in the trailer section (CR LF required)");
+}
+
+#[test]
+fn endless_interim_responses_are_protocol() {
+    let mut reply = b"HTTP/1.1 102 Processing\r\n\r\n".repeat(100_000);
+    reply.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let server = answering(reply);
+    assert_all_protocol(
+        &server,
+        "more than 5 interim (1xx) responses before the final one",
+    );
+}
+
+/// Transfer-Encoding frames the response (RFC 9112 §6.3), which counts by its status; the
+/// connection is never reused after it.
+#[test]
+fn a_response_with_both_length_headers_counts_but_ends_its_connection() {
+    let server = answering(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+            .to_vec(),
+    );
+    let (code, json) = load(&server.url());
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(u64_at(&json, "/requests/ok"), TOTAL);
+    assert_eq!(u64_at(&json, "/requests/body_bytes"), 2 * TOTAL);
+    assert_eq!(u64_at(&json, "/connections/opened"), TOTAL, "{json:#}");
+    assert_eq!(server.stats().connections(), TOTAL);
 }

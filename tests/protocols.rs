@@ -170,3 +170,75 @@ fn an_unusable_cacert_is_a_usage_error() {
         );
     }
 }
+
+/// `openssl req -x509` makes a certificate marked `CA:TRUE`, which webpki refuses as a server's
+/// own certificate. Given with `--cacert`, it is trusted as itself (as curl and Go's clients
+/// trust it); the name is still checked, and without `--cacert` it is still refused.
+#[test]
+fn an_openssl_self_signed_certificate_is_trusted_with_cacert() {
+    let Some((cert, key)) = support::openssl_self_signed() else {
+        return;
+    };
+    let server = TestServer::https_with_identity(&cert, &key, |_| Reply::ok());
+    let bundle = support::TempFile::with("pem", &cert);
+    let (code, json) = load(&server.url(), &["--cacert", bundle.as_str()]);
+    assert_all_200(code, &json);
+    assert_eq!(server.stats().requests(), 100);
+
+    // HTTP/2 negotiated by ALPN goes through the same verification.
+    let (code, json) = load(&server.url(), &["--cacert", bundle.as_str(), "--http2"]);
+    assert_all_200(code, &json);
+
+    // The certificate names localhost, not 127.0.0.1.
+    let by_ip = format!("https://127.0.0.1:{}/", server.addr().port());
+    let (code, json) = load(&by_ip, &["--cacert", bundle.as_str()]);
+    assert_all_tls(code, &json);
+    let sample = at(&json, "/error_samples/tls").as_str().unwrap();
+    assert!(
+        sample.starts_with("invalid peer certificate: certificate not valid for name"),
+        "{sample}"
+    );
+
+    let (code, json) = load(&server.url(), &[]);
+    assert_all_tls(code, &json);
+    assert_eq!(
+        at(&json, "/error_samples/tls"),
+        "invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
+        "rustls's reason, as it says it"
+    );
+    assert_eq!(
+        server.stats().requests(),
+        200,
+        "no request passed a refusal"
+    );
+}
+
+/// Every request failed in the TLS handshake.
+fn assert_all_tls(code: i32, json: &serde_json::Value) {
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(counts_at(json, "/errors"), counts(&[("tls", 100)]));
+    assert_eq!(u64_at(json, "/connections/opened"), 0);
+}
+
+#[test]
+fn a_tls_failure_says_why_in_json_and_text() {
+    let server = TestServer::https(|_| Reply::ok());
+    let (code, stdout, _, json) =
+        support::run_gapless(&["run", &server.url(), "-q", "100", "-d", "1s", "-c", "4"]);
+    let json = json.expect("a JSON result");
+    assert_all_tls(code, &json);
+    let why = "invalid peer certificate: UnknownIssuer";
+    assert_eq!(
+        at(&json, "/error_samples"),
+        &serde_json::json!({ "tls": why })
+    );
+    let line = stdout
+        .lines()
+        .position(|l| l.starts_with("Error tls : 100"))
+        .expect("the tls line");
+    assert_eq!(
+        stdout.lines().nth(line + 1),
+        Some(format!("  first: {why}").as_str()),
+        "{stdout}"
+    );
+}

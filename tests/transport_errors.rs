@@ -231,3 +231,77 @@ fn reset_on_a_reused_connection_is_counted_as_reused() {
     );
     assert_eq!(u64_at(&json, "/connections/opened"), TOTAL / 2);
 }
+
+/// Runs the standard load and returns the JSON result and the text report.
+fn load_with_text(url: &str) -> (i32, serde_json::Value, String) {
+    let (code, stdout, stderr, json) =
+        support::run_gapless(&["run", url, "-q", "50", "-d", "1s", "-c", "2"]);
+    (code, json.unwrap_or_else(|| panic!("{stderr}")), stdout)
+}
+
+/// The first failure of `class` said `why`: in the JSON's `error_samples`, the only sample, and
+/// on the line under the class's line in the text report.
+fn assert_sample(json: &serde_json::Value, text: &str, class: &str, why: &str) {
+    assert_eq!(
+        at(json, "/error_samples"),
+        &serde_json::json!({ class: why }),
+        "{json:#}"
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let line = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("Error {class} : {TOTAL} ")))
+        .unwrap_or_else(|| panic!("no line for {class}:\n{text}"));
+    assert_eq!(
+        lines.get(line + 1),
+        Some(&format!("  first: {why}").as_str()),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_refused_connect_says_why_in_json_and_text() {
+    let url = format!("http://127.0.0.1:{}/", refused_port());
+    let (code, json, text) = load_with_text(&url);
+    assert_all_failed(code, &json);
+    assert_sample(
+        &json,
+        &text,
+        "connect_refused",
+        "Connection refused (os error 111)",
+    );
+}
+
+#[test]
+fn a_protocol_failure_says_why_in_json_and_text() {
+    let server = TestServer::raw(|mut stream| async move {
+        if read_request_head(&mut stream).await
+            && stream.write_all(b"HELLO garbage\r\n\r\n").await.is_ok()
+        {
+            wait_for_close(&mut stream).await;
+        }
+    });
+    let (code, json, text) = load_with_text(&server.url());
+    assert_all_failed(code, &json);
+    assert_sample(
+        &json,
+        &text,
+        "protocol",
+        "malformed response head: invalid HTTP version",
+    );
+}
+
+#[test]
+fn a_timeout_says_which_timeout() {
+    let server = TestServer::raw(|mut stream| async move {
+        if read_request_head(&mut stream).await {
+            wait_for_close(&mut stream).await;
+        }
+    });
+    let (code, json) = load(&server.url(), &["--timeout", "200ms"]);
+    assert_all_failed(code, &json);
+    assert_eq!(
+        at(&json, "/error_samples/timeout"),
+        "no complete response within the request timeout (200ms)"
+    );
+}

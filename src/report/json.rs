@@ -17,6 +17,7 @@
 //! | `codes` | count per HTTP status, e.g. `{"200": 9960, "503": 40}` |
 //! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout`, `protocol`, `other` |
 //! | `errors_by_connection` | per class, `{"new": n, "reused": n}` |
+//! | `error_samples` | per class, the first failure's message (at most 200 characters), e.g. `{"tls": "invalid peer certificate: UnknownIssuer", "connect_refused": "Connection refused (os error 111)"}`: the OS error, rustls's reason, hyper's error, or what was wrong with the bytes |
 //! | `latency_ms` | from the intended send time (coordinated-omission corrected), responses only: `count min mean stddev p50 p75 p90 p99 p99_9 max` |
 //! | `service_time_ms` | the same statistics from the actual send (to the kernel's receipt of the response's last bytes over HTTP/1.1 on Linux, see `crate::stamped`) |
 //! | `lateness_ms` | actual send minus intended send, sent requests only |
@@ -83,6 +84,9 @@ pub struct RunResult {
     pub errors: BTreeMap<String, u64>,
     /// Per transport failure class, the split by connection.
     pub errors_by_connection: BTreeMap<String, ByConnection>,
+    /// Per transport failure class, the message of its first failure.
+    #[serde(default)]
+    pub error_samples: BTreeMap<String, String>,
     /// Latency from the intended send time.
     pub latency_ms: Latency,
     /// Latency from the actual send.
@@ -573,6 +577,11 @@ impl RunResult {
             errors_by_connection: r
                 .errors()
                 .map(|(c, new, reused)| (c.as_str().to_string(), ByConnection { new, reused }))
+                .collect(),
+            error_samples: r
+                .error_samples()
+                .iter()
+                .map(|(c, sample)| (c.as_str().to_string(), sample.to_string()))
                 .collect(),
             latency_ms: Latency::from_histogram(r.corrected()),
             service_time_ms: Latency::from_histogram(r.service()),

@@ -101,6 +101,9 @@ fn write_report(out: &mut String, f: &Finished, hints: &[HintEntry]) -> std::fmt
             new + reused,
             100.0 * (new + reused) as f64 / total
         )?;
+        if let Some(sample) = r.error_samples().get(class) {
+            writeln!(out, "  first: {sample}")?;
+        }
     }
     if f.stats.interrupted > 0 {
         writeln!(

@@ -305,10 +305,39 @@ impl TestServer {
     pub fn https_with_cert(
         responder: impl Fn(RequestInfo) -> Reply + Send + Sync + 'static,
     ) -> (TestServer, String) {
-        let responder: Responder = Arc::new(responder);
         let (config, pem) = tls_server_config();
+        (TestServer::https_with_config(config, responder), pem)
+    }
+
+    /// Like [`TestServer::https`], presenting the certificate `cert_pem` with its private key
+    /// `key_pem` (PKCS#8 PEM, as `openssl req -x509 -nodes` writes it).
+    pub fn https_with_identity(
+        cert_pem: &str,
+        key_pem: &str,
+        responder: impl Fn(RequestInfo) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("a PEM certificate");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("a PEM private key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("the certificate and key should match");
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        TestServer::https_with_config(Arc::new(config), responder)
+    }
+
+    fn https_with_config(
+        config: Arc<rustls::ServerConfig>,
+        responder: impl Fn(RequestInfo) -> Reply + Send + Sync + 'static,
+    ) -> TestServer {
+        let responder: Responder = Arc::new(responder);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-        let server = TestServer::start("https", "localhost", move |stream, stats| {
+        TestServer::start("https", "localhost", move |stream, stats| {
             let (responder, acceptor) = (responder.clone(), acceptor.clone());
             async move {
                 let _ = stream.set_nodelay(true);
@@ -317,8 +346,7 @@ impl TestServer {
                     serve_http(tls, stats, responder).await;
                 }
             }
-        });
-        (server, pem)
+        })
     }
 
     /// A raw TCP server: `handler` owns each accepted connection.
@@ -496,6 +524,49 @@ pub async fn wait_for_close(stream: &mut TcpStream) {
     while let Ok(n) = stream.read(&mut buf).await {
         if n == 0 {
             break;
+        }
+    }
+}
+
+/// A self-signed certificate for `localhost` and its key, `(certificate PEM, key PEM)`, made by
+/// `openssl req -x509` as a user makes one: marked `CA:TRUE` (openssl's default configuration
+/// marks it so; the test asks for it explicitly, whatever the local configuration says). `None`
+/// after printing why when openssl is not installed, except under CI (`CI` set), where that
+/// fails.
+pub fn openssl_self_signed() -> Option<(String, String)> {
+    let (cert, key) = (TempFile::new("crt"), TempFile::new("key"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-keyout", key.as_str(), "-out", cert.as_str()])
+        .stdin(Stdio::null())
+        .output();
+    match made {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+            assert!(
+                !ci,
+                "openssl is not installed, and CI is set: this test must run here"
+            );
+            eprintln!("skipping: openssl is not installed (CI is not set)");
+            None
+        }
+        Err(e) => panic!("cannot run openssl: {e}"),
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "openssl req -x509 failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let read = |f: &TempFile| std::fs::read_to_string(f.path()).expect("openssl's output");
+            Some((read(&cert), read(&key)))
         }
     }
 }
