@@ -599,7 +599,7 @@ options! {
         /// Do not verify TLS certificates.
         #[arg(short = 'k', long, num_args = 0, default_missing_value = "true")]
         insecure: bool => bool = "false", Switch;
-        /// Also trust the certificates of this PEM bundle (a CA, or the server's own certificate).
+        /// Trust the CA certificates of this PEM bundle (beside the built-in web roots), and a server certificate identical to one of them.
         #[arg(long, value_name = "FILE")]
         cacert: String => Vec<rustls::pki_types::CertificateDer<'static>> = none, CaBundle;
         /// Response header that names the version that answered (e.g. x-version).
