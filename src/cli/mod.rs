@@ -311,6 +311,60 @@ pub fn specs() -> Vec<Spec> {
     specs
 }
 
+/// README's table of `gapless run`'s options, generated from the declarations: flag, scenario
+/// key, default, range and meaning (a unit test keeps README in step with it).
+pub fn options_markdown() -> String {
+    let specs = specs();
+    let command = Cli::command();
+    let Some(run) = command.find_subcommand("run") else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "| option | scenario key | default | range | meaning |\n|---|---|---|---|---|\n",
+    );
+    for arg in run.get_arguments() {
+        let id = arg.get_id().as_str();
+        if id == "help" {
+            continue;
+        }
+        let value = arg
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| v.to_string());
+        let flag = match (arg.get_short(), arg.get_long()) {
+            (Some(s), Some(l)) => format!("-{s}, --{l}"),
+            (None, Some(l)) => format!("--{l}"),
+            (Some(s), None) => format!("-{s}"),
+            (None, None) if arg.is_last_set() => "-- COMMAND...".to_string(),
+            (None, None) => value.clone().unwrap_or_else(|| id.to_uppercase()),
+        };
+        let flag = match (&value, arg.get_long()) {
+            (Some(v), Some(_))
+                if arg.get_action().takes_values()
+                    && arg.get_num_args().is_none_or(|n| n.max_values() > 0) =>
+            {
+                format!("{flag} {v}")
+            }
+            _ => flag,
+        };
+        let spec = specs.iter().find(|s| s.id == id);
+        let cell = |text: Option<String>| text.unwrap_or_default().replace('|', "\\|");
+        let _ = writeln!(
+            out,
+            "| `{flag}` | {} | {} | {} | {} |",
+            cell(spec.and_then(|s| s.key.clone()).map(|k| format!("`{k}`"))),
+            cell(
+                spec.and_then(|s| s.default)
+                    .filter(|d| *d != "false")
+                    .map(str::to_string)
+            ),
+            cell(spec.and_then(|s| s.range.clone())),
+            cell(arg.get_help().map(|h| h.to_string())),
+        );
+    }
+    out
+}
+
 /// The range of a step's timeout (`--step-timeout`, `[[step]] timeout`).
 pub const STEP_TIMEOUT_RANGE: Span =
     Span::new(Duration::from_millis(1), Duration::from_secs(24 * 3600));
@@ -830,6 +884,40 @@ mod tests {
             e,
             "target URL \"ftp://x/\" has an unsupported scheme: use http:// or https://"
         );
+    }
+
+    /// README's options table is generated: `GAPLESS_BLESS=1 cargo test readme` rewrites it.
+    #[test]
+    fn readme_lists_every_option_with_its_default_and_range() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let (begin, end) = ("<!-- options:begin -->\n", "<!-- options:end -->");
+        let start = readme.find(begin).expect("README has the options markers") + begin.len();
+        let stop = readme.find(end).expect("README has the options markers");
+        let table = options_markdown();
+        if std::env::var_os("GAPLESS_BLESS").is_some() {
+            let updated = format!("{}{table}{}", &readme[..start], &readme[stop..]);
+            std::fs::write(&path, updated).unwrap();
+        } else {
+            assert_eq!(
+                readme[start..stop],
+                table,
+                "README's options table is stale: run GAPLESS_BLESS=1 cargo test readme"
+            );
+        }
+        // The scenario example names every key of each table.
+        for spec in specs() {
+            let Some(key) = spec.key else { continue };
+            let (section, field) = key.split_once('.').unwrap();
+            let line = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("[{section}]")) && l.contains('#'))
+                .unwrap_or_else(|| panic!("README's scenario example has no [{section}] line"));
+            assert!(
+                line.split(['#', ',', ' ', '/']).any(|w| w == field),
+                "README's [{section}] comment does not list {field}: {line}"
+            );
+        }
     }
 
     #[test]
