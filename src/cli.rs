@@ -246,7 +246,7 @@ pub struct RunArgs {
     /// Status codes that count as success, e.g. 200-299,304 [default: 200-299].
     #[arg(long)]
     pub ok_codes: Option<String>,
-    /// Width of one timeline slot (10ms or more) [default: 1s].
+    /// Width of one timeline slot (10ms or more) [default: sized to the run, 10ms to 1s].
     #[arg(long, value_parser = humantime::parse_duration)]
     pub slot: Option<Duration>,
     /// Ceiling on new-connection attempts per second [default: the larger of 1000 and --qps].
@@ -418,19 +418,18 @@ impl RunArgs {
         if timeout < Duration::from_millis(1) {
             return Err(short("--timeout", "1ms", timeout));
         }
-        // The default slot shrinks to fit a short run; a slot given explicitly must fit.
-        let slot = self
-            .slot
-            .or(file.load.slot)
-            .unwrap_or_else(|| DEFAULT_SLOT.min(duration).max(Duration::from_millis(10)));
-        if slot < Duration::from_millis(10) {
-            return Err(short("--slot", "10ms", slot));
-        }
-        if !has_steps && slot > duration {
-            return Err(Error::SlotLongerThanRun {
-                slot: humantime::format_duration(slot).to_string(),
-                duration: humantime::format_duration(duration).to_string(),
-            });
+        // A slot given explicitly must fit; without one the timeline sizes it to the run.
+        let slot = self.slot.or(file.load.slot);
+        if let Some(slot) = slot {
+            if slot < Duration::from_millis(10) {
+                return Err(short("--slot", "10ms", slot));
+            }
+            if !has_steps && slot > duration {
+                return Err(Error::SlotLongerThanRun {
+                    slot: humantime::format_duration(slot).to_string(),
+                    duration: humantime::format_duration(duration).to_string(),
+                });
+            }
         }
         let method = match &self.method {
             Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| Error::Method(m.clone()))?,
@@ -565,8 +564,6 @@ const DEFAULT_QPS: Qps = match Qps::new(100.0) {
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// Default `--timeout`.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Default `--slot`.
-const DEFAULT_SLOT: Duration = Duration::from_secs(1);
 
 /// A `--version-regex`: valid, with a capture group.
 pub fn version_regex(re: &str) -> Result<regex::bytes::Regex, Error> {

@@ -1,8 +1,9 @@
 //! The recorder: turns completions into histograms, counters and the timeline.
 //!
 //! Bounded memory whatever the rate or duration: fixed-size histograms (µs, 3 significant
-//! digits, mergeable), fixed counter arrays, per-phase counts, the [`Timeline`] and the
-//! [`GapDetector`]. No per-request storage.
+//! digits, mergeable), fixed counter arrays, per-phase counts, the [`Timeline`] (at most
+//! [`crate::timeline::MAX_SLOTS`] slots, merged as the run grows) and the [`GapDetector`]. No
+//! per-request storage.
 
 use std::time::{Duration, Instant};
 
@@ -124,11 +125,11 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// An empty recorder for a run that started at `start`, in `phase`, finding windows with
-    /// `gaps`.
+    /// An empty recorder for a run that started at `start`, in `phase`, counting into the empty
+    /// `timeline` (see [`Timeline::for_run`]) and finding windows with `gaps`.
     pub fn new(
         start: Instant,
-        slot: Duration,
+        timeline: Timeline,
         ok_codes: OkCodes,
         phase: Phase,
         gaps: GapDetector,
@@ -149,7 +150,7 @@ impl Recorder {
             unsent: 0,
             body_bytes: 0,
             envoy: [0; 3],
-            timeline: Timeline::new(slot),
+            timeline,
             phases: vec![PhaseTally {
                 phase,
                 start: Duration::ZERO,
@@ -435,7 +436,7 @@ mod tests {
     fn recorder(start: Instant) -> Recorder {
         Recorder::new(
             start,
-            Duration::from_secs(1),
+            Timeline::new(Duration::from_secs(1)),
             OkCodes::default(),
             Phase::Warmup,
             GapDetector::new(Duration::ZERO, Duration::from_millis(1)),

@@ -305,7 +305,7 @@ mod tests {
         let ms = Duration::from_millis(1);
         let mut r = Recorder::new(
             start,
-            Duration::from_secs(1),
+            crate::timeline::Timeline::new(Duration::from_secs(1)),
             OkCodes::default(),
             if phase_at.is_some() {
                 Phase::Warmup
@@ -468,7 +468,7 @@ mod tests {
         let ms = Duration::from_millis(1);
         let mut r = Recorder::new(
             start,
-            Duration::from_secs(1),
+            crate::timeline::Timeline::new(Duration::from_secs(1)),
             OkCodes::default(),
             Phase::Warmup,
             GapDetector::new(Duration::ZERO, ms),

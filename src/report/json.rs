@@ -12,7 +12,7 @@
 //! | `actual_qps` | attempts per second of `elapsed_ms` |
 //! | `interrupted` | true when a signal cut the run short |
 //! | `target` | `url`, `method`, `http2` |
-//! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms`, `timeout_ms`, `slot_ms`, `ok_codes` |
+//! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms`, `timeout_ms`, `slot_ms` (the slot width used: as given or sized to the run, doubled once per merge, see `crate::timeline`), `slot_requested_ms` (`--slot` as given; `null` when sized to the run; differs from `slot_ms` when the 2,048-slot cap merged slots), `ok_codes` |
 //! | `requests` | `total` attempts, `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (deadline passed while every connection was busy; counted in `failed` as `timeout`), `interrupted` (due but cut off by a signal; not in `total`), `body_bytes` (response body bytes read and discarded, including bodies that never completed; never stored) |
 //! | `codes` | count per HTTP status, e.g. `{"200": 9960, "503": 40}` |
 //! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout`, `protocol`, `other` |
@@ -313,8 +313,13 @@ pub struct Load {
     pub duration_ms: f64,
     /// Per-request deadline from the intended send time.
     pub timeout_ms: f64,
-    /// Timeline slot width.
+    /// Timeline slot width, as used: the one given or sized to the run, doubled once per merge
+    /// (a timeline holds at most 2,048 slots).
     pub slot_ms: f64,
+    /// The slot width given (`--slot` or the scenario's `slot`); `null` when sized to the run.
+    /// Differs from `slot_ms` when slots were merged.
+    #[serde(default)]
+    pub slot_requested_ms: Option<f64>,
     /// Status codes that count as success, e.g. `200-299,304`.
     pub ok_codes: String,
 }
@@ -553,7 +558,8 @@ impl RunResult {
                 connections: config.load.connections.get(),
                 duration_ms: millis(f.length),
                 timeout_ms: millis(config.target.timeout),
-                slot_ms: millis(config.load.slot),
+                slot_ms: millis(r.timeline().width()),
+                slot_requested_ms: r.timeline().requested().map(millis),
                 ok_codes: config.target.ok_codes.to_string(),
             },
             requests: Requests {
