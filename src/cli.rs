@@ -131,7 +131,8 @@ pub enum Command {
     /// The embedded demo cluster.
     #[command(subcommand)]
     Demo(DemoCommand),
-    /// Re-render a saved JSON result (`run --json`) as HTML, Markdown or JUnit, without re-running.
+    /// Re-render a saved JSON result (`run --json`) without re-running: the text report, or HTML,
+    /// Markdown or JUnit with their flags.
     Report(ReportArgs),
 }
 

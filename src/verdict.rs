@@ -351,6 +351,7 @@ mod tests {
                     problem: (status == StepStatus::Failed)
                         .then(|| "exited 7 (expected 0)".to_string()),
                     output_tail: vec![],
+                    output_tail_at: vec![],
                 })
                 .collect(),
             ..RolloutReport::default()

@@ -366,3 +366,82 @@ run = "echo 'X-Api-Key: step-secret-5'; echo done"
     assert!(text.contains(r#"X-Custom = "<redacted>""#), "{text}");
     assert_eq!(at(&json, "/steps/0/output_tail/0"), "X-Api-Key: <redacted>");
 }
+
+#[test]
+fn gapless_report_prints_the_text_report_the_run_printed_with_events_and_timed_tails() {
+    let server = TestServer::healthy();
+    let scenario = TempFile::with(
+        "toml",
+        &format!(
+            r#"
+[target]
+url = "{}"
+
+[load]
+qps = 100
+warmup = "300ms"
+cooldown = "300ms"
+
+[[step]]
+name = "watch"
+run = "echo pod-a Running; sleep 0.2; echo pod-b Terminating; sleep 30"
+background = true
+
+[[step]]
+name = "flip"
+run = "sleep 0.4; echo about to fail; exit 7"
+"#,
+            server.url()
+        ),
+    );
+    let json = TempFile::new("json");
+    let (code, live, stderr, _) = run_gapless(&[
+        "run",
+        "--scenario",
+        scenario.as_str(),
+        "--json",
+        json.as_str(),
+    ]);
+    assert_eq!(code, 3, "the step failed:\n{live}\n{stderr}");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
+
+    // The events, each with its time, in the text.
+    let events = at(&saved, "/events").as_array().unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(live.contains("Events : 2 on the timeline"), "{live}");
+    for (e, line) in events.iter().zip(["pod-a Running", "pod-b Terminating"]) {
+        let listed = format!("  +{:.3}s [watch] {line}\n", f64_at(e, "/t_ms") / 1000.0);
+        assert!(live.contains(&listed), "{listed:?} not in\n{live}");
+    }
+    // The failed step's output tail, each line with the time it was read, in the JSON and the
+    // text; the line came 0.4 s into the step.
+    let flip = &at(&saved, "/steps").as_array().unwrap()[1];
+    assert_eq!(
+        at(flip, "/output_tail"),
+        &serde_json::json!(["about to fail"])
+    );
+    let read = at(flip, "/output_tail_ms").as_array().unwrap();
+    assert_eq!(read.len(), 1);
+    let t = read[0].as_f64().unwrap();
+    assert!(
+        t >= f64_at(flip, "/start_ms") + 390.0 && t <= f64_at(flip, "/end_ms"),
+        "read at {t} ms, step {flip}"
+    );
+    let tail = format!("  last output:\n  +{:.3}s about to fail\n", t / 1000.0);
+    assert!(live.contains(&tail), "{tail:?} not in\n{live}");
+    let watch = &at(&saved, "/steps").as_array().unwrap()[0];
+    assert_eq!(
+        at(watch, "/output_tail_ms").as_array().unwrap().len(),
+        2,
+        "a watcher's tail lines carry times too"
+    );
+
+    // `gapless report` alone prints the same text, and exits with the saved code.
+    let again = Command::new(GAPLESS)
+        .args(["report", json.as_str()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(3));
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), live);
+}
