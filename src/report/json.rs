@@ -741,3 +741,41 @@ impl RunResult {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_written_before_the_additive_fields_still_reads() {
+        let mut r = RunResult::default();
+        r.steps.push(StepEntry {
+            name: "deploy".into(),
+            output_tail: vec!["done".into()],
+            output_tail_ms: vec![12.5],
+            ..StepEntry::default()
+        });
+        let mut value = serde_json::to_value(&r).unwrap();
+        for field in [
+            "slot_requested_ms",
+            "duration_requested_ms",
+            "warmup_ms",
+            "cooldown_ms",
+        ] {
+            value["load"]
+                .as_object_mut()
+                .unwrap()
+                .remove(field)
+                .unwrap();
+        }
+        value["steps"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("output_tail_ms")
+            .unwrap();
+        let old: RunResult = serde_json::from_value(value).unwrap();
+        assert_eq!(old.steps[0].output_tail, ["done"]);
+        assert!(old.steps[0].output_tail_ms.is_empty());
+        assert_eq!(old.load.slot_requested_ms, None);
+    }
+}

@@ -362,3 +362,100 @@ fn trim_float(v: f64) -> String {
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::json::{EventEntry, PhaseEntry};
+
+    fn rollout() -> RunResult {
+        let mut r = RunResult::default();
+        r.load.ok_codes = "200-299".into();
+        r.load.warmup_ms = Some(1000.0);
+        r.load.cooldown_ms = Some(2000.0);
+        r.phases.push(PhaseEntry {
+            name: "warmup".into(),
+            end_ms: 1000.0,
+            ..PhaseEntry::default()
+        });
+        r.steps.push(StepEntry {
+            name: "deploy".into(),
+            command: "./deploy.sh".into(),
+            status: "failed".into(),
+            start_ms: Some(1000.0),
+            end_ms: Some(1800.0),
+            exit_code: Some(7),
+            output_tail: vec!["pushing".into(), "denied".into()],
+            output_tail_ms: vec![1200.5, 1799.25],
+            ..StepEntry::default()
+        });
+        r.verdict.line = "FAIL: step \"deploy\" exited 7 (expected 0)".into();
+        r
+    }
+
+    #[test]
+    fn a_failed_step_shows_its_output_tail_with_the_time_of_each_line() {
+        let text = render(&rollout());
+        assert!(
+            text.contains(
+                "Step \"deploy\" :     1.000s -     1.800s : failed, exit 7 : ./deploy.sh\n  last output:\n  +1.200s pushing\n  +1.799s denied\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("for 1s warmup, 1 step, 2s cooldown"),
+            "{text}"
+        );
+        // A result saved before the times were recorded: the lines alone.
+        let mut old = rollout();
+        old.steps[0].output_tail_ms.clear();
+        assert!(render(&old).contains("  last output:\n  pushing\n  denied\n"));
+        // A step that went well keeps its tail to the JSON and the HTML.
+        let mut ok = rollout();
+        ok.steps[0].status = "ok".into();
+        assert!(!render(&ok).contains("last output"));
+    }
+
+    #[test]
+    fn events_are_listed_with_their_times_up_to_a_cap() {
+        let mut r = rollout();
+        for k in 0..(LISTED_EVENTS + 5) {
+            r.events.push(EventEntry {
+                t_ms: 1000.0 + k as f64 * 12.0,
+                step: "pods".into(),
+                line: format!("pod {k} Running"),
+            });
+        }
+        r.events_dropped = 3;
+        let text = render(&r);
+        assert!(
+            text.contains("Events : 45 on the timeline (watcher lines, demo orchestration) (3 more dropped)\n  +1.000s [pods] pod 0 Running\n  +1.012s [pods] pod 1 Running\n"),
+            "{text}"
+        );
+        assert!(text.contains("  +1.468s [pods] pod 39 Running\n  ... 5 more (see --json)\n"));
+        assert!(!text.contains("pod 40 Running"));
+    }
+
+    #[test]
+    fn codes_and_errors_keep_the_order_of_the_live_report() {
+        let mut r = RunResult::default();
+        r.load.ok_codes = "200-299,304".into();
+        r.requests.total = 10;
+        r.codes = [("200".into(), 5), ("304".into(), 1), ("503".into(), 1)].into();
+        for (class, new, reused) in [
+            ("timeout", 1, 0),
+            ("connect_refused", 1, 0),
+            ("reset", 0, 1),
+        ] {
+            r.errors_by_connection.insert(
+                class.to_string(),
+                crate::report::json::ByConnection { new, reused },
+            );
+        }
+        let text = render(&r);
+        assert!(
+            text.contains("Code 200 : 5 (50.0 %)\nCode 304 : 1 (10.0 %)\nCode 503 : 1 (10.0 %) (failure)\nError connect_refused : 1 (10.0 %) : 1 on new connections, 0 on reused\nError reset : 1 (10.0 %) : 0 on new connections, 1 on reused\nError timeout : 1"),
+            "{text}"
+        );
+    }
+}
