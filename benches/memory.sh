@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 #
-# memory.sh: gapless's resident memory over time, sampled every second from /proc, in two cases.
+# memory.sh: gapless's resident memory over time, sampled every second from /proc, in three cases.
 #
 #   bash benches/memory.sh soak    # 10 minutes at 5,000 req/s against a local nginx: RSS stays
 #                                  # flat (first minute vs last minute within 10 %)
+#   bash benches/memory.sh slots   # the same with --slot 10ms: 60,000 slots wanted, at most
+#                                  # 2,048 kept (merged as the run grows); peak RSS under 30 MB
 #   bash benches/memory.sh stall   # 10,000 req/s against a target that holds every request for
 #                                  # 30 s (`gapless serve --delay 30s`): RSS stays bounded while
 #                                  # the backlog fails as `timeout`, unsent
 #
-# Environment (defaults in brackets): SOAK_DURATION [10m], SOAK_QPS [5000], STALL_DURATION [30s],
+# Environment (defaults in brackets): SOAK_DURATION [10m], SOAK_QPS [5000] (also for slots),
+# SLOT [10ms] (slots), STALL_DURATION [30s],
 # STALL_QPS [10000], CONNS [32], HOST/PORT for nginx [127.0.0.1/18089], STALL_PORT [18090],
 # GAPLESS [target/release/gapless], SKIP_BUILD [0], OUT_DIR (keep samples and JSON) [temp dir].
 # Prints the samples' summary as Markdown rows for BENCHMARKS.md. Requires bash, curl, nginx (soak).
@@ -22,6 +25,7 @@ source "$ROOT/benches/nginx.sh"
 MODE=${1:-}
 SOAK_DURATION=${SOAK_DURATION:-10m}
 SOAK_QPS=${SOAK_QPS:-5000}
+SLOT=${SLOT:-10ms}
 STALL_DURATION=${STALL_DURATION:-30s}
 STALL_QPS=${STALL_QPS:-10000}
 CONNS=${CONNS:-32}
@@ -37,7 +41,7 @@ TARGET_PID=""
 
 die() { printf 'memory.sh: %s\n' "$*" >&2; exit 1; }
 [[ $HOST == 127.* ]] || die "HOST must be a loopback address"
-case $MODE in soak | stall) ;; *) die "usage: bash benches/memory.sh soak|stall" ;; esac
+case $MODE in soak | slots | stall) ;; *) die "usage: bash benches/memory.sh soak|slots|stall" ;; esac
 
 cleanup() {
   local rc=$?
@@ -58,10 +62,12 @@ if [[ $SKIP_BUILD != 1 ]]; then
   (cd "$ROOT" && cargo build --release --quiet)
 fi
 
-if [[ $MODE == soak ]]; then
+if [[ $MODE == soak || $MODE == slots ]]; then
   nginx_start "$WORK" "$HOST" "$PORT" "$CONNS" || die "cannot start nginx"
   url="http://$HOST:$PORT/"
-  args=(-q "$SOAK_QPS" -d "$SOAK_DURATION" -c "$CONNS" --slot 10s)
+  slot=10s
+  [[ $MODE == slots ]] && slot=$SLOT
+  args=(-q "$SOAK_QPS" -d "$SOAK_DURATION" -c "$CONNS" --slot "$slot")
 else
   "$GAPLESS" serve --listen "$HOST:$STALL_PORT" --delay 30s >"$WORK/target.log" 2>&1 &
   TARGET_PID=$!
@@ -96,8 +102,16 @@ first = [r for t, r in samples if t < 60] or kib[:1]
 last = [r for t, r in samples if t >= samples[-1][0] - 60] or kib[-1:]
 mean = lambda xs: sum(xs) / len(xs) / 1024
 req = result["requests"]
-print(f"| mode | requests | ok | failed (unsent) | RSS first minute MB | RSS last minute MB | change | peak MB |")
-print(f"|---|---:|---:|---:|---:|---:|---:|---:|")
+load = result["load"]
+slots = f"{len(result['timeline']):,} × {load['slot_ms']:g} ms (asked {load.get('slot_requested_ms')} ms)"
+print(f"| mode | requests | ok | failed (unsent) | RSS first minute MB | RSS last minute MB | change | peak MB | slots |")
+print(f"|---|---:|---:|---:|---:|---:|---:|---:|---|")
 print(f"| {mode} | {req['total']:,} | {req['ok']:,} | {req['failed']:,} ({req['unsent']:,}) | "
-      f"{mean(first):.1f} | {mean(last):.1f} | {100 * (mean(last) / mean(first) - 1):+.1f} % | {max(kib) / 1024:.1f} |")
+      f"{mean(first):.1f} | {mean(last):.1f} | {100 * (mean(last) / mean(first) - 1):+.1f} % | {max(kib) / 1024:.1f} | {slots} |")
+if mode == "slots":
+    # Minute by minute, to show where the timeline's growth stops.
+    minutes = {}
+    for t, r in samples:
+        minutes.setdefault(t // 60, []).append(r)
+    print("per minute (mean RSS MB): " + ", ".join(f"{mean(v):.1f}" for _, v in sorted(minutes.items())))
 PY

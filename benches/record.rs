@@ -22,6 +22,7 @@ use gapless::gaps::GapDetector;
 use gapless::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
 use gapless::recorder::{Phase, Recorder};
 use gapless::schedule::Schedule;
+use gapless::timeline::Timeline;
 
 /// Completions per recorded batch.
 const BATCH: u64 = 10_000;
@@ -99,7 +100,7 @@ fn completions(start: Instant) -> Vec<Completion> {
 fn recorder(start: Instant, slot: Duration) -> Recorder {
     Recorder::new(
         start,
-        slot,
+        Timeline::new(slot),
         OkCodes::default(),
         Phase::Load,
         GapDetector::new(Duration::ZERO, Duration::from_millis(1)),

@@ -398,8 +398,9 @@ pub struct LoadConfig {
     pub streams: NonZeroUsize,
     /// How long the load runs.
     pub duration: Duration,
-    /// Width of one timeline slot.
-    pub slot: Duration,
+    /// Width of one timeline slot as given (`--slot`); `None`: sized to the run (see
+    /// [`crate::timeline::Timeline::for_run`]).
+    pub slot: Option<Duration>,
     /// Ceiling on new-connection attempts per second (all connections together).
     pub max_connect_rate: NonZeroU32,
     /// Engine threads; `None` chooses from the rate (see [`crate::engine::shard_count`]).

@@ -119,7 +119,7 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
     let text = if output.quiet {
         format!("{}\n", finished.verdict)
     } else {
-        gapless::report::text::render(&finished, &result.hints)
+        gapless::report::text::render(&result)
     };
     if output.json_on_stdout() {
         eprint!("{text}");
@@ -208,7 +208,7 @@ fn rerender(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         emit(path, report::junit::render(&result))?;
     }
     if args.html.is_none() && args.markdown.is_none() && args.junit.is_none() {
-        println!("{}", result.verdict.line);
+        print!("{}", report::text::render(&result));
     }
     Ok(ExitCode::from(result.verdict.exit_code))
 }

@@ -1,8 +1,9 @@
 //! The recorder: turns completions into histograms, counters and the timeline.
 //!
 //! Bounded memory whatever the rate or duration: fixed-size histograms (µs, 3 significant
-//! digits, mergeable), fixed counter arrays, per-phase counts, the [`Timeline`] and the
-//! [`GapDetector`]. No per-request storage.
+//! digits, mergeable), fixed counter arrays, per-phase counts, the [`Timeline`] (at most
+//! [`crate::timeline::MAX_SLOTS`] slots, merged as the run grows) and the [`GapDetector`]. No
+//! per-request storage.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,11 +129,11 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// An empty recorder for a run that started at `start`, in `phase`, finding windows with
-    /// `gaps`.
+    /// An empty recorder for a run that started at `start`, in `phase`, counting into the empty
+    /// `timeline` (see [`Timeline::for_run`]) and finding windows with `gaps`.
     pub fn new(
         start: Instant,
-        slot: Duration,
+        timeline: Timeline,
         ok_codes: OkCodes,
         phase: Phase,
         gaps: GapDetector,
@@ -153,7 +154,7 @@ impl Recorder {
             unsent: 0,
             body_bytes: 0,
             envoy: [0; 3],
-            timeline: Timeline::new(slot),
+            timeline,
             phases: vec![PhaseTally {
                 phase,
                 start: Duration::ZERO,
@@ -451,7 +452,7 @@ mod tests {
     fn recorder(start: Instant) -> Recorder {
         Recorder::new(
             start,
-            Duration::from_secs(1),
+            Timeline::new(Duration::from_secs(1)),
             OkCodes::default(),
             Phase::Warmup,
             GapDetector::new(Duration::ZERO, Duration::from_millis(1)),

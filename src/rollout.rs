@@ -101,6 +101,8 @@ pub struct StepRecord {
     pub problem: Option<String>,
     /// Its last output lines (stdout and stderr, interleaved as read).
     pub output_tail: Vec<String>,
+    /// When each line of `output_tail` was read, from the start of the run (same length).
+    pub output_tail_at: Vec<Duration>,
 }
 
 impl StepRecord {
@@ -116,6 +118,7 @@ impl StepRecord {
             status: StepStatus::Skipped,
             problem: None,
             output_tail: Vec::new(),
+            output_tail_at: Vec::new(),
         }
     }
 
@@ -419,10 +422,11 @@ async fn execute(
     let mut err = Lines::new(child.stderr.take());
     let mut tail = VecDeque::with_capacity(TAIL_LINES);
     let mut emit = |line: String| {
+        let at = start.elapsed();
         console.line(&format!("[{}] {line}", step.name));
         if step.background {
             log.push(Event {
-                at: start.elapsed(),
+                at,
                 step: step.name.clone(),
                 line: line.clone(),
             });
@@ -430,7 +434,7 @@ async fn execute(
         if tail.len() == TAIL_LINES {
             tail.pop_front();
         }
-        tail.push_back(line);
+        tail.push_back((at, line));
     };
     let end = loop {
         tokio::select! {
@@ -454,7 +458,7 @@ async fn execute(
     };
     read_output_for(DRAIN, &mut out, &mut err, &mut emit).await;
     record.end = Some(start.elapsed());
-    record.output_tail = tail.into();
+    (record.output_tail_at, record.output_tail) = tail.into_iter().unzip();
     record.exit_code = status.and_then(|s| s.code());
     record.signal = status.and_then(exit_signal);
     let (status, problem) = match end {
@@ -534,7 +538,10 @@ async fn perform_demo(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let skip = said.events.len().saturating_sub(TAIL_LINES);
-    record.output_tail = said.events[skip..].iter().map(|e| e.line.clone()).collect();
+    (record.output_tail_at, record.output_tail) = said.events[skip..]
+        .iter()
+        .map(|e| (e.at, e.line.clone()))
+        .unzip();
     log.dropped += said.dropped;
     for event in said.events {
         log.push(event);
@@ -714,6 +721,16 @@ mod tests {
         assert!(pause.end.unwrap() - pause.start.unwrap() >= Duration::from_millis(20));
         assert!(pause.start.unwrap() >= one.end.unwrap());
         assert_eq!(two.output_tail, vec!["a", "b", "c"]);
+        // Each tail line carries when it was read: within the step, in order.
+        for s in [one, two] {
+            assert_eq!(s.output_tail_at.len(), s.output_tail.len());
+            assert!(s.output_tail_at.is_sorted());
+            assert!(
+                s.output_tail_at
+                    .iter()
+                    .all(|&t| s.start.unwrap() <= t && t <= s.end.unwrap())
+            );
+        }
         assert_eq!(two.command, r"printf 'a\nb\r\nc'");
         assert!(report.failed_step().is_none());
     }

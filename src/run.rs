@@ -18,6 +18,7 @@ use crate::progress::{self, Status};
 use crate::recorder::{Phase, Recorder};
 use crate::rollout::{Rollout, RolloutReport};
 use crate::schedule::Schedule;
+use crate::timeline::Timeline;
 use crate::verdict::{Interruption, Verdict};
 use crate::version::{Labels, VersionProbe};
 
@@ -133,7 +134,7 @@ pub async fn run(
         .map_or(Duration::ZERO, |q| Duration::from_secs_f64(1.0 / q));
     let recorder = Arc::new(Mutex::new(Recorder::new(
         start,
-        config.load.slot,
+        Timeline::for_run(config),
         config.target.ok_codes.clone(),
         if has_steps {
             Phase::Warmup

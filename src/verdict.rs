@@ -308,7 +308,7 @@ mod tests {
         let ms = Duration::from_millis(1);
         let mut r = Recorder::new(
             start,
-            Duration::from_secs(1),
+            crate::timeline::Timeline::new(Duration::from_secs(1)),
             OkCodes::default(),
             if phase_at.is_some() {
                 Phase::Warmup
@@ -354,6 +354,7 @@ mod tests {
                     problem: (status == StepStatus::Failed)
                         .then(|| "exited 7 (expected 0)".to_string()),
                     output_tail: vec![],
+                    output_tail_at: vec![],
                 })
                 .collect(),
             ..RolloutReport::default()
@@ -471,7 +472,7 @@ mod tests {
         let ms = Duration::from_millis(1);
         let mut r = Recorder::new(
             start,
-            Duration::from_secs(1),
+            crate::timeline::Timeline::new(Duration::from_secs(1)),
             OkCodes::default(),
             Phase::Warmup,
             GapDetector::new(Duration::ZERO, ms),

@@ -1,6 +1,7 @@
 //! The JSON result (`--json`): every documented field is present with its type, the timeline
-//! has one slot per `--slot` of the run and adds up to the totals, and `--json -` puts the JSON
-//! alone on stdout with the text report on stderr.
+//! has one slot per `--slot` of the run and adds up to the totals (at most 2,048 slots, merged
+//! as the run grows; sized to the run without `--slot`), and `--json -` puts the JSON alone on
+//! stdout with the text report on stderr.
 
 mod support;
 
@@ -95,6 +96,7 @@ fn every_documented_field_is_present_with_its_type() {
         ("/load/duration_ms", Kind::Number),
         ("/load/timeout_ms", Kind::Number),
         ("/load/slot_ms", Kind::Number),
+        ("/load/slot_requested_ms", Kind::NumberOrNull),
         ("/load/ok_codes", Kind::Str),
         ("/requests", Kind::Object),
         ("/requests/total", Kind::Count),
@@ -141,6 +143,7 @@ fn every_documented_field_is_present_with_its_type() {
     assert_eq!(f64_at(&json, "/load/duration_ms"), 2000.0);
     assert_eq!(f64_at(&json, "/load/timeout_ms"), 3000.0);
     assert_eq!(f64_at(&json, "/load/slot_ms"), 500.0);
+    assert_eq!(f64_at(&json, "/load/slot_requested_ms"), 500.0);
     assert_eq!(at(&json, "/load/ok_codes"), "200-299");
     assert_eq!(at(&json, "/verdict/passed"), true);
     assert_eq!(u64_at(&json, "/verdict/exit_code"), 0);
@@ -286,4 +289,68 @@ fn json_to_stdout_moves_the_text_report_to_stderr() {
         stderr.contains("PASS"),
         "the text report (with the verdict) should be on stderr:\n{stderr}"
     );
+}
+
+/// `(slot_ms, slot_requested_ms, slots, sum of the slots' ok + failed)` of a result.
+fn timeline_shape(json: &Value) -> (f64, Option<f64>, usize, u64) {
+    let timeline = at(json, "/timeline")
+        .as_array()
+        .expect("timeline is an array");
+    let sum = timeline
+        .iter()
+        .map(|s| u64_at(s, "/ok") + u64_at(s, "/failed"))
+        .sum();
+    (
+        f64_at(json, "/load/slot_ms"),
+        at(json, "/load/slot_requested_ms").as_f64(),
+        timeline.len(),
+        sum,
+    )
+}
+
+#[test]
+fn a_long_run_in_narrow_slots_keeps_at_most_2048_slots_and_every_request() {
+    // 30 s in 10 ms slots would be 3,000 slots: past 2,048, pairs merge into 20 ms slots.
+    let server = TestServer::healthy();
+    let (code, json) = run_json(&[
+        "run",
+        &server.url(),
+        "-q",
+        "20",
+        "-d",
+        "30s",
+        "-c",
+        "2",
+        "--slot",
+        "10ms",
+    ]);
+    assert_eq!(code, 0, "{}", at(&json, "/verdict/line"));
+    let total = u64_at(&json, "/requests/total");
+    assert_eq!(total, 600);
+    let (slot, requested, slots, sum) = timeline_shape(&json);
+    assert_eq!((slot, requested), (20.0, Some(10.0)));
+    assert_eq!(slots, 1500, "30 s in 20 ms slots");
+    assert_eq!(sum, total);
+    // One request every 50 ms: each 20 ms slot holds one or none, by its due time.
+    for (i, s) in at(&json, "/timeline")
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(f64_at(s, "/t_ms"), 20.0 * i as f64);
+        let due = (0..600).filter(|k| (k * 50 / 20) as usize == i).count() as u64;
+        assert_eq!(u64_at(s, "/ok"), due, "slot {i}");
+    }
+}
+
+#[test]
+fn without_slot_the_width_is_sized_to_the_run() {
+    let server = TestServer::healthy();
+    // 5 s without steps: 20 ms slots, 250 of them.
+    let (code, json) = run_json(&["run", &server.url(), "-q", "100", "-d", "5s", "-c", "2"]);
+    assert_eq!(code, 0, "{}", at(&json, "/verdict/line"));
+    let (slot, requested, slots, sum) = timeline_shape(&json);
+    assert_eq!((slot, requested, slots), (20.0, None, 250));
+    assert_eq!(sum, 500);
 }

@@ -366,3 +366,203 @@ run = "echo 'X-Api-Key: step-secret-5'; echo done"
     assert!(text.contains(r#"X-Custom = "<redacted>""#), "{text}");
     assert_eq!(at(&json, "/steps/0/output_tail/0"), "X-Api-Key: <redacted>");
 }
+
+#[test]
+fn gapless_report_prints_the_text_report_the_run_printed_with_events_and_timed_tails() {
+    let server = TestServer::healthy();
+    let scenario = TempFile::with(
+        "toml",
+        &format!(
+            r#"
+[target]
+url = "{}"
+
+[load]
+qps = 100
+warmup = "300ms"
+cooldown = "300ms"
+
+[[step]]
+name = "watch"
+run = "echo pod-a Running; sleep 0.2; echo pod-b Terminating; sleep 30"
+background = true
+
+[[step]]
+name = "flip"
+run = "sleep 0.4; echo about to fail; exit 7"
+"#,
+            server.url()
+        ),
+    );
+    let json = TempFile::new("json");
+    let (code, live, stderr, _) = run_gapless(&[
+        "run",
+        "--scenario",
+        scenario.as_str(),
+        "--json",
+        json.as_str(),
+    ]);
+    assert_eq!(code, 3, "the step failed:\n{live}\n{stderr}");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
+
+    // The events, each with its time, in the text.
+    let events = at(&saved, "/events").as_array().unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(live.contains("Events : 2 on the timeline"), "{live}");
+    for (e, line) in events.iter().zip(["pod-a Running", "pod-b Terminating"]) {
+        let listed = format!("  +{:.3}s [watch] {line}\n", f64_at(e, "/t_ms") / 1000.0);
+        assert!(live.contains(&listed), "{listed:?} not in\n{live}");
+    }
+    // The failed step's output tail, each line with the time it was read, in the JSON and the
+    // text; the line came 0.4 s into the step.
+    let flip = &at(&saved, "/steps").as_array().unwrap()[1];
+    assert_eq!(
+        at(flip, "/output_tail"),
+        &serde_json::json!(["about to fail"])
+    );
+    let read = at(flip, "/output_tail_ms").as_array().unwrap();
+    assert_eq!(read.len(), 1);
+    let t = read[0].as_f64().unwrap();
+    assert!(
+        t >= f64_at(flip, "/start_ms") + 390.0 && t <= f64_at(flip, "/end_ms"),
+        "read at {t} ms, step {flip}"
+    );
+    let tail = format!("  last output:\n  +{:.3}s about to fail\n", t / 1000.0);
+    assert!(live.contains(&tail), "{tail:?} not in\n{live}");
+    let watch = &at(&saved, "/steps").as_array().unwrap()[0];
+    assert_eq!(
+        at(watch, "/output_tail_ms").as_array().unwrap().len(),
+        2,
+        "a watcher's tail lines carry times too"
+    );
+
+    // `gapless report` alone prints the same text, and exits with the saved code.
+    let again = Command::new(GAPLESS)
+        .args(["report", json.as_str()])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(3));
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), live);
+}
+
+/// Renders `html` in headless Chromium with a script that measures the labels of the timeline
+/// (`svg text.label`): `(labels, overlapping pairs, labels past the chart's edge)`. The script is
+/// added to a copy of the page only: the report itself has none.
+fn measure_labels(browser: &str, html: &str, dir: &Path) -> (u64, u64, u64) {
+    let script = r#"<script>
+const boxes = [...document.querySelectorAll('svg text.label')].map(t => t.getBoundingClientRect());
+let overlaps = 0;
+for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+  const a = boxes[i], b = boxes[j];
+  if (a.left < b.right - 0.5 && b.left < a.right - 0.5 && a.top < b.bottom - 0.5 && b.top < a.bottom - 0.5) overlaps++;
+}
+const svg = document.querySelector('svg').getBoundingClientRect();
+const outside = boxes.filter(r => r.right > svg.right + 0.5 || r.left < svg.left - 0.5).length;
+const pre = document.createElement('pre');
+pre.id = 'layout';
+pre.textContent = `labels=${boxes.length} overlaps=${overlaps} outside=${outside}`;
+document.body.appendChild(pre);
+</script></body>"#;
+    let page = dir.join("measure.html");
+    std::fs::write(&page, html.replace("</body>", script)).unwrap();
+    let dom = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu"])
+        .arg("--disable-background-networking")
+        .arg("--window-size=1040,1200")
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    let line = dom
+        .split("<pre id=\"layout\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no layout line in the DOM:\n{dom}"));
+    let value = |key: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{key} in {line:?}"))
+    };
+    (value("labels"), value("overlaps"), value("outside"))
+}
+
+#[test]
+fn a_short_rollout_is_drawn_in_slots_sized_to_it_with_its_windows_and_events_labelled() {
+    // The demo rollout: about 5 s, three windows of about 170 ms, nine orchestration events.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("short-rollout");
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = format!(
+        "{}/scenarios/demo-rolling-no-drain.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let html_path = dir.join("report.html");
+    let (code, _, stderr, json) = run_gapless(&[
+        "run",
+        "--scenario",
+        &scenario,
+        "--quiet",
+        "--html",
+        html_path.to_str().unwrap(),
+    ]);
+    let json = json.unwrap_or_else(|| panic!("no JSON result:\n{stderr}"));
+    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
+
+    // No --slot: 2 s warmup + 2 s cooldown sized the slots at 20 ms, doubled to 40 ms if the
+    // rollout made the run pass 300 slots; either way 100 to 300 slots.
+    let slot = f64_at(&json, "/load/slot_ms");
+    assert!(slot == 20.0 || slot == 40.0, "slot {slot} ms");
+    assert!(at(&json, "/load/slot_requested_ms").is_null());
+    let slots = at(&json, "/timeline").as_array().unwrap().len();
+    assert!((100..=300).contains(&slots), "{slots} slots");
+    let windows = at(&json, "/windows").as_array().unwrap();
+    assert_eq!(windows.len(), 3, "{windows:?}");
+    for w in windows {
+        // Each window spans several slots, so the chart shows it as a window, not one red cap.
+        assert!(f64_at(w, "/duration_ms") >= 2.0 * slot, "{w}");
+    }
+
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    // The three partial windows are shaded (none of them is a gap: 2 of 3 replicas answered).
+    assert_eq!(u64_at(&json, "/gaps_total"), 0);
+    assert_eq!(
+        html.matches(r##"fill="#c0392b" fill-opacity="0.12" stroke="#c0392b""##)
+            .count(),
+        3
+    );
+    // The events are labelled on the page, not only in tooltips.
+    let events = at(&json, "/events").as_array().unwrap();
+    assert_eq!(events.len(), 9);
+    assert!(html.contains("v1-0 killed"), "an event label");
+    assert!(html.contains(r#"class="label""#));
+
+    match chromium() {
+        Some(browser) => {
+            let png = dir.join("report.png");
+            let _ = std::fs::remove_file(&png);
+            let shot = Command::new(browser)
+                .args(["--headless", "--no-sandbox", "--disable-gpu"])
+                .arg("--disable-background-networking")
+                .arg("--window-size=1040,700")
+                .arg(format!("--screenshot={}", png.display()))
+                .arg(format!("file://{}", html_path.display()))
+                .output()
+                .unwrap();
+            let size = std::fs::metadata(&png).map_or(0, |m| m.len());
+            assert!(
+                size > 10_000,
+                "no screenshot: {}",
+                String::from_utf8_lossy(&shot.stderr)
+            );
+            println!("screenshot of the short rollout: {}", png.display());
+            // As laid out by the browser: every label drawn, none overlapping, none cut off.
+            let (labels, overlaps, outside) = measure_labels(browser, &html, &dir);
+            assert!(labels >= 4, "the step and the events: {labels} labels");
+            assert_eq!((overlaps, outside), (0, 0), "{labels} labels");
+        }
+        None if std::env::var_os("CI").is_some() => panic!("chromium is required in CI"),
+        None => println!("skipping the browser check: chromium is not installed"),
+    }
+}

@@ -133,7 +133,8 @@ pub enum Command {
     /// The embedded demo cluster.
     #[command(subcommand)]
     Demo(DemoCommand),
-    /// Re-render a saved JSON result (`run --json`): the text report, or HTML, Markdown or JUnit.
+    /// Re-render a saved JSON result (`run --json`) without re-running: the text report, or HTML,
+    /// Markdown or JUnit with their flags.
     Report(ReportArgs),
 }
 
@@ -430,18 +431,17 @@ impl RunArgs {
         } else {
             load.duration(&cx)?.value
         };
-        let slot = load.slot(&cx)?;
-        let slot = match slot.source {
-            // The default shrinks to fit a short run; a slot given explicitly must fit.
-            Source::Default => slot.value.min(duration).max(Duration::from_millis(10)),
-            _ if !has_steps && slot.value > duration => {
-                return Err(Error::SlotLongerThanRun {
-                    slot: show(slot.value),
-                    duration: show(duration),
-                });
-            }
-            _ => slot.value,
-        };
+        // A slot given explicitly must fit; without one the timeline sizes it to the run.
+        let slot = load.slot(&cx)?.map(Setting::into_value);
+        if let Some(slot) = slot
+            && !has_steps
+            && slot > duration
+        {
+            return Err(Error::SlotLongerThanRun {
+                slot: show(slot),
+                duration: show(duration),
+            });
+        }
         let rate = load.qps(&cx)?.value;
         let max_connect_rate = match load.max_connect_rate(&cx)? {
             Some(n) => n.value,

@@ -642,9 +642,9 @@ options! {
         /// Load after the last step.
         #[arg(long, value_name = "DUR", help_heading = "Rollout")]
         cooldown: String => Duration = "10s", Span::new(Duration::ZERO, hours(24));
-        /// Width of one timeline slot.
+        /// Width of one timeline slot (see README, Timeline slots).
         #[arg(long, value_name = "DUR")]
-        slot: String => Duration = "1s", Span::new(ms(10), hours(1));
+        slot: String => Duration = ("sized to the run, 10ms to 1s"), Span::new(ms(10), hours(1));
         /// Ceiling on new-connection attempts per second.
         #[arg(long, value_name = "N", allow_negative_numbers = true)]
         max_connect_rate: i64 => NonZeroU32 = ("the larger of 1000 and --qps"), Count::new(1, 10_000_000);

@@ -578,7 +578,10 @@ allow_warmup_errors = true
         assert!(t.http2(&cx).unwrap().value);
         assert_eq!(s.load.qps(&cx).unwrap().value.qps(), Some(500.0));
         assert_eq!(s.load.connections(&cx).unwrap().value.get(), 8);
-        assert_eq!(s.load.slot(&cx).unwrap().value, Duration::from_millis(100));
+        assert_eq!(
+            s.load.slot(&cx).unwrap().unwrap().value,
+            Duration::from_millis(100)
+        );
         assert_eq!(s.steps.len(), 3);
         assert!(s.steps[0].background);
         assert_eq!(s.steps[1].timeout, Duration::from_secs(120));

@@ -12,7 +12,7 @@
 //! | `actual_qps` | attempts per second of `elapsed_ms` |
 //! | `interrupted` | true when a signal cut the run short |
 //! | `target` | `url`, `method`, `http2` |
-//! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms`, `timeout_ms`, `slot_ms`, `ok_codes` |
+//! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms` (how long the load was meant to last: warmup + steps + cooldown, or the duration; the elapsed time when interrupted), `duration_requested_ms` (`--duration`; `null` with steps), `warmup_ms`, `cooldown_ms` (`null` without steps), `timeout_ms`, `slot_ms` (the slot width used: as given or sized to the run, doubled once per merge, see `crate::timeline`), `slot_requested_ms` (`--slot` as given; `null` when sized to the run; differs from `slot_ms` when the 2,048-slot cap merged slots), `ok_codes` |
 //! | `requests` | `total` attempts, `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (deadline passed while every connection was busy; counted in `failed` as `timeout`), `interrupted` (due but cut off by a signal; not in `total`), `body_bytes` (response body bytes read and discarded, including bodies that never completed; never stored) |
 //! | `codes` | count per HTTP status, e.g. `{"200": 9960, "503": 40}` |
 //! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout`, `protocol`, `other` |
@@ -25,8 +25,8 @@
 //! | `connections` | `opened`, `connect_failures`, `failed_on_new_connections`, `failed_on_reused_connections` |
 //! | `timeline` | one entry per slot: `t_ms` (slot start), `ok`, `failed`, `codes`, `errors`, `p50_ms`, `p99_ms` (`null` without responses) |
 //! | `phases` | in order: `name` (`load` for a run without steps; else `warmup`, `steps`, `cooldown`), `start_ms`, `end_ms`, `requests`, `ok`, `failed` (by intended send time) |
-//! | `steps` | in scenario order: `name`, `command`, `background`, `status` (`ok`, `failed`, `timed_out`, `interrupted`, `stopped`, `skipped`), `start_ms`, `end_ms` (`null` if it never ran), `exit_code`, `signal` (`null` unless one applies), `output_tail` (last lines) |
-//! | `events` | lines printed by background steps: `t_ms`, `step`, `line`; `events_dropped` counts those beyond 10,000 per watcher |
+//! | `steps` | in scenario order: `name`, `command`, `background`, `status` (`ok`, `failed`, `timed_out`, `interrupted`, `stopped`, `skipped`), `start_ms`, `end_ms` (`null` if it never ran), `exit_code`, `signal` (`null` unless one applies), `problem`, `output_tail` (last lines, a list of strings), `output_tail_ms` (when each of those lines was read, same length; absent from results of older versions) |
+//! | `events` | lines printed by background steps and demo orchestration events: `t_ms` (when the line was read), `step`, `line`; `events_dropped` counts those beyond 10,000 per watcher |
 //! | `windows` | failure windows in time order (at most 1,000; `windows_total` counts all): `start_ms`, `end_ms`, `duration_ms`, `failed`, `ok`, `codes`, `errors`, `failed_on_new_connections`, `failed_on_reused_connections`, `steps` (foreground steps running at the time), `after_step` (when none ran: the last step that ended before it), `open` (the load ended inside it) |
 //! | `gaps` | the windows with `ok == 0` (availability gaps), same fields; `gaps_total` counts all |
 //! | `longest_gap_ms`, `total_gap_ms` | the longest gap (`null` without gaps) and the sum of all gaps |
@@ -181,6 +181,10 @@ pub struct StepEntry {
     pub problem: Option<String>,
     /// Its last output lines.
     pub output_tail: Vec<String>,
+    /// When each line of `output_tail` was read (same length; empty in results written before
+    /// gapless recorded it).
+    #[serde(default)]
+    pub output_tail_ms: Vec<f64>,
 }
 
 /// One entry of `events`.
@@ -313,12 +317,27 @@ pub struct Load {
     pub qps: Option<f64>,
     /// Connections.
     pub connections: usize,
-    /// Requested duration.
+    /// How long the load was meant to last (warmup + steps + cooldown, or the duration); the
+    /// elapsed time when interrupted.
     pub duration_ms: f64,
+    /// `--duration` as given or defaulted; `null` with steps.
+    #[serde(default)]
+    pub duration_requested_ms: Option<f64>,
+    /// `--warmup`; `null` without steps.
+    #[serde(default)]
+    pub warmup_ms: Option<f64>,
+    /// `--cooldown`; `null` without steps.
+    #[serde(default)]
+    pub cooldown_ms: Option<f64>,
     /// Per-request deadline from the intended send time.
     pub timeout_ms: f64,
-    /// Timeline slot width.
+    /// Timeline slot width, as used: the one given or sized to the run, doubled once per merge
+    /// (a timeline holds at most 2,048 slots).
     pub slot_ms: f64,
+    /// The slot width given (`--slot` or the scenario's `slot`); `null` when sized to the run.
+    /// Differs from `slot_ms` when slots were merged.
+    #[serde(default)]
+    pub slot_requested_ms: Option<f64>,
     /// Status codes that count as success, e.g. `200-299,304`.
     pub ok_codes: String,
 }
@@ -556,8 +575,19 @@ impl RunResult {
                 qps: config.load.rate.qps(),
                 connections: config.load.connections.get(),
                 duration_ms: millis(f.length),
+                duration_requested_ms: (!config.rollout.has_steps())
+                    .then(|| millis(config.load.duration)),
+                warmup_ms: config
+                    .rollout
+                    .has_steps()
+                    .then(|| millis(config.rollout.warmup)),
+                cooldown_ms: config
+                    .rollout
+                    .has_steps()
+                    .then(|| millis(config.rollout.cooldown)),
                 timeout_ms: millis(config.target.timeout),
-                slot_ms: millis(config.load.slot),
+                slot_ms: millis(r.timeline().width()),
+                slot_requested_ms: r.timeline().requested().map(millis),
                 ok_codes: config.target.ok_codes.to_string(),
             },
             requests: Requests {
@@ -624,6 +654,7 @@ impl RunResult {
                     signal: s.signal,
                     problem: s.problem.clone(),
                     output_tail: s.output_tail.clone(),
+                    output_tail_ms: s.output_tail_at.iter().copied().map(millis).collect(),
                 })
                 .collect(),
             events: f
@@ -717,5 +748,43 @@ impl RunResult {
         } else {
             std::fs::write(path, text + "\n").map_err(write_err)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_result_written_before_the_additive_fields_still_reads() {
+        let mut r = RunResult::default();
+        r.steps.push(StepEntry {
+            name: "deploy".into(),
+            output_tail: vec!["done".into()],
+            output_tail_ms: vec![12.5],
+            ..StepEntry::default()
+        });
+        let mut value = serde_json::to_value(&r).unwrap();
+        for field in [
+            "slot_requested_ms",
+            "duration_requested_ms",
+            "warmup_ms",
+            "cooldown_ms",
+        ] {
+            value["load"]
+                .as_object_mut()
+                .unwrap()
+                .remove(field)
+                .unwrap();
+        }
+        value["steps"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("output_tail_ms")
+            .unwrap();
+        let old: RunResult = serde_json::from_value(value).unwrap();
+        assert_eq!(old.steps[0].output_tail, ["done"]);
+        assert!(old.steps[0].output_tail_ms.is_empty());
+        assert_eq!(old.load.slot_requested_ms, None);
     }
 }

@@ -1,158 +1,179 @@
 //! The human text report, laid out like Fortio's so the numbers can be compared side by side.
+//!
+//! Rendered from the JSON result ([`RunResult`]), as every other report is, so a live run and
+//! `gapless report RESULT.json` print the same text.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::config::OkCodes;
 use crate::outcome::ErrorClass;
-use crate::recorder::{LATE_THRESHOLD, LatencyHistogram};
-use crate::report::json::HintEntry;
-use crate::run::Finished;
+use crate::recorder::LATE_THRESHOLD;
+use crate::report::json::{Latency, RunResult, StepEntry};
 use crate::verdict::format_ms;
 
-/// Renders the full text report with the run's `hints` (from its JSON result), ending with the
-/// verdict line.
-pub fn render(f: &Finished, hints: &[HintEntry]) -> String {
+/// Renders the full text report of `r`, ending with the verdict line.
+pub fn render(r: &RunResult) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
-    let _ = write_report(&mut out, f, hints);
+    let _ = write_report(&mut out, r);
     out
 }
 
-fn write_report(out: &mut String, f: &Finished, hints: &[HintEntry]) -> std::fmt::Result {
-    let config = &f.config;
-    let r = &f.recorder;
-    let rate = match config.load.rate.qps() {
+/// How many windows the text report lists (the JSON has them all, up to its cap).
+const LISTED_WINDOWS: usize = 10;
+
+/// How many events the text report lists (the JSON has them all, up to its cap).
+const LISTED_EVENTS: usize = 40;
+
+/// A time in milliseconds from the JSON as a [`Duration`] (the JSON rounds to microseconds).
+fn duration(ms: f64) -> Duration {
+    Duration::from_nanos((ms.max(0.0) * 1e6).round() as u64)
+}
+
+/// Where the error class `name` comes in [`ErrorClass::ALL`] (the JSON maps are alphabetical;
+/// the text lists classes in that order); unknown names last.
+fn class_rank(name: &str) -> usize {
+    ErrorClass::ALL
+        .iter()
+        .position(|c| c.as_str() == name)
+        .unwrap_or(usize::MAX)
+}
+
+/// `+12.345s`: a time from the start of the run.
+fn at(ms: f64) -> String {
+    format!("+{:.3}s", ms / 1000.0)
+}
+
+fn write_report(out: &mut String, r: &RunResult) -> std::fmt::Result {
+    let rate = match r.load.qps {
         Some(q) => format!("{} queries per second", trim_float(q)),
         None => "max queries per second (closed loop)".to_string(),
     };
-    let protocol = if config.target.http2 {
-        "HTTP/2"
-    } else {
-        "HTTP/1.1"
-    };
-    let span = if config.rollout.has_steps() {
-        format!(
+    let protocol = if r.target.http2 { "HTTP/2" } else { "HTTP/1.1" };
+    let human = |ms: f64| humantime::format_duration(duration(ms)).to_string();
+    let span = match (r.load.warmup_ms, r.load.cooldown_ms) {
+        (Some(warmup), Some(cooldown)) if !r.steps.is_empty() => format!(
             "for {} warmup, {} step{}, {} cooldown",
-            humantime::format_duration(config.rollout.warmup),
-            config.rollout.steps.len(),
-            if config.rollout.steps.len() == 1 {
-                ""
-            } else {
-                "s"
-            },
-            humantime::format_duration(config.rollout.cooldown)
-        )
-    } else {
-        format!("for {}", humantime::format_duration(config.load.duration))
+            human(warmup),
+            r.steps.len(),
+            if r.steps.len() == 1 { "" } else { "s" },
+            human(cooldown)
+        ),
+        _ => format!(
+            "for {}",
+            human(r.load.duration_requested_ms.unwrap_or(r.load.duration_ms))
+        ),
     };
     writeln!(
         out,
         "gapless {} running at {rate}, {} connections ({protocol}), {span}: {}",
-        env!("CARGO_PKG_VERSION"),
-        config.load.connections,
-        config.target.url
+        r.gapless_version, r.load.connections, r.target.url
     )?;
     writeln!(
         out,
         "Ended after {:.6}s : {} calls. qps={:.2}",
-        f.elapsed.as_secs_f64(),
-        r.total(),
-        f.actual_qps()
+        r.elapsed_ms / 1000.0,
+        r.requests.total,
+        r.actual_qps
     )?;
-    write_histogram(
+    write_latency(
         out,
         "Latency from intended send (coordinated-omission corrected), ms",
-        r.corrected(),
+        &r.latency_ms,
     )?;
-    write_histogram(out, "Service time from actual send, ms", r.service())?;
-    let l = r.lateness();
-    if l.is_empty() {
+    write_latency(out, "Service time from actual send, ms", &r.service_time_ms)?;
+    let l = &r.lateness_ms;
+    if l.count == 0 {
         writeln!(out, "Send lateness : no request was sent")?;
     } else {
         writeln!(
             out,
             "Send lateness, ms : p50 {} p99 {} max {} ; {} late (sent > {} ms after due), {} unsent (deadline passed in the backlog)",
-            ms(l.value_at_quantile(0.5)),
-            ms(l.value_at_quantile(0.99)),
-            ms(l.max()),
-            r.late(),
+            trim_float(l.p50),
+            trim_float(l.p99),
+            trim_float(l.max),
+            r.requests.late,
             LATE_THRESHOLD.as_millis(),
-            r.unsent()
+            r.requests.unsent
         )?;
     }
-    let total = r.total().max(1) as f64;
-    for (code, n) in r.codes() {
-        let mark = if r.ok_codes().contains(code) {
-            ""
-        } else {
-            " (failure)"
-        };
-        writeln!(
-            out,
-            "Code {code} : {n} ({:.1} %){mark}",
-            100.0 * n as f64 / total
-        )?;
-    }
-    for (class, new, reused) in r.errors() {
-        writeln!(
-            out,
-            "Error {} : {} ({:.1} %) : {new} on new connections, {reused} on reused",
-            class.as_str(),
-            new + reused,
-            100.0 * (new + reused) as f64 / total
-        )?;
-        if let Some(sample) = r.error_samples().get(class) {
-            writeln!(out, "  first: {sample}")?;
-        }
-    }
-    if f.stats.interrupted > 0 {
+    write_outcomes(out, r)?;
+    if r.requests.interrupted > 0 {
         writeln!(
             out,
             "Interrupted : {} requests were due but cut off by the interruption (not counted above)",
-            f.stats.interrupted
+            r.requests.interrupted
         )?;
     }
     writeln!(
         out,
         "Sockets used: {} (for perfect keepalive, would be {}); {} failed connection attempts",
-        f.stats.connections_opened, config.load.connections, f.stats.connect_failures
+        r.connections.opened, r.load.connections, r.connections.connect_failures
     )?;
-    write_rollout(out, f)?;
-    write_versions(out, f)?;
-    write_windows(out, f)?;
-    for hint in hints {
+    write_rollout(out, r)?;
+    write_versions(out, r)?;
+    write_windows(out, r)?;
+    for hint in &r.hints {
         writeln!(
             out,
             "Hint: {}. Fix: {}. (Evidence: {}.)",
             hint.cause, hint.fix, hint.evidence
         )?;
     }
-    writeln!(out, "{}", f.verdict)
+    writeln!(out, "{}", r.verdict.line)
 }
 
-/// How many windows the text report lists (the JSON has them all, up to its cap).
-const LISTED_WINDOWS: usize = 10;
+/// One line per status code, then one per transport failure class.
+fn write_outcomes(out: &mut String, r: &RunResult) -> std::fmt::Result {
+    let total = r.requests.total.max(1) as f64;
+    let ok_codes: OkCodes = r.load.ok_codes.parse().unwrap_or_default();
+    for (code, &n) in &r.codes {
+        let failure = code.parse().map_or(true, |c| !ok_codes.contains(c));
+        writeln!(
+            out,
+            "Code {code} : {n} ({:.1} %){}",
+            100.0 * n as f64 / total,
+            if failure { " (failure)" } else { "" }
+        )?;
+    }
+    let mut classes: Vec<_> = r.errors_by_connection.iter().collect();
+    classes.sort_by_key(|(name, _)| class_rank(name));
+    for (class, split) in classes {
+        let n = split.new + split.reused;
+        writeln!(
+            out,
+            "Error {class} : {n} ({:.1} %) : {} on new connections, {} on reused",
+            100.0 * n as f64 / total,
+            split.new,
+            split.reused
+        )?;
+        if let Some(sample) = r.error_samples.get(class.as_str()) {
+            writeln!(out, "  first: {sample}")?;
+        }
+    }
+    Ok(())
+}
 
-fn write_rollout(out: &mut String, f: &Finished) -> std::fmt::Result {
-    let r = &f.recorder;
-    if !f.config.rollout.has_steps() {
+fn write_rollout(out: &mut String, r: &RunResult) -> std::fmt::Result {
+    if r.steps.is_empty() {
         return Ok(());
     }
-    for p in r.phases() {
+    for p in &r.phases {
         writeln!(
             out,
             "Phase {:<8} : {:>9.3}s - {:>9.3}s : {} requests, {} ok, {} failed",
-            p.phase.as_str(),
-            p.start.as_secs_f64(),
-            p.end.unwrap_or(f.length).as_secs_f64(),
-            p.total,
+            p.name,
+            p.start_ms / 1000.0,
+            p.end_ms / 1000.0,
+            p.requests,
             p.ok,
             p.failed
         )?;
     }
-    for s in &f.rollout.steps {
-        let when = match (s.start, s.end) {
-            (Some(a), Some(b)) => format!("{:>9.3}s - {:>9.3}s", a.as_secs_f64(), b.as_secs_f64()),
+    for s in &r.steps {
+        let when = match (s.start_ms, s.end_ms) {
+            (Some(a), Some(b)) => format!("{:>9.3}s - {:>9.3}s", a / 1000.0, b / 1000.0),
             _ => "not run".to_string(),
         };
         let exit = match (s.exit_code, s.signal) {
@@ -164,103 +185,125 @@ fn write_rollout(out: &mut String, f: &Finished) -> std::fmt::Result {
             out,
             "Step {:?} : {when} : {}{exit}{} : {}",
             s.name,
-            s.status.as_str(),
+            s.status,
             if s.background { " (watcher)" } else { "" },
             s.command
         )?;
+        if matches!(s.status.as_str(), "failed" | "timed_out") {
+            write_tail(out, s)?;
+        }
     }
-    if !f.rollout.events.is_empty() {
+    if !r.events.is_empty() {
         writeln!(
             out,
             "Events : {} on the timeline (watcher lines, demo orchestration){}",
-            f.rollout.events.len(),
-            if f.rollout.events_dropped > 0 {
-                format!(" ({} more dropped)", f.rollout.events_dropped)
+            r.events.len(),
+            if r.events_dropped > 0 {
+                format!(" ({} more dropped)", r.events_dropped)
             } else {
                 String::new()
             }
         )?;
+        for e in r.events.iter().take(LISTED_EVENTS) {
+            writeln!(out, "  {} [{}] {}", at(e.t_ms), e.step, e.line)?;
+        }
+        if r.events.len() > LISTED_EVENTS {
+            writeln!(
+                out,
+                "  ... {} more (see --json)",
+                r.events.len() - LISTED_EVENTS
+            )?;
+        }
     }
     Ok(())
 }
 
-fn write_versions(out: &mut String, f: &Finished) -> std::fmt::Result {
-    let r = &f.recorder;
-    let seen = r.versions();
-    if seen.is_empty() {
+/// The last output lines of a step that failed, each with the time it was read (results saved
+/// before those times were recorded show the lines alone).
+fn write_tail(out: &mut String, s: &StepEntry) -> std::fmt::Result {
+    if s.output_tail.is_empty() {
         return Ok(());
     }
+    writeln!(out, "  last output:")?;
+    for (i, line) in s.output_tail.iter().enumerate() {
+        match s.output_tail_ms.get(i) {
+            Some(&ms) => writeln!(out, "  {} {line}", at(ms))?,
+            None => writeln!(out, "  {line}")?,
+        }
+    }
+    Ok(())
+}
+
+fn write_versions(out: &mut String, r: &RunResult) -> std::fmt::Result {
+    if r.versions.is_empty() {
+        return Ok(());
+    }
+    let mut seen: Vec<_> = r.versions.iter().collect();
+    seen.sort_by(|a, b| a.1.first_ms.total_cmp(&b.1.first_ms).then(a.0.cmp(b.0)));
     let list: Vec<String> = seen
         .iter()
-        .map(|v| {
+        .map(|(name, v)| {
             format!(
-                "{} {} (+{:.3}s to +{:.3}s)",
-                f.versions.name(v.version),
+                "{name} {} ({} to {})",
                 v.count,
-                v.first.as_secs_f64(),
-                v.last.as_secs_f64()
+                at(v.first_ms),
+                at(v.last_ms)
             )
         })
         .collect();
     write!(out, "Versions : {}", list.join(", "))?;
-    if let Some(cutover) = r.cutover() {
-        write!(out, " ; cutover at +{:.3}s", cutover.as_secs_f64())?;
+    if let Some(cutover) = r.cutover_ms {
+        write!(out, " ; cutover at {}", at(cutover))?;
     }
-    match r.mixed_window() {
-        Some((a, b)) => writeln!(
+    match &r.mixed_window {
+        Some(m) => writeln!(
             out,
-            " ; mixed from +{:.3}s to +{:.3}s ({})",
-            a.as_secs_f64(),
-            b.as_secs_f64(),
-            format_ms(b.saturating_sub(a))
+            " ; mixed from {} to {} ({})",
+            at(m.start_ms),
+            at(m.end_ms),
+            format_ms(duration(m.end_ms - m.start_ms))
         ),
         None => writeln!(out),
     }
 }
 
-fn write_windows(out: &mut String, f: &Finished) -> std::fmt::Result {
-    let gaps = f.recorder.gaps();
-    let totals = gaps.totals();
-    if totals.windows == 0 {
+fn write_windows(out: &mut String, r: &RunResult) -> std::fmt::Result {
+    if r.windows_total == 0 {
         writeln!(out, "Failure windows : none")?;
     } else {
         writeln!(
             out,
             "Failure windows : {} ({} availability gaps, {} without service in total)",
-            totals.windows,
-            totals.gaps,
-            format_ms(totals.gap_time)
+            r.windows_total,
+            r.gaps_total,
+            format_ms(duration(r.total_gap_ms))
         )?;
     }
-    for w in gaps.windows().iter().take(LISTED_WINDOWS) {
+    for w in r.windows.iter().take(LISTED_WINDOWS) {
         let mut what: Vec<String> = w.codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
-        what.extend(
-            ErrorClass::ALL
-                .into_iter()
-                .filter(|c| w.errors[c.index()] > 0)
-                .map(|c| format!("{}: {}", c.as_str(), w.errors[c.index()])),
-        );
-        let steps = f.rollout.steps_during(w.start, w.end);
+        let mut errors: Vec<_> = w.errors.iter().collect();
+        errors.sort_by_key(|(name, _)| class_rank(name));
+        what.extend(errors.iter().map(|(c, n)| format!("{c}: {n}")));
         writeln!(
             out,
-            "  {} +{:.3}s {:>9} : {} failed, {} ok ({}) ; {} on new connections, {} on reused{}{}",
-            if w.is_gap() { "gap   " } else { "window" },
-            w.start.as_secs_f64(),
-            format_ms(w.duration()),
+            "  {} {} {:>9} : {} failed, {} ok ({}) ; {} on new connections, {} on reused{}{}",
+            if w.ok == 0 { "gap   " } else { "window" },
+            at(w.start_ms),
+            format_ms(duration(w.duration_ms)),
             w.failed,
             w.ok,
             what.join(", "),
-            w.failed_on_new,
-            w.failed_on_reused,
-            if steps.is_empty() {
-                f.rollout
-                    .step_before(w.start)
+            w.failed_on_new_connections,
+            w.failed_on_reused_connections,
+            if w.steps.is_empty() {
+                w.after_step
+                    .as_ref()
                     .map(|s| format!(" ; after {s:?}"))
                     .unwrap_or_default()
             } else {
                 format!(
                     " ; during {}",
-                    steps
+                    w.steps
                         .iter()
                         .map(|s| format!("{s:?}"))
                         .collect::<Vec<_>>()
@@ -274,53 +317,146 @@ fn write_windows(out: &mut String, f: &Finished) -> std::fmt::Result {
             }
         )?;
     }
-    let listed = gaps.windows().len().min(LISTED_WINDOWS) as u64;
-    if totals.windows > listed {
-        writeln!(out, "  ... {} more (see --json)", totals.windows - listed)?;
+    let listed = r.windows.len().min(LISTED_WINDOWS) as u64;
+    if r.windows_total > listed {
+        writeln!(out, "  ... {} more (see --json)", r.windows_total - listed)?;
     }
-    for w in f.slow_windows() {
+    for w in &r.slow_windows {
         writeln!(
             out,
-            "Slow window +{:.3}s {} : p99 up to {}",
-            w.start.as_secs_f64(),
-            format_ms(w.end.saturating_sub(w.start)),
-            format_ms(Duration::from_micros(w.p99_us))
+            "Slow window {} {} : p99 up to {}",
+            at(w.start_ms),
+            format_ms(duration(w.duration_ms)),
+            format_ms(duration(w.p99_ms))
         )?;
     }
     Ok(())
 }
 
-fn write_histogram(out: &mut String, title: &str, h: &LatencyHistogram) -> std::fmt::Result {
-    if h.is_empty() {
+fn write_latency(out: &mut String, title: &str, l: &Latency) -> std::fmt::Result {
+    if l.count == 0 {
         return writeln!(out, "{title} : no responses");
     }
     writeln!(
         out,
         "{title} : count {} avg {:.3} +/- {:.3} min {} max {}",
-        h.len(),
-        h.mean() / 1000.0,
-        h.stdev() / 1000.0,
-        ms(h.min()),
-        ms(h.max())
+        l.count,
+        l.mean,
+        l.stddev,
+        trim_float(l.min),
+        trim_float(l.max)
     )?;
     for (label, q) in [
-        ("50", 0.50),
-        ("75", 0.75),
-        ("90", 0.90),
-        ("99", 0.99),
-        ("99.9", 0.999),
+        ("50", l.p50),
+        ("75", l.p75),
+        ("90", l.p90),
+        ("99", l.p99),
+        ("99.9", l.p99_9),
     ] {
-        writeln!(out, "# target {label}% {}", ms(h.value_at_quantile(q)))?;
+        writeln!(out, "# target {label}% {}", trim_float(q))?;
     }
     Ok(())
-}
-
-fn ms(us: u64) -> String {
-    trim_float(us as f64 / 1000.0)
 }
 
 fn trim_float(v: f64) -> String {
     let s = format!("{v:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::json::{EventEntry, PhaseEntry};
+
+    fn rollout() -> RunResult {
+        let mut r = RunResult::default();
+        r.load.ok_codes = "200-299".into();
+        r.load.warmup_ms = Some(1000.0);
+        r.load.cooldown_ms = Some(2000.0);
+        r.phases.push(PhaseEntry {
+            name: "warmup".into(),
+            end_ms: 1000.0,
+            ..PhaseEntry::default()
+        });
+        r.steps.push(StepEntry {
+            name: "deploy".into(),
+            command: "./deploy.sh".into(),
+            status: "failed".into(),
+            start_ms: Some(1000.0),
+            end_ms: Some(1800.0),
+            exit_code: Some(7),
+            output_tail: vec!["pushing".into(), "denied".into()],
+            output_tail_ms: vec![1200.5, 1799.25],
+            ..StepEntry::default()
+        });
+        r.verdict.line = "FAIL: step \"deploy\" exited 7 (expected 0)".into();
+        r
+    }
+
+    #[test]
+    fn a_failed_step_shows_its_output_tail_with_the_time_of_each_line() {
+        let text = render(&rollout());
+        assert!(
+            text.contains(
+                "Step \"deploy\" :     1.000s -     1.800s : failed, exit 7 : ./deploy.sh\n  last output:\n  +1.200s pushing\n  +1.799s denied\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("for 1s warmup, 1 step, 2s cooldown"),
+            "{text}"
+        );
+        // A result saved before the times were recorded: the lines alone.
+        let mut old = rollout();
+        old.steps[0].output_tail_ms.clear();
+        assert!(render(&old).contains("  last output:\n  pushing\n  denied\n"));
+        // A step that went well keeps its tail to the JSON and the HTML.
+        let mut ok = rollout();
+        ok.steps[0].status = "ok".into();
+        assert!(!render(&ok).contains("last output"));
+    }
+
+    #[test]
+    fn events_are_listed_with_their_times_up_to_a_cap() {
+        let mut r = rollout();
+        for k in 0..(LISTED_EVENTS + 5) {
+            r.events.push(EventEntry {
+                t_ms: 1000.0 + k as f64 * 12.0,
+                step: "pods".into(),
+                line: format!("pod {k} Running"),
+            });
+        }
+        r.events_dropped = 3;
+        let text = render(&r);
+        assert!(
+            text.contains("Events : 45 on the timeline (watcher lines, demo orchestration) (3 more dropped)\n  +1.000s [pods] pod 0 Running\n  +1.012s [pods] pod 1 Running\n"),
+            "{text}"
+        );
+        assert!(text.contains("  +1.468s [pods] pod 39 Running\n  ... 5 more (see --json)\n"));
+        assert!(!text.contains("pod 40 Running"));
+    }
+
+    #[test]
+    fn codes_and_errors_keep_the_order_of_the_live_report() {
+        let mut r = RunResult::default();
+        r.load.ok_codes = "200-299,304".into();
+        r.requests.total = 10;
+        r.codes = [("200".into(), 5), ("304".into(), 1), ("503".into(), 1)].into();
+        for (class, new, reused) in [
+            ("timeout", 1, 0),
+            ("connect_refused", 1, 0),
+            ("reset", 0, 1),
+        ] {
+            r.errors_by_connection.insert(
+                class.to_string(),
+                crate::report::json::ByConnection { new, reused },
+            );
+        }
+        let text = render(&r);
+        assert!(
+            text.contains("Code 200 : 5 (50.0 %)\nCode 304 : 1 (10.0 %)\nCode 503 : 1 (10.0 %) (failure)\nError connect_refused : 1 (10.0 %) : 1 on new connections, 0 on reused\nError reset : 1 (10.0 %) : 0 on new connections, 1 on reused\nError timeout : 1"),
+            "{text}"
+        );
+    }
 }
