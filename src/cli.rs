@@ -304,7 +304,8 @@ pub struct RunArgs {
     /// Write the result in Fortio's JSON schema to FILE.
     #[arg(long, value_name = "FILE")]
     pub fortio_json: Option<PathBuf>,
-    /// Print only the verdict line instead of the full text report, and no progress.
+    /// Print only the verdict line: no text report, progress, step output or step notices (step
+    /// output is still kept in the reports' output tails).
     #[arg(long)]
     pub quiet: bool,
 }

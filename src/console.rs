@@ -1,7 +1,8 @@
 //! The run's stderr: step output lines and the live progress line, without tearing each other.
 //!
 //! On a terminal the progress is one line rewritten in place; a step's output line clears it,
-//! prints, and redraws it. Elsewhere (CI logs) every progress update is a plain line.
+//! prints, and redraws it. Elsewhere (CI logs) every progress update is a plain line. A quiet
+//! console (`--quiet`) prints neither: the steps' output still reaches the report's tails.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, PoisonError};
@@ -10,6 +11,7 @@ use std::sync::{Mutex, PoisonError};
 #[derive(Debug)]
 pub struct Console {
     terminal: bool,
+    /// Progress and run lines are printed (not `--quiet`).
     progress: bool,
     /// The progress line currently drawn (terminal only).
     status: Mutex<Option<String>>,
@@ -19,7 +21,8 @@ pub struct Console {
 const CLEAR_LINE: &str = "\r\x1b[2K";
 
 impl Console {
-    /// A console on stderr; `progress` false silences the progress line (`--quiet`).
+    /// A console on stderr; `progress` false (`--quiet`) silences the progress line and every
+    /// run line (step output, step start and end, demo orchestration events).
     pub fn stderr(progress: bool) -> Console {
         Console {
             terminal: std::io::stderr().is_terminal(),
@@ -28,7 +31,7 @@ impl Console {
         }
     }
 
-    /// A console that never prints progress (library use, tests).
+    /// A console that prints nothing (library use, tests).
     pub fn silent() -> Console {
         Console {
             terminal: false,
@@ -37,13 +40,16 @@ impl Console {
         }
     }
 
-    /// True when progress lines are printed.
+    /// True when progress and run lines are printed.
     pub fn shows_progress(&self) -> bool {
         self.progress
     }
 
-    /// Prints one full line (step output, notices).
+    /// Prints one full line (step output, notices), unless the console is quiet.
     pub fn line(&self, text: &str) {
+        if !self.progress {
+            return;
+        }
         let status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         let mut err = std::io::stderr().lock();
         let _ = match status.as_deref() {

@@ -66,7 +66,9 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
         None if !args.builtin && demo_spec.is_some() => {
             let spec = demo_spec.unwrap_or_default();
             let cluster = Arc::new(Cluster::start(spec).await?);
-            eprintln!("gapless: demo cluster listening on {}", cluster.url());
+            if !args.quiet {
+                eprintln!("gapless: demo cluster listening on {}", cluster.url());
+            }
             let url = cluster.url().parse()?;
             demo = Some(cluster);
             url
@@ -79,7 +81,9 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
                 ServeConfig::default(),
                 builtin_stop.clone(),
             ));
-            eprintln!("gapless: built-in target listening on http://{addr}/");
+            if !args.quiet {
+                eprintln!("gapless: built-in target listening on http://{addr}/");
+            }
             format!("http://{addr}/").parse()?
         }
     };
