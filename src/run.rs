@@ -90,9 +90,9 @@ impl Finished {
             ErrorClass::ConnectTimeout => {
                 format!("{where_} never accepted a TCP connection within the request timeout")
             }
-            ErrorClass::Tls => format!(
-                "no TLS handshake with {where_} succeeded (see the hint about --cacert and --insecure)"
-            ),
+            ErrorClass::Tls => {
+                format!("no TLS handshake with {where_} succeeded (see the TLS hint in the report)")
+            }
             other => format!(
                 "no connection to {where_} could be opened ({})",
                 other.as_str()
