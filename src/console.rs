@@ -1,7 +1,8 @@
 //! The run's stderr: step output lines and the live progress line, without tearing each other.
 //!
 //! On a terminal the progress is one line rewritten in place; a step's output line clears it,
-//! prints, and redraws it. Elsewhere (CI logs) every progress update is a plain line.
+//! prints, and redraws it. Elsewhere (CI logs) every progress update is a plain line. A quiet
+//! console (`--quiet`) prints neither: the steps' output still reaches the report's tails.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Mutex, PoisonError};
@@ -12,6 +13,7 @@ use crate::redact::Redactor;
 #[derive(Debug)]
 pub struct Console {
     terminal: bool,
+    /// Progress and run lines are printed (not `--quiet`).
     progress: bool,
     /// The progress line currently drawn (terminal only).
     status: Mutex<Option<String>>,
@@ -23,7 +25,8 @@ pub struct Console {
 const CLEAR_LINE: &str = "\r\x1b[2K";
 
 impl Console {
-    /// A console on stderr; `progress` false silences the progress line (`--quiet`).
+    /// A console on stderr; `progress` false (`--quiet`) silences the progress line and every
+    /// run line (step output, step start and end, demo orchestration events).
     pub fn stderr(progress: bool) -> Console {
         Console {
             terminal: std::io::stderr().is_terminal(),
@@ -41,7 +44,7 @@ impl Console {
         }
     }
 
-    /// A console that never prints progress (library use, tests).
+    /// A console that prints nothing (library use, tests).
     pub fn silent() -> Console {
         Console {
             terminal: false,
@@ -51,13 +54,16 @@ impl Console {
         }
     }
 
-    /// True when progress lines are printed.
+    /// True when progress and run lines are printed.
     pub fn shows_progress(&self) -> bool {
         self.progress
     }
 
-    /// Prints one full line (step output, notices), redacted.
+    /// Prints one full line (step output, notices), redacted, unless the console is quiet.
     pub fn line(&self, text: &str) {
+        if !self.progress {
+            return;
+        }
         let redacted;
         let text = match &self.redactor {
             Some(r) => {

@@ -3,8 +3,27 @@
 //! The rules are one table ([`RULES`]) over the JSON result ([`RunResult`]), so the same hints
 //! come out of a live run and of `gapless report` on a saved result. Each rule returns the
 //! evidence it found (a sentence with numbers), or nothing.
+//!
+//! Each rule looks at one [`Scope`] of the failures. A rule about a rollout (terminations,
+//! endpoints, mesh routes, strategies, readiness) looks only at the failures during or after
+//! the rollout, and is off when no step ran: the target answering 503 throughout, or refusing
+//! every connection in the warmup, is not evidence about a rollout. The failures before the
+//! rollout (all of them, when no step ran) get plain statements of what happened instead (every
+//! request failed, timeouts, refused connections), and problems of the target or of the
+//! command line (redirects, TLS, h2c) are named whatever the rollout did. No fix suggests what
+//! the user already did (`--cacert`, `--insecure`).
+//!
+//! The rollout begins where the `steps` phase does (the end of the warmup). A failure window
+//! that began before it is evidence before the rollout, even if it lasted into it. Failure
+//! counts by connection and by Envoy signature are known for the whole run only: in a run with
+//! failures on both sides of the rollout's start (`--allow-warmup-errors`), each side's count is
+//! capped by that side's failures of the matching class.
 
-use crate::report::json::RunResult;
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use crate::config::OkCodes;
+use crate::report::json::{ByConnection, RunResult, WindowEntry};
 
 /// A hint: what probably happened, what to do, and why gapless thinks so.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,20 +38,56 @@ pub struct Hint {
     pub evidence: String,
 }
 
+/// Which failures a rule looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole run: a problem of the target or of the command line, rollout or not.
+    Run,
+    /// The failures before the rollout began; all of them when no step ran.
+    BeforeRollout,
+    /// The failures during or after the rollout; the rule is off when no step ran.
+    Rollout,
+}
+
 /// One rule of the table.
 pub struct Rule {
     /// Stable name.
     pub name: &'static str,
+    /// The failures it looks at.
+    pub scope: Scope,
     /// The likely cause.
     pub cause: &'static str,
     /// The fix.
     pub fix: &'static str,
     /// The evidence, when the rule applies.
-    pub check: fn(&RunResult) -> Option<String>,
+    pub check: fn(&Evidence) -> Option<String>,
+}
+
+/// The failures of one [`Scope`], with the whole result beside them.
+#[derive(Clone, Debug)]
+pub struct Evidence<'a> {
+    /// The whole result (target, load, phases, timeline, steps).
+    pub result: &'a RunResult,
+    /// Failed requests.
+    pub failed: u64,
+    /// Failing status codes and their counts.
+    pub codes: BTreeMap<u16, u64>,
+    /// Transport failure classes and their counts.
+    pub errors: BTreeMap<String, u64>,
+    /// Per transport failure class, the split by connection.
+    pub by_connection: BTreeMap<String, ByConnection>,
+    /// Envoy's own 5xx, by signature.
+    pub signatures: BTreeMap<String, u64>,
+    /// The failure windows.
+    pub windows: Vec<&'a WindowEntry>,
 }
 
 /// Shortest availability gap that reads as "everything was down at once".
 const LONG_GAP_MS: f64 = 500.0;
+/// Fewest failures in a row, with nothing answered between them, that read as "nothing
+/// listened" when they are refused connections (one stale endpoint among several gives
+/// refusals interleaved with successes, or short runs of them).
+const LISTENER_RUN: u64 = 5;
 /// A slot p99 this many times the warmup's counts as a latency spike...
 const SPIKE_FACTOR: f64 = 5.0;
 /// ...if it is also above this.
@@ -42,6 +97,7 @@ const SPIKE_FLOOR_MS: f64 = 50.0;
 pub const RULES: &[Rule] = &[
     Rule {
         name: "keepalive-closed-at-termination",
+        scope: Scope::Rollout,
         cause: "backends close kept-alive connections without draining when they terminate",
         fix: "shut down gracefully (stop accepting, finish in-flight requests, then close idle \
               keep-alive connections) and add a preStop sleep so the endpoint is removed first",
@@ -49,6 +105,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         name: "endpoints-removed-late",
+        scope: Scope::Rollout,
         cause: "endpoints stay listed after the process exited, so new connections reach pods \
                 that are gone",
         fix: "add a preStop sleep longer than the endpoint propagation delay (kube-proxy, \
@@ -56,7 +113,19 @@ pub const RULES: &[Rule] = &[
         check: refused_new_connections,
     },
     Rule {
+        name: "listener-down",
+        scope: Scope::Rollout,
+        cause: "nothing listened at the target's address for a while: the server or proxy \
+                there was stopped and started again rather than reloaded, or every endpoint \
+                behind it was gone at once",
+        fix: "reload in place (nginx -s reload, a seamless haproxy reload) or keep a second \
+              instance listening while one restarts; for pods, keep ready replicas serving \
+              (maxUnavailable 0, maxSurge 1 or more)",
+        check: refused_in_a_row,
+    },
+    Rule {
         name: "mesh-config-propagation",
+        scope: Scope::Rollout,
         cause: "the mesh configuration propagated late: Envoy routed to a destination it had no \
                 ready endpoint for yet",
         fix: "route by subsets (DestinationRule), and switch the VirtualService only after the \
@@ -64,36 +133,109 @@ pub const RULES: &[Rule] = &[
         check: envoy_503s,
     },
     Rule {
-        name: "untrusted-certificate",
-        cause: "the target's TLS certificate is not trusted (self-signed, a private CA, or the \
-                wrong host name)",
-        fix: "trust its CA with --cacert FILE (a PEM bundle), or skip verification with \
-              --insecure (tests only)",
-        check: tls_failures,
-    },
-    Rule {
         name: "full-outage",
+        scope: Scope::Rollout,
         cause: "every replica was down at once: the Recreate strategy, or maxUnavailable too high \
                 for the replica count",
         fix: "use RollingUpdate with maxUnavailable 0 and maxSurge 1 or more (or a blue/green \
               switch), so ready replicas always serve",
-        check: one_long_gap,
+        check: one_long_gap_answered,
     },
     Rule {
         name: "cold-pods-in-rotation",
+        scope: Scope::Rollout,
         cause: "new pods receive traffic before they are warm: readiness passes too early",
         fix: "make the readiness probe check real readiness (caches, pools, JIT warm), or add \
               minReadySeconds / slow start",
         check: latency_spike_without_failures,
     },
+    Rule {
+        name: "redirect-not-followed",
+        scope: Scope::Run,
+        cause: "the target answered with a redirect, and gapless does not follow redirects (each \
+                request is one attempt, counted as it was answered)",
+        fix: "load the final URL (the redirect's Location), or add the code to --ok-codes (e.g. \
+              --ok-codes 200-299,301) if the redirect is the answer you expect",
+        check: redirects,
+    },
+    Rule {
+        name: "failing-throughout",
+        scope: Scope::Run,
+        cause: "the target answered every request with a failing status: it is unhealthy, or \
+                the URL, method or headers are not what it serves",
+        fix: "check the target by hand (curl -i URL); if this status is the answer you expect, \
+              add it to --ok-codes",
+        check: failing_status_throughout,
+    },
+    Rule {
+        name: "h2c-not-spoken",
+        scope: Scope::Run,
+        cause: "the target does not speak HTTP/2 in cleartext (h2c with prior knowledge, what \
+                --http2 sends to an http:// URL): most servers offer HTTP/2 only over TLS",
+        fix: "drop --http2 to load it over HTTP/1.1, or load its https:// URL (HTTP/2 by ALPN)",
+        check: h2c_refused,
+    },
+    Rule {
+        name: "untrusted-certificate",
+        scope: Scope::Run,
+        cause: "the TLS handshake failed, most likely on the target's certificate: not trusted \
+                (self-signed, a private CA) or not issued for the URL's host name",
+        fix: "trust its CA with --cacert FILE (a PEM bundle), or skip verification with \
+              --insecure (tests only); if the port does not serve TLS at all, load its http:// \
+              URL",
+        check: tls_failures_without_cacert,
+    },
+    Rule {
+        name: "certificate-not-in-cacert",
+        scope: Scope::Run,
+        cause: "the target's TLS certificate did not verify with the --cacert bundle given: it \
+                was not issued by a CA of the bundle, or not for the URL's host name",
+        fix: "check that the bundle holds the CA that issued the target's certificate (or the \
+              certificate itself) and that the URL's host is one of the certificate's names; \
+              --insecure skips verification (tests only)",
+        check: tls_failures_with_cacert,
+    },
+    Rule {
+        name: "tls-handshake-failed",
+        scope: Scope::Run,
+        cause: "the TLS handshake failed although certificates are not verified (--insecure): \
+                no common protocol version or cipher suite, or the port does not speak TLS",
+        fix: "check that the port serves TLS and what it offers (openssl s_client -connect \
+              HOST:PORT), or load its http:// URL",
+        check: tls_failures_insecure,
+    },
+    Rule {
+        name: "timeouts",
+        scope: Scope::BeforeRollout,
+        cause: "the target answered slower than --timeout, or not at all",
+        fix: "raise --timeout above the target's normal latency (and --connections if requests \
+              waited for a free connection), or find out why it stalls",
+        check: timeouts,
+    },
+    Rule {
+        name: "connection-refused",
+        scope: Scope::BeforeRollout,
+        cause: "nothing accepted connections at the target's address: it was not running, or \
+                the host or port is wrong",
+        fix: "start the target (and wait until it listens) before the run, or fix the URL's \
+              host and port",
+        check: refused_before_rollout,
+    },
 ];
 
 /// Every hint whose rule applies to `result`.
 pub fn diagnose(result: &RunResult) -> Vec<Hint> {
+    let run = Evidence::run(result);
+    let (before, rollout) = split(result, &run);
     RULES
         .iter()
         .filter_map(|rule| {
-            (rule.check)(result).map(|evidence| Hint {
+            let evidence = match rule.scope {
+                Scope::Run => Some(&run),
+                Scope::BeforeRollout => Some(&before),
+                Scope::Rollout => rollout.as_ref(),
+            }?;
+            (rule.check)(evidence).map(|evidence| Hint {
                 rule: rule.name,
                 cause: rule.cause,
                 fix: rule.fix,
@@ -103,13 +245,142 @@ pub fn diagnose(result: &RunResult) -> Vec<Hint> {
         .collect()
 }
 
-fn count(map: &std::collections::BTreeMap<String, u64>, key: &str) -> u64 {
-    map.get(key).copied().unwrap_or(0)
+/// When the rollout began (the start of the `steps` phase; in older results, the first step's
+/// start), if a step ran.
+pub fn rollout_start(r: &RunResult) -> Option<f64> {
+    let first_step = r
+        .steps
+        .iter()
+        .filter_map(|s| s.start_ms)
+        .min_by(f64::total_cmp)?;
+    Some(
+        r.phases
+            .iter()
+            .find(|p| p.name == "steps")
+            .map_or(first_step, |p| p.start_ms.min(first_step)),
+    )
 }
 
-/// Where the failures were, in words: `during step "set image"`.
-fn when(r: &RunResult) -> String {
-    let steps: Vec<&str> = r
+/// The evidence before the rollout and during or after it (`None` when no step ran).
+fn split<'a>(r: &'a RunResult, run: &Evidence<'a>) -> (Evidence<'a>, Option<Evidence<'a>>) {
+    let Some(start) = rollout_start(r) else {
+        return (run.clone(), None);
+    };
+    let (before, after): (Vec<&WindowEntry>, Vec<&WindowEntry>) =
+        r.windows.iter().partition(|w| w.start_ms < start);
+    if before.is_empty() {
+        return (Evidence::windows(r, run, Vec::new()), Some(run.clone()));
+    }
+    (
+        Evidence::windows(r, run, before),
+        Some(Evidence::windows(r, run, after)),
+    )
+}
+
+impl<'a> Evidence<'a> {
+    /// Every failure of the run, with the exact counts of the result.
+    fn run(r: &'a RunResult) -> Evidence<'a> {
+        let ok_codes = OkCodes::from_str(&r.load.ok_codes).unwrap_or_default();
+        Evidence {
+            result: r,
+            failed: r.requests.failed,
+            codes: r
+                .codes
+                .iter()
+                .filter_map(|(code, &n)| code.parse::<u16>().ok().map(|c| (c, n)))
+                .filter(|&(c, _)| !ok_codes.contains(c))
+                .collect(),
+            errors: r.errors.clone(),
+            by_connection: r.errors_by_connection.clone(),
+            signatures: r.failure_signatures.clone(),
+            windows: r.windows.iter().collect(),
+        }
+    }
+
+    /// The failures inside `windows`; counts known only for the whole run (`run`) are capped
+    /// by the matching failures of these windows.
+    fn windows(
+        r: &'a RunResult,
+        run: &Evidence<'a>,
+        windows: Vec<&'a WindowEntry>,
+    ) -> Evidence<'a> {
+        let mut codes = BTreeMap::new();
+        let mut errors = BTreeMap::new();
+        for w in &windows {
+            for (code, n) in &w.codes {
+                if let Ok(c) = code.parse::<u16>() {
+                    *codes.entry(c).or_insert(0) += n;
+                }
+            }
+            for (class, n) in &w.errors {
+                *errors.entry(class.clone()).or_insert(0) += n;
+            }
+        }
+        let by_connection = errors
+            .iter()
+            .map(|(class, &n)| {
+                let all = run.by_connection.get(class).cloned().unwrap_or_default();
+                let split = ByConnection {
+                    new: all.new.min(n),
+                    reused: all.reused.min(n),
+                };
+                (class.clone(), split)
+            })
+            .collect();
+        let server_errors: u64 = codes
+            .iter()
+            .filter(|&(&c, _)| (500..600).contains(&c))
+            .map(|(_, n)| n)
+            .sum();
+        let signatures = run
+            .signatures
+            .iter()
+            .map(|(k, &n)| (k.clone(), n.min(server_errors)))
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        Evidence {
+            result: r,
+            failed: windows.iter().map(|w| w.failed).sum(),
+            codes,
+            errors,
+            by_connection,
+            signatures,
+            windows,
+        }
+    }
+
+    fn error(&self, class: &str) -> u64 {
+        self.errors.get(class).copied().unwrap_or(0)
+    }
+
+    fn signature(&self, key: &str) -> u64 {
+        self.signatures.get(key).copied().unwrap_or(0)
+    }
+
+    /// Failing responses with a 3xx status.
+    fn redirects(&self) -> u64 {
+        self.codes
+            .iter()
+            .filter(|&(&c, _)| (300..400).contains(&c))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// `503: 40, 502: 3`: counts, largest first.
+fn list(counts: impl IntoIterator<Item = (String, u64)>) -> String {
+    let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where the failures were, in words: `, around step "set image"`.
+fn when(e: &Evidence) -> String {
+    let steps: Vec<&str> = e
         .windows
         .iter()
         .flat_map(|w| w.steps.iter().chain(w.after_step.iter()))
@@ -134,83 +405,133 @@ fn when(r: &RunResult) -> String {
     }
 }
 
-fn reused_connection_breaks(r: &RunResult) -> Option<String> {
-    let by = |class: &str| r.errors_by_connection.get(class).map_or(0, |c| c.reused);
+fn reused_connection_breaks(e: &Evidence) -> Option<String> {
+    let by = |class: &str| e.by_connection.get(class).map_or(0, |c| c.reused);
     let broken = by("reset") + by("closed_before_response");
     (broken > 0).then(|| {
         format!(
             "{broken} of {} failures were resets or closes on kept-alive connections{}",
-            r.requests.failed,
-            when(r)
+            e.failed,
+            when(e)
         )
     })
 }
 
-fn refused_new_connections(r: &RunResult) -> Option<String> {
-    let refused = r
-        .errors_by_connection
-        .get("connect_refused")
-        .map_or(0, |c| c.new);
-    let stale = count(&r.failure_signatures, "envoy_upstream_connect_error");
+fn refused(w: &WindowEntry) -> u64 {
+    w.errors.get("connect_refused").copied().unwrap_or(0)
+}
+
+/// A run of refused connections with nothing answered in between: nothing listened.
+fn refusal_gap(w: &WindowEntry) -> bool {
+    w.ok == 0 && w.failed >= LISTENER_RUN && refused(w) * 2 >= w.failed
+}
+
+/// The refusal gaps, when they hold at least half of the refused connections (else the
+/// refusals are scattered among answers: stale endpoints among live ones).
+fn refusal_gaps<'a>(e: &Evidence<'a>) -> Option<Vec<&'a WindowEntry>> {
+    let gaps: Vec<&WindowEntry> = e
+        .windows
+        .iter()
+        .copied()
+        .filter(|w| refusal_gap(w))
+        .collect();
+    let in_gaps: u64 = gaps.iter().map(|w| refused(w)).sum();
+    (in_gaps > 0 && in_gaps * 2 >= e.error("connect_refused")).then_some(gaps)
+}
+
+fn refused_new_connections(e: &Evidence) -> Option<String> {
+    let refused = if refusal_gaps(e).is_some() {
+        0
+    } else {
+        e.by_connection.get("connect_refused").map_or(0, |c| c.new)
+    };
+    let stale = e.signature("envoy_upstream_connect_error");
     match (refused, stale) {
         (0, 0) => None,
-        (n, 0) => Some(format!("{n} new connections were refused{}", when(r))),
+        (n, 0) => Some(format!("{n} new connections were refused{}", when(e))),
         (0, m) => Some(format!(
             "{m} responses were the proxy's \"upstream connect error\": it still routed to \
              endpoints that refused{}",
-            when(r)
+            when(e)
         )),
         (n, m) => Some(format!(
             "{n} new connections were refused and {m} responses were the proxy's \"upstream \
              connect error\"{}",
-            when(r)
+            when(e)
         )),
     }
+}
+
+fn refused_in_a_row(e: &Evidence) -> Option<String> {
+    let gaps = refusal_gaps(e)?;
+    let longest = gaps
+        .iter()
+        .max_by(|a, b| a.duration_ms.total_cmp(&b.duration_ms))?;
+    let refused_in_gaps: u64 = gaps.iter().map(|w| refused(w)).sum();
+    let spans = match gaps.len() {
+        1 => String::new(),
+        n => format!("; {n} such spans"),
+    };
+    Some(format!(
+        "every connection attempt for {:.0} ms from +{:.1} s was refused, with no answer in \
+         between ({refused_in_gaps} refused{spans}){}",
+        longest.duration_ms,
+        longest.start_ms / 1000.0,
+        when(e)
+    ))
 }
 
 /// Envoy's own 503s that point at its configuration: `no healthy upstream` (the route names a
 /// destination without endpoints) unless every endpoint was gone at once (a full outage), and
 /// other 5xx with `server: envoy`. Its `upstream connect error` (an endpoint that refused) is the
 /// evidence of [`refused_new_connections`] instead.
-fn envoy_503s(r: &RunResult) -> Option<String> {
-    let no_upstream = count(&r.failure_signatures, "envoy_no_healthy_upstream");
-    let other = count(&r.failure_signatures, "envoy_other");
-    if no_upstream > 0 && one_long_gap(r).is_none() {
+fn envoy_503s(e: &Evidence) -> Option<String> {
+    let no_upstream = e.signature("envoy_no_healthy_upstream");
+    let other = e.signature("envoy_other");
+    if no_upstream > 0 && one_long_gap(e).is_none() {
         return Some(format!(
             "{no_upstream} responses were Envoy's \"no healthy upstream\": the route pointed at \
              a destination with no endpoint yet{}",
-            when(r)
+            when(e)
         ));
     }
-    (other > 0 && reused_connection_breaks(r).is_none() && one_long_gap(r).is_none()).then(|| {
+    (other > 0 && reused_connection_breaks(e).is_none() && one_long_gap(e).is_none()).then(|| {
         format!(
             "{other} failed responses came from Envoy itself (server: envoy), with no pod \
              termination or full outage around them{}",
-            when(r)
+            when(e)
         )
     })
 }
 
-fn tls_failures(r: &RunResult) -> Option<String> {
-    let tls = count(&r.errors, "tls");
-    (tls > 0).then(|| format!("{tls} requests failed the TLS handshake (class tls)"))
+/// The longest availability gap, if it is long and holds most of the failures.
+fn one_long_gap<'a>(e: &Evidence<'a>) -> Option<&'a WindowEntry> {
+    let gap = e
+        .windows
+        .iter()
+        .copied()
+        .filter(|w| w.ok == 0)
+        .max_by(|a, b| a.duration_ms.total_cmp(&b.duration_ms))?;
+    let share = gap.failed as f64 / e.failed.max(1) as f64;
+    (gap.duration_ms >= LONG_GAP_MS && share >= 0.5).then_some(gap)
 }
 
-fn one_long_gap(r: &RunResult) -> Option<String> {
-    let longest = r.longest_gap_ms?;
-    let gap = r.gaps.iter().find(|g| g.duration_ms == longest)?;
-    let share = gap.failed as f64 / r.requests.failed.max(1) as f64;
-    (longest >= LONG_GAP_MS && share >= 0.5).then(|| {
-        format!(
-            "one availability gap of {longest:.0} ms at +{:.1} s held {} of {} failures",
-            gap.start_ms / 1000.0,
-            gap.failed,
-            r.requests.failed
-        )
-    })
+/// A long gap in which the target's address still answered (with errors): every replica behind
+/// it was down. A gap of refused connections is [`refused_in_a_row`]'s.
+fn one_long_gap_answered(e: &Evidence) -> Option<String> {
+    let gap = one_long_gap(e).filter(|g| !refusal_gap(g))?;
+    Some(format!(
+        "one availability gap of {:.0} ms at +{:.1} s held {} of {} failures{}",
+        gap.duration_ms,
+        gap.start_ms / 1000.0,
+        gap.failed,
+        e.failed,
+        when(e)
+    ))
 }
 
-fn latency_spike_without_failures(r: &RunResult) -> Option<String> {
+fn latency_spike_without_failures(e: &Evidence) -> Option<String> {
+    let r = e.result;
     if r.requests.failed > 0 {
         return None;
     }
@@ -242,131 +563,616 @@ fn latency_spike_without_failures(r: &RunResult) -> Option<String> {
     })
 }
 
+fn redirects(e: &Evidence) -> Option<String> {
+    let n = e.redirects();
+    (n > 0).then(|| {
+        let codes = e
+            .codes
+            .iter()
+            .filter(|&(&c, _)| (300..400).contains(&c))
+            .map(|(&c, &n)| (c.to_string(), n));
+        format!(
+            "{n} of {} failures were redirects ({}), not followed",
+            e.failed,
+            list(codes)
+        )
+    })
+}
+
+fn failing_status_throughout(e: &Evidence) -> Option<String> {
+    let r = e.result;
+    let statuses: u64 = e.codes.values().sum();
+    let throughout = r.requests.ok == 0
+        && r.requests.failed > 0
+        && statuses * 2 >= r.requests.failed
+        && e.redirects() < statuses;
+    throughout.then(|| {
+        let answered = match e.codes.iter().collect::<Vec<_>>().as_slice() {
+            [(code, _)] => code.to_string(),
+            _ => list(e.codes.iter().map(|(&c, &n)| (c.to_string(), n))),
+        };
+        format!(
+            "none of the {} requests succeeded: the target answered {answered} throughout \
+             ({statuses} failing responses)",
+            r.requests.total
+        )
+    })
+}
+
+fn h2c_refused(e: &Evidence) -> Option<String> {
+    let r = e.result;
+    let cleartext_h2 = r.target.http2 && r.target.url.starts_with("http://");
+    let broken = e.error("protocol") + e.error("closed_before_response") + e.error("reset");
+    (cleartext_h2 && r.requests.ok == 0 && broken > 0).then(|| {
+        let classes = ["protocol", "closed_before_response", "reset"]
+            .into_iter()
+            .filter(|c| e.error(c) > 0)
+            .map(|c| (c.to_string(), e.error(c)));
+        format!(
+            "no HTTP/2 request to the http:// URL succeeded: {broken} failed on the connection \
+             ({})",
+            list(classes)
+        )
+    })
+}
+
+fn tls_evidence(e: &Evidence) -> Option<String> {
+    let tls = e.error("tls");
+    (tls > 0).then(|| format!("{tls} requests failed the TLS handshake (class tls)"))
+}
+
+fn tls_failures_without_cacert(e: &Evidence) -> Option<String> {
+    let t = &e.result.target;
+    if t.cacert || t.insecure {
+        return None;
+    }
+    tls_evidence(e)
+}
+
+fn tls_failures_with_cacert(e: &Evidence) -> Option<String> {
+    let t = &e.result.target;
+    if !t.cacert || t.insecure {
+        return None;
+    }
+    tls_evidence(e)
+}
+
+fn tls_failures_insecure(e: &Evidence) -> Option<String> {
+    if !e.result.target.insecure {
+        return None;
+    }
+    tls_evidence(e)
+}
+
+fn timeouts(e: &Evidence) -> Option<String> {
+    let r = e.result;
+    let n = e.error("timeout");
+    if n == 0 {
+        return None;
+    }
+    let mut evidence = format!(
+        "{n} requests got no answer within the --timeout of {}",
+        format_ms(r.load.timeout_ms)
+    );
+    if r.requests.unsent > 0 {
+        evidence.push_str(&format!(
+            " ({} of the run's timeouts were never sent: every connection was busy)",
+            r.requests.unsent
+        ));
+    }
+    if r.latency_ms.count > 0 {
+        evidence.push_str(&format!(
+            "; the {} responses that came had a p99 of {}",
+            r.latency_ms.count,
+            format_ms(r.latency_ms.p99)
+        ));
+    }
+    Some(evidence)
+}
+
+fn refused_before_rollout(e: &Evidence) -> Option<String> {
+    let n = e.error("connect_refused");
+    (n > 0).then(|| {
+        let before = if rollout_start(e.result).is_some() {
+            " before the rollout began"
+        } else {
+            ""
+        };
+        format!("{n} connection attempts were refused{before}")
+    })
+}
+
+/// `50 ms`, `1.5 s`.
+fn format_ms(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{} ms", round(ms))
+    } else {
+        format!("{} s", round(ms / 1000.0))
+    }
+}
+
+/// At most three decimals, trailing zeros dropped.
+fn round(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::json::{ByConnection, PhaseEntry, Slot, WindowEntry};
+    use crate::report::json::{PhaseEntry, Slot, StepEntry};
 
     fn rules(r: &RunResult) -> Vec<&'static str> {
         diagnose(r).iter().map(|h| h.rule).collect()
     }
 
+    fn hint(r: &RunResult, rule: &str) -> Hint {
+        diagnose(r)
+            .into_iter()
+            .find(|h| h.rule == rule)
+            .unwrap_or_else(|| panic!("no {rule} hint in {:?}", rules(r)))
+    }
+
+    /// A run without steps: 1000 requests, `n` of them failed, all codes 200 otherwise.
     fn failed(n: u64) -> RunResult {
         let mut r = RunResult::default();
         r.requests.total = 1000;
         r.requests.failed = n;
+        r.requests.ok = 1000 - n;
+        r.load.ok_codes = "200-299".into();
+        r.load.timeout_ms = 3000.0;
+        if n < 1000 {
+            r.codes.insert("200".into(), 1000 - n);
+        }
         r
+    }
+
+    /// The same run with a rollout: warmup 0-1 s, step "set image" 1-2 s, cooldown 2-3 s.
+    fn rolled_out(n: u64) -> RunResult {
+        let mut r = failed(n);
+        for (name, start_ms, end_ms) in [
+            ("warmup", 0.0, 1000.0),
+            ("steps", 1000.0, 2000.0),
+            ("cooldown", 2000.0, 3000.0),
+        ] {
+            r.phases.push(PhaseEntry {
+                name: name.into(),
+                start_ms,
+                end_ms,
+                ..PhaseEntry::default()
+            });
+        }
+        r.steps.push(StepEntry {
+            name: "set image".into(),
+            status: "ok".into(),
+            start_ms: Some(1002.0),
+            end_ms: Some(2000.0),
+            ..StepEntry::default()
+        });
+        r
+    }
+
+    /// A window of `failed` failures of `class` (an error class, or a status code) at `start_ms`;
+    /// `during` names the step running then.
+    fn window(
+        start_ms: f64,
+        duration_ms: f64,
+        failed: u64,
+        class: &str,
+        during: bool,
+    ) -> WindowEntry {
+        let mut w = WindowEntry {
+            start_ms,
+            end_ms: start_ms + duration_ms,
+            duration_ms,
+            failed,
+            steps: if during {
+                vec!["set image".into()]
+            } else {
+                Vec::new()
+            },
+            ..WindowEntry::default()
+        };
+        if class.parse::<u16>().is_ok() {
+            w.codes.insert(class.into(), failed);
+        } else {
+            w.errors.insert(class.into(), failed);
+        }
+        w
+    }
+
+    /// Adds `w` to the windows (and to the gaps, with the longest gap, when nothing succeeded).
+    fn add(r: &mut RunResult, w: WindowEntry) {
+        if w.ok == 0 {
+            r.gaps.push(w.clone());
+            r.longest_gap_ms = Some(r.longest_gap_ms.unwrap_or(0.0).max(w.duration_ms));
+        }
+        r.windows.push(w);
+    }
+
+    fn errors(r: &mut RunResult, class: &str, new: u64, reused: u64) {
+        r.errors.insert(class.into(), new + reused);
+        r.errors_by_connection
+            .insert(class.into(), ByConnection { new, reused });
     }
 
     #[test]
     fn a_clean_run_has_no_hint() {
-        let r = failed(0);
-        assert!(diagnose(&r).is_empty());
+        assert!(diagnose(&failed(0)).is_empty());
+        assert!(diagnose(&rolled_out(0)).is_empty());
     }
 
     #[test]
-    fn resets_on_reused_connections() {
-        let mut r = failed(5);
-        r.errors_by_connection
-            .insert("reset".into(), ByConnection { new: 0, reused: 5 });
-        r.windows.push(WindowEntry {
-            steps: vec!["set image".into()],
-            ..WindowEntry::default()
-        });
+    fn the_rollout_begins_with_the_steps_phase_or_the_first_step() {
+        assert_eq!(rollout_start(&failed(0)), None);
+        assert_eq!(rollout_start(&rolled_out(0)), Some(1000.0));
+        // A run whose warmup failed: its steps never started, whatever the phases say.
+        let mut r = rolled_out(0);
+        r.steps[0].start_ms = None;
+        assert_eq!(rollout_start(&r), None);
+        // An older result, without a steps phase.
+        let mut r = rolled_out(0);
+        r.phases.clear();
+        assert_eq!(rollout_start(&r), Some(1002.0));
+    }
+
+    #[test]
+    fn resets_on_reused_connections_during_a_step() {
+        let mut r = rolled_out(5);
+        errors(&mut r, "reset", 0, 5);
+        add(&mut r, window(1500.0, 10.0, 5, "reset", true));
         let hints = diagnose(&r);
-        assert_eq!(hints.len(), 1);
-        assert_eq!(hints[0].rule, "keepalive-closed-at-termination");
+        assert_eq!(rules(&r), ["keepalive-closed-at-termination"]);
         assert_eq!(
             hints[0].evidence,
             "5 of 5 failures were resets or closes on kept-alive connections, around step \"set image\""
         );
         // Resets on new connections are not this signature.
-        let mut r = failed(5);
-        r.errors_by_connection
-            .insert("reset".into(), ByConnection { new: 5, reused: 0 });
+        let mut r = rolled_out(5);
+        errors(&mut r, "reset", 5, 0);
+        add(&mut r, window(1500.0, 10.0, 5, "reset", true));
         assert!(!rules(&r).contains(&"keepalive-closed-at-termination"));
+        // Nor are resets in a run without steps: nothing terminated.
+        let mut r = failed(5);
+        errors(&mut r, "reset", 0, 5);
+        add(&mut r, window(1500.0, 10.0, 5, "reset", false));
+        assert!(rules(&r).is_empty(), "{:?}", rules(&r));
     }
 
     #[test]
-    fn refused_on_new_connections() {
-        let mut r = failed(3);
-        r.errors_by_connection
-            .insert("connect_refused".into(), ByConnection { new: 3, reused: 0 });
-        assert_eq!(rules(&r), vec!["endpoints-removed-late"]);
-        let mut r = failed(3);
-        r.errors_by_connection
-            .insert("timeout".into(), ByConnection { new: 3, reused: 0 });
-        assert!(rules(&r).is_empty());
+    fn refusals_among_answers_during_a_step_are_stale_endpoints() {
+        let mut r = rolled_out(6);
+        errors(&mut r, "connect_refused", 6, 0);
+        for k in 0..3 {
+            add(
+                &mut r,
+                window(
+                    1100.0 + 10.0 * f64::from(k),
+                    2.0,
+                    2,
+                    "connect_refused",
+                    true,
+                ),
+            );
+        }
+        assert_eq!(rules(&r), ["endpoints-removed-late"]);
+        assert_eq!(
+            hint(&r, "endpoints-removed-late").evidence,
+            "6 new connections were refused, around step \"set image\""
+        );
+        // The same refusals without a step: a plain statement, no preStop advice.
+        let mut r = failed(6);
+        errors(&mut r, "connect_refused", 6, 0);
+        for k in 0..3 {
+            add(
+                &mut r,
+                window(
+                    100.0 + 10.0 * f64::from(k),
+                    2.0,
+                    2,
+                    "connect_refused",
+                    false,
+                ),
+            );
+        }
+        assert_eq!(rules(&r), ["connection-refused"]);
+        assert_eq!(
+            hint(&r, "connection-refused").evidence,
+            "6 connection attempts were refused"
+        );
+        // Timeouts are not refusals.
+        let mut r = rolled_out(3);
+        errors(&mut r, "timeout", 3, 0);
+        add(&mut r, window(1100.0, 2.0, 3, "timeout", true));
+        assert!(rules(&r).is_empty(), "{:?}", rules(&r));
     }
 
     #[test]
-    fn envoy_signature() {
-        let mut r = failed(20);
+    fn refusals_in_a_row_during_a_step_are_a_listener_down() {
+        // nginx stopped and started again: 509 ms of refusals, nothing answered.
+        let mut r = rolled_out(255);
+        errors(&mut r, "connect_refused", 254, 0);
+        errors(&mut r, "reset", 0, 1);
+        let mut gap = window(1016.0, 509.0, 255, "connect_refused", true);
+        gap.errors.insert("connect_refused".into(), 254);
+        gap.errors.insert("reset".into(), 1);
+        add(&mut r, gap);
+        let found = rules(&r);
+        assert!(found.contains(&"listener-down"), "{found:?}");
+        assert!(!found.contains(&"endpoints-removed-late"), "{found:?}");
+        assert!(!found.contains(&"full-outage"), "{found:?}");
+        assert_eq!(
+            hint(&r, "listener-down").evidence,
+            "every connection attempt for 509 ms from +1.0 s was refused, with no answer in \
+             between (254 refused), around step \"set image\""
+        );
+        // A short run of refusals among many scattered ones is still stale endpoints.
+        let mut r = rolled_out(26);
+        errors(&mut r, "connect_refused", 26, 0);
+        add(&mut r, window(1100.0, 10.0, 5, "connect_refused", true));
+        for k in 0..7 {
+            add(
+                &mut r,
+                window(
+                    1200.0 + 10.0 * f64::from(k),
+                    2.0,
+                    3,
+                    "connect_refused",
+                    true,
+                ),
+            );
+        }
+        assert_eq!(rules(&r), ["endpoints-removed-late"]);
+    }
+
+    #[test]
+    fn envoy_signature_during_a_step() {
+        let mut r = rolled_out(20);
         r.codes.insert("503".into(), 20);
+        add(&mut r, window(1200.0, 40.0, 20, "503", true));
         r.failure_signatures
             .insert("envoy_no_healthy_upstream".into(), 20);
-        assert_eq!(rules(&r), vec!["mesh-config-propagation"]);
+        assert_eq!(rules(&r), ["mesh-config-propagation"]);
         r.failure_signatures.clear();
         r.failure_signatures.insert("envoy_other".into(), 20);
-        assert_eq!(rules(&r), vec!["mesh-config-propagation"]);
+        assert_eq!(rules(&r), ["mesh-config-propagation"]);
         r.failure_signatures.clear();
         assert!(
             rules(&r).is_empty(),
             "a plain application 503 is not a mesh problem"
         );
+        // Envoy's 503s without a rollout say nothing about a route switch.
+        let mut r = failed(20);
+        r.codes.insert("503".into(), 20);
+        add(&mut r, window(200.0, 40.0, 20, "503", false));
+        r.failure_signatures
+            .insert("envoy_no_healthy_upstream".into(), 20);
+        assert!(rules(&r).is_empty(), "{:?}", rules(&r));
     }
 
     #[test]
     fn envoy_connect_errors_beside_terminations_point_at_the_terminations() {
-        let mut r = failed(30);
+        let mut r = rolled_out(30);
+        r.codes.insert("503".into(), 25);
         r.failure_signatures
             .insert("envoy_upstream_connect_error".into(), 25);
-        r.errors_by_connection
-            .insert("reset".into(), ByConnection { new: 0, reused: 5 });
+        errors(&mut r, "reset", 0, 5);
+        let mut w = window(1200.0, 60.0, 30, "503", true);
+        w.codes.insert("503".into(), 25);
+        w.errors.insert("reset".into(), 5);
+        add(&mut r, w);
         assert_eq!(
             rules(&r),
-            vec!["keepalive-closed-at-termination", "endpoints-removed-late"]
+            ["keepalive-closed-at-termination", "endpoints-removed-late"]
         );
     }
 
     #[test]
-    fn tls_failures_name_cacert_and_insecure() {
-        let mut r = failed(4);
-        r.errors.insert("tls".into(), 4);
-        let hints = diagnose(&r);
-        assert_eq!(hints.len(), 1);
-        assert!(hints[0].fix.contains("--cacert FILE") && hints[0].fix.contains("--insecure"));
-        r.errors = [("reset".to_string(), 4)].into();
-        assert!(!rules(&r).contains(&"untrusted-certificate"));
-    }
-
-    #[test]
-    fn one_long_full_gap() {
-        let gap = WindowEntry {
-            start_ms: 2000.0,
-            end_ms: 3050.0,
-            duration_ms: 1050.0,
-            failed: 520,
-            ..WindowEntry::default()
-        };
-        let mut r = failed(528);
-        r.longest_gap_ms = Some(1050.0);
-        r.gaps.push(gap.clone());
-        let hints = diagnose(&r);
-        assert_eq!(hints[0].rule, "full-outage");
+    fn one_long_full_gap_during_a_step() {
+        let mut r = rolled_out(528);
+        r.codes.insert("503".into(), 528);
+        add(&mut r, window(2000.0, 1050.0, 520, "503", false));
+        r.windows[0].after_step = Some("set image".into());
+        add(&mut r, window(3200.0, 4.0, 8, "503", false));
+        assert_eq!(rules(&r), ["full-outage"]);
         assert_eq!(
-            hints[0].evidence,
-            "one availability gap of 1050 ms at +2.0 s held 520 of 528 failures"
+            hint(&r, "full-outage").evidence,
+            "one availability gap of 1050 ms at +2.0 s held 520 of 528 failures, around step \
+             \"set image\""
         );
         // Many short gaps are not a full outage.
-        let mut r = failed(528);
-        r.longest_gap_ms = Some(2.0);
-        r.gaps.push(WindowEntry {
-            duration_ms: 2.0,
-            failed: 1,
-            ..gap
-        });
+        let mut r = rolled_out(10);
+        for k in 0..10 {
+            add(
+                &mut r,
+                window(1100.0 + 10.0 * f64::from(k), 2.0, 1, "503", true),
+            );
+        }
+        assert!(rules(&r).is_empty(), "{:?}", rules(&r));
+        // Nor is a long gap without a rollout (a target down throughout, or timing out).
+        let mut r = failed(1000);
+        r.codes.clear();
+        r.codes.insert("503".into(), 1000);
+        add(&mut r, window(0.0, 10_000.0, 1000, "503", false));
+        assert_eq!(rules(&r), ["failing-throughout"]);
+        // Nor one that began before the rollout (--allow-warmup-errors), lasting into it.
+        let mut r = rolled_out(1000);
+        r.codes.clear();
+        r.codes.insert("503".into(), 1000);
+        add(&mut r, window(0.0, 3000.0, 1000, "503", true));
+        assert_eq!(rules(&r), ["failing-throughout"]);
+    }
+
+    #[test]
+    fn counts_before_and_after_the_rollout_are_apart() {
+        // --allow-warmup-errors: 10 refusals in the warmup, then a step resets 4 kept-alive
+        // connections and 2 new ones.
+        let mut r = rolled_out(16);
+        errors(&mut r, "connect_refused", 10, 0);
+        errors(&mut r, "reset", 2, 4);
+        for k in 0..5 {
+            add(
+                &mut r,
+                window(100.0 * f64::from(k), 2.0, 2, "connect_refused", false),
+            );
+        }
+        add(&mut r, window(1500.0, 12.0, 6, "reset", true));
+        assert_eq!(
+            rules(&r),
+            ["keepalive-closed-at-termination", "connection-refused"]
+        );
+        assert_eq!(
+            hint(&r, "keepalive-closed-at-termination").evidence,
+            "4 of 6 failures were resets or closes on kept-alive connections, around step \"set image\""
+        );
+        assert_eq!(
+            hint(&r, "connection-refused").evidence,
+            "10 connection attempts were refused before the rollout began"
+        );
+    }
+
+    #[test]
+    fn a_target_unreachable_in_the_warmup_gets_no_rollout_advice() {
+        // Exit 4: every connection refused during the warmup, the step never ran.
+        let mut r = rolled_out(100);
+        r.codes.clear();
+        r.requests.ok = 0;
+        r.requests.total = 100;
+        r.steps[0].start_ms = None;
+        r.steps[0].end_ms = None;
+        r.steps[0].status = "skipped".into();
+        r.phases.truncate(1);
+        errors(&mut r, "connect_refused", 100, 0);
+        add(&mut r, window(0.0, 1000.0, 100, "connect_refused", false));
+        assert_eq!(rules(&r), ["connection-refused"]);
+    }
+
+    #[test]
+    fn redirects_are_named_and_not_followed() {
+        let mut r = failed(50);
+        r.codes.clear();
+        r.requests.ok = 0;
+        r.requests.total = 50;
+        r.codes.insert("301".into(), 50);
+        add(&mut r, window(0.0, 1000.0, 50, "301", false));
+        assert_eq!(rules(&r), ["redirect-not-followed"]);
+        let h = hint(&r, "redirect-not-followed");
+        assert_eq!(
+            h.evidence,
+            "50 of 50 failures were redirects (301: 50), not followed"
+        );
+        assert!(h.fix.contains("--ok-codes"), "{}", h.fix);
+        // A redirect that --ok-codes accepts is no failure.
+        let mut r = failed(0);
+        r.load.ok_codes = "200-299,301".into();
+        r.codes.insert("301".into(), 10);
         assert!(rules(&r).is_empty());
+    }
+
+    #[test]
+    fn a_failing_status_throughout_is_stated() {
+        let mut r = failed(1000);
+        r.codes.insert("503".into(), 1000);
+        add(&mut r, window(0.0, 10_000.0, 1000, "503", false));
+        assert_eq!(rules(&r), ["failing-throughout"]);
+        assert_eq!(
+            hint(&r, "failing-throughout").evidence,
+            "none of the 1000 requests succeeded: the target answered 503 throughout (1000 \
+             failing responses)"
+        );
+        // Some successes: not "throughout".
+        let mut r = failed(500);
+        r.codes.insert("503".into(), 500);
+        add(&mut r, window(0.0, 5000.0, 500, "503", false));
+        assert!(rules(&r).is_empty(), "{:?}", rules(&r));
+    }
+
+    #[test]
+    fn h2c_to_a_server_without_it() {
+        let mut r = failed(20);
+        r.requests.ok = 0;
+        r.requests.total = 20;
+        r.codes.clear();
+        r.target.url = "http://127.0.0.1:8080/".into();
+        r.target.http2 = true;
+        errors(&mut r, "protocol", 20, 0);
+        add(&mut r, window(0.0, 1000.0, 20, "protocol", false));
+        assert_eq!(rules(&r), ["h2c-not-spoken"]);
+        assert_eq!(
+            hint(&r, "h2c-not-spoken").evidence,
+            "no HTTP/2 request to the http:// URL succeeded: 20 failed on the connection \
+             (protocol: 20)"
+        );
+        // Over TLS, or over HTTP/1.1, it is something else.
+        r.target.url = "https://127.0.0.1:8443/".into();
+        assert!(rules(&r).is_empty());
+        r.target.url = "http://127.0.0.1:8080/".into();
+        r.target.http2 = false;
+        assert!(rules(&r).is_empty());
+    }
+
+    #[test]
+    fn tls_hints_never_suggest_what_was_given() {
+        let mut r = failed(4);
+        errors(&mut r, "tls", 4, 0);
+        add(&mut r, window(0.0, 10.0, 4, "tls", false));
+        assert_eq!(rules(&r), ["untrusted-certificate"]);
+        let fix = hint(&r, "untrusted-certificate").fix;
+        assert!(
+            fix.contains("--cacert FILE") && fix.contains("--insecure"),
+            "{fix}"
+        );
+        // With --cacert: the bundle did not verify it; no "trust its CA with --cacert".
+        r.target.cacert = true;
+        assert_eq!(rules(&r), ["certificate-not-in-cacert"]);
+        for h in diagnose(&r) {
+            assert!(!h.fix.contains("with --cacert"), "{}", h.fix);
+        }
+        // With --insecure (and with both): nothing about trust, no --insecure.
+        for cacert in [false, true] {
+            r.target.cacert = cacert;
+            r.target.insecure = true;
+            assert_eq!(rules(&r), ["tls-handshake-failed"]);
+            for h in diagnose(&r) {
+                assert!(
+                    !h.fix.contains("--insecure") && !h.fix.contains("--cacert"),
+                    "{}",
+                    h.fix
+                );
+            }
+        }
+        // Other failures are not TLS ones.
+        let mut r = failed(4);
+        errors(&mut r, "reset", 4, 0);
+        assert!(
+            !rules(&r)
+                .iter()
+                .any(|n| n.contains("tls") || n.contains("cert"))
+        );
+    }
+
+    #[test]
+    fn timeouts_without_a_rollout_are_stated() {
+        let mut r = failed(100);
+        r.load.timeout_ms = 50.0;
+        errors(&mut r, "timeout", 100, 0);
+        r.latency_ms.count = 900;
+        r.latency_ms.p99 = 48.5;
+        add(&mut r, window(0.0, 10_000.0, 100, "timeout", false));
+        r.windows[0].ok = 900;
+        r.gaps.clear();
+        r.longest_gap_ms = None;
+        assert_eq!(rules(&r), ["timeouts"]);
+        assert_eq!(
+            hint(&r, "timeouts").evidence,
+            "100 requests got no answer within the --timeout of 50 ms; the 900 responses that \
+             came had a p99 of 48.5 ms"
+        );
+        // Timeouts during a rollout are not a plain timeout problem.
+        let mut r = rolled_out(5);
+        errors(&mut r, "timeout", 0, 5);
+        add(&mut r, window(1500.0, 20.0, 5, "timeout", true));
+        assert!(rules(&r).is_empty(), "{:?}", rules(&r));
     }
 
     fn slot(t_ms: f64, p99: f64) -> Slot {
@@ -379,13 +1185,9 @@ mod tests {
 
     #[test]
     fn latency_spike_with_no_failure() {
-        let mut r = failed(0);
+        let mut r = rolled_out(0);
         r.load.slot_ms = 1000.0;
-        r.phases.push(PhaseEntry {
-            name: "warmup".into(),
-            end_ms: 2000.0,
-            ..PhaseEntry::default()
-        });
+        r.phases[0].end_ms = 2000.0;
         r.timeline = vec![
             slot(0.0, 2.0),
             slot(1000.0, 3.0),
@@ -400,9 +1202,13 @@ mod tests {
                 .evidence
                 .starts_with("p99 latency rose to 250 ms at +2.0 s")
         );
+        // No step ran (the run was interrupted in its warmup): no rollout to blame.
+        r.steps[0].start_ms = None;
+        assert!(rules(&r).is_empty());
+        r.steps[0].start_ms = Some(2000.0);
         // The same spike with failures is explained by the failures; a small rise is noise.
         r.requests.failed = 1;
-        assert!(rules(&r).is_empty());
+        assert!(!rules(&r).contains(&"cold-pods-in-rotation"));
         r.requests.failed = 0;
         r.timeline[2] = slot(2000.0, 9.0);
         assert!(rules(&r).is_empty());

@@ -69,7 +69,9 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
         Start::Url => {}
         Start::Demo(spec) => {
             let cluster = Arc::new(Cluster::start(spec).await?);
-            eprintln!("gapless: demo cluster listening on {}", cluster.url());
+            if !output.quiet {
+                eprintln!("gapless: demo cluster listening on {}", cluster.url());
+            }
             config.target.url = cluster.url().parse()?;
             demo = Some(cluster);
         }
@@ -81,7 +83,9 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
                 ServeConfig::default(),
                 builtin_stop.clone(),
             ));
-            eprintln!("gapless: built-in target listening on http://{addr}/");
+            if !output.quiet {
+                eprintln!("gapless: built-in target listening on http://{addr}/");
+            }
             config.target.url = format!("http://{addr}/").parse()?;
         }
     }

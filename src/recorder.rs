@@ -290,6 +290,33 @@ impl Recorder {
         });
     }
 
+    /// Takes back the last [`Recorder::begin_phase`], for a phase begun in advance that never
+    /// came (the warmup failed, or the run was interrupted first): its requests count in the
+    /// phase before it, which is open again. Nothing happens with a single phase.
+    pub fn withdraw_phase(&mut self) {
+        if self.phases.len() < 2 {
+            return;
+        }
+        let Some(last) = self.phases.pop() else {
+            return;
+        };
+        if let Some(prev) = self.phases.last_mut() {
+            prev.end = None;
+            prev.total += last.total;
+            prev.ok += last.ok;
+            prev.failed += last.failed;
+            for (v, n, first) in last.versions {
+                match prev.versions.iter_mut().find(|(id, _, _)| *id == v) {
+                    Some((_, count, earliest)) => {
+                        *count += n;
+                        *earliest = (*earliest).min(first);
+                    }
+                    None => prev.versions.push((v, n, first)),
+                }
+            }
+        }
+    }
+
     /// Every version that answered, in order of first appearance.
     pub fn versions(&self) -> Vec<VersionSeen> {
         let mut v = self.versions.clone();
@@ -528,5 +555,32 @@ mod tests {
         assert!((99_000..=101_000).contains(&r.service().max()));
         assert!((899_000..=901_000).contains(&r.lateness().max()));
         assert_eq!(r.late(), 1);
+    }
+    #[test]
+    fn a_phase_begun_in_advance_counts_from_its_start_and_can_be_withdrawn() {
+        let start = Instant::now();
+        let mut r = recorder(start);
+        // The steps phase is declared before the warmup's requests are in: attribution is by
+        // intended time, whatever the order the outcomes arrive in.
+        r.begin_phase(Phase::Steps, Duration::from_millis(1000));
+        r.record(&completion(start, 1000, Outcome::Status(503), 1));
+        r.record(&completion(start, 999, Outcome::Status(200), 30));
+        let tallies = |r: &Recorder| -> Vec<(Phase, u64, u64)> {
+            r.phases()
+                .iter()
+                .map(|p| (p.phase, p.total, p.failed))
+                .collect()
+        };
+        assert_eq!(tallies(&r), [(Phase::Warmup, 1, 0), (Phase::Steps, 1, 1)]);
+        assert_eq!(
+            r.phase(Phase::Warmup).and_then(|p| p.end),
+            Some(Duration::from_millis(1000))
+        );
+        // The steps never came: their requests count in the warmup again, which is open.
+        r.withdraw_phase();
+        assert_eq!(tallies(&r), [(Phase::Warmup, 2, 1)]);
+        assert_eq!(r.phase(Phase::Warmup).and_then(|p| p.end), None);
+        r.withdraw_phase();
+        assert_eq!(tallies(&r), [(Phase::Warmup, 2, 1)], "a single phase stays");
     }
 }

@@ -90,9 +90,9 @@ impl Finished {
             ErrorClass::ConnectTimeout => {
                 format!("{where_} never accepted a TCP connection within the request timeout")
             }
-            ErrorClass::Tls => format!(
-                "no TLS handshake with {where_} succeeded (see the hint about --cacert and --insecure)"
-            ),
+            ErrorClass::Tls => {
+                format!("no TLS handshake with {where_} succeeded (see the TLS hint in the report)")
+            }
             other => format!(
                 "no connection to {where_} could be opened ({})",
                 other.as_str()
@@ -245,8 +245,19 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// How often the end of the warmup checks whether its last requests have finished.
 const WARMUP_POLL: Duration = Duration::from_millis(5);
 
+/// How long past its deadline (intended time + `--timeout`) the check of the warmup waits for
+/// a warmup request's outcome: the engine records a timed-out request as soon as it notices.
+const WARMUP_SETTLE: Duration = Duration::from_millis(250);
+
 /// The phases of a run with steps: waits out the warmup, checks it, runs the steps, starts the
 /// cooldown and sets the end of the load. Returns that end, from the start of the run.
+///
+/// The warmup is the requests intended in the first `warmup` of the run, the steps phase begins
+/// exactly then (requests intended while the check waits count in it), and the check waits until
+/// every warmup request has ended (each within one `--timeout` of its intended time): so the
+/// warmup's tally is complete when it is judged, and it has failures exactly when the check
+/// found some. A phase table cannot then show a failed warmup that the exit code ignored (a
+/// request in flight when the first step broke the target belongs to the steps phase).
 async fn orchestrate(
     config: &RunConfig,
     start: Instant,
@@ -258,19 +269,27 @@ async fn orchestrate(
 ) -> Duration {
     let lock = || recorder.lock().unwrap_or_else(PoisonError::into_inner);
     let warmup = config.rollout.warmup;
+    // Declared in advance, so no request intended after the warmup is ever counted in it; taken
+    // back below if no step runs.
+    lock().begin_phase(Phase::Steps, warmup);
+    let no_steps = |end: Duration| {
+        lock().withdraw_phase();
+        end
+    };
     tokio::select! {
         _ = tokio::time::sleep_until((start + warmup).into()) => {}
-        _ = stop.cancelled() => return start.elapsed(),
+        _ = stop.cancelled() => return no_steps(start.elapsed()),
     }
-    // Let the warmup's last requests finish (at most one request timeout) before judging it.
-    let due = Schedule::new(start, config.load.rate)
-        .count_before(warmup)
-        .unwrap_or(0);
-    let settled = Instant::now() + config.target.timeout;
-    while lock().phase(Phase::Warmup).is_some_and(|p| p.total < due) && Instant::now() < settled {
+    // Let every warmup request end before judging the warmup. A closed loop (`-q 0`) has no
+    // count known in advance: it waits until the last one's deadline has passed.
+    let due = Schedule::new(start, config.load.rate).count_before(warmup);
+    let settled = start + warmup + config.target.timeout + WARMUP_SETTLE;
+    while due.is_none_or(|due| lock().phase(Phase::Warmup).is_some_and(|p| p.total < due))
+        && Instant::now() < settled
+    {
         tokio::select! {
             _ = tokio::time::sleep(WARMUP_POLL) => {}
-            _ = stop.cancelled() => return start.elapsed(),
+            _ = stop.cancelled() => return no_steps(start.elapsed()),
         }
     }
     let (failed, total) = lock()
@@ -280,10 +299,9 @@ async fn orchestrate(
         rollout.abandon_for_warmup(failed, total);
         let now = start.elapsed();
         control.end_at(now);
-        return now;
+        return no_steps(now);
     }
     let steps_start = Instant::now();
-    lock().begin_phase(Phase::Steps, steps_start.saturating_duration_since(start));
     status.send_modify(|s| s.phase = Phase::Steps);
     let (current, mut current_rx) = watch::channel(None);
     {

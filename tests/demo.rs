@@ -6,14 +6,27 @@
 mod support;
 
 use serde_json::Value;
-use support::{at, f64_at, run_json, u64_at};
+use support::{at, f64_at, run_gapless, u64_at};
 
 fn scenario(name: &str) -> String {
     format!("{}/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn run(name: &str) -> (i32, Value) {
-    run_json(&["run", "--scenario", &scenario(name), "--quiet"])
+    quiet_run(&scenario(name))
+}
+
+/// `gapless run --scenario FILE --quiet`: the exit code and the JSON result. Quiet, a run
+/// prints its verdict line and nothing else: no demo orchestration line, no notice.
+fn quiet_run(file: &str) -> (i32, Value) {
+    let (code, stdout, stderr, json) = run_gapless(&["run", "--scenario", file, "--quiet"]);
+    let json = json.unwrap_or_else(|| panic!("no JSON result: {stdout}{stderr}"));
+    assert_eq!(stderr, "", "--quiet prints nothing on stderr");
+    assert_eq!(
+        stdout,
+        format!("{}\n", at(&json, "/verdict/line").as_str().unwrap())
+    );
+    (code, json)
 }
 
 /// `(t_ms, line)` of the timeline events whose line contains `word`.
@@ -28,6 +41,45 @@ fn events(json: &Value, word: &str) -> Vec<(f64, String)> {
                 .then(|| (e["t_ms"].as_f64().unwrap_or(-1.0), line))
         })
         .collect()
+}
+
+/// Checks that each old replica's termination (an event containing `word`) comes after the
+/// "ready" event of the new replica that allowed it, and before the next one: with max_surge 1
+/// and max_unavailable 0, the k-th termination follows exactly k "ready" events.
+fn assert_ready_before_each_termination(json: &Value, word: &str) {
+    let ready: Vec<(f64, String)> = events(json, " ready")
+        .into_iter()
+        .filter(|(_, line)| line.ends_with(" ready"))
+        .collect();
+    let terminations = events(json, word);
+    assert_eq!(ready.len(), 3, "three new replicas: {ready:?}");
+    assert_eq!(
+        terminations.len(),
+        3,
+        "three old replicas: {terminations:?}"
+    );
+    let line_order = |line: &str| {
+        at(json, "/events")
+            .as_array()
+            .expect("events")
+            .iter()
+            .position(|e| e["line"] == line)
+            .expect("the event is listed")
+    };
+    for (k, (t, line)) in terminations.iter().enumerate() {
+        let before: Vec<&(f64, String)> = ready.iter().filter(|(r, _)| r <= t).collect();
+        assert_eq!(
+            before.len(),
+            k + 1,
+            "{line} at {t} ms should follow exactly {} ready events: {ready:?}",
+            k + 1
+        );
+        // Listed in that order too (a tie on the millisecond keeps the order they were said in).
+        assert!(
+            line_order(&ready[k].1) < line_order(line),
+            "{ready:?} {terminations:?}"
+        );
+    }
 }
 
 fn windows(json: &Value) -> Vec<Value> {
@@ -78,6 +130,7 @@ fn rolling_update_without_drain_fails_right_after_each_kill() {
     );
     let classes: Vec<&String> = at(&json, "/errors").as_object().unwrap().keys().collect();
     assert_eq!(classes, vec!["reset"]);
+    assert_ready_before_each_termination(&json, "killed");
 }
 
 #[test]
@@ -85,6 +138,7 @@ fn rolling_update_with_prestop_keeps_every_request() {
     let (code, json) = run("demo-rolling-prestop");
     assert_clean_pass(&json, code);
     assert_eq!(events(&json, "graceful drain").len(), 3);
+    assert_ready_before_each_termination(&json, "graceful drain");
 }
 
 #[test]
@@ -97,6 +151,25 @@ fn recreate_has_one_gap_as_long_as_the_startup() {
     assert!((800.0..=1200.0).contains(&gap), "gap {gap} ms");
     assert_eq!(at(&json, "/gaps/0/steps/0"), "recreate with v2");
     assert_eq!(at(&json, "/verdict/exit_code"), 1);
+    // The requests in flight when the old replicas were killed count in the steps phase: the
+    // warmup (2 s at 500 qps) is clean, as the exit code says.
+    assert_eq!(
+        phase(&json, "warmup"),
+        (1000, 0),
+        "{:#}",
+        at(&json, "/phases")
+    );
+}
+
+/// `(requests, failed)` of the phase `name`.
+fn phase(json: &Value, name: &str) -> (u64, u64) {
+    let p = at(json, "/phases")
+        .as_array()
+        .expect("phases")
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} phase: {json:#}"));
+    (u64_at(p, "/requests"), u64_at(p, "/failed"))
 }
 
 #[test]
@@ -142,7 +215,7 @@ fn mesh_propagation_race_gives_a_small_share_of_503s() {
 /// A scenario written to a temporary file.
 fn inline(text: &str) -> (i32, Value) {
     let file = support::TempFile::with("toml", text);
-    run_json(&["run", "--scenario", file.as_str(), "--quiet"])
+    quiet_run(file.as_str())
 }
 
 #[test]
@@ -196,4 +269,43 @@ demo = { action = "restart" }
     );
     assert_clean_pass(&json, code);
     assert_eq!(events(&json, "graceful drain").len(), 2);
+}
+
+#[test]
+fn requests_in_flight_when_the_first_step_acts_count_in_the_steps_phase() {
+    // 50 ms answers at 200 qps: about ten requests are in flight when the recreate kills every
+    // replica, right after the warmup; some of them were due before the step started.
+    let (code, json) = inline(
+        r#"
+[target]
+demo = { replicas = 2, startup = "300ms", latency = "50ms", propagation = "20ms" }
+[load]
+qps = 200
+connections = 32
+warmup = "1s"
+cooldown = "500ms"
+[[step]]
+name = "recreate"
+demo = { action = "recreate", version = "v2" }
+"#,
+    );
+    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
+    assert!(
+        u64_at(&json, "/errors/reset") > 0,
+        "the kill reset requests in flight: {:#}",
+        at(&json, "/errors")
+    );
+    // The warmup is exactly the first second of requests, all answered before the step began.
+    assert_eq!(
+        phase(&json, "warmup"),
+        (200, 0),
+        "{:#}",
+        at(&json, "/phases")
+    );
+    let phases = at(&json, "/phases").as_array().unwrap();
+    assert_eq!(f64_at(&phases[0], "/end_ms"), 1000.0);
+    assert_eq!(f64_at(&phases[1], "/start_ms"), 1000.0);
+    assert!(f64_at(&json, "/steps/0/start_ms") >= 1000.0);
+    let (_, failed_in_steps) = phase(&json, "steps");
+    assert!(failed_in_steps > 0, "{:#}", at(&json, "/phases"));
 }

@@ -112,6 +112,16 @@ fn assert_consistent(code: i32, json: &Value) {
         u64_at(json, "/windows_total"),
         array_at(json, "/windows").len() as u64
     );
+    // The warmup's row has failures exactly when the run exited 4 (unhealthy before the
+    // rollout): the phase table and the exit code tell the same story.
+    if str_at(&list[0], "/name") == "warmup" {
+        assert_eq!(
+            u64_at(&list[0], "/failed") > 0,
+            code == 4,
+            "warmup row vs exit code {code}: {:#}",
+            at(json, "/phases")
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -332,6 +342,15 @@ fn a_closed_port_is_a_connect_refused_window_attributed_to_the_step() {
     assert!(line.starts_with("FAIL: "), "{line}");
     assert!(line.contains("connect_refused: "), "{line}");
     assert!(line.ends_with(r#" during step "restart""#), "{line}");
+    // Nothing listened at the target's address (a proxy stopped and started again): not stale
+    // endpoints behind a live proxy, nor replicas all down behind one.
+    let hints: Vec<&str> = array_at(&json, "/hints")
+        .iter()
+        .map(|h| h["rule"].as_str().expect("a rule"))
+        .collect();
+    assert!(hints.contains(&"listener-down"), "{hints:?}");
+    assert!(!hints.contains(&"endpoints-removed-late"), "{hints:?}");
+    assert!(!hints.contains(&"full-outage"), "{hints:?}");
 }
 
 #[test]
@@ -470,8 +489,10 @@ sleep = "300ms"
     let names: Vec<&str> = phases.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["warmup", "steps", "cooldown"]);
     assert_eq!(phases.iter().map(|(_, n)| n).sum::<u64>(), total);
-    // 500 ms at 200 qps, plus the few requests due while the warmup's last answers came in.
-    assert!((100..=105).contains(&phases[0].1), "warmup: {phases:?}");
+    // Exactly the requests intended in the first 500 ms at 200 qps: those due while the
+    // warmup's last answers came in count in the steps phase.
+    assert_eq!(phases[0].1, 100, "warmup: {phases:?}");
+    assert_eq!(f64_at(&array_at(&json, "/phases")[0], "/end_ms"), 500.0);
     assert!(
         phases[1].1 >= 60,
         "the steps took 300 ms or more: {phases:?}"
@@ -665,6 +686,101 @@ run = "true"
         .unwrap_or_else(|| panic!("not a warmup verdict: {line}"));
     assert!((100..=total).contains(&judged), "{line}");
     assert!(!line.contains("during step"), "{line}");
+}
+
+#[test]
+fn a_failure_at_the_very_end_of_the_warmup_is_a_warmup_failure() {
+    let _machine = shared();
+    // The last request of a 1 s warmup at 100 qps (intended at 990 ms) fails, answered after
+    // the warmup ended: the check waits for it.
+    let server = TestServer::http(|req| {
+        if req.index == 99 {
+            Reply::status(503).delayed(Duration::from_millis(40))
+        } else {
+            Reply::ok()
+        }
+    });
+    let file = scenario(&format!(
+        r#"[target]
+url = "{}"
+
+[load]
+qps = 100
+warmup = "1s"
+cooldown = "1s"
+
+[[step]]
+name = "deploy"
+run = "true"
+"#,
+        server.url()
+    ));
+    let (code, json) = run_scenario(&file);
+
+    assert_eq!(code, 4, "{json:#}");
+    assert_consistent(code, &json);
+    let total = u64_at(&json, "/requests/total");
+    assert_eq!(
+        counts_at(&json, "/codes"),
+        counts(&[("200", total - 1), ("503", 1)])
+    );
+    let warmup = &array_at(&json, "/phases")[0];
+    assert_eq!(str_at(warmup, "/name"), "warmup");
+    assert_eq!(u64_at(warmup, "/failed"), 1);
+    assert_eq!(str_at(&json, "/steps/0/status"), "skipped");
+    let line = str_at(&json, "/verdict/line");
+    assert!(
+        line.starts_with("FAIL: by the end of the warmup 1 of 100 requests had failed"),
+        "{line}"
+    );
+}
+
+#[test]
+fn quiet_prints_only_the_verdict_line_and_keeps_the_step_output() {
+    let _machine = shared();
+    let server = TestServer::healthy();
+    let file = scenario(&format!(
+        r#"[target]
+url = "{}"
+
+[load]
+qps = 50
+warmup = "300ms"
+cooldown = "300ms"
+
+[[step]]
+name = "talker"
+run = "echo h3-said-on-stdout; echo h3-said-on-stderr >&2"
+
+[[step]]
+name = "watcher"
+run = "echo h3-watched; sleep 30"
+background = true
+"#,
+        server.url()
+    ));
+    let (code, stdout, stderr, json) =
+        run_gapless(&["run", "--scenario", file.as_str(), "--quiet"]);
+    let json = json.expect("a JSON result");
+
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout, format!("{}\n", str_at(&json, "/verdict/line")));
+    assert_eq!(stderr, "", "nothing but the verdict line");
+    let mut tail = names_at(&json, "/steps/0/output_tail");
+    tail.sort();
+    assert_eq!(tail, ["h3-said-on-stderr", "h3-said-on-stdout"]);
+    assert_eq!(names_at(&json, "/steps/1/output_tail"), ["h3-watched"]);
+    assert_eq!(str_at(&json, "/events/0/line"), "h3-watched");
+
+    // Without --quiet the same run shows the steps.
+    let (_, _, stderr, _) = run_gapless(&["run", "--scenario", file.as_str()]);
+    for line in [
+        "[talker] h3-said-on-stdout",
+        "[watcher] h3-watched",
+        "step \"talker\"",
+    ] {
+        assert!(stderr.contains(line), "{line} missing from:\n{stderr}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -241,7 +241,8 @@ pub struct RunArgs {
     /// Write the result in Fortio's JSON schema to FILE.
     #[arg(long, value_name = "FILE", help_heading = "Reports")]
     pub fortio_json: Option<PathBuf>,
-    /// Print only the verdict line instead of the full text report, and no progress.
+    /// Print only the verdict line: no text report, progress, step output, step notices or demo
+    /// events (all still in the reports: steps' output tails, timeline events).
     #[arg(long, help_heading = "Reports")]
     pub quiet: bool,
 }

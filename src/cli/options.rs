@@ -590,7 +590,7 @@ options! {
         /// Deadline of each request, counted from its intended send time.
         #[arg(long, value_name = "DUR")]
         timeout: String => Duration = "3s", Span::new(ms(1), hours(1));
-        /// Status codes that count as success, e.g. 200-299,304.
+        /// Status codes that count as success, e.g. 200-299,304 (redirects are not followed: a 301 is a failure unless listed here).
         #[arg(long, value_name = "LIST")]
         ok_codes: String => OkCodes = "200-299", Codes;
         /// HTTP/2 (h2c prior knowledge for http://, ALPN for https://).

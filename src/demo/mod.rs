@@ -173,6 +173,41 @@ async fn accepted(
 /// before it drains: requests routed to it just before the route change end well within it.
 const RETIRE_MARGIN: Duration = Duration::from_millis(200);
 
+/// How often the orchestration looks again while it waits for replicas to listen: the most a
+/// "ready" event can lag behind the moment the replica began listening.
+const POLL: Duration = Duration::from_millis(2);
+
+/// Says `NAME ready` for each replica of `replicas` that `listening` marks and that was not
+/// said yet; `announced` (parallel to `replicas`, grown as needed) records what was said.
+fn announce(
+    replicas: &[Arc<Replica>],
+    listening: &[bool],
+    announced: &mut Vec<bool>,
+    say: Say<'_>,
+) {
+    announced.resize(replicas.len(), false);
+    for ((r, &up), said) in replicas.iter().zip(listening).zip(announced.iter_mut()) {
+        if up && !*said {
+            say(format!("{} ready", r.name()));
+            *said = true;
+        }
+    }
+}
+
+/// Waits until every replica of `replicas` listens, saying each ready when it is seen listening
+/// (within [`POLL`]), in the order they became ready. Waits forever for a replica stopped
+/// before it listened (the step's timeout or the run's end cuts it short).
+async fn announce_all(replicas: &[Arc<Replica>], announced: &mut Vec<bool>, say: Say<'_>) {
+    loop {
+        let listening: Vec<bool> = replicas.iter().map(|r| r.is_ready()).collect();
+        announce(replicas, &listening, announced, say);
+        if announced.iter().all(|&said| said) {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// One set of replicas (a Service's pods, or a subset), by creation order.
 #[derive(Debug, Default)]
 struct Set {
@@ -451,8 +486,17 @@ impl Cluster {
         let n = self.spec.replicas.get();
         let (set, mut old) = self.serving_set().await;
         let mut new: Vec<Arc<Replica>> = Vec::new();
+        let mut announced: Vec<bool> = Vec::new();
         loop {
-            let ready_new = new.iter().filter(|r| !readiness || r.is_ready()).count();
+            // Which new replicas listen is read once per round and said at once, so a "ready"
+            // event always comes before the terminations that replica's readiness allows.
+            let listening: Vec<bool> = new.iter().map(|r| r.is_ready()).collect();
+            announce(&new, &listening, &mut announced, say);
+            let ready_new = if readiness {
+                listening.iter().filter(|&&l| l).count()
+            } else {
+                new.len()
+            };
             if old.is_empty() && new.len() >= n && ready_new >= n {
                 break;
             }
@@ -467,7 +511,9 @@ impl Cluster {
                 self.publish(set, r, readiness, say);
             }
             new.extend(started);
-            let ready_new = new.iter().filter(|r| !readiness || r.is_ready()).count();
+            announced.resize(new.len(), false);
+            // Without readiness a replica counts as available the moment it starts.
+            let ready_new = if readiness { ready_new } else { new.len() };
             let available = old.len() + ready_new;
             let down = available
                 .saturating_sub(n.saturating_sub(unavailable))
@@ -476,12 +522,12 @@ impl Cluster {
                 self.retire(set, &r, prestop, say);
             }
             if up == 0 && down == 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(POLL).await;
             }
         }
-        for r in &new {
-            say(format!("{} ready", r.name()));
-        }
+        // Without readiness the rollout was done before the new replicas listened: each is
+        // said ready when it does.
+        announce_all(&new, &mut announced, say).await;
         self.replace_replicas(set, new).await;
         Ok(())
     }
@@ -500,10 +546,7 @@ impl Cluster {
         for r in &new {
             self.publish(set, r, self.spec.readiness, say);
         }
-        for r in &new {
-            r.wait_ready().await;
-            say(format!("{} ready", r.name()));
-        }
+        announce_all(&new, &mut Vec::new(), say).await;
         self.replace_replicas(set, new).await;
         Ok(())
     }
@@ -525,10 +568,7 @@ impl Cluster {
         for r in &new {
             self.publish(set, r, true, say);
         }
-        for r in &new {
-            r.wait_ready().await;
-            say(format!("{} ready", r.name()));
-        }
+        announce_all(&new, &mut Vec::new(), say).await;
         Ok(set)
     }
 

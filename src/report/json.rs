@@ -11,7 +11,7 @@
 //! | `elapsed_ms` | from the start until the last attempt ended |
 //! | `actual_qps` | attempts per second of `elapsed_ms` |
 //! | `interrupted` | true when a signal cut the run short |
-//! | `target` | `url`, `method`, `http2` |
+//! | `target` | `url` (a password in it is shown as `<redacted>`), `method`, `http2`, `cacert` (a CA bundle was given with `--cacert`), `insecure` (`--insecure`: certificates not verified) |
 //! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms` (how long the load was meant to last: warmup + steps + cooldown, or the duration; the elapsed time when interrupted), `duration_requested_ms` (`--duration`; `null` with steps), `warmup_ms`, `cooldown_ms` (`null` without steps), `timeout_ms`, `slot_ms` (the slot width used: as given or sized to the run, doubled once per merge, see `crate::timeline`), `slot_requested_ms` (`--slot` as given; `null` when sized to the run; differs from `slot_ms` when the 2,048-slot cap merged slots), `ok_codes` |
 //! | `requests` | `total` attempts, `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (deadline passed while every connection was busy; counted in `failed` as `timeout`), `interrupted` (due but cut off by a signal; not in `total`), `body_bytes` (response body bytes read and discarded, including bodies that never completed; never stored) |
 //! | `codes` | count per HTTP status, e.g. `{"200": 9960, "503": 40}` |
@@ -37,7 +37,7 @@
 //! | `mixed_window` | `start_ms` (the final version's first response), `end_ms` (the cutover); `null` for a clean cut |
 //! | `thresholds` | the verdict's criteria: `max_failures`, `max_failure_ratio`, `max_gap_ms`, `max_p99_ms`, `expect_version` (`null` when not set) |
 //! | `command_line`, `scenario` | how the run was started: the arguments, and the scenario file's `path` and `text` |
-//! | `hints` | likely causes: `rule`, `cause`, `fix`, `evidence` (see `gapless::hints`) |
+//! | `hints` | likely causes: `rule`, `cause`, `fix`, `evidence`; rules about a rollout only when a step ran and the failures fall during or after it, plain statements otherwise (see `gapless::hints` for the rules) |
 //! | `verdict` | `passed`, `exit_code`, `line` (the verdict line of the text report), `reasons` |
 
 use std::collections::BTreeMap;
@@ -308,6 +308,13 @@ pub struct Target {
     pub method: String,
     /// True for HTTP/2.
     pub http2: bool,
+    /// True when a CA bundle was given (`--cacert`); `false` in results written before it.
+    #[serde(default)]
+    pub cacert: bool,
+    /// True when certificates were not verified (`--insecure`); `false` in results written
+    /// before it.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// `load`.
@@ -570,6 +577,8 @@ impl RunResult {
                 url: config.target.url.to_string(),
                 method: config.target.method.to_string(),
                 http2: config.target.http2,
+                cacert: !config.target.ca_certs.is_empty(),
+                insecure: config.target.insecure,
             },
             load: Load {
                 qps: config.load.rate.qps(),
