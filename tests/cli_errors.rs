@@ -191,3 +191,39 @@ fn url_without_host() {
         &["http:///x", "not a valid URL"],
     );
 }
+
+/// Every numeric option has a range: a value outside it is one sentence naming the flag, exit 2,
+/// before any load (these values used to panic, spin or grow without bound).
+#[test]
+fn values_outside_their_range_are_usage_errors() {
+    for (args, mentions) in [
+        (&["-q", "1e-20"][..], &["--qps", "0.001"][..]),
+        (&["-q", "1e300"], &["--qps", "at most"]),
+        (&["-c", "100000000"], &["--connections", "at most 10000"]),
+        (&["--timeout", "18446744073709551615s"], &["--timeout"]),
+        (&["--timeout", "2h"], &["--timeout", "at most 1h"]),
+        (&["--streams", "5000"], &["--streams", "at most 1000"]),
+        (
+            &["--max-connect-rate", "0"],
+            &["--max-connect-rate", "at least 1"],
+        ),
+        (&["--threads", "100000"], &["--threads", "at most 1024"]),
+        (&["-d", "1000d"], &["--duration", "at most"]),
+        (
+            &["--max-failure-ratio", "-0.1"],
+            &["--max-failure-ratio", "between 0 and 1"],
+        ),
+        (&["-X", "CONNECT"], &["--method", "CONNECT"]),
+    ] {
+        let mut argv = vec![URL];
+        argv.extend_from_slice(args);
+        one_sentence(&argv, mentions);
+    }
+}
+
+/// The quick form's step options need the command after `--`.
+#[test]
+fn step_options_without_a_command() {
+    one_sentence(&[URL, "--step-name", "deploy"], &["--step-name", "--"]);
+    one_sentence(&[URL, "--step-timeout", "5s"], &["--step-timeout", "--"]);
+}
