@@ -71,7 +71,7 @@ fn write_report(out: &mut String, f: &Finished, hints: &[HintEntry]) -> std::fmt
     } else {
         writeln!(
             out,
-            "Send lateness, ms : p50 {} p99 {} max {} ; {} late (sent > {} ms after due), {} unsent (deadline passed in the backlog)",
+            "Send lateness, ms : p50 {} p99 {} max {} ; {} late (sent > {} ms after due, or never), {} unsent (no connection free in time for the deadline)",
             ms(l.value_at_quantile(0.5)),
             ms(l.value_at_quantile(0.99)),
             ms(l.max()),
@@ -102,6 +102,15 @@ fn write_report(out: &mut String, f: &Finished, hints: &[HintEntry]) -> std::fmt
             100.0 * (new + reused) as f64 / total
         )?;
     }
+    if r.unsent() > 0 {
+        writeln!(
+            out,
+            "Error {} : {} ({:.1} %) : never sent, on no connection (no connection was free in time for the deadline)",
+            ErrorClass::NotSent.as_str(),
+            r.unsent(),
+            100.0 * r.unsent() as f64 / total
+        )?;
+    }
     if f.stats.interrupted > 0 {
         writeln!(
             out,
@@ -117,6 +126,9 @@ fn write_report(out: &mut String, f: &Finished, hints: &[HintEntry]) -> std::fmt
     write_rollout(out, f)?;
     write_versions(out, f)?;
     write_windows(out, f)?;
+    for warning in &f.warnings {
+        writeln!(out, "Warning: {warning}")?;
+    }
     for hint in hints {
         writeln!(
             out,
