@@ -334,7 +334,13 @@ impl Dispatcher {
                         due = due.min(limit);
                     }
                     let before = self.released.fetch_max(due, Ordering::AcqRel);
-                    for _ in 0..due.saturating_sub(before).min(wake_limit as u64) {
+                    // One wake-up per new arrival, for as many workers as wait (at least one:
+                    // a worker about to wait finds the permit).
+                    let waiting = self
+                        .idle
+                        .load(Ordering::Acquire)
+                        .clamp(1, wake_limit.max(1));
+                    for _ in 0..due.saturating_sub(before).min(waiting as u64) {
                         self.notify.notify_one();
                     }
                     // Arrivals released a tick ago still unclaimed, and no worker idle: the

@@ -469,13 +469,15 @@ pub fn shard_count(rate: Rate, connections: usize) -> usize {
     wanted.clamp(1, cores).min(connections.max(1))
 }
 
-/// Engine threads for a run: `--threads` (at most one per connection), or [`shard_count`].
+/// Engine threads for a run: `--threads` (at most one per core and per connection, as README
+/// says), or [`shard_count`].
 pub fn threads_for(config: &RunConfig) -> usize {
     let load = &config.load;
     let connections = load.connections.get();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     load.threads.map_or_else(
         || shard_count(load.rate, connections),
-        |n| n.get().min(connections),
+        |n| n.get().min(cores).min(connections),
     )
 }
 

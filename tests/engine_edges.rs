@@ -95,7 +95,11 @@ async fn a_rate_beyond_any_counter_ends_at_its_deadline_and_sees_an_interrupt() 
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert!(finished.interruption.is_none());
     // Counted, saturating: no counter can hold 1e300 × 0.3.
-    assert!(finished.recorder.unsent() > 1 << 62, "{}", finished.recorder.unsent());
+    assert!(
+        finished.recorder.unsent() > 1 << 62,
+        "{}",
+        finished.recorder.unsent()
+    );
     assert_eq!(finished.recorder.ok(), 0);
     assert_eq!(finished.verdict.exit.code(), 1);
     // With a long duration and timeout, a signal still ends it at once.
@@ -103,7 +107,10 @@ async fn a_rate_beyond_any_counter_ends_at_its_deadline_and_sees_an_interrupt() 
     config.load.duration = Duration::from_secs(30);
     config.target.timeout = Duration::from_secs(30);
     let (finished, took) = run_in_process(&config, Some(Duration::from_millis(500))).await;
-    assert!(took < Duration::from_secs(3), "the interrupt came at 500 ms; took {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "the interrupt came at 500 ms; took {took:?}"
+    );
     assert_eq!(finished.interruption, Some(Interruption::Terminate));
     assert_eq!(finished.verdict.exit.code(), 143);
 }
@@ -199,7 +206,16 @@ fn a_million_connections_allowed_cost_only_those_used() {
     // connection was spawned up front (24 GB at -c 100000000).
     let server = TestServer::healthy();
     let mut child = Command::new(GAPLESS)
-        .args(["run", &server.url(), "-q", "50", "-d", "1s", "-c", "1000000"])
+        .args([
+            "run",
+            &server.url(),
+            "-q",
+            "50",
+            "-d",
+            "1s",
+            "-c",
+            "1000000",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -260,7 +276,10 @@ fn an_impossible_rate_at_a_closed_port_ends_on_time_and_names_the_refusal() {
     assert_eq!(refused + not_sent, 1_000_000, "{errors:?}");
     assert_eq!(u64_at(&json, "/requests/unsent"), not_sent);
     // Only the attempts made were on (new) connections.
-    assert_eq!(u64_at(&json, "/connections/failed_on_new_connections"), refused);
+    assert_eq!(
+        u64_at(&json, "/connections/failed_on_new_connections"),
+        refused
+    );
     assert_eq!(u64_at(&json, "/connections/connect_failures"), refused);
     // What was achieved is what was sent.
     let actual = f64_at(&json, "/actual_qps");
@@ -268,12 +287,21 @@ fn an_impossible_rate_at_a_closed_port_ends_on_time_and_names_the_refusal() {
     // One warning before the load, in the report too; the cause is the refusal.
     let warning = "is far above what this plan can carry";
     assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
-    assert!(at(&json, "/warnings").to_string().contains(warning), "{json:#}");
-    assert!(stdout.contains(warning), "the text report says it too:\n{stdout}");
+    assert!(
+        at(&json, "/warnings").to_string().contains(warning),
+        "{json:#}"
+    );
+    assert!(
+        stdout.contains(warning),
+        "the text report says it too:\n{stdout}"
+    );
     assert!(
         stderr.contains(&format!(
             "nothing accepts connections on 127.0.0.1:{} (connection refused)",
-            url.trim_end_matches('/').rsplit(':').next().unwrap_or_default()
+            url.trim_end_matches('/')
+                .rsplit(':')
+                .next()
+                .unwrap_or_default()
         )),
         "{stderr}"
     );

@@ -162,10 +162,14 @@ run = "setsid sh -c 'echo $$ > {escaped}; exec sleep 5' & sleep 30"
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let _ = Command::new("kill").args(["-KILL", &escaped.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-KILL", &escaped.to_string()])
+        .status();
     let survived = !wait_not_running(watcher, Duration::from_secs(2));
     if survived {
-        let _ = Command::new("kill").args(["-KILL", &watcher.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &watcher.to_string()])
+            .status();
     }
     assert_eq!(status.code(), Some(130));
     assert!(!survived, "the watcher's sleep {watcher} outlived gapless");

@@ -40,7 +40,10 @@ fn one_connection_at_a_50_ms_target_sends_only_what_it_can_answer_in_time() {
     assert_eq!(total, 200);
     assert_eq!(ok + u64_at(&json, "/requests/failed"), total);
     assert_eq!(ok + not_sent, total, "{json:#}");
-    assert_eq!(counts_at(&json, "/errors"), counts(&[("not_sent", not_sent)]));
+    assert_eq!(
+        counts_at(&json, "/errors"),
+        counts(&[("not_sent", not_sent)])
+    );
     assert_eq!(counts_at(&json, "/codes"), counts(&[("200", ok)]));
     assert_eq!(u64_at(&json, "/requests/unsent"), not_sent);
     // About 20 a second for the 3 s the backlog lasts (2 s of load + the 1 s timeout).

@@ -61,6 +61,9 @@ fn a_report_that_cannot_be_written_at_the_end_does_not_stop_the_others() {
     let result: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON result"))
             .expect("the JSON result parses");
-    assert_eq!(result["verdict"]["exit_code"], 0, "the verdict itself passed");
+    assert_eq!(
+        result["verdict"]["exit_code"], 0,
+        "the verdict itself passed"
+    );
     let _ = std::fs::remove_dir_all(&kept);
 }

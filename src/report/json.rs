@@ -13,7 +13,7 @@
 //! | `interrupted` | true when a signal cut the run short |
 //! | `target` | `url`, `method`, `http2` |
 //! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms`, `timeout_ms`, `slot_ms`, `ok_codes` |
-//! | `requests` | `total` attempts, `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (never sent: no connection was free in time for the request to make its deadline; counted in `failed` and in `errors` as `not_sent`), `interrupted` (due but cut off by a signal; not in `total`), `body_bytes` (response body bytes read and discarded, including bodies that never completed; never stored) |
+//! | `requests` | `total` requests due (sent, or not sent), `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (never sent: no connection was free in time for the request to make its deadline; counted in `failed` and in `errors` as `not_sent`), `interrupted` (due but cut off by a signal; not in `total`), `body_bytes` (response body bytes read and discarded, including bodies that never completed; never stored) |
 //! | `codes` | count per HTTP status, e.g. `{"200": 9960, "503": 40}` |
 //! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout` (sent, no complete response by the deadline), `protocol`, `other`, and `not_sent` (never sent, see `requests.unsent`) |
 //! | `errors_by_connection` | per class, `{"new": n, "reused": n}` (every class but `not_sent`, which was on no connection) |
