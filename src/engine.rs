@@ -7,10 +7,10 @@
 //! signal is always seen.
 //!
 //! **Not sent.** A request is not sent when, as a connection becomes free for it, the time left
-//! before its deadline is shorter than the slowest of the last [`RECENT`] responses on that
-//! connection (capped at half the timeout, so a fresh request is always tried), or has run out:
-//! it could not be answered in time, and sending it would only have it abandoned at its
-//! deadline and the connection with it. Such requests are claimed in one batch and recorded as
+//! before its deadline is shorter than the median service time of the last [`RECENT`] responses
+//! on that connection (capped at half the timeout, so a fresh request is always tried), or has
+//! run out: it could not be answered in time, and sending it would only have it abandoned at
+//! its deadline and the connection with it. Such requests are claimed in one batch and recorded as
 //! `not_sent` failures, never silently skipped (see [`crate::dispatch`]). The same goes for an
 //! attempt the connect-rate ceiling would not allow before its deadline.
 //!
@@ -106,27 +106,34 @@ struct Seat {
 /// The last [`RECENT`] service times of a connection.
 #[derive(Debug, Default)]
 struct ServiceTimes {
-    ring: Mutex<([u64; RECENT], usize)>,
-    /// The slowest of them, in nanoseconds.
-    slowest: AtomicU64,
+    /// Nanoseconds, the next slot to write, and how many are filled.
+    ring: Mutex<([u64; RECENT], usize, usize)>,
+    /// Their median, in nanoseconds.
+    median: AtomicU64,
 }
 
 impl ServiceTimes {
     fn note(&self, took: Duration) {
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
-        let (times, next) = &mut *ring;
-        times[*next % RECENT] = nanos;
-        *next = next.wrapping_add(1);
-        let slowest = times.iter().copied().max().unwrap_or(0);
-        self.slowest.store(slowest, Ordering::Relaxed);
+        let (times, next, filled) = &mut *ring;
+        times[*next] = nanos;
+        *next = (*next + 1) % RECENT;
+        *filled = (*filled + 1).min(RECENT);
+        let mut sorted = *times;
+        let sorted = &mut sorted[..*filled];
+        sorted.sort_unstable();
+        // The lower median: one slow response in two does not count yet.
+        self.median
+            .store(sorted[(sorted.len() - 1) / 2], Ordering::Relaxed);
     }
 
-    /// The time a request needs left before its deadline to be worth sending: the slowest
-    /// recent service time, at most half the timeout (so a request sent on time is always
-    /// tried, and the estimate can recover).
+    /// The time a request needs left before its deadline to be worth sending: the median of
+    /// the recent service times (one stall does not hold back the requests queued behind it),
+    /// at most half the timeout (so a request sent on time is always tried, and the estimate
+    /// can recover).
     fn need(&self, timeout: Duration) -> Duration {
-        Duration::from_nanos(self.slowest.load(Ordering::Relaxed)).min(timeout / 2)
+        Duration::from_nanos(self.median.load(Ordering::Relaxed)).min(timeout / 2)
     }
 }
 
@@ -725,5 +732,67 @@ async fn drive(
         // give the runtime its turn now and then, so the pacer, the other workers and a
         // shutdown are never starved.
         tokio::task::consume_budget().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_a_request_needs_is_the_median_recent_service_time_at_most_half_the_timeout() {
+        let ms = Duration::from_millis;
+        let timeout = Duration::from_secs(3);
+        let times = ServiceTimes::default();
+        assert_eq!(times.need(timeout), Duration::ZERO, "nothing to go by yet");
+        times.note(ms(50));
+        assert_eq!(times.need(timeout), ms(50));
+        // One stall does not hold back the requests queued behind it.
+        times.note(ms(2_000));
+        assert_eq!(times.need(timeout), ms(50));
+        for _ in 0..6 {
+            times.note(ms(50));
+        }
+        assert_eq!(times.need(timeout), ms(50));
+        // A target that got slow: the last 8 are what counts, at most half the timeout.
+        for _ in 0..5 {
+            times.note(ms(2_500));
+        }
+        assert_eq!(times.need(timeout), ms(1_500));
+        for _ in 0..RECENT {
+            times.note(ms(40));
+        }
+        assert_eq!(times.need(timeout), ms(40));
+    }
+
+    #[test]
+    fn a_plan_far_above_the_threads_or_the_connections_is_warned_about() {
+        use clap::Parser;
+        let config = |args: &[&str]| {
+            let mut argv = vec!["gapless", "run", "http://127.0.0.1:9/"];
+            argv.extend_from_slice(args);
+            let crate::cli::Command::Run(run) =
+                crate::cli::Cli::try_parse_from(argv).unwrap().command
+            else {
+                unreachable!("a run command")
+            };
+            let url = run.target_url(None).unwrap().unwrap();
+            run.validate(url, None).unwrap().0
+        };
+        assert_eq!(plan_warning(&config(&["-q", "100", "-c", "1"])), None);
+        assert_eq!(plan_warning(&config(&["-q", "0"])), None, "closed loop");
+        let one = plan_warning(&config(&["-q", "60000", "-c", "1"])).unwrap();
+        assert!(
+            one.contains(
+                "1 connection (one request in flight each) carry at most about 50,000 req/s"
+            ),
+            "{one}"
+        );
+        let threads = plan_warning(&config(&["-q", "100000000", "-c", "16"])).unwrap();
+        assert!(
+            threads.starts_with("-q 100000000 is far above"),
+            "{threads}"
+        );
+        assert!(threads.contains("engine thread"), "{threads}");
     }
 }

@@ -3,7 +3,7 @@
 //! abandoned there, each taking the connection down with it.
 //!
 //! The rule (README, "Bounded backlog"): when a connection becomes free, a due request whose
-//! time left before its deadline is shorter than the slowest of that connection's last 8
+//! time left before its deadline is shorter than the median of that connection's last 8
 //! service times (at most half the timeout), or has run out, is not sent.
 
 mod support;
@@ -109,4 +109,35 @@ fn enough_connections_send_everything() {
     assert_eq!(u64_at(&json, "/requests/unsent"), 0);
     assert!(!stderr.contains("not being sent"), "{stderr}");
     assert_eq!(at(&json, "/warnings").as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn one_stall_does_not_hold_back_the_requests_queued_behind_it() {
+    // One answer takes 700 ms; the 13 requests due meanwhile queue behind it on the one
+    // connection, the first with 350 ms left when it is free. The rule goes by the median recent
+    // service time (1 ms here), not the slowest: every one of them is sent, and answered in time.
+    let server = TestServer::http(|r| {
+        if r.index == 10 {
+            Reply::ok().delayed(Duration::from_millis(700))
+        } else {
+            Reply::ok()
+        }
+    });
+    let (code, stdout, stderr, json) = run_gapless(&[
+        "run",
+        &server.url(),
+        "-q",
+        "20",
+        "-c",
+        "1",
+        "-d",
+        "2s",
+        "--timeout",
+        "1s",
+    ]);
+    let json = json.unwrap_or_else(|| panic!("no JSON\n{stdout}\n{stderr}"));
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(u64_at(&json, "/requests/ok"), 40);
+    assert_eq!(u64_at(&json, "/requests/unsent"), 0);
+    assert_eq!(server.stats().requests(), 40);
 }
