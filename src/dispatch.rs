@@ -137,11 +137,6 @@ impl Dispatcher {
         }
     }
 
-    /// The schedule it releases.
-    pub fn schedule(&self) -> &Schedule {
-        &self.schedule
-    }
-
     /// Resolves when arrivals wait and no worker is idle to take them (checked at each pacer
     /// tick): a new worker would be used.
     pub async fn wants_worker(&self) {

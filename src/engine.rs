@@ -528,15 +528,20 @@ pub fn plan_warning(config: &RunConfig) -> Option<String> {
             group_thousands(by_lanes)
         )
     };
-    let rate = if qps < 1e9 {
+    Some(format!(
+        "-q {} is far above what this plan can carry: {why}; most requests will not be sent \
+         (counted as not_sent failures)",
+        rate_text(qps)
+    ))
+}
+
+/// A rate as given, in scientific notation when it is huge (`1e300`, not 301 digits).
+pub fn rate_text(qps: f64) -> String {
+    if qps < 1e9 {
         format!("{qps}")
     } else {
         format!("{qps:e}")
-    };
-    Some(format!(
-        "-q {rate} is far above what this plan can carry: {why}; most requests will not be sent \
-         (counted as not_sent failures)"
-    ))
+    }
 }
 
 /// `1,500,000`.

@@ -198,7 +198,8 @@ pub async fn run(
                     console.line(&format!(
                         "gapless: warning: from +{:.2}s requests are not being sent: no connection \
                          was free in time for them to make their deadlines (counted as not_sent \
-                         failures); -c {} is too few for this rate at this target's response times",
+                         failures); unless the target is stalling, -c {} is too few for this rate \
+                         at its response times",
                         start.elapsed().as_secs_f64(),
                         config.load.connections
                     ));
@@ -278,9 +279,10 @@ fn not_sent_warning(config: &RunConfig, recorder: &Recorder) -> Option<String> {
         let median = Duration::from_micros(service.value_at_quantile(0.5));
         let needed = (qps * median.as_secs_f64()).ceil().max(1.0);
         sentence.push_str(&format!(
-            "; at the median service time of {}, -q {qps} needs about {needed:.0} connections \
+            "; at the median service time of {}, -q {} needs about {needed:.0} connections \
              (-c {}): raise -c, or lower -q",
             crate::verdict::format_ms(median),
+            engine::rate_text(qps),
             config.load.connections
         ));
     }
