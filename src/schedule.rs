@@ -100,7 +100,12 @@ impl Schedule {
 
     /// Intended send time of local request `local` (`None` for a closed loop).
     pub fn due_at(&self, local: u64) -> Option<Instant> {
-        self.offset_of(local).map(|o| later(self.start, o))
+        // The common case first: exactly `start + o` (`later` clamps the rare overflow).
+        self.offset_of(local).map(|o| {
+            self.start
+                .checked_add(o)
+                .unwrap_or_else(|| later(self.start, o))
+        })
     }
 
     /// How many of this shard's requests are due strictly before `offset` from the start: the

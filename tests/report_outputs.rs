@@ -19,34 +19,36 @@ fn a_report_that_cannot_be_written_at_the_end_does_not_stop_the_others() {
     let html = doomed.join("report.html");
     let [json, markdown, junit, fortio] =
         ["result.json", "summary.md", "junit.xml", "fortio.json"].map(|f| kept.join(f));
-    let remover = {
-        let doomed = doomed.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(400));
-            std::fs::remove_dir_all(&doomed).expect("remove the doomed directory");
-        })
-    };
     let server = TestServer::healthy();
     let path = |p: &std::path::Path| p.to_str().expect("UTF-8 temp path").to_string();
-    let (code, stdout, stderr, _) = run_gapless(&[
-        "run",
-        &server.url(),
-        "-q",
-        "20",
-        "-d",
-        "1s",
-        "--html",
-        &path(&html),
-        "--json",
-        &path(&json),
-        "--markdown",
-        &path(&markdown),
-        "--junit",
-        &path(&junit),
-        "--fortio-json",
-        &path(&fortio),
-    ]);
-    remover.join().expect("the remover thread");
+    let (code, stdout, stderr, _) = std::thread::scope(|scope| {
+        // Once the load has begun (the check before it passed), the directory goes.
+        scope.spawn(|| {
+            let begun = std::time::Instant::now();
+            while server.stats().requests() == 0 && begun.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::fs::remove_dir_all(&doomed).expect("remove the doomed directory");
+        });
+        run_gapless(&[
+            "run",
+            &server.url(),
+            "-q",
+            "20",
+            "-d",
+            "1s",
+            "--html",
+            &path(&html),
+            "--json",
+            &path(&json),
+            "--markdown",
+            &path(&markdown),
+            "--junit",
+            &path(&junit),
+            "--fortio-json",
+            &path(&fortio),
+        ])
+    });
     assert_eq!(code, 5, "an internal failure, not a usage error: {stderr}");
     assert!(
         stderr.contains(&format!("gapless: cannot write report {}", html.display())),
