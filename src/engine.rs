@@ -652,11 +652,15 @@ impl Engine {
             .dispatchers
             .iter()
             .map(|d| d.released().saturating_sub(d.claimed()))
-            .sum();
+            .fold(0, u64::saturating_add);
         Ok(LoadStats {
             connections_opened: self.shared.connector.opened(),
             connect_failures: self.shared.connector.failed(),
-            interrupted: self.shared.interrupted.load(Ordering::Relaxed) + unclaimed,
+            interrupted: self
+                .shared
+                .interrupted
+                .load(Ordering::Relaxed)
+                .saturating_add(unclaimed),
             body_bytes: self.shared.received.load(Ordering::Relaxed),
             naps: self.shared.naps.load(Ordering::Relaxed),
         })

@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 use crate::config::Rate;
 use crate::timer::later;
 
+/// The most requests one shard of a schedule counts: 2^53, about 9 × 10^15 (a million a second
+/// for 285 years). A rate that would count more is held to it, so that no counter of the run
+/// (totals, slots, phases: at most a few shards' worth each) can overflow.
+pub const MAX_REQUESTS: u64 = 1 << 53;
+
 /// One request the schedule wants sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arrival {
@@ -109,8 +114,8 @@ impl Schedule {
     }
 
     /// How many of this shard's requests are due strictly before `offset` from the start: the
-    /// request count of a run that lasts `offset`. `None` for a closed loop. Saturates at
-    /// `u64::MAX` for rates no counter can hold.
+    /// request count of a run that lasts `offset`. `None` for a closed loop. At most
+    /// [`MAX_REQUESTS`], for rates no counter could hold.
     pub fn count_before(&self, offset: Duration) -> Option<u64> {
         let qps = self.rate.qps()?;
         let global = match u64::try_from(offset.as_nanos()) {
@@ -119,11 +124,12 @@ impl Schedule {
             Err(_) => u64::MAX,
         };
         // Of the global requests 0..global, those with seq ≡ phase (mod stride).
-        Some(if global <= self.phase {
+        let local = if global <= self.phase {
             0
         } else {
             (global - self.phase - 1) / self.stride + 1
-        })
+        };
+        Some(local.min(MAX_REQUESTS))
     }
 
     /// The smallest global sequence number due at or after `target` ns (`u64::MAX` if none is),
@@ -324,21 +330,24 @@ mod tests {
         let slow = paced(1e-20);
         assert_eq!(slow.count_before(Duration::from_secs(1)), Some(1));
         assert!(slow.due_at(1).is_some_and(|d| d > slow.start()));
-        assert_eq!(slow.count_before(Duration::MAX), Some(u64::MAX));
-        // Every request due in the first nanosecond: the count saturates, promptly.
+        assert_eq!(slow.count_before(Duration::MAX), Some(MAX_REQUESTS));
+        // Every request due in the first nanosecond: the count is held to its maximum, promptly.
         let fast = paced(1e300);
         assert_eq!(fast.count_before(Duration::ZERO), Some(0));
-        assert_eq!(fast.count_before(Duration::from_secs(1)), Some(u64::MAX));
+        assert_eq!(
+            fast.count_before(Duration::from_secs(1)),
+            Some(MAX_REQUESTS)
+        );
         assert_eq!(
             fast.shard(1, 2).count_before(Duration::from_secs(1)),
-            Some(u64::MAX / 2)
+            Some(MAX_REQUESTS)
         );
-        // Far beyond 2^53 requests the float estimate is coarse; the count stays exact.
+        // Near the maximum the float estimate is coarse; the count stays exact.
         let s = paced(1e9);
-        let offset = Duration::from_secs(100_000_000);
+        let offset = Duration::from_secs(9_000_000);
         let n = s.count_before(offset).unwrap();
         assert!(s.offset_of(n - 1).unwrap() < offset && s.offset_of(n).unwrap() >= offset);
-        assert_eq!(paced(100.0).count_before(Duration::MAX), Some(u64::MAX));
+        assert_eq!(paced(100.0).count_before(Duration::MAX), Some(MAX_REQUESTS));
         assert!(paced(100.0).due_at(u64::MAX).is_some());
     }
 
