@@ -6,6 +6,17 @@
 //! memory however long the target stalls. Nothing is burst to "catch up" except arrivals that
 //! really are due.
 //!
+//! A claim is either an arrival to send or, when the worker could not send it in time, the run
+//! of arrivals it cannot: every released arrival whose deadline (`due + timeout`) has passed, or
+//! is nearer than the time the worker's connection needs (see [`Dispatcher::next_claim`]), is
+//! claimed at once as one [`Batch`] never sent. Whatever the rate, a claim costs the same: a
+//! backlog of a billion expired arrivals is one claim.
+//!
+//! The load lasts its planned length: the pacer closes the dispatcher at the end, not when the
+//! last arrival was released (`-q 0.001 -d 1s` lasts a second). It also tells the engine when
+//! arrivals wait and no worker is idle ([`Dispatcher::wants_worker`]), so workers are spawned as
+//! needed rather than one per connection up front.
+//!
 //! The pacer sleeps on a [`PreciseTimer`] (tokio's timer would add up to a millisecond of
 //! lateness) and coalesces wake-ups: it wakes at the next due time, but at most once per
 //! window ([`coalesce_window`]), releasing everything due by then. At low rates every request
@@ -13,14 +24,14 @@
 //! the cost of wake-ups (most of a load generator's CPU on a small machine) per request low.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::schedule::{Arrival, Schedule};
-use crate::timer::PreciseTimer;
+use crate::schedule::{Arrival, Batch, Schedule};
+use crate::timer::{PreciseTimer, later};
 
 /// The pacer wakes at most once per this interval (releasing everything due by then), up to
 /// [`COALESCE_UP_TO`] requests per second.
@@ -57,10 +68,21 @@ const OPEN: u64 = u64::MAX;
 /// The longest the pacer sleeps before re-checking for an end or a shutdown.
 const PACER_TICK: Duration = Duration::from_millis(20);
 
+/// What a worker gets from [`Dispatcher::next_claim`].
+#[derive(Clone, Copy, Debug)]
+pub enum Claim {
+    /// An arrival to send now.
+    Send(Arrival),
+    /// Arrivals that cannot make their deadlines: never sent.
+    NotSent(Batch),
+}
+
 /// Hands due arrivals to workers. Shared by reference between the pacer and every worker.
 #[derive(Debug)]
 pub struct Dispatcher {
     schedule: Schedule,
+    /// The request timeout: an arrival's deadline is its due time plus this.
+    timeout: Duration,
     /// Nanoseconds from the start after which nothing more is released ([`OPEN`]: not known yet).
     end_nanos: AtomicU64,
     released: AtomicU64,
@@ -69,12 +91,33 @@ pub struct Dispatcher {
     notify: Notify,
     /// When the pacer will next wake, in nanoseconds from the start ([`OPEN`]: not sleeping).
     next_wake: AtomicU64,
+    /// Workers waiting for an arrival.
+    idle: AtomicUsize,
+    /// Arrivals wait and no worker is idle.
+    grow: Notify,
+}
+
+/// Counts a worker as idle while it waits (dropped when the wait ends or is cancelled).
+struct Idle<'a>(&'a AtomicUsize);
+
+impl<'a> Idle<'a> {
+    fn enter(count: &'a AtomicUsize) -> Idle<'a> {
+        count.fetch_add(1, Ordering::AcqRel);
+        Idle(count)
+    }
+}
+
+impl Drop for Idle<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Dispatcher {
-    /// A dispatcher for `schedule`. Nothing is released until [`Dispatcher::pace`] runs (paced
-    /// runs); a closed loop releases everything at once.
-    pub fn new(schedule: Schedule) -> Dispatcher {
+    /// A dispatcher for `schedule`, whose arrivals have `timeout` to be answered. Nothing is
+    /// released until [`Dispatcher::pace`] runs (paced runs); a closed loop releases everything
+    /// at once.
+    pub fn new(schedule: Schedule, timeout: Duration) -> Dispatcher {
         let released = if schedule.rate().qps().is_some() {
             0
         } else {
@@ -82,13 +125,22 @@ impl Dispatcher {
         };
         Dispatcher {
             schedule,
+            timeout,
             end_nanos: AtomicU64::new(OPEN),
             released: AtomicU64::new(released),
             next: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             notify: Notify::new(),
             next_wake: AtomicU64::new(OPEN),
+            idle: AtomicUsize::new(0),
+            grow: Notify::new(),
         }
+    }
+
+    /// Resolves when arrivals wait and no worker is idle to take them (checked at each pacer
+    /// tick): a new worker would be used.
+    pub async fn wants_worker(&self) {
+        self.grow.notified().await;
     }
 
     /// Sets the end of the load: nothing due at or after `offset` from the start is released.
@@ -135,72 +187,105 @@ impl Dispatcher {
         Some(self.schedule.start() + Duration::from_nanos(wake))
     }
 
-    /// Waits for the next due arrival; `None` once the dispatcher is closed and drained.
-    pub async fn next_arrival(&self) -> Option<Arrival> {
+    /// Waits for the next claim; `None` once the dispatcher is closed and drained.
+    ///
+    /// `need` is how much time before its deadline a request needs to be worth sending on the
+    /// caller's connection (its recent service time). The next arrival is sent if its deadline
+    /// is at least `need` away; if not (or if it has passed), it and every later released
+    /// arrival in the same case are claimed together as one [`Claim::NotSent`]. A closed loop
+    /// sends everything (its arrivals are due when claimed).
+    pub async fn next_claim(&self, need: Duration) -> Option<Claim> {
         loop {
             // The common case under load: something is waiting. Claim it without registering
             // for a wake-up (registering and deregistering each take the `Notify`'s lock).
-            if let Some(arrival) = self.try_claim() {
-                return Some(arrival);
+            if let Some(claim) = self.try_claim(need) {
+                return Some(claim);
             }
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             // Read `closed` before claiming: once it is set, `released` is final.
             let closed = self.is_closed();
-            if let Some(arrival) = self.try_claim() {
-                return Some(arrival);
+            if let Some(claim) = self.try_claim(need) {
+                return Some(claim);
             }
             if closed {
                 return None;
             }
+            let _idle = Idle::enter(&self.idle);
             notified.await;
         }
     }
 
-    fn try_claim(&self) -> Option<Arrival> {
+    fn try_claim(&self, need: Duration) -> Option<Claim> {
         let mut local = self.next.load(Ordering::Acquire);
         loop {
-            if local >= self.released.load(Ordering::Acquire) {
+            let released = self.released.load(Ordering::Acquire);
+            if local >= released {
                 return None;
             }
             let Some(due) = self.schedule.due_at(local) else {
-                return self.claim_unpaced();
+                return self.claim_unpaced().map(Claim::Send);
             };
-            match self.next.compare_exchange_weak(
-                local,
-                local + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    return Some(Arrival {
+            let now = Instant::now();
+            let deadline = later(due, self.timeout);
+            let sendable = deadline > now && deadline.duration_since(now) >= need;
+            let end = if sendable {
+                local + 1
+            } else {
+                self.unsendable_before(now, need).clamp(local + 1, released)
+            };
+            match self
+                .next
+                .compare_exchange_weak(local, end, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) if sendable => {
+                    return Some(Claim::Send(Arrival {
                         seq: self.schedule.global_seq(local),
+                        local,
                         due,
-                    });
+                    }));
                 }
+                Ok(_) => return Some(Claim::NotSent(Batch::new(self.schedule, local, end))),
                 Err(current) => local = current,
             }
         }
+    }
+
+    /// How many arrivals (local count, from 0) cannot be sent at `now` with `need`: those whose
+    /// deadline is less than `need` away, or has passed: `due + timeout < now + max(need, 1 ns)`.
+    fn unsendable_before(&self, now: Instant, need: Duration) -> u64 {
+        let now = now.saturating_duration_since(self.schedule.start());
+        now.saturating_add(need.max(Duration::from_nanos(1)))
+            .checked_sub(self.timeout)
+            .and_then(|cutoff| self.schedule.count_before(cutoff))
+            .unwrap_or(0)
+    }
+
+    /// The one arrival `arrival`, as a batch never sent (an attempt that could not be made).
+    pub fn single(&self, arrival: &Arrival) -> Batch {
+        Batch::single(self.schedule, arrival.local)
     }
 
     /// Closed loop: the arrival is due now, unless the end has passed.
     fn claim_unpaced(&self) -> Option<Arrival> {
         let now = Instant::now();
         let end = self.end_nanos.load(Ordering::Acquire);
-        if end != OPEN && now >= self.schedule.start() + Duration::from_nanos(end) {
+        if end != OPEN && now >= later(self.schedule.start(), Duration::from_nanos(end)) {
             self.close();
             return None;
         }
         let local = self.next.fetch_add(1, Ordering::AcqRel);
         Some(Arrival {
             seq: self.schedule.global_seq(local),
+            local,
             due: now,
         })
     }
 
-    /// The pacer: releases arrivals as they fall due until the end is reached or `shutdown`
-    /// fires, then closes the dispatcher. For a closed loop it only watches for the end.
+    /// The pacer: releases arrivals as they fall due until the end of the load is reached (not
+    /// only the last arrival: the load lasts its length) or `shutdown` fires, then closes the
+    /// dispatcher. For a closed loop it only watches for the end.
     /// `wake_limit` caps how many idle workers one release wakes.
     pub async fn pace(&self, shutdown: &CancellationToken, wake_limit: usize) -> io::Result<()> {
         let result = self.pace_until_end(shutdown, wake_limit).await;
@@ -219,6 +304,8 @@ impl Dispatcher {
         let mut timer = PreciseTimer::new()?;
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
+        // Released as of the previous tick.
+        let mut previous = 0;
         loop {
             if shutdown.is_cancelled() || self.is_closed() {
                 return Ok(());
@@ -231,7 +318,7 @@ impl Dispatcher {
             let wake = match self.schedule.count_due(now) {
                 None => {
                     // Closed loop: claims stop by themselves at the end; just watch for it.
-                    if end.is_some_and(|e| now >= start + e) {
+                    if end.is_some_and(|e| now >= later(start, e)) {
                         return Ok(());
                     }
                     now + PACER_TICK
@@ -242,14 +329,35 @@ impl Dispatcher {
                         due = due.min(limit);
                     }
                     let before = self.released.fetch_max(due, Ordering::AcqRel);
-                    for _ in 0..due.saturating_sub(before).min(wake_limit as u64) {
+                    // One wake-up per new arrival, for as many workers as wait (at least one:
+                    // a worker about to wait finds the permit).
+                    let waiting = self
+                        .idle
+                        .load(Ordering::Acquire)
+                        .clamp(1, wake_limit.max(1));
+                    for _ in 0..due.saturating_sub(before).min(waiting as u64) {
                         self.notify.notify_one();
                     }
-                    if limit.is_some_and(|l| due >= l) {
-                        return Ok(());
+                    // Arrivals released a tick ago still unclaimed, and no worker idle: the
+                    // workers could not keep up for a whole tick (not merely not yet woken).
+                    if self.claimed() < previous && self.idle.load(Ordering::Acquire) == 0 {
+                        self.grow.notify_one();
                     }
-                    let next_due = self.schedule.due_at(due).unwrap_or(now);
-                    next_due.max(now + window).min(now + PACER_TICK)
+                    previous = self.released();
+                    match (limit, end) {
+                        (Some(limit), Some(end)) if due >= limit => {
+                            // Everything released; the load still lasts until its end.
+                            let end = later(start, end);
+                            if now >= end {
+                                return Ok(());
+                            }
+                            end.min(now + PACER_TICK)
+                        }
+                        _ => {
+                            let next_due = self.schedule.due_at(due).unwrap_or(now);
+                            next_due.max(now + window).min(now + PACER_TICK)
+                        }
+                    }
                 }
             };
             let nanos = wake.saturating_duration_since(start).as_nanos();
@@ -269,6 +377,111 @@ mod tests {
     use crate::config::{Qps, Rate};
     use std::sync::Arc;
 
+    /// A timeout no test reaches.
+    const LONG: Duration = Duration::from_secs(3600);
+
+    impl Dispatcher {
+        /// The next arrival to send (every test arrival can make its deadline).
+        async fn next_arrival(&self) -> Option<Arrival> {
+            match self.next_claim(Duration::ZERO).await? {
+                Claim::Send(arrival) => Some(arrival),
+                Claim::NotSent(batch) => panic!("unexpectedly not sent: {batch:?}"),
+            }
+        }
+    }
+
+    fn paced(start: Instant, qps: f64) -> Schedule {
+        Schedule::new(start, Rate::Fixed(Qps::new(qps).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn expired_arrivals_are_claimed_as_one_batch() {
+        // 1000 qps for 10 s, started 10 s ago, with a 1 s timeout: the 9,000 or so arrivals due
+        // more than 1 s ago are one claim; the rest are sent, in order.
+        let now = Instant::now();
+        let dispatcher = Dispatcher::new(
+            paced(now - Duration::from_secs(10), 1000.0),
+            Duration::from_secs(1),
+        );
+        dispatcher.end_at(Duration::from_secs(10));
+        dispatcher.pace(&CancellationToken::new(), 1).await.unwrap();
+        assert_eq!(dispatcher.released(), 10_000);
+        let Some(Claim::NotSent(batch)) = dispatcher.next_claim(Duration::ZERO).await else {
+            panic!("the expired arrivals come first, as one batch");
+        };
+        assert_eq!(batch.first_seq(), 0);
+        assert!((8_990..=9_001).contains(&batch.len()), "{}", batch.len());
+        let mut sent = 0;
+        while let Some(claim) = dispatcher.next_claim(Duration::ZERO).await {
+            match claim {
+                Claim::Send(a) => assert_eq!(a.seq, batch.len() + sent),
+                Claim::NotSent(b) => panic!("a second batch {b:?} right after the first"),
+            }
+            sent += 1;
+        }
+        assert_eq!(batch.len() + sent, 10_000);
+    }
+
+    #[tokio::test]
+    async fn arrivals_too_close_to_their_deadline_for_the_connection_are_not_sent() {
+        // 100 qps, started 1 s ago, 1.5 s timeout: request k has 0.5 s + 10k ms left. A
+        // connection that needs 800 ms cannot make requests 0..30 (left < 800 ms).
+        let now = Instant::now();
+        let dispatcher = Dispatcher::new(
+            paced(now - Duration::from_secs(1), 100.0),
+            Duration::from_millis(1500),
+        );
+        dispatcher.end_at(Duration::from_secs(1));
+        dispatcher.pace(&CancellationToken::new(), 1).await.unwrap();
+        let Some(Claim::NotSent(batch)) = dispatcher.next_claim(Duration::from_millis(800)).await
+        else {
+            panic!("requests 0..30 cannot make it");
+        };
+        assert!((30..=31).contains(&batch.len()), "{}", batch.len());
+        let Some(Claim::Send(next)) = dispatcher.next_claim(Duration::from_millis(800)).await
+        else {
+            panic!("the next one can");
+        };
+        assert_eq!(next.seq, batch.len());
+        // A connection with nothing to go by sends whatever has not expired.
+        assert!(
+            matches!(dispatcher.next_claim(Duration::ZERO).await, Some(Claim::Send(a)) if a.seq == next.seq + 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_load_lasts_its_length_after_the_last_release() {
+        // One request (0.001 qps), a 150 ms load: released at once, closed at 150 ms.
+        let start = Instant::now();
+        let dispatcher = Dispatcher::new(paced(start, 0.001), LONG);
+        dispatcher.end_at(Duration::from_millis(150));
+        dispatcher.pace(&CancellationToken::new(), 1).await.unwrap();
+        assert!(
+            start.elapsed() >= Duration::from_millis(150),
+            "closed after {:?}",
+            start.elapsed()
+        );
+        assert_eq!(dispatcher.released(), 1);
+    }
+
+    #[tokio::test]
+    async fn extreme_rates_release_promptly() {
+        // 1e300 qps for 1 ms: every arrival (as many as a schedule counts) is due at once; the
+        // pacer releases them in one step and a claim after their deadline takes them all as one
+        // batch.
+        let start = Instant::now();
+        let dispatcher = Dispatcher::new(paced(start, 1e300), Duration::from_millis(1));
+        dispatcher.end_at(Duration::from_millis(1));
+        dispatcher.pace(&CancellationToken::new(), 1).await.unwrap();
+        assert_eq!(dispatcher.released(), crate::schedule::MAX_REQUESTS);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let Some(Claim::NotSent(batch)) = dispatcher.next_claim(Duration::ZERO).await else {
+            panic!("all expired");
+        };
+        assert_eq!(batch.len(), crate::schedule::MAX_REQUESTS);
+        assert!(dispatcher.next_claim(Duration::ZERO).await.is_none());
+    }
+
     #[test]
     fn the_window_grows_with_the_rate_above_40_000() {
         let micros = |qps: f64| coalesce_window(qps).as_micros();
@@ -283,7 +496,7 @@ mod tests {
     #[tokio::test]
     async fn releases_exactly_the_scheduled_count() {
         let schedule = Schedule::new(Instant::now(), Rate::Fixed(Qps::new(2000.0).unwrap()));
-        let dispatcher = Arc::new(Dispatcher::new(schedule));
+        let dispatcher = Arc::new(Dispatcher::new(schedule, LONG));
         dispatcher.end_at(Duration::from_millis(100));
         let shutdown = CancellationToken::new();
         let pacer = {
@@ -306,7 +519,7 @@ mod tests {
             Instant::now() - Duration::from_secs(1),
             Rate::Fixed(Qps::new(10.0).unwrap()),
         );
-        let dispatcher = Dispatcher::new(schedule);
+        let dispatcher = Dispatcher::new(schedule, LONG);
         dispatcher.end_at(Duration::from_millis(500));
         dispatcher.pace(&CancellationToken::new(), 1).await.unwrap();
         // All five were due long ago and nobody claimed them: still there, in order.
@@ -319,7 +532,7 @@ mod tests {
     #[tokio::test]
     async fn shards_release_their_own_sequence_numbers() {
         let whole = Schedule::new(Instant::now(), Rate::Fixed(Qps::new(1000.0).unwrap()));
-        let dispatcher = Dispatcher::new(whole.shard(1, 2));
+        let dispatcher = Dispatcher::new(whole.shard(1, 2), LONG);
         dispatcher.end_at(Duration::from_millis(10));
         dispatcher.pace(&CancellationToken::new(), 1).await.unwrap();
         let mut seqs = Vec::new();
@@ -332,10 +545,10 @@ mod tests {
     #[tokio::test]
     async fn quiet_until_the_pacer_wakes_unless_a_release_is_unclaimed() {
         let start = Instant::now();
-        let dispatcher = Arc::new(Dispatcher::new(Schedule::new(
-            start,
-            Rate::Fixed(Qps::new(10.0).unwrap()),
-        )));
+        let dispatcher = Arc::new(Dispatcher::new(
+            Schedule::new(start, Rate::Fixed(Qps::new(10.0).unwrap())),
+            LONG,
+        ));
         dispatcher.end_at(Duration::from_millis(250));
         assert_eq!(dispatcher.quiet_until(), None, "the pacer has not started");
         let shutdown = CancellationToken::new();
@@ -362,7 +575,7 @@ mod tests {
 
     #[tokio::test]
     async fn closed_loop_stops_at_the_end() {
-        let dispatcher = Dispatcher::new(Schedule::new(Instant::now(), Rate::Max));
+        let dispatcher = Dispatcher::new(Schedule::new(Instant::now(), Rate::Max), LONG);
         assert_eq!(dispatcher.next_arrival().await.map(|a| a.seq), Some(0));
         assert_eq!(dispatcher.next_arrival().await.map(|a| a.seq), Some(1));
         dispatcher.end_at(Duration::ZERO);

@@ -3,8 +3,20 @@
 //! Each worker loops: claim the next due arrival from the [`Dispatcher`], make exactly one attempt
 //! (connecting first if its connection is gone), turn whatever happened into a [`Completion`] and
 //! hand it to the [`Recorder`]. The deadline of an attempt is its intended send time plus the
-//! request timeout; an arrival whose deadline passed while every connection was busy is recorded
-//! as an unsent `timeout`, never silently skipped. Every loop races the shutdown token.
+//! request timeout. Every loop races the shutdown token, and yields to the runtime's budget, so a
+//! signal is always seen.
+//!
+//! **Not sent.** A request is not sent when, as a connection becomes free for it, the time left
+//! before its deadline is shorter than the median service time of the last [`RECENT`] responses
+//! on that connection (capped at half the timeout, so a fresh request is always tried), or has
+//! run out: it could not be answered in time, and sending it would only have it abandoned at
+//! its deadline and the connection with it. Such requests are claimed in one batch and recorded as
+//! `not_sent` failures, never silently skipped (see [`crate::dispatch`]). The same goes for an
+//! attempt the connect-rate ceiling would not allow before its deadline.
+//!
+//! **Workers on demand.** A shard starts a few workers and adds more (up to one per connection
+//! and stream) at a pacer tick where arrivals wait and no worker is idle: `-c` is a ceiling, not
+//! an allocation.
 //!
 //! Between pacer ticks an engine thread with nothing to do naps until the next tick without
 //! watching its sockets ([`nap`]): on a small VM one wake-up per tick is much cheaper than one
@@ -12,20 +24,39 @@
 //! receive timestamp.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Rate, RunConfig};
 use crate::connection::{Connector, Link, Reply, RequestTemplate};
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Claim, Dispatcher};
 use crate::outcome::{Completion, ConnectionUse, ErrorClass, ErrorSamples, Fault, Outcome};
 use crate::recorder::Recorder;
-use crate::schedule::{Arrival, Schedule};
+use crate::schedule::{Arrival, Batch, Schedule};
+use crate::timer::later;
 use crate::version::VersionProbe;
+
+/// Responses per connection whose service time the not-sent rule looks at.
+pub const RECENT: usize = 8;
+
+/// Workers a shard starts with (at most one per connection and stream).
+const INITIAL_WORKERS: usize = 64;
+
+/// Most workers a shard adds at one pacer tick.
+const GROW_PER_TICK: usize = 256;
+
+/// Requests per second one engine thread can carry at most, with room to spare: one thread held
+/// 95,000 to 100,000 req/s against nginx on the 2-core VM of BENCHMARKS.md.
+pub const THREAD_CEILING: f64 = 150_000.0;
+
+/// Requests per second one connection (one stream) can carry at most: one request at a time, and
+/// no round trip on loopback is shorter than 20 µs (nginx's service time there is 0.11 ms).
+pub const STREAM_CEILING: f64 = 50_000.0;
 
 /// Errors that stop the engine as a whole (per-request failures are recorded, not returned).
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +94,47 @@ pub struct LoadStats {
 struct Lane {
     link: Option<Link>,
     drivers: JoinSet<()>,
+}
+
+/// A lane and what its responses took recently (kept across reconnects: the same target).
+#[derive(Debug, Default)]
+struct Seat {
+    lane: tokio::sync::Mutex<Lane>,
+    service: ServiceTimes,
+}
+
+/// The last [`RECENT`] service times of a connection.
+#[derive(Debug, Default)]
+struct ServiceTimes {
+    /// Nanoseconds, the next slot to write, and how many are filled.
+    ring: Mutex<([u64; RECENT], usize, usize)>,
+    /// Their median, in nanoseconds.
+    median: AtomicU64,
+}
+
+impl ServiceTimes {
+    fn note(&self, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let (times, next, filled) = &mut *ring;
+        times[*next] = nanos;
+        *next = (*next + 1) % RECENT;
+        *filled = (*filled + 1).min(RECENT);
+        let mut sorted = *times;
+        let sorted = &mut sorted[..*filled];
+        sorted.sort_unstable();
+        // The lower median: one slow response in two does not count yet.
+        self.median
+            .store(sorted[(sorted.len() - 1) / 2], Ordering::Relaxed);
+    }
+
+    /// The time a request needs left before its deadline to be worth sending: the median of
+    /// the recent service times (one stall does not hold back the requests queued behind it),
+    /// at most half the timeout (so a request sent on time is always tried, and the estimate
+    /// can recover).
+    fn need(&self, timeout: Duration) -> Duration {
+        Duration::from_nanos(self.median.load(Ordering::Relaxed)).min(timeout / 2)
+    }
 }
 
 /// Why an attempt could not use a connection.
@@ -141,6 +213,16 @@ struct Shared {
     naps: AtomicU64,
     /// The recorder's first message of each error class.
     samples: Arc<ErrorSamples>,
+    /// Set at the first request not sent; `not_sent` is told then.
+    any_not_sent: AtomicBool,
+    not_sent: Arc<Notify>,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Done(Completion),
+    /// The attempt could not be made in time (connect-rate ceiling, or the deadline passed).
+    NotSent,
 }
 
 impl Shared {
@@ -151,11 +233,23 @@ impl Shared {
             .record(completion);
     }
 
-    async fn attempt(&self, lane: &tokio::sync::Mutex<Lane>, arrival: Arrival) -> Completion {
-        let deadline = arrival.due + self.timeout;
+    fn record_not_sent(&self, batch: &Batch) {
+        self.recorder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record_not_sent(batch);
+        if !self.any_not_sent.load(Ordering::Relaxed)
+            && !self.any_not_sent.swap(true, Ordering::AcqRel)
+        {
+            self.not_sent.notify_one();
+        }
+    }
+
+    async fn attempt(&self, lane: &tokio::sync::Mutex<Lane>, arrival: Arrival) -> Attempt {
+        let deadline = later(arrival.due, self.timeout);
         let began = Instant::now();
         if began >= deadline {
-            return Completion::unsent(arrival.seq, arrival.due, began);
+            return Attempt::NotSent;
         }
         let mut stage = Stage::Connecting;
         let result =
@@ -198,9 +292,9 @@ impl Shared {
                 self.samples.note(fault.class, &fault);
                 (Outcome::Failed(fault.class), 0, None, None)
             }
-            Exchange::NotSent => return Completion::unsent(arrival.seq, arrival.due, done),
+            Exchange::NotSent => return Attempt::NotSent,
         };
-        Completion {
+        Attempt::Done(Completion {
             seq: arrival.seq,
             due: arrival.due,
             sent: Some(began),
@@ -210,7 +304,7 @@ impl Shared {
             body_bytes,
             version,
             envoy,
-        }
+        })
     }
 
     async fn exchange(
@@ -275,7 +369,7 @@ struct Shard {
 impl Shard {
     async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
         let mut tasks = JoinSet::new();
-        let workers = self.connections * self.streams;
+        let workers = self.connections.saturating_mul(self.streams);
         {
             let dispatcher = self.dispatcher.clone();
             let shutdown = shutdown.clone();
@@ -286,18 +380,75 @@ impl Shard {
                     .map_err(Error::Setup)
             });
         }
-        for _ in 0..self.connections {
-            let lane = Arc::new(tokio::sync::Mutex::new(Lane::default()));
-            for _ in 0..self.streams {
-                let (shared, dispatcher) = (self.shared.clone(), self.dispatcher.clone());
-                let (lane, shutdown) = (lane.clone(), shutdown.clone());
-                tasks.spawn(async move {
-                    drive(&shared, &dispatcher, &lane, &shutdown).await;
-                    Ok(())
-                });
+        let mut crew = Crew::new(self.streams, workers);
+        crew.add(INITIAL_WORKERS, &self, &shutdown, &mut tasks);
+        let mut result = Ok(());
+        loop {
+            tokio::select! {
+                joined = tasks.join_next() => {
+                    let Some(joined) = joined else { break };
+                    let failure = match joined {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(e)) => e,
+                        Err(e) => Error::Worker(e.to_string()),
+                    };
+                    shutdown.cancel();
+                    if result.is_ok() {
+                        result = Err(failure);
+                    }
+                }
+                () = self.dispatcher.wants_worker(), if !crew.full() => {
+                    crew.add(GROW_PER_TICK, &self, &shutdown, &mut tasks);
+                }
             }
         }
-        join_all(&mut tasks, &shutdown).await
+        result
+    }
+}
+
+/// The workers of one shard, spawned as they are needed: lane by lane, `streams` per lane.
+struct Crew {
+    streams: usize,
+    limit: usize,
+    spawned: usize,
+    seat: Option<Arc<Seat>>,
+}
+
+impl Crew {
+    fn new(streams: usize, limit: usize) -> Crew {
+        Crew {
+            streams: streams.max(1),
+            limit,
+            spawned: 0,
+            seat: None,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.spawned >= self.limit
+    }
+
+    /// Spawns up to `n` more workers, within the limit.
+    fn add(
+        &mut self,
+        n: usize,
+        shard: &Shard,
+        shutdown: &CancellationToken,
+        tasks: &mut JoinSet<Result<(), Error>>,
+    ) {
+        for _ in 0..n.min(self.limit - self.spawned) {
+            if self.spawned % self.streams == 0 {
+                self.seat = Some(Arc::new(Seat::default()));
+            }
+            let seat = self.seat.clone().unwrap_or_default();
+            let (shared, dispatcher) = (shard.shared.clone(), shard.dispatcher.clone());
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                drive(&shared, &dispatcher, &seat, &shutdown).await;
+                Ok(())
+            });
+            self.spawned += 1;
+        }
     }
 }
 
@@ -334,6 +485,87 @@ pub fn shard_count(rate: Rate, connections: usize) -> usize {
     wanted.clamp(1, cores).min(connections.max(1))
 }
 
+/// Engine threads for a run: `--threads` (at most one per core and per connection, as README
+/// says), or [`shard_count`].
+pub fn threads_for(config: &RunConfig) -> usize {
+    let load = &config.load;
+    let connections = load.connections.get();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    load.threads.map_or_else(
+        || shard_count(load.rate, connections),
+        |n| n.get().min(cores).min(connections),
+    )
+}
+
+/// Streams each connection carries (1 for HTTP/1.1).
+fn streams_for(config: &RunConfig) -> usize {
+    if config.target.http2 {
+        config.load.streams.get()
+    } else {
+        1
+    }
+}
+
+/// One sentence when the rate is far above what the plan can carry at all, whatever the target
+/// (engine threads × [`THREAD_CEILING`], connections × streams × [`STREAM_CEILING`]): most of its
+/// requests will not be sent. `None` for a plan that may hold (whether it does depends on the
+/// target's service time; requests that cannot are counted `not_sent` and warned about then).
+pub fn plan_warning(config: &RunConfig) -> Option<String> {
+    let qps = config.load.rate.qps()?;
+    let threads = threads_for(config);
+    let lanes = config
+        .load
+        .connections
+        .get()
+        .saturating_mul(streams_for(config));
+    let by_threads = threads as f64 * THREAD_CEILING;
+    let by_lanes = lanes as f64 * STREAM_CEILING;
+    let capacity = by_threads.min(by_lanes);
+    if qps <= capacity {
+        return None;
+    }
+    let why = if by_threads <= by_lanes {
+        format!(
+            "{threads} engine thread{} carry at most about {} req/s",
+            if threads == 1 { "" } else { "s" },
+            group_thousands(by_threads)
+        )
+    } else {
+        format!(
+            "{lanes} connection{} (one request in flight each) carry at most about {} req/s",
+            if lanes == 1 { "" } else { "s" },
+            group_thousands(by_lanes)
+        )
+    };
+    Some(format!(
+        "-q {} is far above what this plan can carry: {why}; most requests will not be sent \
+         (counted as not_sent failures)",
+        rate_text(qps)
+    ))
+}
+
+/// A rate as given, in scientific notation when it is huge (`1e300`, not 301 digits).
+pub fn rate_text(qps: f64) -> String {
+    if qps < 1e9 {
+        format!("{qps}")
+    } else {
+        format!("{qps:e}")
+    }
+}
+
+/// `1,500,000`.
+fn group_thousands(n: f64) -> String {
+    let digits = format!("{:.0}", n.min(1e18));
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 /// The load engine for one run.
 #[derive(Debug)]
 pub struct Engine {
@@ -353,11 +585,7 @@ impl Engine {
     ) -> Result<Engine, Error> {
         let load = &config.load;
         let connections = load.connections.get();
-        let streams = if config.target.http2 {
-            load.streams.get()
-        } else {
-            1
-        };
+        let streams = streams_for(config);
         let burst = NonZeroU32::new(u32::try_from(connections).unwrap_or(u32::MAX))
             .unwrap_or(NonZeroU32::MIN);
         let connector = Connector::new(&config.target, load.max_connect_rate, burst)?;
@@ -377,16 +605,18 @@ impl Engine {
             received: AtomicU64::new(0),
             naps: AtomicU64::new(0),
             samples,
+            any_not_sent: AtomicBool::new(false),
+            not_sent: Arc::new(Notify::new()),
         });
         let schedule = Schedule::new(start, load.rate);
-        let count = load.threads.map_or_else(
-            || shard_count(load.rate, connections),
-            |n| n.get().min(connections),
-        );
+        let count = threads_for(config);
         let shards: Vec<Shard> = (0..count)
             .map(|i| Shard {
                 shared: shared.clone(),
-                dispatcher: Arc::new(Dispatcher::new(schedule.shard(i, count))),
+                dispatcher: Arc::new(Dispatcher::new(
+                    schedule.shard(i, count),
+                    config.target.timeout,
+                )),
                 // Spread connections evenly; the first shards take the remainder.
                 connections: connections / count + usize::from(i < connections % count),
                 streams,
@@ -405,6 +635,11 @@ impl Engine {
     /// A handle to move the end of the load while it runs.
     pub fn control(&self) -> LoadControl {
         self.control.clone()
+    }
+
+    /// Notified once, at the first request not sent (to warn while the load runs).
+    pub fn not_sent_notice(&self) -> Arc<Notify> {
+        self.shared.not_sent.clone()
     }
 
     /// Runs until every shard's dispatcher is closed and every claimed arrival is recorded, or
@@ -432,11 +667,15 @@ impl Engine {
             .dispatchers
             .iter()
             .map(|d| d.released().saturating_sub(d.claimed()))
-            .sum();
+            .fold(0, u64::saturating_add);
         Ok(LoadStats {
             connections_opened: self.shared.connector.opened(),
             connect_failures: self.shared.connector.failed(),
-            interrupted: self.shared.interrupted.load(Ordering::Relaxed) + unclaimed,
+            interrupted: self
+                .shared
+                .interrupted
+                .load(Ordering::Relaxed)
+                .saturating_add(unclaimed),
             body_bytes: self.shared.received.load(Ordering::Relaxed),
             naps: self.shared.naps.load(Ordering::Relaxed),
         })
@@ -468,32 +707,113 @@ fn nap(dispatcher: &Dispatcher, shared: &Shared) {
     }
 }
 
-/// One worker: claims arrivals and makes one attempt each until the dispatcher is drained.
+/// One worker: claims arrivals and makes one attempt each (or records those it cannot send in
+/// time) until the dispatcher is drained.
 async fn drive(
     shared: &Shared,
     dispatcher: &Dispatcher,
-    lane: &tokio::sync::Mutex<Lane>,
+    seat: &Seat,
     shutdown: &CancellationToken,
 ) {
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
     loop {
-        let arrival = tokio::select! {
+        let need = seat.service.need(shared.timeout);
+        let claim = tokio::select! {
             biased;
             _ = &mut cancelled => break,
-            arrival = dispatcher.next_arrival() => match arrival {
-                Some(a) => a,
+            claim = dispatcher.next_claim(need) => match claim {
+                Some(c) => c,
                 None => break,
             },
         };
-        let completion = tokio::select! {
-            biased;
-            _ = &mut cancelled => {
-                shared.interrupted.fetch_add(1, Ordering::Relaxed);
-                break;
+        match claim {
+            Claim::NotSent(batch) => shared.record_not_sent(&batch),
+            Claim::Send(arrival) => {
+                let attempt = tokio::select! {
+                    biased;
+                    _ = &mut cancelled => {
+                        shared.interrupted.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    attempt = shared.attempt(&seat.lane, arrival) => attempt,
+                };
+                match attempt {
+                    Attempt::Done(completion) => {
+                        if let (Outcome::Status(_), Some(sent)) =
+                            (completion.outcome, completion.sent)
+                        {
+                            seat.service
+                                .note(completion.done.saturating_duration_since(sent));
+                        }
+                        shared.record(&completion);
+                    }
+                    Attempt::NotSent => shared.record_not_sent(&dispatcher.single(&arrival)),
+                }
             }
-            completion = shared.attempt(lane, arrival) => completion,
+        }
+        // Claims and records can complete without waiting (a backlog, refused connects):
+        // give the runtime its turn now and then, so the pacer, the other workers and a
+        // shutdown are never starved.
+        tokio::task::consume_budget().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_time_a_request_needs_is_the_median_recent_service_time_at_most_half_the_timeout() {
+        let ms = Duration::from_millis;
+        let timeout = Duration::from_secs(3);
+        let times = ServiceTimes::default();
+        assert_eq!(times.need(timeout), Duration::ZERO, "nothing to go by yet");
+        times.note(ms(50));
+        assert_eq!(times.need(timeout), ms(50));
+        // One stall does not hold back the requests queued behind it.
+        times.note(ms(2_000));
+        assert_eq!(times.need(timeout), ms(50));
+        for _ in 0..6 {
+            times.note(ms(50));
+        }
+        assert_eq!(times.need(timeout), ms(50));
+        // A target that got slow: the last 8 are what counts, at most half the timeout.
+        for _ in 0..5 {
+            times.note(ms(2_500));
+        }
+        assert_eq!(times.need(timeout), ms(1_500));
+        for _ in 0..RECENT {
+            times.note(ms(40));
+        }
+        assert_eq!(times.need(timeout), ms(40));
+    }
+
+    #[test]
+    fn a_plan_far_above_the_threads_or_the_connections_is_warned_about() {
+        let config = |args: &[&str]| {
+            let mut argv = vec!["gapless", "run", "http://127.0.0.1:9/"];
+            argv.extend_from_slice(args);
+            let crate::cli::Command::Run(run) = crate::cli::Cli::parse_from(argv).unwrap().command
+            else {
+                unreachable!("a run command")
+            };
+            run.validate(None, &|_| None).unwrap().config
         };
-        shared.record(&completion);
+        assert_eq!(plan_warning(&config(&["-q", "100", "-c", "1"])), None);
+        assert_eq!(plan_warning(&config(&["-q", "0"])), None, "closed loop");
+        let one = plan_warning(&config(&["-q", "60000", "-c", "1"])).unwrap();
+        assert!(
+            one.contains(
+                "1 connection (one request in flight each) carry at most about 50,000 req/s"
+            ),
+            "{one}"
+        );
+        let threads = plan_warning(&config(&["-q", "100000000", "-c", "16"])).unwrap();
+        assert!(
+            threads.starts_with("-q 100000000 is far above"),
+            "{threads}"
+        );
+        assert!(threads.contains("engine thread"), "{threads}");
     }
 }

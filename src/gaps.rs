@@ -3,18 +3,30 @@
 //! Definitions (also in README):
 //!
 //! - Requests are taken in the order of their intended send time (their sequence number). A
-//!   **failure window** is a maximal run of failed requests in that order: it starts at the
-//!   intended time of its first failure and ends at the intended time of the next success. Two
-//!   windows closer than the merge distance (`--merge-gap`, default 0: never) merge into one, and
-//!   the successes between them count as `ok` inside it. A window still open when the load stops
-//!   ends one inter-request interval after its last failure.
+//!   **failure window** is a maximal run of failed requests in that order. Two windows closer
+//!   than the merge distance (`--merge-gap`, default 0: never) merge into one, and the successes
+//!   between them count as `ok` inside it.
+//! - Its **boundaries are actual send times**, because when an outage began is a fact about the
+//!   target, not about the schedule (latency is still measured from the intended time): the
+//!   outage began after the last success before it was sent and no later than the first failure
+//!   was sent, so a window starts when its first failure was sent, and
+//!   [`Window::start_uncertainty`] is how long before that the last success was sent. It ended
+//!   after its last failure was sent and no later than the next success was sent: the window
+//!   ends when that success was sent, and [`Window::end_uncertainty`] is how long after its last
+//!   failure. A window still open when the load stops ends one inter-request interval after its
+//!   last failure was sent.
 //! - An **availability gap** is a window with no success inside it (`ok == 0`).
+//! - **Requests never sent carry no evidence about the target** (`not_sent`: no connection was
+//!   free in time): they neither open, extend, split nor close a window, and are not counted in
+//!   one; they count in the run's totals and the timeline. The detector only needs to know that
+//!   their sequence numbers are done ([`GapDetector::skip`]), which it keeps as runs, so a
+//!   billion of them cost what one does.
 //!
-//! Boundaries are exact to one inter-request interval: both ends are intended send times of real
-//! requests. Completions arrive out of order (a slow request finishes after a fast later one), so
-//! the detector keeps a reorder buffer indexed by sequence number that only spans the requests
-//! still in flight (at most `qps × timeout` entries, capped at [`MAX_SPAN`]); the list of windows
-//! is capped at [`MAX_WINDOWS`] while the totals keep counting.
+//! Completions arrive out of order (a slow request finishes after a fast later one), so the
+//! detector keeps a reorder buffer indexed by sequence number that only spans the requests
+//! still in flight (at most `qps × timeout` entries, capped at [`MAX_SPAN`]), and the runs of
+//! requests not sent ahead of it (capped at [`MAX_SKIP_RUNS`]); the list of windows is capped at
+//! [`MAX_WINDOWS`] while the totals keep counting.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -29,6 +41,10 @@ pub const MAX_WINDOWS: usize = 1000;
 /// finished one). Beyond it the oldest entries are processed without waiting for missing ones.
 pub const MAX_SPAN: usize = 1 << 18;
 
+/// Most runs of requests not sent kept ahead of the reorder buffer; beyond it the buffer is
+/// moved past the oldest run without waiting for missing requests before it.
+pub const MAX_SKIP_RUNS: usize = 1 << 16;
+
 /// What went wrong with one failed request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
@@ -38,11 +54,11 @@ pub enum Failure {
     Error(ErrorClass),
 }
 
-/// One finished request, as the detector needs it.
+/// One finished (sent) request, as the detector needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mark {
-    /// Intended send time, from the start of the run.
-    pub due: Duration,
+    /// Actual send time (when the attempt began, connect included), from the start of the run.
+    pub sent: Duration,
     /// `None` for a success.
     pub failure: Option<Failure>,
     /// The connection the request used.
@@ -52,10 +68,17 @@ pub struct Mark {
 /// A failure window (see the module documentation).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Window {
-    /// Intended send time of the first failure, from the start of the run.
+    /// When the first failure was sent, from the start of the run.
     pub start: Duration,
-    /// Intended send time of the success that ended it (or see [`Window::open`]).
+    /// When the success that ended it was sent (or see [`Window::open`]).
     pub end: Duration,
+    /// How long before [`Window::start`] the last success before the window was sent: the
+    /// outage began within `[start - start_uncertainty, start]`. `None` when nothing succeeded
+    /// before it (it may have begun before the run).
+    pub start_uncertainty: Option<Duration>,
+    /// How long after the window's last failure was sent the success that ended it was sent:
+    /// the outage ended within `[end - end_uncertainty, end]`. `None` for an open window.
+    pub end_uncertainty: Option<Duration>,
     /// Failed requests inside.
     pub failed: u64,
     /// Successful requests inside (only after a merge).
@@ -70,14 +93,19 @@ pub struct Window {
     pub failed_on_reused: u64,
     /// True when the load stopped before a success closed the window.
     pub open: bool,
+    /// The latest send time of a failure inside.
     last_failure: Duration,
+    /// The latest send time of a success before the window opened.
+    ok_before: Option<Duration>,
 }
 
 impl Window {
-    fn new(due: Duration) -> Window {
+    fn new(sent: Duration, ok_before: Option<Duration>) -> Window {
         Window {
-            start: due,
-            end: due,
+            start: sent,
+            end: sent,
+            start_uncertainty: None,
+            end_uncertainty: None,
             failed: 0,
             ok: 0,
             codes: Vec::new(),
@@ -85,13 +113,16 @@ impl Window {
             failed_on_new: 0,
             failed_on_reused: 0,
             open: false,
-            last_failure: due,
+            last_failure: sent,
+            ok_before,
         }
     }
 
     fn add_failure(&mut self, mark: &Mark, failure: Failure) {
         self.failed += 1;
-        self.last_failure = self.last_failure.max(mark.due);
+        // Sends are not strictly in sequence order (threads, preemption): keep the extremes.
+        self.start = self.start.min(mark.sent);
+        self.last_failure = self.last_failure.max(mark.sent);
         match mark.connection {
             ConnectionUse::New => self.failed_on_new += 1,
             ConnectionUse::Reused => self.failed_on_reused += 1,
@@ -137,9 +168,18 @@ pub struct GapDetector {
     /// Sequence number of `pending[0]`.
     next: u64,
     pending: VecDeque<Option<Mark>>,
+    /// Requests not sent, as runs of local indices `(from, to)` per engine shard (indexed by
+    /// `seq % stride`), sorted, at or ahead of `next`.
+    skips: Vec<VecDeque<(u64, u64)>>,
+    /// The number of shards (the stride of their sequence numbers); 0 until the first skip.
+    stride: u64,
+    /// Runs in `skips`, all shards together.
+    skip_runs: usize,
     current: Option<Window>,
-    /// Set once a success followed the current window: its end and the successes since.
+    /// Set once a success followed the current window: when it was sent and the successes since.
     closing: Option<(Duration, u64)>,
+    /// The latest send time of a success processed so far.
+    last_ok: Option<Duration>,
     windows: Vec<Window>,
     totals: Totals,
 }
@@ -153,32 +193,187 @@ impl GapDetector {
             interval,
             next: 0,
             pending: VecDeque::new(),
+            skips: Vec::new(),
+            stride: 0,
+            skip_runs: 0,
             current: None,
             closing: None,
+            last_ok: None,
             windows: Vec::new(),
             totals: Totals::default(),
         }
     }
 
-    /// Adds the request with sequence number `seq`. Requests may arrive in any order; each
-    /// sequence number at most once.
+    /// Adds the sent request with sequence number `seq`. Requests may arrive in any order; each
+    /// sequence number at most once (and never one also given to [`GapDetector::skip`]).
     pub fn add(&mut self, seq: u64, mark: Mark) {
         if seq < self.next {
-            // Only after the span cap forced the buffer forward: process it as it comes.
+            // Only after a cap forced the buffer forward: process it as it comes.
             self.process(&mark);
             return;
         }
-        let mut index = usize::try_from(seq - self.next).unwrap_or(usize::MAX);
-        while index >= MAX_SPAN {
-            self.advance();
-            index = usize::try_from(seq - self.next).unwrap_or(usize::MAX);
+        if seq - self.next >= MAX_SPAN as u64 {
+            self.force_to(seq - (MAX_SPAN as u64 - 1));
         }
+        // Below MAX_SPAN now: fits a usize.
+        let index = usize::try_from(seq - self.next).unwrap_or(MAX_SPAN - 1);
         if index >= self.pending.len() {
             self.pending.resize(index + 1, None);
         }
         self.pending[index] = Some(mark);
-        while let Some(Some(_)) = self.pending.front() {
+        self.drain();
+    }
+
+    /// Marks `count` requests as never sent: sequence numbers `first`, `first + stride`, ...
+    /// (one engine shard's consecutive arrivals; `stride` is the number of shards and is the
+    /// same for every call). They carry no evidence about the target: they only stop the
+    /// detector waiting for them. Costs the same whatever `count`.
+    pub fn skip(&mut self, first: u64, stride: u64, count: u64) {
+        if count == 0 || stride == 0 {
+            return;
+        }
+        // One sequence number fits any stride.
+        let stride = if count == 1 && self.stride != 0 {
+            self.stride
+        } else {
+            stride
+        };
+        if self.stride == 0 {
+            self.stride = stride;
+            self.skips = vec![VecDeque::new(); usize::try_from(stride).unwrap_or(1)];
+        }
+        if self.stride != stride {
+            // Not from one engine (whose shards share one stride): left to the caps and
+            // `finish`, like requests that never finished.
+            return;
+        }
+        let phase = usize::try_from(first % stride).unwrap_or(0);
+        let from = first / stride;
+        let to = from.saturating_add(count);
+        let runs = &mut self.skips[phase];
+        // Batches of one shard are claimed in order but may be recorded out of order.
+        let at = runs.partition_point(|&(_, end)| end <= from);
+        let joins_before = at > 0 && runs[at - 1].1 == from;
+        let joins_after = runs.get(at).is_some_and(|&(start, _)| start == to);
+        match (joins_before, joins_after) {
+            (true, true) => {
+                runs[at - 1].1 = runs[at].1;
+                runs.remove(at);
+                self.skip_runs -= 1;
+            }
+            (true, false) => runs[at - 1].1 = to,
+            (false, true) => runs[at].0 = from,
+            (false, false) => {
+                runs.insert(at, (from, to));
+                self.skip_runs += 1;
+            }
+        }
+        while self.skip_runs > MAX_SKIP_RUNS {
+            // The oldest run's end, over every shard: move past it without waiting.
+            let oldest = self
+                .skips
+                .iter()
+                .enumerate()
+                .filter_map(|(p, runs)| {
+                    runs.front()
+                        .map(|&(_, end)| end.saturating_mul(stride).saturating_add(p as u64))
+                })
+                .min();
+            match oldest {
+                Some(end) if end > self.next => self.force_to(end),
+                _ => break,
+            }
+            self.prune_skips();
+        }
+        self.drain();
+    }
+
+    /// Processes the buffer from its front while the next request is known.
+    fn drain(&mut self) {
+        loop {
+            match self.pending.front() {
+                Some(Some(_)) => self.advance(),
+                _ => {
+                    if !self.jump() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves `next` past the requests not sent that start at it, as far as every shard's runs
+    /// reach. False if `next` is not such a request.
+    fn jump(&mut self) -> bool {
+        if self.skip_runs == 0 {
+            return false;
+        }
+        let stride = self.stride;
+        let mut limit = u64::MAX;
+        for i in 0..stride {
+            let Some(seq) = self.next.checked_add(i) else {
+                break;
+            };
+            let phase = (seq % stride) as usize;
+            let local = seq / stride;
+            let runs = &mut self.skips[phase];
+            while runs.front().is_some_and(|&(_, end)| end <= local) {
+                runs.pop_front();
+                self.skip_runs -= 1;
+            }
+            match runs.front() {
+                Some(&(from, end)) if from <= local => {
+                    limit = limit.min(end.saturating_mul(stride).saturating_add(phase as u64));
+                }
+                _ => limit = limit.min(seq),
+            }
+        }
+        if limit <= self.next {
+            return false;
+        }
+        let steps = usize::try_from(limit - self.next).unwrap_or(usize::MAX);
+        let popped = steps.min(self.pending.len());
+        // Nothing there (a request is either sent or not); processed all the same if it were.
+        let marks: Vec<Mark> = self.pending.drain(..popped).flatten().collect();
+        for mark in &marks {
+            self.process(mark);
+        }
+        self.next = limit;
+        true
+    }
+
+    /// Moves the buffer forward to `target` without waiting for missing requests (a cap was
+    /// reached); what it held before is processed. Costs at most the buffer's length.
+    fn force_to(&mut self, target: u64) {
+        while self.next < target {
+            if self.pending.is_empty() {
+                self.next = target;
+                break;
+            }
             self.advance();
+        }
+        self.prune_skips();
+    }
+
+    /// Drops the runs that `next` has passed.
+    fn prune_skips(&mut self) {
+        let (next, stride) = (self.next, self.stride);
+        for (phase, runs) in self.skips.iter_mut().enumerate() {
+            // Local indices of this phase below `next`.
+            let passed = if next <= phase as u64 {
+                0
+            } else {
+                (next - phase as u64 - 1) / stride + 1
+            };
+            while let Some(run) = runs.front_mut() {
+                if run.1 <= passed {
+                    runs.pop_front();
+                    self.skip_runs -= 1;
+                } else {
+                    run.0 = run.0.max(passed);
+                    break;
+                }
+            }
         }
     }
 
@@ -194,7 +389,7 @@ impl GapDetector {
         match mark.failure {
             Some(failure) => {
                 if let (Some(_), Some((end, oks))) = (&self.current, self.closing) {
-                    if mark.due.saturating_sub(end) < self.merge_gap {
+                    if mark.sent.saturating_sub(end) < self.merge_gap {
                         if let Some(w) = &mut self.current {
                             w.ok += oks;
                         }
@@ -203,17 +398,19 @@ impl GapDetector {
                         self.close_current();
                     }
                 }
+                let ok_before = self.last_ok;
                 self.current
-                    .get_or_insert_with(|| Window::new(mark.due))
+                    .get_or_insert_with(|| Window::new(mark.sent, ok_before))
                     .add_failure(mark, failure);
             }
             None => {
+                self.last_ok = Some(self.last_ok.map_or(mark.sent, |t| t.max(mark.sent)));
                 if self.current.is_none() {
                     return;
                 }
-                let (end, oks) = self.closing.get_or_insert((mark.due, 0));
+                let (end, oks) = self.closing.get_or_insert((mark.sent, 0));
                 *oks += 1;
-                if mark.due.saturating_sub(*end) >= self.merge_gap {
+                if mark.sent.saturating_sub(*end) >= self.merge_gap {
                     self.close_current();
                 }
             }
@@ -225,16 +422,20 @@ impl GapDetector {
             return;
         };
         match self.closing.take() {
-            Some((end, _)) => window.end = end,
+            Some((end, _)) => {
+                window.end = end.max(window.start);
+                window.end_uncertainty = Some(end.saturating_sub(window.last_failure));
+            }
             None => {
-                window.end = window.last_failure + self.interval;
+                window.end = window.last_failure.saturating_add(self.interval);
                 window.open = true;
             }
         }
+        window.start_uncertainty = window.ok_before.map(|t| window.start.saturating_sub(t));
         self.totals.windows += 1;
         if window.is_gap() {
             self.totals.gaps += 1;
-            self.totals.gap_time += window.duration();
+            self.totals.gap_time = self.totals.gap_time.saturating_add(window.duration());
             let longer = self
                 .totals
                 .longest_gap
@@ -255,6 +456,8 @@ impl GapDetector {
         while !self.pending.is_empty() {
             self.advance();
         }
+        self.skips.iter_mut().for_each(VecDeque::clear);
+        self.skip_runs = 0;
         self.close_current();
     }
 
@@ -322,7 +525,7 @@ mod tests {
 
     fn ok(ms: u64) -> Mark {
         Mark {
-            due: MS * ms as u32,
+            sent: MS * ms as u32,
             failure: None,
             connection: ConnectionUse::Reused,
         }
@@ -343,7 +546,7 @@ mod tests {
         }
     }
 
-    /// One request per millisecond: `pattern[i]` is request i, due at i ms ('.' ok, '5' a 503,
+    /// One request per millisecond: `pattern[i]` is request i, sent at i ms ('.' ok, '5' a 503,
     /// 'r' a reset on a reused connection, 'c' a refused connect on a new one).
     fn marks(pattern: &str) -> Vec<(u64, Mark)> {
         pattern
@@ -492,6 +695,125 @@ mod tests {
         assert!(d.pending.len() <= MAX_SPAN);
         d.finish();
         assert_eq!(spans(&d), vec![(5, 6, 1, 0)]);
+    }
+
+    #[test]
+    fn boundaries_carry_their_uncertainty() {
+        let d = detect("...555..r.", 0);
+        let w = &d.windows()[0];
+        // The outage began after request 2 (ok) was sent and by the time request 3 was.
+        assert_eq!((w.start, w.start_uncertainty), (MS * 3, Some(MS)));
+        // It ended after request 5 (the last failure) was sent and by the time 6 was.
+        assert_eq!((w.end, w.end_uncertainty), (MS * 6, Some(MS)));
+        // Nothing succeeded before a window at the very start; an open one has not ended.
+        let d = detect("55..555", 0);
+        assert_eq!(d.windows()[0].start_uncertainty, None);
+        assert_eq!(d.windows()[0].end_uncertainty, Some(MS * 1));
+        assert!(d.windows()[1].open);
+        assert_eq!(d.windows()[1].end_uncertainty, None);
+        assert_eq!(d.windows()[1].start_uncertainty, Some(MS * 1));
+    }
+
+    #[test]
+    fn windows_are_bounded_by_send_times_not_due_times() {
+        // Requests due every ms but sent later and later (a starved client): request i is sent
+        // at 10 × i ms. The target broke between the sends of requests 3 and 4 and recovered
+        // between those of 6 and 7.
+        let mut d = GapDetector::new(Duration::ZERO, MS);
+        for (seq, mark) in marks("....555....") {
+            d.add(
+                seq,
+                Mark {
+                    sent: MS * 10 * seq as u32,
+                    ..mark
+                },
+            );
+        }
+        d.finish();
+        let w = &d.windows()[0];
+        assert_eq!((w.start, w.end), (MS * 40, MS * 70));
+        assert_eq!(
+            (w.start_uncertainty, w.end_uncertainty),
+            (Some(MS * 10), Some(MS * 10))
+        );
+        assert_eq!(d.totals().gap_time, MS * 30);
+    }
+
+    #[test]
+    fn sends_out_of_sequence_order_keep_the_earliest_failure_and_latest_success() {
+        let mut d = GapDetector::new(Duration::ZERO, MS);
+        let at = |ms: u32, failure: Option<Failure>| Mark {
+            sent: MS * ms,
+            failure,
+            connection: ConnectionUse::Reused,
+        };
+        let f = Some(Failure::Status(503));
+        d.add(0, at(10, None));
+        d.add(1, at(14, None)); // sent after request 2 (another thread)
+        d.add(2, at(12, f)); // the earliest failure
+        d.add(3, at(13, f));
+        d.add(4, at(20, None));
+        d.finish();
+        let w = &d.windows()[0];
+        assert_eq!((w.start, w.end, w.failed), (MS * 12, MS * 20, 2));
+        // The last success was sent after the first failure: no room left before the start.
+        assert_eq!(w.start_uncertainty, Some(Duration::ZERO));
+        assert_eq!(w.end_uncertainty, Some(MS * 7));
+    }
+
+    #[test]
+    fn requests_not_sent_neither_open_split_nor_count_in_windows() {
+        // 'u' requests were never sent: request 2 alone does not open a window, requests 5 and
+        // 6 do not split the one that 4 and 7 belong to, and they are not counted in it.
+        let pattern = "..u.5uu5..u";
+        let mut d = GapDetector::new(Duration::ZERO, MS);
+        for (i, ch) in pattern.chars().enumerate() {
+            match ch {
+                'u' => d.skip(i as u64, 1, 1),
+                '.' => d.add(i as u64, ok(i as u64)),
+                _ => d.add(i as u64, status(i as u64, 503)),
+            }
+        }
+        d.finish();
+        assert_eq!(spans(&d), vec![(4, 8, 2, 0)]);
+    }
+
+    #[test]
+    fn a_huge_run_not_sent_costs_what_one_does() {
+        // Two shards; shard 0 skipped 2^40 of its arrivals, shard 1 as many: the detector jumps
+        // over them at once, in either order of arrival, and is not left waiting.
+        let mut d = GapDetector::new(Duration::ZERO, MS);
+        let n: u64 = 1 << 40;
+        d.add(0, ok(0));
+        d.add(1, ok(1));
+        d.skip(2, 2, n); // shard 0: seqs 2, 4, ...
+        d.skip(3, 2, n); // shard 1: seqs 3, 5, ...
+        let after = 2 + 2 * n;
+        d.add(after, status(9, 503));
+        d.add(after + 1, ok(10));
+        assert_eq!(spans(&d), vec![(9, 10, 1, 0)], "nothing left waiting");
+        assert!(d.pending.is_empty());
+        // Out of order: the later batch of shard 0 first, then the earlier one.
+        let mut d = GapDetector::new(Duration::ZERO, MS);
+        d.skip(20, 2, n); // shard 0, locals 10..10 + n
+        d.skip(1, 2, 11 + n); // shard 1, locals 0..11 + n
+        d.skip(0, 2, 10); // shard 0, locals 0..10
+        d.add(2 * (10 + n), status(5, 503)); // shard 0, local 10 + n
+        d.add(2 * (10 + n) + 2, ok(6)); // shard 0, local 11 + n
+        // Seq 2 × (10 + n) + 1 (shard 1, local 10 + n) is covered by its run.
+        assert_eq!(spans(&d), vec![(5, 6, 1, 0)]);
+    }
+
+    #[test]
+    fn skip_runs_are_bounded() {
+        let mut d = GapDetector::new(Duration::ZERO, MS);
+        // Request 0 never finishes; every other later request is not sent.
+        for i in 1..(MAX_SKIP_RUNS as u64 + 100) {
+            d.skip(2 * i, 1, 1);
+        }
+        assert!(d.skip_runs <= MAX_SKIP_RUNS);
+        let runs: usize = d.skips.iter().map(VecDeque::len).sum();
+        assert_eq!(runs, d.skip_runs);
     }
 
     #[test]

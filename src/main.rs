@@ -1,5 +1,8 @@
 //! The `gapless` binary: parses arguments, runs the verb, maps the result to an exit code.
-//! All the work is in the library; errors are printed here with their cause chain.
+//! All the work is in the library; errors are printed here with their cause chain: usage and
+//! configuration errors exit 2, gapless's own failures (the engine, a report it could not write
+//! at the end) exit 5. Nothing is printed with `print!`: a reader that went away (`| head`) ends
+//! the output quietly, with the run's own exit code.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -34,9 +37,26 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("gapless: {err:#}");
-            ExitCode::from(Exit::Usage.code())
+            report::to_stderr(&format!("gapless: {err:#}\n"));
+            ExitCode::from(exit_for(&err).code())
         }
+    }
+}
+
+/// A failure of gapless itself, not of what it was given (exit 5).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Internal(&'static str);
+
+/// Exit 5 for gapless's own failures (the load engine, a worker that panicked, the runtime),
+/// exit 2 for everything else that stops a run before its result: usage and configuration.
+fn exit_for(err: &anyhow::Error) -> Exit {
+    if err.downcast_ref::<gapless::run::Error>().is_some()
+        || err.downcast_ref::<Internal>().is_some()
+    {
+        Exit::Internal
+    } else {
+        Exit::Usage
     }
 }
 
@@ -44,7 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .context(Internal("cannot start the async runtime"))?;
     runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => load(*args).await,
@@ -62,6 +82,17 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
         start,
         output,
     } = args.validate(scenario.as_ref(), &|name| std::env::var(name).ok())?;
+    // Every report path is checked before any load: a typo fails now, not after the run.
+    let paths = [
+        &output.json,
+        &output.html,
+        &output.markdown,
+        &output.junit,
+        &output.fortio_json,
+    ];
+    for path in paths.into_iter().flatten() {
+        report::check_writable(path)?;
+    }
     let mut builtin = JoinSet::new();
     let builtin_stop = CancellationToken::new();
     let mut demo = None;
@@ -70,7 +101,10 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
         Start::Demo(spec) => {
             let cluster = Arc::new(Cluster::start(spec).await?);
             if !output.quiet {
-                eprintln!("gapless: demo cluster listening on {}", cluster.url());
+                report::to_stderr(&format!(
+                    "gapless: demo cluster listening on {}\n",
+                    cluster.url()
+                ));
             }
             config.target.url = cluster.url().parse()?;
             demo = Some(cluster);
@@ -84,7 +118,9 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
                 builtin_stop.clone(),
             ));
             if !output.quiet {
-                eprintln!("gapless: built-in target listening on http://{addr}/");
+                report::to_stderr(&format!(
+                    "gapless: built-in target listening on http://{addr}/\n"
+                ));
             }
             config.target.url = format!("http://{addr}/").parse()?;
         }
@@ -97,7 +133,11 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
     signals.spawn(async move {
         let _ = first.send(interruption().await);
         let second = interruption().await;
-        eprintln!("\ngapless: second signal, exiting at once without a report");
+        // `process::exit` runs no destructor: the steps' process groups are killed first.
+        gapless::rollout::kill_every_group();
+        report::to_stderr(
+            "\ngapless: second signal, steps killed, exiting at once without a report\n",
+        );
         std::process::exit(i32::from(exit_of(second).code()));
     });
     let interrupt = async move {
@@ -116,7 +156,7 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
     while builtin.join_next().await.is_some() {}
 
     if let Some(why) = finished.unreachable() {
-        eprintln!("gapless: {why}");
+        report::to_stderr(&format!("gapless: {why}\n"));
     }
     // The wire result is built once: the text report takes its hints, the files take all of it.
     let mut result = RunResult::new(&finished);
@@ -125,10 +165,19 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         gapless::report::text::render(&result)
     };
+    // Each output is written whatever became of the others; any that could not be is named, and
+    // the run exits 5.
+    let mut failed = 0;
+    let mut written = |outcome: Result<(), report::Error>| {
+        if let Err(err) = outcome {
+            report::to_stderr(&format!("gapless: {:#}\n", anyhow::Error::from(err)));
+            failed += 1;
+        }
+    };
     if output.json_on_stdout() {
-        eprint!("{text}");
+        report::to_stderr(&text);
     } else {
-        print!("{text}");
+        written(report::to_stdout(&text));
     }
     let redactor = &config.redact;
     result.command_line = redactor.command_line(&std::env::args().collect::<Vec<_>>());
@@ -137,25 +186,31 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
         text: redactor.scenario(&s.source),
     });
     if let Some(path) = &output.json {
-        result.write(path)?;
+        written(result.write(path));
     }
     if let Some(path) = &output.html {
-        report::write_file(path, &report::html::render(&result))?;
+        written(report::write_file(path, &report::html::render(&result)));
     }
     if let Some(path) = &output.markdown {
         let summary = report::markdown::render(&result);
-        report::write_file(path, &summary)?;
+        written(report::write_file(path, &summary));
         if let Some(ci) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-            report::append_file(std::path::Path::new(&ci), &summary)?;
+            written(report::append_file(std::path::Path::new(&ci), &summary));
         }
     }
     if let Some(path) = &output.junit {
-        report::write_file(path, &report::junit::render(&result))?;
+        written(report::write_file(path, &report::junit::render(&result)));
     }
     if let Some(path) = &output.fortio_json {
-        report::fortio::write(&finished, path)?;
+        written(report::fortio::write(&finished, path));
     }
-    Ok(ExitCode::from(finished.verdict.exit.code()))
+    let exit = match finished.verdict.exit {
+        // A signal the user sent still wins; then a report that is missing.
+        Exit::Interrupted | Exit::Terminated => finished.verdict.exit,
+        _ if failed > 0 => Exit::Internal,
+        verdict => verdict,
+    };
+    Ok(ExitCode::from(exit.code()))
 }
 
 fn exit_of(cause: Interruption) -> Exit {
@@ -168,11 +223,11 @@ fn exit_of(cause: Interruption) -> Exit {
 async fn serve_target(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.validate()?;
     let listener = serve::bind(args.listen).await?;
-    eprintln!(
-        "gapless: serving {} on http://{}/",
+    report::to_stderr(&format!(
+        "gapless: serving {} on http://{}/\n",
         config.status,
         listener.local_addr().context("listen address")?
-    );
+    ));
     let stop = CancellationToken::new();
     let mut server = JoinSet::new();
     server.spawn(serve::serve(listener, config, stop.clone()));
@@ -191,40 +246,52 @@ async fn serve_target(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `gapless report`: renders a saved result; exits with the saved verdict's code.
+/// `gapless report`: renders a saved result; exits with the saved verdict's code (5 if an
+/// output could not be written at the end; the others still are).
 fn rerender(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let result = report::read_result(&args.result)?;
-    let emit = |path: &std::path::Path, text: String| -> anyhow::Result<()> {
-        if path == std::path::Path::new("-") {
-            print!("{text}");
-            Ok(())
+    let outputs = [&args.html, &args.markdown, &args.junit];
+    for path in outputs.into_iter().flatten() {
+        report::check_writable(path)?;
+    }
+    let mut failed = 0;
+    let mut emit = |path: &std::path::Path, text: String| {
+        let outcome = if path == std::path::Path::new("-") {
+            report::to_stdout(&text)
         } else {
-            Ok(report::write_file(path, &text)?)
+            report::write_file(path, &text)
+        };
+        if let Err(err) = outcome {
+            report::to_stderr(&format!("gapless: {:#}\n", anyhow::Error::from(err)));
+            failed += 1;
         }
     };
     if let Some(path) = &args.html {
-        emit(path, report::html::render(&result))?;
+        emit(path, report::html::render(&result));
     }
     if let Some(path) = &args.markdown {
-        emit(path, report::markdown::render(&result))?;
+        emit(path, report::markdown::render(&result));
     }
     if let Some(path) = &args.junit {
-        emit(path, report::junit::render(&result))?;
+        emit(path, report::junit::render(&result));
     }
     if args.html.is_none() && args.markdown.is_none() && args.junit.is_none() {
-        print!("{}", report::text::render(&result));
+        emit(std::path::Path::new("-"), report::text::render(&result));
+    }
+    if failed > 0 {
+        return Ok(ExitCode::from(Exit::Internal.code()));
     }
     Ok(ExitCode::from(result.verdict.exit_code))
 }
 
 async fn serve_demo(args: DemoServeArgs) -> anyhow::Result<ExitCode> {
     let cluster = Cluster::start(args.validate()?).await?;
-    eprintln!(
-        "gapless: demo service ({} replicas of {}) on {}",
+    report::to_stderr(&format!(
+        "gapless: demo service ({} replicas of {}) on {}\n",
         args.replicas,
         args.version_label,
         cluster.url()
-    );
+    ));
     interruption().await;
     cluster.shutdown().await;
     Ok(ExitCode::SUCCESS)

@@ -28,18 +28,23 @@ pub enum ErrorClass {
     Reset,
     /// The peer closed the connection before a complete response arrived.
     ClosedBeforeResponse,
-    /// No complete response before the deadline; also a request whose deadline passed before it
-    /// could be sent (see [`Completion::sent`]).
+    /// No complete response before the deadline (the request was sent).
     Timeout,
     /// The peer answered with bytes that are not valid HTTP.
     Protocol,
     /// Anything else; should stay at zero.
     Other,
+    /// Never sent: no connection was free in time for the request to make its deadline (its
+    /// deadline passed in the backlog, or the time left was shorter than the connection's recent
+    /// service time, or the connect-rate ceiling would not allow a connection before it). A
+    /// failure, but not one of the target's: it carries no evidence about the target and is on
+    /// no connection (see [`crate::gaps`] and the README's "Bounded backlog").
+    NotSent,
 }
 
 impl ErrorClass {
     /// Every class, in report order.
-    pub const ALL: [ErrorClass; 9] = [
+    pub const ALL: [ErrorClass; 10] = [
         ErrorClass::ConnectRefused,
         ErrorClass::ConnectTimeout,
         ErrorClass::Dns,
@@ -49,6 +54,7 @@ impl ErrorClass {
         ErrorClass::Timeout,
         ErrorClass::Protocol,
         ErrorClass::Other,
+        ErrorClass::NotSent,
     ];
 
     /// Number of classes, for fixed-size counter arrays.
@@ -66,6 +72,7 @@ impl ErrorClass {
             ErrorClass::Timeout => "timeout",
             ErrorClass::Protocol => "protocol",
             ErrorClass::Other => "other",
+            ErrorClass::NotSent => "not_sent",
         }
     }
 
@@ -385,7 +392,8 @@ pub struct Completion {
     pub seq: u64,
     /// When the schedule wanted it sent.
     pub due: Instant,
-    /// When the engine started it (connect included), or `None` if its deadline passed first.
+    /// When the engine started it (connect included). `None` only for a request that was never
+    /// sent (the engine records those in batches, see [`crate::schedule::Batch`]).
     pub sent: Option<Instant>,
     /// When it finished.
     pub done: Instant,
@@ -453,23 +461,6 @@ impl EnvoyReply {
             Some(EnvoyReply::Other)
         } else {
             None
-        }
-    }
-}
-
-impl Completion {
-    /// A request whose deadline passed before a connection was free to send it.
-    pub fn unsent(seq: u64, due: Instant, now: Instant) -> Completion {
-        Completion {
-            seq,
-            due,
-            sent: None,
-            done: now,
-            outcome: Outcome::Failed(ErrorClass::Timeout),
-            connection: ConnectionUse::New,
-            body_bytes: 0,
-            version: None,
-            envoy: None,
         }
     }
 }

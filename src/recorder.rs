@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 use crate::config::OkCodes;
 use crate::gaps::{Failure, GapDetector, Mark};
 use crate::outcome::{Completion, ConnectionUse, EnvoyReply, ErrorClass, ErrorSamples, Outcome};
+use crate::schedule::Batch;
 use crate::timeline::Timeline;
 use crate::version::VersionId;
 
@@ -173,27 +174,19 @@ impl Recorder {
 
     /// Counts one finished attempt.
     pub fn record(&mut self, c: &Completion) {
+        let offset = c.due.saturating_duration_since(self.start);
+        let Some(sent) = c.sent else {
+            // Never sent: counted like a batch of one (the engine sends batches).
+            let before = |t: Duration| u64::from(offset < t);
+            self.add_not_sent(c.seq, 1, 1, &mut std::iter::once((offset, 1)), &before);
+            return;
+        };
         self.total += 1;
         self.body_bytes += c.body_bytes;
-        let offset = c.due.saturating_duration_since(self.start);
-        match c.sent {
-            Some(sent) => {
-                let late = sent.saturating_duration_since(c.due);
-                self.lateness.saturating_record(micros(late));
-                if late > LATE_THRESHOLD {
-                    self.late += 1;
-                }
-            }
-            None => {
-                self.late += 1;
-                self.unsent += 1;
-                if let Outcome::Failed(class) = c.outcome {
-                    self.samples.note(
-                        class,
-                        "its deadline passed before a connection was free to send it (not sent)",
-                    );
-                }
-            }
+        let late = sent.saturating_duration_since(c.due);
+        self.lateness.saturating_record(micros(late));
+        if late > LATE_THRESHOLD {
+            self.late += 1;
         }
         let (ok, failure) = match c.outcome {
             Outcome::Status(status) => {
@@ -265,11 +258,65 @@ impl Recorder {
         self.gaps.add(
             c.seq,
             Mark {
-                due: offset,
+                sent: sent.saturating_duration_since(self.start),
                 failure,
                 connection: c.connection,
             },
         );
+    }
+
+    /// Counts a batch of arrivals that were never sent (class `not_sent`): in the totals, the
+    /// timeline slots and phases they were due in, exactly, and as done for the gap detector
+    /// (they carry no evidence about the target, see [`crate::gaps`]). On no connection. Costs
+    /// one step per timeline slot the batch spans, whatever its length.
+    pub fn record_not_sent(&mut self, batch: &Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        let width = self.timeline.width();
+        self.add_not_sent(
+            batch.first_seq(),
+            batch.stride(),
+            batch.len(),
+            &mut batch.by_width(width),
+            &|t| batch.count_before(t),
+        );
+    }
+
+    /// `slots`: `(intended time of the part's first arrival, arrivals)` in time order, each part
+    /// within one timeline slot; `before(t)`: how many of them are due before `t`.
+    fn add_not_sent(
+        &mut self,
+        first_seq: u64,
+        stride: u64,
+        count: u64,
+        slots: &mut dyn Iterator<Item = (Duration, u64)>,
+        before: &dyn Fn(Duration) -> u64,
+    ) {
+        self.total = self.total.saturating_add(count);
+        self.failed = self.failed.saturating_add(count);
+        self.late = self.late.saturating_add(count);
+        self.unsent = self.unsent.saturating_add(count);
+        self.samples.note(
+            ErrorClass::NotSent,
+            "its deadline came before a connection was free to send it in time (not sent)",
+        );
+        for (due, n) in slots {
+            self.timeline
+                .slot_mut(due)
+                .add_errors(ErrorClass::NotSent, n);
+        }
+        // Phase i holds the requests due in [start_i, start_i+1): few phases, one count each.
+        let starts: Vec<Duration> = self.phases.iter().skip(1).map(|p| p.start).collect();
+        let mut counted = 0;
+        for (i, tally) in self.phases.iter_mut().enumerate() {
+            let upto = starts.get(i).map_or(count, |&t| before(t)).max(counted);
+            let n = upto - counted;
+            tally.total = tally.total.saturating_add(n);
+            tally.failed = tally.failed.saturating_add(n);
+            counted = upto;
+        }
+        self.gaps.skip(first_seq, stride, count);
     }
 
     /// Starts `phase` at `at` from the start of the run: requests intended from then on count in
@@ -396,7 +443,9 @@ impl Recorder {
         self.late
     }
 
-    /// Requests never sent because their deadline passed while every connection was busy.
+    /// Requests never sent (class `not_sent`): no connection was free in time for them to make
+    /// their deadlines. In [`Recorder::failed`], not in [`Recorder::errors`] (they were on no
+    /// connection).
     pub fn unsent(&self) -> u64 {
         self.unsent
     }
@@ -438,7 +487,8 @@ impl Recorder {
             .map(|(code, &n)| (code as u16, n))
     }
 
-    /// `(class, on new connections, on reused connections)` for every class seen.
+    /// `(class, on new connections, on reused connections)` for every class seen on a
+    /// connection: every class but `not_sent`, which is [`Recorder::unsent`].
     pub fn errors(&self) -> impl Iterator<Item = (ErrorClass, u64, u64)> + '_ {
         ErrorClass::ALL.into_iter().filter_map(|class| {
             let [new, reused] = self.errors[class.index()];
@@ -513,25 +563,50 @@ mod tests {
             Outcome::Failed(ErrorClass::Reset),
             1,
         ));
-        r.record(&Completion::unsent(
-            7,
-            start,
-            start + Duration::from_secs(3),
-        ));
+        r.record(&Completion {
+            sent: None,
+            ..completion(start, 7, Outcome::Failed(ErrorClass::NotSent), 0)
+        });
         assert_eq!((r.total(), r.ok(), r.failed()), (4, 1, 3));
         assert_eq!(r.codes().collect::<Vec<_>>(), vec![(200, 1), (503, 1)]);
+        // Not sent: on no connection, so not among the connection errors.
         assert_eq!(
             r.errors().collect::<Vec<_>>(),
-            vec![(ErrorClass::Reset, 0, 1), (ErrorClass::Timeout, 1, 0)]
+            vec![(ErrorClass::Reset, 0, 1)]
         );
         assert_eq!((r.unsent(), r.late()), (1, 1));
         assert_eq!(r.failed_on(ConnectionUse::Reused), 2);
-        assert_eq!(r.failed_on(ConnectionUse::New), 1);
+        assert_eq!(r.failed_on(ConnectionUse::New), 0);
         assert_eq!(r.corrected().len(), 2, "only responses have a latency");
         let slots = r.timeline().slots();
         assert_eq!(slots.len(), 2);
         assert_eq!((slots[0].ok, slots[0].failed), (1, 2));
+        assert_eq!(slots[0].errors[ErrorClass::NotSent.index()], 1);
         assert_eq!(slots[1].errors[ErrorClass::Reset.index()], 1);
+    }
+
+    #[test]
+    fn a_batch_not_sent_is_counted_exactly_in_slots_and_phases() {
+        use crate::config::{Qps, Rate};
+        use crate::schedule::Schedule;
+        let start = Instant::now();
+        let mut r = recorder(start);
+        r.begin_phase(Phase::Steps, Duration::from_millis(1250));
+        // 1000 qps: requests 500..2500 are due from 0.5 s to 2.499 s.
+        let schedule = Schedule::new(start, Rate::Fixed(Qps::new(1000.0).unwrap()));
+        r.record_not_sent(&Batch::new(schedule, 500, 2500));
+        assert_eq!(
+            (r.total(), r.failed(), r.unsent(), r.late()),
+            (2000, 2000, 2000, 2000)
+        );
+        assert_eq!(r.errors().count(), 0);
+        assert_eq!(r.failed_on(ConnectionUse::New), 0);
+        let per_slot: Vec<u64> = r.timeline().slots().iter().map(|s| s.failed).collect();
+        assert_eq!(per_slot, vec![500, 1000, 500]);
+        let not_sent = ErrorClass::NotSent.index();
+        assert_eq!(r.timeline().slots()[1].errors[not_sent], 1000);
+        let phases: Vec<(u64, u64)> = r.phases().iter().map(|p| (p.total, p.failed)).collect();
+        assert_eq!(phases, vec![(750, 750), (1250, 1250)]);
     }
 
     #[test]

@@ -9,12 +9,16 @@
 //! killed (SIGKILL) and reaped. Background steps (watchers) run until the end of the run, and each
 //! line they print becomes a timestamped [`Event`].
 //!
+//! Every step's process group is registered while it lives, so that a second Ctrl-C, which exits
+//! at once (and `std::process::exit` runs no destructor, so `kill_on_drop` would not fire), can
+//! still kill them all first: [`kill_every_group`].
+//!
 //! Memory is bounded: lines are cut at [`MAX_LINE`] bytes, tails hold [`TAIL_LINES`] lines and a
 //! watcher keeps at most [`MAX_EVENTS`] events (the rest are counted).
 
 use std::collections::VecDeque;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -41,6 +45,44 @@ const DRAIN: Duration = Duration::from_millis(500);
 /// before it is killed: a daemon it started (`nginx`, `haproxy -D`) has this long to detach
 /// into its own session, which it does within milliseconds.
 const LEFTOVER_GRACE: Duration = Duration::from_millis(200);
+
+/// The process groups of the steps running now (their leaders' pids).
+static LIVE_GROUPS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Kills (SIGKILL) the process group of every step still running, foreground and background.
+/// For an exit that skips destructors: the second Ctrl-C.
+pub fn kill_every_group() {
+    let groups = LIVE_GROUPS.lock().unwrap_or_else(PoisonError::into_inner);
+    for &leader in groups.iter() {
+        kill_group(Some(leader));
+    }
+}
+
+/// Keeps a step's process group in [`LIVE_GROUPS`] while it lives.
+struct Registered(Option<u32>);
+
+impl Registered {
+    fn new(leader: Option<u32>) -> Registered {
+        if let Some(pid) = leader {
+            LIVE_GROUPS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(pid);
+        }
+        Registered(leader)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let mut groups = LIVE_GROUPS.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(i) = groups.iter().position(|&p| p == pid) {
+                groups.swap_remove(i);
+            }
+        }
+    }
+}
 
 /// How a step ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -418,6 +460,8 @@ async fn execute(
         }
     };
     let group = child.id();
+    // Registered until the group has been killed, at the end of this function.
+    let _registered = Registered::new(group);
     let mut out = Lines::new(child.stdout.take());
     let mut err = Lines::new(child.stderr.take());
     let mut tail = VecDeque::with_capacity(TAIL_LINES);

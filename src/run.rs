@@ -19,6 +19,7 @@ use crate::recorder::{Phase, Recorder};
 use crate::rollout::{Rollout, RolloutReport};
 use crate::schedule::Schedule;
 use crate::timeline::Timeline;
+use crate::timer::later;
 use crate::verdict::{Interruption, Verdict};
 use crate::version::{Labels, VersionProbe};
 
@@ -52,16 +53,20 @@ pub struct Finished {
     pub versions: Labels,
     /// Set when a signal cut the run short.
     pub interruption: Option<Interruption>,
+    /// Warnings about the run itself (an infeasible plan, requests not sent), one sentence
+    /// each, for the reports.
+    pub warnings: Vec<String>,
     /// The judgement.
     pub verdict: Verdict,
 }
 
 impl Finished {
-    /// Achieved request rate: attempts recorded per second of elapsed time.
+    /// Achieved request rate: requests sent per second of elapsed time (requests never sent
+    /// are not a rate anything achieved).
     pub fn actual_qps(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
-            self.recorder.total() as f64 / secs
+            (self.recorder.total() - self.recorder.unsent()) as f64 / secs
         } else {
             0.0
         }
@@ -127,11 +132,9 @@ pub async fn run(
     let started_at = SystemTime::now();
     let start = Instant::now();
     let has_steps = config.rollout.has_steps();
-    let interval = config
-        .load
-        .rate
-        .qps()
-        .map_or(Duration::ZERO, |q| Duration::from_secs_f64(1.0 / q));
+    let interval = config.load.rate.qps().map_or(Duration::ZERO, |q| {
+        Duration::try_from_secs_f64(1.0 / q).unwrap_or(crate::timer::HORIZON)
+    });
     let recorder = Arc::new(Mutex::new(Recorder::new(
         start,
         Timeline::for_run(config),
@@ -149,6 +152,12 @@ pub async fn run(
     );
     let versions = probe.labels().clone();
     let engine = Engine::new(config, start, recorder.clone(), probe)?;
+    let mut warnings = Vec::new();
+    if let Some(warning) = engine::plan_warning(config) {
+        console.line(&format!("gapless: warning: {warning}"));
+        warnings.push(warning);
+    }
+    let not_sent = engine.not_sent_notice();
     let control = engine.control();
     let mut end = config.load.duration;
     if !has_steps {
@@ -180,9 +189,21 @@ pub async fn run(
         let progress = progress::show(&recorder, &console, start, status_rx, PROGRESS_EVERY);
         tokio::pin!(load, plan, progress, interrupt);
         let mut planned = !has_steps;
+        let mut warned = false;
         let stats = loop {
             tokio::select! {
                 stats = &mut load => break stats,
+                () = not_sent.notified(), if !warned => {
+                    warned = true;
+                    console.line(&format!(
+                        "gapless: warning: from +{:.2}s requests are not being sent: no connection \
+                         was free in time for them to make their deadlines (counted as not_sent \
+                         failures); unless the target is stalling, -c {} is too few for this rate \
+                         at its response times",
+                        start.elapsed().as_secs_f64(),
+                        config.load.connections
+                    ));
+                }
                 planned_end = &mut plan, if !planned => {
                     planned = true;
                     end = planned_end;
@@ -217,6 +238,7 @@ pub async fn run(
         });
     let length = if interruption.is_some() { elapsed } else { end };
     recorder.finish(length);
+    warnings.extend(not_sent_warning(config, &recorder));
     let rollout = rollout.into_report(&config.redact);
     let verdict = Verdict::judge(
         &recorder,
@@ -236,7 +258,35 @@ pub async fn run(
         versions,
         interruption,
         verdict,
+        warnings,
     })
+}
+
+/// The report's sentence about requests not sent, if any were: how many, and how many
+/// connections the rate needs at the target's median service time (Little's law).
+fn not_sent_warning(config: &RunConfig, recorder: &Recorder) -> Option<String> {
+    let unsent = recorder.unsent();
+    if unsent == 0 {
+        return None;
+    }
+    let mut sentence = format!(
+        "{unsent} of {} requests were not sent (not_sent): no connection was free in time for \
+         them to make their deadlines",
+        recorder.total()
+    );
+    let service = recorder.service();
+    if let (Some(qps), false) = (config.load.rate.qps(), service.is_empty()) {
+        let median = Duration::from_micros(service.value_at_quantile(0.5));
+        let needed = (qps * median.as_secs_f64()).ceil().max(1.0);
+        sentence.push_str(&format!(
+            "; at the median service time of {}, -q {} needs about {needed:.0} connections \
+             (-c {}): raise -c, or lower -q",
+            crate::verdict::format_ms(median),
+            engine::rate_text(qps),
+            config.load.connections
+        ));
+    }
+    Some(sentence)
 }
 
 /// How often the progress line is printed.
@@ -277,13 +327,13 @@ async fn orchestrate(
         end
     };
     tokio::select! {
-        _ = tokio::time::sleep_until((start + warmup).into()) => {}
+        _ = tokio::time::sleep_until(later(start, warmup).into()) => {}
         _ = stop.cancelled() => return no_steps(start.elapsed()),
     }
     // Let every warmup request end before judging the warmup. A closed loop (`-q 0`) has no
     // count known in advance: it waits until the last one's deadline has passed.
     let due = Schedule::new(start, config.load.rate).count_before(warmup);
-    let settled = start + warmup + config.target.timeout + WARMUP_SETTLE;
+    let settled = later(later(start, warmup), config.target.timeout + WARMUP_SETTLE);
     while due.is_none_or(|due| lock().phase(Phase::Warmup).is_some_and(|p| p.total < due))
         && Instant::now() < settled
     {
@@ -324,7 +374,7 @@ async fn orchestrate(
     let cooldown_start = start.elapsed();
     lock().begin_phase(Phase::Cooldown, cooldown_start);
     status.send_modify(|s| s.phase = Phase::Cooldown);
-    let end = cooldown_start + config.rollout.cooldown;
+    let end = cooldown_start.saturating_add(config.rollout.cooldown);
     control.end_at(end);
     end
 }

@@ -11,12 +11,20 @@
 use std::time::{Duration, Instant};
 
 use crate::config::Rate;
+use crate::timer::later;
+
+/// The most requests one shard of a schedule counts: 2^53, about 9 × 10^15 (a million a second
+/// for 285 years). A rate that would count more is held to it, so that no counter of the run
+/// (totals, slots, phases: at most a few shards' worth each) can overflow.
+pub const MAX_REQUESTS: u64 = 1 << 53;
 
 /// One request the schedule wants sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arrival {
     /// Sequence number, from 0.
     pub seq: u64,
+    /// Index in its shard of the schedule (see [`Schedule::global_seq`]).
+    pub local: u64,
     /// Intended send time. Latency is measured from here.
     pub due: Instant,
 }
@@ -53,7 +61,7 @@ impl Schedule {
 
     /// Global sequence number of local index `local`.
     pub fn global_seq(&self, local: u64) -> u64 {
-        local * self.stride + self.phase
+        local.saturating_mul(self.stride).saturating_add(self.phase)
     }
 
     /// When the run started.
@@ -64,6 +72,11 @@ impl Schedule {
     /// The rate.
     pub fn rate(&self) -> Rate {
         self.rate
+    }
+
+    /// How many shards share the schedule (the distance between this shard's sequence numbers).
+    pub fn stride(&self) -> u64 {
+        self.stride
     }
 
     /// Requests per second this shard releases (`None` for a closed loop).
@@ -77,34 +90,182 @@ impl Schedule {
     }
 
     fn global_offset(&self, seq: u64) -> Option<Duration> {
+        self.global_nanos(seq).map(Duration::from_nanos)
+    }
+
+    /// Offset of global request `seq` in nanoseconds, saturating at `u64::MAX` (about 584
+    /// years: a rate of `1e-20` puts every request after the first out there). Rounded up to
+    /// the nanosecond so that `count_before(offset_of(k)) == k` holds exactly. Non-decreasing in
+    /// `seq` (every float step is monotonic), which is all [`Schedule::count_before`] relies on.
+    fn global_nanos(&self, seq: u64) -> Option<u64> {
         let qps = self.rate.qps()?;
-        // Rounded up to the nanosecond so that `count_before(offset_of(k)) == k` holds exactly.
-        Some(Duration::from_nanos((seq as f64 * 1e9 / qps).ceil() as u64))
+        // `as` saturates: an infinite product becomes u64::MAX.
+        Some((seq as f64 * 1e9 / qps).ceil() as u64)
     }
 
     /// Intended send time of local request `local` (`None` for a closed loop).
     pub fn due_at(&self, local: u64) -> Option<Instant> {
-        self.offset_of(local).map(|o| self.start + o)
+        // The common case first: exactly `start + o` (`later` clamps the rare overflow).
+        self.offset_of(local).map(|o| {
+            self.start
+                .checked_add(o)
+                .unwrap_or_else(|| later(self.start, o))
+        })
     }
 
     /// How many of this shard's requests are due strictly before `offset` from the start: the
-    /// request count of a run that lasts `offset`. `None` for a closed loop.
+    /// request count of a run that lasts `offset`. `None` for a closed loop. At most
+    /// [`MAX_REQUESTS`], for rates no counter could hold.
     pub fn count_before(&self, offset: Duration) -> Option<u64> {
         let qps = self.rate.qps()?;
-        let guess = (offset.as_secs_f64() * qps).ceil().max(0.0) as u64;
-        // Correct the float estimate against the exact definition (at most a step or two).
-        let mut global = guess.saturating_sub(2);
-        while self.global_offset(global).is_some_and(|o| o < offset) {
-            global += 1;
-        }
+        let global = match u64::try_from(offset.as_nanos()) {
+            Ok(target) => self.first_at_or_after(target, offset.as_secs_f64() * qps),
+            // Beyond every representable offset: all of them.
+            Err(_) => u64::MAX,
+        };
         // Of the global requests 0..global, those with seq ≡ phase (mod stride).
-        Some((global + self.stride - 1 - self.phase.min(global + self.stride - 1)) / self.stride)
+        let local = if global <= self.phase {
+            0
+        } else {
+            (global - self.phase - 1) / self.stride + 1
+        };
+        Some(local.min(MAX_REQUESTS))
+    }
+
+    /// The smallest global sequence number due at or after `target` ns (`u64::MAX` if none is),
+    /// from the float estimate `guess`: corrected by a galloping then a binary search, so it is
+    /// exact and costs a few dozen evaluations at worst, whatever the rate.
+    fn first_at_or_after(&self, target: u64, guess: f64) -> u64 {
+        let at = |seq: u64| self.global_nanos(seq).is_some_and(|n| n >= target);
+        if at(0) {
+            return 0;
+        }
+        // `as` saturates (and maps NaN to 0).
+        let guess = (guess.ceil() as u64).max(1);
+        // Invariant: !at(lo) and at(hi).
+        let (mut lo, mut hi);
+        let mut step = 1u64;
+        if at(guess) {
+            hi = guess;
+            loop {
+                let below = guess.saturating_sub(step);
+                if !at(below) {
+                    lo = below;
+                    break;
+                }
+                hi = below;
+                step = step.saturating_mul(2);
+            }
+        } else {
+            lo = guess;
+            loop {
+                if lo == u64::MAX {
+                    return u64::MAX;
+                }
+                let above = guess.saturating_add(step);
+                if at(above) {
+                    hi = above;
+                    break;
+                }
+                lo = above;
+                step = step.saturating_mul(2);
+            }
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if at(mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        hi
     }
 
     /// How many requests are due at or before `now`. `None` for a closed loop.
     pub fn count_due(&self, now: Instant) -> Option<u64> {
         let elapsed = now.saturating_duration_since(self.start);
-        self.count_before(elapsed + Duration::from_nanos(1))
+        self.count_before(elapsed.saturating_add(Duration::from_nanos(1)))
+    }
+}
+
+/// Consecutive arrivals of one schedule shard, local indices `from..to`, that were never sent:
+/// recorded in one step however many there are (a run of a billion expired arrivals costs what
+/// one does), and exactly: [`Batch::count_before`] splits it by time.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch {
+    schedule: Schedule,
+    from: u64,
+    to: u64,
+}
+
+impl Batch {
+    /// Local indices `from..to` of `schedule` (a paced one).
+    pub fn new(schedule: Schedule, from: u64, to: u64) -> Batch {
+        Batch {
+            schedule,
+            from,
+            to: to.max(from),
+        }
+    }
+
+    /// The one arrival with local index `local`.
+    pub fn single(schedule: Schedule, local: u64) -> Batch {
+        Batch::new(schedule, local, local.saturating_add(1))
+    }
+
+    /// Arrivals in the batch.
+    pub fn len(&self) -> u64 {
+        self.to - self.from
+    }
+
+    /// True when it holds no arrival.
+    pub fn is_empty(&self) -> bool {
+        self.to == self.from
+    }
+
+    /// Global sequence number of the first arrival.
+    pub fn first_seq(&self) -> u64 {
+        self.schedule.global_seq(self.from)
+    }
+
+    /// Distance between the batch's consecutive sequence numbers (the number of shards).
+    pub fn stride(&self) -> u64 {
+        self.schedule.stride
+    }
+
+    /// Intended send time of the batch's `k`-th arrival, from the start of the run.
+    pub fn due(&self, k: u64) -> Duration {
+        self.schedule
+            .offset_of(self.from.saturating_add(k))
+            .unwrap_or_default()
+    }
+
+    /// How many of the batch's arrivals are due strictly before `offset` from the start.
+    pub fn count_before(&self, offset: Duration) -> u64 {
+        self.schedule
+            .count_before(offset)
+            .map_or(0, |c| c.clamp(self.from, self.to) - self.from)
+    }
+
+    /// Splits the batch into consecutive parts at the multiples of `width` (timeline slots):
+    /// `(due of the part's first arrival, arrivals in the part)`, in time order.
+    pub fn by_width(&self, width: Duration) -> impl Iterator<Item = (Duration, u64)> + '_ {
+        let width = width.as_nanos().max(1);
+        let mut k = 0;
+        std::iter::from_fn(move || {
+            if k >= self.len() {
+                return None;
+            }
+            let due = self.due(k);
+            let boundary = (due.as_nanos() / width + 1).saturating_mul(width);
+            let end = u64::try_from(boundary)
+                .map_or(self.len(), |b| self.count_before(Duration::from_nanos(b)))
+                .clamp(k + 1, self.len());
+            let part = (due, end - k);
+            k = end;
+            Some(part)
+        })
     }
 }
 
@@ -161,6 +322,59 @@ mod tests {
             assert_eq!(shard.due_at(2), whole.due_at(6 + phase as u64));
         }
         assert_eq!(total, 1234);
+    }
+
+    #[test]
+    fn extreme_rates_neither_panic_nor_spin() {
+        // One request, then the next one centuries later.
+        let slow = paced(1e-20);
+        assert_eq!(slow.count_before(Duration::from_secs(1)), Some(1));
+        assert!(slow.due_at(1).is_some_and(|d| d > slow.start()));
+        assert_eq!(slow.count_before(Duration::MAX), Some(MAX_REQUESTS));
+        // Every request due in the first nanosecond: the count is held to its maximum, promptly.
+        let fast = paced(1e300);
+        assert_eq!(fast.count_before(Duration::ZERO), Some(0));
+        assert_eq!(
+            fast.count_before(Duration::from_secs(1)),
+            Some(MAX_REQUESTS)
+        );
+        assert_eq!(
+            fast.shard(1, 2).count_before(Duration::from_secs(1)),
+            Some(MAX_REQUESTS)
+        );
+        // Near the maximum the float estimate is coarse; the count stays exact.
+        let s = paced(1e9);
+        let offset = Duration::from_secs(9_000_000);
+        let n = s.count_before(offset).unwrap();
+        assert!(s.offset_of(n - 1).unwrap() < offset && s.offset_of(n).unwrap() >= offset);
+        assert_eq!(paced(100.0).count_before(Duration::MAX), Some(MAX_REQUESTS));
+        assert!(paced(100.0).due_at(u64::MAX).is_some());
+    }
+
+    #[test]
+    fn a_batch_splits_exactly_by_slot() {
+        // Requests 5..25 at 100 qps: due 50 ms to 240 ms; slots of 100 ms.
+        let s = paced(100.0);
+        let batch = Batch::new(s, 5, 25);
+        assert_eq!(batch.len(), 20);
+        assert_eq!(batch.first_seq(), 5);
+        let parts: Vec<(u128, u64)> = batch
+            .by_width(Duration::from_millis(100))
+            .map(|(due, n)| (due.as_millis(), n))
+            .collect();
+        assert_eq!(parts, vec![(50, 5), (100, 10), (200, 5)]);
+        assert_eq!(batch.count_before(Duration::from_millis(100)), 5);
+        assert_eq!(batch.count_before(Duration::from_secs(9)), 20);
+        // A shard's batch counts only its own sequence numbers.
+        let shard = s.shard(1, 2);
+        let batch = Batch::new(shard, 0, 10);
+        assert_eq!((batch.first_seq(), batch.stride()), (1, 2));
+        let total: u64 = batch
+            .by_width(Duration::from_millis(50))
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(total, 10);
+        assert_eq!(Batch::single(s, 7).len(), 1);
     }
 
     #[test]

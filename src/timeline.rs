@@ -67,6 +67,12 @@ impl Slot {
         self.errors[class.index()] += 1;
     }
 
+    /// Counts `n` transport failures of one class at once (a batch of requests never sent).
+    pub fn add_errors(&mut self, class: ErrorClass, n: u64) {
+        self.failed = self.failed.saturating_add(n);
+        self.errors[class.index()] = self.errors[class.index()].saturating_add(n);
+    }
+
     /// Counts one successful response from `version`.
     pub fn add_version(&mut self, version: VersionId) {
         match self.versions.iter_mut().find(|(v, _)| *v == version) {

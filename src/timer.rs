@@ -7,7 +7,19 @@
 //! an engine thread that has nothing to do until its pacer's next tick.
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The farthest ahead gapless ever looks: about 100 years. Instants and deadlines beyond it are
+/// clamped to it, so no option value (a timeout of `u64::MAX` seconds, a rate of `1e-20`) can
+/// overflow the clock's arithmetic.
+pub const HORIZON: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `t + d`, clamped to [`HORIZON`] after `t`: never panics, never wraps.
+pub fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d.min(HORIZON))
+        .or_else(|| t.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(t)
+}
 
 /// Sleeps until instants with microsecond precision.
 #[derive(Debug)]
@@ -124,6 +136,17 @@ mod tests {
         let inside = with_precise_naps(|| rustix::thread::current_timer_slack().unwrap());
         assert_eq!(inside, 1_000);
         assert_eq!(rustix::thread::current_timer_slack().unwrap(), before);
+    }
+
+    #[test]
+    fn later_never_overflows() {
+        let now = Instant::now();
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert_eq!(later(now, Duration::MAX), now + HORIZON);
+        assert!(later(now, Duration::from_secs(u64::MAX)) > now);
     }
 
     #[tokio::test]

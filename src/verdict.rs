@@ -23,6 +23,10 @@ pub enum Exit {
     StepFailed,
     /// 4: the target was already failing before the rollout.
     UnhealthyBefore,
+    /// 5: gapless itself failed: a load worker panicked, the engine could not start, or a
+    /// report could not be written at the end (the other reports still were). Not a judgement
+    /// of the target.
+    Internal,
     /// 130: interrupted by SIGINT.
     Interrupted,
     /// 143: terminated by SIGTERM.
@@ -38,6 +42,7 @@ impl Exit {
             Exit::Usage => 2,
             Exit::StepFailed => 3,
             Exit::UnhealthyBefore => 4,
+            Exit::Internal => 5,
             Exit::Interrupted => 130,
             Exit::Terminated => 143,
         }
@@ -93,11 +98,17 @@ impl Verdict {
         });
         if too_many {
             let mut reason = format!(
-                "{failed} of {total} requests failed ({}) in {} window{}",
-                failure_breakdown(recorder),
-                gaps.windows,
-                plural(gaps.windows)
+                "{failed} of {total} requests failed ({})",
+                failure_breakdown(recorder)
             );
+            // Requests never sent are in no window: all of them, and no window to name.
+            if gaps.windows > 0 {
+                reason.push_str(&format!(
+                    " in {} window{}",
+                    gaps.windows,
+                    plural(gaps.windows)
+                ));
+            }
             if let Some(gap) = longest {
                 reason.push_str("; ");
                 reason.push_str(&describe_gap(gap, rollout));
@@ -284,6 +295,10 @@ pub fn failure_breakdown(recorder: &Recorder) -> String {
                 .errors()
                 .map(|(class, new, reused)| (new + reused, class.as_str().to_string())),
         )
+        .chain((recorder.unsent() > 0).then(|| {
+            let class = crate::outcome::ErrorClass::NotSent;
+            (recorder.unsent(), class.as_str().to_string())
+        }))
         .collect();
     parts.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
     parts

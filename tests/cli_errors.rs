@@ -154,28 +154,31 @@ fn an_unreachable_target_says_so_in_one_line_before_the_report() {
 }
 
 #[test]
-fn an_unwritable_report_is_exit_2_after_the_text_report() {
+fn an_unwritable_report_is_exit_2_before_the_load() {
     // A path under a regular file cannot be created, even by root.
     let file = support::TempFile::with("txt", "not a directory");
     let json = format!("{}/result.json", file.as_str());
     let server = support::TestServer::healthy();
+    let started = std::time::Instant::now();
     let (code, stdout, stderr, _) = support::run_gapless(&[
         "run",
         &server.url(),
         "-q",
         "20",
         "-d",
-        "500ms",
+        "5s",
         "--json",
         &json,
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stdout.trim_end().ends_with("PASS: every request succeeded"),
-        "the text report still reaches stdout: {stdout}"
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "found before the 5 s load, not after it"
     );
+    assert_eq!(server.stats().requests(), 0, "no load was sent");
+    assert_eq!(stdout, "", "no report without a run");
     assert!(
-        stderr.contains(&format!("gapless: cannot write report {json}")),
+        stderr.contains(&format!("gapless: cannot write a report to {json}")),
         "{stderr}"
     );
 }

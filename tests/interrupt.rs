@@ -1,5 +1,6 @@
 //! Interruption: SIGINT or SIGTERM stops the load at once and still produces the report and the
-//! JSON result, marked interrupted, with exit code 130 or 143.
+//! JSON result, marked interrupted, with exit code 130 or 143. A second signal exits at once,
+//! and kills every step's process group first.
 
 mod support;
 
@@ -7,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{GAPLESS, TestServer, at, temp_path, u64_at};
+use support::{
+    GAPLESS, TempFile, TestServer, at, temp_path, u64_at, wait_for_line, wait_not_running,
+};
 
 /// Starts a 3 s run, sends `signal` after 1 s, and returns the exit code, how long the process
 /// lived, and the JSON result.
@@ -85,4 +88,89 @@ fn sigterm_stops_the_run_with_exit_143() {
         "stopped after {lived:?}"
     );
     assert_interrupted(&json, 143);
+}
+
+/// Sends `signal` to `pid` with kill(1).
+fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill(1)");
+    assert!(sent.success(), "kill {signal} {pid} failed");
+}
+
+#[test]
+fn a_second_sigint_exits_at_once_and_leaves_no_step_running() {
+    // A watcher (background step) whose group holds a `sleep 300`, and a foreground step that
+    // leaves a process outside its group holding its output pipe: after the first SIGINT, the
+    // run waits up to 500 ms for that output to drain, still before the watchers are stopped.
+    // The second SIGINT comes then. Before, `process::exit` skipped every destructor and the
+    // watcher's `sleep 300` outlived gapless.
+    let server = TestServer::healthy();
+    let watcher_pid = TempFile::new("pid");
+    let escaped_pid = TempFile::new("pid");
+    let scenario = TempFile::with(
+        "toml",
+        &format!(
+            r#"[target]
+url = "{url}"
+
+[load]
+qps = 20
+warmup = "200ms"
+cooldown = "1s"
+
+[[step]]
+name = "watch"
+run = "sleep 300 & echo $! > {watcher}; wait"
+background = true
+
+[[step]]
+name = "hold"
+run = "setsid sh -c 'echo $$ > {escaped}; exec sleep 5' & sleep 30"
+"#,
+            url = server.url(),
+            watcher = watcher_pid.as_str(),
+            escaped = escaped_pid.as_str(),
+        ),
+    );
+    let started = Instant::now();
+    let mut child = Command::new(GAPLESS)
+        .args(["run", "--scenario", scenario.as_str(), "--quiet"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the gapless binary should start");
+    let watcher: u32 = wait_for_line(watcher_pid.path(), Duration::from_secs(10))
+        .and_then(|words| words.first()?.parse().ok())
+        .expect("the watcher started its sleep");
+    let escaped: u32 = wait_for_line(escaped_pid.path(), Duration::from_secs(10))
+        .and_then(|words| words.first()?.parse().ok())
+        .expect("the foreground step started");
+    signal(child.id(), "-INT");
+    std::thread::sleep(Duration::from_millis(150));
+    signal(child.id(), "-INT");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for gapless") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("gapless did not exit after two SIGINTs");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = Command::new("kill")
+        .args(["-KILL", &escaped.to_string()])
+        .status();
+    let survived = !wait_not_running(watcher, Duration::from_secs(2));
+    if survived {
+        let _ = Command::new("kill")
+            .args(["-KILL", &watcher.to_string()])
+            .status();
+    }
+    assert_eq!(status.code(), Some(130));
+    assert!(!survived, "the watcher's sleep {watcher} outlived gapless");
 }

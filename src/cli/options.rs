@@ -627,13 +627,13 @@ options! {
         /// Total requests per second; 0 = as fast as possible (closed loop).
         #[arg(short = 'q', long, value_name = "QPS", allow_negative_numbers = true)]
         qps: f64 => Rate = "100", RateCheck;
-        /// Number of connections.
+        /// Most connections (HTTP/1.1 keep-alive, one request in flight each), opened as the load needs them.
         #[arg(short = 'c', long, value_name = "N", allow_negative_numbers = true)]
         connections: i64 => NonZeroUsize = "16", Count::new(1, MAX_CONNECTIONS);
         /// Concurrent streams per HTTP/2 connection.
         #[arg(long, value_name = "N", allow_negative_numbers = true)]
         streams: i64 => NonZeroUsize = "1", Count::new(1, 1000);
-        /// How long to run, without rollout steps (e.g. 10s, 1m30s).
+        /// How long to run, without rollout steps (e.g. 10s, 1m30s); the load lasts that long even if its last request is answered sooner.
         #[arg(short = 'd', long, value_name = "DUR")]
         duration: String => Duration = "10s", Span::new(ms(1), hours(24 * 30));
         /// Load before the first step, nothing changing: the baseline.

@@ -24,7 +24,7 @@ pub fn result(f: &Finished) -> Value {
     let r = &f.recorder;
     let config = &f.config;
     let mut codes: BTreeMap<String, u64> = r.codes().map(|(c, n)| (c.to_string(), n)).collect();
-    let transport: u64 = r.errors().map(|(_, new, reused)| new + reused).sum();
+    let transport: u64 = r.errors().map(|(_, new, reused)| new + reused).sum::<u64>() + r.unsent();
     if transport > 0 {
         codes.insert("-1".to_string(), transport);
     }

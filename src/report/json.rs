@@ -9,14 +9,14 @@
 //! | `gapless_version` | version of the tool that wrote it |
 //! | `started_at`, `started_at_unix_ms` | wall-clock start, RFC 3339 (UTC) and Unix milliseconds |
 //! | `elapsed_ms` | from the start until the last attempt ended |
-//! | `actual_qps` | attempts per second of `elapsed_ms` |
+//! | `actual_qps` | requests sent per second of `elapsed_ms` (requests never sent are not counted) |
 //! | `interrupted` | true when a signal cut the run short |
 //! | `target` | `url` (a password in it is shown as `<redacted>`), `method`, `http2`, `cacert` (a CA bundle was given with `--cacert`), `insecure` (`--insecure`: certificates not verified) |
 //! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms` (how long the load was meant to last: warmup + steps + cooldown, or the duration; the elapsed time when interrupted), `duration_requested_ms` (`--duration`; `null` with steps), `warmup_ms`, `cooldown_ms` (`null` without steps), `timeout_ms`, `slot_ms` (the slot width used: as given or sized to the run, doubled once per merge, see `crate::timeline`), `slot_requested_ms` (`--slot` as given; `null` when sized to the run; differs from `slot_ms` when the 2,048-slot cap merged slots), `ok_codes` |
-//! | `requests` | `total` attempts, `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (deadline passed while every connection was busy; counted in `failed` as `timeout`), `interrupted` (due but cut off by a signal; not in `total`), `body_bytes` (response body bytes read and discarded, including bodies that never completed; never stored) |
+//! | `requests` | `total` requests due (sent, or not sent), `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (never sent: no connection was free in time for the request to make its deadline; counted in `failed` and in `errors` as `not_sent`), `interrupted` (due but cut off by a signal; not in `total`), `body_bytes` (response body bytes read and discarded, including bodies that never completed; never stored) |
 //! | `codes` | count per HTTP status, e.g. `{"200": 9960, "503": 40}` |
-//! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout`, `protocol`, `other` |
-//! | `errors_by_connection` | per class, `{"new": n, "reused": n}` |
+//! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout` (sent, no complete response by the deadline), `protocol`, `other`, and `not_sent` (never sent, see `requests.unsent`) |
+//! | `errors_by_connection` | per class, `{"new": n, "reused": n}` (every class but `not_sent`, which was on no connection) |
 //! | `error_samples` | per class, the first failure's message (at most 200 characters), e.g. `{"tls": "invalid peer certificate: UnknownIssuer", "connect_refused": "Connection refused (os error 111)"}`: the OS error, rustls's reason, hyper's error, or what was wrong with the bytes |
 //! | `latency_ms` | from the intended send time (coordinated-omission corrected), responses only: `count min mean stddev p50 p75 p90 p99 p99_9 max` |
 //! | `service_time_ms` | the same statistics from the actual send (to the kernel's receipt of the response's last bytes over HTTP/1.1 on Linux, see `crate::stamped`) |
@@ -27,7 +27,7 @@
 //! | `phases` | in order: `name` (`load` for a run without steps; else `warmup`, `steps`, `cooldown`), `start_ms`, `end_ms`, `requests`, `ok`, `failed` (by intended send time) |
 //! | `steps` | in scenario order: `name`, `command`, `background`, `status` (`ok`, `failed`, `timed_out`, `interrupted`, `stopped`, `skipped`), `start_ms`, `end_ms` (`null` if it never ran), `exit_code`, `signal` (`null` unless one applies), `problem`, `output_tail` (last lines, a list of strings), `output_tail_ms` (when each of those lines was read, same length; absent from results of older versions) |
 //! | `events` | lines printed by background steps and demo orchestration events: `t_ms` (when the line was read), `step`, `line`; `events_dropped` counts those beyond 10,000 per watcher |
-//! | `windows` | failure windows in time order (at most 1,000; `windows_total` counts all): `start_ms`, `end_ms`, `duration_ms`, `failed`, `ok`, `codes`, `errors`, `failed_on_new_connections`, `failed_on_reused_connections`, `steps` (foreground steps running at the time), `after_step` (when none ran: the last step that ended before it), `open` (the load ended inside it) |
+//! | `windows` | failure windows in time order (at most 1,000; `windows_total` counts all): `start_ms` (when its first failure was sent), `end_ms` (when the success that ended it was sent), `start_uncertainty_ms` (the outage began after the last success before it was sent, this long before `start_ms`; `null` if none succeeded before), `end_uncertainty_ms` (it ended after the last failure was sent, this long before `end_ms`; `null` if open), `duration_ms`, `failed`, `ok`, `codes`, `errors`, `failed_on_new_connections`, `failed_on_reused_connections`, `steps` (foreground steps running at the time), `after_step` (when none ran: the last step that ended before it), `open` (the load ended inside it) |
 //! | `gaps` | the windows with `ok == 0` (availability gaps), same fields; `gaps_total` counts all |
 //! | `longest_gap_ms`, `total_gap_ms` | the longest gap (`null` without gaps) and the sum of all gaps |
 //! | `merge_gap_ms` | windows closer than this were merged |
@@ -38,10 +38,10 @@
 //! | `thresholds` | the verdict's criteria: `max_failures`, `max_failure_ratio`, `max_gap_ms`, `max_p99_ms`, `expect_version` (`null` when not set) |
 //! | `command_line`, `scenario` | how the run was started: the arguments, and the scenario file's `path` and `text` |
 //! | `hints` | likely causes: `rule`, `cause`, `fix`, `evidence`; rules about a rollout only when a step ran and the failures fall during or after it, plain statements otherwise (see `gapless::hints` for the rules) |
+//! | `warnings` | sentences about the run itself: a rate far above what the engine threads and connections can carry (also printed before the load), requests not sent (also printed when the first one is not) |
 //! | `verdict` | `passed`, `exit_code`, `line` (the verdict line of the text report), `reasons` |
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -137,6 +137,10 @@ pub struct RunResult {
     pub scenario: Option<ScenarioEntry>,
     /// Likely causes of the failures, with the fix.
     pub hints: Vec<HintEntry>,
+    /// Warnings about the run itself: a rate far above what the plan can carry, requests not
+    /// sent. Absent from results written before it existed.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// The judgement.
     pub verdict: Verdict,
 }
@@ -201,10 +205,16 @@ pub struct EventEntry {
 /// One entry of `windows` or `gaps`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct WindowEntry {
-    /// Intended time of the first failure.
+    /// When the first failure was sent.
     pub start_ms: f64,
-    /// Intended time of the success that ended it.
+    /// When the success that ended it was sent.
     pub end_ms: f64,
+    /// The outage began within `[start_ms - start_uncertainty_ms, start_ms]` (after the last
+    /// success before it was sent); `null` when nothing succeeded before it.
+    pub start_uncertainty_ms: Option<f64>,
+    /// The outage ended within `[end_ms - end_uncertainty_ms, end_ms]` (after its last failure
+    /// was sent); `null` for an open window.
+    pub end_uncertainty_ms: Option<f64>,
     /// `end_ms - start_ms`.
     pub duration_ms: f64,
     /// Failures inside.
@@ -486,6 +496,8 @@ fn window(w: &crate::gaps::Window, f: &Finished) -> WindowEntry {
     WindowEntry {
         start_ms: millis(w.start),
         end_ms: millis(w.end),
+        start_uncertainty_ms: w.start_uncertainty.map(millis),
+        end_uncertainty_ms: w.end_uncertainty.map(millis),
         duration_ms: millis(w.duration()),
         failed: w.failed,
         ok: w.ok,
@@ -612,6 +624,10 @@ impl RunResult {
             errors: r
                 .errors()
                 .map(|(c, new, reused)| (c.as_str().to_string(), new + reused))
+                .chain(
+                    (r.unsent() > 0)
+                        .then(|| (ErrorClass::NotSent.as_str().to_string(), r.unsent())),
+                )
                 .collect(),
             errors_by_connection: r
                 .errors()
@@ -735,6 +751,7 @@ impl RunResult {
             command_line: Vec::new(),
             scenario: None,
             hints: Vec::new(),
+            warnings: f.warnings.clone(),
             verdict: Verdict {
                 passed: f.verdict.passed,
                 exit_code: f.verdict.exit.code(),
@@ -752,8 +769,8 @@ impl RunResult {
             source,
         };
         if path == Path::new("-") {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{text}").map_err(write_err)
+            // A reader that went away (`| head`) ends the output quietly.
+            super::to_stdout(&(text + "\n"))
         } else {
             std::fs::write(path, text + "\n").map_err(write_err)
         }

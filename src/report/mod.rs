@@ -36,6 +36,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A report path cannot be written (found before the run).
+    #[error("cannot write a report to {path}")]
+    Unwritable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A saved result is not a gapless JSON result.
     #[error("{path} is not a gapless JSON result")]
     Parse {
@@ -45,6 +54,91 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// Writes `text` to stdout. A reader that has gone away (`gapless run ... | head`: EPIPE) is
+/// not an error: the rest is dropped quietly, as `ls | head` does, and the run keeps its exit
+/// code. Any other failure is.
+pub fn to_stdout(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Write {
+            path: PathBuf::from("-"),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `text` to stderr, best effort (there is nowhere left to say that it failed).
+pub fn to_stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
+}
+
+/// Checks, before the run, that a report can be written to `path` (`-` is stdout and always
+/// can), without creating anything: an existing file must open for writing (it is not
+/// changed), a new one needs an existing, writable directory.
+pub fn check_writable(path: &Path) -> Result<(), Error> {
+    use std::io::{Error as IoError, ErrorKind};
+    if path == Path::new("-") {
+        return Ok(());
+    }
+    let fail = |source: IoError| Error::Unwritable {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            return Err(fail(IoError::new(
+                ErrorKind::IsADirectory,
+                "it is a directory",
+            )));
+        }
+        Ok(_) => {
+            // Opening for appending writes nothing and truncates nothing.
+            return std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map(drop)
+                .map_err(fail);
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(e)),
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        fail(IoError::new(
+            e.kind(),
+            format!("its directory {} cannot be used: {e}", dir.display()),
+        ))
+    })?;
+    if !meta.is_dir() {
+        return Err(fail(IoError::new(
+            ErrorKind::NotADirectory,
+            format!("{} is not a directory", dir.display()),
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use rustix::fs::{Access, AtFlags, CWD, accessat};
+        accessat(
+            CWD,
+            dir,
+            Access::WRITE_OK | Access::EXEC_OK,
+            AtFlags::EACCESS,
+        )
+        .map_err(|e| {
+            fail(IoError::new(
+                IoError::from(e).kind(),
+                format!("its directory {} is not writable", dir.display()),
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 /// Writes `text` to `path`.
@@ -79,4 +173,32 @@ pub fn read_result(path: &Path) -> Result<json::RunResult, Error> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writable_paths_are_checked_without_leaving_anything() {
+        let dir = std::env::temp_dir().join(format!("gapless-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let new = dir.join("new.html");
+        assert!(check_writable(&new).is_ok());
+        assert!(!new.exists(), "the check created the file");
+        let old = dir.join("old.json");
+        std::fs::write(&old, "keep").unwrap();
+        assert!(check_writable(&old).is_ok());
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "keep");
+        assert!(check_writable(Path::new("-")).is_ok());
+        for bad in [dir.join("missing/r.html"), old.join("r.html"), dir.clone()] {
+            let err = check_writable(&bad).unwrap_err();
+            assert!(
+                err.to_string().contains(&bad.display().to_string()),
+                "{err}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "only old.json");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -89,7 +89,7 @@ fn write_report(out: &mut String, r: &RunResult) -> std::fmt::Result {
     } else {
         writeln!(
             out,
-            "Send lateness, ms : p50 {} p99 {} max {} ; {} late (sent > {} ms after due), {} unsent (deadline passed in the backlog)",
+            "Send lateness, ms : p50 {} p99 {} max {} ; {} late (sent > {} ms after due, or never), {} unsent (no connection free in time for the deadline)",
             trim_float(l.p50),
             trim_float(l.p99),
             trim_float(l.max),
@@ -114,6 +114,9 @@ fn write_report(out: &mut String, r: &RunResult) -> std::fmt::Result {
     write_rollout(out, r)?;
     write_versions(out, r)?;
     write_windows(out, r)?;
+    for warning in &r.warnings {
+        writeln!(out, "Warning: {warning}")?;
+    }
     for hint in &r.hints {
         writeln!(
             out,
@@ -151,6 +154,14 @@ fn write_outcomes(out: &mut String, r: &RunResult) -> std::fmt::Result {
         if let Some(sample) = r.error_samples.get(class.as_str()) {
             writeln!(out, "  first: {sample}")?;
         }
+    }
+    if r.requests.unsent > 0 {
+        writeln!(
+            out,
+            "Error not_sent : {} ({:.1} %) : never sent, on no connection (no connection was free in time for the deadline)",
+            r.requests.unsent,
+            100.0 * r.requests.unsent as f64 / total
+        )?;
     }
     Ok(())
 }
