@@ -89,9 +89,24 @@ impl fmt::Display for Rate {
     }
 }
 
-/// Which status codes count as success.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which status codes count as success. In the JSON result: its text, such as `"200-299,304"`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct OkCodes(Vec<RangeInclusive<u16>>);
+
+impl From<OkCodes> for String {
+    fn from(codes: OkCodes) -> String {
+        codes.to_string()
+    }
+}
+
+impl TryFrom<String> for OkCodes {
+    type Error = Error;
+
+    fn try_from(text: String) -> Result<OkCodes, Error> {
+        text.parse()
+    }
+}
 
 impl OkCodes {
     /// True when `status` is a success.

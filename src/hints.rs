@@ -20,9 +20,9 @@
 //! capped by that side's failures of the matching class.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
-use crate::config::OkCodes;
+use crate::outcome::{EnvoyReply, ErrorClass};
+use crate::recorder::Phase;
 use crate::report::json::{ByConnection, RunResult, WindowEntry};
 
 /// A hint: what probably happened, what to do, and why gapless thinks so.
@@ -73,11 +73,11 @@ pub struct Evidence<'a> {
     /// Failing status codes and their counts.
     pub codes: BTreeMap<u16, u64>,
     /// Transport failure classes and their counts.
-    pub errors: BTreeMap<String, u64>,
+    pub errors: BTreeMap<ErrorClass, u64>,
     /// Per transport failure class, the split by connection.
-    pub by_connection: BTreeMap<String, ByConnection>,
+    pub by_connection: BTreeMap<ErrorClass, ByConnection>,
     /// Envoy's own 5xx, by signature.
-    pub signatures: BTreeMap<String, u64>,
+    pub signatures: BTreeMap<EnvoyReply, u64>,
     /// The failure windows.
     pub windows: Vec<&'a WindowEntry>,
 }
@@ -256,7 +256,7 @@ pub fn rollout_start(r: &RunResult) -> Option<f64> {
     Some(
         r.phases
             .iter()
-            .find(|p| p.name == "steps")
+            .find(|p| p.name == Phase::Steps)
             .map_or(first_step, |p| p.start_ms.min(first_step)),
     )
 }
@@ -280,15 +280,14 @@ fn split<'a>(r: &'a RunResult, run: &Evidence<'a>) -> (Evidence<'a>, Option<Evid
 impl<'a> Evidence<'a> {
     /// Every failure of the run, with the exact counts of the result.
     fn run(r: &'a RunResult) -> Evidence<'a> {
-        let ok_codes = OkCodes::from_str(&r.load.ok_codes).unwrap_or_default();
         Evidence {
             result: r,
             failed: r.requests.failed,
             codes: r
                 .codes
                 .iter()
-                .filter_map(|(code, &n)| code.parse::<u16>().ok().map(|c| (c, n)))
-                .filter(|&(c, _)| !ok_codes.contains(c))
+                .map(|(&c, &n)| (c, n))
+                .filter(|&(c, _)| !r.load.ok_codes.contains(c))
                 .collect(),
             errors: r.errors.clone(),
             by_connection: r.errors_by_connection.clone(),
@@ -307,13 +306,11 @@ impl<'a> Evidence<'a> {
         let mut codes = BTreeMap::new();
         let mut errors = BTreeMap::new();
         for w in &windows {
-            for (code, n) in &w.codes {
-                if let Ok(c) = code.parse::<u16>() {
-                    *codes.entry(c).or_insert(0) += n;
-                }
+            for (&code, n) in &w.codes {
+                *codes.entry(code).or_insert(0) += n;
             }
-            for (class, n) in &w.errors {
-                *errors.entry(class.clone()).or_insert(0) += n;
+            for (&class, n) in &w.errors {
+                *errors.entry(class).or_insert(0) += n;
             }
         }
         let by_connection = errors
@@ -324,7 +321,7 @@ impl<'a> Evidence<'a> {
                     new: all.new.min(n),
                     reused: all.reused.min(n),
                 };
-                (class.clone(), split)
+                (*class, split)
             })
             .collect();
         let server_errors: u64 = codes
@@ -335,7 +332,7 @@ impl<'a> Evidence<'a> {
         let signatures = run
             .signatures
             .iter()
-            .map(|(k, &n)| (k.clone(), n.min(server_errors)))
+            .map(|(&k, &n)| (k, n.min(server_errors)))
             .filter(|&(_, n)| n > 0)
             .collect();
         Evidence {
@@ -349,12 +346,12 @@ impl<'a> Evidence<'a> {
         }
     }
 
-    fn error(&self, class: &str) -> u64 {
-        self.errors.get(class).copied().unwrap_or(0)
+    fn error(&self, class: ErrorClass) -> u64 {
+        self.errors.get(&class).copied().unwrap_or(0)
     }
 
-    fn signature(&self, key: &str) -> u64 {
-        self.signatures.get(key).copied().unwrap_or(0)
+    fn signature(&self, key: EnvoyReply) -> u64 {
+        self.signatures.get(&key).copied().unwrap_or(0)
     }
 
     /// Failing responses with a 3xx status.
@@ -406,8 +403,8 @@ fn when(e: &Evidence) -> String {
 }
 
 fn reused_connection_breaks(e: &Evidence) -> Option<String> {
-    let by = |class: &str| e.by_connection.get(class).map_or(0, |c| c.reused);
-    let broken = by("reset") + by("closed_before_response");
+    let by = |class: ErrorClass| e.by_connection.get(&class).map_or(0, |c| c.reused);
+    let broken = by(ErrorClass::Reset) + by(ErrorClass::ClosedBeforeResponse);
     (broken > 0).then(|| {
         format!(
             "{broken} of {} failures were resets or closes on kept-alive connections{}",
@@ -418,7 +415,10 @@ fn reused_connection_breaks(e: &Evidence) -> Option<String> {
 }
 
 fn refused(w: &WindowEntry) -> u64 {
-    w.errors.get("connect_refused").copied().unwrap_or(0)
+    w.errors
+        .get(&ErrorClass::ConnectRefused)
+        .copied()
+        .unwrap_or(0)
 }
 
 /// A run of refused connections with nothing answered in between: nothing listened.
@@ -436,16 +436,18 @@ fn refusal_gaps<'a>(e: &Evidence<'a>) -> Option<Vec<&'a WindowEntry>> {
         .filter(|w| refusal_gap(w))
         .collect();
     let in_gaps: u64 = gaps.iter().map(|w| refused(w)).sum();
-    (in_gaps > 0 && in_gaps * 2 >= e.error("connect_refused")).then_some(gaps)
+    (in_gaps > 0 && in_gaps * 2 >= e.error(ErrorClass::ConnectRefused)).then_some(gaps)
 }
 
 fn refused_new_connections(e: &Evidence) -> Option<String> {
     let refused = if refusal_gaps(e).is_some() {
         0
     } else {
-        e.by_connection.get("connect_refused").map_or(0, |c| c.new)
+        e.by_connection
+            .get(&ErrorClass::ConnectRefused)
+            .map_or(0, |c| c.new)
     };
-    let stale = e.signature("envoy_upstream_connect_error");
+    let stale = e.signature(EnvoyReply::ConnectFailure);
     match (refused, stale) {
         (0, 0) => None,
         (n, 0) => Some(format!("{n} new connections were refused{}", when(e))),
@@ -486,8 +488,8 @@ fn refused_in_a_row(e: &Evidence) -> Option<String> {
 /// other 5xx with `server: envoy`. Its `upstream connect error` (an endpoint that refused) is the
 /// evidence of [`refused_new_connections`] instead.
 fn envoy_503s(e: &Evidence) -> Option<String> {
-    let no_upstream = e.signature("envoy_no_healthy_upstream");
-    let other = e.signature("envoy_other");
+    let no_upstream = e.signature(EnvoyReply::NoHealthyUpstream);
+    let other = e.signature(EnvoyReply::Other);
     if no_upstream > 0 && one_long_gap(e).is_none() {
         return Some(format!(
             "{no_upstream} responses were Envoy's \"no healthy upstream\": the route pointed at \
@@ -535,7 +537,7 @@ fn latency_spike_without_failures(e: &Evidence) -> Option<String> {
     if r.requests.failed > 0 {
         return None;
     }
-    let warmup = r.phases.iter().find(|p| p.name == "warmup")?;
+    let warmup = r.phases.iter().find(|p| p.name == Phase::Warmup)?;
     let in_warmup = |t: f64| t + r.load.slot_ms <= warmup.end_ms;
     let mut baseline: Vec<f64> = r
         .timeline
@@ -602,12 +604,18 @@ fn failing_status_throughout(e: &Evidence) -> Option<String> {
 fn h2c_refused(e: &Evidence) -> Option<String> {
     let r = e.result;
     let cleartext_h2 = r.target.http2 && r.target.url.starts_with("http://");
-    let broken = e.error("protocol") + e.error("closed_before_response") + e.error("reset");
+    let broken = e.error(ErrorClass::Protocol)
+        + e.error(ErrorClass::ClosedBeforeResponse)
+        + e.error(ErrorClass::Reset);
     (cleartext_h2 && r.requests.ok == 0 && broken > 0).then(|| {
-        let classes = ["protocol", "closed_before_response", "reset"]
-            .into_iter()
-            .filter(|c| e.error(c) > 0)
-            .map(|c| (c.to_string(), e.error(c)));
+        let classes = [
+            ErrorClass::Protocol,
+            ErrorClass::ClosedBeforeResponse,
+            ErrorClass::Reset,
+        ]
+        .into_iter()
+        .filter(|&c| e.error(c) > 0)
+        .map(|c| (c.to_string(), e.error(c)));
         format!(
             "no HTTP/2 request to the http:// URL succeeded: {broken} failed on the connection \
              ({})",
@@ -617,7 +625,7 @@ fn h2c_refused(e: &Evidence) -> Option<String> {
 }
 
 fn tls_evidence(e: &Evidence) -> Option<String> {
-    let tls = e.error("tls");
+    let tls = e.error(ErrorClass::Tls);
     (tls > 0).then(|| format!("{tls} requests failed the TLS handshake (class tls)"))
 }
 
@@ -646,7 +654,7 @@ fn tls_failures_insecure(e: &Evidence) -> Option<String> {
 
 fn timeouts(e: &Evidence) -> Option<String> {
     let r = e.result;
-    let n = e.error("timeout");
+    let n = e.error(ErrorClass::Timeout);
     if n == 0 {
         return None;
     }
@@ -671,7 +679,7 @@ fn timeouts(e: &Evidence) -> Option<String> {
 }
 
 fn refused_before_rollout(e: &Evidence) -> Option<String> {
-    let n = e.error("connect_refused");
+    let n = e.error(ErrorClass::ConnectRefused);
     (n > 0).then(|| {
         let before = if rollout_start(e.result).is_some() {
             " before the rollout began"
@@ -719,10 +727,10 @@ mod tests {
         r.requests.total = 1000;
         r.requests.failed = n;
         r.requests.ok = 1000 - n;
-        r.load.ok_codes = "200-299".into();
+        r.load.ok_codes = "200-299".parse().unwrap();
         r.load.timeout_ms = 3000.0;
         if n < 1000 {
-            r.codes.insert("200".into(), 1000 - n);
+            r.codes.insert(200, 1000 - n);
         }
         r
     }
@@ -731,12 +739,12 @@ mod tests {
     fn rolled_out(n: u64) -> RunResult {
         let mut r = failed(n);
         for (name, start_ms, end_ms) in [
-            ("warmup", 0.0, 1000.0),
-            ("steps", 1000.0, 2000.0),
-            ("cooldown", 2000.0, 3000.0),
+            (Phase::Warmup, 0.0, 1000.0),
+            (Phase::Steps, 1000.0, 2000.0),
+            (Phase::Cooldown, 2000.0, 3000.0),
         ] {
             r.phases.push(PhaseEntry {
-                name: name.into(),
+                name,
                 start_ms,
                 end_ms,
                 ..PhaseEntry::default()
@@ -744,7 +752,7 @@ mod tests {
         }
         r.steps.push(StepEntry {
             name: "set image".into(),
-            status: "ok".into(),
+            status: crate::rollout::StepStatus::Ok,
             start_ms: Some(1002.0),
             end_ms: Some(2000.0),
             ..StepEntry::default()
@@ -773,11 +781,12 @@ mod tests {
             },
             ..WindowEntry::default()
         };
-        if class.parse::<u16>().is_ok() {
-            w.codes.insert(class.into(), failed);
-        } else {
-            w.errors.insert(class.into(), failed);
-        }
+        match class.parse::<u16>() {
+            Ok(code) => w.codes.insert(code, failed),
+            Err(_) => w
+                .errors
+                .insert(ErrorClass::from_name(class).unwrap(), failed),
+        };
         w
     }
 
@@ -791,9 +800,10 @@ mod tests {
     }
 
     fn errors(r: &mut RunResult, class: &str, new: u64, reused: u64) {
-        r.errors.insert(class.into(), new + reused);
+        let class = ErrorClass::from_name(class).unwrap();
+        r.errors.insert(class, new + reused);
         r.errors_by_connection
-            .insert(class.into(), ByConnection { new, reused });
+            .insert(class, ByConnection { new, reused });
     }
 
     #[test]
@@ -894,8 +904,10 @@ mod tests {
         errors(&mut r, "connect_refused", 254, 0);
         errors(&mut r, "reset", 0, 1);
         let mut gap = window(1016.0, 509.0, 255, "connect_refused", true);
-        gap.errors.insert("connect_refused".into(), 254);
-        gap.errors.insert("reset".into(), 1);
+        gap.errors
+            .insert(ErrorClass::from_name("connect_refused").unwrap(), 254);
+        gap.errors
+            .insert(ErrorClass::from_name("reset").unwrap(), 1);
         add(&mut r, gap);
         let found = rules(&r);
         assert!(found.contains(&"listener-down"), "{found:?}");
@@ -928,13 +940,13 @@ mod tests {
     #[test]
     fn envoy_signature_during_a_step() {
         let mut r = rolled_out(20);
-        r.codes.insert("503".into(), 20);
+        r.codes.insert(503, 20);
         add(&mut r, window(1200.0, 40.0, 20, "503", true));
         r.failure_signatures
-            .insert("envoy_no_healthy_upstream".into(), 20);
+            .insert(EnvoyReply::NoHealthyUpstream, 20);
         assert_eq!(rules(&r), ["mesh-config-propagation"]);
         r.failure_signatures.clear();
-        r.failure_signatures.insert("envoy_other".into(), 20);
+        r.failure_signatures.insert(EnvoyReply::Other, 20);
         assert_eq!(rules(&r), ["mesh-config-propagation"]);
         r.failure_signatures.clear();
         assert!(
@@ -943,23 +955,22 @@ mod tests {
         );
         // Envoy's 503s without a rollout say nothing about a route switch.
         let mut r = failed(20);
-        r.codes.insert("503".into(), 20);
+        r.codes.insert(503, 20);
         add(&mut r, window(200.0, 40.0, 20, "503", false));
         r.failure_signatures
-            .insert("envoy_no_healthy_upstream".into(), 20);
+            .insert(EnvoyReply::NoHealthyUpstream, 20);
         assert!(rules(&r).is_empty(), "{:?}", rules(&r));
     }
 
     #[test]
     fn envoy_connect_errors_beside_terminations_point_at_the_terminations() {
         let mut r = rolled_out(30);
-        r.codes.insert("503".into(), 25);
-        r.failure_signatures
-            .insert("envoy_upstream_connect_error".into(), 25);
+        r.codes.insert(503, 25);
+        r.failure_signatures.insert(EnvoyReply::ConnectFailure, 25);
         errors(&mut r, "reset", 0, 5);
         let mut w = window(1200.0, 60.0, 30, "503", true);
-        w.codes.insert("503".into(), 25);
-        w.errors.insert("reset".into(), 5);
+        w.codes.insert(503, 25);
+        w.errors.insert(ErrorClass::from_name("reset").unwrap(), 5);
         add(&mut r, w);
         assert_eq!(
             rules(&r),
@@ -970,7 +981,7 @@ mod tests {
     #[test]
     fn one_long_full_gap_during_a_step() {
         let mut r = rolled_out(528);
-        r.codes.insert("503".into(), 528);
+        r.codes.insert(503, 528);
         add(&mut r, window(2000.0, 1050.0, 520, "503", false));
         r.windows[0].after_step = Some("set image".into());
         add(&mut r, window(3200.0, 4.0, 8, "503", false));
@@ -992,13 +1003,13 @@ mod tests {
         // Nor is a long gap without a rollout (a target down throughout, or timing out).
         let mut r = failed(1000);
         r.codes.clear();
-        r.codes.insert("503".into(), 1000);
+        r.codes.insert(503, 1000);
         add(&mut r, window(0.0, 10_000.0, 1000, "503", false));
         assert_eq!(rules(&r), ["failing-throughout"]);
         // Nor one that began before the rollout (--allow-warmup-errors), lasting into it.
         let mut r = rolled_out(1000);
         r.codes.clear();
-        r.codes.insert("503".into(), 1000);
+        r.codes.insert(503, 1000);
         add(&mut r, window(0.0, 3000.0, 1000, "503", true));
         assert_eq!(rules(&r), ["failing-throughout"]);
     }
@@ -1040,7 +1051,7 @@ mod tests {
         r.requests.total = 100;
         r.steps[0].start_ms = None;
         r.steps[0].end_ms = None;
-        r.steps[0].status = "skipped".into();
+        r.steps[0].status = crate::rollout::StepStatus::Skipped;
         r.phases.truncate(1);
         errors(&mut r, "connect_refused", 100, 0);
         add(&mut r, window(0.0, 1000.0, 100, "connect_refused", false));
@@ -1053,7 +1064,7 @@ mod tests {
         r.codes.clear();
         r.requests.ok = 0;
         r.requests.total = 50;
-        r.codes.insert("301".into(), 50);
+        r.codes.insert(301, 50);
         add(&mut r, window(0.0, 1000.0, 50, "301", false));
         assert_eq!(rules(&r), ["redirect-not-followed"]);
         let h = hint(&r, "redirect-not-followed");
@@ -1064,15 +1075,15 @@ mod tests {
         assert!(h.fix.contains("--ok-codes"), "{}", h.fix);
         // A redirect that --ok-codes accepts is no failure.
         let mut r = failed(0);
-        r.load.ok_codes = "200-299,301".into();
-        r.codes.insert("301".into(), 10);
+        r.load.ok_codes = "200-299,301".parse().unwrap();
+        r.codes.insert(301, 10);
         assert!(rules(&r).is_empty());
     }
 
     #[test]
     fn a_failing_status_throughout_is_stated() {
         let mut r = failed(1000);
-        r.codes.insert("503".into(), 1000);
+        r.codes.insert(503, 1000);
         add(&mut r, window(0.0, 10_000.0, 1000, "503", false));
         assert_eq!(rules(&r), ["failing-throughout"]);
         assert_eq!(
@@ -1082,7 +1093,7 @@ mod tests {
         );
         // Some successes: not "throughout".
         let mut r = failed(500);
-        r.codes.insert("503".into(), 500);
+        r.codes.insert(503, 500);
         add(&mut r, window(0.0, 5000.0, 500, "503", false));
         assert!(rules(&r).is_empty(), "{:?}", rules(&r));
     }

@@ -13,8 +13,17 @@ use std::time::{Duration, Instant};
 
 use crate::version::VersionId;
 
+/// The name serde gives a unit variant (its `rename`): one table of names, for the JSON and the
+/// text alike. Variants that are not unit variants have no name: `"?"`.
+pub fn wire_name<T: serde::Serialize>(value: &T) -> &'static str {
+    serde_variant::to_variant_name(value).unwrap_or("?")
+}
+
 /// A transport failure class. Every failure that is not an HTTP status lands in exactly one class.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     /// The TCP connect was actively refused (nothing listening, or a RST to the SYN).
     ConnectRefused,
@@ -60,25 +69,17 @@ impl ErrorClass {
     /// Number of classes, for fixed-size counter arrays.
     pub const COUNT: usize = Self::ALL.len();
 
-    /// The stable snake_case name used in reports and JSON.
+    /// The stable snake_case name used in reports and JSON (serde's).
     pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorClass::ConnectRefused => "connect_refused",
-            ErrorClass::ConnectTimeout => "connect_timeout",
-            ErrorClass::Dns => "dns",
-            ErrorClass::Tls => "tls",
-            ErrorClass::Reset => "reset",
-            ErrorClass::ClosedBeforeResponse => "closed_before_response",
-            ErrorClass::Timeout => "timeout",
-            ErrorClass::Protocol => "protocol",
-            ErrorClass::Other => "other",
-            ErrorClass::NotSent => "not_sent",
-        }
+        wire_name(&self)
     }
 
     /// Parses a name produced by [`ErrorClass::as_str`].
     pub fn from_name(name: &str) -> Option<ErrorClass> {
-        Self::ALL.into_iter().find(|c| c.as_str() == name)
+        use serde::de::IntoDeserializer;
+        let name: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            name.into_deserializer();
+        serde::Deserialize::deserialize(name).ok()
     }
 
     /// Position in [`ErrorClass::ALL`].
@@ -410,14 +411,31 @@ pub struct Completion {
 }
 
 /// A failed response Envoy produced itself (`server: envoy`, or one of its own bodies).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum EnvoyReply {
     /// `no healthy upstream`: the route points at a destination without ready endpoints.
+    #[serde(rename = "envoy_no_healthy_upstream")]
     NoHealthyUpstream,
     /// `upstream connect error ...`: the endpoint it picked did not accept the connection.
+    #[serde(rename = "envoy_upstream_connect_error")]
     ConnectFailure,
     /// Any other 5xx with `server: envoy`.
+    #[serde(rename = "envoy_other")]
     Other,
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for EnvoyReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl EnvoyReply {
@@ -428,13 +446,9 @@ impl EnvoyReply {
         EnvoyReply::Other,
     ];
 
-    /// The stable name used in reports.
+    /// The stable name used in reports (serde's).
     pub fn as_str(self) -> &'static str {
-        match self {
-            EnvoyReply::NoHealthyUpstream => "envoy_no_healthy_upstream",
-            EnvoyReply::ConnectFailure => "envoy_upstream_connect_error",
-            EnvoyReply::Other => "envoy_other",
-        }
+        wire_name(&self)
     }
 
     /// Position in [`EnvoyReply::ALL`].

@@ -41,9 +41,11 @@ fn micros(d: Duration) -> u64 {
 }
 
 /// A phase of the run, on the run's clock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// A run without rollout steps: one phase, the whole load.
+    #[default]
     Load,
     /// Load runs, nothing changes: the baseline.
     Warmup,
@@ -53,15 +55,16 @@ pub enum Phase {
     Cooldown,
 }
 
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Phase {
-    /// The stable name used in reports.
+    /// The stable name used in reports (serde's).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Load => "load",
-            Phase::Warmup => "warmup",
-            Phase::Steps => "steps",
-            Phase::Cooldown => "cooldown",
-        }
+        crate::outcome::wire_name(&self)
     }
 }
 

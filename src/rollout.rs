@@ -85,7 +85,8 @@ impl Drop for Registered {
 }
 
 /// How a step ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     /// Exited with the expected status (or a pause that ran out).
     Ok,
@@ -98,20 +99,20 @@ pub enum StepStatus {
     /// A watcher stopped at the end of the run.
     Stopped,
     /// Never started: an earlier step failed, the warmup failed, or the run was interrupted.
+    #[default]
     Skipped,
 }
 
+impl std::fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl StepStatus {
-    /// The stable name used in reports.
+    /// The stable name used in reports (serde's).
     pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Ok => "ok",
-            StepStatus::Failed => "failed",
-            StepStatus::TimedOut => "timed_out",
-            StepStatus::Interrupted => "interrupted",
-            StepStatus::Stopped => "stopped",
-            StepStatus::Skipped => "skipped",
-        }
+        crate::outcome::wire_name(&self)
     }
 
     /// True when this step makes the rollout fail (exit 3).

@@ -48,8 +48,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::Error;
-use crate::outcome::{ConnectionUse, ErrorClass};
+use crate::config::OkCodes;
+use crate::outcome::{ConnectionUse, EnvoyReply, ErrorClass};
 use crate::recorder::LatencyHistogram;
+use crate::recorder::Phase;
+use crate::rollout::StepStatus;
 use crate::run::Finished;
 
 /// The current schema version.
@@ -79,14 +82,14 @@ pub struct RunResult {
     /// Request totals.
     pub requests: Requests,
     /// Count per HTTP status code.
-    pub codes: BTreeMap<String, u64>,
+    pub codes: BTreeMap<u16, u64>,
     /// Count per transport failure class.
-    pub errors: BTreeMap<String, u64>,
+    pub errors: BTreeMap<ErrorClass, u64>,
     /// Per transport failure class, the split by connection.
-    pub errors_by_connection: BTreeMap<String, ByConnection>,
+    pub errors_by_connection: BTreeMap<ErrorClass, ByConnection>,
     /// Per transport failure class, the message of its first failure.
     #[serde(default)]
-    pub error_samples: BTreeMap<String, String>,
+    pub error_samples: BTreeMap<ErrorClass, String>,
     /// Latency from the intended send time.
     pub latency_ms: Latency,
     /// Latency from the actual send.
@@ -94,7 +97,7 @@ pub struct RunResult {
     /// Actual send minus intended send.
     pub lateness_ms: Latency,
     /// Failed responses by who produced them.
-    pub failure_signatures: BTreeMap<String, u64>,
+    pub failure_signatures: BTreeMap<EnvoyReply, u64>,
     /// Connection totals.
     pub connections: Connections,
     /// Fixed slots, in time order.
@@ -149,7 +152,7 @@ pub struct RunResult {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct PhaseEntry {
     /// `load`, `warmup`, `steps` or `cooldown`.
-    pub name: String,
+    pub name: Phase,
     /// Start, from the run start.
     pub start_ms: f64,
     /// End, from the run start.
@@ -172,7 +175,7 @@ pub struct StepEntry {
     /// A watcher.
     pub background: bool,
     /// `ok`, `failed`, `timed_out`, `interrupted`, `stopped` or `skipped`.
-    pub status: String,
+    pub status: StepStatus,
     /// Start; `null` if it never ran.
     pub start_ms: Option<f64>,
     /// End; `null` if it never ran.
@@ -222,9 +225,9 @@ pub struct WindowEntry {
     /// Successes inside (after a merge).
     pub ok: u64,
     /// Failing status codes.
-    pub codes: BTreeMap<String, u64>,
+    pub codes: BTreeMap<u16, u64>,
     /// Transport failure classes.
-    pub errors: BTreeMap<String, u64>,
+    pub errors: BTreeMap<ErrorClass, u64>,
     /// Failures on new connections.
     pub failed_on_new_connections: u64,
     /// Failures on kept-alive connections.
@@ -356,7 +359,7 @@ pub struct Load {
     #[serde(default)]
     pub slot_requested_ms: Option<f64>,
     /// Status codes that count as success, e.g. `200-299,304`.
-    pub ok_codes: String,
+    pub ok_codes: OkCodes,
 }
 
 /// `requests`.
@@ -468,9 +471,9 @@ pub struct Slot {
     /// Failures.
     pub failed: u64,
     /// Count per status code.
-    pub codes: BTreeMap<String, u64>,
+    pub codes: BTreeMap<u16, u64>,
     /// Count per transport failure class.
-    pub errors: BTreeMap<String, u64>,
+    pub errors: BTreeMap<ErrorClass, u64>,
     /// Median latency from the intended send time; `null` without responses.
     pub p50_ms: Option<f64>,
     /// 99th percentile latency from the intended send time; `null` without responses.
@@ -492,6 +495,15 @@ pub struct Verdict {
     pub reasons: Vec<String>,
 }
 
+/// Counters indexed by [`ErrorClass::index`], as a map of the classes seen.
+fn class_counts(counts: &[u64; ErrorClass::COUNT]) -> BTreeMap<ErrorClass, u64> {
+    ErrorClass::ALL
+        .into_iter()
+        .filter(|c| counts[c.index()] > 0)
+        .map(|c| (c, counts[c.index()]))
+        .collect()
+}
+
 fn window(w: &crate::gaps::Window, f: &Finished) -> WindowEntry {
     WindowEntry {
         start_ms: millis(w.start),
@@ -501,12 +513,8 @@ fn window(w: &crate::gaps::Window, f: &Finished) -> WindowEntry {
         duration_ms: millis(w.duration()),
         failed: w.failed,
         ok: w.ok,
-        codes: w.codes.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
-        errors: ErrorClass::ALL
-            .into_iter()
-            .filter(|c| w.errors[c.index()] > 0)
-            .map(|c| (c.as_str().to_string(), w.errors[c.index()]))
-            .collect(),
+        codes: w.codes.iter().copied().collect(),
+        errors: class_counts(&w.errors),
         failed_on_new_connections: w.failed_on_new,
         failed_on_reused_connections: w.failed_on_reused,
         steps: f.rollout.steps_during(w.start, w.end),
@@ -562,12 +570,8 @@ impl RunResult {
                 t_ms: millis(width * i as u32),
                 ok: s.ok,
                 failed: s.failed,
-                codes: s.codes.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
-                errors: ErrorClass::ALL
-                    .into_iter()
-                    .filter(|c| s.errors[c.index()] > 0)
-                    .map(|c| (c.as_str().to_string(), s.errors[c.index()]))
-                    .collect(),
+                codes: s.codes.iter().copied().collect(),
+                errors: class_counts(&s.errors),
                 p50_ms: s.latency_quantile_us(0.50).map(|us| us as f64 / 1000.0),
                 p99_ms: s.latency_quantile_us(0.99).map(|us| us as f64 / 1000.0),
                 versions: s
@@ -609,7 +613,7 @@ impl RunResult {
                 timeout_ms: millis(config.target.timeout),
                 slot_ms: millis(r.timeline().width()),
                 slot_requested_ms: r.timeline().requested().map(millis),
-                ok_codes: config.target.ok_codes.to_string(),
+                ok_codes: config.target.ok_codes.clone(),
             },
             requests: Requests {
                 total: r.total(),
@@ -620,31 +624,25 @@ impl RunResult {
                 interrupted: f.stats.interrupted,
                 body_bytes: f.stats.body_bytes,
             },
-            codes: r.codes().map(|(c, n)| (c.to_string(), n)).collect(),
+            codes: r.codes().collect(),
             errors: r
                 .errors()
-                .map(|(c, new, reused)| (c.as_str().to_string(), new + reused))
-                .chain(
-                    (r.unsent() > 0)
-                        .then(|| (ErrorClass::NotSent.as_str().to_string(), r.unsent())),
-                )
+                .map(|(c, new, reused)| (c, new + reused))
+                .chain((r.unsent() > 0).then(|| (ErrorClass::NotSent, r.unsent())))
                 .collect(),
             errors_by_connection: r
                 .errors()
-                .map(|(c, new, reused)| (c.as_str().to_string(), ByConnection { new, reused }))
+                .map(|(c, new, reused)| (c, ByConnection { new, reused }))
                 .collect(),
             error_samples: r
                 .error_samples()
                 .iter()
-                .map(|(c, sample)| (c.as_str().to_string(), sample.to_string()))
+                .map(|(c, sample)| (c, sample.to_string()))
                 .collect(),
             latency_ms: Latency::from_histogram(r.corrected()),
             service_time_ms: Latency::from_histogram(r.service()),
             lateness_ms: Latency::from_histogram(r.lateness()),
-            failure_signatures: r
-                .envoy()
-                .map(|(k, n)| (k.as_str().to_string(), n))
-                .collect(),
+            failure_signatures: r.envoy().collect(),
             connections: Connections {
                 opened: f.stats.connections_opened,
                 connect_failures: f.stats.connect_failures,
@@ -656,7 +654,7 @@ impl RunResult {
                 .phases()
                 .iter()
                 .map(|p| PhaseEntry {
-                    name: p.phase.as_str().to_string(),
+                    name: p.phase,
                     start_ms: millis(p.start),
                     end_ms: millis(p.end.unwrap_or(f.length)),
                     requests: p.total,
@@ -672,7 +670,7 @@ impl RunResult {
                     name: s.name.clone(),
                     command: s.command.clone(),
                     background: s.background,
-                    status: s.status.as_str().to_string(),
+                    status: s.status,
                     start_ms: s.start.map(millis),
                     end_ms: s.end.map(millis),
                     exit_code: s.exit_code,

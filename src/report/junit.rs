@@ -71,15 +71,11 @@ fn cases(r: &RunResult) -> Vec<Case> {
             None => Outcome::Passed,
         },
     };
-    let steps = match r
-        .steps
-        .iter()
-        .find(|s| s.status == "failed" || s.status == "timed_out")
-    {
+    let steps = match r.steps.iter().find(|s| s.status.is_failure()) {
         Some(s) => Outcome::Failed(format!(
             "step {:?} {}",
             s.name,
-            s.problem.as_deref().unwrap_or(&s.status)
+            s.problem.as_deref().unwrap_or(s.status.as_str())
         )),
         None if r.steps.is_empty() => Outcome::Skipped("no rollout steps"),
         None => Outcome::Passed,

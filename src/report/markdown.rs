@@ -96,8 +96,8 @@ fn write(out: &mut String, r: &RunResult) -> std::fmt::Result {
             let what: Vec<String> = w
                 .codes
                 .iter()
-                .chain(w.errors.iter())
                 .map(|(k, n)| format!("{k}: {n}"))
+                .chain(w.errors.iter().map(|(k, n)| format!("{k}: {n}")))
                 .collect();
             let during = if w.steps.is_empty() {
                 w.after_step
@@ -159,7 +159,7 @@ mod tests {
             start_ms: 1500.0,
             duration_ms: 2.0,
             failed: 2,
-            codes: [("503".to_string(), 2)].into(),
+            codes: [(503, 2)].into(),
             steps: vec!["set | image".into()],
             ..WindowEntry::default()
         });

@@ -6,8 +6,6 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::config::OkCodes;
-use crate::outcome::ErrorClass;
 use crate::recorder::LATE_THRESHOLD;
 use crate::report::json::{Latency, RunResult, StepEntry};
 use crate::verdict::format_ms;
@@ -29,15 +27,6 @@ const LISTED_EVENTS: usize = 40;
 /// A time in milliseconds from the JSON as a [`Duration`] (the JSON rounds to microseconds).
 fn duration(ms: f64) -> Duration {
     Duration::from_nanos((ms.max(0.0) * 1e6).round() as u64)
-}
-
-/// Where the error class `name` comes in [`ErrorClass::ALL`] (the JSON maps are alphabetical;
-/// the text lists classes in that order); unknown names last.
-fn class_rank(name: &str) -> usize {
-    ErrorClass::ALL
-        .iter()
-        .position(|c| c.as_str() == name)
-        .unwrap_or(usize::MAX)
 }
 
 /// `+12.345s`: a time from the start of the run.
@@ -130,9 +119,8 @@ fn write_report(out: &mut String, r: &RunResult) -> std::fmt::Result {
 /// One line per status code, then one per transport failure class.
 fn write_outcomes(out: &mut String, r: &RunResult) -> std::fmt::Result {
     let total = r.requests.total.max(1) as f64;
-    let ok_codes: OkCodes = r.load.ok_codes.parse().unwrap_or_default();
-    for (code, &n) in &r.codes {
-        let failure = code.parse().map_or(true, |c| !ok_codes.contains(c));
+    for (&code, &n) in &r.codes {
+        let failure = !r.load.ok_codes.contains(code);
         writeln!(
             out,
             "Code {code} : {n} ({:.1} %){}",
@@ -140,9 +128,8 @@ fn write_outcomes(out: &mut String, r: &RunResult) -> std::fmt::Result {
             if failure { " (failure)" } else { "" }
         )?;
     }
-    let mut classes: Vec<_> = r.errors_by_connection.iter().collect();
-    classes.sort_by_key(|(name, _)| class_rank(name));
-    for (class, split) in classes {
+    // The maps are in the order of ErrorClass::ALL.
+    for (class, split) in &r.errors_by_connection {
         let n = split.new + split.reused;
         writeln!(
             out,
@@ -151,7 +138,7 @@ fn write_outcomes(out: &mut String, r: &RunResult) -> std::fmt::Result {
             split.new,
             split.reused
         )?;
-        if let Some(sample) = r.error_samples.get(class.as_str()) {
+        if let Some(sample) = r.error_samples.get(class) {
             writeln!(out, "  first: {sample}")?;
         }
     }
@@ -292,9 +279,7 @@ fn write_windows(out: &mut String, r: &RunResult) -> std::fmt::Result {
     }
     for w in r.windows.iter().take(LISTED_WINDOWS) {
         let mut what: Vec<String> = w.codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
-        let mut errors: Vec<_> = w.errors.iter().collect();
-        errors.sort_by_key(|(name, _)| class_rank(name));
-        what.extend(errors.iter().map(|(c, n)| format!("{c}: {n}")));
+        what.extend(w.errors.iter().map(|(c, n)| format!("{c}: {n}")));
         writeln!(
             out,
             "  {} {} {:>9} : {} failed, {} ok ({}) ; {} on new connections, {} on reused{}{}",
@@ -382,18 +367,18 @@ mod tests {
 
     fn rollout() -> RunResult {
         let mut r = RunResult::default();
-        r.load.ok_codes = "200-299".into();
+        r.load.ok_codes = "200-299".parse().unwrap();
         r.load.warmup_ms = Some(1000.0);
         r.load.cooldown_ms = Some(2000.0);
         r.phases.push(PhaseEntry {
-            name: "warmup".into(),
+            name: crate::recorder::Phase::Warmup,
             end_ms: 1000.0,
             ..PhaseEntry::default()
         });
         r.steps.push(StepEntry {
             name: "deploy".into(),
             command: "./deploy.sh".into(),
-            status: "failed".into(),
+            status: crate::rollout::StepStatus::Failed,
             start_ms: Some(1000.0),
             end_ms: Some(1800.0),
             exit_code: Some(7),
@@ -424,7 +409,7 @@ mod tests {
         assert!(render(&old).contains("  last output:\n  pushing\n  denied\n"));
         // A step that went well keeps its tail to the JSON and the HTML.
         let mut ok = rollout();
-        ok.steps[0].status = "ok".into();
+        ok.steps[0].status = crate::rollout::StepStatus::Ok;
         assert!(!render(&ok).contains("last output"));
     }
 
@@ -451,16 +436,16 @@ mod tests {
     #[test]
     fn codes_and_errors_keep_the_order_of_the_live_report() {
         let mut r = RunResult::default();
-        r.load.ok_codes = "200-299,304".into();
+        r.load.ok_codes = "200-299,304".parse().unwrap();
         r.requests.total = 10;
-        r.codes = [("200".into(), 5), ("304".into(), 1), ("503".into(), 1)].into();
+        r.codes = [(200, 5), (304, 1), (503, 1)].into();
         for (class, new, reused) in [
             ("timeout", 1, 0),
             ("connect_refused", 1, 0),
             ("reset", 0, 1),
         ] {
             r.errors_by_connection.insert(
-                class.to_string(),
+                crate::outcome::ErrorClass::from_name(class).unwrap(),
                 crate::report::json::ByConnection { new, reused },
             );
         }
