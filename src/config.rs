@@ -31,6 +31,82 @@ pub enum Error {
     },
 }
 
+/// Who set a value: the user (a flag or a scenario key), or the documented default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum Source {
+    /// Not given: the documented default.
+    #[default]
+    Default,
+    /// A command-line flag, such as `--max-gap`.
+    Flag(String),
+    /// A scenario key, such as `verdict.max_gap`.
+    Key(String),
+}
+
+impl Source {
+    /// True unless the value is the default.
+    pub fn is_given(&self) -> bool {
+        !matches!(self, Source::Default)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Flag(name) | Source::Key(name) => f.write_str(name),
+        }
+    }
+}
+
+impl From<Source> for String {
+    fn from(source: Source) -> String {
+        source.to_string()
+    }
+}
+
+impl From<String> for Source {
+    fn from(text: String) -> Source {
+        if text == "default" {
+            Source::Default
+        } else if text.starts_with('-') {
+            Source::Flag(text)
+        } else {
+            Source::Key(text)
+        }
+    }
+}
+
+/// A checked value and who set it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Setting<T> {
+    /// The typed value.
+    pub value: T,
+    /// Who set it.
+    pub source: Source,
+}
+
+impl<T> Setting<T> {
+    /// `value`, the documented default.
+    pub fn default_value(value: T) -> Setting<T> {
+        Setting {
+            value,
+            source: Source::Default,
+        }
+    }
+
+    /// `value`, set by `source`.
+    pub fn from(value: T, source: Source) -> Setting<T> {
+        Setting { value, source }
+    }
+
+    /// The value, without its source.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
 /// Requests per second for a paced run: positive and finite.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
 pub struct Qps(f64);
@@ -502,43 +578,93 @@ impl RolloutConfig {
     }
 }
 
-/// Thresholds of the verdict, and how windows are found.
+/// Thresholds of the verdict, each with who set it, and how windows are found.
 ///
 /// With no threshold given, every failed request fails the run (`max_failures` 0 and `max_gap`
-/// 0). Given any of `max_failures`, `max_failure_ratio` and `max_gap`, only those given are
-/// checked (a ratio alone allows that share of failures, however they fall).
+/// 0, both [`Source::Default`]). Given any of `max_failures`, `max_failure_ratio` and `max_gap`,
+/// only those given are checked (a ratio alone allows that share of failures, however they
+/// fall): see [`VerdictConfig::with`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerdictConfig {
-    /// Most failed requests allowed; `None`: not checked (see [`VerdictConfig`]).
-    pub max_failures: Option<u64>,
+    /// Most failed requests allowed; `None`: not checked.
+    pub max_failures: Option<Setting<u64>>,
     /// Largest failed share of all requests allowed, in `[0, 1]`.
-    pub max_failure_ratio: Option<f64>,
+    pub max_failure_ratio: Option<Setting<f64>>,
     /// Longest availability gap allowed; zero means any gap fails; `None`: not checked.
-    pub max_gap: Option<Duration>,
+    pub max_gap: Option<Setting<Duration>>,
     /// Largest p99 of the corrected latency allowed.
-    pub max_p99: Option<Duration>,
+    pub max_p99: Option<Setting<Duration>>,
+    /// After the last step, every successful response must come from this version.
+    pub expect_version: Option<Setting<String>>,
     /// Judge the run even if requests failed during warmup (otherwise exit 4).
     pub allow_warmup_errors: bool,
     /// Failure windows closer than this merge.
     pub merge_gap: Duration,
     /// Time slots whose p99 exceeds this are reported as slow windows.
     pub slow: Option<Duration>,
-    /// After the last step, every successful response must come from this version.
-    pub expect_version: Option<String>,
 }
 
 impl Default for VerdictConfig {
     /// No threshold given: no failure and no gap allowed.
     fn default() -> Self {
         VerdictConfig {
-            max_failures: Some(0),
+            max_failures: Some(Setting::default_value(0)),
             max_failure_ratio: None,
-            max_gap: Some(Duration::ZERO),
+            max_gap: Some(Setting::default_value(Duration::ZERO)),
             max_p99: None,
+            expect_version: None,
             allow_warmup_errors: false,
             merge_gap: Duration::ZERO,
             slow: None,
-            expect_version: None,
+        }
+    }
+}
+
+/// Thresholds the user gave (the command line over the scenario, or `gapless report`'s flags).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Limits {
+    /// `--max-failures`.
+    pub max_failures: Option<Setting<u64>>,
+    /// `--max-failure-ratio`.
+    pub max_failure_ratio: Option<Setting<f64>>,
+    /// `--max-gap`.
+    pub max_gap: Option<Setting<Duration>>,
+    /// `--max-p99`.
+    pub max_p99: Option<Setting<Duration>>,
+    /// `--expect-version`.
+    pub expect_version: Option<Setting<String>>,
+    /// `--allow-warmup-errors` (only ever turns it on).
+    pub allow_warmup_errors: bool,
+}
+
+impl VerdictConfig {
+    /// These thresholds with `given` over them. Giving any of `max_failures`,
+    /// `max_failure_ratio` and `max_gap` drops those of the others that are only defaults.
+    pub fn with(&self, given: Limits) -> VerdictConfig {
+        let relaxed = given.max_failures.is_some()
+            || given.max_failure_ratio.is_some()
+            || given.max_gap.is_some();
+        let unless_default = |kept: &Option<Setting<u64>>| {
+            kept.clone()
+                .filter(|s| !(relaxed && s.source == Source::Default))
+        };
+        let gap_unless_default = |kept: &Option<Setting<Duration>>| {
+            kept.clone()
+                .filter(|s| !(relaxed && s.source == Source::Default))
+        };
+        VerdictConfig {
+            max_failures: given
+                .max_failures
+                .or_else(|| unless_default(&self.max_failures)),
+            max_failure_ratio: given
+                .max_failure_ratio
+                .or_else(|| self.max_failure_ratio.clone()),
+            max_gap: given.max_gap.or_else(|| gap_unless_default(&self.max_gap)),
+            max_p99: given.max_p99.or_else(|| self.max_p99.clone()),
+            expect_version: given.expect_version.or_else(|| self.expect_version.clone()),
+            allow_warmup_errors: given.allow_warmup_errors || self.allow_warmup_errors,
+            merge_gap: self.merge_gap,
+            slow: self.slow,
         }
     }
 }

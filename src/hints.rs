@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 
 use crate::outcome::{EnvoyReply, ErrorClass};
 use crate::recorder::Phase;
-use crate::report::json::{ByConnection, RunResult, WindowEntry};
+use crate::result::{ByConnection, RunResult, WindowEntry};
 
 /// A hint: what probably happened, what to do, and why gapless thinks so.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -708,7 +708,7 @@ fn round(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::json::{PhaseEntry, Slot, StepEntry};
+    use crate::result::{PhaseEntry, Slot, StepEntry};
 
     fn rules(r: &RunResult) -> Vec<&'static str> {
         diagnose(r).iter().map(|h| h.rule).collect()

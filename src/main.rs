@@ -14,10 +14,12 @@ use gapless::cli::{
 };
 use gapless::console::Console;
 use gapless::demo::Cluster;
-use gapless::report::json::RunResult;
-use gapless::report::{self, json::ScenarioEntry};
+use gapless::report;
+use gapless::result::RunResult;
+use gapless::result::ScenarioEntry;
+use gapless::run::Interruption;
 use gapless::serve::{self, ServeConfig};
-use gapless::verdict::{Exit, Interruption};
+use gapless::verdict::{self, Exit};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -83,14 +85,7 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
         output,
     } = args.validate(scenario.as_ref(), &|name| std::env::var(name).ok())?;
     // Every report path is checked before any load: a typo fails now, not after the run.
-    let paths = [
-        &output.json,
-        &output.html,
-        &output.markdown,
-        &output.junit,
-        &output.fortio_json,
-    ];
-    for path in paths.into_iter().flatten() {
+    for path in output.files() {
         report::check_writable(path)?;
     }
     let mut builtin = JoinSet::new();
@@ -138,7 +133,7 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
         report::to_stderr(
             "\ngapless: second signal, steps killed, exiting at once without a report\n",
         );
-        std::process::exit(i32::from(exit_of(second).code()));
+        std::process::exit(i32::from(Exit::of(second).code()));
     });
     let interrupt = async move {
         match first_rx.await {
@@ -158,65 +153,27 @@ async fn load(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(why) = finished.unreachable() {
         report::to_stderr(&format!("gapless: {why}\n"));
     }
-    // The wire result is built once: the text report takes its hints, the files take all of it.
-    let mut result = RunResult::new(&finished);
-    let text = if output.quiet {
-        format!("{}\n", finished.verdict)
-    } else {
-        gapless::report::text::render(&result)
-    };
-    // Each output is written whatever became of the others; any that could not be is named, and
-    // the run exits 5.
-    let mut failed = 0;
-    let mut written = |outcome: Result<(), report::Error>| {
-        if let Err(err) = outcome {
-            report::to_stderr(&format!("gapless: {:#}\n", anyhow::Error::from(err)));
-            failed += 1;
-        }
-    };
-    if output.json_on_stdout() {
-        report::to_stderr(&text);
-    } else {
-        written(report::to_stdout(&text));
-    }
+    // The result is built and judged once; every report renders it.
+    let mut result = verdict::judged(&finished);
     let redactor = &config.redact;
     result.command_line = redactor.command_line(&std::env::args().collect::<Vec<_>>());
     result.scenario = scenario.as_ref().map(|s| ScenarioEntry {
         path: s.path.display().to_string(),
         text: redactor.scenario(&s.source),
     });
-    if let Some(path) = &output.json {
-        written(result.write(path));
-    }
-    if let Some(path) = &output.html {
-        written(report::write_file(path, &report::html::render(&result)));
-    }
-    if let Some(path) = &output.markdown {
-        let summary = report::markdown::render(&result);
-        written(report::write_file(path, &summary));
-        if let Some(ci) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-            written(report::append_file(std::path::Path::new(&ci), &summary));
-        }
-    }
-    if let Some(path) = &output.junit {
-        written(report::write_file(path, &report::junit::render(&result)));
-    }
-    if let Some(path) = &output.fortio_json {
-        written(report::fortio::write(&finished, path));
-    }
-    let exit = match finished.verdict.exit {
-        // A signal the user sent still wins; then a report that is missing.
-        Exit::Interrupted | Exit::Terminated => finished.verdict.exit,
-        _ if failed > 0 => Exit::Internal,
-        verdict => verdict,
-    };
-    Ok(ExitCode::from(exit.code()))
+    let summary = std::env::var_os("GITHUB_STEP_SUMMARY").map(std::path::PathBuf::from);
+    let failed = report::deliver(&result, &output, true, summary.as_deref());
+    Ok(ExitCode::from(exit_code(&result, failed)))
 }
 
-fn exit_of(cause: Interruption) -> Exit {
-    match cause {
-        Interruption::Interrupt => Exit::Interrupted,
-        Interruption::Terminate => Exit::Terminated,
+/// The verdict's exit code, unless a report could not be written (5); a signal the user sent
+/// still wins.
+fn exit_code(result: &RunResult, failed_reports: usize) -> u8 {
+    let interrupted = [Exit::Interrupted.code(), Exit::Terminated.code()];
+    if failed_reports > 0 && !interrupted.contains(&result.verdict.exit_code) {
+        Exit::Internal.code()
+    } else {
+        result.verdict.exit_code
     }
 }
 
@@ -246,42 +203,18 @@ async fn serve_target(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `gapless report`: renders a saved result; exits with the saved verdict's code (5 if an
-/// output could not be written at the end; the others still are).
+/// `gapless report`: renders a saved result, judged again if thresholds are given; exits with
+/// its verdict's code (5 if an output could not be written; the others still are).
 fn rerender(args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    let result = report::read_result(&args.result)?;
-    let outputs = [&args.html, &args.markdown, &args.junit];
-    for path in outputs.into_iter().flatten() {
+    let mut result = report::read_result(&args.result)?;
+    for path in args.output.files() {
         report::check_writable(path)?;
     }
-    let mut failed = 0;
-    let mut emit = |path: &std::path::Path, text: String| {
-        let outcome = if path == std::path::Path::new("-") {
-            report::to_stdout(&text)
-        } else {
-            report::write_file(path, &text)
-        };
-        if let Err(err) = outcome {
-            report::to_stderr(&format!("gapless: {:#}\n", anyhow::Error::from(err)));
-            failed += 1;
-        }
-    };
-    if let Some(path) = &args.html {
-        emit(path, report::html::render(&result));
-    }
-    if let Some(path) = &args.markdown {
-        emit(path, report::markdown::render(&result));
-    }
-    if let Some(path) = &args.junit {
-        emit(path, report::junit::render(&result));
-    }
-    if args.html.is_none() && args.markdown.is_none() && args.junit.is_none() {
-        emit(std::path::Path::new("-"), report::text::render(&result));
-    }
-    if failed > 0 {
-        return Ok(ExitCode::from(Exit::Internal.code()));
-    }
-    Ok(ExitCode::from(result.verdict.exit_code))
+    let limits = args.limits(&verdict::limits_of(&result))?;
+    verdict::conclude(&mut result, &limits);
+    let asked = args.output.files().next().is_some();
+    let failed = report::deliver(&result, &args.output, !asked, None);
+    Ok(ExitCode::from(exit_code(&result, failed)))
 }
 
 async fn serve_demo(args: DemoServeArgs) -> anyhow::Result<ExitCode> {

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::console::Console;
 use crate::recorder::{Phase, Recorder};
-use crate::verdict::failure_breakdown;
+use crate::units::breakdown;
 
 /// Where the run is, for the progress line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +97,7 @@ pub async fn show(
                 ok: r.ok(),
                 failed: r.failed(),
                 breakdown: if r.failed() > 0 {
-                    failure_breakdown(&r)
+                    breakdown(r.failures())
                 } else {
                     String::new()
                 },

@@ -504,6 +504,19 @@ impl Recorder {
         &self.samples
     }
 
+    /// Failing outcomes so far and their counts: status codes that are not a success, then
+    /// error classes (requests not sent included), for a breakdown such as `503: 40`.
+    pub fn failures(&self) -> impl Iterator<Item = (String, u64)> + '_ {
+        self.codes()
+            .filter(|&(code, _)| !self.ok_codes.contains(code))
+            .map(|(code, n)| (code.to_string(), n))
+            .chain(
+                self.errors()
+                    .map(|(class, new, reused)| (class.to_string(), new + reused)),
+            )
+            .chain((self.unsent > 0).then(|| (ErrorClass::NotSent.to_string(), self.unsent)))
+    }
+
     /// Failures (any kind) that happened on a new or on a reused connection.
     pub fn failed_on(&self, connection: ConnectionUse) -> u64 {
         self.failed_by_connection[connection.index()]

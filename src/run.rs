@@ -20,7 +20,6 @@ use crate::rollout::{Rollout, RolloutReport};
 use crate::schedule::Schedule;
 use crate::timeline::Timeline;
 use crate::timer::later;
-use crate::verdict::{Interruption, Verdict};
 use crate::version::{Labels, VersionProbe};
 
 /// Errors that stop a run before it can produce a result.
@@ -29,6 +28,16 @@ pub enum Error {
     /// The load engine failed.
     #[error(transparent)]
     Engine(#[from] engine::Error),
+}
+
+/// Why a run stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interruption {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
 }
 
 /// Everything a finished (or interrupted) run measured.
@@ -56,8 +65,6 @@ pub struct Finished {
     /// Warnings about the run itself (an infeasible plan, requests not sent), one sentence
     /// each, for the reports.
     pub warnings: Vec<String>,
-    /// The judgement.
-    pub verdict: Verdict,
 }
 
 impl Finished {
@@ -240,13 +247,6 @@ pub async fn run(
     recorder.finish(length);
     warnings.extend(not_sent_warning(config, &recorder));
     let rollout = rollout.into_report(&config.redact);
-    let verdict = Verdict::judge(
-        &recorder,
-        &rollout,
-        &versions,
-        &config.verdict,
-        interruption,
-    );
     Ok(Finished {
         config: config.clone(),
         started_at,
@@ -257,7 +257,6 @@ pub async fn run(
         rollout,
         versions,
         interruption,
-        verdict,
         warnings,
     })
 }
@@ -281,7 +280,7 @@ fn not_sent_warning(config: &RunConfig, recorder: &Recorder) -> Option<String> {
         sentence.push_str(&format!(
             "; at the median service time of {}, -q {} needs about {needed:.0} connections \
              (-c {}): raise -c, or lower -q",
-            crate::verdict::format_ms(median),
+            crate::units::format_ms(median.as_secs_f64() * 1000.0),
             engine::rate_text(qps),
             config.load.connections
         ));

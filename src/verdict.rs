@@ -1,14 +1,22 @@
 //! The verdict: did the release keep every request? Exit codes are the interface.
+//!
+//! The verdict is a list of typed criteria ([`Criterion`]), each judged from the run's result
+//! alone ([`RunResult`]): thresholds (`--max-failures`, `--max-failure-ratio`, `--max-gap`,
+//! `--max-p99`, `--expect-version`) and the criteria that are not thresholds (the run completed,
+//! requests were sent, the target was healthy before the rollout, the steps succeeded). The exit
+//! code and the verdict line follow from the criteria; every report renders them and none judges
+//! again. A saved result is judged again, with other thresholds, by the same [`judge`]
+//! (`gapless report RESULT.json --max-gap 100ms`).
 
-use std::fmt;
 use std::time::Duration;
 
-use crate::config::VerdictConfig;
-use crate::gaps::Window;
+use crate::config::{Source, VerdictConfig};
 use crate::recorder::Phase;
-use crate::recorder::Recorder;
-use crate::rollout::RolloutReport;
-use crate::version::Labels;
+use crate::result::{
+    Criterion, CriterionKind, HintEntry, Quantity, RunResult, Thresholds, Verdict, WindowEntry,
+};
+use crate::run::{Finished, Interruption};
+use crate::units::{breakdown, format_ms};
 
 /// How the process ends. The numeric values are a stable interface for CI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,9 +31,8 @@ pub enum Exit {
     StepFailed,
     /// 4: the target was already failing before the rollout.
     UnhealthyBefore,
-    /// 5: gapless itself failed: a load worker panicked, the engine could not start, or a
-    /// report could not be written at the end (the other reports still were). Not a judgement
-    /// of the target.
+    /// 5: gapless itself failed (a worker panicked, the engine could not start, or a report
+    /// could not be written at the end).
     Internal,
     /// 130: interrupted by SIGINT.
     Interrupted,
@@ -47,187 +54,453 @@ impl Exit {
             Exit::Terminated => 143,
         }
     }
-}
 
-/// Why a run stopped early.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Interruption {
-    /// SIGINT (Ctrl-C).
-    Interrupt,
-    /// SIGTERM.
-    Terminate,
-}
-
-/// The judgement of one run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verdict {
-    /// True when the run passed.
-    pub passed: bool,
-    /// How the process ends.
-    pub exit: Exit,
-    /// One sentence per broken criterion; empty when passed.
-    pub reasons: Vec<String>,
-    /// The summary when passed (`every request succeeded`, or the failures within thresholds).
-    pub summary: String,
-}
-
-impl Verdict {
-    /// Judges a finished (or interrupted) run against the thresholds.
-    ///
-    /// Exit precedence: interrupted (130/143), then failures during warmup (4: the rollout never
-    /// started), then a failed step (3), then dropped requests or a broken threshold (1).
-    pub fn judge(
-        recorder: &Recorder,
-        rollout: &RolloutReport,
-        versions: &Labels,
-        thresholds: &VerdictConfig,
-        interruption: Option<Interruption>,
-    ) -> Verdict {
-        let mut reasons = Vec::new();
-        let (total, failed) = (recorder.total(), recorder.failed());
-        let gaps = recorder.gaps().totals();
-        let longest = gaps.longest_gap.as_ref();
-        let too_many = thresholds.max_failures.is_some_and(|max| failed > max)
-            || thresholds
-                .max_failure_ratio
-                .is_some_and(|max| total > 0 && failed as f64 / total as f64 > max);
-        let gap_too_long = longest.is_some_and(|g| {
-            thresholds
-                .max_gap
-                .is_some_and(|max| max.is_zero() || g.duration() > max)
-        });
-        if too_many {
-            let mut reason = format!(
-                "{failed} of {total} requests failed ({})",
-                failure_breakdown(recorder)
-            );
-            // Requests never sent are in no window: all of them, and no window to name.
-            if gaps.windows > 0 {
-                reason.push_str(&format!(
-                    " in {} window{}",
-                    gaps.windows,
-                    plural(gaps.windows)
-                ));
-            }
-            if let Some(gap) = longest {
-                reason.push_str("; ");
-                reason.push_str(&describe_gap(gap, rollout));
-            }
-            reasons.push(reason);
-        } else if gap_too_long {
-            if let (Some(gap), Some(max)) = (longest, thresholds.max_gap) {
-                reasons.push(format!(
-                    "{} (--max-gap {})",
-                    describe_gap(gap, rollout),
-                    humantime::format_duration(max)
-                ));
-            }
-        }
-        if let Some(max) = thresholds.max_p99 {
-            let p99 = Duration::from_micros(recorder.corrected().value_at_quantile(0.99));
-            if !recorder.corrected().is_empty() && p99 > max {
-                reasons.push(format!(
-                    "p99 latency {} is above --max-p99 {}",
-                    format_ms(p99),
-                    humantime::format_duration(max)
-                ));
-            }
-        }
-        if total == 0 {
-            reasons.push("no request was made".to_string());
-        }
-        if let Some(expected) = &thresholds.expect_version {
-            reasons.extend(wrong_versions(recorder, versions, expected));
-        }
-        let step_failed = rollout.failed_step();
-        if let Some(step) = step_failed {
-            reasons.push(format!(
-                "step {:?} {}",
-                step.name,
-                step.problem.as_deref().unwrap_or("failed")
-            ));
-        }
-        // Decided when the warmup ended: a failure recorded later but intended during warmup
-        // (a request in flight when the first step broke something) belongs to the rollout.
-        let warmup_failed = rollout.unhealthy_warmup;
-        if let Some((warm_failed, warm_total)) = warmup_failed {
-            reasons.insert(
-                0,
-                format!(
-                    "by the end of the warmup {warm_failed} of {warm_total} requests had failed: \
-                     the target was unhealthy before the rollout, so no step ran \
-                     (--allow-warmup-errors judges anyway)"
-                ),
-            );
-        }
-        let exit = match interruption {
-            Some(Interruption::Interrupt) => Exit::Interrupted,
-            Some(Interruption::Terminate) => Exit::Terminated,
-            None if warmup_failed.is_some() => Exit::UnhealthyBefore,
-            None if step_failed.is_some() => Exit::StepFailed,
-            None if reasons.is_empty() => Exit::Pass,
-            None => Exit::Dropped,
-        };
-        if interruption.is_some() {
-            reasons.push("the run was interrupted before it finished".to_string());
-        }
-        let summary = if failed == 0 {
-            "every request succeeded".to_string()
-        } else {
-            format!(
-                "{failed} of {total} requests failed ({}), within the thresholds",
-                failure_breakdown(recorder)
-            )
-        };
-        Verdict {
-            passed: exit == Exit::Pass,
-            exit,
-            reasons,
-            summary,
+    /// The exit of an interruption.
+    pub fn of(interruption: Interruption) -> Exit {
+        match interruption {
+            Interruption::Interrupt => Exit::Interrupted,
+            Interruption::Terminate => Exit::Terminated,
         }
     }
 }
 
-/// `v1 answered 40 times after the last step ended (first at +12.3 s); expected only v2`: one
-/// sentence per other version that answered in the phase after the rollout (the cooldown; the
-/// whole load for a run without steps).
-fn wrong_versions(recorder: &Recorder, versions: &Labels, expected: &str) -> Vec<String> {
-    let phase = recorder
-        .phase(Phase::Cooldown)
-        .or_else(|| recorder.phase(Phase::Load));
-    let Some(phase) = phase else {
-        return Vec::new();
+/// The result of a finished run, judged against its own thresholds: measurements, thresholds,
+/// verdict and hints.
+pub fn judged(f: &Finished) -> RunResult {
+    let mut result = RunResult::new(f);
+    conclude(&mut result, &f.config.verdict);
+    result
+}
+
+/// Judges `result` against `limits`: sets its thresholds, its verdict and its hints.
+pub fn conclude(result: &mut RunResult, limits: &VerdictConfig) {
+    result.thresholds = Thresholds {
+        max_failures: limits.max_failures.as_ref().map(|s| s.value),
+        max_failure_ratio: limits.max_failure_ratio.as_ref().map(|s| s.value),
+        max_gap_ms: limits.max_gap.as_ref().map(|s| millis(s.value)),
+        max_p99_ms: limits.max_p99.as_ref().map(|s| millis(s.value)),
+        expect_version: limits.expect_version.as_ref().map(|s| s.value.clone()),
+        allow_warmup_errors: limits.allow_warmup_errors,
     };
-    let when = if phase.phase == Phase::Cooldown {
+    result.verdict = judge(result, limits);
+    result.hints = crate::hints::diagnose(result)
+        .into_iter()
+        .map(|h| HintEntry {
+            rule: h.rule.to_string(),
+            cause: h.cause.to_string(),
+            fix: h.fix.to_string(),
+            evidence: h.evidence,
+        })
+        .collect();
+}
+
+/// The thresholds a saved result was judged against, with who set each (from its criteria; a
+/// result written before criteria existed counts every threshold as given).
+pub fn limits_of(result: &RunResult) -> VerdictConfig {
+    use crate::config::Setting;
+    let source = |kind: CriterionKind| {
+        result
+            .verdict
+            .criteria
+            .iter()
+            .find(|c| c.kind == kind)
+            .map_or_else(
+                || Source::Key("thresholds".to_string()),
+                |c| c.source.clone(),
+            )
+    };
+    let t = &result.thresholds;
+    let ms = |v: f64| Duration::from_nanos((v.max(0.0) * 1e6).round() as u64);
+    VerdictConfig {
+        max_failures: t
+            .max_failures
+            .map(|v| Setting::from(v, source(CriterionKind::MaxFailures))),
+        max_failure_ratio: t
+            .max_failure_ratio
+            .map(|v| Setting::from(v, source(CriterionKind::MaxFailureRatio))),
+        max_gap: t
+            .max_gap_ms
+            .map(|v| Setting::from(ms(v), source(CriterionKind::MaxGap))),
+        max_p99: t
+            .max_p99_ms
+            .map(|v| Setting::from(ms(v), source(CriterionKind::MaxP99))),
+        expect_version: t
+            .expect_version
+            .clone()
+            .map(|v| Setting::from(v, source(CriterionKind::ExpectVersion))),
+        allow_warmup_errors: t.allow_warmup_errors,
+        merge_gap: ms(result.merge_gap_ms),
+        slow: None,
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1000.0
+}
+
+/// Judges a result against `limits`.
+///
+/// Exit precedence: interrupted (130/143), then failures during warmup (4: the rollout never
+/// started), then a failed step (3), then dropped requests or a broken threshold (1).
+pub fn judge(r: &RunResult, limits: &VerdictConfig) -> Verdict {
+    let criteria = criteria(r, limits);
+    let failed = |kind| criteria.iter().any(|c| c.kind == kind && !c.passed);
+    let exit = match r.interruption {
+        Some(i) if failed(CriterionKind::Completed) => Exit::of(i),
+        _ if failed(CriterionKind::Completed) => Exit::Interrupted,
+        _ if failed(CriterionKind::HealthyBeforeRollout) => Exit::UnhealthyBefore,
+        _ if failed(CriterionKind::Steps) => Exit::StepFailed,
+        _ if criteria.iter().any(|c| !c.passed) => Exit::Dropped,
+        _ => Exit::Pass,
+    };
+    let reasons = reasons(&criteria);
+    let word = Verdict::word(exit.code());
+    let line = match exit {
+        Exit::Pass => format!("{word}: {}", summary(r)),
+        _ => format!("{word}: {}", reasons.join("; ")),
+    };
+    Verdict {
+        passed: exit == Exit::Pass,
+        exit_code: exit.code(),
+        line,
+        reasons,
+        criteria,
+    }
+}
+
+/// The sentences of the verdict line, in the order a reader needs them: why no step ran, what
+/// was dropped, then the other thresholds, the steps and the interruption. When too many
+/// requests failed, that sentence names the longest gap too, so the gap's own is not repeated.
+fn reasons(criteria: &[Criterion]) -> Vec<String> {
+    const ORDER: [CriterionKind; 9] = [
+        CriterionKind::HealthyBeforeRollout,
+        CriterionKind::MaxFailures,
+        CriterionKind::MaxFailureRatio,
+        CriterionKind::MaxGap,
+        CriterionKind::MaxP99,
+        CriterionKind::RequestsSent,
+        CriterionKind::ExpectVersion,
+        CriterionKind::Steps,
+        CriterionKind::Completed,
+    ];
+    let broken = |kind| {
+        criteria
+            .iter()
+            .find(|c| c.kind == kind && !c.passed)
+            .and_then(|c| c.reason.as_deref())
+    };
+    let too_many = broken(CriterionKind::MaxFailures).or(broken(CriterionKind::MaxFailureRatio));
+    let mut out: Vec<String> = Vec::new();
+    for kind in ORDER {
+        let Some(reason) = broken(kind) else { continue };
+        let said = match kind {
+            CriterionKind::MaxFailureRatio => broken(CriterionKind::MaxFailures).is_some(),
+            CriterionKind::MaxGap => too_many.is_some(),
+            _ => false,
+        };
+        if !said {
+            // A version criterion can hold several sentences, one per line.
+            out.extend(reason.lines().map(str::to_string));
+        }
+    }
+    out
+}
+
+/// Every criterion, in the order of the JUnit cases.
+fn criteria(r: &RunResult, limits: &VerdictConfig) -> Vec<Criterion> {
+    let total = r.requests.total;
+    let failed = r.requests.failed;
+    let has_steps = !r.steps.is_empty();
+    let longest = longest_gap(r);
+    let dropped = || {
+        let mut sentence = format!(
+            "{failed} of {total} requests failed ({})",
+            failure_breakdown(r)
+        );
+        // Requests never sent are in no window: all of them, and no window to name.
+        if r.windows_total > 0 {
+            sentence.push_str(&format!(
+                " in {} window{}",
+                r.windows_total,
+                plural(r.windows_total)
+            ));
+        }
+        if let Some(gap) = longest {
+            sentence.push_str("; ");
+            sentence.push_str(&describe_gap(gap));
+        }
+        sentence
+    };
+    let mut list = Vec::new();
+
+    list.push(match &limits.max_failures {
+        Some(max) => assessed(
+            CriterionKind::MaxFailures,
+            failed <= max.value,
+            Quantity::Count(max.value),
+            Some(Quantity::Count(failed)),
+            &max.source,
+            dropped,
+        ),
+        None => skipped(CriterionKind::MaxFailures, "no --max-failures"),
+    });
+
+    let ratio = if total > 0 {
+        failed as f64 / total as f64
+    } else {
+        0.0
+    };
+    list.push(match &limits.max_failure_ratio {
+        Some(max) => assessed(
+            CriterionKind::MaxFailureRatio,
+            total == 0 || ratio <= max.value,
+            Quantity::Number(max.value),
+            Some(Quantity::Number(ratio)),
+            &max.source,
+            dropped,
+        ),
+        None => skipped(CriterionKind::MaxFailureRatio, "no --max-failure-ratio"),
+    });
+
+    let gap_ms = r.longest_gap_ms.unwrap_or(0.0);
+    list.push(match &limits.max_gap {
+        Some(max) => {
+            let limit = millis(max.value);
+            let too_long = r.longest_gap_ms.is_some() && (max.value.is_zero() || gap_ms > limit);
+            assessed(
+                CriterionKind::MaxGap,
+                !too_long,
+                Quantity::Number(limit),
+                Some(Quantity::Number(gap_ms)),
+                &max.source,
+                || {
+                    let gap = longest.map_or_else(
+                        || format!("longest gap {}", format_ms(gap_ms)),
+                        describe_gap,
+                    );
+                    format!(
+                        "{gap} (--max-gap {})",
+                        humantime::format_duration(max.value)
+                    )
+                },
+            )
+        }
+        None => skipped(CriterionKind::MaxGap, "no --max-gap"),
+    });
+
+    list.push(match &limits.max_p99 {
+        Some(max) => {
+            let measured = (r.latency_ms.count > 0).then_some(r.latency_ms.p99);
+            let p99 = measured.unwrap_or(0.0);
+            assessed(
+                CriterionKind::MaxP99,
+                measured.is_none() || p99 <= millis(max.value),
+                Quantity::Number(millis(max.value)),
+                measured.map(Quantity::Number),
+                &max.source,
+                || {
+                    format!(
+                        "p99 latency {} is above --max-p99 {}",
+                        format_ms(p99),
+                        humantime::format_duration(max.value)
+                    )
+                },
+            )
+        }
+        None => skipped(CriterionKind::MaxP99, "no --max-p99"),
+    });
+
+    list.push(match &limits.expect_version {
+        Some(expected) => {
+            let (others, sentences) = wrong_versions(r, &expected.value);
+            assessed(
+                CriterionKind::ExpectVersion,
+                sentences.is_empty(),
+                Quantity::Text(expected.value.clone()),
+                Some(Quantity::Count(others)),
+                &expected.source,
+                || sentences.join("\n"),
+            )
+        }
+        None => skipped(CriterionKind::ExpectVersion, "no --expect-version"),
+    });
+
+    let broken_steps: Vec<_> = r.steps.iter().filter(|s| s.status.is_failure()).collect();
+    list.push(if has_steps {
+        assessed(
+            CriterionKind::Steps,
+            broken_steps.is_empty(),
+            Quantity::Count(0),
+            Some(Quantity::Count(broken_steps.len() as u64)),
+            &Source::Default,
+            || {
+                let step = broken_steps[0];
+                format!(
+                    "step {:?} {}",
+                    step.name,
+                    step.problem.as_deref().unwrap_or("failed")
+                )
+            },
+        )
+    } else {
+        skipped(CriterionKind::Steps, "no rollout steps")
+    });
+
+    // Decided when the warmup ended: a failure intended after it belongs to the rollout.
+    list.push(match &r.unhealthy_warmup {
+        _ if !has_steps => skipped(CriterionKind::HealthyBeforeRollout, "no rollout steps"),
+        _ if limits.allow_warmup_errors => Criterion {
+            source: Source::Flag("--allow-warmup-errors".to_string()),
+            ..skipped(CriterionKind::HealthyBeforeRollout, "--allow-warmup-errors")
+        },
+        None => assessed(
+            CriterionKind::HealthyBeforeRollout,
+            true,
+            Quantity::Count(0),
+            Some(Quantity::Count(0)),
+            &Source::Default,
+            String::new,
+        ),
+        Some(w) => assessed(
+            CriterionKind::HealthyBeforeRollout,
+            false,
+            Quantity::Count(0),
+            Some(Quantity::Count(w.failed)),
+            &Source::Default,
+            || {
+                format!(
+                    "by the end of the warmup {} of {} requests had failed: the target was \
+                     unhealthy before the rollout, so no step ran (--allow-warmup-errors judges \
+                     anyway)",
+                    w.failed, w.requests
+                )
+            },
+        ),
+    });
+
+    list.push(assessed(
+        CriterionKind::RequestsSent,
+        total > 0,
+        Quantity::Count(1),
+        Some(Quantity::Count(total)),
+        &Source::Default,
+        || "no request was made".to_string(),
+    ));
+
+    list.push(Criterion {
+        kind: CriterionKind::Completed,
+        passed: !r.interrupted,
+        limit: None,
+        measured: Some(Quantity::Text(
+            match r.interruption {
+                None if !r.interrupted => "completed",
+                Some(Interruption::Terminate) => "terminate",
+                _ => "interrupt",
+            }
+            .to_string(),
+        )),
+        source: Source::Default,
+        skipped: None,
+        reason: r
+            .interrupted
+            .then(|| "the run was interrupted before it finished".to_string()),
+    });
+    list
+}
+
+/// A judged criterion; `reason` says why when it broke.
+fn assessed(
+    kind: CriterionKind,
+    passed: bool,
+    limit: Quantity,
+    measured: Option<Quantity>,
+    source: &Source,
+    reason: impl FnOnce() -> String,
+) -> Criterion {
+    Criterion {
+        kind,
+        passed,
+        limit: Some(limit),
+        measured,
+        source: source.clone(),
+        skipped: None,
+        reason: (!passed).then(reason),
+    }
+}
+
+/// A criterion not judged, and why.
+fn skipped(kind: CriterionKind, why: &str) -> Criterion {
+    Criterion {
+        kind,
+        passed: true,
+        limit: None,
+        measured: None,
+        source: Source::Default,
+        skipped: Some(why.to_string()),
+        reason: None,
+    }
+}
+
+/// The summary when passed: `every request succeeded`, or the failures within thresholds.
+fn summary(r: &RunResult) -> String {
+    if r.requests.failed == 0 {
+        "every request succeeded".to_string()
+    } else {
+        format!(
+            "{} of {} requests failed ({}), within the thresholds",
+            r.requests.failed,
+            r.requests.total,
+            failure_breakdown(r)
+        )
+    }
+}
+
+/// The longest gap among the listed ones (the first among equals), if the list holds it.
+fn longest_gap(r: &RunResult) -> Option<&WindowEntry> {
+    let longest = r.longest_gap_ms?;
+    r.gaps.iter().find(|g| g.duration_ms == longest)
+}
+
+/// `(successful responses from other versions, one sentence per other version)` after the last
+/// step (in the cooldown; the whole load for a run without steps): `version v1 answered 40 times
+/// after the last step ended (first at +12.3 s); expected only v2`.
+fn wrong_versions(r: &RunResult, expected: &str) -> (u64, Vec<String>) {
+    let phase = r
+        .phases
+        .iter()
+        .find(|p| p.name == Phase::Cooldown)
+        .or_else(|| r.phases.iter().find(|p| p.name == Phase::Load));
+    let Some(phase) = phase else {
+        return (0, Vec::new());
+    };
+    let when = if phase.name == Phase::Cooldown {
         "after the last step ended"
     } else {
         "during the run"
     };
-    let mut reasons: Vec<String> = phase
+    let mut others = 0;
+    let mut sentences: Vec<String> = Vec::new();
+    let mut order: Vec<_> = phase
         .versions
         .iter()
-        .filter(|(v, _, _)| versions.name(*v) != expected)
-        .map(|&(v, n, first)| {
-            format!(
-                "version {} answered {n} time{} {when} (first at +{:.1} s); expected only {expected}",
-                versions.name(v),
-                plural(n),
-                first.as_secs_f64()
-            )
-        })
+        .filter(|(v, _)| v.as_str() != expected)
         .collect();
-    if reasons.is_empty()
-        && phase.ok > 0
-        && !phase
-            .versions
-            .iter()
-            .any(|(v, _, _)| versions.name(*v) == expected)
-    {
-        reasons.push(format!(
+    order.sort_by(|a, b| a.1.first_ms.total_cmp(&b.1.first_ms));
+    for (v, seen) in order {
+        others += seen.count;
+        sentences.push(format!(
+            "version {v} answered {} time{} {when} (first at +{:.1} s); expected only {expected}",
+            seen.count,
+            plural(seen.count),
+            seen.first_ms / 1000.0
+        ));
+    }
+    if sentences.is_empty() && phase.ok > 0 && !phase.versions.contains_key(expected) {
+        sentences.push(format!(
             "no response named version {expected} {when}; expected only {expected}"
         ));
     }
-    reasons
+    (others, sentences)
 }
 
 fn plural(n: u64) -> &'static str {
@@ -235,10 +508,9 @@ fn plural(n: u64) -> &'static str {
 }
 
 /// `longest gap 120 ms at +12.3 s during step "set image"`.
-fn describe_gap(gap: &Window, rollout: &RolloutReport) -> String {
-    let steps = rollout.steps_during(gap.start, gap.end);
-    let during = match steps.as_slice() {
-        [] => match rollout.step_before(gap.start) {
+fn describe_gap(gap: &WindowEntry) -> String {
+    let during = match gap.steps.as_slice() {
+        [] => match &gap.after_step {
             Some(step) => format!(" after step {step:?}"),
             None => String::new(),
         },
@@ -253,68 +525,34 @@ fn describe_gap(gap: &Window, rollout: &RolloutReport) -> String {
     };
     format!(
         "longest gap {} at +{:.1} s{during}",
-        format_ms(gap.duration()),
-        gap.start.as_secs_f64()
+        format_ms(gap.duration_ms),
+        gap.start_ms / 1000.0
     )
 }
 
-/// `120 ms`, `1.5 ms`, `2350 ms`.
-pub fn format_ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms >= 10.0 {
-        format!("{ms:.0} ms")
-    } else {
-        format!("{ms:.1} ms")
-    }
-}
-
-impl fmt::Display for Verdict {
-    /// The one line a human acts on: `PASS: ...` or `FAIL: ...`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.passed {
-            write!(f, "PASS: {}", self.summary)
-        } else {
-            let word = match self.exit {
-                Exit::Interrupted | Exit::Terminated => "INTERRUPTED",
-                _ => "FAIL",
-            };
-            write!(f, "{word}: {}", self.reasons.join("; "))
-        }
-    }
-}
-
 /// `503: 40, reset: 2`: failing status codes, then error classes, by count.
-pub fn failure_breakdown(recorder: &Recorder) -> String {
-    let ok = recorder.ok_codes();
-    let mut parts: Vec<(u64, String)> = recorder
-        .codes()
-        .filter(|&(code, _)| !ok.contains(code))
-        .map(|(code, n)| (n, code.to_string()))
-        .chain(
-            recorder
-                .errors()
-                .map(|(class, new, reused)| (new + reused, class.as_str().to_string())),
-        )
-        .chain((recorder.unsent() > 0).then(|| {
-            let class = crate::outcome::ErrorClass::NotSent;
-            (recorder.unsent(), class.as_str().to_string())
-        }))
-        .collect();
-    parts.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    parts
-        .iter()
-        .map(|(n, name)| format!("{name}: {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+fn failure_breakdown(r: &RunResult) -> String {
+    breakdown(
+        r.codes
+            .iter()
+            .filter(|&(&code, _)| !r.load.ok_codes.contains(code))
+            .map(|(code, &n)| (code.to_string(), n))
+            .chain(r.errors.iter().map(|(class, &n)| (class.to_string(), n))),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Command};
     use crate::config::OkCodes;
+    use crate::config::Setting;
     use crate::gaps::GapDetector;
     use crate::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
+    use crate::recorder::Recorder;
+    use crate::rollout::RolloutReport;
     use crate::rollout::{StepRecord, StepStatus};
+    use crate::version::Labels;
     use std::time::Instant;
 
     /// One request per millisecond from the start, in `phase` from `phase_at` ms on.
@@ -380,8 +618,43 @@ mod tests {
     const E503: Outcome = Outcome::Status(503);
     const RESET: Outcome = Outcome::Failed(ErrorClass::Reset);
 
+    /// The judged result of a run that recorded `r`, with the steps of `ro`.
+    fn result(
+        r: &Recorder,
+        ro: &RolloutReport,
+        labels: &Labels,
+        t: &VerdictConfig,
+        interruption: Option<Interruption>,
+    ) -> RunResult {
+        let Command::Run(args) = Cli::parse_from(["gapless", "run", "http://127.0.0.1:1/"])
+            .unwrap()
+            .command
+        else {
+            unreachable!("a run")
+        };
+        let mut config = args.validate(None, &|_| None).unwrap().config;
+        config.verdict = t.clone();
+        let finished = Finished {
+            config,
+            started_at: std::time::SystemTime::now(),
+            elapsed: Duration::from_secs(1),
+            length: Duration::from_secs(1),
+            recorder: r.clone(),
+            stats: Default::default(),
+            rollout: ro.clone(),
+            versions: labels.clone(),
+            interruption,
+            warnings: Vec::new(),
+        };
+        judged(&finished)
+    }
+
     fn judge(r: &Recorder, ro: &RolloutReport, t: &VerdictConfig) -> Verdict {
-        Verdict::judge(r, ro, &Labels::default(), t, None)
+        result(r, ro, &Labels::default(), t, None).verdict
+    }
+
+    fn limit<T>(value: T) -> Option<Setting<T>> {
+        Some(Setting::from(value, Source::Flag("--x".to_string())))
     }
 
     #[test]
@@ -389,8 +662,8 @@ mod tests {
         let r = recorder(&[OK, Outcome::Status(204)], None);
         let v = judge(&r, &RolloutReport::default(), &VerdictConfig::default());
         assert!(v.passed);
-        assert_eq!(v.exit.code(), 0);
-        assert_eq!(v.to_string(), "PASS: every request succeeded");
+        assert_eq!(v.exit_code, 0);
+        assert_eq!(v.line, "PASS: every request succeeded");
     }
 
     #[test]
@@ -398,9 +671,9 @@ mod tests {
         let r = recorder(&[OK, E503, E503, OK, RESET, OK], None);
         let ro = rollout(&[("set image", 0, 3, StepStatus::Ok)]);
         let v = judge(&r, &ro, &VerdictConfig::default());
-        assert_eq!(v.exit, Exit::Dropped);
+        assert_eq!(v.exit_code, Exit::Dropped.code());
         assert_eq!(
-            v.to_string(),
+            v.line,
             "FAIL: 3 of 6 requests failed (503: 2, reset: 1) in 2 windows; longest gap 2.0 ms \
              at +0.0 s during step \"set image\""
         );
@@ -410,33 +683,33 @@ mod tests {
     fn thresholds_allow_some_failures_but_not_a_long_gap() {
         let r = recorder(&[OK, E503, E503, OK], None);
         let allow = VerdictConfig {
-            max_failures: Some(2),
-            max_gap: Some(Duration::from_millis(2)),
+            max_failures: limit(2),
+            max_gap: limit(Duration::from_millis(2)),
             ..VerdictConfig::default()
         };
         let v = judge(&r, &RolloutReport::default(), &allow);
-        assert!(v.passed, "{v}");
+        assert!(v.passed, "{}", v.line);
         assert_eq!(
-            v.to_string(),
+            v.line,
             "PASS: 2 of 4 requests failed (503: 2), within the thresholds"
         );
         let short_gap = VerdictConfig {
-            max_gap: Some(Duration::from_millis(1)),
+            max_gap: limit(Duration::from_millis(1)),
             ..allow.clone()
         };
         let v = judge(&r, &RolloutReport::default(), &short_gap);
-        assert_eq!(v.exit, Exit::Dropped);
+        assert_eq!(v.exit_code, Exit::Dropped.code());
         assert_eq!(
             v.reasons,
             vec!["longest gap 2.0 ms at +0.0 s (--max-gap 1ms)"]
         );
         let ratio = VerdictConfig {
-            max_failure_ratio: Some(0.25),
+            max_failure_ratio: limit(0.25),
             ..allow
         };
         assert_eq!(
-            judge(&r, &RolloutReport::default(), &ratio).exit,
-            Exit::Dropped
+            judge(&r, &RolloutReport::default(), &ratio).exit_code,
+            Exit::Dropped.code()
         );
     }
 
@@ -444,14 +717,15 @@ mod tests {
     fn p99_threshold() {
         let r = recorder(&[OK, OK], None);
         let t = VerdictConfig {
-            max_p99: Some(Duration::from_micros(500)),
+            max_p99: limit(Duration::from_micros(500)),
             ..VerdictConfig::default()
         };
         let v = judge(&r, &RolloutReport::default(), &t);
-        assert_eq!(v.exit, Exit::Dropped);
+        assert_eq!(v.exit_code, Exit::Dropped.code());
         assert!(
             v.reasons[0].starts_with("p99 latency 1.0 ms is above --max-p99 500us"),
-            "{v}"
+            "{}",
+            v.line
         );
     }
 
@@ -460,23 +734,25 @@ mod tests {
         let r = recorder(&[OK, OK, OK], Some(1));
         let ro = rollout(&[("deploy", 1, 2, StepStatus::Failed)]);
         let v = judge(&r, &ro, &VerdictConfig::default());
-        assert_eq!(v.exit, Exit::StepFailed);
-        assert_eq!(v.to_string(), "FAIL: step \"deploy\" exited 7 (expected 0)");
+        assert_eq!(v.exit_code, Exit::StepFailed.code());
+        assert_eq!(v.line, "FAIL: step \"deploy\" exited 7 (expected 0)");
 
         let r = recorder(&[E503, OK, OK], Some(1));
         let unhealthy = RolloutReport {
             unhealthy_warmup: Some((1, 1)),
-            ..RolloutReport::default()
+            ..rollout(&[("deploy", 1, 2, StepStatus::Skipped)])
         };
         let v = judge(&r, &unhealthy, &VerdictConfig::default());
-        assert_eq!(v.exit, Exit::UnhealthyBefore);
+        assert_eq!(v.exit_code, Exit::UnhealthyBefore.code());
         assert!(
             v.reasons[0].starts_with("by the end of the warmup 1 of 1 requests had failed"),
-            "{v}"
+            "{}",
+            v.line
         );
         // Judged anyway (--allow-warmup-errors: the rollout went ahead): an ordinary failure.
-        let v = judge(&r, &RolloutReport::default(), &VerdictConfig::default());
-        assert_eq!(v.exit, Exit::Dropped);
+        let ran = rollout(&[("deploy", 1, 2, StepStatus::Ok)]);
+        let v = judge(&r, &ran, &VerdictConfig::default());
+        assert_eq!(v.exit_code, Exit::Dropped.code());
     }
 
     #[test]
@@ -512,13 +788,14 @@ mod tests {
         assert_eq!(r.cutover(), Some(ms * 5));
         assert_eq!(r.mixed_window(), Some((ms * 3, ms * 5)));
         let expect = |v: &str| VerdictConfig {
-            expect_version: Some(v.to_string()),
+            expect_version: limit(v.to_string()),
             ..VerdictConfig::default()
         };
-        let v = Verdict::judge(&r, &RolloutReport::default(), &labels, &expect("v1"), None);
-        assert_eq!(v.exit, Exit::Dropped, "v2 answered in cooldown");
-        let v = Verdict::judge(&r, &RolloutReport::default(), &labels, &expect("v2"), None);
-        assert_eq!(v.exit, Exit::Dropped);
+        let ro = RolloutReport::default();
+        let v = result(&r, &ro, &labels, &expect("v1"), None).verdict;
+        assert_eq!(v.exit_code, Exit::Dropped.code(), "v2 answered in cooldown");
+        let v = result(&r, &ro, &labels, &expect("v2"), None).verdict;
+        assert_eq!(v.exit_code, Exit::Dropped.code());
         assert_eq!(
             v.reasons,
             vec![
@@ -531,15 +808,16 @@ mod tests {
     #[test]
     fn interruption_wins() {
         let r = recorder(&[OK], None);
-        let v = Verdict::judge(
+        let v = result(
             &r,
             &RolloutReport::default(),
             &Labels::default(),
             &VerdictConfig::default(),
             Some(Interruption::Terminate),
-        );
-        assert_eq!(v.exit.code(), 143);
+        )
+        .verdict;
+        assert_eq!(v.exit_code, 143);
         assert!(!v.passed);
-        assert!(v.to_string().starts_with("INTERRUPTED: "));
+        assert!(v.line.starts_with("INTERRUPTED: "));
     }
 }

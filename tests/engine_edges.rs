@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use gapless::cli::{Cli, Command as Verb};
 use gapless::config::{Qps, Rate, RunConfig};
 use gapless::console::Console;
-use gapless::verdict::Interruption;
+use gapless::run::Interruption;
 use support::{GAPLESS, TestServer, at, counts_at, f64_at, refused_port, run_json, u64_at};
 
 /// The configuration of `gapless run URL ARGS...`, as the command line validates it today.
@@ -63,7 +63,7 @@ async fn a_timeout_beyond_the_clock_neither_panics_nor_stretches_the_run() {
     assert_eq!(finished.recorder.total(), 25);
     assert_eq!(finished.recorder.ok(), 25);
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    assert_eq!(finished.verdict.exit.code(), 0);
+    assert_eq!(gapless::verdict::judged(&finished).verdict.exit_code, 0);
 }
 
 #[tokio::test]
@@ -78,7 +78,7 @@ async fn a_rate_far_below_one_a_second_sends_one_request_and_lasts_its_duration(
     assert_eq!(server.stats().requests(), 1);
     assert!(took >= Duration::from_millis(300), "ended after {took:?}");
     assert!(finished.elapsed >= Duration::from_millis(300));
-    assert_eq!(finished.verdict.exit.code(), 0);
+    assert_eq!(gapless::verdict::judged(&finished).verdict.exit_code, 0);
 }
 
 #[tokio::test]
@@ -97,7 +97,7 @@ async fn a_rate_beyond_any_counter_ends_at_its_deadline_and_sees_an_interrupt() 
     assert!(unsent >= gapless::schedule::MAX_REQUESTS, "{unsent}");
     assert_eq!(finished.recorder.failed(), finished.recorder.total());
     assert_eq!(finished.recorder.ok(), 0);
-    assert_eq!(finished.verdict.exit.code(), 1);
+    assert_eq!(gapless::verdict::judged(&finished).verdict.exit_code, 1);
     // With a long duration and timeout, a signal still ends it at once.
     let mut config = config.clone();
     config.load.duration = Duration::from_secs(30);
@@ -108,7 +108,7 @@ async fn a_rate_beyond_any_counter_ends_at_its_deadline_and_sees_an_interrupt() 
         "the interrupt came at 500 ms; took {took:?}"
     );
     assert_eq!(finished.interruption, Some(Interruption::Terminate));
-    assert_eq!(finished.verdict.exit.code(), 143);
+    assert_eq!(gapless::verdict::judged(&finished).verdict.exit_code, 143);
 }
 
 #[test]

@@ -237,11 +237,14 @@ fn every_report_format_from_one_run_and_from_the_saved_result() {
         names,
         [
             "requests kept",
+            "failure ratio",
             "availability gap",
             "p99 latency",
             "version",
             "rollout steps",
-            "healthy before the rollout"
+            "healthy before the rollout",
+            "requests sent",
+            "run completed"
         ]
     );
     let failed: Vec<&str> = cases
@@ -285,6 +288,8 @@ fn every_report_format_from_one_run_and_from_the_saved_result() {
         ("--markdown", "summary.md"),
         ("--junit", "junit.xml"),
         ("--html", "report.html"),
+        ("--fortio-json", "fortio.json"),
+        ("--json", "result.json"),
     ] {
         let again = Command::new(GAPLESS)
             .args(["report", &file("result.json"), flag, "-"])
@@ -297,6 +302,89 @@ fn every_report_format_from_one_run_and_from_the_saved_result() {
             "{flag}"
         );
     }
+}
+
+/// A saved result judged again with looser thresholds, through the same verdict function: the
+/// exit code and every report follow the new verdict; the same thresholds give the same verdict.
+#[test]
+fn a_saved_result_is_judged_again_with_other_thresholds() {
+    let server = TestServer::http(|info| {
+        if (20..25).contains(&info.index) {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    });
+    let saved = TempFile::new("json");
+    let (code, _, _, _) = run_gapless(&[
+        "run",
+        &server.url(),
+        "-q",
+        "100",
+        "-d",
+        "1s",
+        "-c",
+        "1",
+        "--quiet",
+        "--json",
+        saved.as_str(),
+    ]);
+    assert_eq!(code, 1, "5 of 100 failed, no threshold given");
+    let report = |extra: &[&str]| {
+        let junit = TempFile::new("xml");
+        let json = TempFile::new("json");
+        let out = Command::new(GAPLESS)
+            .args(["report", saved.as_str(), "--junit", junit.as_str()])
+            .args(["--json", json.as_str()])
+            .args(extra)
+            .output()
+            .unwrap();
+        let judged: Value =
+            serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
+        let xml = std::fs::read_to_string(junit.path()).unwrap();
+        (out.status.code(), judged, xml)
+    };
+    // Its own thresholds: the same verdict.
+    let (code, same, _) = report(&[]);
+    assert_eq!(code, Some(1));
+    let original: Value =
+        serde_json::from_str(&std::fs::read_to_string(saved.path()).unwrap()).unwrap();
+    assert_eq!(same["verdict"], original["verdict"]);
+    // Looser: a ratio alone replaces the default count and gap limits.
+    let (code, loose, xml) = report(&["--max-failure-ratio", "0.1"]);
+    assert_eq!(code, Some(0), "{}", loose["verdict"]["line"]);
+    assert_eq!(
+        loose["verdict"]["line"],
+        "PASS: 5 of 100 requests failed (503: 5), within the thresholds"
+    );
+    let ratio = loose["verdict"]["criteria"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "max_failure_ratio")
+        .unwrap()
+        .clone();
+    assert_eq!(ratio["source"], "--max-failure-ratio");
+    assert_eq!(ratio["limit"], 0.1);
+    assert_eq!(ratio["measured"], 0.05);
+    assert!(xml.contains(r#"failures="0""#), "{xml}");
+    // Stricter again: a count below what failed.
+    let (code, strict, _) = report(&["--max-failures", "4"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        strict["verdict"]["line"]
+            .as_str()
+            .unwrap()
+            .starts_with("FAIL: 5 of 100 requests failed (503: 5) in 1 window"),
+        "{}",
+        strict["verdict"]["line"]
+    );
+    // Windows are found while the load runs: they cannot be re-shaped afterwards.
+    let out = Command::new(GAPLESS)
+        .args(["report", saved.as_str(), "--merge-gap", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]

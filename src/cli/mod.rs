@@ -19,10 +19,12 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use http::{HeaderMap, StatusCode, header};
 
 use crate::config::{
-    Action, LoadConfig, RolloutConfig, RunConfig, Step, TargetConfig, TargetUrl, VerdictConfig,
+    Action, Limits, LoadConfig, RolloutConfig, RunConfig, Step, TargetConfig, TargetUrl,
+    VerdictConfig,
 };
 use crate::demo::DemoSpec;
 use crate::redact::Redactor;
+use crate::report::Outputs;
 use crate::serve::ServeConfig;
 use check::{Span, show};
 use options::{
@@ -75,6 +77,11 @@ pub enum Error {
     /// `--replicas 0`.
     #[error("--replicas must be at least 1")]
     NoReplicas,
+    /// `--merge-gap` or `--slow` for a saved result, whose windows are already found.
+    #[error(
+        "--merge-gap and --slow shape the windows while the load runs: a saved result's cannot change"
+    )]
+    NotForSaved,
 }
 
 /// gapless: proves a release did not drop a single request.
@@ -133,25 +140,33 @@ pub enum Command {
     /// The embedded demo cluster.
     #[command(subcommand)]
     Demo(DemoCommand),
-    /// Re-render a saved JSON result (`run --json`) without re-running: the text report, or HTML,
-    /// Markdown or JUnit with their flags.
-    Report(ReportArgs),
+    /// Re-render a saved JSON result (`run --json`) without re-running: the text report, or any
+    /// report with its flag; threshold flags judge it again.
+    Report(Box<ReportArgs>),
 }
 
-/// `gapless report`.
+/// `gapless report`: a saved result rendered again, judged again if thresholds are given.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// A JSON result written by `gapless run --json`.
     pub result: PathBuf,
-    /// Write the HTML report to FILE ('-' for stdout).
-    #[arg(long, value_name = "FILE")]
-    pub html: Option<PathBuf>,
-    /// Write a Markdown summary to FILE ('-' for stdout).
-    #[arg(long, value_name = "FILE")]
-    pub markdown: Option<PathBuf>,
-    /// Write JUnit XML to FILE ('-' for stdout).
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
+    /// Thresholds to judge the saved result against instead of its own.
+    #[command(flatten)]
+    pub verdict: VerdictOptions,
+    /// Where the reports go (without any, the text report goes to stdout).
+    #[command(flatten)]
+    pub output: Outputs,
+}
+
+impl ReportArgs {
+    /// The thresholds given, over those the saved `result` was judged against.
+    pub fn limits(&self, saved: &VerdictConfig) -> Result<VerdictConfig, Error> {
+        let cx = Context::new(None, &|_| None);
+        if self.verdict.merge_gap.is_some() || self.verdict.slow.is_some() {
+            return Err(Error::NotForSaved);
+        }
+        Ok(saved.with(limits(&self.verdict, &cx)?))
+    }
 }
 
 /// `gapless demo ...`.
@@ -226,49 +241,9 @@ pub struct RunArgs {
     /// *CREDENTIAL* always are).
     #[arg(long = "redact-env", value_name = "NAME", help_heading = "Reports")]
     pub redact_env: Vec<String>,
-    /// Write the JSON result to FILE ('-' for stdout; the text report then goes to stderr).
-    #[arg(long, value_name = "FILE", help_heading = "Reports")]
-    pub json: Option<PathBuf>,
-    /// Write a self-contained HTML report (timeline chart, windows, steps, hints) to FILE.
-    #[arg(long, value_name = "FILE", help_heading = "Reports")]
-    pub html: Option<PathBuf>,
-    /// Write a Markdown summary to FILE (also appended to $GITHUB_STEP_SUMMARY when set).
-    #[arg(long, value_name = "FILE", help_heading = "Reports")]
-    pub markdown: Option<PathBuf>,
-    /// Write JUnit XML (one test case per verdict criterion) to FILE.
-    #[arg(long, value_name = "FILE", help_heading = "Reports")]
-    pub junit: Option<PathBuf>,
-    /// Write the result in Fortio's JSON schema to FILE.
-    #[arg(long, value_name = "FILE", help_heading = "Reports")]
-    pub fortio_json: Option<PathBuf>,
-    /// Print only the verdict line: no text report, progress, step output, step notices or demo
-    /// events (all still in the reports: steps' output tails, timeline events).
-    #[arg(long, help_heading = "Reports")]
-    pub quiet: bool,
-}
-
-/// Where the outputs of a run go.
-#[derive(Clone, Debug, Default)]
-pub struct Output {
-    /// `--json`.
-    pub json: Option<PathBuf>,
-    /// `--html`.
-    pub html: Option<PathBuf>,
-    /// `--markdown`.
-    pub markdown: Option<PathBuf>,
-    /// `--junit`.
-    pub junit: Option<PathBuf>,
-    /// `--fortio-json`.
-    pub fortio_json: Option<PathBuf>,
-    /// `--quiet`.
-    pub quiet: bool,
-}
-
-impl Output {
-    /// True when the JSON result goes to stdout (so the text report goes to stderr).
-    pub fn json_on_stdout(&self) -> bool {
-        self.json.as_deref() == Some(std::path::Path::new("-"))
-    }
+    /// Where the reports go.
+    #[command(flatten)]
+    pub output: Outputs,
 }
 
 /// What `gapless run` loads.
@@ -291,7 +266,7 @@ pub struct Validated {
     /// What to load.
     pub start: Start,
     /// Where the reports go.
-    pub output: Output,
+    pub output: Outputs,
 }
 
 /// Every declared option of `gapless run`, in `--help` order (those with a scenario key, then the
@@ -479,15 +454,10 @@ impl RunArgs {
                 _ => (header, regex),
             }
         };
-        let expect_version = verdict.expect_version(&cx)?;
-        if expect_version.is_some() && version_header.is_none() && version_regex.is_none() {
+        if verdict.expect_version.is_some() && version_header.is_none() && version_regex.is_none() {
             return Err(Error::ExpectWithoutProbe);
         }
-        let max_failures = verdict.max_failures(&cx)?;
-        let max_failure_ratio = verdict.max_failure_ratio(&cx)?;
-        let max_gap = verdict.max_gap(&cx)?;
-        // With no threshold given, no failure is allowed; given any, only those given apply.
-        let relaxed = max_failures.is_some() || max_failure_ratio.is_some();
+        let limits = limits(&verdict, &cx)?;
         let config = RunConfig {
             target: TargetConfig {
                 url,
@@ -520,29 +490,14 @@ impl RunArgs {
                 steps,
             },
             verdict: VerdictConfig {
-                max_failures: match max_failures {
-                    Some(n) => Some(n.value),
-                    None if relaxed || max_gap.source.is_given() => None,
-                    None => Some(0),
-                },
-                max_failure_ratio: max_failure_ratio.map(Setting::into_value),
-                max_gap: (max_gap.source.is_given() || !relaxed).then_some(max_gap.value),
-                max_p99: verdict.max_p99(&cx)?.map(Setting::into_value),
-                allow_warmup_errors: verdict.allow_warmup_errors(&cx)?.value,
                 merge_gap: verdict.merge_gap(&cx)?.value,
                 slow: verdict.slow(&cx)?.map(Setting::into_value),
-                expect_version: expect_version.map(Setting::into_value),
-            },
+                ..VerdictConfig::default()
+            }
+            .with(limits),
             redact: Redactor::new(&self.redact, secrets(&self.redact_env, &cx, env)),
         };
-        let output = Output {
-            json: self.json.clone(),
-            html: self.html.clone(),
-            markdown: self.markdown.clone(),
-            junit: self.junit.clone(),
-            fortio_json: self.fortio_json.clone(),
-            quiet: self.quiet,
-        };
+        let output = self.output.clone();
         Ok(Validated {
             config,
             start,
@@ -587,6 +542,18 @@ impl RunArgs {
             background: false,
         }])
     }
+}
+
+/// The thresholds given (on the command line over the scenario file, or to `gapless report`).
+pub fn limits(verdict: &VerdictOptions, cx: &Context) -> Result<Limits, Error> {
+    Ok(Limits {
+        max_failures: verdict.max_failures(cx)?,
+        max_failure_ratio: verdict.max_failure_ratio(cx)?,
+        max_gap: verdict.max_gap(cx)?,
+        max_p99: verdict.max_p99(cx)?,
+        expect_version: verdict.expect_version(cx)?,
+        allow_warmup_errors: verdict.allow_warmup_errors(cx)?.value,
+    })
 }
 
 /// Of two alternatives both set after the merge, the one from the command line.
@@ -702,8 +669,7 @@ mod tests {
         assert_eq!(config.load.duration, Duration::from_secs(10));
         assert_eq!(config.target.timeout, Duration::from_secs(3));
         assert_eq!(config.load.max_connect_rate.get(), 1000);
-        assert_eq!(config.verdict.max_failures, Some(0));
-        assert_eq!(config.verdict.max_gap, Some(Duration::ZERO));
+        assert_eq!(config.verdict, VerdictConfig::default());
         assert!(v.output.json.is_none());
         assert_eq!(v.start, Start::Url);
     }
@@ -795,7 +761,10 @@ mod tests {
         assert_eq!(config.rollout.warmup, Duration::from_secs(1));
         assert_eq!(config.rollout.cooldown, Duration::from_secs(2));
         assert_eq!(config.rollout.steps.len(), 1);
-        assert_eq!(config.verdict.max_failures, Some(3));
+        assert_eq!(
+            config.verdict.max_failures,
+            Some(Setting::from(3, Source::Key("verdict.max_failures".into())))
+        );
         // The trailing command replaces the file's steps; --duration does not fit a rollout.
         let a = args(&["--", "kubectl", "rollout", "restart", "deploy/web"]);
         let config = validate(&a, Some(&scenario)).unwrap().config;
@@ -833,7 +802,22 @@ mod tests {
 
     #[test]
     fn a_ratio_or_a_count_alone_replaces_the_zero_tolerance_defaults() {
-        let v = |extra: &[&str]| validate(&args(extra), None).unwrap().config.verdict;
+        let v = |extra: &[&str]| {
+            let verdict = validate(&args(extra), None).unwrap().config.verdict;
+            let value = |s: Option<Setting<u64>>| s.map(|s| s.value);
+            let gap = |s: Option<Setting<Duration>>| s.map(|s| s.value);
+            let ratio = verdict.max_failure_ratio.map(|s| s.value);
+            Thresholds {
+                max_failures: value(verdict.max_failures),
+                max_failure_ratio: ratio,
+                max_gap: gap(verdict.max_gap),
+            }
+        };
+        struct Thresholds {
+            max_failures: Option<u64>,
+            max_failure_ratio: Option<f64>,
+            max_gap: Option<Duration>,
+        }
         let ratio = v(&["--max-failure-ratio", "0.5"]);
         assert_eq!(
             (ratio.max_failures, ratio.max_failure_ratio, ratio.max_gap),

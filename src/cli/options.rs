@@ -34,6 +34,7 @@ use super::check::{
     RateCheck, Ratio, Span, Switch, UrlCheck, VersionPattern,
 };
 use crate::config::{OkCodes, Rate, TargetUrl};
+pub use crate::config::{Setting, Source};
 use crate::demo::DemoSpec;
 
 /// Errors in option values, each one sentence that names the flag, or the file, line, column and
@@ -131,68 +132,6 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Given<T> {
             origin: Origin::File(spanned.span()),
             value: spanned.into_inner(),
         })
-    }
-}
-
-/// Who set a value: the user (a flag or a scenario key), or the documented default.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(into = "String", from = "String")]
-pub enum Source {
-    /// Not given: the documented default.
-    Default,
-    /// A command-line flag, such as `--max-gap`.
-    Flag(String),
-    /// A scenario key, such as `verdict.max_gap`.
-    Key(String),
-}
-
-impl Source {
-    /// True unless the value is the default.
-    pub fn is_given(&self) -> bool {
-        !matches!(self, Source::Default)
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Default => f.write_str("default"),
-            Source::Flag(name) | Source::Key(name) => f.write_str(name),
-        }
-    }
-}
-
-impl From<Source> for String {
-    fn from(source: Source) -> String {
-        source.to_string()
-    }
-}
-
-impl From<String> for Source {
-    fn from(text: String) -> Source {
-        if text == "default" {
-            Source::Default
-        } else if text.starts_with('-') {
-            Source::Flag(text)
-        } else {
-            Source::Key(text)
-        }
-    }
-}
-
-/// A checked value and who set it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Setting<T> {
-    /// The typed value.
-    pub value: T,
-    /// Who set it.
-    pub source: Source,
-}
-
-impl<T> Setting<T> {
-    /// The value, without its source.
-    pub fn into_value(self) -> T {
-        self.value
     }
 }
 
@@ -660,13 +599,13 @@ options! {
     pub struct VerdictOptions in "verdict" {
         /// Most failed requests allowed.
         #[arg(long, value_name = "N", allow_negative_numbers = true)]
-        max_failures: i64 => u64 = ("0, or none with --max-failure-ratio"), Count::new(0, i64::MAX as u64);
+        max_failures: i64 => u64 = ("0, unless --max-failure-ratio or --max-gap is given"), Count::new(0, i64::MAX as u64);
         /// Largest share of failed requests allowed (e.g. 0.001).
         #[arg(long, value_name = "R", allow_negative_numbers = true)]
         max_failure_ratio: f64 => f64 = none, Ratio;
         /// Longest availability gap allowed; 0s: any gap fails.
         #[arg(long, value_name = "DUR")]
-        max_gap: String => Duration = "0s", Span::new(Duration::ZERO, hours(24));
+        max_gap: String => Duration = ("0s, unless --max-failures or --max-failure-ratio is given"), Span::new(Duration::ZERO, hours(24));
         /// Largest p99 latency (from intended send time) allowed.
         #[arg(long, value_name = "DUR")]
         max_p99: String => Duration = none, Span::new(Duration::ZERO, hours(24));
@@ -820,7 +759,11 @@ mod tests {
         assert_eq!(load.duration(&cx).unwrap().source, Source::Default);
         assert_eq!(load.max_connect_rate(&cx).unwrap(), None);
         let verdict = VerdictOptions::default();
-        assert_eq!(verdict.max_gap(&cx).unwrap().value, Duration::ZERO);
+        assert_eq!(
+            verdict.max_gap(&cx).unwrap(),
+            None,
+            "0s unless relaxed: see VerdictConfig"
+        );
         // Every declared default is a value its own check accepts.
         let t = TargetOptions::default();
         assert_eq!(t.method(&cx).unwrap().value, Method::GET);

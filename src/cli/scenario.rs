@@ -595,10 +595,13 @@ allow_warmup_errors = true
         );
         let v = &s.verdict;
         assert_eq!(v.max_failures(&cx).unwrap().unwrap().value, 3);
-        assert_eq!(v.max_gap(&cx).unwrap().value, Duration::from_millis(50));
+        assert_eq!(
+            v.max_gap(&cx).unwrap().unwrap().value,
+            Duration::from_millis(50)
+        );
         assert!(v.allow_warmup_errors(&cx).unwrap().value);
         assert_eq!(
-            v.max_gap(&cx).unwrap().source,
+            v.max_gap(&cx).unwrap().unwrap().source,
             super::super::options::Source::Key("verdict.max_gap".to_string())
         );
     }

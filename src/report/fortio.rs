@@ -1,5 +1,6 @@
 //! `--fortio-json FILE`: the result in Fortio's JSON schema, so a run can be browsed with
-//! `fortio report` and existing Fortio dashboards.
+//! `fortio report` and existing Fortio dashboards. Rendered from the result alone, so `gapless
+//! report` writes it for a saved run too.
 //!
 //! Every key of Fortio's result is written. What gapless measures differently is mapped:
 //! `DurationHistogram` is the latency from the *intended* send time (Fortio times from the
@@ -8,109 +9,216 @@
 //! of connections. Durations are in seconds, as Fortio writes them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
-use super::Error;
 use crate::recorder::LatencyHistogram;
-use crate::run::Finished;
+use crate::result::RunResult;
 
 /// Fortio's percentiles.
 const PERCENTILES: [f64; 5] = [50.0, 75.0, 90.0, 99.0, 99.9];
 
-/// Builds the Fortio result of a finished run.
-pub fn result(f: &Finished) -> Value {
-    let r = &f.recorder;
-    let config = &f.config;
-    let mut codes: BTreeMap<String, u64> = r.codes().map(|(c, n)| (c.to_string(), n)).collect();
-    let transport: u64 = r.errors().map(|(_, new, reused)| new + reused).sum::<u64>() + r.unsent();
+/// Fortio's result (`fortio load -json`), every key.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct FortioResult {
+    run_type: &'static str,
+    labels: String,
+    start_time: String,
+    #[serde(rename = "RequestedQPS")]
+    requested_qps: String,
+    requested_duration: String,
+    #[serde(rename = "ActualQPS")]
+    actual_qps: f64,
+    actual_duration: u64,
+    num_threads: usize,
+    version: String,
+    duration_histogram: Histogram,
+    errors_duration_histogram: Histogram,
+    exactly: u64,
+    jitter: bool,
+    uniform: bool,
+    no_catch_up: bool,
+    #[serde(rename = "RunID")]
+    run_id: u64,
+    access_logger_info: &'static str,
+    #[serde(rename = "ID")]
+    id: String,
+    ret_codes: BTreeMap<String, u64>,
+    #[serde(rename = "IPCountMap")]
+    ip_count_map: BTreeMap<String, u64>,
+    insecure: bool,
+    #[serde(rename = "MTLS")]
+    mtls: bool,
+    #[serde(rename = "CACert")]
+    ca_cert: &'static str,
+    cert: &'static str,
+    key: &'static str,
+    unix_domain_socket: &'static str,
+    #[serde(rename = "URL")]
+    url: String,
+    num_connections: usize,
+    compression: bool,
+    disable_fast_client: bool,
+    #[serde(rename = "HTTP10")]
+    http10: bool,
+    #[serde(rename = "H2")]
+    h2: bool,
+    disable_keep_alive: bool,
+    allow_half_close: bool,
+    follow_redirects: bool,
+    resolve: &'static str,
+    #[serde(rename = "HTTPReqTimeOut")]
+    http_req_time_out: u64,
+    user_credentials: &'static str,
+    content_type: &'static str,
+    payload: &'static str,
+    method_override: String,
+    log_errors: bool,
+    sequential_warmup: bool,
+    conn_reuse_range: [u64; 2],
+    no_resolve_each_conn: bool,
+    offset: u64,
+    resolution: f64,
+    sizes: Histogram,
+    header_sizes: Histogram,
+    sockets: Vec<u64>,
+    socket_count: u64,
+    connection_stats: Histogram,
+    abort_on: u64,
+}
+
+/// Fortio's histogram, in seconds.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Histogram {
+    count: u64,
+    min: f64,
+    max: f64,
+    sum: f64,
+    avg: f64,
+    std_dev: f64,
+    data: Vec<Bucket>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    percentiles: Option<Vec<Percentile>>,
+}
+
+/// One bucket of a Fortio histogram.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Bucket {
+    start: f64,
+    end: f64,
+    percent: f64,
+    count: u64,
+}
+
+/// One percentile of a Fortio histogram.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Percentile {
+    percentile: f64,
+    value: f64,
+}
+
+/// The Fortio result of a run, as pretty JSON.
+pub fn render(r: &RunResult) -> String {
+    let mut text = serde_json::to_string_pretty(&result(r))
+        .unwrap_or_else(|_| unreachable!("plain data always serializes"));
+    text.push('\n');
+    text
+}
+
+fn result(r: &RunResult) -> FortioResult {
+    let mut codes: BTreeMap<String, u64> =
+        r.codes.iter().map(|(c, &n)| (c.to_string(), n)).collect();
+    let transport: u64 = r.errors.values().sum();
     if transport > 0 {
         codes.insert("-1".to_string(), transport);
     }
-    let started = humantime::format_rfc3339_nanos(f.started_at).to_string();
-    let id = started
+    let id = r
+        .started_at
         .get(..19)
-        .unwrap_or(&started)
+        .unwrap_or(&r.started_at)
         .replace(['-', ':'], "")
         .replace('T', "-");
-    let url = config.target.url.to_string();
-    let authority = config.target.url.authority().to_string();
-    let requested_duration = if config.rollout.has_steps() {
-        humantime::format_duration(f.length).to_string()
-    } else {
-        humantime::format_duration(config.load.duration).to_string()
-    };
-    json!({
-        "RunType": "HTTP",
-        "Labels": format!("gapless {}", env!("CARGO_PKG_VERSION")),
-        "StartTime": started,
-        "RequestedQPS": config.load.rate.qps().map_or("max".to_string(), |q| q.to_string()),
-        "RequestedDuration": requested_duration,
-        "ActualQPS": f.actual_qps(),
-        "ActualDuration": u64::try_from(f.elapsed.as_nanos()).unwrap_or(u64::MAX),
-        "NumThreads": config.load.connections.get(),
-        "Version": format!("gapless-{}", env!("CARGO_PKG_VERSION")),
-        "DurationHistogram": histogram(r.corrected()),
-        "ErrorsDurationHistogram": empty_histogram(r.failed()),
-        "Exactly": 0,
-        "Jitter": false,
-        "Uniform": false,
-        "NoCatchUp": false,
-        "RunID": 0,
-        "AccessLoggerInfo": "",
-        "ID": format!("{id}_gapless"),
-        "RetCodes": codes,
-        "IPCountMap": { authority: f.stats.connections_opened },
-        "Insecure": config.target.insecure,
-        "MTLS": false,
-        "CACert": "",
-        "Cert": "",
-        "Key": "",
-        "UnixDomainSocket": "",
-        "URL": url,
-        "NumConnections": config.load.connections.get(),
-        "Compression": false,
-        "DisableFastClient": false,
-        "HTTP10": false,
-        "H2": config.target.http2,
-        "DisableKeepAlive": false,
-        "AllowHalfClose": false,
-        "FollowRedirects": false,
-        "Resolve": "",
-        "HTTPReqTimeOut": u64::try_from(config.target.timeout.as_nanos()).unwrap_or(u64::MAX),
-        "UserCredentials": "",
-        "ContentType": "",
-        "Payload": "",
-        "MethodOverride": if config.target.method == http::Method::GET { String::new() } else { config.target.method.to_string() },
-        "LogErrors": false,
-        "SequentialWarmup": false,
-        "ConnReuseRange": [0, 0],
-        "NoResolveEachConn": false,
-        "Offset": 0,
-        "Resolution": 0.001,
-        "Sizes": empty_histogram(r.total()),
-        "HeaderSizes": empty_histogram(r.total()),
-        "Sockets": [f.stats.connections_opened],
-        "SocketCount": f.stats.connections_opened,
-        "ConnectionStats": empty_histogram(f.stats.connections_opened),
-        "AbortOn": 0,
-    })
-}
-
-/// Writes the Fortio result to `path`.
-pub fn write(f: &Finished, path: &Path) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(&result(f))?;
-    std::fs::write(path, text + "\n").map_err(|source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    let authority = r
+        .target
+        .url
+        .split_once("://")
+        .map_or(r.target.url.as_str(), |(_, rest)| rest)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let seconds = |ms: f64| format!("{}s", ms / 1000.0);
+    let opened = r.connections.opened;
+    let latency = r.histograms.latency();
+    FortioResult {
+        run_type: "HTTP",
+        labels: format!("gapless {}", r.gapless_version),
+        start_time: r.started_at.clone(),
+        requested_qps: r.load.qps.map_or("max".to_string(), |q| q.to_string()),
+        requested_duration: seconds(r.load.duration_ms),
+        actual_qps: r.actual_qps,
+        actual_duration: (r.elapsed_ms * 1e6).round() as u64,
+        num_threads: r.load.connections,
+        version: format!("gapless-{}", r.gapless_version),
+        duration_histogram: latency.as_ref().map_or_else(|| counted(0), histogram),
+        errors_duration_histogram: counted(r.requests.failed),
+        exactly: 0,
+        jitter: false,
+        uniform: false,
+        no_catch_up: false,
+        run_id: 0,
+        access_logger_info: "",
+        id: format!("{id}_gapless"),
+        ret_codes: codes,
+        ip_count_map: [(authority.to_string(), opened)].into(),
+        insecure: r.target.insecure,
+        mtls: false,
+        ca_cert: "",
+        cert: "",
+        key: "",
+        unix_domain_socket: "",
+        url: r.target.url.clone(),
+        num_connections: r.load.connections,
+        compression: false,
+        disable_fast_client: false,
+        http10: false,
+        h2: r.target.http2,
+        disable_keep_alive: false,
+        allow_half_close: false,
+        follow_redirects: false,
+        resolve: "",
+        http_req_time_out: (r.load.timeout_ms * 1e6).round() as u64,
+        user_credentials: "",
+        content_type: "",
+        payload: "",
+        method_override: if r.target.method == "GET" {
+            String::new()
+        } else {
+            r.target.method.clone()
+        },
+        log_errors: false,
+        sequential_warmup: false,
+        conn_reuse_range: [0, 0],
+        no_resolve_each_conn: false,
+        offset: 0,
+        resolution: 0.001,
+        sizes: counted(r.requests.total),
+        header_sizes: counted(r.requests.total),
+        sockets: vec![opened],
+        socket_count: opened,
+        connection_stats: counted(opened),
+        abort_on: 0,
+    }
 }
 
 /// Fortio's histogram of a microsecond histogram, in seconds, with 1-2-5 bucket bounds.
-fn histogram(h: &LatencyHistogram) -> Value {
+fn histogram(h: &LatencyHistogram) -> Histogram {
     if h.is_empty() {
-        return empty_histogram(0);
+        return counted(0);
     }
     let secs = |us: u64| us as f64 / 1e6;
     let (min, max) = (secs(h.min()), secs(h.max()));
@@ -126,31 +234,36 @@ fn histogram(h: &LatencyHistogram) -> Value {
         let count = below - seen;
         if count > 0 {
             seen = below;
-            data.push(json!({
-                "Start": f64::max(lower, min),
-                "End": f64::min(upper, max),
-                "Percent": 100.0 * seen as f64 / h.len() as f64,
-                "Count": count,
-            }));
+            data.push(Bucket {
+                start: f64::max(lower, min),
+                end: f64::min(upper, max),
+                percent: 100.0 * seen as f64 / h.len() as f64,
+                count,
+            });
         }
         lower = upper;
         if seen == h.len() {
             break;
         }
     }
-    json!({
-        "Count": h.len(),
-        "Min": min,
-        "Max": max,
-        "Sum": h.mean() * h.len() as f64 / 1e6,
-        "Avg": h.mean() / 1e6,
-        "StdDev": h.stdev() / 1e6,
-        "Data": data,
-        "Percentiles": PERCENTILES
-            .iter()
-            .map(|&p| json!({"Percentile": p, "Value": secs(h.value_at_quantile(p / 100.0))}))
-            .collect::<Vec<_>>(),
-    })
+    Histogram {
+        count: h.len(),
+        min,
+        max,
+        sum: h.mean() * h.len() as f64 / 1e6,
+        avg: h.mean() / 1e6,
+        std_dev: h.stdev() / 1e6,
+        data,
+        percentiles: Some(
+            PERCENTILES
+                .iter()
+                .map(|&p| Percentile {
+                    percentile: p,
+                    value: secs(h.value_at_quantile(p / 100.0)),
+                })
+                .collect(),
+        ),
+    }
 }
 
 /// Bucket upper bounds: 1, 2, 5 × 10^k seconds from 100 µs to 1 hour.
@@ -161,10 +274,11 @@ fn bounds() -> impl Iterator<Item = f64> {
 }
 
 /// A histogram gapless does not keep: its count only.
-fn empty_histogram(count: u64) -> Value {
-    json!({
-        "Count": count, "Min": 0, "Max": 0, "Sum": 0, "Avg": 0, "StdDev": 0, "Data": []
-    })
+fn counted(count: u64) -> Histogram {
+    Histogram {
+        count,
+        ..Histogram::default()
+    }
 }
 
 #[cfg(test)]
@@ -177,7 +291,7 @@ mod tests {
         for us in [150, 900, 1_500, 1_600, 30_000] {
             h.record(us).unwrap();
         }
-        let v = histogram(&h);
+        let v = serde_json::to_value(histogram(&h)).unwrap();
         assert_eq!(v["Count"], 5);
         let data = v["Data"].as_array().unwrap();
         let total: u64 = data.iter().map(|d| d["Count"].as_u64().unwrap()).sum();
@@ -185,5 +299,13 @@ mod tests {
         assert_eq!(data.last().unwrap()["Percent"], 100.0);
         assert_eq!(data[0]["Start"], 0.00015);
         assert!(v["Percentiles"].as_array().unwrap().len() == 5);
+    }
+
+    #[test]
+    fn a_result_without_histograms_still_renders() {
+        let r = RunResult::default();
+        let v: serde_json::Value = serde_json::from_str(&render(&r)).unwrap();
+        assert_eq!(v["DurationHistogram"]["Count"], 0);
+        assert_eq!(v["RunType"], "HTTP");
     }
 }

@@ -17,8 +17,8 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::json::{EventEntry, RunResult, Slot, StepEntry};
 use crate::outcome::ErrorClass;
+use crate::result::{EventEntry, RunResult, Slot, StepEntry};
 
 const WIDTH: f64 = 960.0;
 const LEFT: f64 = 56.0;
@@ -70,6 +70,20 @@ pub fn render(r: &RunResult) -> String {
                     " · " (r.load.connections) " connections · started " (r.started_at)
                     " · " (r.requests.total) " requests, " (r.requests.failed) " failed · exit "
                     (r.verdict.exit_code)
+                }
+                @if r.verdict.criteria.iter().any(|c| c.skipped.is_none()) {
+                    table {
+                        tr { th { "criterion" } th { "" } th { "limit" } th { "measured" } th { "set by" } }
+                        @for c in r.verdict.criteria.iter().filter(|c| c.skipped.is_none()) {
+                            tr {
+                                td { (c.kind.title()) }
+                                td { (if c.passed { "pass" } else { "FAIL" }) }
+                                td class="n" { (c.limit.as_ref().map_or_else(|| "-".to_string(), ToString::to_string)) }
+                                td class="n" { (c.measured.as_ref().map_or_else(|| "-".to_string(), ToString::to_string)) }
+                                td { (c.source) }
+                            }
+                        }
+                    }
                 }
                 h2 { "Timeline" }
                 (legend(&series))
@@ -667,7 +681,7 @@ fn versions(r: &RunResult, series: &Series) -> Markup {
 mod tests {
     use super::*;
     use crate::config::OkCodes;
-    use crate::report::json::{EventEntry, StepEntry, WindowEntry};
+    use crate::result::{EventEntry, StepEntry, WindowEntry};
 
     #[test]
     fn page_is_self_contained_and_escaped() {

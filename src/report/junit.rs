@@ -1,117 +1,10 @@
-//! `--junit FILE`: JUnit XML with one test case per verdict criterion, so CI systems show the
-//! result natively. Rendered from the JSON result (`gapless report` re-renders it).
-//!
-//! Test cases: `requests kept` (failures against `--max-failures` / `--max-failure-ratio`),
-//! `availability gap` (against `--max-gap`), `p99 latency` (against `--max-p99`; skipped when
-//! not set), `version` (against `--expect-version`; skipped when not set), `rollout steps`, and
-//! `healthy before the rollout` (warmup).
+//! `--junit FILE`: JUnit XML with one test case per verdict criterion (`verdict.criteria` of the
+//! result), so CI systems show the result natively: a broken criterion is a failure with its
+//! sentence, a criterion not judged is skipped with why (`no --max-p99`). Nothing is judged here.
 
 use std::fmt::Write as _;
 
-use super::json::RunResult;
-
-/// One test case: its name, and the failure message if it failed (`Some("")` is never used).
-struct Case {
-    name: &'static str,
-    outcome: Outcome,
-}
-
-enum Outcome {
-    Passed,
-    Failed(String),
-    Skipped(&'static str),
-}
-
-fn reason(r: &RunResult, needle: &str) -> Option<String> {
-    r.verdict
-        .reasons
-        .iter()
-        .find(|s| s.contains(needle))
-        .cloned()
-}
-
-fn cases(r: &RunResult) -> Vec<Case> {
-    let t = &r.thresholds;
-    let ratio = r.requests.failed as f64 / r.requests.total.max(1) as f64;
-    let too_many = t.max_failures.is_some_and(|max| r.requests.failed > max)
-        || t.max_failure_ratio.is_some_and(|max| ratio > max);
-    let kept = if too_many {
-        Outcome::Failed(reason(r, "requests failed (").unwrap_or_else(|| {
-            format!(
-                "{} of {} requests failed",
-                r.requests.failed, r.requests.total
-            )
-        }))
-    } else {
-        Outcome::Passed
-    };
-    let gap = match (r.longest_gap_ms, t.max_gap_ms) {
-        (Some(g), Some(max)) if max == 0.0 || g > max => Outcome::Failed(format!(
-            "longest gap {g:.1} ms (allowed: {})",
-            if max == 0.0 {
-                "none".to_string()
-            } else {
-                format!("{max} ms")
-            }
-        )),
-        _ => Outcome::Passed,
-    };
-    let p99 = match t.max_p99_ms {
-        None => Outcome::Skipped("no --max-p99"),
-        Some(max) if r.latency_ms.count > 0 && r.latency_ms.p99 > max => Outcome::Failed(format!(
-            "p99 latency {:.2} ms is above {max} ms",
-            r.latency_ms.p99
-        )),
-        Some(_) => Outcome::Passed,
-    };
-    let version = match &t.expect_version {
-        None => Outcome::Skipped("no --expect-version"),
-        Some(_) => match reason(r, "expected only") {
-            Some(m) => Outcome::Failed(m),
-            None => Outcome::Passed,
-        },
-    };
-    let steps = match r.steps.iter().find(|s| s.status.is_failure()) {
-        Some(s) => Outcome::Failed(format!(
-            "step {:?} {}",
-            s.name,
-            s.problem.as_deref().unwrap_or(s.status.as_str())
-        )),
-        None if r.steps.is_empty() => Outcome::Skipped("no rollout steps"),
-        None => Outcome::Passed,
-    };
-    let warmup = match reason(r, "by the end of the warmup") {
-        Some(m) => Outcome::Failed(m),
-        None if r.steps.is_empty() => Outcome::Skipped("no rollout steps"),
-        None => Outcome::Passed,
-    };
-    vec![
-        Case {
-            name: "requests kept",
-            outcome: kept,
-        },
-        Case {
-            name: "availability gap",
-            outcome: gap,
-        },
-        Case {
-            name: "p99 latency",
-            outcome: p99,
-        },
-        Case {
-            name: "version",
-            outcome: version,
-        },
-        Case {
-            name: "rollout steps",
-            outcome: steps,
-        },
-        Case {
-            name: "healthy before the rollout",
-            outcome: warmup,
-        },
-    ]
-}
+use crate::result::RunResult;
 
 /// Escapes text for XML attributes and content.
 fn xml(text: &str) -> String {
@@ -132,15 +25,9 @@ fn xml(text: &str) -> String {
 
 /// Renders the JUnit XML.
 pub fn render(r: &RunResult) -> String {
-    let cases = cases(r);
-    let failures = cases
-        .iter()
-        .filter(|c| matches!(c.outcome, Outcome::Failed(_)))
-        .count();
-    let skipped = cases
-        .iter()
-        .filter(|c| matches!(c.outcome, Outcome::Skipped(_)))
-        .count();
+    let cases = &r.verdict.criteria;
+    let failures = cases.iter().filter(|c| !c.passed).count();
+    let skipped = cases.iter().filter(|c| c.skipped.is_some()).count();
     let seconds = r.elapsed_ms / 1000.0;
     let mut out = String::new();
     let _ = writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
@@ -156,31 +43,28 @@ pub fn render(r: &RunResult) -> String {
         cases.len(),
         xml(&r.started_at)
     );
-    for case in &cases {
+    for case in cases {
         let _ = write!(
             out,
             r#"    <testcase classname="gapless" name="{}""#,
-            xml(case.name)
+            xml(case.kind.title())
         );
-        match &case.outcome {
-            Outcome::Passed => {
-                let _ = writeln!(out, "/>");
-            }
-            Outcome::Failed(message) => {
-                let _ = writeln!(
-                    out,
-                    ">\n      <failure message=\"{}\" type=\"gapless\">{}</failure>\n    </testcase>",
-                    xml(message),
-                    xml(&r.verdict.line)
-                );
-            }
-            Outcome::Skipped(why) => {
-                let _ = writeln!(
-                    out,
-                    ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                    xml(why)
-                );
-            }
+        if !case.passed {
+            let message = case.reason.as_deref().unwrap_or("broken");
+            let _ = writeln!(
+                out,
+                ">\n      <failure message=\"{}\" type=\"gapless\">{}</failure>\n    </testcase>",
+                xml(message),
+                xml(&r.verdict.line)
+            );
+        } else if let Some(why) = &case.skipped {
+            let _ = writeln!(
+                out,
+                ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                xml(why)
+            );
+        } else {
+            let _ = writeln!(out, "/>");
         }
     }
     let _ = writeln!(out, "  </testsuite>\n</testsuites>");
@@ -190,21 +74,42 @@ pub fn render(r: &RunResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::VerdictConfig;
+    use crate::run::Interruption;
+
+    /// A result of `total` requests, `failed` of them 503s in one gap of 4 ms, judged.
+    fn judged(total: u64, failed: u64, interruption: Option<Interruption>) -> RunResult {
+        let mut r = RunResult::default();
+        r.target.url = "http://x/?a=1&b=<2>".into();
+        r.requests.total = total;
+        r.requests.failed = failed;
+        r.requests.ok = total - failed;
+        if failed > 0 {
+            r.codes.insert(503, failed);
+            r.windows_total = 1;
+            r.longest_gap_ms = Some(4.0);
+        }
+        r.interrupted = interruption.is_some();
+        r.interruption = interruption;
+        crate::verdict::conclude(&mut r, &VerdictConfig::default());
+        r
+    }
+
+    fn failures(xml: &str) -> Vec<String> {
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        doc.descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .filter(|c| c.children().any(|n| n.has_tag_name("failure")))
+            .filter_map(|c| c.attribute("name").map(str::to_string))
+            .collect()
+    }
 
     #[test]
     fn one_case_per_criterion() {
-        let mut r = RunResult::default();
-        r.target.url = "http://x/?a=1&b=<2>".into();
-        r.requests.total = 100;
-        r.requests.failed = 3;
-        r.longest_gap_ms = Some(4.0);
-        r.thresholds.max_failures = Some(0);
-        r.thresholds.max_gap_ms = Some(0.0);
-        r.verdict.line = "FAIL: 3 of 100 requests failed (503: 3) in 1 window".into();
-        r.verdict.reasons = vec!["3 of 100 requests failed (503: 3) in 1 window".into()];
+        let r = judged(100, 3, None);
         let xml = render(&r);
         assert!(
-            xml.contains(r#"tests="6" failures="2" skipped="4""#),
+            xml.contains(r#"tests="9" failures="2" skipped="5""#),
             "{xml}"
         );
         assert!(
@@ -212,9 +117,27 @@ mod tests {
             "{xml}"
         );
         assert!(
-            xml.contains(r#"<failure message="3 of 100 requests failed (503: 3) in 1 window""#)
+            xml.contains(
+                r#"<failure message="3 of 100 requests failed (503: 3) in 1 window" type="gapless">"#
+            ),
+            "{xml}"
         );
-        assert!(xml.contains(r#"<failure message="longest gap 4.0 ms (allowed: none)""#));
+        assert!(
+            xml.contains(r#"<failure message="longest gap 4.0 ms (--max-gap 0s)""#),
+            "{xml}"
+        );
         assert!(xml.contains(r#"<skipped message="no --max-p99"/>"#));
+        assert_eq!(failures(&xml), ["requests kept", "availability gap"]);
+    }
+
+    #[test]
+    fn a_run_with_no_request_or_interrupted_has_a_failing_case() {
+        // Both used to show 0 failures while the run exited 1 or 130.
+        let none = judged(0, 0, None);
+        assert_eq!(none.verdict.exit_code, 1);
+        assert_eq!(failures(&render(&none)), ["requests sent"]);
+        let interrupted = judged(10, 0, Some(Interruption::Interrupt));
+        assert_eq!(interrupted.verdict.exit_code, 130);
+        assert_eq!(failures(&render(&interrupted)), ["run completed"]);
     }
 }

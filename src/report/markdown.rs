@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::json::RunResult;
+use crate::result::RunResult;
 
 /// Windows listed in the summary.
 const LISTED: usize = 10;
@@ -21,9 +21,35 @@ fn cell(text: &str) -> String {
 }
 
 fn write(out: &mut String, r: &RunResult) -> std::fmt::Result {
-    let word = if r.verdict.passed { "PASS" } else { "FAIL" };
+    let word = crate::result::Verdict::word(r.verdict.exit_code);
     writeln!(out, "## gapless: {word} (exit {})\n", r.verdict.exit_code)?;
     writeln!(out, "`{}`\n", cell(&r.verdict.line))?;
+    let judged: Vec<_> = r
+        .verdict
+        .criteria
+        .iter()
+        .filter(|c| c.skipped.is_none())
+        .collect();
+    if !judged.is_empty() {
+        writeln!(out, "| criterion | | limit | measured | set by |")?;
+        writeln!(out, "|---|---|---:|---:|---|")?;
+        for c in judged {
+            let show = |q: &Option<crate::result::Quantity>| {
+                q.as_ref()
+                    .map_or_else(|| "-".to_string(), ToString::to_string)
+            };
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                c.kind.title(),
+                if c.passed { "pass" } else { "**fail**" },
+                show(&c.limit),
+                show(&c.measured),
+                cell(&c.source.to_string())
+            )?;
+        }
+        writeln!(out)?;
+    }
     writeln!(
         out,
         "Target `{}` at {} req/s, {} connections.\n",
@@ -145,7 +171,7 @@ fn write(out: &mut String, r: &RunResult) -> std::fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::json::{HintEntry, WindowEntry};
+    use crate::result::{HintEntry, WindowEntry};
 
     #[test]
     fn summary_has_verdict_table_windows_and_hints() {

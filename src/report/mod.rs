@@ -12,6 +12,106 @@ pub mod text;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::result::RunResult;
+
+/// Where the reports of a run (or of `gapless report`) go: the report flags, declared once for
+/// both verbs.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Outputs {
+    /// Write the JSON result to FILE ('-' for stdout; the text report then goes to stderr).
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report (timeline chart, windows, steps, hints) to FILE.
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub html: Option<PathBuf>,
+    /// Write a Markdown summary to FILE (also appended to $GITHUB_STEP_SUMMARY when set).
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub markdown: Option<PathBuf>,
+    /// Write JUnit XML (one test case per verdict criterion) to FILE.
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub junit: Option<PathBuf>,
+    /// Write the result in Fortio's JSON schema to FILE.
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub fortio_json: Option<PathBuf>,
+    /// Print only the verdict line: no text report, progress, step output, step notices or demo
+    /// events (all still in the reports: steps' output tails, timeline events).
+    #[arg(long, help_heading = "Reports")]
+    pub quiet: bool,
+}
+
+impl Outputs {
+    /// True when the JSON result goes to stdout (so the text report goes to stderr).
+    pub fn json_on_stdout(&self) -> bool {
+        self.json.as_deref() == Some(std::path::Path::new("-"))
+    }
+
+    /// Every report file asked for (`-` included).
+    pub fn files(&self) -> impl Iterator<Item = &std::path::Path> {
+        [
+            &self.json,
+            &self.html,
+            &self.markdown,
+            &self.junit,
+            &self.fortio_json,
+        ]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::as_path)
+    }
+}
+
+/// Writes every report `outputs` asks for, each whatever became of the others: the text report
+/// (or the verdict line with `--quiet`) on stdout, or on stderr when the JSON goes to stdout,
+/// unless `text` is false; a Markdown summary is also appended to `summary` (a CI job summary
+/// such as `$GITHUB_STEP_SUMMARY`). Returns how many could not be written (each is named on
+/// stderr).
+pub fn deliver(result: &RunResult, outputs: &Outputs, text: bool, summary: Option<&Path>) -> usize {
+    let mut failed = 0;
+    let mut written = |outcome: Result<(), Error>| {
+        if let Err(err) = outcome {
+            let mut message = format!("gapless: {err}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            to_stderr(&(message + "\n"));
+            failed += 1;
+        }
+    };
+    if text {
+        let report = if outputs.quiet {
+            format!("{}\n", result.verdict.line)
+        } else {
+            self::text::render(result)
+        };
+        if outputs.json_on_stdout() {
+            to_stderr(&report);
+        } else {
+            written(to_stdout(&report));
+        }
+    }
+    let mut file = |path: &Option<PathBuf>, render: &dyn Fn(&RunResult) -> String| {
+        if let Some(path) = path {
+            let rendered = render(result);
+            written(if path == Path::new("-") {
+                to_stdout(&rendered)
+            } else {
+                write_file(path, &rendered)
+            });
+        }
+    };
+    file(&outputs.json, &json::render);
+    file(&outputs.html, &html::render);
+    file(&outputs.markdown, &markdown::render);
+    file(&outputs.junit, &junit::render);
+    file(&outputs.fortio_json, &fortio::render);
+    if let (Some(_), Some(summary)) = (&outputs.markdown, summary) {
+        written(append_file(summary, &markdown::render(result)));
+    }
+    failed
+}
+
 /// Errors writing a report.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -164,7 +264,7 @@ pub fn append_file(path: &Path, text: &str) -> Result<(), Error> {
 }
 
 /// Reads a saved JSON result.
-pub fn read_result(path: &Path) -> Result<json::RunResult, Error> {
+pub fn read_result(path: &Path) -> Result<crate::result::RunResult, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::recorder::LATE_THRESHOLD;
-use crate::report::json::{Latency, RunResult, StepEntry};
-use crate::verdict::format_ms;
+use crate::result::{Latency, RunResult, StepEntry};
+use crate::units::format_ms;
 
 /// Renders the full text report of `r`, ending with the verdict line.
 pub fn render(r: &RunResult) -> String {
@@ -259,7 +259,7 @@ fn write_versions(out: &mut String, r: &RunResult) -> std::fmt::Result {
             " ; mixed from {} to {} ({})",
             at(m.start_ms),
             at(m.end_ms),
-            format_ms(duration(m.end_ms - m.start_ms))
+            format_ms(m.end_ms - m.start_ms)
         ),
         None => writeln!(out),
     }
@@ -274,7 +274,7 @@ fn write_windows(out: &mut String, r: &RunResult) -> std::fmt::Result {
             "Failure windows : {} ({} availability gaps, {} without service in total)",
             r.windows_total,
             r.gaps_total,
-            format_ms(duration(r.total_gap_ms))
+            format_ms(r.total_gap_ms)
         )?;
     }
     for w in r.windows.iter().take(LISTED_WINDOWS) {
@@ -285,7 +285,7 @@ fn write_windows(out: &mut String, r: &RunResult) -> std::fmt::Result {
             "  {} {} {:>9} : {} failed, {} ok ({}) ; {} on new connections, {} on reused{}{}",
             if w.ok == 0 { "gap   " } else { "window" },
             at(w.start_ms),
-            format_ms(duration(w.duration_ms)),
+            format_ms(w.duration_ms),
             w.failed,
             w.ok,
             what.join(", "),
@@ -322,8 +322,8 @@ fn write_windows(out: &mut String, r: &RunResult) -> std::fmt::Result {
             out,
             "Slow window {} {} : p99 up to {}",
             at(w.start_ms),
-            format_ms(duration(w.duration_ms)),
-            format_ms(duration(w.p99_ms))
+            format_ms(w.duration_ms),
+            format_ms(w.p99_ms)
         )?;
     }
     Ok(())
@@ -363,7 +363,7 @@ fn trim_float(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::json::{EventEntry, PhaseEntry};
+    use crate::result::{EventEntry, PhaseEntry};
 
     fn rollout() -> RunResult {
         let mut r = RunResult::default();
@@ -446,7 +446,7 @@ mod tests {
         ] {
             r.errors_by_connection.insert(
                 crate::outcome::ErrorClass::from_name(class).unwrap(),
-                crate::report::json::ByConnection { new, reused },
+                crate::result::ByConnection { new, reused },
             );
         }
         let text = render(&r);
