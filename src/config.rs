@@ -578,14 +578,14 @@ impl RolloutConfig {
     }
 }
 
-/// Thresholds of the verdict, each with who set it, and how windows are found.
+/// The thresholds of the verdict, each with who set it.
 ///
 /// With no threshold given, every failed request fails the run (`max_failures` 0 and `max_gap`
 /// 0, both [`Source::Default`]). Given any of `max_failures`, `max_failure_ratio` and `max_gap`,
 /// only those given are checked (a ratio alone allows that share of failures, however they
-/// fall): see [`VerdictConfig::with`].
+/// fall): see [`Limits::with`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct VerdictConfig {
+pub struct Limits {
     /// Most failed requests allowed; `None`: not checked.
     pub max_failures: Option<Setting<u64>>,
     /// Largest failed share of all requests allowed, in `[0, 1]`.
@@ -598,75 +598,67 @@ pub struct VerdictConfig {
     pub expect_version: Option<Setting<String>>,
     /// Judge the run even if requests failed during warmup (otherwise exit 4).
     pub allow_warmup_errors: bool,
+}
+
+impl Default for Limits {
+    /// No threshold given: no failure and no gap allowed.
+    fn default() -> Self {
+        Limits {
+            max_failures: Some(Setting::default_value(0)),
+            max_gap: Some(Setting::default_value(Duration::ZERO)),
+            ..Limits::none()
+        }
+    }
+}
+
+impl Limits {
+    /// No threshold at all: what the user gave, before [`Limits::with`] puts it over the
+    /// defaults.
+    pub fn none() -> Limits {
+        Limits {
+            max_failures: None,
+            max_failure_ratio: None,
+            max_gap: None,
+            max_p99: None,
+            expect_version: None,
+            allow_warmup_errors: false,
+        }
+    }
+
+    /// These thresholds with `given` over them. Giving any of `max_failures`,
+    /// `max_failure_ratio` and `max_gap` drops those of the others that are only defaults.
+    pub fn with(&self, given: Limits) -> Limits {
+        let relaxed = given.max_failures.is_some()
+            || given.max_failure_ratio.is_some()
+            || given.max_gap.is_some();
+        fn kept<T: Clone>(base: &Option<Setting<T>>, relaxed: bool) -> Option<Setting<T>> {
+            base.clone()
+                .filter(|s| !(relaxed && s.source == Source::Default))
+        }
+        Limits {
+            max_failures: given
+                .max_failures
+                .or_else(|| kept(&self.max_failures, relaxed)),
+            max_failure_ratio: given
+                .max_failure_ratio
+                .or_else(|| self.max_failure_ratio.clone()),
+            max_gap: given.max_gap.or_else(|| kept(&self.max_gap, relaxed)),
+            max_p99: given.max_p99.or_else(|| self.max_p99.clone()),
+            expect_version: given.expect_version.or_else(|| self.expect_version.clone()),
+            allow_warmup_errors: given.allow_warmup_errors || self.allow_warmup_errors,
+        }
+    }
+}
+
+/// How the run is judged: the thresholds, and how windows are found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VerdictConfig {
+    /// The thresholds.
+    pub limits: Limits,
     /// Failure windows closer than this merge.
     pub merge_gap: Duration,
     /// Time slots whose p99 exceeds this are reported as slow windows.
     pub slow: Option<Duration>,
-}
-
-impl Default for VerdictConfig {
-    /// No threshold given: no failure and no gap allowed.
-    fn default() -> Self {
-        VerdictConfig {
-            max_failures: Some(Setting::default_value(0)),
-            max_failure_ratio: None,
-            max_gap: Some(Setting::default_value(Duration::ZERO)),
-            max_p99: None,
-            expect_version: None,
-            allow_warmup_errors: false,
-            merge_gap: Duration::ZERO,
-            slow: None,
-        }
-    }
-}
-
-/// Thresholds the user gave (the command line over the scenario, or `gapless report`'s flags).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Limits {
-    /// `--max-failures`.
-    pub max_failures: Option<Setting<u64>>,
-    /// `--max-failure-ratio`.
-    pub max_failure_ratio: Option<Setting<f64>>,
-    /// `--max-gap`.
-    pub max_gap: Option<Setting<Duration>>,
-    /// `--max-p99`.
-    pub max_p99: Option<Setting<Duration>>,
-    /// `--expect-version`.
-    pub expect_version: Option<Setting<String>>,
-    /// `--allow-warmup-errors` (only ever turns it on).
-    pub allow_warmup_errors: bool,
-}
-
-impl VerdictConfig {
-    /// These thresholds with `given` over them. Giving any of `max_failures`,
-    /// `max_failure_ratio` and `max_gap` drops those of the others that are only defaults.
-    pub fn with(&self, given: Limits) -> VerdictConfig {
-        let relaxed = given.max_failures.is_some()
-            || given.max_failure_ratio.is_some()
-            || given.max_gap.is_some();
-        let unless_default = |kept: &Option<Setting<u64>>| {
-            kept.clone()
-                .filter(|s| !(relaxed && s.source == Source::Default))
-        };
-        let gap_unless_default = |kept: &Option<Setting<Duration>>| {
-            kept.clone()
-                .filter(|s| !(relaxed && s.source == Source::Default))
-        };
-        VerdictConfig {
-            max_failures: given
-                .max_failures
-                .or_else(|| unless_default(&self.max_failures)),
-            max_failure_ratio: given
-                .max_failure_ratio
-                .or_else(|| self.max_failure_ratio.clone()),
-            max_gap: given.max_gap.or_else(|| gap_unless_default(&self.max_gap)),
-            max_p99: given.max_p99.or_else(|| self.max_p99.clone()),
-            expect_version: given.expect_version.or_else(|| self.expect_version.clone()),
-            allow_warmup_errors: given.allow_warmup_errors || self.allow_warmup_errors,
-            merge_gap: self.merge_gap,
-            slow: self.slow,
-        }
-    }
 }
 
 /// Everything one `gapless run` needs.

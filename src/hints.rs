@@ -364,17 +364,6 @@ impl<'a> Evidence<'a> {
     }
 }
 
-/// `503: 40, 502: 3`: counts, largest first.
-fn list(counts: impl IntoIterator<Item = (String, u64)>) -> String {
-    let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    counts
-        .iter()
-        .map(|(k, n)| format!("{k}: {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Where the failures were, in words: `, around step "set image"`.
 fn when(e: &Evidence) -> String {
     let steps: Vec<&str> = e
@@ -576,7 +565,7 @@ fn redirects(e: &Evidence) -> Option<String> {
         format!(
             "{n} of {} failures were redirects ({}), not followed",
             e.failed,
-            list(codes)
+            crate::units::breakdown(codes)
         )
     })
 }
@@ -591,7 +580,7 @@ fn failing_status_throughout(e: &Evidence) -> Option<String> {
     throughout.then(|| {
         let answered = match e.codes.iter().collect::<Vec<_>>().as_slice() {
             [(code, _)] => code.to_string(),
-            _ => list(e.codes.iter().map(|(&c, &n)| (c.to_string(), n))),
+            _ => crate::units::breakdown(e.codes.iter().map(|(&c, &n)| (c.to_string(), n))),
         };
         format!(
             "none of the {} requests succeeded: the target answered {answered} throughout \
@@ -619,7 +608,7 @@ fn h2c_refused(e: &Evidence) -> Option<String> {
         format!(
             "no HTTP/2 request to the http:// URL succeeded: {broken} failed on the connection \
              ({})",
-            list(classes)
+            crate::units::breakdown(classes)
         )
     })
 }

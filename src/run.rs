@@ -344,7 +344,7 @@ async fn orchestrate(
     let (failed, total) = lock()
         .phase(Phase::Warmup)
         .map_or((0, 0), |p| (p.failed, p.total));
-    if failed > 0 && !config.verdict.allow_warmup_errors {
+    if failed > 0 && !config.verdict.limits.allow_warmup_errors {
         rollout.abandon_for_warmup(failed, total);
         let now = start.elapsed();
         control.end_at(now);

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::config::{Source, VerdictConfig};
+use crate::config::{Limits, Source};
 use crate::recorder::Phase;
 use crate::result::{
     Criterion, CriterionKind, HintEntry, Quantity, RunResult, Thresholds, Verdict, WindowEntry,
@@ -68,12 +68,12 @@ impl Exit {
 /// verdict and hints.
 pub fn judged(f: &Finished) -> RunResult {
     let mut result = RunResult::new(f);
-    conclude(&mut result, &f.config.verdict);
+    conclude(&mut result, &f.config.verdict.limits);
     result
 }
 
 /// Judges `result` against `limits`: sets its thresholds, its verdict and its hints.
-pub fn conclude(result: &mut RunResult, limits: &VerdictConfig) {
+pub fn conclude(result: &mut RunResult, limits: &Limits) {
     result.thresholds = Thresholds {
         max_failures: limits.max_failures.as_ref().map(|s| s.value),
         max_failure_ratio: limits.max_failure_ratio.as_ref().map(|s| s.value),
@@ -96,7 +96,7 @@ pub fn conclude(result: &mut RunResult, limits: &VerdictConfig) {
 
 /// The thresholds a saved result was judged against, with who set each (from its criteria; a
 /// result written before criteria existed counts every threshold as given).
-pub fn limits_of(result: &RunResult) -> VerdictConfig {
+pub fn limits_of(result: &RunResult) -> Limits {
     use crate::config::Setting;
     let source = |kind: CriterionKind| {
         result
@@ -111,7 +111,7 @@ pub fn limits_of(result: &RunResult) -> VerdictConfig {
     };
     let t = &result.thresholds;
     let ms = |v: f64| Duration::from_nanos((v.max(0.0) * 1e6).round() as u64);
-    VerdictConfig {
+    Limits {
         max_failures: t
             .max_failures
             .map(|v| Setting::from(v, source(CriterionKind::MaxFailures))),
@@ -129,8 +129,6 @@ pub fn limits_of(result: &RunResult) -> VerdictConfig {
             .clone()
             .map(|v| Setting::from(v, source(CriterionKind::ExpectVersion))),
         allow_warmup_errors: t.allow_warmup_errors,
-        merge_gap: ms(result.merge_gap_ms),
-        slow: None,
     }
 }
 
@@ -142,7 +140,7 @@ fn millis(d: Duration) -> f64 {
 ///
 /// Exit precedence: interrupted (130/143), then failures during warmup (4: the rollout never
 /// started), then a failed step (3), then dropped requests or a broken threshold (1).
-pub fn judge(r: &RunResult, limits: &VerdictConfig) -> Verdict {
+pub fn judge(r: &RunResult, limits: &Limits) -> Verdict {
     let criteria = criteria(r, limits);
     let failed = |kind| criteria.iter().any(|c| c.kind == kind && !c.passed);
     let exit = match r.interruption {
@@ -207,7 +205,7 @@ fn reasons(criteria: &[Criterion]) -> Vec<String> {
 }
 
 /// Every criterion, in the order of the JUnit cases.
-fn criteria(r: &RunResult, limits: &VerdictConfig) -> Vec<Criterion> {
+fn criteria(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
     let total = r.requests.total;
     let failed = r.requests.failed;
     let has_steps = !r.steps.is_empty();
@@ -623,7 +621,7 @@ mod tests {
         r: &Recorder,
         ro: &RolloutReport,
         labels: &Labels,
-        t: &VerdictConfig,
+        t: &Limits,
         interruption: Option<Interruption>,
     ) -> RunResult {
         let Command::Run(args) = Cli::parse_from(["gapless", "run", "http://127.0.0.1:1/"])
@@ -633,7 +631,7 @@ mod tests {
             unreachable!("a run")
         };
         let mut config = args.validate(None, &|_| None).unwrap().config;
-        config.verdict = t.clone();
+        config.verdict.limits = t.clone();
         let finished = Finished {
             config,
             started_at: std::time::SystemTime::now(),
@@ -649,7 +647,7 @@ mod tests {
         judged(&finished)
     }
 
-    fn judge(r: &Recorder, ro: &RolloutReport, t: &VerdictConfig) -> Verdict {
+    fn judge(r: &Recorder, ro: &RolloutReport, t: &Limits) -> Verdict {
         result(r, ro, &Labels::default(), t, None).verdict
     }
 
@@ -660,7 +658,7 @@ mod tests {
     #[test]
     fn clean_run_passes() {
         let r = recorder(&[OK, Outcome::Status(204)], None);
-        let v = judge(&r, &RolloutReport::default(), &VerdictConfig::default());
+        let v = judge(&r, &RolloutReport::default(), &Limits::default());
         assert!(v.passed);
         assert_eq!(v.exit_code, 0);
         assert_eq!(v.line, "PASS: every request succeeded");
@@ -670,7 +668,7 @@ mod tests {
     fn failures_name_windows_and_the_longest_gap_with_its_step() {
         let r = recorder(&[OK, E503, E503, OK, RESET, OK], None);
         let ro = rollout(&[("set image", 0, 3, StepStatus::Ok)]);
-        let v = judge(&r, &ro, &VerdictConfig::default());
+        let v = judge(&r, &ro, &Limits::default());
         assert_eq!(v.exit_code, Exit::Dropped.code());
         assert_eq!(
             v.line,
@@ -682,10 +680,10 @@ mod tests {
     #[test]
     fn thresholds_allow_some_failures_but_not_a_long_gap() {
         let r = recorder(&[OK, E503, E503, OK], None);
-        let allow = VerdictConfig {
+        let allow = Limits {
             max_failures: limit(2),
             max_gap: limit(Duration::from_millis(2)),
-            ..VerdictConfig::default()
+            ..Limits::default()
         };
         let v = judge(&r, &RolloutReport::default(), &allow);
         assert!(v.passed, "{}", v.line);
@@ -693,7 +691,7 @@ mod tests {
             v.line,
             "PASS: 2 of 4 requests failed (503: 2), within the thresholds"
         );
-        let short_gap = VerdictConfig {
+        let short_gap = Limits {
             max_gap: limit(Duration::from_millis(1)),
             ..allow.clone()
         };
@@ -703,7 +701,7 @@ mod tests {
             v.reasons,
             vec!["longest gap 2.0 ms at +0.0 s (--max-gap 1ms)"]
         );
-        let ratio = VerdictConfig {
+        let ratio = Limits {
             max_failure_ratio: limit(0.25),
             ..allow
         };
@@ -716,9 +714,9 @@ mod tests {
     #[test]
     fn p99_threshold() {
         let r = recorder(&[OK, OK], None);
-        let t = VerdictConfig {
+        let t = Limits {
             max_p99: limit(Duration::from_micros(500)),
-            ..VerdictConfig::default()
+            ..Limits::default()
         };
         let v = judge(&r, &RolloutReport::default(), &t);
         assert_eq!(v.exit_code, Exit::Dropped.code());
@@ -733,7 +731,7 @@ mod tests {
     fn step_failure_is_exit_3_and_warmup_failure_exit_4() {
         let r = recorder(&[OK, OK, OK], Some(1));
         let ro = rollout(&[("deploy", 1, 2, StepStatus::Failed)]);
-        let v = judge(&r, &ro, &VerdictConfig::default());
+        let v = judge(&r, &ro, &Limits::default());
         assert_eq!(v.exit_code, Exit::StepFailed.code());
         assert_eq!(v.line, "FAIL: step \"deploy\" exited 7 (expected 0)");
 
@@ -742,7 +740,7 @@ mod tests {
             unhealthy_warmup: Some((1, 1)),
             ..rollout(&[("deploy", 1, 2, StepStatus::Skipped)])
         };
-        let v = judge(&r, &unhealthy, &VerdictConfig::default());
+        let v = judge(&r, &unhealthy, &Limits::default());
         assert_eq!(v.exit_code, Exit::UnhealthyBefore.code());
         assert!(
             v.reasons[0].starts_with("by the end of the warmup 1 of 1 requests had failed"),
@@ -751,7 +749,7 @@ mod tests {
         );
         // Judged anyway (--allow-warmup-errors: the rollout went ahead): an ordinary failure.
         let ran = rollout(&[("deploy", 1, 2, StepStatus::Ok)]);
-        let v = judge(&r, &ran, &VerdictConfig::default());
+        let v = judge(&r, &ran, &Limits::default());
         assert_eq!(v.exit_code, Exit::Dropped.code());
     }
 
@@ -787,9 +785,9 @@ mod tests {
         r.finish(ms * 7);
         assert_eq!(r.cutover(), Some(ms * 5));
         assert_eq!(r.mixed_window(), Some((ms * 3, ms * 5)));
-        let expect = |v: &str| VerdictConfig {
+        let expect = |v: &str| Limits {
             expect_version: limit(v.to_string()),
-            ..VerdictConfig::default()
+            ..Limits::default()
         };
         let ro = RolloutReport::default();
         let v = result(&r, &ro, &labels, &expect("v1"), None).verdict;
@@ -812,7 +810,7 @@ mod tests {
             &r,
             &RolloutReport::default(),
             &Labels::default(),
-            &VerdictConfig::default(),
+            &Limits::default(),
             Some(Interruption::Terminate),
         )
         .verdict;

@@ -160,7 +160,7 @@ pub struct ReportArgs {
 
 impl ReportArgs {
     /// The thresholds given, over those the saved `result` was judged against.
-    pub fn limits(&self, saved: &VerdictConfig) -> Result<VerdictConfig, Error> {
+    pub fn limits(&self, saved: &Limits) -> Result<Limits, Error> {
         let cx = Context::new(None, &|_| None);
         if self.verdict.merge_gap.is_some() || self.verdict.slow.is_some() {
             return Err(Error::NotForSaved);
@@ -490,11 +490,10 @@ impl RunArgs {
                 steps,
             },
             verdict: VerdictConfig {
+                limits: Limits::default().with(limits),
                 merge_gap: verdict.merge_gap(&cx)?.value,
                 slow: verdict.slow(&cx)?.map(Setting::into_value),
-                ..VerdictConfig::default()
-            }
-            .with(limits),
+            },
             redact: Redactor::new(&self.redact, secrets(&self.redact_env, &cx, env)),
         };
         let output = self.output.clone();
@@ -762,7 +761,7 @@ mod tests {
         assert_eq!(config.rollout.cooldown, Duration::from_secs(2));
         assert_eq!(config.rollout.steps.len(), 1);
         assert_eq!(
-            config.verdict.max_failures,
+            config.verdict.limits.max_failures,
             Some(Setting::from(3, Source::Key("verdict.max_failures".into())))
         );
         // The trailing command replaces the file's steps; --duration does not fit a rollout.
@@ -803,7 +802,7 @@ mod tests {
     #[test]
     fn a_ratio_or_a_count_alone_replaces_the_zero_tolerance_defaults() {
         let v = |extra: &[&str]| {
-            let verdict = validate(&args(extra), None).unwrap().config.verdict;
+            let verdict = validate(&args(extra), None).unwrap().config.verdict.limits;
             let value = |s: Option<Setting<u64>>| s.map(|s| s.value);
             let gap = |s: Option<Setting<Duration>>| s.map(|s| s.value);
             let ratio = verdict.max_failure_ratio.map(|s| s.value);

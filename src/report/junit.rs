@@ -74,7 +74,7 @@ pub fn render(r: &RunResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::VerdictConfig;
+    use crate::config::Limits;
     use crate::run::Interruption;
 
     /// A result of `total` requests, `failed` of them 503s in one gap of 4 ms, judged.
@@ -91,7 +91,7 @@ mod tests {
         }
         r.interrupted = interruption.is_some();
         r.interruption = interruption;
-        crate::verdict::conclude(&mut r, &VerdictConfig::default());
+        crate::verdict::conclude(&mut r, &Limits::default());
         r
     }
 
