@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use gapless::config::{OkCodes, Qps, Rate};
-use gapless::gaps::GapDetector;
-use gapless::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
-use gapless::recorder::{Phase, Recorder};
-use gapless::schedule::Schedule;
-use gapless::timeline::Timeline;
+use gapless::internals::gaps::GapDetector;
+use gapless::internals::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
+use gapless::internals::recorder::{Phase, Recorder};
+use gapless::internals::schedule::Schedule;
+use gapless::internals::timeline::Timeline;
 
 /// Completions per recorded batch.
 const BATCH: u64 = 10_000;

@@ -249,7 +249,7 @@ impl FromStr for OkCodes {
 /// Credentials in the URL (`http://user:pass@host/`) are taken out of it, as curl does: they
 /// become an `Authorization: Basic` header ([`TargetUrl::basic_auth`]), never part of the `Host`
 /// header, and the URL is displayed with the password replaced by `<redacted>` (see
-/// [`redact_password`]).
+/// [`crate::redact::redact_password`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetUrl {
     /// The URL without its credentials.
@@ -291,6 +291,14 @@ impl TargetUrl {
     /// `/path?query`, for HTTP/1.1 request lines.
     pub fn path_and_query(&self) -> &str {
         self.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    }
+
+    /// `http://ADDR/`: a server gapless started itself.
+    pub fn of_addr(addr: std::net::SocketAddr) -> TargetUrl {
+        // A socket address in an http URL always parses.
+        format!("http://{addr}/")
+            .parse()
+            .unwrap_or_else(|_| unreachable!("http://{addr}/ is a valid URL"))
     }
 
     /// The value of `Authorization` for the URL's credentials (`Basic base64(user:password)`,
@@ -359,7 +367,7 @@ impl FromStr for TargetUrl {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let invalid = |problem| Error::InvalidUrl {
-            url: redact_password(s),
+            url: crate::redact::redact_password(s),
             problem,
         };
         let uri: Uri = s
@@ -418,39 +426,6 @@ impl FromStr for TargetUrl {
     }
 }
 
-/// `text` with the password of any `scheme://user:password@` in it replaced by `<redacted>` (and a
-/// user given without a password, often a token, as a whole).
-pub fn redact_password(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("://") {
-        let (before, after) = rest.split_at(at + 3);
-        out.push_str(before);
-        // The authority ends at the first '/', '?', '#', whitespace or quote.
-        let end = after
-            .find(|c: char| "/?#\"' \t\n".contains(c))
-            .unwrap_or(after.len());
-        let authority = &after[..end];
-        match authority.rsplit_once('@') {
-            Some((info, host)) => match info.split_once(':') {
-                Some((user, _)) => {
-                    out.push_str(user);
-                    out.push_str(":<redacted>@");
-                    out.push_str(host);
-                }
-                None => {
-                    out.push_str("<redacted>@");
-                    out.push_str(host);
-                }
-            },
-            None => out.push_str(authority),
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// What to send, and what counts as success.
 #[derive(Clone, Debug)]
 pub struct TargetConfig {
@@ -490,74 +465,13 @@ pub struct LoadConfig {
     /// How long the load runs.
     pub duration: Duration,
     /// Width of one timeline slot as given (`--slot`); `None`: sized to the run (see
-    /// [`crate::timeline::Timeline::for_run`]).
+    /// [`crate::measure::timeline::Timeline::for_run`]).
     pub slot: Option<Duration>,
     /// Ceiling on new-connection attempts per second (all connections together).
     pub max_connect_rate: NonZeroU32,
-    /// Engine threads; `None` chooses from the rate (see [`crate::engine::shard_count`]).
+    /// Engine threads; `None` chooses from the rate (one per 100,000 requests per second, at most
+    /// one per core).
     pub threads: Option<NonZeroUsize>,
-}
-
-/// What a rollout step does.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action {
-    /// A shell command line, run with `sh -c`.
-    Shell(String),
-    /// A program and its arguments, run directly (the quick form: `gapless run URL -- cmd args`).
-    Exec(Vec<String>),
-    /// A pause.
-    Sleep(Duration),
-    /// A rollout of the embedded demo cluster.
-    Demo(crate::demo::Strategy),
-}
-
-impl fmt::Display for Action {
-    /// The command as a user would type it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Action::Shell(line) => f.write_str(line),
-            Action::Exec(argv) => {
-                let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
-                f.write_str(&words.join(" "))
-            }
-            Action::Sleep(d) => write!(f, "sleep {}", humantime::format_duration(*d)),
-            Action::Demo(strategy) => strategy.fmt(f),
-        }
-    }
-}
-
-/// `word` as a POSIX shell would need it written: unchanged when it is plain, else in single
-/// quotes.
-pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%^".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
-/// One step of the rollout.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Step {
-    /// Shown in the output and the reports.
-    pub name: String,
-    /// The command as the user wrote it (`${VAR}` unexpanded), for the output and the reports.
-    pub command: String,
-    /// What it does.
-    pub action: Action,
-    /// Start no earlier than this offset from the start of the steps phase.
-    pub at: Option<Duration>,
-    /// The process group is killed and the step fails after this long.
-    pub timeout: Duration,
-    /// The exit status that means success.
-    pub expect_exit: i32,
-    /// A watcher: started and left running; each line it prints becomes a timeline event; stopped
-    /// at the end of the run.
-    pub background: bool,
 }
 
 /// The phases around the steps.
@@ -568,7 +482,7 @@ pub struct RolloutConfig {
     /// Load only, after the last step.
     pub cooldown: Duration,
     /// The steps, in order. Without steps the run lasts the load's duration.
-    pub steps: Vec<Step>,
+    pub steps: Vec<crate::rollout::step::Step>,
 }
 
 impl RolloutConfig {
@@ -689,25 +603,6 @@ mod tests {
         for bad in ["", "abc", "299-200", "42", "200-", "1000"] {
             assert!(bad.parse::<OkCodes>().is_err(), "{bad:?} should not parse");
         }
-    }
-
-    #[test]
-    fn commands_display_with_shell_quoting() {
-        let exec = Action::Exec(vec!["sh".into(), "-c".into(), "echo 'hi'; true".into()]);
-        assert_eq!(exec.to_string(), r#"sh -c 'echo '\''hi'\''; true'"#);
-        assert_eq!(shell_quote("deploy/web"), "deploy/web");
-        assert_eq!(shell_quote(""), "''");
-    }
-
-    #[test]
-    fn passwords_in_free_text_are_redacted() {
-        assert_eq!(
-            redact_password(
-                "curl http://u:pw@h:1/x and 'https://a:b@c' and http://plain/ and u:p@h"
-            ),
-            "curl http://u:<redacted>@h:1/x and 'https://a:<redacted>@c' and http://plain/ and u:p@h"
-        );
-        assert_eq!(redact_password("http://tok@h/"), "http://<redacted>@h/");
     }
 
     #[test]

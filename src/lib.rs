@@ -3,67 +3,69 @@
 //!
 //! # Layout
 //!
-//! One pipeline, no per-mode copies, with the rollout beside the load on one clock:
+//! One pipeline, no per-mode copies, with the rollout beside the load on one clock. Folders are
+//! stages; dependencies point down the pipeline.
 //!
 //! ```text
-//! cli / scenario ──► config ──► schedule ──► dispatch ──► engine (workers) ──► connection
-//!                       │                                      │
-//!                       ▼                                      ▼
-//!          rollout (steps, watchers, demo)      outcome ──► recorder (timeline, gaps, phases,
-//!                       │                                    versions) ──► verdict ──► report
-//!                       └──────────── run: one clock, one result ─────────────┘
+//! cli (args, options, checks, scenario) ──► config ──► run ─┬─► load (schedule, dispatch, engine, timer)
+//!                                                           │      └─► client (connection, tls, stamped, wire)
+//!                                                           │             └─► measure (outcome, recorder,
+//!                                                           │                  timeline, gaps, version)
+//!                                                           └─► rollout (steps, watchers, strategies)
+//! run ──► result (the wire types) ──► judge (verdict, hints) ──► report (text, JSON, HTML,
+//!                                                                 Markdown, JUnit, Fortio)
+//! ui (console, progress) and targets (serve, demo) sit beside; verbs drives it all.
 //! ```
 //!
-//! - [`cli`]: clap arguments, validated into [`config`] types in a second stage, over the
-//!   values of a [`scenario`] file (TOML; errors name `file:line:col` and the key).
+//! - `cli`: clap arguments and scenario files fill one set of option declarations, checked
+//!   once into [`config`] (errors name the flag or `file:line:col` and the key).
 //! - [`config`]: the typed, validated run configuration.
-//! - [`schedule`]: request `k` is due at `start + k / qps`, computed, never accumulated.
-//! - [`dispatch`]: a pacer releases due arrivals; workers claim them; the backlog is an
-//!   integer, not a queue.
-//! - [`engine`]: connection workers, one attempt per arrival, every outcome recorded.
-//! - [`connection`]: DNS, TCP, TLS and the HTTP handshake under a connect-rate ceiling;
-//!   [`wire`]: HTTP/1.1 requests written and responses read on the socket; [`stamped`]: the
-//!   kernel's receive time of each HTTP/1.1 response.
-//! - [`outcome`]: an HTTP status or a classified transport failure (a `Copy` enum).
-//! - [`recorder`], [`timeline`], [`gaps`], [`version`]: histograms, counters, fixed slots,
-//!   phases, failure windows and versions; bounded memory.
-//! - [`rollout`]: the steps, in their own process groups, and the watchers; [`demo`] is the
-//!   embedded cluster its steps can roll out.
-//! - [`verdict`]: pass or fail, and the exit code; [`hints`]: likely causes, with the fix.
-//! - [`report`]: text, JSON (wire types documented there), HTML, Markdown, JUnit, Fortio JSON.
-//! - [`run`]: one run from start to verdict, interruptible; [`progress`] and [`console`]: the
-//!   live line on stderr.
-//! - [`serve`]: the built-in target.
+//! - `load`: request `k` is due at `start + k / qps`; a pacer releases due arrivals, workers
+//!   claim them and make one attempt each.
+//! - `client`: DNS, TCP, TLS and HTTP under a connect-rate ceiling; HTTP/1.1 on the socket.
+//! - `measure`: an HTTP status or a classified transport failure per request, histograms,
+//!   counters, fixed slots, phases, failure windows and versions; bounded memory.
+//! - `rollout`: the steps, in their own process groups, and the watchers; the rollout
+//!   strategies an orchestrator (the embedded demo cluster) performs.
+//! - [`run`]: one run from start to finish, interruptible.
+//! - [`result`]: what a run measured, as the JSON result's wire types: every report renders one,
+//!   and the verdict is judged from one.
+//! - `judge`: the typed verdict and the exit code; likely causes, with the fix.
+//! - `report`: text, JSON, HTML, Markdown, JUnit, Fortio JSON.
+//! - `ui`: the live line on stderr; `targets`: the built-in target and the demo cluster.
+//! - [`verbs`]: each verb of the command line, from its arguments to an exit code.
+//!
+//! The documented API is [`cli`] (parsing), [`verbs`] (running a verb), [`config`], [`run`]
+//! (one run, in process) and [`result`] (what it measured, the JSON result's types).
 
-// serde_json's `json!` of the Fortio result (56 keys) needs more than the default 128.
-#![recursion_limit = "256"]
 // Every public item is documented; clippy's -D warnings keeps it that way.
 #![warn(missing_docs)]
 
 pub mod cli;
+mod client;
 pub mod config;
-pub mod connection;
-pub mod console;
-pub mod demo;
-pub mod dispatch;
-pub mod engine;
-pub mod gaps;
-pub mod hints;
-pub mod outcome;
-pub mod progress;
-pub mod recorder;
-pub mod redact;
-pub mod report;
+mod judge;
+mod load;
+mod measure;
+mod redact;
+mod report;
 pub mod result;
-pub mod rollout;
+mod rollout;
 pub mod run;
-pub mod schedule;
-pub mod serve;
-pub mod stamped;
-pub mod timeline;
-pub mod timer;
-pub mod tls;
-pub mod units;
-pub mod verdict;
-pub mod version;
-pub mod wire;
+mod targets;
+mod ui;
+mod units;
+pub mod verbs;
+
+pub use judge::verdict::Exit;
+
+/// Internals that the integration tests and benchmarks reach into; not an API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::client::connection;
+    pub use crate::judge::verdict;
+    pub use crate::load::schedule;
+    pub use crate::measure::{gaps, outcome, recorder, timeline, version};
+    pub use crate::rollout::strategy::Orchestrator;
+    pub use crate::ui::console;
+}

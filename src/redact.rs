@@ -4,7 +4,8 @@
 //!
 //! Sensitive: `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key`, and
 //! every header named with `--redact NAME`; the password of a URL (`http://user:password@...`);
-//! and the values of secret variables (see [`crate::cli::is_secret_name`] and `--redact-env`),
+//! and the values of secret variables (named like `*TOKEN*`, `*SECRET*`, `*PASSWORD*`, `*KEY*`,
+//! `*CREDENTIAL*`, or given with `--redact-env`),
 //! wherever they appear in a command, a step's output or an event. A scenario's `${VAR}` and a
 //! step's command stay unexpanded in the reports.
 
@@ -79,7 +80,7 @@ impl Redactor {
             text.to_string()
         };
         if out.contains("://") {
-            out = crate::config::redact_password(&out);
+            out = redact_password(&out);
         }
         self.secret_values(out)
     }
@@ -141,9 +142,53 @@ impl Redactor {
     }
 }
 
+/// `text` with the password of any `scheme://user:password@` in it replaced by `<redacted>` (and a
+/// user given without a password, often a token, as a whole).
+pub fn redact_password(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        // The authority ends at the first '/', '?', '#', whitespace or quote.
+        let end = after
+            .find(|c: char| "/?#\"' \t\n".contains(c))
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rsplit_once('@') {
+            Some((info, host)) => match info.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":<redacted>@");
+                    out.push_str(host);
+                }
+                None => {
+                    out.push_str("<redacted>@");
+                    out.push_str(host);
+                }
+            },
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_free_text_are_redacted() {
+        assert_eq!(
+            redact_password(
+                "curl http://u:pw@h:1/x and 'https://a:b@c' and http://plain/ and u:p@h"
+            ),
+            "curl http://u:<redacted>@h:1/x and 'https://a:<redacted>@c' and http://plain/ and u:p@h"
+        );
+        assert_eq!(redact_password("http://tok@h/"), "http://<redacted>@h/");
+    }
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

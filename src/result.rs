@@ -1,6 +1,6 @@
 //! The result of a run: the wire types of the JSON result (`--json FILE`), kept apart from the
 //! internal ones. Every report renders from a [`RunResult`] alone, and the verdict is judged from
-//! one (`crate::verdict`), so a saved result re-renders and re-judges as a live run does.
+//! one (`crate::judge::verdict`), so a saved result re-renders and re-judges as a live run does.
 //!
 //! CI scripts read these names; they are stable within a `schema_version`. Times are milliseconds
 //! (fractions allowed) from the start of the run unless a name says otherwise.
@@ -14,14 +14,14 @@
 //! | `actual_qps` | requests sent per second of `elapsed_ms` (requests never sent are not counted) |
 //! | `interrupted`, `interruption` | true when a signal cut the run short; which: `interrupt` (SIGINT) or `terminate` (SIGTERM), `null` otherwise |
 //! | `target` | `url` (a password in it is shown as `<redacted>`), `method`, `http2`, `cacert` (a CA bundle was given with `--cacert`), `insecure` (`--insecure`: certificates not verified) |
-//! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms` (how long the load was meant to last: warmup + steps + cooldown, or the duration; the elapsed time when interrupted), `duration_requested_ms` (`--duration`; `null` with steps), `warmup_ms`, `cooldown_ms` (`null` without steps), `timeout_ms`, `slot_ms` (the slot width used: as given or sized to the run, doubled once per merge, see `crate::timeline`), `slot_requested_ms` (`--slot` as given; `null` when sized to the run; differs from `slot_ms` when the 2,048-slot cap merged slots), `ok_codes` |
+//! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms` (how long the load was meant to last: warmup + steps + cooldown, or the duration; the elapsed time when interrupted), `duration_requested_ms` (`--duration`; `null` with steps), `warmup_ms`, `cooldown_ms` (`null` without steps), `timeout_ms`, `slot_ms` (the slot width used: as given or sized to the run, doubled once per merge, see `crate::measure::timeline`), `slot_requested_ms` (`--slot` as given; `null` when sized to the run; differs from `slot_ms` when the 2,048-slot cap merged slots), `ok_codes` |
 //! | `requests` | `total` requests due (sent, or not sent), `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (never sent: no connection was free in time for the request to make its deadline; counted in `failed` and in `errors` as `not_sent`), `interrupted` (due but cut off by a signal; not in `total`), `body_bytes` (response body bytes read and discarded, including bodies that never completed; never stored) |
 //! | `codes` | count per HTTP status, e.g. `{"200": 9960, "503": 40}` |
 //! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout` (sent, no complete response by the deadline), `protocol`, `other`, and `not_sent` (never sent, see `requests.unsent`) |
 //! | `errors_by_connection` | per class, `{"new": n, "reused": n}` (every class but `not_sent`, which was on no connection) |
 //! | `error_samples` | per class, the first failure's message (at most 200 characters), e.g. `{"tls": "invalid peer certificate: UnknownIssuer", "connect_refused": "Connection refused (os error 111)"}`: the OS error, rustls's reason, hyper's error, or what was wrong with the bytes |
 //! | `latency_ms` | from the intended send time (coordinated-omission corrected), responses only: `count min mean stddev p50 p75 p90 p99 p99_9 max` |
-//! | `service_time_ms` | the same statistics from the actual send (to the kernel's receipt of the response's last bytes over HTTP/1.1 on Linux, see `crate::stamped`) |
+//! | `service_time_ms` | the same statistics from the actual send (to the kernel's receipt of the response's last bytes over HTTP/1.1 on Linux, see `crate::client::stamped`) |
 //! | `lateness_ms` | actual send minus intended send, sent requests only |
 //! | `histograms` | the three histograms behind those statistics, lossless: `latency_us`, `service_us`, `lateness_us`, each in HdrHistogram's V2 serialization (microseconds, 3 significant digits), base64 |
 //! | `failure_signatures` | 5xx responses Envoy produced itself: `envoy_no_healthy_upstream`, `envoy_upstream_connect_error` (by body), `envoy_other` (`server: envoy`) |
@@ -41,7 +41,7 @@
 //! | `mixed_window` | `start_ms` (the final version's first response), `end_ms` (the cutover); `null` for a clean cut |
 //! | `thresholds` | the limits judged: `max_failures`, `max_failure_ratio`, `max_gap_ms`, `max_p99_ms`, `expect_version` (`null` when not checked), `allow_warmup_errors` |
 //! | `command_line`, `scenario` | how the run was started: the arguments, and the scenario file's `path` and `text` |
-//! | `hints` | likely causes: `rule`, `cause`, `fix`, `evidence`; rules about a rollout only when a step ran and the failures fall during or after it, plain statements otherwise (see `gapless::hints` for the rules) |
+//! | `hints` | likely causes: `rule`, `cause`, `fix`, `evidence`; rules about a rollout only when a step ran and the failures fall during or after it, plain statements otherwise (see `gapless::judge::hints` for the rules) |
 //! | `warnings` | sentences about the run itself: a rate far above what the engine threads and connections can carry (also printed before the load), requests not sent (also printed when the first one is not) |
 //! | `verdict` | `passed`, `exit_code`, `line` (the verdict line of the text report), `reasons` (one sentence per broken criterion), `criteria` (every criterion, in order: `kind`, `passed`, `limit`, `measured`, `source`, `skipped`, `reason`; see below) |
 //!
@@ -61,9 +61,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::OkCodes;
-use crate::outcome::{ConnectionUse, EnvoyReply, ErrorClass};
-use crate::recorder::LatencyHistogram;
-use crate::recorder::Phase;
+use crate::measure::outcome::{ConnectionUse, EnvoyReply, ErrorClass};
+use crate::measure::recorder::LatencyHistogram;
+use crate::measure::recorder::Phase;
 use crate::rollout::StepStatus;
 use crate::run::Finished;
 
@@ -451,7 +451,7 @@ pub struct Histograms {
 
 impl Histograms {
     /// The three histograms of a recorder.
-    pub fn of(r: &crate::recorder::Recorder) -> Histograms {
+    pub fn of(r: &crate::measure::recorder::Recorder) -> Histograms {
         Histograms {
             latency_us: encode(r.corrected()),
             service_us: encode(r.service()),
@@ -704,7 +704,7 @@ fn class_counts(counts: &[u64; ErrorClass::COUNT]) -> BTreeMap<ErrorClass, u64> 
         .collect()
 }
 
-fn window(w: &crate::gaps::Window, f: &Finished) -> WindowEntry {
+fn window(w: &crate::measure::gaps::Window, f: &Finished) -> WindowEntry {
     WindowEntry {
         start_ms: millis(w.start),
         end_ms: millis(w.end),
@@ -738,7 +738,7 @@ fn round3(v: f64) -> f64 {
 
 impl RunResult {
     /// The measurements of a finished run, in wire form: no thresholds, verdict or hints yet
-    /// (`crate::verdict::conclude` adds them).
+    /// (`crate::judge::verdict::conclude` adds them).
     pub fn new(f: &Finished) -> RunResult {
         let r = &f.recorder;
         let config = &f.config;

@@ -9,18 +9,18 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
-use crate::console::Console;
-use crate::demo::Cluster;
-use crate::engine::{self, Engine, LoadControl, LoadStats};
-use crate::gaps::{self, GapDetector, SlowWindow};
-use crate::outcome::ErrorClass;
-use crate::progress::{self, Status};
-use crate::recorder::{Phase, Recorder};
+use crate::load::engine::{self, Engine, LoadControl, LoadStats};
+use crate::load::schedule::Schedule;
+use crate::load::timer::later;
+use crate::measure::gaps::{self, GapDetector, SlowWindow};
+use crate::measure::outcome::ErrorClass;
+use crate::measure::recorder::{Phase, Recorder};
+use crate::measure::timeline::Timeline;
+use crate::measure::version::{Labels, VersionProbe};
+use crate::rollout::strategy::Orchestrator;
 use crate::rollout::{Rollout, RolloutReport};
-use crate::schedule::Schedule;
-use crate::timeline::Timeline;
-use crate::timer::later;
-use crate::version::{Labels, VersionProbe};
+use crate::ui::console::Console;
+use crate::ui::progress::{self, Status};
 
 /// Errors that stop a run before it can produce a result.
 #[derive(Debug, thiserror::Error)]
@@ -133,14 +133,14 @@ impl Finished {
 pub async fn run(
     config: &RunConfig,
     console: Arc<Console>,
-    demo: Option<Arc<Cluster>>,
+    orchestrator: Option<Arc<dyn Orchestrator>>,
     interrupt: impl Future<Output = Interruption>,
 ) -> Result<Finished, Error> {
     let started_at = SystemTime::now();
     let start = Instant::now();
     let has_steps = config.rollout.has_steps();
     let interval = config.load.rate.qps().map_or(Duration::ZERO, |q| {
-        Duration::try_from_secs_f64(1.0 / q).unwrap_or(crate::timer::HORIZON)
+        Duration::try_from_secs_f64(1.0 / q).unwrap_or(crate::load::timer::HORIZON)
     });
     let recorder = Arc::new(Mutex::new(Recorder::new(
         start,
@@ -172,7 +172,12 @@ pub async fn run(
     }
     let load_stop = CancellationToken::new();
     let rollout_stop = CancellationToken::new();
-    let mut rollout = Rollout::new(config.rollout.steps.clone(), start, console.clone(), demo);
+    let mut rollout = Rollout::new(
+        config.rollout.steps.clone(),
+        start,
+        console.clone(),
+        orchestrator,
+    );
     let (status, status_rx) = watch::channel(Status {
         phase: if has_steps {
             Phase::Warmup

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use gapless::cli::{Cli, Command as Verb};
 use gapless::config::{Qps, Rate, RunConfig};
-use gapless::console::Console;
+use gapless::internals::console::Console;
 use gapless::run::Interruption;
 use support::{GAPLESS, TestServer, at, counts_at, f64_at, refused_port, run_json, u64_at};
 
@@ -63,7 +63,12 @@ async fn a_timeout_beyond_the_clock_neither_panics_nor_stretches_the_run() {
     assert_eq!(finished.recorder.total(), 25);
     assert_eq!(finished.recorder.ok(), 25);
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    assert_eq!(gapless::verdict::judged(&finished).verdict.exit_code, 0);
+    assert_eq!(
+        gapless::internals::verdict::judged(&finished)
+            .verdict
+            .exit_code,
+        0
+    );
 }
 
 #[tokio::test]
@@ -78,7 +83,12 @@ async fn a_rate_far_below_one_a_second_sends_one_request_and_lasts_its_duration(
     assert_eq!(server.stats().requests(), 1);
     assert!(took >= Duration::from_millis(300), "ended after {took:?}");
     assert!(finished.elapsed >= Duration::from_millis(300));
-    assert_eq!(gapless::verdict::judged(&finished).verdict.exit_code, 0);
+    assert_eq!(
+        gapless::internals::verdict::judged(&finished)
+            .verdict
+            .exit_code,
+        0
+    );
 }
 
 #[tokio::test]
@@ -94,10 +104,18 @@ async fn a_rate_beyond_any_counter_ends_at_its_deadline_and_sees_an_interrupt() 
     assert!(finished.interruption.is_none());
     // Counted up to the schedule's maximum per engine thread: no counter could hold 1e300 × 0.3.
     let unsent = finished.recorder.unsent();
-    assert!(unsent >= gapless::schedule::MAX_REQUESTS, "{unsent}");
+    assert!(
+        unsent >= gapless::internals::schedule::MAX_REQUESTS,
+        "{unsent}"
+    );
     assert_eq!(finished.recorder.failed(), finished.recorder.total());
     assert_eq!(finished.recorder.ok(), 0);
-    assert_eq!(gapless::verdict::judged(&finished).verdict.exit_code, 1);
+    assert_eq!(
+        gapless::internals::verdict::judged(&finished)
+            .verdict
+            .exit_code,
+        1
+    );
     // With a long duration and timeout, a signal still ends it at once.
     let mut config = config.clone();
     config.load.duration = Duration::from_secs(30);
@@ -108,7 +126,12 @@ async fn a_rate_beyond_any_counter_ends_at_its_deadline_and_sees_an_interrupt() 
         "the interrupt came at 500 ms; took {took:?}"
     );
     assert_eq!(finished.interruption, Some(Interruption::Terminate));
-    assert_eq!(gapless::verdict::judged(&finished).verdict.exit_code, 143);
+    assert_eq!(
+        gapless::internals::verdict::judged(&finished)
+            .verdict
+            .exit_code,
+        143
+    );
 }
 
 #[test]

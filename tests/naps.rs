@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use gapless::cli::{Cli, Command};
 use gapless::config::RunConfig;
-use gapless::console::Console;
+use gapless::internals::console::Console;
 use support::{Reply, TestServer};
 
 /// The configuration of `gapless run URL ARGS...`.
@@ -122,8 +122,8 @@ mod transfers {
     use std::sync::atomic::AtomicU64;
 
     use bytes::Bytes;
-    use gapless::connection::{Connector, Link, RequestTemplate};
-    use gapless::version::VersionProbe;
+    use gapless::internals::connection::{Connector, Link, RequestTemplate};
+    use gapless::internals::version::VersionProbe;
     use tokio::io::AsyncWriteExt;
     use tokio::sync::mpsc;
     use tokio::task::JoinSet;

@@ -1,22 +1,375 @@
-//! The checks of the options: each turns the raw value a user wrote (command line or scenario
-//! file) into the typed value the configuration holds, or into one sentence saying what is wrong,
-//! and describes the values it accepts for `--help` and README.
+//! The values of the options, and their checks.
 //!
-//! Strings from the scenario file have `${VAR}` expanded first ([`Context::expand`]).
+//! A raw value ([`Given`]) knows where it was written ([`Origin`]: the command line, or a span of
+//! the scenario file). A [`Check`] turns it into the typed value the configuration holds, or into
+//! one sentence of error ([`Error`]) that names the flag, or the file, line, column and key; it
+//! also describes the values it accepts for `--help` and README. What a check needs beyond the
+//! value is its [`Context`]: the scenario file (positions, relative paths) and the environment
+//! (`${VAR}` in the file's strings, expanded by [`expand`]).
 
+use std::cell::RefCell;
+use std::fmt;
 use std::marker::PhantomData;
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
 use http::header::{self, HeaderName, HeaderValue};
 use rustls::pki_types::CertificateDer;
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use super::options::{Check, Context, DemoTable, Error, MAX_QPS, MIN_QPS, Origin, Place};
-use crate::config::{OkCodes, Rate, TargetUrl};
-use crate::demo::DemoSpec;
+use crate::config::{OkCodes, Rate, Source, TargetUrl};
+use crate::targets::demo::DemoSpec;
+
+/// Errors in option values, each one sentence that names the flag, or the file, line, column and
+/// key.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// A value given on the command line.
+    #[error("{}", flag_sentence(flag, message))]
+    Flag {
+        /// The flag, such as `--qps`, or `URL`.
+        flag: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value given on the command line that names something unusable (a file).
+    #[error("{flag} {value}: {problem}")]
+    FlagValue {
+        /// The flag, such as `--cacert`.
+        flag: String,
+        /// The value, such as the file's path.
+        value: String,
+        /// What is wrong with what it names.
+        problem: String,
+    },
+    /// A value in the scenario file.
+    #[error("{path}:{line}:{column}: {key}: {message}")]
+    At {
+        /// The file, as given.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (in characters).
+        column: usize,
+        /// The key, such as `load.qps` or `step[2].run`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `--connections must be at least 1`, or `--timeout: "soon" is not a duration ...`; a
+/// positional argument's message names its value itself.
+fn flag_sentence(flag: &str, message: &str) -> String {
+    if !flag.starts_with('-') {
+        message.to_string()
+    } else if message.starts_with("must ") {
+        format!("{flag} {message}")
+    } else {
+        format!("{flag}: {message}")
+    }
+}
+
+/// Where a raw value was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// On the command line.
+    Command,
+    /// In the scenario file, at this byte span.
+    File(Range<usize>),
+}
+
+/// A raw value as the user wrote it, and where.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Given<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+impl<T> Given<T> {
+    /// A value written on the command line.
+    pub fn command(value: T) -> Given<T> {
+        Given {
+            value,
+            origin: Origin::Command,
+        }
+    }
+}
+
+/// clap parses a flag's value into `Given` with [`Origin::Command`].
+impl<T: FromStr> FromStr for Given<T> {
+    type Err = T::Err;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        T::from_str(s).map(Given::command)
+    }
+}
+
+/// serde reads a scenario value into `Given` with its span ([`Origin::File`]).
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Given<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<T>::deserialize(deserializer)?;
+        Ok(Given {
+            origin: Origin::File(spanned.span()),
+            value: spanned.into_inner(),
+        })
+    }
+}
+
+/// The scenario file a value may come from.
+#[derive(Clone, Copy, Debug)]
+pub struct ScenarioText<'a> {
+    /// The file, as given.
+    pub path: &'a Path,
+    /// Its text.
+    pub source: &'a str,
+}
+
+/// Looks up `${VAR}` in a scenario.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// What checking a value needs beyond the value: the scenario file (for positions and relative
+/// paths) and the environment (for `${VAR}`); it remembers which variables were expanded, so their
+/// values can be kept out of the reports.
+pub struct Context<'a> {
+    file: Option<ScenarioText<'a>>,
+    env: Env<'a>,
+    expanded: RefCell<Vec<(String, String)>>,
+}
+
+impl fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Context<'a> {
+    /// A context for values from the command line and, if given, the scenario `file`; `env`
+    /// expands `${VAR}` in the file's strings.
+    pub fn new(file: Option<ScenarioText<'a>>, env: Env<'a>) -> Context<'a> {
+        Context {
+            file,
+            env,
+            expanded: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Every `${VAR}` expanded so far, with its value, in order.
+    pub fn expanded(&self) -> Vec<(String, String)> {
+        self.expanded.borrow().clone()
+    }
+
+    /// The directory relative paths in the scenario are relative to.
+    pub fn base(&self) -> &Path {
+        self.file
+            .and_then(|f| f.path.parent())
+            .unwrap_or(Path::new(""))
+    }
+
+    /// A path as written at `origin`: relative to the scenario's directory for a file value.
+    pub fn path(&self, written: &str, origin: &Origin) -> PathBuf {
+        match origin {
+            Origin::Command => PathBuf::from(written),
+            Origin::File(_) => self.base().join(written),
+        }
+    }
+
+    /// `text` with `${VAR}` expanded, for a value from the file (the shell expanded the command
+    /// line's already). The error is a sentence naming the variable.
+    pub fn expand(&self, text: &str, origin: &Origin) -> Result<String, String> {
+        match origin {
+            Origin::Command => Ok(text.to_string()),
+            Origin::File(_) => expand(text, &|name| {
+                let value = (self.env)(name);
+                if let Some(v) = &value {
+                    self.expanded
+                        .borrow_mut()
+                        .push((name.to_string(), v.clone()));
+                }
+                value
+            }),
+        }
+    }
+
+    /// An error at byte `span` of the scenario file, about `key`.
+    pub fn error_at(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> Error {
+        let (path, (line, column)) = match self.file {
+            Some(f) => (f.path.display().to_string(), position(f.source, span.start)),
+            None => (String::new(), (1, 1)),
+        };
+        Error::At {
+            path,
+            line,
+            column,
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a value being checked was written: enough to name it in an error.
+#[derive(Clone, Copy, Debug)]
+pub struct Place<'a> {
+    /// The flag, such as `--qps` (or `URL` for the positional argument).
+    pub flag: &'a str,
+    /// The scenario key, such as `load.qps`.
+    pub key: &'a str,
+    /// Where it was written.
+    pub origin: &'a Origin,
+}
+
+impl Place<'_> {
+    /// The error `message` about this value.
+    pub fn error(&self, cx: &Context, message: impl Into<String>) -> Error {
+        match self.origin {
+            Origin::Command => Error::Flag {
+                flag: self.flag.to_string(),
+                message: message.into(),
+            },
+            Origin::File(span) => cx.error_at(span.clone(), self.key, message),
+        }
+    }
+
+    /// The error "`value`: `problem`" about what this value names (`--cacert ca.pem: holds no
+    /// PEM certificate`).
+    pub fn error_about(&self, cx: &Context, value: &str, problem: impl Into<String>) -> Error {
+        match self.origin {
+            Origin::Command => Error::FlagValue {
+                flag: self.flag.to_string(),
+                value: value.to_string(),
+                problem: problem.into(),
+            },
+            Origin::File(span) => cx.error_at(
+                span.clone(),
+                self.key,
+                format!("{value}: {}", problem.into()),
+            ),
+        }
+    }
+
+    /// Who set the value.
+    pub fn source(&self) -> Source {
+        match self.origin {
+            Origin::Command => Source::Flag(self.flag.to_string()),
+            Origin::File(_) => Source::Key(self.key.to_string()),
+        }
+    }
+}
+
+/// Turns a raw value into a typed one: the range or parser of an option.
+pub trait Check {
+    /// What the command line and the file give.
+    type Raw;
+    /// What the configuration holds.
+    type Out;
+
+    /// The typed value, or an error naming `place`.
+    fn check(&self, raw: &Self::Raw, place: &Place, cx: &Context) -> Result<Self::Out, Error>;
+
+    /// The accepted values, for `--help` and README; `None` when any value of the type is.
+    fn range(&self) -> Option<String>;
+}
+
+/// Smallest paced rate: one request in about 17 minutes. Below it, a run would send nothing.
+pub const MIN_QPS: f64 = 0.001;
+/// Largest rate accepted. One engine thread carries about 150,000 requests per second here; a
+/// plan above what the engine and the connections can carry is warned about before the load.
+pub const MAX_QPS: f64 = 1e9;
+/// `[target] demo = { ... }`: the embedded demo cluster, each field optional.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct DemoTable {
+    pub replicas: Option<Spanned<i64>>,
+    pub version: Option<Spanned<String>>,
+    pub startup: Option<Spanned<String>>,
+    pub latency: Option<Spanned<String>>,
+    pub propagation: Option<Spanned<String>>,
+    pub route_propagation: Option<Spanned<String>>,
+    pub prestop: Option<Spanned<String>>,
+    pub readiness: Option<bool>,
+    pub grace: Option<Spanned<String>>,
+    pub listen: Option<Spanned<String>>,
+}
+
+/// Never written on the command line (`#[arg(skip)]`); only here so the declaration's raw type
+/// has the shape every option's has.
+impl FromStr for DemoTable {
+    type Err = std::convert::Infallible;
+
+    fn from_str(_: &str) -> Result<Self, Self::Err> {
+        Ok(DemoTable::default())
+    }
+}
+
+/// Expands `${VAR}`, `${VAR:-default}` (the default when VAR is unset or empty) and
+/// `${VAR-default}` (the default when VAR is unset); `$${` is a literal `${`. An unset variable
+/// without a default is an error naming it.
+pub fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(literal) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = literal;
+        } else if let Some(open) = after.strip_prefix('{') {
+            let close = open
+                .find('}')
+                .ok_or_else(|| "unclosed ${ (write $${ for a literal ${)".to_string())?;
+            let inner = &open[..close];
+            let (name, fallback) = match inner.find([':', '-']) {
+                Some(at) if inner[at..].starts_with(":-") => {
+                    (&inner[..at], Some((true, &inner[at + 2..])))
+                }
+                Some(at) if inner[at..].starts_with('-') => {
+                    (&inner[..at], Some((false, &inner[at + 1..])))
+                }
+                _ => (inner, None),
+            };
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(format!("${{{inner}}} is not a valid variable name"));
+            }
+            let value = match (env(name), fallback) {
+                (Some(v), Some((true, default))) if v.is_empty() => default.to_string(),
+                (Some(v), _) => v,
+                (None, Some((_, default))) => default.to_string(),
+                (None, None) => return Err(format!("environment variable {name} is not set")),
+            };
+            out.push_str(&value);
+            rest = &open[close + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// 1-based line and column (in characters) of byte `offset`.
+pub fn position(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = source.get(..offset).unwrap_or(source);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
 
 /// `humantime`'s spelling of a duration: `10ms`, `1h`, `0s`.
 pub fn show(d: Duration) -> String {
@@ -287,8 +640,10 @@ impl Check for CaBundle {
     ) -> Result<Vec<CertificateDer<'static>>, Error> {
         let name = text(raw, place, cx)?;
         let path = cx.path(&name, place.origin);
-        crate::tls::read_ca_bundle(&path).map_err(|e| match e {
-            crate::tls::Error::CaBundle { path, problem } => place.error_about(cx, &path, problem),
+        crate::client::tls::read_ca_bundle(&path).map_err(|e| match e {
+            crate::client::tls::Error::CaBundle { path, problem } => {
+                place.error_about(cx, &path, problem)
+            }
         })
     }
 
@@ -553,6 +908,13 @@ impl Check for DemoCheck {
     }
 }
 
+/// Default timeout of a step.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The range of a step's timeout (`--step-timeout`, `[[step]] timeout`).
+pub const STEP_TIMEOUT_RANGE: Span =
+    Span::new(Duration::from_millis(1), Duration::from_secs(24 * 3600));
+
 /// Any duration up to a day, for the scenario's own values (demo timings, step times).
 pub const ANY_DURATION: Span = Span::new(Duration::ZERO, Duration::from_secs(24 * 3600));
 
@@ -593,4 +955,50 @@ pub fn positive(value: &Spanned<i64>, key: &str, cx: &Context) -> Result<NonZero
 pub fn label(value: &Spanned<String>, key: &str, cx: &Context) -> Result<String, Error> {
     let text = spanned_text(value, key, cx)?;
     Label::parse(&text).map_err(|m| cx.error_at(value.span(), key, m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "TOKEN" => Some("s3cret".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn variables_expand_from_the_environment() {
+        assert_eq!(expand("a ${TOKEN} b", &env).unwrap(), "a s3cret b");
+        assert_eq!(
+            expand("$HOME and $${TOKEN} and $", &env).unwrap(),
+            "$HOME and ${TOKEN} and $"
+        );
+        assert_eq!(
+            expand("${NOPE}", &env).unwrap_err(),
+            "environment variable NOPE is not set"
+        );
+        assert!(expand("${TOKEN", &env).unwrap_err().contains("unclosed"));
+        assert!(
+            expand("${1A}", &env)
+                .unwrap_err()
+                .contains("not a valid variable name")
+        );
+        // Defaults, as in shells and Compose files.
+        assert_eq!(expand("${NOPE:-a b}", &env).unwrap(), "a b");
+        assert_eq!(expand("${NOPE-x}", &env).unwrap(), "x");
+        assert_eq!(expand("${EMPTY:-x}", &env).unwrap(), "x");
+        assert_eq!(expand("${EMPTY-x}", &env).unwrap(), "");
+        assert_eq!(expand("${TOKEN:-x}", &env).unwrap(), "s3cret");
+        assert_eq!(expand("${NOPE:-}", &env).unwrap(), "");
+        assert_eq!(expand("${NOPE:-http://h:1/}", &env).unwrap(), "http://h:1/");
+    }
+
+    #[test]
+    fn position_counts_characters() {
+        assert_eq!(position("ab\ncé=x", 7), (2, 4));
+        assert_eq!(position("", 0), (1, 1));
+    }
 }

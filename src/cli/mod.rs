@@ -19,26 +19,25 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use http::{HeaderMap, StatusCode, header};
 
 use crate::config::{
-    Action, Limits, LoadConfig, RolloutConfig, RunConfig, Step, TargetConfig, TargetUrl,
-    VerdictConfig,
+    Limits, LoadConfig, RolloutConfig, RunConfig, TargetConfig, TargetUrl, VerdictConfig,
 };
-use crate::demo::DemoSpec;
 use crate::redact::Redactor;
 use crate::report::Outputs;
-use crate::serve::ServeConfig;
-use check::{Span, show};
-use options::{
-    Context, Given, LoadOptions, Origin, Place, Setting, Source, Spec, TargetOptions,
-    VerdictOptions,
-};
-use scenario::{STEP_TIMEOUT, Scenario};
+use crate::rollout::step::{Action, Step};
+use crate::targets::demo::DemoSpec;
+use crate::targets::serve::ServeConfig;
+use check::show;
+use check::{Context, Given, Origin, Place};
+use check::{STEP_TIMEOUT, STEP_TIMEOUT_RANGE};
+use options::{LoadOptions, Setting, Source, Spec, TargetOptions, VerdictOptions};
+use scenario::Scenario;
 
 /// Errors in command-line values, each one sentence.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A value that fails its option's check (it names the flag or `file:line:col` and key).
     #[error(transparent)]
-    Option(#[from] options::Error),
+    Option(#[from] check::Error),
     /// A scenario file problem (it names file:line:col).
     #[error(transparent)]
     Scenario(#[from] scenario::Error),
@@ -341,10 +340,6 @@ pub fn options_markdown() -> String {
     }
     out
 }
-
-/// The range of a step's timeout (`--step-timeout`, `[[step]] timeout`).
-pub const STEP_TIMEOUT_RANGE: Span =
-    Span::new(Duration::from_millis(1), Duration::from_secs(24 * 3600));
 
 /// A placeholder URL for a target the caller starts after validation.
 fn unbound_url() -> TargetUrl {

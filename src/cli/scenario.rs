@@ -32,15 +32,13 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::check::{self, ANY_DURATION};
-use super::options::{Context, Env, LoadOptions, ScenarioText, TargetOptions, VerdictOptions};
-use crate::config::{Action, Step};
-use crate::demo::Strategy;
+use super::check::{self, ANY_DURATION, STEP_TIMEOUT, STEP_TIMEOUT_RANGE};
+use super::check::{Context, Env, ScenarioText};
+use super::options::{LoadOptions, TargetOptions, VerdictOptions};
+use crate::rollout::step::{Action, Step};
+use crate::rollout::strategy::Strategy;
 
-pub use super::options::Error as At;
-
-/// Default timeout of a step.
-pub const STEP_TIMEOUT: Duration = Duration::from_secs(600);
+pub use super::check::Error as At;
 
 /// Errors in a scenario file.
 #[derive(Debug, thiserror::Error)]
@@ -109,8 +107,8 @@ impl Scenario {
         if target.url.is_some() {
             if let Some(demo) = &target.demo {
                 let span = match &demo.origin {
-                    super::options::Origin::File(span) => span.clone(),
-                    super::options::Origin::Command => 0..0,
+                    super::check::Origin::File(span) => span.clone(),
+                    super::check::Origin::Command => 0..0,
                 };
                 return Err(cx.error_at(span, "target.demo", "give url or demo, not both"));
             }
@@ -341,7 +339,7 @@ impl Steps<'_> {
                     "a demo step cannot be a background step",
                 ));
             }
-            let action = Action::Demo(self.demo_step(&key("demo"), demo)?);
+            let action = Action::Orchestrated(self.demo_step(&key("demo"), demo)?);
             return Ok(Step {
                 name,
                 command: action.to_string(),
@@ -349,9 +347,7 @@ impl Steps<'_> {
                 at: raw.at.map(|a| self.duration(&a, &key("at"))).transpose()?,
                 timeout: raw
                     .timeout
-                    .map(|t| {
-                        check::duration(&t, &key("timeout"), super::STEP_TIMEOUT_RANGE, self.cx)
-                    })
+                    .map(|t| check::duration(&t, &key("timeout"), STEP_TIMEOUT_RANGE, self.cx))
                     .transpose()?
                     .unwrap_or(STEP_TIMEOUT),
                 expect_exit: 0,
@@ -411,7 +407,7 @@ impl Steps<'_> {
             at: raw.at.map(|a| self.duration(&a, &key("at"))).transpose()?,
             timeout: raw
                 .timeout
-                .map(|t| check::duration(&t, &key("timeout"), super::STEP_TIMEOUT_RANGE, self.cx))
+                .map(|t| check::duration(&t, &key("timeout"), STEP_TIMEOUT_RANGE, self.cx))
                 .transpose()?
                 .unwrap_or(STEP_TIMEOUT),
             expect_exit,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::recorder::LatencyHistogram;
+use crate::measure::recorder::LatencyHistogram;
 use crate::result::RunResult;
 
 /// Fortio's percentiles.

@@ -17,7 +17,7 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::outcome::ErrorClass;
+use crate::measure::outcome::ErrorClass;
 use crate::result::{EventEntry, RunResult, Slot, StepEntry};
 
 const WIDTH: f64 = 960.0;

@@ -91,7 +91,7 @@ mod tests {
         }
         r.interrupted = interruption.is_some();
         r.interruption = interruption;
-        crate::verdict::conclude(&mut r, &Limits::default());
+        crate::judge::verdict::conclude(&mut r, &Limits::default());
         r
     }
 

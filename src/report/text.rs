@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::recorder::LATE_THRESHOLD;
+use crate::measure::recorder::LATE_THRESHOLD;
 use crate::result::{Latency, RunResult, StepEntry};
 use crate::units::format_ms;
 
@@ -371,7 +371,7 @@ mod tests {
         r.load.warmup_ms = Some(1000.0);
         r.load.cooldown_ms = Some(2000.0);
         r.phases.push(PhaseEntry {
-            name: crate::recorder::Phase::Warmup,
+            name: crate::measure::recorder::Phase::Warmup,
             end_ms: 1000.0,
             ..PhaseEntry::default()
         });
@@ -445,7 +445,7 @@ mod tests {
             ("reset", 0, 1),
         ] {
             r.errors_by_connection.insert(
-                crate::outcome::ErrorClass::from_name(class).unwrap(),
+                crate::measure::outcome::ErrorClass::from_name(class).unwrap(),
                 crate::result::ByConnection { new, reused },
             );
         }

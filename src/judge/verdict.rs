@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use crate::config::{Limits, Source};
-use crate::recorder::Phase;
+use crate::measure::recorder::Phase;
 use crate::result::{
     Criterion, CriterionKind, HintEntry, Quantity, RunResult, Thresholds, Verdict, WindowEntry,
 };
@@ -55,6 +55,23 @@ impl Exit {
         }
     }
 
+    /// The exit whose code is `code` (an unknown code counts as a dropped request).
+    pub fn from_code(code: u8) -> Exit {
+        [
+            Exit::Pass,
+            Exit::Dropped,
+            Exit::Usage,
+            Exit::StepFailed,
+            Exit::UnhealthyBefore,
+            Exit::Internal,
+            Exit::Interrupted,
+            Exit::Terminated,
+        ]
+        .into_iter()
+        .find(|e| e.code() == code)
+        .unwrap_or(Exit::Dropped)
+    }
+
     /// The exit of an interruption.
     pub fn of(interruption: Interruption) -> Exit {
         match interruption {
@@ -83,7 +100,7 @@ pub fn conclude(result: &mut RunResult, limits: &Limits) {
         allow_warmup_errors: limits.allow_warmup_errors,
     };
     result.verdict = judge(result, limits);
-    result.hints = crate::hints::diagnose(result)
+    result.hints = crate::judge::hints::diagnose(result)
         .into_iter()
         .map(|h| HintEntry {
             rule: h.rule.to_string(),
@@ -545,12 +562,12 @@ mod tests {
     use crate::cli::{Cli, Command};
     use crate::config::OkCodes;
     use crate::config::Setting;
-    use crate::gaps::GapDetector;
-    use crate::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
-    use crate::recorder::Recorder;
+    use crate::measure::gaps::GapDetector;
+    use crate::measure::outcome::{Completion, ConnectionUse, ErrorClass, Outcome};
+    use crate::measure::recorder::Recorder;
+    use crate::measure::version::Labels;
     use crate::rollout::RolloutReport;
     use crate::rollout::{StepRecord, StepStatus};
-    use crate::version::Labels;
     use std::time::Instant;
 
     /// One request per millisecond from the start, in `phase` from `phase_at` ms on.
@@ -559,7 +576,7 @@ mod tests {
         let ms = Duration::from_millis(1);
         let mut r = Recorder::new(
             start,
-            crate::timeline::Timeline::new(Duration::from_secs(1)),
+            crate::measure::timeline::Timeline::new(Duration::from_secs(1)),
             OkCodes::default(),
             if phase_at.is_some() {
                 Phase::Warmup
@@ -761,7 +778,7 @@ mod tests {
         let ms = Duration::from_millis(1);
         let mut r = Recorder::new(
             start,
-            crate::timeline::Timeline::new(Duration::from_secs(1)),
+            crate::measure::timeline::Timeline::new(Duration::from_secs(1)),
             OkCodes::default(),
             Phase::Warmup,
             GapDetector::new(Duration::ZERO, ms),

@@ -5,7 +5,7 @@
 //! 30 µs of CPU per wake-up, measured on the 2-core machine of `BENCHMARKS.md`, more than the
 //! rest of a request costs. At 20,000 req/s the engine thread used to wake about twice per pacer
 //! tick, once for the tick and once more for the responses to the batch it had just sent. The
-//! engine now naps through the second one (see [`crate::engine`]): between ticks it sleeps
+//! engine now naps through the second one (see the load engine's `nap`): between ticks it sleeps
 //! without watching its sockets, and reads whatever arrived when the next tick wakes it.
 //!
 //! That is only honest if a response's completion time does not depend on when the thread got

@@ -97,7 +97,7 @@ impl PreciseTimer {
 
 /// Blocks the calling thread until `deadline`, as precisely as the system allows, however much
 /// IO is waiting. Only for a thread that has nothing else to do until then (see
-/// [`crate::engine`]); inside [`with_precise_naps`].
+/// [`crate::load::engine`]); inside [`with_precise_naps`].
 pub fn nap_until(deadline: Instant) {
     let wait = deadline.saturating_duration_since(Instant::now());
     if !wait.is_zero() {

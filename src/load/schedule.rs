@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use crate::config::Rate;
-use crate::timer::later;
+use crate::load::timer::later;
 
 /// The most requests one shard of a schedule counts: 2^53, about 9 × 10^15 (a million a second
 /// for 285 years). A rate that would count more is held to it, so that no counter of the run
@@ -197,6 +197,32 @@ pub struct Batch {
     schedule: Schedule,
     from: u64,
     to: u64,
+}
+
+impl crate::measure::recorder::Unsent for Batch {
+    fn is_empty(&self) -> bool {
+        Batch::is_empty(self)
+    }
+
+    fn len(&self) -> u64 {
+        Batch::len(self)
+    }
+
+    fn first_seq(&self) -> u64 {
+        Batch::first_seq(self)
+    }
+
+    fn stride(&self) -> u64 {
+        Batch::stride(self)
+    }
+
+    fn by_width(&self, width: Duration) -> Box<dyn Iterator<Item = (Duration, u64)> + '_> {
+        Box::new(Batch::by_width(self, width))
+    }
+
+    fn count_before(&self, offset: Duration) -> u64 {
+        Batch::count_before(self, offset)
+    }
 }
 
 impl Batch {

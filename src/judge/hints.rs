@@ -21,8 +21,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::outcome::{EnvoyReply, ErrorClass};
-use crate::recorder::Phase;
+use crate::measure::outcome::{EnvoyReply, ErrorClass};
+use crate::measure::recorder::Phase;
 use crate::result::{ByConnection, RunResult, WindowEntry};
 
 /// A hint: what probably happened, what to do, and why gapless thinks so.

@@ -11,7 +11,7 @@
 //! on that connection (capped at half the timeout, so a fresh request is always tried), or has
 //! run out: it could not be answered in time, and sending it would only have it abandoned at
 //! its deadline and the connection with it. Such requests are claimed in one batch and recorded as
-//! `not_sent` failures, never silently skipped (see [`crate::dispatch`]). The same goes for an
+//! `not_sent` failures, never silently skipped (see [`crate::load::dispatch`]). The same goes for an
 //! attempt the connect-rate ceiling would not allow before its deadline.
 //!
 //! **Workers on demand.** A shard starts a few workers and adds more (up to one per connection
@@ -32,14 +32,16 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::connection::{Connector, Link, Reply, RequestTemplate};
 use crate::config::{Rate, RunConfig};
-use crate::connection::{Connector, Link, Reply, RequestTemplate};
-use crate::dispatch::{Claim, Dispatcher};
-use crate::outcome::{Completion, ConnectionUse, ErrorClass, ErrorSamples, Fault, Outcome};
-use crate::recorder::Recorder;
-use crate::schedule::{Arrival, Batch, Schedule};
-use crate::timer::later;
-use crate::version::VersionProbe;
+use crate::load::dispatch::{Claim, Dispatcher};
+use crate::load::schedule::{Arrival, Batch, Schedule};
+use crate::load::timer::later;
+use crate::measure::outcome::{
+    Completion, ConnectionUse, ErrorClass, ErrorSamples, Fault, Outcome,
+};
+use crate::measure::recorder::Recorder;
+use crate::measure::version::VersionProbe;
 
 /// Responses per connection whose service time the not-sent rule looks at.
 pub const RECENT: usize = 8;
@@ -63,7 +65,7 @@ pub const STREAM_CEILING: f64 = 50_000.0;
 pub enum Error {
     /// The connector could not be built.
     #[error(transparent)]
-    Connector(#[from] crate::connection::Error),
+    Connector(#[from] crate::client::connection::Error),
     /// A worker task panicked: a bug in gapless.
     #[error("a load worker failed unexpectedly: {0}")]
     Worker(String),
@@ -651,7 +653,7 @@ impl Engine {
             let (dispatcher, shared) = (shard.dispatcher.clone(), shard.shared.clone());
             threads.spawn_blocking(move || {
                 // A thread of the caller's blocking pool: its timer slack is put back after.
-                crate::timer::with_precise_naps(|| {
+                crate::load::timer::with_precise_naps(|| {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .on_thread_park(move || nap(&dispatcher, &shared))
@@ -691,7 +693,7 @@ const NAP_LIMIT: Duration = Duration::from_millis(1);
 /// wakes within [`NAP_LIMIT`], no released arrival is waiting for a connection, and the
 /// connector vouches that responses keep their true completion times, the thread sleeps until
 /// the pacer wakes instead of waiting on its sockets: responses that arrive meanwhile are read
-/// then, with the kernel's receive time (see [`crate::stamped`]). One wake-up per pacer tick
+/// then, with the kernel's receive time (see [`crate::client::stamped`]). One wake-up per pacer tick
 /// instead of two or three, each of which costs more CPU than a request on a small VM.
 fn nap(dispatcher: &Dispatcher, shared: &Shared) {
     if !shared.connector.may_look_away() {
@@ -703,7 +705,7 @@ fn nap(dispatcher: &Dispatcher, shared: &Shared) {
     let wait = until.saturating_duration_since(Instant::now());
     if !wait.is_zero() && wait <= NAP_LIMIT {
         shared.naps.fetch_add(1, Ordering::Relaxed);
-        crate::timer::nap_until(until);
+        crate::load::timer::nap_until(until);
     }
 }
 

@@ -19,8 +19,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::config::RunConfig;
-use crate::outcome::ErrorClass;
-use crate::version::VersionId;
+use crate::measure::outcome::ErrorClass;
+use crate::measure::version::VersionId;
 
 /// Most slots a timeline holds: one more and adjacent slots merge in pairs (the width doubles).
 pub const MAX_SLOTS: usize = 2048;
@@ -378,7 +378,7 @@ mod tests {
 
     #[test]
     fn merging_keeps_every_count_exact_after_several_doublings() {
-        let labels = crate::version::Labels::default();
+        let labels = crate::measure::version::Labels::default();
         let versions = [labels.intern("v1"), labels.intern("v2")];
         // 10 ms slots over 100 s: 10,000 slots wanted, 2,048 allowed: three doublings, 80 ms.
         let span = Duration::from_secs(100);

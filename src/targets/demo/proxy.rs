@@ -133,14 +133,6 @@ impl Proxy {
     pub fn shared_table(&self) -> Arc<RwLock<Table>> {
         self.table.clone()
     }
-
-    /// A copy of the table.
-    pub fn table(&self) -> Table {
-        self.table
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
 }
 
 fn connector() -> HttpConnector {

@@ -27,10 +27,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Action, Step};
-use crate::console::Console;
-use crate::demo::Cluster;
+pub mod step;
+pub mod strategy;
+
+use self::step::{Action, Step};
+use self::strategy::Orchestrator;
 use crate::redact::Redactor;
+use crate::ui::console::Console;
 
 /// Longest output line kept (bytes); the rest of the line is dropped.
 pub const MAX_LINE: usize = 1000;
@@ -112,7 +115,7 @@ impl std::fmt::Display for StepStatus {
 impl StepStatus {
     /// The stable name used in reports (serde's).
     pub fn as_str(self) -> &'static str {
-        crate::outcome::wire_name(&self)
+        crate::measure::outcome::wire_name(&self)
     }
 
     /// True when this step makes the rollout fail (exit 3).
@@ -234,7 +237,7 @@ pub struct Rollout {
     steps: Vec<Step>,
     start: Instant,
     console: Arc<Console>,
-    demo: Option<Arc<Cluster>>,
+    demo: Option<Arc<dyn Orchestrator>>,
     records: Vec<Option<StepRecord>>,
     watchers: JoinSet<(usize, StepRecord, Vec<Event>, u64)>,
     watchers_stop: CancellationToken,
@@ -250,7 +253,7 @@ impl Rollout {
         steps: Vec<Step>,
         start: Instant,
         console: Arc<Console>,
-        demo: Option<Arc<Cluster>>,
+        demo: Option<Arc<dyn Orchestrator>>,
     ) -> Rollout {
         let records = vec![None; steps.len()];
         Rollout {
@@ -349,11 +352,6 @@ impl Rollout {
         self.events.sort_by_key(|e| e.at);
     }
 
-    /// The demo cluster the steps act on, if any.
-    pub fn demo(&self) -> Option<&Arc<Cluster>> {
-        self.demo.as_ref()
-    }
-
     /// The report, with secrets redacted from commands, output and events (see
     /// [`crate::redact`]); steps that never ran are marked skipped.
     pub fn into_report(mut self, redactor: &Redactor) -> RolloutReport {
@@ -412,7 +410,7 @@ async fn execute(
     step: &Step,
     start: Instant,
     console: &Console,
-    demo: Option<&Cluster>,
+    demo: Option<&dyn Orchestrator>,
     stop: &CancellationToken,
     log: &mut EventLog,
 ) -> StepRecord {
@@ -430,7 +428,7 @@ async fn execute(
             record.end = Some(start.elapsed());
             return record;
         }
-        Action::Demo(strategy) => {
+        Action::Orchestrated(strategy) => {
             perform_demo(
                 step,
                 strategy,
@@ -547,8 +545,8 @@ async fn execute(
 #[allow(clippy::too_many_arguments)]
 async fn perform_demo(
     step: &Step,
-    strategy: &crate::demo::Strategy,
-    demo: Option<&Cluster>,
+    strategy: &strategy::Strategy,
+    demo: Option<&dyn Orchestrator>,
     start: Instant,
     console: &Console,
     stop: &CancellationToken,

@@ -46,11 +46,14 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Method};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
-use crate::outcome::{ErrorClass, Fault};
-use crate::stamped::Activity;
+use crate::client::stamped::Activity;
+use crate::measure::outcome::{ErrorClass, Fault};
 
 /// Most header lines a response head may have (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
+
+/// The sample of a head with more than [`MAX_HEADERS`] fields.
+const TOO_MANY_HEADERS: &str = "more than 100 header fields in the response head";
 
 /// Most bytes of chunk extensions in one body (hyper's `CHUNKED_EXTENSIONS_LIMIT`: also per
 /// body, not per chunk). gapless ignores extensions; the limit keeps a server from streaming
@@ -329,6 +332,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
                         return Ok((status, framing, keep_alive));
                     }
                     Ok(httparse::Status::Partial) => {}
+                    Err(httparse::Error::TooManyHeaders) => {
+                        return Err(Fault::protocol(TOO_MANY_HEADERS));
+                    }
                     Err(e) => return Err(Fault::head(e)),
                 }
             }

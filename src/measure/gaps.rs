@@ -31,8 +31,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::outcome::{ConnectionUse, ErrorClass};
-use crate::timeline::Timeline;
+use crate::measure::outcome::{ConnectionUse, ErrorClass};
+use crate::measure::timeline::Timeline;
 
 /// Most windows kept in the list; later ones are only counted in the totals.
 pub const MAX_WINDOWS: usize = 1000;

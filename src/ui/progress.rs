@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::console::Console;
-use crate::recorder::{Phase, Recorder};
+use crate::measure::recorder::{Phase, Recorder};
+use crate::ui::console::Console;
 use crate::units::breakdown;
 
 /// Where the run is, for the progress line.

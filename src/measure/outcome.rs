@@ -11,7 +11,7 @@ use std::io;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::version::VersionId;
+use crate::measure::version::VersionId;
 
 /// The name serde gives a unit variant (its `rename`): one table of names, for the JSON and the
 /// text alike. Variants that are not unit variants have no name: `"?"`.
@@ -47,7 +47,7 @@ pub enum ErrorClass {
     /// deadline passed in the backlog, or the time left was shorter than the connection's recent
     /// service time, or the connect-rate ceiling would not allow a connection before it). A
     /// failure, but not one of the target's: it carries no evidence about the target and is on
-    /// no connection (see [`crate::gaps`] and the README's "Bounded backlog").
+    /// no connection (see [`crate::measure::gaps`] and the README's "Bounded backlog").
     NotSent,
 }
 
@@ -268,11 +268,6 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.cause {
             Cause::Said(what) => f.write_str(what),
-            Cause::Head(httparse::Error::TooManyHeaders) => write!(
-                f,
-                "more than {} header fields in the response head",
-                crate::wire::MAX_HEADERS
-            ),
             Cause::Head(err) => write!(f, "malformed response head: {err}"),
             Cause::Io(err) => write_chain(f, err),
             Cause::Hyper(err) => write_chain(f, err),
@@ -394,7 +389,7 @@ pub struct Completion {
     /// When the schedule wanted it sent.
     pub due: Instant,
     /// When the engine started it (connect included). `None` only for a request that was never
-    /// sent (the engine records those in batches, see [`crate::schedule::Batch`]).
+    /// sent (the engine records those in batches, see `Recorder::record_not_sent`).
     pub sent: Option<Instant>,
     /// When it finished.
     pub done: Instant,
@@ -550,7 +545,7 @@ mod tests {
             ),
             (
                 Fault::head(httparse::Error::TooManyHeaders),
-                "more than 100 header fields in the response head",
+                "malformed response head: too many headers",
             ),
             (
                 Fault::tls(io::Error::new(

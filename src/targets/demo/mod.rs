@@ -14,12 +14,11 @@
 //! positive `prestop` keeps it serving that long and then drains it gracefully.
 //!
 //! Nothing in the load engine depends on this module; the rollout runner calls
-//! [`Cluster::perform`] for steps whose action is a [`Strategy`].
+//! [`Orchestrator::perform`] for steps whose action is a [`Strategy`].
 
 pub mod proxy;
 pub mod replica;
 
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -33,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::proxy::{EndpointSet, Proxy, Table};
 use self::replica::{Replica, ReplicaSpec};
+use crate::rollout::strategy::{Orchestrator, Say, Strategy};
 
 /// Errors of the demo cluster.
 #[derive(Debug, thiserror::Error)]
@@ -81,71 +81,6 @@ impl Default for DemoSpec {
             readiness: true,
             grace: Duration::from_secs(5),
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        }
-    }
-}
-
-/// A rollout strategy, the action of a scenario step (`demo = { action = "rolling", ... }`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Strategy {
-    /// Replace the serving set's replicas a few at a time, like a Deployment's RollingUpdate.
-    Rolling {
-        /// The new version.
-        version: String,
-        /// Replicas above the desired count during the update.
-        max_surge: usize,
-        /// Replicas below the desired count (not ready) allowed during the update.
-        max_unavailable: usize,
-        /// Overrides the spec's readiness.
-        readiness: Option<bool>,
-        /// Overrides the spec's preStop sleep.
-        prestop: Option<Duration>,
-    },
-    /// Remove every replica, then start the new ones (the Recreate strategy).
-    Recreate {
-        /// The new version.
-        version: String,
-    },
-    /// Blue/green: start a full new set, wait until it is ready and listed, flip the route at
-    /// once, then retire the old set.
-    Switch {
-        /// The new version.
-        version: String,
-    },
-    /// Start a new set (route weight 0) and publish its endpoints (a new subset).
-    Deploy {
-        /// The new version.
-        version: String,
-    },
-    /// Set the route weights of the sets, in the order they were created (canary). With a
-    /// version that has no set yet, that set is deployed first and its endpoints propagated.
-    Weights {
-        /// A version to deploy first if absent.
-        version: Option<String>,
-        /// One weight per set.
-        weights: Vec<u32>,
-    },
-    /// Replace every replica with a fresh one of the same version (a rolling restart).
-    Restart,
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Strategy::Rolling {
-                version,
-                max_surge,
-                max_unavailable,
-                ..
-            } => write!(
-                f,
-                "demo rolling update to {version} (max_surge {max_surge}, max_unavailable {max_unavailable})"
-            ),
-            Strategy::Recreate { version } => write!(f, "demo recreate with {version}"),
-            Strategy::Switch { version } => write!(f, "demo blue/green switch to {version}"),
-            Strategy::Deploy { version } => write!(f, "demo deploy {version}"),
-            Strategy::Weights { weights, .. } => write!(f, "demo route weights {weights:?}"),
-            Strategy::Restart => f.write_str("demo rolling restart"),
         }
     }
 }
@@ -231,8 +166,18 @@ pub struct Cluster {
     stop: CancellationToken,
 }
 
-/// Receives the cluster's orchestration events (`v2-4 ready`, `v1-0 killed`...).
-pub type Say<'a> = &'a (dyn Fn(String) + Send + Sync);
+impl Orchestrator for Cluster {
+    /// Performs a rollout strategy; `say` receives one line per orchestration event. Returns once
+    /// the new replicas are in place (like `kubectl rollout status`); terminations and
+    /// propagation may still be under way.
+    fn perform<'a>(
+        &'a self,
+        strategy: &'a Strategy,
+        say: Say<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(self.run_strategy(strategy, say))
+    }
+}
 
 impl Cluster {
     /// Starts the proxy and the first set of replicas, and waits until they are ready and listed.
@@ -274,9 +219,9 @@ impl Cluster {
         format!("http://{}/", self.proxy.addr())
     }
 
-    /// The proxy's current table (for tests and `demo serve`).
-    pub fn table(&self) -> Table {
-        self.proxy.table()
+    /// The URL to load: the proxy.
+    pub fn target_url(&self) -> crate::config::TargetUrl {
+        crate::config::TargetUrl::of_addr(self.proxy.addr())
     }
 
     /// Stops every replica and the proxy.
@@ -294,7 +239,7 @@ impl Cluster {
     /// Performs a rollout strategy; `say` receives one line per orchestration event. Returns once
     /// the new replicas are in place (like `kubectl rollout status`); terminations and
     /// propagation may still be under way.
-    pub async fn perform(&self, strategy: &Strategy, say: Say<'_>) -> Result<(), String> {
+    async fn run_strategy(&self, strategy: &Strategy, say: Say<'_>) -> Result<(), String> {
         match strategy {
             Strategy::Rolling {
                 version,

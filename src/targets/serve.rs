@@ -63,6 +63,19 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
         .map_err(|source| Error::Bind { addr, source })
 }
 
+/// The address `listener` was bound to.
+pub fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Error> {
+    listener.local_addr().map_err(|source| Error::Bind {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}
+
+/// The URL to load the server at `addr`.
+pub fn url_of(addr: SocketAddr) -> crate::config::TargetUrl {
+    crate::config::TargetUrl::of_addr(addr)
+}
+
 struct Answer {
     status: StatusCode,
     version: Option<HeaderValue>,

@@ -2,7 +2,7 @@
 //! held under a rate ceiling (governor) so a refusing target does not get a connect storm.
 //!
 //! There is no pool and so no hidden retry: every connection is opened for a request that then
-//! counts as sent on a `new` connection. HTTP/1.1 requests go through [`crate::wire`]; HTTP/2 uses
+//! counts as sent on a `new` connection. HTTP/1.1 requests go through [`crate::client::wire`]; HTTP/2 uses
 //! hyper's low-level `client::conn` API directly.
 
 use std::future::Future;
@@ -29,13 +29,13 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
-use crate::config::TargetConfig;
-use crate::outcome::{EnvoyReply, ErrorClass, Fault};
 #[cfg(target_os = "linux")]
-use crate::stamped::StampedStream;
-use crate::stamped::{Activity, LastReceive};
-use crate::version::{BODY_PREFIX, VersionId, VersionProbe};
-use crate::wire::{EncodedRequest, Sink, Wire};
+use crate::client::stamped::StampedStream;
+use crate::client::stamped::{Activity, LastReceive};
+use crate::client::wire::{EncodedRequest, Sink, Wire};
+use crate::config::TargetConfig;
+use crate::measure::outcome::{EnvoyReply, ErrorClass, Fault};
+use crate::measure::version::{BODY_PREFIX, VersionId, VersionProbe};
 
 /// The request body type the engine sends.
 pub type RequestBody = Full<Bytes>;
@@ -374,7 +374,8 @@ impl Connector {
         let tls = if url.is_tls() {
             let name = ServerName::try_from(url.host().to_string())
                 .map_err(|_| Error::ServerName(url.host().to_string()))?;
-            let config = crate::tls::client_config(target.insecure, target.http2, &target.ca_certs);
+            let config =
+                crate::client::tls::client_config(target.insecure, target.http2, &target.ca_certs);
             Some((TlsConnector::from(config), name))
         } else {
             None
@@ -409,7 +410,7 @@ impl Connector {
 
     /// True if the engine thread may stop watching the sockets for a moment: HTTP/1.1, receive
     /// timestamps arriving (a response that arrives meanwhile keeps its true completion time),
-    /// and no connect, blocked write or response body under way (see [`crate::stamped`]).
+    /// and no connect, blocked write or response body under way (see [`crate::client::stamped`]).
     pub fn may_look_away(&self) -> bool {
         !self.http2 && self.activity.may_look_away()
     }

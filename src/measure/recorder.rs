@@ -2,7 +2,7 @@
 //!
 //! Bounded memory whatever the rate or duration: fixed-size histograms (µs, 3 significant
 //! digits, mergeable), fixed counter arrays, per-phase counts, the [`Timeline`] (at most
-//! [`crate::timeline::MAX_SLOTS`] slots, merged as the run grows) and the [`GapDetector`]. No
+//! [`crate::measure::timeline::MAX_SLOTS`] slots, merged as the run grows) and the [`GapDetector`]. No
 //! per-request storage.
 
 use std::sync::Arc;
@@ -11,11 +11,30 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::config::OkCodes;
-use crate::gaps::{Failure, GapDetector, Mark};
-use crate::outcome::{Completion, ConnectionUse, EnvoyReply, ErrorClass, ErrorSamples, Outcome};
-use crate::schedule::Batch;
-use crate::timeline::Timeline;
-use crate::version::VersionId;
+use crate::measure::gaps::{Failure, GapDetector, Mark};
+use crate::measure::outcome::{
+    Completion, ConnectionUse, EnvoyReply, ErrorClass, ErrorSamples, Outcome,
+};
+use crate::measure::timeline::Timeline;
+use crate::measure::version::VersionId;
+
+/// A run of consecutive arrivals of one schedule shard that were never sent, as the recorder
+/// counts it: in one step however many there are, and exactly (the load's batches implement it).
+pub trait Unsent {
+    /// True when it holds no arrival.
+    fn is_empty(&self) -> bool;
+    /// Arrivals in the run.
+    fn len(&self) -> u64;
+    /// Global sequence number of the first arrival.
+    fn first_seq(&self) -> u64;
+    /// Distance between consecutive sequence numbers (the number of shards).
+    fn stride(&self) -> u64;
+    /// The run split at the multiples of `width` (timeline slots): `(due of the part's first
+    /// arrival, arrivals in the part)`, in time order.
+    fn by_width(&self, width: Duration) -> Box<dyn Iterator<Item = (Duration, u64)> + '_>;
+    /// How many of its arrivals are due strictly before `offset` from the start.
+    fn count_before(&self, offset: Duration) -> u64;
+}
 
 /// A request sent more than this after its intended time counts as late.
 pub const LATE_THRESHOLD: Duration = Duration::from_millis(1);
@@ -64,7 +83,7 @@ impl std::fmt::Display for Phase {
 impl Phase {
     /// The stable name used in reports (serde's).
     pub fn as_str(self) -> &'static str {
-        crate::outcome::wire_name(&self)
+        crate::measure::outcome::wire_name(&self)
     }
 }
 
@@ -270,9 +289,9 @@ impl Recorder {
 
     /// Counts a batch of arrivals that were never sent (class `not_sent`): in the totals, the
     /// timeline slots and phases they were due in, exactly, and as done for the gap detector
-    /// (they carry no evidence about the target, see [`crate::gaps`]). On no connection. Costs
+    /// (they carry no evidence about the target, see [`crate::measure::gaps`]). On no connection. Costs
     /// one step per timeline slot the batch spans, whatever its length.
-    pub fn record_not_sent(&mut self, batch: &Batch) {
+    pub fn record_not_sent(&mut self, batch: &dyn Unsent) {
         if batch.is_empty() {
             return;
         }
@@ -604,13 +623,13 @@ mod tests {
     #[test]
     fn a_batch_not_sent_is_counted_exactly_in_slots_and_phases() {
         use crate::config::{Qps, Rate};
-        use crate::schedule::Schedule;
+        use crate::load::schedule::Schedule;
         let start = Instant::now();
         let mut r = recorder(start);
         r.begin_phase(Phase::Steps, Duration::from_millis(1250));
         // 1000 qps: requests 500..2500 are due from 0.5 s to 2.499 s.
         let schedule = Schedule::new(start, Rate::Fixed(Qps::new(1000.0).unwrap()));
-        r.record_not_sent(&Batch::new(schedule, 500, 2500));
+        r.record_not_sent(&crate::load::schedule::Batch::new(schedule, 500, 2500));
         assert_eq!(
             (r.total(), r.failed(), r.unsent(), r.late()),
             (2000, 2000, 2000, 2000)

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::schedule::{Arrival, Batch, Schedule};
-use crate::timer::{PreciseTimer, later};
+use crate::load::schedule::{Arrival, Batch, Schedule};
+use crate::load::timer::{PreciseTimer, later};
 
 /// The pacer wakes at most once per this interval (releasing everything due by then), up to
 /// [`COALESCE_UP_TO`] requests per second.
@@ -473,12 +473,12 @@ mod tests {
         let dispatcher = Dispatcher::new(paced(start, 1e300), Duration::from_millis(1));
         dispatcher.end_at(Duration::from_millis(1));
         dispatcher.pace(&CancellationToken::new(), 1).await.unwrap();
-        assert_eq!(dispatcher.released(), crate::schedule::MAX_REQUESTS);
+        assert_eq!(dispatcher.released(), crate::load::schedule::MAX_REQUESTS);
         tokio::time::sleep(Duration::from_millis(2)).await;
         let Some(Claim::NotSent(batch)) = dispatcher.next_claim(Duration::ZERO).await else {
             panic!("all expired");
         };
-        assert_eq!(batch.len(), crate::schedule::MAX_REQUESTS);
+        assert_eq!(batch.len(), crate::load::schedule::MAX_REQUESTS);
         assert!(dispatcher.next_claim(Duration::ZERO).await.is_none());
     }
 

@@ -1,0 +1,7 @@
+//! The HTTP client: connections (DNS, TCP, TLS, the HTTP/2 handshake) under a connect-rate
+//! ceiling, HTTP/1.1 written and read on the socket, and the kernel's receive time of responses.
+
+pub mod connection;
+pub mod stamped;
+pub mod tls;
+pub mod wire;

@@ -1,0 +1,4 @@
+//! Targets gapless can start itself: the built-in server and the embedded demo cluster.
+
+pub mod demo;
+pub mod serve;
