@@ -242,3 +242,23 @@ fn a_tls_failure_says_why_in_json_and_text() {
         "{stdout}"
     );
 }
+
+/// An HTTP/2 server that refuses every stream with `RST_STREAM(REFUSED_STREAM)` (as a server
+/// shutting down does): each request is a `reset`, found in h2's own error, not in a message.
+#[test]
+fn an_http2_stream_reset_by_the_peer_is_reset() {
+    let server = TestServer::raw(|stream| async move {
+        let Ok(mut connection) = h2::server::handshake(stream).await else {
+            return;
+        };
+        while let Some(Ok((_request, mut respond))) = connection.accept().await {
+            respond.send_reset(h2::Reason::REFUSED_STREAM);
+        }
+    });
+    let (code, json) = run_json(&["run", &server.url(), "--http2", "-q", "20", "-d", "500ms"]);
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(u64_at(&json, "/requests/total"), 10);
+    assert_eq!(counts_at(&json, "/errors"), counts(&[("reset", 10)]));
+    let sample = at(&json, "/error_samples/reset").as_str().unwrap();
+    assert!(sample.contains("refused"), "{sample}");
+}

@@ -162,13 +162,15 @@ fn io_cause<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
     None
 }
 
-/// HTTP/2 stream resets and GOAWAYs are reported by h2 with these words in their display text;
-/// hyper does not expose h2's error type, so this is the one place that reads a message.
+/// True when hyper's error comes from an HTTP/2 `RST_STREAM` or `GOAWAY` the peer sent: an
+/// `h2::Error` in its chain of causes that `is_remote`.
 fn is_h2_reset(err: &hyper::Error) -> bool {
     let mut cur = err.source();
     while let Some(e) = cur {
-        let text = e.to_string();
-        if text.contains("stream error received") || text.contains("connection error received") {
+        // A RST_STREAM or GOAWAY the peer sent (h2's own refusals are protocol errors).
+        if e.downcast_ref::<h2::Error>()
+            .is_some_and(h2::Error::is_remote)
+        {
             return true;
         }
         cur = e.source();
