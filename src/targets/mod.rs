@@ -1,4 +1,5 @@
 //! Targets gapless can start itself: the built-in server and the embedded demo cluster.
 
+pub mod accept;
 pub mod demo;
 pub mod serve;

@@ -2,20 +2,16 @@
 //! other setup. It answers every request with a fixed status, an optional delay, and its version
 //! label in the `x-version` header and the body.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::targets::accept::{self, Broken, Ending, Readying};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Errors starting the server.
@@ -76,6 +72,7 @@ pub fn url_of(addr: SocketAddr) -> crate::config::TargetUrl {
     crate::config::TargetUrl::of_addr(addr)
 }
 
+#[derive(Debug)]
 struct Answer {
     status: StatusCode,
     version: Option<HeaderValue>,
@@ -104,36 +101,19 @@ pub async fn serve(
         body,
         delay: config.delay,
     });
-    let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        while connections.try_join_next().is_some() {}
-        let Ok((stream, _peer)) = accepted else {
-            // Out of file descriptors or similar: back off briefly, keep serving.
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let answer = answer.clone();
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |_req: hyper::Request<Incoming>| {
-                let answer = answer.clone();
-                async move { Ok::<_, Infallible>(respond(&answer).await) }
-            });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                _ = shutdown.cancelled() => {}
-            }
-        });
-    }
-    connections.shutdown().await;
+    let readying = Readying::default();
+    accept::serve(listener, readying, Ending::Abrupt(shutdown), Fixed(answer)).await;
     Ok(())
+}
+
+/// The built-in target's answer: the same for every request.
+#[derive(Clone, Debug)]
+struct Fixed(Arc<Answer>);
+
+impl accept::Answer for Fixed {
+    async fn answer(&self, _: hyper::Request<Incoming>) -> Result<Response<Full<Bytes>>, Broken> {
+        Ok(respond(&self.0).await)
+    }
 }
 
 async fn respond(answer: &Answer) -> Response<Full<Bytes>> {

@@ -85,25 +85,6 @@ impl Default for DemoSpec {
     }
 }
 
-/// Readies an accepted loopback connection for the demo's servers: no Nagle delay, and
-/// `SO_LINGER 0` so that dropping it resets it (a killed process, an upstream break). A failed
-/// accept (out of descriptors) backs off briefly and yields nothing.
-async fn accepted(
-    result: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
-) -> Option<tokio::net::TcpStream> {
-    match result {
-        Ok((stream, _)) => {
-            let _ = stream.set_nodelay(true);
-            let _ = stream.set_zero_linger();
-            Some(stream)
-        }
-        Err(_) => {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            None
-        }
-    }
-}
-
 /// After a blue/green switch, how long the old set keeps serving (as a preStop sleep at least)
 /// before it drains: requests routed to it just before the route change end well within it.
 const RETIRE_MARGIN: Duration = Duration::from_millis(200);

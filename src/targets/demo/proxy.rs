@@ -21,15 +21,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use crate::targets::accept::{self, Answer, Broken, Ending, Readying};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -150,30 +149,21 @@ struct Shared {
 }
 
 async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
-    let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        while connections.try_join_next().is_some() {}
-        // With SO_LINGER 0, closing a client connection after an upstream break resets it.
-        let Some(stream) = super::accepted(accepted).await else {
-            continue;
-        };
-        let shared = shared.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let shared = shared.clone();
-                async move { forward(&shared, req).await }
-            });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+    // With SO_LINGER 0, closing a client connection after an upstream break resets it.
+    let readying = Readying {
+        reset_on_drop: true,
+    };
+    accept::serve(listener, readying, Ending::Abrupt(stop), Forward(shared)).await;
+}
+
+/// The proxy's answer: the request forwarded to an endpoint of the routed set.
+#[derive(Clone, Debug)]
+struct Forward(Arc<Shared>);
+
+impl Answer for Forward {
+    async fn answer(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Broken> {
+        forward(&self.0, req).await.map_err(|UpstreamBroke| Broken)
     }
-    connections.shutdown().await;
 }
 
 /// An upstream break: hyper closes the client connection (reset, with SO_LINGER 0).

@@ -7,7 +7,6 @@
 //! stops accepting, tells each HTTP/1.1 connection to close after its current request (hyper's
 //! graceful shutdown), and cuts what is left after the grace period.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -17,15 +16,12 @@ use http::HeaderValue;
 use http_body_util::Full;
 use hyper::Response;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Error;
+use crate::targets::accept::{self, Answer, Broken, Ending, Readying};
 
 /// How a replica behaves.
 #[derive(Clone, Debug)]
@@ -142,54 +138,40 @@ async fn serve(
     kill: &CancellationToken,
     drain: &CancellationToken,
 ) {
-    let version = HeaderValue::from_str(&spec.version).ok();
-    let body = Bytes::from(format!("{}\n", spec.version));
-    let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = kill.cancelled() => {
-                // Dropping the connections with SO_LINGER 0 resets them.
-                connections.shutdown().await;
-                return;
-            }
-            _ = drain.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        while connections.try_join_next().is_some() {}
-        let Some(stream) = super::accepted(accepted).await else {
-            continue;
-        };
-        let (version, body, latency) = (version.clone(), body.clone(), spec.latency);
-        let drain = drain.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |_req: hyper::Request<Incoming>| {
-                let (version, body) = (version.clone(), body.clone());
-                async move {
-                    if !latency.is_zero() {
-                        tokio::time::sleep(latency).await;
-                    }
-                    let mut response = Response::new(Full::new(body));
-                    if let Some(v) = version {
-                        response.headers_mut().insert("x-version", v);
-                    }
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = drain.cancelled() => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        _ = async { while connections.join_next().await.is_some() {} } => {}
-        _ = tokio::time::sleep(spec.grace) => connections.shutdown().await,
-        _ = kill.cancelled() => connections.shutdown().await,
+    let answer = Version {
+        header: HeaderValue::from_str(&spec.version).ok(),
+        body: Bytes::from(format!("{}\n", spec.version)),
+        latency: spec.latency,
+    };
+    let ending = Ending::Graceful {
+        drain: drain.clone(),
+        kill: kill.clone(),
+        grace: spec.grace,
+    };
+    // Dropping a connection with SO_LINGER 0 resets it, as a killed process's would be.
+    let readying = Readying {
+        reset_on_drop: true,
+    };
+    accept::serve(listener, readying, ending, answer).await;
+}
+
+/// A replica's answer: its version, after its latency.
+#[derive(Clone, Debug)]
+struct Version {
+    header: Option<HeaderValue>,
+    body: Bytes,
+    latency: Duration,
+}
+
+impl Answer for Version {
+    async fn answer(&self, _: hyper::Request<Incoming>) -> Result<Response<Full<Bytes>>, Broken> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let mut response = Response::new(Full::new(self.body.clone()));
+        if let Some(v) = &self.header {
+            response.headers_mut().insert("x-version", v.clone());
+        }
+        Ok(response)
     }
 }
