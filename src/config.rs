@@ -1,5 +1,5 @@
-//! The typed, validated run configuration. Raw command-line arguments (and, later, scenario files)
-//! are turned into these types in a second stage, so the engine never sees an invalid value.
+//! The typed, validated run configuration: what `crate::cli` makes of the command line and the
+//! scenario file, checked once, so that nothing after it sees an invalid value.
 
 use std::fmt;
 use std::num::{NonZeroU32, NonZeroUsize};

@@ -1,9 +1,9 @@
 //! Kernel receive times for HTTP/1.1 responses, so that the engine thread can nap between pacer
 //! ticks without its latency figures depending on when it woke up.
 //!
-//! On a small VM, waking an idle thread is the most expensive thing a load generator does: about
-//! 30 µs of CPU per wake-up, measured on the 2-core machine of `BENCHMARKS.md`, more than the
-//! rest of a request costs. At 20,000 req/s the engine thread used to wake about twice per pacer
+//! On a small VM, waking an idle thread is the most expensive thing a load generator does: more
+//! CPU per wake-up than the rest of a request costs (BENCHMARKS.md, "Constants chosen by
+//! measurement"). At 20,000 req/s the engine thread used to wake about twice per pacer
 //! tick, once for the tick and once more for the responses to the batch it had just sent. The
 //! engine now naps through the second one (see the load engine's `nap`): between ticks it sleeps
 //! without watching its sockets, and reads whatever arrived when the next tick wakes it.

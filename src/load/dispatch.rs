@@ -34,12 +34,8 @@ use crate::load::schedule::{Arrival, Batch, Schedule};
 use crate::load::timer::{PreciseTimer, later};
 
 /// The pacer wakes at most once per this interval (releasing everything due by then), up to
-/// [`COALESCE_UP_TO`] requests per second.
-///
-/// Measured at 20,000 req/s against nginx on a 2-core VM (before the engine napped between
-/// ticks): 200 µs cost ~24 µs CPU per request, 300 µs ~19 µs, 500 µs ~15 µs. With naps, 400, 600
-/// and 800 µs cost the same within the noise while p99 lateness grows with the window; see
-/// BENCHMARKS.md.
+/// [`COALESCE_UP_TO`] requests per second: the cheapest window whose lateness stays small
+/// (BENCHMARKS.md, "Constants chosen by measurement").
 pub const COALESCE: Duration = Duration::from_micros(400);
 
 /// Above this rate (of one engine thread) the window grows in proportion, up to
@@ -53,10 +49,9 @@ pub const COALESCE_MAX: Duration = Duration::from_millis(1);
 /// [`COALESCE_UP_TO`], then in proportion to the rate, up to [`COALESCE_MAX`].
 ///
 /// Every tick wakes the target too, and on a machine it shares that is paid in the engine's own
-/// CPU. At 100,000 req/s, 1 ms instead of 400 µs cost 5 % less CPU per request, and p99 lateness
-/// fell from 93–188 ms to 19–39 ms (the engine thread, nearly saturated, kept its backlog
-/// shorter), against nginx on the 2-core VM of BENCHMARKS.md. At these rates the window's own
-/// lateness (up to one window) is small beside that.
+/// CPU: a wider window at high rates costs less CPU and, the engine thread being nearly
+/// saturated, keeps its backlog shorter (BENCHMARKS.md, "Constants chosen by measurement"). At
+/// these rates the window's own lateness (up to one window) is small beside that.
 pub fn coalesce_window(qps: f64) -> Duration {
     let scaled = COALESCE.as_secs_f64() * qps / COALESCE_UP_TO;
     Duration::from_secs_f64(scaled.clamp(COALESCE.as_secs_f64(), COALESCE_MAX.as_secs_f64()))

@@ -1,4 +1,5 @@
-//! The load engine: the pacer and the connection workers, all owned by one `JoinSet`.
+//! The load engine: per engine thread (a shard of the schedule), the pacer and the connection
+//! workers, owned by that thread's `JoinSet`; the threads are owned by the engine's.
 //!
 //! Each worker loops: claim the next due arrival from the [`Dispatcher`], make exactly one attempt
 //! (connecting first if its connection is gone), turn whatever happened into a [`Completion`] and
@@ -52,12 +53,13 @@ const INITIAL_WORKERS: usize = 64;
 /// Most workers a shard adds at one pacer tick.
 const GROW_PER_TICK: usize = 256;
 
-/// Requests per second one engine thread can carry at most, with room to spare: one thread held
-/// 95,000 to 100,000 req/s against nginx on the 2-core VM of BENCHMARKS.md.
+/// Requests per second one engine thread can carry at most, with room to spare (BENCHMARKS.md,
+/// "Constants chosen by measurement").
 pub const THREAD_CEILING: f64 = 150_000.0;
 
 /// Requests per second one connection (one stream) can carry at most: one request at a time, and
-/// no round trip on loopback is shorter than 20 µs (nginx's service time there is 0.11 ms).
+/// no round trip is shorter than a loopback one (BENCHMARKS.md, "Constants chosen by
+/// measurement").
 pub const STREAM_CEILING: f64 = 50_000.0;
 
 /// Errors that stop the engine as a whole (per-request failures are recorded, not returned).
@@ -476,8 +478,8 @@ async fn join_all(
 
 /// How many engine threads: one per 100,000 requests per second, at most one per core and per
 /// connection; a closed loop uses every core. One thread is the cheapest way to run up to about
-/// 100,000 req/s: measured on 2 cores with the target on the same machine, one thread reached
-/// 95,000 req/s where two reached 83,000 (more threads than free cores only add context switches).
+/// 100,000 req/s: more threads than free cores only add context switches (BENCHMARKS.md,
+/// "Constants chosen by measurement").
 pub fn shard_count(rate: Rate, connections: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let wanted = match rate.qps() {

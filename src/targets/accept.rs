@@ -4,7 +4,6 @@
 //! accepting, let each connection finish its request and close, then drop what is left after a
 //! grace period, or at once when killed).
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -132,12 +131,5 @@ async fn ready(
             tokio::time::sleep(Duration::from_millis(5)).await;
             None
         }
-    }
-}
-
-/// A fixed answer never breaks off.
-impl From<Infallible> for Broken {
-    fn from(never: Infallible) -> Broken {
-        match never {}
     }
 }
