@@ -510,16 +510,24 @@ pub struct Limits {
     pub max_p99: Option<Setting<Duration>>,
     /// After the last step, every successful response must come from this version.
     pub expect_version: Option<Setting<String>>,
+    /// Longest time the target may answer nothing while requests wait (see
+    /// `crate::measure::stalls`).
+    pub max_stall: Option<Setting<Duration>>,
     /// Judge the run even if requests failed during warmup (otherwise exit 4).
     pub allow_warmup_errors: bool,
 }
 
+/// The default longest stall: a healthy target answers well within it, a vanished one does not
+/// (README, "Stalls", and BENCHMARKS.md for the silences measured).
+pub const MAX_STALL: Duration = Duration::from_secs(1);
+
 impl Default for Limits {
-    /// No threshold given: no failure and no gap allowed.
+    /// No threshold given: no failure, no gap and no stall longer than [`MAX_STALL`] allowed.
     fn default() -> Self {
         Limits {
             max_failures: Some(Setting::default_value(0)),
             max_gap: Some(Setting::default_value(Duration::ZERO)),
+            max_stall: Some(Setting::default_value(MAX_STALL)),
             ..Limits::none()
         }
     }
@@ -535,6 +543,7 @@ impl Limits {
             max_gap: None,
             max_p99: None,
             expect_version: None,
+            max_stall: None,
             allow_warmup_errors: false,
         }
     }
@@ -559,6 +568,7 @@ impl Limits {
             max_gap: given.max_gap.or_else(|| kept(&self.max_gap, relaxed)),
             max_p99: given.max_p99.or_else(|| self.max_p99.clone()),
             expect_version: given.expect_version.or_else(|| self.expect_version.clone()),
+            max_stall: given.max_stall.or_else(|| self.max_stall.clone()),
             allow_warmup_errors: given.allow_warmup_errors || self.allow_warmup_errors,
         }
     }
@@ -573,6 +583,9 @@ pub struct VerdictConfig {
     pub merge_gap: Duration,
     /// Time slots whose p99 exceeds this are reported as slow windows.
     pub slow: Option<Duration>,
+    /// A response later than this after its intended send time counts as failed
+    /// (`answered_late`).
+    pub max_late: Option<Duration>,
 }
 
 /// Everything one `gapless run` needs.

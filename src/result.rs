@@ -149,6 +149,15 @@ pub struct RunResult {
     pub merge_gap_ms: f64,
     /// Runs of slots whose p99 exceeded `--slow`.
     pub slow_windows: Vec<SlowEntry>,
+    /// Stalls: the target answering nothing for a while with requests waiting (capped list).
+    #[serde(default)]
+    pub stalls: Vec<StallEntry>,
+    /// Every stall found.
+    #[serde(default)]
+    pub stalls_total: u64,
+    /// The longest silence of the run, listed as a stall or not (0 without requests waiting).
+    #[serde(default)]
+    pub longest_stall_ms: f64,
     /// Which versions answered, and when.
     pub versions: BTreeMap<String, VersionEntry>,
     /// The last time an older version answered.
@@ -297,6 +306,9 @@ pub struct Thresholds {
     pub max_p99_ms: Option<f64>,
     /// The version every response after the last step must come from.
     pub expect_version: Option<String>,
+    /// Longest stall allowed; `null`: not checked (and in results written before stalls).
+    #[serde(default)]
+    pub max_stall_ms: Option<f64>,
     /// `--allow-warmup-errors`: failures during the warmup did not stop the rollout.
     #[serde(default)]
     pub allow_warmup_errors: bool,
@@ -342,6 +354,33 @@ pub struct Span {
     pub start_ms: f64,
     /// End, from the run start.
     pub end_ms: f64,
+}
+
+/// One entry of `stalls`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StallEntry {
+    /// When the silence began (completion clock).
+    pub start_ms: f64,
+    /// When the next answer arrived (or the load ended, `open`).
+    pub end_ms: f64,
+    /// `end_ms - start_ms`.
+    pub duration_ms: f64,
+    /// Requests that waited across it and succeeded in the end.
+    pub held: u64,
+    /// Requests that waited across it and failed.
+    pub failed: u64,
+    /// Connect attempts that timed out during it (SYNs unanswered).
+    pub connect_timeouts: u64,
+    /// Requests that timed out during it on connections opened for them (accepted, silent).
+    pub unanswered_new: u64,
+    /// Requests that timed out during it on kept-alive connections (reads idle).
+    pub unanswered_reused: u64,
+    /// Foreground steps running during it.
+    pub steps: Vec<String>,
+    /// When no step ran: the last step that ended before it.
+    pub after_step: Option<String>,
+    /// The load ended before an answer did.
+    pub open: bool,
 }
 
 /// One entry of `slow_windows`.
@@ -644,6 +683,9 @@ pub enum CriterionKind {
     RequestsSent,
     /// The run ran to its end (`measured`: `completed`, `interrupt` or `terminate`).
     Completed,
+    /// The longest stall (the target answering nothing while requests waited) against
+    /// `--max-stall` (milliseconds).
+    MaxStall,
 }
 
 impl CriterionKind {
@@ -659,6 +701,7 @@ impl CriterionKind {
             CriterionKind::HealthyBeforeRollout => "healthy before the rollout",
             CriterionKind::RequestsSent => "requests sent",
             CriterionKind::Completed => "run completed",
+            CriterionKind::MaxStall => "no stall",
         }
     }
 }
@@ -926,6 +969,32 @@ impl RunResult {
                     steps: f.rollout.steps_during(w.start, w.end),
                 })
                 .collect(),
+            stalls: r
+                .stalls()
+                .stalls()
+                .iter()
+                .map(|s| {
+                    let steps = f.rollout.steps_during(s.start, s.end);
+                    StallEntry {
+                        start_ms: millis(s.start),
+                        end_ms: millis(s.end),
+                        duration_ms: millis(s.duration()),
+                        held: s.held,
+                        failed: s.failed,
+                        connect_timeouts: s.connect_timeouts,
+                        unanswered_new: s.unanswered_new,
+                        unanswered_reused: s.unanswered_reused,
+                        after_step: steps
+                            .is_empty()
+                            .then(|| f.rollout.step_before(s.start).map(str::to_string))
+                            .flatten(),
+                        steps,
+                        open: s.open,
+                    }
+                })
+                .collect(),
+            stalls_total: r.stalls().total(),
+            longest_stall_ms: millis(r.stalls().longest_silence()),
             versions: r
                 .versions()
                 .iter()

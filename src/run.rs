@@ -142,17 +142,20 @@ pub async fn run(
     let interval = config.load.rate.qps().map_or(Duration::ZERO, |q| {
         Duration::try_from_secs_f64(1.0 / q).unwrap_or(crate::load::timer::HORIZON)
     });
-    let recorder = Arc::new(Mutex::new(Recorder::new(
-        start,
-        Timeline::for_run(config),
-        config.target.ok_codes.clone(),
-        if has_steps {
-            Phase::Warmup
-        } else {
-            Phase::Load
-        },
-        GapDetector::new(config.verdict.merge_gap, interval),
-    )));
+    let recorder = Arc::new(Mutex::new(
+        Recorder::new(
+            start,
+            Timeline::for_run(config),
+            config.target.ok_codes.clone(),
+            if has_steps {
+                Phase::Warmup
+            } else {
+                Phase::Load
+            },
+            GapDetector::new(config.verdict.merge_gap, interval),
+        )
+        .with_max_late(config.verdict.max_late),
+    ));
     let probe = VersionProbe::new(
         config.target.version_header.clone(),
         config.target.version_regex.clone(),

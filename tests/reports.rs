@@ -239,6 +239,7 @@ fn every_report_format_from_one_run_and_from_the_saved_result() {
             "requests kept",
             "failure ratio",
             "availability gap",
+            "no stall",
             "p99 latency",
             "version",
             "rollout steps",

@@ -78,7 +78,7 @@ pub enum Error {
     NoReplicas,
     /// `--merge-gap` or `--slow` for a saved result, whose windows are already found.
     #[error(
-        "--merge-gap and --slow shape the windows while the load runs: a saved result's cannot change"
+        "--merge-gap, --slow and --max-late shape the windows while the load runs: a saved result's cannot change"
     )]
     NotForSaved,
 }
@@ -161,7 +161,10 @@ impl ReportArgs {
     /// The thresholds given, over those the saved `result` was judged against.
     pub fn limits(&self, saved: &Limits) -> Result<Limits, Error> {
         let cx = Context::new(None, &|_| None);
-        if self.verdict.merge_gap.is_some() || self.verdict.slow.is_some() {
+        if self.verdict.merge_gap.is_some()
+            || self.verdict.slow.is_some()
+            || self.verdict.max_late.is_some()
+        {
             return Err(Error::NotForSaved);
         }
         Ok(saved.with(limits(&self.verdict, &cx)?))
@@ -488,6 +491,7 @@ impl RunArgs {
                 limits: Limits::default().with(limits),
                 merge_gap: verdict.merge_gap(&cx)?.value,
                 slow: verdict.slow(&cx)?.map(Setting::into_value),
+                max_late: verdict.max_late(&cx)?.map(Setting::into_value),
             },
             redact: Redactor::new(&self.redact, secrets(&self.redact_env, &cx, env)),
         };
@@ -546,6 +550,8 @@ pub fn limits(verdict: &VerdictOptions, cx: &Context) -> Result<Limits, Error> {
         max_gap: verdict.max_gap(cx)?,
         max_p99: verdict.max_p99(cx)?,
         expect_version: verdict.expect_version(cx)?,
+        // Its default is Limits::default()'s (a unit test keeps the two equal).
+        max_stall: Some(verdict.max_stall(cx)?).filter(|s| s.source.is_given()),
         allow_warmup_errors: verdict.allow_warmup_errors(cx)?.value,
     })
 }
@@ -897,6 +903,17 @@ mod tests {
                 "README's [{section}] comment does not list {field}: {line}"
             );
         }
+    }
+
+    #[test]
+    fn the_declared_default_stall_is_the_verdicts() {
+        let cx = Context::new(None, &|_| None);
+        let declared = VerdictOptions::default().max_stall(&cx).unwrap();
+        assert_eq!(declared.value, crate::config::MAX_STALL);
+        assert_eq!(
+            Limits::default().max_stall.map(|s| s.value),
+            Some(declared.value)
+        );
     }
 
     #[test]

@@ -353,6 +353,13 @@ options! {
         /// Report time slots whose p99 latency exceeds this as slow windows.
         #[arg(long, value_name = "DUR")]
         slow: String => Duration = none, Span::new(Duration::ZERO, hours(24));
+        /// Longest time the target may answer nothing while requests wait for it (a stall).
+        #[arg(long, value_name = "DUR")]
+        max_stall: String => Duration = "1s", Span::new(ms(10), hours(24));
+        /// Count a response that came later than this after its intended send time as failed
+        /// (answered_late).
+        #[arg(long, value_name = "DUR")]
+        max_late: String => Duration = none, Span::new(ms(1), hours(1));
         /// Judge the run even if requests failed during warmup (otherwise exit 4, no step runs).
         #[arg(long, num_args = 0, default_missing_value = "true")]
         allow_warmup_errors: bool => bool = "false", Switch;

@@ -205,6 +205,39 @@ pub const RULES: &[Rule] = &[
         check: tls_failures_insecure,
     },
     Rule {
+        name: "packets-dropped",
+        scope: Scope::Run,
+        cause: "the target answered nothing for a while and new connections were not even \
+                accepted: packets to it were dropped (a node that vanished, a NetworkPolicy or \
+                firewall rule applied too early, a stale endpoint on another node, a load \
+                balancer draining the wrong backend)",
+        fix: "find what dropped packets then (node events, NetworkPolicy or security-group \
+              changes, endpoint and kube-proxy updates); a terminating pod should keep serving \
+              until its endpoint is removed everywhere",
+        check: stall_with_unanswered_connects,
+    },
+    Rule {
+        name: "process-paused",
+        scope: Scope::Run,
+        cause: "the target accepted connections but answered nothing for a while: its process \
+                was paused or frozen (SIGSTOP, a stop-the-world pause, an exhausted worker \
+                pool) while the kernel kept accepting",
+        fix: "find what froze the process (GC and thread dumps, CPU throttling by its cgroup, \
+              a blocked worker pool); a readiness probe with a short timeout takes a frozen \
+              instance out of rotation",
+        check: stall_with_accepted_silent_connections,
+    },
+    Rule {
+        name: "target-silent",
+        scope: Scope::Run,
+        cause: "the target answered nothing for a while, then answered the requests that had \
+                waited: packets to it were dropped and retransmitted (a vanished node, a rule \
+                applied too early, a stale endpoint), or its process was paused",
+        fix: "find what happened at that time (node and network events, endpoint updates, the \
+              target's own pauses); --max-stall sets how long a silence may last",
+        check: stall_without_connection_evidence,
+    },
+    Rule {
         name: "timeouts",
         scope: Scope::BeforeRollout,
         cause: "the target answered slower than --timeout, or not at all",
@@ -222,6 +255,91 @@ pub const RULES: &[Rule] = &[
         check: refused_before_rollout,
     },
 ];
+
+/// A silence this long is worth a hint.
+const HINTED_STALL_MS: f64 = 500.0;
+
+/// The stalls worth a hint, with their evidence summed: `(stalls, longest, connect timeouts,
+/// unanswered on new connections, unanswered on reused ones)`.
+fn long_stalls(r: &RunResult) -> Option<(usize, &crate::result::StallEntry, u64, u64, u64)> {
+    let long: Vec<_> = r
+        .stalls
+        .iter()
+        .filter(|s| s.duration_ms >= HINTED_STALL_MS)
+        .collect();
+    let longest = long
+        .iter()
+        .copied()
+        .max_by(|a, b| a.duration_ms.total_cmp(&b.duration_ms))?;
+    Some((
+        long.len(),
+        longest,
+        long.iter().map(|s| s.connect_timeouts).sum(),
+        long.iter().map(|s| s.unanswered_new).sum(),
+        long.iter().map(|s| s.unanswered_reused).sum(),
+    ))
+}
+
+/// `the target answered nothing for 1520 ms at +3.2 s, during step "drop"`.
+fn stall_sentence(count: usize, longest: &crate::result::StallEntry) -> String {
+    let during = match longest.steps.as_slice() {
+        [] => longest
+            .after_step
+            .as_ref()
+            .map_or(String::new(), |s| format!(", after step {s:?}")),
+        steps => format!(
+            ", during {}",
+            steps
+                .iter()
+                .map(|s| format!("step {s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let more = match count {
+        1 => String::new(),
+        n => format!(" (the longest of {n} stalls)"),
+    };
+    format!(
+        "the target answered nothing for {:.0} ms at +{:.1} s{during}{more}",
+        longest.duration_ms,
+        longest.start_ms / 1000.0
+    )
+}
+
+fn stall_with_unanswered_connects(e: &Evidence) -> Option<String> {
+    let (count, longest, connects, new, reused) = long_stalls(e.result)?;
+    (connects > 0 && new == 0).then(|| {
+        format!(
+            "{}; {connects} connect attempts timed out and {reused} requests on kept-alive \
+             connections got no answer in it",
+            stall_sentence(count, longest)
+        )
+    })
+}
+
+fn stall_with_accepted_silent_connections(e: &Evidence) -> Option<String> {
+    let (count, longest, connects, new, _) = long_stalls(e.result)?;
+    (new > 0 && connects == 0).then(|| {
+        format!(
+            "{}; {new} requests on connections it had just accepted got no answer",
+            stall_sentence(count, longest)
+        )
+    })
+}
+
+fn stall_without_connection_evidence(e: &Evidence) -> Option<String> {
+    let (count, longest, connects, new, _) = long_stalls(e.result)?;
+    // No telling sign, or signs of both.
+    ((connects > 0) == (new > 0)).then(|| {
+        format!(
+            "{}; {} requests waited across it and were answered late, {} failed",
+            stall_sentence(count, longest),
+            longest.held,
+            longest.failed
+        )
+    })
+}
 
 /// Every hint whose rule applies to `result`.
 pub fn diagnose(result: &RunResult) -> Vec<Hint> {

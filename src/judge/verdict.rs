@@ -13,7 +13,8 @@ use std::time::Duration;
 use crate::config::{Limits, Source};
 use crate::measure::recorder::Phase;
 use crate::result::{
-    Criterion, CriterionKind, HintEntry, Quantity, RunResult, Thresholds, Verdict, WindowEntry,
+    Criterion, CriterionKind, HintEntry, Quantity, RunResult, StallEntry, Thresholds, Verdict,
+    WindowEntry,
 };
 use crate::run::{Finished, Interruption};
 use crate::units::{breakdown, format_ms};
@@ -97,6 +98,7 @@ pub fn conclude(result: &mut RunResult, limits: &Limits) {
         max_gap_ms: limits.max_gap.as_ref().map(|s| millis(s.value)),
         max_p99_ms: limits.max_p99.as_ref().map(|s| millis(s.value)),
         expect_version: limits.expect_version.as_ref().map(|s| s.value.clone()),
+        max_stall_ms: limits.max_stall.as_ref().map(|s| millis(s.value)),
         allow_warmup_errors: limits.allow_warmup_errors,
     };
     result.verdict = judge(result, limits);
@@ -145,6 +147,9 @@ pub fn limits_of(result: &RunResult) -> Limits {
             .expect_version
             .clone()
             .map(|v| Setting::from(v, source(CriterionKind::ExpectVersion))),
+        max_stall: t
+            .max_stall_ms
+            .map(|v| Setting::from(ms(v), source(CriterionKind::MaxStall))),
         allow_warmup_errors: t.allow_warmup_errors,
     }
 }
@@ -187,11 +192,12 @@ pub fn judge(r: &RunResult, limits: &Limits) -> Verdict {
 /// was dropped, then the other thresholds, the steps and the interruption. When too many
 /// requests failed, that sentence names the longest gap too, so the gap's own is not repeated.
 fn reasons(criteria: &[Criterion]) -> Vec<String> {
-    const ORDER: [CriterionKind; 9] = [
+    const ORDER: [CriterionKind; 10] = [
         CriterionKind::HealthyBeforeRollout,
         CriterionKind::MaxFailures,
         CriterionKind::MaxFailureRatio,
         CriterionKind::MaxGap,
+        CriterionKind::MaxStall,
         CriterionKind::MaxP99,
         CriterionKind::RequestsSent,
         CriterionKind::ExpectVersion,
@@ -301,6 +307,29 @@ fn criteria(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
             )
         }
         None => skipped(CriterionKind::MaxGap, "no --max-gap"),
+    });
+
+    list.push(match &limits.max_stall {
+        Some(max) => {
+            let limit = millis(max.value);
+            let longest = r.longest_stall_ms;
+            assessed(
+                CriterionKind::MaxStall,
+                longest <= limit,
+                Quantity::Number(limit),
+                Some(Quantity::Number(longest)),
+                &max.source,
+                || {
+                    let at = longest_stall(r).map_or_else(String::new, describe_stall);
+                    format!(
+                        "the target answered nothing for {}{at} (--max-stall {})",
+                        format_ms(longest),
+                        humantime::format_duration(max.value)
+                    )
+                },
+            )
+        }
+        None => skipped(CriterionKind::MaxStall, "no --max-stall"),
     });
 
     list.push(match &limits.max_p99 {
@@ -476,6 +505,43 @@ fn longest_gap(r: &RunResult) -> Option<&WindowEntry> {
     r.gaps.iter().find(|g| g.duration_ms == longest)
 }
 
+/// The longest listed stall (the first among equals).
+fn longest_stall(r: &RunResult) -> Option<&StallEntry> {
+    r.stalls
+        .iter()
+        .filter(|s| s.duration_ms >= r.longest_stall_ms)
+        .min_by(|a, b| a.start_ms.total_cmp(&b.start_ms))
+}
+
+/// ` from +3.2 s during step "drop"`, or ` from +3.2 s, until the load ended`.
+fn describe_stall(stall: &StallEntry) -> String {
+    let open = if stall.open {
+        ", until the load ended"
+    } else {
+        ""
+    };
+    format!(
+        " from +{:.1} s{}{open}",
+        stall.start_ms / 1000.0,
+        during(&stall.steps, stall.after_step.as_deref())
+    )
+}
+
+/// ` during step "a"`, ` during steps "a", "b"`, ` after step "a"` or nothing.
+fn during(steps: &[String], after: Option<&str>) -> String {
+    match steps {
+        [] => after.map_or_else(String::new, |step| format!(" after step {step:?}")),
+        [one] => format!(" during step {one:?}"),
+        many => format!(
+            " during steps {}",
+            many.iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 /// `(successful responses from other versions, one sentence per other version)` after the last
 /// step (in the cooldown; the whole load for a run without steps): `version v1 answered 40 times
 /// after the last step ended (first at +12.3 s); expected only v2`.
@@ -524,24 +590,11 @@ fn plural(n: u64) -> &'static str {
 
 /// `longest gap 120 ms at +12.3 s during step "set image"`.
 fn describe_gap(gap: &WindowEntry) -> String {
-    let during = match gap.steps.as_slice() {
-        [] => match &gap.after_step {
-            Some(step) => format!(" after step {step:?}"),
-            None => String::new(),
-        },
-        [one] => format!(" during step {one:?}"),
-        many => format!(
-            " during steps {}",
-            many.iter()
-                .map(|s| format!("{s:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
     format!(
-        "longest gap {} at +{:.1} s{during}",
+        "longest gap {} at +{:.1} s{}",
         format_ms(gap.duration_ms),
-        gap.start_ms / 1000.0
+        gap.start_ms / 1000.0,
+        during(&gap.steps, gap.after_step.as_deref())
     )
 }
 

@@ -204,6 +204,16 @@ impl GapDetector {
         }
     }
 
+    /// The time between two intended sends (zero for a closed loop).
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The sequence number of the earliest request not yet added or skipped.
+    pub fn first_incomplete(&self) -> u64 {
+        self.next
+    }
+
     /// Adds the sent request with sequence number `seq`. Requests may arrive in any order; each
     /// sequence number at most once (and never one also given to [`GapDetector::skip`]).
     pub fn add(&mut self, seq: u64, mark: Mark) {

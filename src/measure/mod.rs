@@ -4,5 +4,6 @@
 pub mod gaps;
 pub mod outcome;
 pub mod recorder;
+pub mod stalls;
 pub mod timeline;
 pub mod version;

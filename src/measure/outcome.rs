@@ -49,11 +49,14 @@ pub enum ErrorClass {
     /// failure, but not one of the target's: it carries no evidence about the target and is on
     /// no connection (see [`crate::measure::gaps`] and the README's "Bounded backlog").
     NotSent,
+    /// A response that came later than `--max-late` after its intended send time: answered, but
+    /// too late to count as kept (only with `--max-late`).
+    AnsweredLate,
 }
 
 impl ErrorClass {
     /// Every class, in report order.
-    pub const ALL: [ErrorClass; 10] = [
+    pub const ALL: [ErrorClass; 11] = [
         ErrorClass::ConnectRefused,
         ErrorClass::ConnectTimeout,
         ErrorClass::Dns,
@@ -64,6 +67,7 @@ impl ErrorClass {
         ErrorClass::Protocol,
         ErrorClass::Other,
         ErrorClass::NotSent,
+        ErrorClass::AnsweredLate,
     ];
 
     /// Number of classes, for fixed-size counter arrays.
@@ -80,6 +84,21 @@ impl ErrorClass {
         let name: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
             name.into_deserializer();
         serde::Deserialize::deserialize(name).ok()
+    }
+
+    /// True when the target said something (refused, reset, closed, bytes that are not HTTP, a
+    /// TLS alert); false when gapless's own clock ran out (a timeout) or nothing reached the
+    /// target (not sent, no address, another failure). See [`crate::measure::stalls`].
+    pub fn is_answer(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::ConnectRefused
+                | ErrorClass::Reset
+                | ErrorClass::ClosedBeforeResponse
+                | ErrorClass::Protocol
+                | ErrorClass::Tls
+                | ErrorClass::AnsweredLate
+        )
     }
 
     /// Position in [`ErrorClass::ALL`].

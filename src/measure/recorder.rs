@@ -15,6 +15,7 @@ use crate::measure::gaps::{Failure, GapDetector, Mark};
 use crate::measure::outcome::{
     Completion, ConnectionUse, EnvoyReply, ErrorClass, ErrorSamples, Outcome,
 };
+use crate::measure::stalls::{Finish, StallDetector};
 use crate::measure::timeline::Timeline;
 use crate::measure::version::VersionId;
 
@@ -146,6 +147,10 @@ pub struct Recorder {
     gaps: GapDetector,
     /// Corrected latency since the progress line last took it.
     recent: LatencyHistogram,
+    /// Silences of the target while requests waited.
+    stalls: StallDetector,
+    /// `--max-late`: a response later than this after its intended time is a failure.
+    max_late: Option<Duration>,
     /// The first message of each error class, noted by the engine where the failure happened
     /// (without this recorder's lock) and here for requests never sent. Shared by clones.
     samples: Arc<ErrorSamples>,
@@ -190,8 +195,16 @@ impl Recorder {
             versions: Vec::new(),
             gaps,
             recent: latency_histogram(),
+            stalls: StallDetector::new(),
+            max_late: None,
             samples: Arc::default(),
         }
+    }
+
+    /// This recorder, counting a response later than `max_late` after its intended send time as
+    /// a failure (`answered_late`).
+    pub fn with_max_late(self, max_late: Option<Duration>) -> Recorder {
+        Recorder { max_late, ..self }
     }
 
     /// Counts one finished attempt.
@@ -210,7 +223,24 @@ impl Recorder {
         if late > LATE_THRESHOLD {
             self.late += 1;
         }
+        // With --max-late, a response later than that is a failure of its own class.
+        let too_late = self
+            .max_late
+            .is_some_and(|max| c.done.saturating_duration_since(c.due) > max);
         let (ok, failure) = match c.outcome {
+            Outcome::Status(_) if too_late => {
+                let corrected = micros(c.done.saturating_duration_since(c.due));
+                self.corrected.saturating_record(corrected);
+                self.recent.saturating_record(corrected);
+                self.service
+                    .saturating_record(micros(c.done.saturating_duration_since(sent)));
+                let class = ErrorClass::AnsweredLate;
+                self.errors[class.index()][c.connection.index()] += 1;
+                let slot = self.timeline.slot_mut(offset);
+                slot.add_error(class);
+                slot.add_latency(corrected);
+                (false, Some(Failure::Error(class)))
+            }
             Outcome::Status(status) => {
                 let ok = self.ok_codes.contains(status);
                 if let Some(n) = self.codes.get_mut(usize::from(status)) {
@@ -285,6 +315,50 @@ impl Recorder {
                 connection: c.connection,
             },
         );
+        let (answer, class) = match c.outcome {
+            Outcome::Status(_) if too_late => (true, Some(ErrorClass::AnsweredLate)),
+            Outcome::Status(_) => (true, None),
+            Outcome::Failed(class) => (class.is_answer(), Some(class)),
+        };
+        let next_due = self.next_due();
+        self.stalls.finish(
+            Finish {
+                due: offset,
+                done: c.done.saturating_duration_since(self.start),
+                ok,
+                class,
+                connection: c.connection,
+            },
+            answer,
+            next_due,
+        );
+    }
+
+    /// When the earliest request not yet finished fell (or falls) due, from the start of the
+    /// run; `None` for a closed loop.
+    fn next_due(&self) -> Option<Duration> {
+        let interval = self.gaps.interval();
+        (!interval.is_zero()).then(|| {
+            Duration::try_from_secs_f64(
+                interval.as_secs_f64() * self.gaps.first_incomplete() as f64,
+            )
+            .unwrap_or(Duration::MAX)
+        })
+    }
+
+    /// How long the target has been silent at `now` with requests waiting for it (see
+    /// [`crate::measure::stalls`]), for the live progress line.
+    pub fn silent_for(&self, now: Instant) -> Option<Duration> {
+        let now = now.saturating_duration_since(self.start);
+        if self.next_due().is_some_and(|due| due > now) {
+            return None;
+        }
+        self.stalls.silent_for(now)
+    }
+
+    /// The stalls found so far.
+    pub fn stalls(&self) -> &StallDetector {
+        &self.stalls
     }
 
     /// Counts a batch of arrivals that were never sent (class `not_sent`): in the totals, the
@@ -339,6 +413,7 @@ impl Recorder {
             counted = upto;
         }
         self.gaps.skip(first_seq, stride, count);
+        self.stalls.not_sent(count);
     }
 
     /// Starts `phase` at `at` from the start of the run: requests intended from then on count in
@@ -549,6 +624,8 @@ impl Recorder {
     /// Ends the run at `length` from the start: pads the timeline, closes the last phase and the
     /// last failure window.
     pub fn finish(&mut self, length: Duration) {
+        let next_due = self.next_due();
+        self.stalls.end(length, next_due);
         self.timeline.extend_to(length);
         if let Some(last) = self.phases.last_mut() {
             last.end.get_or_insert(length);

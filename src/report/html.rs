@@ -122,6 +122,25 @@ pub fn render(r: &RunResult) -> String {
                         }
                     }
                 }
+                h2 { "Stalls (" (r.stalls_total) ")" }
+                @if r.stalls.is_empty() {
+                    p { "None. Longest silence: " (format!("{:.1}", r.longest_stall_ms)) " ms." }
+                } @else {
+                    table {
+                        tr { th { "start" } th { "duration" } th { "held" } th { "failed" } th { "connect timeouts" } th { "unanswered new / reused" } th { "steps" } }
+                        @for st in &r.stalls {
+                            tr {
+                                td class="n" { "+" (format!("{:.3}", st.start_ms / 1000.0)) " s" }
+                                td class="n" { (format!("{:.1}", st.duration_ms)) " ms" @if st.open { " (open)" } }
+                                td class="n" { (st.held) }
+                                td class="n" { (st.failed) }
+                                td class="n" { (st.connect_timeouts) }
+                                td class="n" { (st.unanswered_new) " / " (st.unanswered_reused) }
+                                td { (st.steps.join(", ")) @if let Some(a) = &st.after_step { "after " (a) } }
+                            }
+                        }
+                    }
+                }
                 @if !r.steps.is_empty() {
                     h2 { "Steps" }
                     table {
@@ -281,6 +300,7 @@ fn legend(series: &Series) -> Markup {
             span { i style={ "background:" (STEP_COLOR) ";opacity:.3" } {} "rollout step" }
             span { i style={ "background:rgba(192,57,43,.12);border:1px dashed " (GAP_COLOR) ";box-sizing:border-box" } {} "failure window (some requests failed)" }
             span { i style={ "background:" (GAP_COLOR) ";opacity:.35" } {} "availability gap (every request failed)" }
+            span { i style={ "background:" (STALL_COLOR) } {} "stall (nothing answered while requests waited)" }
             span { i style={ "background:" (EVENT_COLOR) } {} "event" }
         }
     }
@@ -523,6 +543,8 @@ fn step_labels(r: &RunResult) -> Vec<(Label, f64)> {
 
 const STEP_COLOR: &str = "#4c78a8";
 const GAP_COLOR: &str = "#c0392b";
+/// Stalls: a dark band along the bottom of the chart.
+const STALL_COLOR: &str = "#4a2c6b";
 const EVENT_COLOR: &str = "#555";
 /// Height of one lane of labels above the timeline.
 const LANE: f64 = 14.0;
@@ -583,6 +605,12 @@ fn timeline(r: &RunResult, series: &Series) -> Markup {
                 } @else {
                     rect x=(x0) y=(top) width=((x1 - x0).max(2.0)) height=(height - top) fill=(GAP_COLOR) fill-opacity="0.12" stroke=(GAP_COLOR) stroke-dasharray="4,2" { title { (what) } }
                 }
+            }
+            // Stalls: a hatched band along the bottom of the chart while the target was silent.
+            @for st in &r.stalls {
+                @let (x0, x1) = (x(r, st.start_ms), x(r, st.end_ms));
+                @let what = format!("stall of {:.1} ms at +{:.3} s: nothing answered; {} held, {} failed", st.duration_ms, st.start_ms / 1000.0, st.held, st.failed);
+                rect x=(x0) y=(height - 14.0) width=((x1 - x0).max(2.0)) height="14" fill=(STALL_COLOR) fill-opacity="0.85" { title { (what) } }
             }
             @for label in &events {
                 @let lane_y = label.lane.map_or(event_strip, |l| LANE * (l as f64 + 1.0));

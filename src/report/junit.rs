@@ -109,7 +109,7 @@ mod tests {
         let r = judged(100, 3, None);
         let xml = render(&r);
         assert!(
-            xml.contains(r#"tests="9" failures="2" skipped="5""#),
+            xml.contains(r#"tests="10" failures="2" skipped="5""#),
             "{xml}"
         );
         assert!(

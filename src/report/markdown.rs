@@ -112,6 +112,36 @@ fn write(out: &mut String, r: &RunResult) -> std::fmt::Result {
         }
         writeln!(out)?;
     }
+    if !r.stalls.is_empty() {
+        writeln!(
+            out,
+            "| stall | start | duration | held | failed | connect timeouts | unanswered new / reused | during |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|")?;
+        for st in r.stalls.iter().take(LISTED) {
+            let during = if st.steps.is_empty() {
+                st.after_step
+                    .as_ref()
+                    .map_or(String::new(), |s| format!("after {s}"))
+            } else {
+                st.steps.join(", ")
+            };
+            writeln!(
+                out,
+                "| {} | +{:.3} s | {:.1} ms | {} | {} | {} | {} / {} | {} |",
+                if st.open { "open" } else { "stall" },
+                st.start_ms / 1000.0,
+                st.duration_ms,
+                st.held,
+                st.failed,
+                st.connect_timeouts,
+                st.unanswered_new,
+                st.unanswered_reused,
+                cell(&during)
+            )?;
+        }
+        writeln!(out)?;
+    }
     if !r.windows.is_empty() {
         writeln!(
             out,

@@ -291,21 +291,7 @@ fn write_windows(out: &mut String, r: &RunResult) -> std::fmt::Result {
             what.join(", "),
             w.failed_on_new_connections,
             w.failed_on_reused_connections,
-            if w.steps.is_empty() {
-                w.after_step
-                    .as_ref()
-                    .map(|s| format!(" ; after {s:?}"))
-                    .unwrap_or_default()
-            } else {
-                format!(
-                    " ; during {}",
-                    w.steps
-                        .iter()
-                        .map(|s| format!("{s:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            },
+            steps_note(&w.steps, w.after_step.as_deref()),
             if w.open {
                 " ; still failing when the load stopped"
             } else {
@@ -325,6 +311,57 @@ fn write_windows(out: &mut String, r: &RunResult) -> std::fmt::Result {
             format_ms(w.duration_ms),
             format_ms(w.p99_ms)
         )?;
+    }
+    write_stalls(out, r)
+}
+
+/// ` ; during "a", "b"`, ` ; after "a"` or nothing: the steps a window or stall fell in.
+fn steps_note(steps: &[String], after: Option<&str>) -> String {
+    if steps.is_empty() {
+        after.map(|s| format!(" ; after {s:?}")).unwrap_or_default()
+    } else {
+        let names: Vec<String> = steps.iter().map(|s| format!("{s:?}")).collect();
+        format!(" ; during {}", names.join(", "))
+    }
+}
+
+/// The stalls: when the target answered nothing while requests waited.
+fn write_stalls(out: &mut String, r: &RunResult) -> std::fmt::Result {
+    if r.stalls_total == 0 {
+        return writeln!(
+            out,
+            "Stalls : none (longest silence {})",
+            format_ms(r.longest_stall_ms)
+        );
+    }
+    writeln!(
+        out,
+        "Stalls : {} (the target answered nothing while requests waited; longest {})",
+        r.stalls_total,
+        format_ms(r.longest_stall_ms)
+    )?;
+    for s in r.stalls.iter().take(LISTED_WINDOWS) {
+        writeln!(
+            out,
+            "  stall  {} {:>9} : {} held, {} failed ; {} connect timeouts, {} unanswered on new connections, {} on reused{}{}",
+            at(s.start_ms),
+            format_ms(s.duration_ms),
+            s.held,
+            s.failed,
+            s.connect_timeouts,
+            s.unanswered_new,
+            s.unanswered_reused,
+            steps_note(&s.steps, s.after_step.as_deref()),
+            if s.open {
+                " ; still silent when the load stopped"
+            } else {
+                ""
+            }
+        )?;
+    }
+    let listed = r.stalls.len().min(LISTED_WINDOWS) as u64;
+    if r.stalls_total > listed {
+        writeln!(out, "  ... {} more (see --json)", r.stalls_total - listed)?;
     }
     Ok(())
 }

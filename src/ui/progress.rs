@@ -35,9 +35,15 @@ pub struct Line {
     pub breakdown: String,
     /// p99 of the corrected latency over the last interval (µs).
     pub p99_us: Option<u64>,
+    /// How long the target has answered nothing while requests wait, when it is long enough
+    /// to show ([`SHOW_STALL`]).
+    pub stalled: Option<Duration>,
     /// Phase and step.
     pub status: Status,
 }
+
+/// A silence this long shows on the progress line as `stalled 1.2s`.
+pub const SHOW_STALL: Duration = Duration::from_millis(300);
 
 impl std::fmt::Display for Line {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,6 +65,9 @@ impl std::fmt::Display for Line {
         }
         if let Some(step) = &self.status.step {
             write!(f, "  step {step:?}")?;
+        }
+        if let Some(stalled) = self.stalled {
+            write!(f, "  stalled {:.1}s", stalled.as_secs_f64())?;
         }
         Ok(())
     }
@@ -102,6 +111,7 @@ pub async fn show(
                     String::new()
                 },
                 p99_us: r.take_recent_p99(),
+                stalled: r.silent_for(now).filter(|d| *d >= SHOW_STALL),
                 status: status.borrow().clone(),
             }
         };
@@ -123,6 +133,7 @@ mod tests {
             failed: 40,
             breakdown: "503: 40".into(),
             p99_us: Some(3_210),
+            stalled: None,
             status: Status {
                 phase: Phase::Steps,
                 step: Some("set image".into()),
@@ -145,6 +156,14 @@ mod tests {
         assert_eq!(
             quiet.to_string(),
             "[  12.0s] warmup       999.5 req/s  ok 11960  failed 0  p99 -"
+        );
+        let stalled = Line {
+            stalled: Some(Duration::from_millis(1_240)),
+            ..quiet
+        };
+        assert_eq!(
+            stalled.to_string(),
+            "[  12.0s] warmup       999.5 req/s  ok 11960  failed 0  p99 -  stalled 1.2s"
         );
     }
 }
