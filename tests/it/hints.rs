@@ -5,12 +5,11 @@
 //!
 //! Every load is at most 100 requests per second for at most one second.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{Reply, TempFile, TestServer, at, counts, counts_at, run_json, u64_at};
 use serde_json::Value;
-use support::{Reply, TempFile, TestServer, at, counts, counts_at, run_json, u64_at};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The rule names of the hints, in report order.

@@ -3,11 +3,9 @@
 //! one 1 s stall on a single connection shows in the latency percentiles, while the service time
 //! (from the actual send) shows only the one slow response.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Reply, TestServer, counts, counts_at, f64_at, run_json, u64_at};
+use crate::support::{Reply, TestServer, counts, counts_at, f64_at, run_json, u64_at};
 
 /// The request the server stalls on: at 100 qps over one connection, the 51st request to arrive
 /// is request 50, due 0.5 s into the run.

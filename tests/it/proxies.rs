@@ -13,21 +13,17 @@
 //! under CI (`CI` set), where that is a failure. `cargo test --test proxies -- --nocapture` shows
 //! each run's verdict, versions and windows.
 
-#[path = "support/proxy.rs"]
-mod proxy;
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use proxy::{
+use crate::support::proxy::{
     BASH_PRELUDE, Backend, GAPLESS, Haproxy, Nginx, Run, Scratch, free_port, haproxy_api,
     output_within, run_gapless, serial, step_values, toml_str, tool, value,
 };
+use crate::support::{at, count_at, counts_at, f64_at, u64_at};
 use serde_json::Value;
-use support::{at, count_at, counts_at, f64_at, u64_at};
 
 /// The load of every case.
 const QPS: f64 = 1000.0;

@@ -1,9 +1,8 @@
 //! Usage errors: impossible values exit 2 with one clear sentence on stderr that names the
 //! offending flag (or the URL), before any request is sent.
 
-mod support;
-
-use support::{TestServer, run_gapless};
+use crate::support;
+use crate::support::{TestServer, run_gapless};
 
 /// Runs `gapless run ARGS` and checks it is a usage error: exit 2, nothing on stdout, no JSON,
 /// and stderr mentioning every one of `mentions`. Returns stderr.

@@ -6,13 +6,12 @@
 //! early (before the target broke); placed by send times, it starts within a request of the
 //! break, and says how uncertain each boundary is.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{Reply, TestServer, at, f64_at, u64_at};
+use crate::support;
+use crate::support::{Reply, TestServer, at, f64_at, u64_at};
 
 /// When the target breaks and recovers, after its first request (on its own clock).
 const BREAK: Duration = Duration::from_millis(1000);

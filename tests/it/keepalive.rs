@@ -3,9 +3,7 @@
 //! `Connection: close`, or by closing the idle connection) it opens one connection per request,
 //! and closing between requests fails none of them.
 
-mod support;
-
-use support::{
+use crate::support::{
     Reply, TestServer, at, counts, counts_at, read_request_head, run_json, u64_at, wait_for_close,
 };
 use tokio::io::AsyncWriteExt;

@@ -1,11 +1,9 @@
 //! Hostile targets: each misbehaviour ends as a classified outcome within the request timeout,
 //! never a panic, a hang or a stored body. 20 requests at 20 qps on 2 connections, 300 ms timeout.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{
+use crate::support::{
     TestServer, at, counts, counts_at, read_request_head, run_json, u64_at, wait_for_close,
 };
 use tokio::io::AsyncWriteExt;

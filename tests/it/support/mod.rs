@@ -34,6 +34,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
+pub mod proxy;
+
 /// The binary under test.
 pub const GAPLESS: &str = env!("CARGO_BIN_EXE_gapless");
 

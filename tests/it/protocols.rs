@@ -2,11 +2,10 @@
 //! certificate (accepted with `--insecure`, rejected as `tls` without it), and HTTP/2 over TLS
 //! negotiated by ALPN. The server counts which requests really arrived over HTTP/2.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Reply, TestServer, at, counts, counts_at, f64_at, run_json, u64_at};
+use crate::support;
+use crate::support::{Reply, TestServer, at, counts, counts_at, f64_at, run_json, u64_at};
 
 /// 100 qps for 1 s on 4 connections: 100 attempts.
 fn load(url: &str, extra: &[&str]) -> (i32, serde_json::Value) {

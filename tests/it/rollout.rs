@@ -8,18 +8,17 @@
 //! own clock. The timing-sensitive test holds [`LOAD`] exclusively so that no other test of this
 //! file loads the machine meanwhile; the other load tests share it.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{
+use crate::support;
+use crate::support::{
     Fault, FaultServer, GAPLESS, Reply, TempFile, TestServer, at, count_at, counts, counts_at,
     f64_at, is_running, run_gapless, run_json, run_json_with_command, u64_at, wait_for_line,
     wait_not_running,
 };
+use serde_json::Value;
 
 /// Held exclusively by the test that measures a window to the millisecond, shared by the other
 /// tests that make load.

@@ -2,11 +2,10 @@
 //! `Host`) and are shown redacted; a secret variable a step expands or echoes is `<redacted>` in
 //! every output, stream and file; steps are shown as written, `${VAR}` unexpanded.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
-use support::{TempFile, TestServer, run_gapless};
+use crate::support;
+use crate::support::{TempFile, TestServer, run_gapless};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A keep-alive HTTP/1.1 server that answers `200` and keeps the head of every request it read.

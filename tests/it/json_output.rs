@@ -3,12 +3,11 @@
 //! as the run grows; sized to the run without `--slot`), and `--json -` puts the JSON alone on
 //! stdout with the text report on stderr.
 
-mod support;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::support;
+use crate::support::{TestServer, at, f64_at, run_gapless, run_json, u64_at};
 use serde_json::Value;
-use support::{TestServer, at, f64_at, run_gapless, run_json, u64_at};
 
 /// The JSON type a field must have.
 #[derive(Clone, Copy, Debug)]

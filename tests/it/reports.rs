@@ -2,16 +2,14 @@
 //! the CI job summary), JUnit XML, Fortio's JSON schema, and `gapless report` re-rendering a saved
 //! result. Loads are on loopback at 200 to 500 requests per second for a few seconds.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-use support::{
+use crate::support::{
     GAPLESS, Reply, TempFile, TestServer, at, f64_at, run_gapless, run_json_with_command, u64_at,
 };
+use serde_json::Value;
 
 /// A target that answers as `v1` until 1.5 s after its first request, then as `v2`, and as `v1`
 /// again after `back` if given.

@@ -10,15 +10,14 @@
 //! when it is read, its service time would be close to a millisecond; timed from the kernel's
 //! receive time, it stays at what the server took.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{Reply, TestServer};
 use gapless::cli::{Cli, Command};
 use gapless::config::RunConfig;
 use gapless::console::Console;
-use support::{Reply, TestServer};
 
 /// The configuration of `gapless run URL ARGS...`.
 fn config(url: &str, args: &[&str]) -> RunConfig {

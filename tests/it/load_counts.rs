@@ -1,9 +1,7 @@
 //! Request and status-code counts are exact: a paced run makes exactly `ceil(qps × duration)`
 //! attempts, each reaches the server exactly once, and every status is counted where it belongs.
 
-mod support;
-
-use support::{Reply, TestServer, at, counts, counts_at, run_gapless, run_json, u64_at};
+use crate::support::{Reply, TestServer, at, counts, counts_at, run_gapless, run_json, u64_at};
 
 /// Every 4th request the server receives (indices 3, 7, 11, ...) gets a 503.
 fn every_fourth_503() -> TestServer {

@@ -7,18 +7,17 @@
 //! seconds) are set on the validated configuration directly, in process: the engine must hold
 //! whatever it is given.
 
-mod support;
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support;
+use crate::support::{GAPLESS, TestServer, at, counts_at, f64_at, refused_port, run_json, u64_at};
 use gapless::cli::{Cli, Command as Verb};
 use gapless::config::{Qps, Rate, RunConfig};
 use gapless::console::Console;
 use gapless::verdict::Interruption;
-use support::{GAPLESS, TestServer, at, counts_at, f64_at, refused_port, run_json, u64_at};
 
 /// The configuration of `gapless run URL ARGS...`, as the command line validates it today.
 fn config(url: &str, args: &[&str]) -> RunConfig {

@@ -1,11 +1,10 @@
 //! Each transport failure class, produced for real by a misbehaving loopback target, lands in its
 //! own class, fails the run (exit 1), and leaves the request count exact.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{
+use crate::support;
+use crate::support::{
     TestServer, at, count_at, counts, counts_at, read_request_head, refused_port, run_json, u64_at,
     wait_for_close,
 };

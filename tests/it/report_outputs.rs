@@ -2,11 +2,9 @@
 //! written at the end is gapless's own failure (exit 5, not the usage error 2). Paths that
 //! cannot be written at all are found before the load (see `cli_errors.rs`).
 
-mod support;
-
 use std::time::Duration;
 
-use support::{TestServer, run_gapless, temp_path};
+use crate::support::{TestServer, run_gapless, temp_path};
 
 #[test]
 fn a_report_that_cannot_be_written_at_the_end_does_not_stop_the_others() {

@@ -3,10 +3,9 @@
 //!
 //! Every run is on loopback at 500 requests per second for about five seconds.
 
-mod support;
-
+use crate::support;
+use crate::support::{at, f64_at, run_gapless, u64_at};
 use serde_json::Value;
-use support::{at, f64_at, run_gapless, u64_at};
 
 fn scenario(name: &str) -> String {
     format!("{}/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"))

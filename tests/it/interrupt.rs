@@ -2,15 +2,13 @@
 //! JSON result, marked interrupted, with exit code 130 or 143. A second signal exits at once,
 //! and kills every step's process group first.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{
+use crate::support::{
     GAPLESS, TempFile, TestServer, at, temp_path, u64_at, wait_for_line, wait_not_running,
 };
+use serde_json::Value;
 
 /// Starts a 3 s run, sends `signal` after 1 s, and returns the exit code, how long the process
 /// lived, and the JSON result.

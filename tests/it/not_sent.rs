@@ -6,11 +6,9 @@
 //! time left before its deadline is shorter than the median of that connection's last 8
 //! service times (at most half the timeout), or has run out, is not sent.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Reply, TestServer, at, count_at, counts, counts_at, run_gapless, u64_at};
+use crate::support::{Reply, TestServer, at, count_at, counts, counts_at, run_gapless, u64_at};
 
 #[test]
 fn one_connection_at_a_50_ms_target_sends_only_what_it_can_answer_in_time() {
