@@ -7,9 +7,6 @@
 //! come from a closure, or a raw TCP server whose per-connection handler misbehaves on purpose.
 //! Dropping a [`TestServer`] stops it and joins its thread.
 
-// Each test crate includes this module and uses a different subset of it.
-#![allow(dead_code)]
-
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Read;
@@ -210,8 +207,6 @@ pub struct RequestInfo {
     pub index: u64,
     /// Time since the first request arrived (zero for the first).
     pub since_first: Duration,
-    /// HTTP version of the request.
-    pub version: Version,
 }
 
 /// How a hyper [`TestServer`] answers one request.
@@ -456,7 +451,6 @@ where
             let reply = responder(RequestInfo {
                 index,
                 since_first: now.saturating_duration_since(first),
-                version: request.version(),
             });
             // Read the request to its end so the connection stays usable.
             let _ = request.into_body().collect().await;

@@ -14,13 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-/// The binary under test.
-pub const GAPLESS: &str = env!("CARGO_BIN_EXE_gapless");
+pub use super::GAPLESS;
+use super::drain;
 
 /// A `gapless run` that takes longer than this is a hang: it is killed and the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
@@ -526,14 +525,6 @@ pub fn output_within(command: &mut Command, limit: Duration) -> Output {
         stdout: stdout.join().expect("stdout reader").into_bytes(),
         stderr: stderr.join().expect("stderr reader").into_bytes(),
     }
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
 }
 
 /// `key=value` pairs from the last line of a step's output that holds `key=`, as numbers.
