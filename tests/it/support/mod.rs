@@ -6,6 +6,11 @@
 //! [`TestServer`] is either a hyper server (HTTP/1.1 and h2c, optionally behind TLS) whose answers
 //! come from a closure, or a raw TCP server whose per-connection handler misbehaves on purpose.
 //! Dropping a [`TestServer`] stops it and joins its thread.
+//!
+//! A test that needs a real component (nginx, haproxy, Chromium, openssl) is marked
+//! `#[ignore = "needs NAME"]`, so a plain `cargo test` lists it as ignored instead of passing it
+//! without its component; `cargo test -- --include-ignored` (as `.ci/run` does, after installing
+//! them) runs it, and then [`needs`] fails it if the component is missing.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -524,14 +529,35 @@ pub async fn wait_for_close(stream: &mut TcpStream) {
     }
 }
 
+/// The path of the program `name` that the calling test needs: the first executable `name` on
+/// PATH, or in the sbin directories a non-root PATH may lack. Such a test is
+/// `#[ignore = "needs NAME"]` and runs only when asked for, so a missing program fails it.
+pub fn needs(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs {name}, which is not installed (it is ignored by a plain \
+                 `cargo test`; .ci/run installs {name} and runs it with --include-ignored)"
+            )
+        })
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// A self-signed certificate for `localhost` and its key, `(certificate PEM, key PEM)`, made by
 /// `openssl req -x509` as a user makes one: marked `CA:TRUE` (openssl's default configuration
-/// marks it so; the test asks for it explicitly, whatever the local configuration says). `None`
-/// after printing why when openssl is not installed, except under CI (`CI` set), where that
-/// fails.
-pub fn openssl_self_signed() -> Option<(String, String)> {
+/// marks it so; the test asks for it explicitly, whatever the local configuration says). For a
+/// test marked `#[ignore = "needs openssl"]`: fails if openssl is not installed.
+pub fn openssl_self_signed() -> (String, String) {
     let (cert, key) = (TempFile::new("crt"), TempFile::new("key"));
-    let made = Command::new("openssl")
+    let made = Command::new(needs("openssl"))
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
         .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
         .args([
@@ -543,28 +569,15 @@ pub fn openssl_self_signed() -> Option<(String, String)> {
         .args(["-addext", "basicConstraints=critical,CA:TRUE"])
         .args(["-keyout", key.as_str(), "-out", cert.as_str()])
         .stdin(Stdio::null())
-        .output();
-    match made {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
-            assert!(
-                !ci,
-                "openssl is not installed, and CI is set: this test must run here"
-            );
-            eprintln!("skipping: openssl is not installed (CI is not set)");
-            None
-        }
-        Err(e) => panic!("cannot run openssl: {e}"),
-        Ok(out) => {
-            assert!(
-                out.status.success(),
-                "openssl req -x509 failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let read = |f: &TempFile| std::fs::read_to_string(f.path()).expect("openssl's output");
-            Some((read(&cert), read(&key)))
-        }
-    }
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+    assert!(
+        made.status.success(),
+        "openssl req -x509 failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let read = |f: &TempFile| std::fs::read_to_string(f.path()).expect("openssl's output");
+    (read(&cert), read(&key))
 }
 
 /// A loopback port that nothing listens on: bound, read, and released again.
@@ -574,7 +587,7 @@ pub fn refused_port() -> u16 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rollout helpers (tests/rollout.rs): scenario files, process checks, a fault-injection target.
+// Rollout helpers (rollout.rs): scenario files, process checks, a fault-injection target.
 // ---------------------------------------------------------------------------------------------
 
 /// A file in the temp directory, removed on drop.

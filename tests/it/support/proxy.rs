@@ -1,12 +1,11 @@
-//! Real proxies for `tests/proxies.rs`: nginx and haproxy from the system's packages, each an
+//! Real proxies for `proxies.rs`: nginx and haproxy from the system's packages, each an
 //! ordinary process on loopback ports with its config, pid file, logs and temp paths in a
 //! [`Scratch`] directory, started and stopped by the test; `gapless serve` backends; and a runner
 //! for `gapless run --scenario` with extra environment variables.
 //!
-//! A test that needs a proxy asks [`tool`] for its binary: when it is missing the test is skipped
-//! with a printed reason, except under CI (the `CI` environment variable is set), where a missing
-//! binary fails the test. Tests hold [`serial`] so that their timing is not disturbed by each
-//! other's load.
+//! A test that needs a proxy is `#[ignore = "needs nginx"]` (or haproxy) and asks
+//! [`needs`](super::needs) for its binary, which fails the test when it is missing. Tests hold
+//! [`serial`] so that their timing is not disturbed by each other's load.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,34 +31,6 @@ const START_LIMIT: Duration = Duration::from_secs(10);
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// True under CI, where a missing proxy is a failure rather than a reason to skip.
-pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-}
-
-/// The path of `name` (searched on PATH, then in the sbin directories a non-root PATH may lack),
-/// or `None` after printing why the test is skipped. Panics under CI when it is missing.
-pub fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate));
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "{name} is not installed, and CI is set: the proxy tests must run here (.ci/run installs it)"
-        );
-        eprintln!("skipping: {name} is not installed (CI is not set)");
-    }
-    found
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// A free loopback port: bound on port 0, read, and released for a child process to bind.
