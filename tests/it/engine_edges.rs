@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::{GAPLESS, TestServer, at, counts_at, f64_at, refused_port, run_json, u64_at};
+use crate::support::{GAPLESS, Run, TestServer, at, counts_at, f64_at, refused_port, u64_at};
 use gapless::cli::{Cli, Command as Verb};
 use gapless::config::{Qps, Rate, RunConfig};
 use gapless::console::Console;
@@ -115,7 +115,7 @@ fn a_run_lasts_its_duration_even_when_its_last_request_is_done_early() {
     // -q 0.001 -d 1s: one request, at once; the load still lasts the second (before: 3 ms).
     let server = TestServer::healthy();
     let started = Instant::now();
-    let (code, json) = run_json(&["run", &server.url(), "-q", "0.001", "-d", "1s"]);
+    let (code, json) = Run::new(&server.url()).qps("0.001").duration("1s").json();
     let took = started.elapsed();
     assert_eq!(code, 0, "{json:#}");
     assert_eq!(u64_at(&json, "/requests/total"), 1);
@@ -236,18 +236,12 @@ fn an_impossible_rate_at_a_closed_port_ends_on_time_and_names_the_refusal() {
     // the ones never sent as not_sent (on no connection); the unreachable line says refused.
     let url = format!("http://127.0.0.1:{}/", refused_port());
     let started = Instant::now();
-    let (code, stdout, stderr, json) = support::run_gapless(&[
-        "run",
-        &url,
-        "-q",
-        "1000000",
-        "-c",
-        "2",
-        "-d",
-        "1s",
-        "--timeout",
-        "1s",
-    ]);
+    let (code, stdout, stderr, json) = Run::new(&url)
+        .qps(1_000_000)
+        .connections(2)
+        .duration("1s")
+        .timeout("1s")
+        .output();
     let took = started.elapsed();
     let json = json.unwrap_or_else(|| panic!("no JSON\n{stdout}\n{stderr}"));
     assert_eq!(code, 1, "{stderr}");

@@ -5,13 +5,16 @@
 use std::time::Duration;
 
 use crate::support;
-use crate::support::{Reply, TestServer, at, counts, counts_at, f64_at, run_json, u64_at};
+use crate::support::{Reply, Run, TestServer, at, counts, counts_at, f64_at, u64_at};
 
 /// 100 qps for 1 s on 4 connections: 100 attempts.
 fn load(url: &str, extra: &[&str]) -> (i32, serde_json::Value) {
-    let mut args = vec!["run", url, "-q", "100", "-d", "1s", "-c", "4"];
-    args.extend_from_slice(extra);
-    run_json(&args)
+    Run::new(url)
+        .qps(100)
+        .duration("1s")
+        .connections(4)
+        .args(extra)
+        .json()
 }
 
 fn assert_all_200(code: i32, json: &serde_json::Value) {
@@ -45,19 +48,13 @@ fn h2c_streams_share_one_connection() {
     // 100 ms answers at 20 qps need two requests in flight: four streams on one HTTP/2
     // connection carry them without queueing (one stream would fall ~1 s behind by the end).
     let server = TestServer::http(|_| Reply::ok().delayed(Duration::from_millis(100)));
-    let (code, json) = run_json(&[
-        "run",
-        &server.url(),
-        "--http2",
-        "-c",
-        "1",
-        "--streams",
-        "4",
-        "-q",
-        "20",
-        "-d",
-        "1s",
-    ]);
+    let (code, json) = Run::new(&server.url())
+        .arg("--http2")
+        .connections(1)
+        .opt("--streams", "4")
+        .qps(20)
+        .duration("1s")
+        .json();
 
     assert_eq!(code, 0, "{json:#}");
     assert_eq!(u64_at(&json, "/requests/total"), 20);
@@ -159,8 +156,9 @@ fn untrusted_certificate_hint_names_cacert_and_insecure() {
 fn an_unusable_cacert_is_a_usage_error() {
     let not_pem = support::TempFile::with("pem", "hello");
     for bundle in [not_pem.as_str(), "/nonexistent/ca.pem"] {
-        let (code, _, stderr, json) =
-            support::run_gapless(&["run", "http://127.0.0.1:1/", "--cacert", bundle]);
+        let (code, _, stderr, json) = Run::new("http://127.0.0.1:1/")
+            .opt("--cacert", bundle)
+            .output();
         assert_eq!(code, 2, "{stderr}");
         assert!(json.is_none());
         assert!(
@@ -221,8 +219,11 @@ fn assert_all_tls(code: i32, json: &serde_json::Value) {
 #[test]
 fn a_tls_failure_says_why_in_json_and_text() {
     let server = TestServer::https(|_| Reply::ok());
-    let (code, stdout, _, json) =
-        support::run_gapless(&["run", &server.url(), "-q", "100", "-d", "1s", "-c", "4"]);
+    let (code, stdout, _, json) = Run::new(&server.url())
+        .qps(100)
+        .duration("1s")
+        .connections(4)
+        .output();
     let json = json.expect("a JSON result");
     assert_all_tls(code, &json);
     let why = "invalid peer certificate: UnknownIssuer";

@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::{
-    GAPLESS, Reply, TempFile, TestServer, at, f64_at, run_gapless, run_json_with_command, u64_at,
+    GAPLESS, Reply, Run, TempFile, TestServer, at, f64_at, run_gapless, run_json_with_command,
+    u64_at,
 };
 use serde_json::Value;
 
@@ -398,13 +399,9 @@ run = "sleep 0.4; echo about to fail; exit 7"
         ),
     );
     let json = TempFile::new("json");
-    let (code, live, stderr, _) = run_gapless(&[
-        "run",
-        "--scenario",
-        scenario.as_str(),
-        "--json",
-        json.as_str(),
-    ]);
+    let (code, live, stderr, _) = Run::scenario(scenario.as_str())
+        .opt("--json", json.as_str())
+        .output();
     assert_eq!(code, 3, "the step failed:\n{live}\n{stderr}");
     let saved: Value =
         serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
@@ -461,18 +458,12 @@ fn the_html_report_renders_in_chromium() {
         env!("CARGO_MANIFEST_DIR")
     );
     let page = dir.join("report.html");
-    let (code, _, stderr, _) = run_gapless(&[
-        "run",
-        "--scenario",
-        &scenario,
-        "--quiet",
-        "--version-header",
-        "x-version",
-        "--slot",
-        "100ms",
-        "--html",
-        page.to_str().unwrap(),
-    ]);
+    let (code, _, stderr, _) = Run::scenario(&scenario)
+        .quiet()
+        .opt("--version-header", "x-version")
+        .opt("--slot", "100ms")
+        .opt("--html", page.to_str().unwrap())
+        .output();
     assert_eq!(code, 1, "{stderr}");
     let png = dir.join("report.png");
     screenshot(browser, &page, &png, "1040,2400");
@@ -532,14 +523,10 @@ fn a_short_rollout_is_drawn_in_slots_sized_to_it_with_its_windows_and_events_lab
         env!("CARGO_MANIFEST_DIR")
     );
     let html_path = dir.join("report.html");
-    let (code, _, stderr, json) = run_gapless(&[
-        "run",
-        "--scenario",
-        &scenario,
-        "--quiet",
-        "--html",
-        html_path.to_str().unwrap(),
-    ]);
+    let (code, _, stderr, json) = Run::scenario(&scenario)
+        .quiet()
+        .opt("--html", html_path.to_str().unwrap())
+        .output();
     let json = json.unwrap_or_else(|| panic!("no JSON result:\n{stderr}"));
     assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
 
@@ -586,14 +573,10 @@ fn a_short_rollout_s_labels_neither_overlap_nor_overflow_in_chromium() {
         env!("CARGO_MANIFEST_DIR")
     );
     let html_path = dir.join("report.html");
-    let (code, _, stderr, _) = run_gapless(&[
-        "run",
-        "--scenario",
-        &scenario,
-        "--quiet",
-        "--html",
-        html_path.to_str().unwrap(),
-    ]);
+    let (code, _, stderr, _) = Run::scenario(&scenario)
+        .quiet()
+        .opt("--html", html_path.to_str().unwrap())
+        .output();
     assert_eq!(code, 1, "{stderr}");
     let html = std::fs::read_to_string(&html_path).unwrap();
     let png = dir.join("report.png");

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::support;
 use crate::support::{
-    Fault, FaultServer, GAPLESS, Reply, TempFile, TestServer, at, count_at, counts, counts_at,
-    f64_at, is_running, run_gapless, run_json, run_json_with_command, u64_at, wait_for_line,
-    wait_not_running,
+    Fault, FaultServer, GAPLESS, Reply, Run, TempFile, TestServer, at, count_at, counts, counts_at,
+    f64_at, is_running, run_json_with_command, u64_at, wait_for_line, wait_not_running,
 };
 use serde_json::Value;
 
@@ -39,7 +38,7 @@ fn scenario(text: &str) -> TempFile {
 
 /// Runs `gapless run --scenario FILE --quiet` and returns the exit code and the JSON result.
 fn run_scenario(file: &TempFile) -> (i32, Value) {
-    run_json(&["run", "--scenario", file.as_str(), "--quiet"])
+    Run::scenario(file.as_str()).quiet().json()
 }
 
 fn str_at<'a>(json: &'a Value, pointer: &str) -> &'a str {
@@ -760,8 +759,7 @@ background = true
 "#,
         server.url()
     ));
-    let (code, stdout, stderr, json) =
-        run_gapless(&["run", "--scenario", file.as_str(), "--quiet"]);
+    let (code, stdout, stderr, json) = Run::scenario(file.as_str()).quiet().output();
     let json = json.expect("a JSON result");
 
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -774,7 +772,7 @@ background = true
     assert_eq!(str_at(&json, "/events/0/line"), "h3-watched");
 
     // Without --quiet the same run shows the steps.
-    let (_, _, stderr, _) = run_gapless(&["run", "--scenario", file.as_str()]);
+    let (_, _, stderr, _) = Run::scenario(file.as_str()).output();
     for line in [
         "[talker] h3-said-on-stdout",
         "[watcher] h3-watched",
@@ -792,7 +790,7 @@ background = true
 /// that nothing ran (no JSON result, nothing on stdout).
 fn bad_scenario(text: &str) -> (i32, String, String) {
     let file = scenario(text);
-    let (code, stdout, stderr, json) = run_gapless(&["run", "--scenario", file.as_str()]);
+    let (code, stdout, stderr, json) = Run::scenario(file.as_str()).output();
     assert!(json.is_none(), "a bad scenario runs nothing");
     assert_eq!(stdout, "");
     (code, stderr, file.as_str().to_string())

@@ -116,6 +116,83 @@ pub fn run_json(args: &[&str]) -> (i32, Value) {
     (code, json)
 }
 
+/// A `gapless run` built up instead of listed:
+/// `Run::new(&url).qps(20).duration("500ms").quiet().json()`. Arguments are passed in the order
+/// given, so a test still reads as the command line it runs. [`Run::output`] runs it as
+/// [`run_gapless`] does, [`Run::json`] as [`run_json`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct Run(Vec<String>);
+
+impl Run {
+    /// `gapless run URL`.
+    pub fn new(url: &str) -> Run {
+        Run(vec!["run".to_string(), url.to_string()])
+    }
+
+    /// `gapless run --scenario FILE`.
+    pub fn scenario(file: &str) -> Run {
+        Run(vec!["run".to_string()]).args(["--scenario", file])
+    }
+
+    /// `-q QPS`.
+    pub fn qps(self, qps: impl std::fmt::Display) -> Run {
+        self.args(["-q".to_string(), qps.to_string()])
+    }
+
+    /// `-d DURATION`.
+    pub fn duration(self, duration: &str) -> Run {
+        self.args(["-d", duration])
+    }
+
+    /// `-c CONNECTIONS`.
+    pub fn connections(self, connections: u64) -> Run {
+        self.args(["-c".to_string(), connections.to_string()])
+    }
+
+    /// `--timeout TIMEOUT`.
+    pub fn timeout(self, timeout: &str) -> Run {
+        self.args(["--timeout", timeout])
+    }
+
+    /// `--quiet`.
+    pub fn quiet(self) -> Run {
+        self.arg("--quiet")
+    }
+
+    /// An option with its value: `FLAG VALUE`.
+    pub fn opt(self, flag: &str, value: impl AsRef<str>) -> Run {
+        self.arg(flag).arg(value)
+    }
+
+    /// One more argument, as it is.
+    pub fn arg(mut self, arg: impl AsRef<str>) -> Run {
+        self.0.push(arg.as_ref().to_string());
+        self
+    }
+
+    /// More arguments, as they are.
+    pub fn args(mut self, args: impl IntoIterator<Item = impl AsRef<str>>) -> Run {
+        self.0
+            .extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    /// Runs it: `(exit code, stdout, stderr, JSON result)`, as [`run_gapless`].
+    pub fn output(&self) -> (i32, String, String, Option<Value>) {
+        run_gapless(&self.argv())
+    }
+
+    /// Runs it, which must write a JSON result: `(exit code, JSON result)`, as [`run_json`].
+    pub fn json(&self) -> (i32, Value) {
+        run_json(&self.argv())
+    }
+
+    fn argv(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
+    }
+}
+
 fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
