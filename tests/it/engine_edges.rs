@@ -35,6 +35,7 @@ async fn run_in_process(
     config: &RunConfig,
     interrupt_after: Option<Duration>,
 ) -> (gapless::run::Finished, Duration) {
+    let _machine = support::shared();
     let started = Instant::now();
     let interrupt = async move {
         match interrupt_after {
@@ -127,6 +128,7 @@ fn a_run_lasts_its_duration_even_when_its_last_request_is_done_early() {
 /// Runs `gapless ARGS...` with its stdout closed before it writes anything (`| head -c 0`);
 /// returns the exit code and stderr.
 fn run_with_stdout_closed(args: &[&str]) -> (i32, String) {
+    let _machine = support::shared();
     let mut child = Command::new(GAPLESS)
         .args(args)
         .stdin(Stdio::null())
@@ -197,6 +199,7 @@ fn peak_kib(pid: u32) -> Option<u64> {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_most_connections_allowed_cost_only_those_used() {
+    let _machine = support::shared();
     // -c is a ceiling: workers are spawned as arrivals need them. Before, one task per
     // connection was spawned up front (24 GB at -c 100000000, which is now out of range: the
     // largest -c accepted is 10000).

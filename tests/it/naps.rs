@@ -31,6 +31,7 @@ fn config(url: &str, args: &[&str]) -> RunConfig {
 
 /// Runs `gapless run URL ARGS...` in this process and returns what it measured.
 async fn run_in_process(url: &str, args: &[&str]) -> gapless::run::Finished {
+    let _machine = support::shared();
     let config = config(url, args);
     let console = Arc::new(Console::silent());
     gapless::run::run(&config, console, None, std::future::pending())

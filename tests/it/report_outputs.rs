@@ -31,11 +31,11 @@ fn a_report_that_cannot_be_written_at_the_end_does_not_stop_the_others() {
         Run::new(&server.url())
             .qps(20)
             .duration("1s")
-            .opt("--html", &path(&html))
-            .opt("--json", &path(&json))
-            .opt("--markdown", &path(&markdown))
-            .opt("--junit", &path(&junit))
-            .opt("--fortio-json", &path(&fortio))
+            .opt("--html", path(&html))
+            .opt("--json", path(&json))
+            .opt("--markdown", path(&markdown))
+            .opt("--junit", path(&junit))
+            .opt("--fortio-json", path(&fortio))
             .output()
     });
     assert_eq!(code, 5, "an internal failure, not a usage error: {stderr}");

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support;
 use crate::support::{
     GAPLESS, Reply, Run, TempFile, TestServer, at, f64_at, run_gapless, run_json_with_command,
     u64_at,
@@ -167,6 +168,7 @@ fn screenshot(browser: &str, page: &Path, png: &Path, size: &str) {
 
 #[test]
 fn every_report_format_from_one_run_and_from_the_saved_result() {
+    let _machine = support::shared();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reports");
     std::fs::create_dir_all(&dir).unwrap();
     let file = |name: &str| dir.join(name).display().to_string();
@@ -305,6 +307,7 @@ fn every_report_format_from_one_run_and_from_the_saved_result() {
 
 #[test]
 fn secrets_never_reach_a_report() {
+    let _machine = support::shared();
     let server = TestServer::healthy();
     let scenario = TempFile::with(
         "toml",
@@ -373,6 +376,7 @@ run = "echo 'X-Api-Key: step-secret-5'; echo done"
 
 #[test]
 fn gapless_report_prints_the_text_report_the_run_printed_with_events_and_timed_tails() {
+    let _machine = support::shared();
     let server = TestServer::healthy();
     let scenario = TempFile::with(
         "toml",

@@ -9,27 +9,15 @@
 //! file loads the machine meanwhile; the other load tests share it.
 
 use std::process::{Command, Stdio};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use crate::support;
 use crate::support::{
     Fault, FaultServer, GAPLESS, Reply, Run, TempFile, TestServer, at, count_at, counts, counts_at,
-    f64_at, is_running, run_json_with_command, u64_at, wait_for_line, wait_not_running,
+    exclusive, f64_at, is_running, run_json_with_command, shared, u64_at, wait_for_line,
+    wait_not_running,
 };
 use serde_json::Value;
-
-/// Held exclusively by the test that measures a window to the millisecond, shared by the other
-/// tests that make load.
-static LOAD: RwLock<()> = RwLock::new(());
-
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    LOAD.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn shared() -> RwLockReadGuard<'static, ()> {
-    LOAD.read().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Writes a scenario file.
 fn scenario(text: &str) -> TempFile {

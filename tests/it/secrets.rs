@@ -126,6 +126,7 @@ fn url_credentials_are_sent_as_basic_authorization_and_shown_nowhere() {
 
 #[test]
 fn a_step_that_echoes_its_token_shows_it_nowhere() {
+    let _machine = support::shared();
     let server = TestServer::healthy();
     let scenario = TempFile::with(
         "toml",

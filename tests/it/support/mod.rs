@@ -12,6 +12,7 @@
 //! without its component; `cargo test -- --include-ignored` (as `.ci/run` does, after installing
 //! them) runs it, and then [`needs`] fails it if the component is missing.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Read;
@@ -19,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -57,6 +58,66 @@ pub fn temp_path(suffix: &str) -> PathBuf {
     ))
 }
 
+/// Shared by the tests that make load, held by one test alone when its timing assertions need
+/// the machine to itself (the proxy tests at 1,000 requests per second, a window measured to the
+/// millisecond). All areas' tests run side by side in this one test crate, so a lock in one
+/// module would not keep another module's load away.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+thread_local! {
+    /// Whether this thread (one test) holds [`MACHINE`] already: taking a std `RwLock` again in
+    /// the same thread can deadlock (a writer waiting between the two reads).
+    static HOLDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A hold on the machine ([`shared`] or [`exclusive`]), released on drop.
+#[must_use = "the machine is released when this is dropped"]
+pub struct Machine {
+    _shared: Option<RwLockReadGuard<'static, ()>>,
+    _exclusive: Option<RwLockWriteGuard<'static, ()>>,
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if self._shared.is_some() || self._exclusive.is_some() {
+            HOLDING.set(false);
+        }
+    }
+}
+
+/// The machine to this test alone, once the tests holding it [`shared`] are done; they wait
+/// meanwhile.
+pub fn exclusive() -> Machine {
+    assert!(
+        !HOLDING.get(),
+        "exclusive() while this test holds the machine would wait for itself"
+    );
+    let guard = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
+    HOLDING.set(true);
+    Machine {
+        _shared: None,
+        _exclusive: Some(guard),
+    }
+}
+
+/// The machine, shared with the other tests that make load (none holds it [`exclusive`]ly
+/// meanwhile). [`run_gapless`] and [`Run`] take it themselves; a test that starts gapless
+/// otherwise takes it first. Nothing more if this test holds it already.
+pub fn shared() -> Machine {
+    if HOLDING.get() {
+        return Machine {
+            _shared: None,
+            _exclusive: None,
+        };
+    }
+    let guard = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
+    HOLDING.set(true);
+    Machine {
+        _shared: Some(guard),
+        _exclusive: None,
+    }
+}
+
 /// Runs `gapless ARGS...` and returns `(exit code, stdout, stderr, JSON result)`.
 ///
 /// Unless `args` already holds `--json`, `--json <temp file>` is appended and the file is parsed
@@ -64,6 +125,7 @@ pub fn temp_path(suffix: &str) -> PathBuf {
 /// exit code is -1 if the process died from a signal. Panics if the run takes longer than a
 /// minute (a hang), if gapless panicked, or if it wrote a file that is not JSON.
 pub fn run_gapless(args: &[&str]) -> (i32, String, String, Option<Value>) {
+    let _machine = shared();
     let json_path = (!args.contains(&"--json")).then(|| temp_path("json"));
     let mut command = Command::new(GAPLESS);
     command.args(args);

@@ -12,7 +12,6 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -26,11 +25,11 @@ const RUN_LIMIT: Duration = Duration::from_secs(90);
 /// How long a process may take to start listening.
 const START_LIMIT: Duration = Duration::from_secs(10);
 
-/// One proxy test at a time: each runs about 1,000 requests per second through real processes,
-/// and the timing assertions would suffer from another test's load on the same cores.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
+/// One proxy test at a time, and no other test's load meanwhile: each runs about 1,000 requests
+/// per second through real processes, and the timing assertions would suffer from another
+/// test's load on the same cores.
+pub fn serial() -> super::Machine {
+    super::exclusive()
 }
 
 /// A free loopback port: bound on port 0, read, and released for a child process to bind.
