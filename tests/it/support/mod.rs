@@ -73,13 +73,13 @@ thread_local! {
 /// A hold on the machine ([`shared`] or [`exclusive`]), released on drop.
 #[must_use = "the machine is released when this is dropped"]
 pub struct Machine {
-    _shared: Option<RwLockReadGuard<'static, ()>>,
-    _exclusive: Option<RwLockWriteGuard<'static, ()>>,
+    shared: Option<RwLockReadGuard<'static, ()>>,
+    exclusive: Option<RwLockWriteGuard<'static, ()>>,
 }
 
 impl Drop for Machine {
     fn drop(&mut self) {
-        if self._shared.is_some() || self._exclusive.is_some() {
+        if self.shared.is_some() || self.exclusive.is_some() {
             HOLDING.set(false);
         }
     }
@@ -95,8 +95,8 @@ pub fn exclusive() -> Machine {
     let guard = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
     HOLDING.set(true);
     Machine {
-        _shared: None,
-        _exclusive: Some(guard),
+        shared: None,
+        exclusive: Some(guard),
     }
 }
 
@@ -106,15 +106,15 @@ pub fn exclusive() -> Machine {
 pub fn shared() -> Machine {
     if HOLDING.get() {
         return Machine {
-            _shared: None,
-            _exclusive: None,
+            shared: None,
+            exclusive: None,
         };
     }
     let guard = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
     HOLDING.set(true);
     Machine {
-        _shared: Some(guard),
-        _exclusive: None,
+        shared: Some(guard),
+        exclusive: None,
     }
 }
 
