@@ -67,5 +67,6 @@ pub mod internals {
     pub use crate::load::schedule;
     pub use crate::measure::{gaps, outcome, recorder, timeline, version};
     pub use crate::rollout::strategy::Orchestrator;
+    pub use crate::targets::accept;
     pub use crate::ui::console;
 }

@@ -33,9 +33,11 @@ pub enum Ending {
     },
 }
 
-/// How accepted connections are readied.
+/// How accepted connections are readied (the default: as the kernel accepted them).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Readying {
+    /// `TCP_NODELAY`: no Nagle delay on small writes.
+    pub nodelay: bool,
     /// `SO_LINGER 0`: dropping a connection resets it (a killed process, an upstream break),
     /// instead of closing it cleanly.
     pub reset_on_drop: bool,
@@ -64,24 +66,13 @@ pub async fn serve(listener: TcpListener, readying: Readying, ending: Ending, an
             (drain.clone(), Some(drain.clone()), kill.clone(), *grace)
         }
     };
-    let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = kill.cancelled() => {
-                connections.shutdown().await;
-                return;
-            }
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        while connections.try_join_next().is_some() {}
-        let Some(stream) = ready(accepted, readying).await else {
-            continue;
-        };
-        let (answer, drain) = (answer.clone(), drain.clone());
-        connections.spawn(connection(stream, answer, drain));
-    }
-    drop(listener);
+    let connections = each_connection(listener, readying, &stop, &kill, |stream| {
+        connection(stream, answer.clone(), drain.clone())
+    })
+    .await;
+    let Some(mut connections) = connections else {
+        return;
+    };
     if drain.is_some() {
         tokio::select! {
             _ = async { while connections.join_next().await.is_some() {} } => {}
@@ -90,6 +81,40 @@ pub async fn serve(listener: TcpListener, readying: Readying, ending: Ending, an
         }
     }
     connections.shutdown().await;
+}
+
+/// The accept loop: each accepted connection, readied, is handed to `handle` in a task of its
+/// own, until `stop` fires (the listener is closed then; the connections still open are
+/// returned, for the caller to drain or drop) or `kill` does (every connection is dropped at
+/// once: `None`).
+pub async fn each_connection<F, Fut>(
+    listener: TcpListener,
+    readying: Readying,
+    stop: &CancellationToken,
+    kill: &CancellationToken,
+    mut handle: F,
+) -> Option<JoinSet<()>>
+where
+    F: FnMut(TcpStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = kill.cancelled() => {
+                connections.shutdown().await;
+                return None;
+            }
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        while connections.try_join_next().is_some() {}
+        if let Some(stream) = ready(accepted, readying).await {
+            connections.spawn(handle(stream));
+        }
+    }
+    drop(listener);
+    Some(connections)
 }
 
 /// Serves one connection; with `drain`, it closes gracefully once that fires.
@@ -113,7 +138,7 @@ async fn connection(stream: TcpStream, answer: impl Answer, drain: Option<Cancel
     let _ = conn.await;
 }
 
-/// Readies an accepted connection: no Nagle delay, and `SO_LINGER 0` if asked. A failed accept
+/// Readies an accepted connection: no Nagle delay and `SO_LINGER 0`, as asked. A failed accept
 /// (out of descriptors) backs off briefly and yields nothing.
 async fn ready(
     accepted: std::io::Result<(TcpStream, std::net::SocketAddr)>,
@@ -121,7 +146,9 @@ async fn ready(
 ) -> Option<TcpStream> {
     match accepted {
         Ok((stream, _)) => {
-            let _ = stream.set_nodelay(true);
+            if readying.nodelay {
+                let _ = stream.set_nodelay(true);
+            }
             if readying.reset_on_drop {
                 let _ = stream.set_zero_linger();
             }

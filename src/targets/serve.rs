@@ -101,7 +101,10 @@ pub async fn serve(
         body,
         delay: config.delay,
     });
-    let readying = Readying::default();
+    let readying = Readying {
+        nodelay: true,
+        reset_on_drop: false,
+    };
     accept::serve(listener, readying, Ending::Abrupt(shutdown), Fixed(answer)).await;
     Ok(())
 }

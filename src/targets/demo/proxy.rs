@@ -151,6 +151,7 @@ struct Shared {
 async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
     // With SO_LINGER 0, closing a client connection after an upstream break resets it.
     let readying = Readying {
+        nodelay: true,
         reset_on_drop: true,
     };
     accept::serve(listener, readying, Ending::Abrupt(stop), Forward(shared)).await;

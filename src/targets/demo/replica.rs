@@ -150,6 +150,7 @@ async fn serve(
     };
     // Dropping a connection with SO_LINGER 0 resets it, as a killed process's would be.
     let readying = Readying {
+        nodelay: true,
         reset_on_drop: true,
     };
     accept::serve(listener, readying, ending, answer).await;

@@ -1,9 +1,8 @@
 //! Usage errors: impossible values exit 2 with one clear sentence on stderr that names the
 //! offending flag (or the URL), before any request is sent.
 
-mod support;
-
-use support::{TestServer, run_gapless};
+use crate::support;
+use crate::support::{Run, TestServer, run_gapless};
 
 /// Runs `gapless run ARGS` and checks it is a usage error: exit 2, nothing on stdout, no JSON,
 /// and stderr mentioning every one of `mentions`. Returns stderr.
@@ -131,20 +130,16 @@ fn usage_errors_send_nothing() {
 fn an_unreachable_target_says_so_in_one_line_before_the_report() {
     let port = support::refused_port();
     let url = format!("http://127.0.0.1:{port}/");
-    let (code, stdout, stderr, _) = support::run_gapless(&["run", &url, "-q", "10", "-d", "300ms"]);
+    let (code, stdout, stderr, _) = Run::new(&url).qps(10).duration("300ms").output();
     assert_eq!(code, 1, "{stdout}");
     let line = format!(
         "gapless: nothing accepts connections on 127.0.0.1:{port} (connection refused): the target is down or the port is wrong"
     );
     assert_eq!(stderr.lines().filter(|l| *l == line).count(), 1, "{stderr}");
-    let (code, _, stderr, _) = support::run_gapless(&[
-        "run",
-        "http://gapless-test.invalid/",
-        "-q",
-        "10",
-        "-d",
-        "300ms",
-    ]);
+    let (code, _, stderr, _) = Run::new("http://gapless-test.invalid/")
+        .qps(10)
+        .duration("300ms")
+        .output();
     assert_eq!(code, 1);
     assert!(
         stderr.lines().any(|l| l
@@ -160,16 +155,11 @@ fn an_unwritable_report_is_exit_2_before_the_load() {
     let json = format!("{}/result.json", file.as_str());
     let server = support::TestServer::healthy();
     let started = std::time::Instant::now();
-    let (code, stdout, stderr, _) = support::run_gapless(&[
-        "run",
-        &server.url(),
-        "-q",
-        "20",
-        "-d",
-        "5s",
-        "--json",
-        &json,
-    ]);
+    let (code, stdout, stderr, _) = Run::new(&server.url())
+        .qps(20)
+        .duration("5s")
+        .opt("--json", &json)
+        .output();
     assert_eq!(code, 2, "{stderr}");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(3),

@@ -6,11 +6,9 @@
 //! time left before its deadline is shorter than the median of that connection's last 8
 //! service times (at most half the timeout), or has run out, is not sent.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Reply, TestServer, at, count_at, counts, counts_at, run_gapless, u64_at};
+use crate::support::{Reply, Run, TestServer, at, count_at, counts, counts_at, u64_at};
 
 #[test]
 fn one_connection_at_a_50_ms_target_sends_only_what_it_can_answer_in_time() {
@@ -18,18 +16,12 @@ fn one_connection_at_a_50_ms_target_sends_only_what_it_can_answer_in_time() {
     // each late request was sent moments before its deadline, timed out, and dropped the only
     // connection (128 connects and as many requests abandoned at the target in 3 s).
     let server = TestServer::http(|_| Reply::ok().delayed(Duration::from_millis(50)));
-    let (code, stdout, stderr, json) = run_gapless(&[
-        "run",
-        &server.url(),
-        "-q",
-        "100",
-        "-c",
-        "1",
-        "-d",
-        "2s",
-        "--timeout",
-        "1s",
-    ]);
+    let (code, stdout, stderr, json) = Run::new(&server.url())
+        .qps(100)
+        .connections(1)
+        .duration("2s")
+        .timeout("1s")
+        .output();
     let json = json.unwrap_or_else(|| panic!("no JSON\n{stdout}\n{stderr}"));
     assert_eq!(code, 1, "requests not sent fail the run: {stderr}");
 
@@ -91,18 +83,12 @@ fn one_connection_at_a_50_ms_target_sends_only_what_it_can_answer_in_time() {
 fn enough_connections_send_everything() {
     // The same target with the connections the rate needs: nothing is held back.
     let server = TestServer::http(|_| Reply::ok().delayed(Duration::from_millis(50)));
-    let (code, stdout, stderr, json) = run_gapless(&[
-        "run",
-        &server.url(),
-        "-q",
-        "100",
-        "-c",
-        "12",
-        "-d",
-        "1s",
-        "--timeout",
-        "1s",
-    ]);
+    let (code, stdout, stderr, json) = Run::new(&server.url())
+        .qps(100)
+        .connections(12)
+        .duration("1s")
+        .timeout("1s")
+        .output();
     let json = json.unwrap_or_else(|| panic!("no JSON\n{stdout}\n{stderr}"));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(u64_at(&json, "/requests/ok"), 100);
@@ -123,18 +109,12 @@ fn one_stall_does_not_hold_back_the_requests_queued_behind_it() {
             Reply::ok()
         }
     });
-    let (code, stdout, stderr, json) = run_gapless(&[
-        "run",
-        &server.url(),
-        "-q",
-        "20",
-        "-c",
-        "1",
-        "-d",
-        "2s",
-        "--timeout",
-        "1s",
-    ]);
+    let (code, stdout, stderr, json) = Run::new(&server.url())
+        .qps(20)
+        .connections(1)
+        .duration("2s")
+        .timeout("1s")
+        .output();
     let json = json.unwrap_or_else(|| panic!("no JSON\n{stdout}\n{stderr}"));
     assert_eq!(code, 0, "{json:#}");
     assert_eq!(u64_at(&json, "/requests/ok"), 40);

@@ -7,18 +7,17 @@
 //! seconds) are set on the validated configuration directly, in process: the engine must hold
 //! whatever it is given.
 
-mod support;
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support;
+use crate::support::{GAPLESS, Run, TestServer, at, counts_at, f64_at, refused_port, u64_at};
 use gapless::cli::{Cli, Command as Verb};
 use gapless::config::{Qps, Rate, RunConfig};
 use gapless::internals::console::Console;
 use gapless::run::Interruption;
-use support::{GAPLESS, TestServer, at, counts_at, f64_at, refused_port, run_json, u64_at};
 
 /// The configuration of `gapless run URL ARGS...`, as the command line validates it today.
 fn config(url: &str, args: &[&str]) -> RunConfig {
@@ -36,6 +35,7 @@ async fn run_in_process(
     config: &RunConfig,
     interrupt_after: Option<Duration>,
 ) -> (gapless::run::Finished, Duration) {
+    let _machine = support::shared();
     let started = Instant::now();
     let interrupt = async move {
         match interrupt_after {
@@ -139,7 +139,7 @@ fn a_run_lasts_its_duration_even_when_its_last_request_is_done_early() {
     // -q 0.001 -d 1s: one request, at once; the load still lasts the second (before: 3 ms).
     let server = TestServer::healthy();
     let started = Instant::now();
-    let (code, json) = run_json(&["run", &server.url(), "-q", "0.001", "-d", "1s"]);
+    let (code, json) = Run::new(&server.url()).qps("0.001").duration("1s").json();
     let took = started.elapsed();
     assert_eq!(code, 0, "{json:#}");
     assert_eq!(u64_at(&json, "/requests/total"), 1);
@@ -151,6 +151,7 @@ fn a_run_lasts_its_duration_even_when_its_last_request_is_done_early() {
 /// Runs `gapless ARGS...` with its stdout closed before it writes anything (`| head -c 0`);
 /// returns the exit code and stderr.
 fn run_with_stdout_closed(args: &[&str]) -> (i32, String) {
+    let _machine = support::shared();
     let mut child = Command::new(GAPLESS)
         .args(args)
         .stdin(Stdio::null())
@@ -221,6 +222,7 @@ fn peak_kib(pid: u32) -> Option<u64> {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_most_connections_allowed_cost_only_those_used() {
+    let _machine = support::shared();
     // -c is a ceiling: workers are spawned as arrivals need them. Before, one task per
     // connection was spawned up front (24 GB at -c 100000000, which is now out of range: the
     // largest -c accepted is 10000).
@@ -260,18 +262,12 @@ fn an_impossible_rate_at_a_closed_port_ends_on_time_and_names_the_refusal() {
     // the ones never sent as not_sent (on no connection); the unreachable line says refused.
     let url = format!("http://127.0.0.1:{}/", refused_port());
     let started = Instant::now();
-    let (code, stdout, stderr, json) = support::run_gapless(&[
-        "run",
-        &url,
-        "-q",
-        "1000000",
-        "-c",
-        "2",
-        "-d",
-        "1s",
-        "--timeout",
-        "1s",
-    ]);
+    let (code, stdout, stderr, json) = Run::new(&url)
+        .qps(1_000_000)
+        .connections(2)
+        .duration("1s")
+        .timeout("1s")
+        .output();
     let took = started.elapsed();
     let json = json.unwrap_or_else(|| panic!("no JSON\n{stdout}\n{stderr}"));
     assert_eq!(code, 1, "{stderr}");

@@ -3,12 +3,11 @@
 //! as the run grows; sized to the run without `--slot`), and `--json -` puts the JSON alone on
 //! stdout with the text report on stderr.
 
-mod support;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::support;
+use crate::support::{Run, TestServer, at, f64_at, u64_at};
 use serde_json::Value;
-use support::{TestServer, at, f64_at, run_gapless, run_json, u64_at};
 
 /// The JSON type a field must have.
 #[derive(Clone, Copy, Debug)]
@@ -63,18 +62,12 @@ fn now_unix_ms() -> u64 {
 fn every_documented_field_is_present_with_its_type() {
     let server = TestServer::healthy();
     let before = now_unix_ms();
-    let (code, json) = run_json(&[
-        "run",
-        &server.url(),
-        "-q",
-        "100",
-        "-d",
-        "2s",
-        "-c",
-        "3",
-        "--slot",
-        "500ms",
-    ]);
+    let (code, json) = Run::new(&server.url())
+        .qps(100)
+        .duration("2s")
+        .connections(3)
+        .opt("--slot", "500ms")
+        .json();
     let after = now_unix_ms();
     assert_eq!(code, 0);
 
@@ -222,9 +215,12 @@ fn every_documented_field_is_present_with_its_type() {
 fn error_entries_have_their_documented_shape() {
     // A refused port gives transport errors, so `errors` and `errors_by_connection` have entries.
     let url = format!("http://127.0.0.1:{}/", support::refused_port());
-    let (code, json) = run_json(&[
-        "run", &url, "-q", "20", "-d", "1s", "-c", "2", "--slot", "250ms",
-    ]);
+    let (code, json) = Run::new(&url)
+        .qps(20)
+        .duration("1s")
+        .connections(2)
+        .opt("--slot", "250ms")
+        .json();
 
     assert_eq!(code, 1);
     assert_eq!(
@@ -266,18 +262,12 @@ fn error_entries_have_their_documented_shape() {
 #[test]
 fn json_to_stdout_moves_the_text_report_to_stderr() {
     let server = TestServer::healthy();
-    let (code, stdout, stderr, json) = run_gapless(&[
-        "run",
-        &server.url(),
-        "-q",
-        "50",
-        "-d",
-        "1s",
-        "-c",
-        "2",
-        "--json",
-        "-",
-    ]);
+    let (code, stdout, stderr, json) = Run::new(&server.url())
+        .qps(50)
+        .duration("1s")
+        .connections(2)
+        .opt("--json", "-")
+        .output();
 
     assert_eq!(code, 0, "stderr:\n{stderr}");
     assert!(json.is_none(), "no file was asked for");
@@ -312,18 +302,12 @@ fn timeline_shape(json: &Value) -> (f64, Option<f64>, usize, u64) {
 fn a_long_run_in_narrow_slots_keeps_at_most_2048_slots_and_every_request() {
     // 30 s in 10 ms slots would be 3,000 slots: past 2,048, pairs merge into 20 ms slots.
     let server = TestServer::healthy();
-    let (code, json) = run_json(&[
-        "run",
-        &server.url(),
-        "-q",
-        "20",
-        "-d",
-        "30s",
-        "-c",
-        "2",
-        "--slot",
-        "10ms",
-    ]);
+    let (code, json) = Run::new(&server.url())
+        .qps(20)
+        .duration("30s")
+        .connections(2)
+        .opt("--slot", "10ms")
+        .json();
     assert_eq!(code, 0, "{}", at(&json, "/verdict/line"));
     let total = u64_at(&json, "/requests/total");
     assert_eq!(total, 600);
@@ -348,7 +332,11 @@ fn a_long_run_in_narrow_slots_keeps_at_most_2048_slots_and_every_request() {
 fn without_slot_the_width_is_sized_to_the_run() {
     let server = TestServer::healthy();
     // 5 s without steps: 20 ms slots, 250 of them.
-    let (code, json) = run_json(&["run", &server.url(), "-q", "100", "-d", "5s", "-c", "2"]);
+    let (code, json) = Run::new(&server.url())
+        .qps(100)
+        .duration("5s")
+        .connections(2)
+        .json();
     assert_eq!(code, 0, "{}", at(&json, "/verdict/line"));
     let (slot, requested, slots, sum) = timeline_shape(&json);
     assert_eq!((slot, requested, slots), (20.0, None, 250));

@@ -2,11 +2,9 @@
 //! written at the end is gapless's own failure (exit 5, not the usage error 2). Paths that
 //! cannot be written at all are found before the load (see `cli_errors.rs`).
 
-mod support;
-
 use std::time::Duration;
 
-use support::{TestServer, run_gapless, temp_path};
+use crate::support::{Run, TestServer, temp_path};
 
 #[test]
 fn a_report_that_cannot_be_written_at_the_end_does_not_stop_the_others() {
@@ -30,24 +28,15 @@ fn a_report_that_cannot_be_written_at_the_end_does_not_stop_the_others() {
             }
             std::fs::remove_dir_all(&doomed).expect("remove the doomed directory");
         });
-        run_gapless(&[
-            "run",
-            &server.url(),
-            "-q",
-            "20",
-            "-d",
-            "1s",
-            "--html",
-            &path(&html),
-            "--json",
-            &path(&json),
-            "--markdown",
-            &path(&markdown),
-            "--junit",
-            &path(&junit),
-            "--fortio-json",
-            &path(&fortio),
-        ])
+        Run::new(&server.url())
+            .qps(20)
+            .duration("1s")
+            .opt("--html", path(&html))
+            .opt("--json", path(&json))
+            .opt("--markdown", path(&markdown))
+            .opt("--junit", path(&junit))
+            .opt("--fortio-json", path(&fortio))
+            .output()
     });
     assert_eq!(code, 5, "an internal failure, not a usage error: {stderr}");
     assert!(

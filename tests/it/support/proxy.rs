@@ -1,26 +1,23 @@
-//! Real proxies for `tests/proxies.rs`: nginx and haproxy from the system's packages, each an
+//! Real proxies for `proxies.rs`: nginx and haproxy from the system's packages, each an
 //! ordinary process on loopback ports with its config, pid file, logs and temp paths in a
 //! [`Scratch`] directory, started and stopped by the test; `gapless serve` backends; and a runner
 //! for `gapless run --scenario` with extra environment variables.
 //!
-//! A test that needs a proxy asks [`tool`] for its binary: when it is missing the test is skipped
-//! with a printed reason, except under CI (the `CI` environment variable is set), where a missing
-//! binary fails the test. Tests hold [`serial`] so that their timing is not disturbed by each
-//! other's load.
+//! A test that needs a proxy is `#[ignore = "needs nginx"]` (or haproxy) and asks
+//! [`needs`](super::needs) for its binary, which fails the test when it is missing. Tests hold
+//! [`serial`] so that their timing is not disturbed by each other's load.
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-/// The binary under test.
-pub const GAPLESS: &str = env!("CARGO_BIN_EXE_gapless");
+pub use super::GAPLESS;
+use super::drain;
 
 /// A `gapless run` that takes longer than this is a hang: it is killed and the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
@@ -28,39 +25,11 @@ const RUN_LIMIT: Duration = Duration::from_secs(90);
 /// How long a process may take to start listening.
 const START_LIMIT: Duration = Duration::from_secs(10);
 
-/// One proxy test at a time: each runs about 1,000 requests per second through real processes,
-/// and the timing assertions would suffer from another test's load on the same cores.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// True under CI, where a missing proxy is a failure rather than a reason to skip.
-pub fn in_ci() -> bool {
-    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
-}
-
-/// The path of `name` (searched on PATH, then in the sbin directories a non-root PATH may lack),
-/// or `None` after printing why the test is skipped. Panics under CI when it is missing.
-pub fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate));
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "{name} is not installed, and CI is set: the proxy tests must run here (.ci/run installs it)"
-        );
-        eprintln!("skipping: {name} is not installed (CI is not set)");
-    }
-    found
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+/// One proxy test at a time, and no other test's load meanwhile: each runs about 1,000 requests
+/// per second through real processes, and the timing assertions would suffer from another
+/// test's load on the same cores.
+pub fn serial() -> super::Machine {
+    super::exclusive()
 }
 
 /// A free loopback port: bound on port 0, read, and released for a child process to bind.
@@ -526,14 +495,6 @@ pub fn output_within(command: &mut Command, limit: Duration) -> Output {
         stdout: stdout.join().expect("stdout reader").into_bytes(),
         stderr: stderr.join().expect("stderr reader").into_bytes(),
     }
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
 }
 
 /// `key=value` pairs from the last line of a step's output that holds `key=`, as numbers.

@@ -2,19 +2,19 @@
 //! JSON result, marked interrupted, with exit code 130 or 143. A second signal exits at once,
 //! and kills every step's process group first.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{
+use crate::support;
+use crate::support::{
     GAPLESS, TempFile, TestServer, at, temp_path, u64_at, wait_for_line, wait_not_running,
 };
+use serde_json::Value;
 
 /// Starts a 3 s run, sends `signal` after 1 s, and returns the exit code, how long the process
 /// lived, and the JSON result.
 fn interrupted_run(signal: &str) -> (i32, Duration, Value) {
+    let _machine = support::shared();
     let server = TestServer::healthy();
     let json_path = temp_path("json");
     let started = Instant::now();
@@ -101,6 +101,7 @@ fn signal(pid: u32, signal: &str) {
 
 #[test]
 fn a_second_sigint_exits_at_once_and_leaves_no_step_running() {
+    let _machine = support::shared();
     // A watcher (background step) whose group holds a `sleep 300`, and a foreground step that
     // leaves a process outside its group holding its output pipe: after the first SIGINT, the
     // run waits up to 500 ms for that output to drain, still before the watchers are stopped.

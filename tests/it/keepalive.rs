@@ -3,17 +3,19 @@
 //! `Connection: close`, or by closing the idle connection) it opens one connection per request,
 //! and closing between requests fails none of them.
 
-mod support;
-
-use support::{
-    Reply, TestServer, at, counts, counts_at, read_request_head, run_json, u64_at, wait_for_close,
+use crate::support::{
+    Reply, Run, TestServer, at, counts, counts_at, read_request_head, u64_at, wait_for_close,
 };
 use tokio::io::AsyncWriteExt;
 
 #[test]
 fn keep_alive_target_gets_exactly_c_connections() {
     let server = TestServer::healthy();
-    let (code, json) = run_json(&["run", &server.url(), "-c", "8", "-q", "200", "-d", "1s"]);
+    let (code, json) = Run::new(&server.url())
+        .connections(8)
+        .qps(200)
+        .duration("1s")
+        .json();
 
     assert_eq!(code, 0);
     assert_eq!(u64_at(&json, "/requests/total"), 200);
@@ -27,7 +29,11 @@ fn keep_alive_target_gets_exactly_c_connections() {
 #[test]
 fn connection_close_target_gets_one_connection_per_request() {
     let server = TestServer::http(|_| Reply::ok().closing());
-    let (code, json) = run_json(&["run", &server.url(), "-c", "8", "-q", "200", "-d", "1s"]);
+    let (code, json) = Run::new(&server.url())
+        .connections(8)
+        .qps(200)
+        .duration("1s")
+        .json();
 
     assert_eq!(
         code, 0,
@@ -56,7 +62,11 @@ fn connection_closed_while_idle_is_reopened_without_a_failure() {
             }
         }
     });
-    let (code, json) = run_json(&["run", &server.url(), "-c", "1", "-q", "50", "-d", "1s"]);
+    let (code, json) = Run::new(&server.url())
+        .connections(1)
+        .qps(50)
+        .duration("1s")
+        .json();
 
     assert_eq!(code, 0, "an idle close is not a failure: {json:#}");
     assert_eq!(u64_at(&json, "/requests/total"), 50);

@@ -1,17 +1,18 @@
-//! Version tracking, and every report format: HTML (rendered in headless Chromium), Markdown (and
-//! the CI job summary), JUnit XML, Fortio's JSON schema, and `gapless report` re-rendering a saved
-//! result. Loads are on loopback at 200 to 500 requests per second for a few seconds.
-
-mod support;
+//! Version tracking, and every report format: HTML (rendered in headless Chromium by the tests
+//! marked `#[ignore = "needs chromium"]`), Markdown (and the CI job summary), JUnit XML, Fortio's
+//! JSON schema, and `gapless report` re-rendering a saved result. Loads are on loopback at 200 to
+//! 500 requests per second for a few seconds.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
-use support::{
-    GAPLESS, Reply, TempFile, TestServer, at, f64_at, run_gapless, run_json_with_command, u64_at,
+use crate::support;
+use crate::support::{
+    GAPLESS, Reply, Run, TempFile, TestServer, at, f64_at, run_gapless, run_json_with_command,
+    u64_at,
 };
+use serde_json::Value;
 
 /// A target that answers as `v1` until 1.5 s after its first request, then as `v2`, and as `v1`
 /// again after `back` if given.
@@ -128,7 +129,9 @@ fn keys(v: &Value) -> Vec<String> {
     v.as_object().unwrap().keys().cloned().collect()
 }
 
-fn chromium() -> Option<&'static str> {
+/// The browser of the tests marked `#[ignore = "needs chromium"]`: `chromium` (or
+/// `chromium-browser`, `google-chrome`), the first that runs; fails the test when none does.
+fn chromium() -> &'static str {
     ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|b| {
@@ -137,10 +140,35 @@ fn chromium() -> Option<&'static str> {
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
+        .expect(
+            "this test needs chromium, which is not installed (it is ignored by a plain \
+             `cargo test`; .ci/run installs chromium and runs it with --include-ignored)",
+        )
+}
+
+/// Takes a screenshot of `page` in headless `browser` at `size` (`WIDTH,HEIGHT`) into `png`,
+/// and checks that something was drawn (more than 10 kB of PNG).
+fn screenshot(browser: &str, page: &Path, png: &Path, size: &str) {
+    let _ = std::fs::remove_file(png);
+    let shot = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu"])
+        .arg("--disable-background-networking")
+        .arg(format!("--window-size={size}"))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let size = std::fs::metadata(png).map_or(0, |m| m.len());
+    assert!(
+        size > 10_000,
+        "no screenshot: {}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
 }
 
 #[test]
 fn every_report_format_from_one_run_and_from_the_saved_result() {
+    let _machine = support::shared();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reports");
     std::fs::create_dir_all(&dir).unwrap();
     let file = |name: &str| dir.join(name).display().to_string();
@@ -195,29 +223,7 @@ fn every_report_format_from_one_run_and_from_the_saved_result() {
     }
     assert!(html.contains(&line.replace('"', "&quot;")));
     assert!(html.contains("recreate with v2"));
-    match chromium() {
-        Some(browser) => {
-            let png = dir.join("report.png");
-            let _ = std::fs::remove_file(&png);
-            let shot = Command::new(browser)
-                .args(["--headless", "--no-sandbox", "--disable-gpu"])
-                .arg("--disable-background-networking")
-                .arg("--window-size=1040,2400")
-                .arg(format!("--screenshot={}", png.display()))
-                .arg(format!("file://{}", dir.join("report.html").display()))
-                .output()
-                .unwrap();
-            let size = std::fs::metadata(&png).map_or(0, |m| m.len());
-            assert!(
-                size > 10_000,
-                "no screenshot: {}",
-                String::from_utf8_lossy(&shot.stderr)
-            );
-            println!("screenshot of the HTML report: {}", png.display());
-        }
-        None if std::env::var_os("CI").is_some() => panic!("chromium is required in CI"),
-        None => println!("skipping the browser check: chromium is not installed"),
-    }
+    // Rendered by a real browser: the_html_report_renders_in_chromium.
 
     // Markdown, also appended to the CI job summary.
     let markdown = read("summary.md");
@@ -390,6 +396,7 @@ fn a_saved_result_is_judged_again_with_other_thresholds() {
 
 #[test]
 fn secrets_never_reach_a_report() {
+    let _machine = support::shared();
     let server = TestServer::healthy();
     let scenario = TempFile::with(
         "toml",
@@ -458,6 +465,7 @@ run = "echo 'X-Api-Key: step-secret-5'; echo done"
 
 #[test]
 fn gapless_report_prints_the_text_report_the_run_printed_with_events_and_timed_tails() {
+    let _machine = support::shared();
     let server = TestServer::healthy();
     let scenario = TempFile::with(
         "toml",
@@ -484,13 +492,9 @@ run = "sleep 0.4; echo about to fail; exit 7"
         ),
     );
     let json = TempFile::new("json");
-    let (code, live, stderr, _) = run_gapless(&[
-        "run",
-        "--scenario",
-        scenario.as_str(),
-        "--json",
-        json.as_str(),
-    ]);
+    let (code, live, stderr, _) = Run::scenario(scenario.as_str())
+        .opt("--json", json.as_str())
+        .output();
     assert_eq!(code, 3, "the step failed:\n{live}\n{stderr}");
     let saved: Value =
         serde_json::from_str(&std::fs::read_to_string(json.path()).unwrap()).unwrap();
@@ -533,6 +537,30 @@ run = "sleep 0.4; echo about to fail; exit 7"
         .unwrap();
     assert_eq!(again.status.code(), Some(3));
     assert_eq!(String::from_utf8(again.stdout).unwrap(), live);
+}
+
+/// The HTML report of the run above (the same scenario and flags), rendered by a real browser.
+#[test]
+#[ignore = "needs chromium"]
+fn the_html_report_renders_in_chromium() {
+    let browser = chromium();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reports-chromium");
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = format!(
+        "{}/scenarios/demo-recreate.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let page = dir.join("report.html");
+    let (code, _, stderr, _) = Run::scenario(&scenario)
+        .quiet()
+        .opt("--version-header", "x-version")
+        .opt("--slot", "100ms")
+        .opt("--html", page.to_str().unwrap())
+        .output();
+    assert_eq!(code, 1, "{stderr}");
+    let png = dir.join("report.png");
+    screenshot(browser, &page, &png, "1040,2400");
+    println!("screenshot of the HTML report: {}", png.display());
 }
 
 /// Renders `html` in headless Chromium with a script that measures the labels of the timeline
@@ -588,14 +616,10 @@ fn a_short_rollout_is_drawn_in_slots_sized_to_it_with_its_windows_and_events_lab
         env!("CARGO_MANIFEST_DIR")
     );
     let html_path = dir.join("report.html");
-    let (code, _, stderr, json) = run_gapless(&[
-        "run",
-        "--scenario",
-        &scenario,
-        "--quiet",
-        "--html",
-        html_path.to_str().unwrap(),
-    ]);
+    let (code, _, stderr, json) = Run::scenario(&scenario)
+        .quiet()
+        .opt("--html", html_path.to_str().unwrap())
+        .output();
     let json = json.unwrap_or_else(|| panic!("no JSON result:\n{stderr}"));
     assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
 
@@ -626,32 +650,32 @@ fn a_short_rollout_is_drawn_in_slots_sized_to_it_with_its_windows_and_events_lab
     assert_eq!(events.len(), 9);
     assert!(html.contains("v1-0 killed"), "an event label");
     assert!(html.contains(r#"class="label""#));
+    // As a browser lays it out: a_short_rollout_s_labels_neither_overlap_nor_overflow_in_chromium.
+}
 
-    match chromium() {
-        Some(browser) => {
-            let png = dir.join("report.png");
-            let _ = std::fs::remove_file(&png);
-            let shot = Command::new(browser)
-                .args(["--headless", "--no-sandbox", "--disable-gpu"])
-                .arg("--disable-background-networking")
-                .arg("--window-size=1040,700")
-                .arg(format!("--screenshot={}", png.display()))
-                .arg(format!("file://{}", html_path.display()))
-                .output()
-                .unwrap();
-            let size = std::fs::metadata(&png).map_or(0, |m| m.len());
-            assert!(
-                size > 10_000,
-                "no screenshot: {}",
-                String::from_utf8_lossy(&shot.stderr)
-            );
-            println!("screenshot of the short rollout: {}", png.display());
-            // As laid out by the browser: every label drawn, none overlapping, none cut off.
-            let (labels, overlaps, outside) = measure_labels(browser, &html, &dir);
-            assert!(labels >= 4, "the step and the events: {labels} labels");
-            assert_eq!((overlaps, outside), (0, 0), "{labels} labels");
-        }
-        None if std::env::var_os("CI").is_some() => panic!("chromium is required in CI"),
-        None => println!("skipping the browser check: chromium is not installed"),
-    }
+/// The HTML report of the short rollout above, laid out by a real browser: every label drawn,
+/// none overlapping, none cut off.
+#[test]
+#[ignore = "needs chromium"]
+fn a_short_rollout_s_labels_neither_overlap_nor_overflow_in_chromium() {
+    let browser = chromium();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("short-rollout-chromium");
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = format!(
+        "{}/scenarios/demo-rolling-no-drain.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let html_path = dir.join("report.html");
+    let (code, _, stderr, _) = Run::scenario(&scenario)
+        .quiet()
+        .opt("--html", html_path.to_str().unwrap())
+        .output();
+    assert_eq!(code, 1, "{stderr}");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    let png = dir.join("report.png");
+    screenshot(browser, &html_path, &png, "1040,700");
+    println!("screenshot of the short rollout: {}", png.display());
+    let (labels, overlaps, outside) = measure_labels(browser, &html, &dir);
+    assert!(labels >= 4, "the step and the events: {labels} labels");
+    assert_eq!((overlaps, outside), (0, 0), "{labels} labels");
 }

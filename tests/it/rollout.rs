@@ -8,30 +8,16 @@
 //! own clock. The timing-sensitive test holds [`LOAD`] exclusively so that no other test of this
 //! file loads the machine meanwhile; the other load tests share it.
 
-mod support;
-
 use std::process::{Command, Stdio};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use support::{
-    Fault, FaultServer, GAPLESS, Reply, TempFile, TestServer, at, count_at, counts, counts_at,
-    f64_at, is_running, run_gapless, run_json, run_json_with_command, u64_at, wait_for_line,
+use crate::support;
+use crate::support::{
+    Fault, FaultServer, GAPLESS, Reply, Run, TempFile, TestServer, at, count_at, counts, counts_at,
+    exclusive, f64_at, is_running, run_json_with_command, shared, u64_at, wait_for_line,
     wait_not_running,
 };
-
-/// Held exclusively by the test that measures a window to the millisecond, shared by the other
-/// tests that make load.
-static LOAD: RwLock<()> = RwLock::new(());
-
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    LOAD.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn shared() -> RwLockReadGuard<'static, ()> {
-    LOAD.read().unwrap_or_else(PoisonError::into_inner)
-}
+use serde_json::Value;
 
 /// Writes a scenario file.
 fn scenario(text: &str) -> TempFile {
@@ -40,7 +26,7 @@ fn scenario(text: &str) -> TempFile {
 
 /// Runs `gapless run --scenario FILE --quiet` and returns the exit code and the JSON result.
 fn run_scenario(file: &TempFile) -> (i32, Value) {
-    run_json(&["run", "--scenario", file.as_str(), "--quiet"])
+    Run::scenario(file.as_str()).quiet().json()
 }
 
 fn str_at<'a>(json: &'a Value, pointer: &str) -> &'a str {
@@ -761,8 +747,7 @@ background = true
 "#,
         server.url()
     ));
-    let (code, stdout, stderr, json) =
-        run_gapless(&["run", "--scenario", file.as_str(), "--quiet"]);
+    let (code, stdout, stderr, json) = Run::scenario(file.as_str()).quiet().output();
     let json = json.expect("a JSON result");
 
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -775,7 +760,7 @@ background = true
     assert_eq!(str_at(&json, "/events/0/line"), "h3-watched");
 
     // Without --quiet the same run shows the steps.
-    let (_, _, stderr, _) = run_gapless(&["run", "--scenario", file.as_str()]);
+    let (_, _, stderr, _) = Run::scenario(file.as_str()).output();
     for line in [
         "[talker] h3-said-on-stdout",
         "[watcher] h3-watched",
@@ -793,7 +778,7 @@ background = true
 /// that nothing ran (no JSON result, nothing on stdout).
 fn bad_scenario(text: &str) -> (i32, String, String) {
     let file = scenario(text);
-    let (code, stdout, stderr, json) = run_gapless(&["run", "--scenario", file.as_str()]);
+    let (code, stdout, stderr, json) = Run::scenario(file.as_str()).output();
     assert!(json.is_none(), "a bad scenario runs nothing");
     assert_eq!(stdout, "");
     (code, stderr, file.as_str().to_string())

@@ -3,10 +3,9 @@
 //!
 //! Every run is on loopback at 500 requests per second for about five seconds.
 
-mod support;
-
+use crate::support;
+use crate::support::{Run, at, f64_at, u64_at};
 use serde_json::Value;
-use support::{at, f64_at, run_gapless, u64_at};
 
 fn scenario(name: &str) -> String {
     format!("{}/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"))
@@ -19,7 +18,7 @@ fn run(name: &str) -> (i32, Value) {
 /// `gapless run --scenario FILE --quiet`: the exit code and the JSON result. Quiet, a run
 /// prints its verdict line and nothing else: no demo orchestration line, no notice.
 fn quiet_run(file: &str) -> (i32, Value) {
-    let (code, stdout, stderr, json) = run_gapless(&["run", "--scenario", file, "--quiet"]);
+    let (code, stdout, stderr, json) = Run::scenario(file).quiet().output();
     let json = json.unwrap_or_else(|| panic!("no JSON result: {stdout}{stderr}"));
     assert_eq!(stderr, "", "--quiet prints nothing on stderr");
     assert_eq!(

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use gapless::cli::scenario::Scenario;
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 fn env(name: &str) -> Option<String> {
     (name == "SET").then(|| "value".to_string())
@@ -89,8 +90,21 @@ fn line() -> impl Strategy<Value = String> {
     ]
 }
 
+/// 2,000 cases per property; regressions are read from (and saved to)
+/// `scenario_fuzz.proptest-regressions` beside this file. proptest's default,
+/// `SourceParallel`, would look in `tests/proptest-regressions/scenario_fuzz.txt` instead, since
+/// this file is a module of the `tests/it/main.rs` crate.
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::with_cases(2000)
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(config())]
 
     #[test]
     fn arbitrary_text_never_panics(text in ".{0,200}") {

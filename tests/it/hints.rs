@@ -5,12 +5,11 @@
 //!
 //! Every load is at most 100 requests per second for at most one second.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{Reply, Run, TempFile, TestServer, at, counts, counts_at, u64_at};
 use serde_json::Value;
-use support::{Reply, TempFile, TestServer, at, counts, counts_at, run_json, u64_at};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The rule names of the hints, in report order.
@@ -39,9 +38,12 @@ fn text<'a>(hint: &'a Value, field: &str) -> &'a str {
 
 /// `gapless run URL -q 50 -d 1s -c 2 EXTRA...`: 50 requests.
 fn load(url: &str, extra: &[&str]) -> (i32, Value) {
-    let mut args = vec!["run", url, "-q", "50", "-d", "1s", "-c", "2"];
-    args.extend_from_slice(extra);
-    run_json(&args)
+    Run::new(url)
+        .qps(50)
+        .duration("1s")
+        .connections(2)
+        .args(extra)
+        .json()
 }
 
 #[test]
@@ -105,7 +107,7 @@ run = "true"
 "#
         ),
     );
-    let (code, json) = run_json(&["run", "--scenario", file.as_str(), "--quiet"]);
+    let (code, json) = Run::scenario(file.as_str()).quiet().json();
 
     assert_eq!(code, 4, "{json:#}");
     assert_eq!(at(&json, "/steps/0/status"), "skipped");
@@ -124,18 +126,12 @@ run = "true"
 #[test]
 fn timeouts_are_stated_as_timeouts() {
     let server = TestServer::http(|_| Reply::ok().delayed(Duration::from_millis(200)));
-    let (code, json) = run_json(&[
-        "run",
-        &server.url(),
-        "-q",
-        "20",
-        "-d",
-        "1s",
-        "-c",
-        "20",
-        "--timeout",
-        "50ms",
-    ]);
+    let (code, json) = Run::new(&server.url())
+        .qps(20)
+        .duration("1s")
+        .connections(20)
+        .timeout("50ms")
+        .json();
 
     assert_eq!(code, 1, "{json:#}");
     assert_eq!(counts_at(&json, "/errors"), counts(&[("timeout", 20)]));

@@ -6,13 +6,12 @@
 //! early (before the target broke); placed by send times, it starts within a request of the
 //! break, and says how uncertain each boundary is.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{Reply, TestServer, at, f64_at, u64_at};
+use crate::support;
+use crate::support::{Reply, Run, TestServer, at, f64_at, u64_at};
 
 /// When the target breaks and recovers, after its first request (on its own clock).
 const BREAK: Duration = Duration::from_millis(1000);
@@ -47,18 +46,12 @@ fn a_window_starts_and_ends_when_the_target_broke_and_recovered_though_sends_wer
             }
         })
     };
-    let (code, json) = support::run_json(&[
-        "run",
-        &server.url(),
-        "-q",
-        "75",
-        "-c",
-        "1",
-        "-d",
-        "2s",
-        "--timeout",
-        "10s",
-    ]);
+    let (code, json) = Run::new(&server.url())
+        .qps(75)
+        .connections(1)
+        .duration("2s")
+        .timeout("10s")
+        .json();
     let first = *server
         .stats()
         .first_request

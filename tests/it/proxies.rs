@@ -9,25 +9,22 @@
 //! 4. haproxy graceful drain, then the backend stopped: PASS.
 //! 5. haproxy abrupt kill with health checks on: FAIL until the check takes the server out.
 //!
-//! Without nginx or haproxy the tests that need them are skipped with a printed reason, except
-//! under CI (`CI` set), where that is a failure. `cargo test --test proxies -- --nocapture` shows
-//! each run's verdict, versions and windows.
-
-#[path = "support/proxy.rs"]
-mod proxy;
-mod support;
+//! Each test is `#[ignore = "needs nginx"]` (or haproxy): a plain `cargo test` lists it as
+//! ignored, `cargo test -- --include-ignored` (as `.ci/run` does) runs it, and fails it if its
+//! proxy is missing. `cargo test --test it proxies:: -- --include-ignored --nocapture` shows each
+//! run's verdict, versions and windows.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use proxy::{
+use crate::support::proxy::{
     BASH_PRELUDE, Backend, GAPLESS, Haproxy, Nginx, Run, Scratch, free_port, haproxy_api,
-    output_within, run_gapless, serial, step_values, toml_str, tool, value,
+    output_within, run_gapless, serial, step_values, toml_str, value,
 };
+use crate::support::{at, count_at, counts_at, f64_at, needs, u64_at};
 use serde_json::Value;
-use support::{at, count_at, counts_at, f64_at, u64_at};
 
 /// The load of every case.
 const QPS: f64 = 1000.0;
@@ -141,8 +138,9 @@ impl Drop for BlueGreenDown<'_> {
 /// nginx routes to blue (v1) with keep-alive upstreams, the step points it at green (v2) and
 /// reloads. Every request succeeds, v1 answers until the reload and v2 from then on.
 #[test]
+#[ignore = "needs nginx"]
 fn nginx_blue_green_by_reload_keeps_every_request() {
-    let Some(nginx) = tool("nginx") else { return };
+    let nginx = needs("nginx");
     let _serial = serial();
     let dir = Scratch::new("nginx-blue-green");
     let port = free_port();
@@ -240,8 +238,9 @@ echo "stopped=$stopped refused=$refused started=$started accepting=$accepting"
 /// downtime the step measured, made of refused connections (and the resets of requests caught
 /// by the stop), attributed to the step.
 #[test]
+#[ignore = "needs nginx"]
 fn nginx_hard_restart_is_one_gap_as_long_as_the_downtime() {
-    let Some(binary) = tool("nginx") else { return };
+    let binary = needs("nginx");
     let _serial = serial();
     let dir = Scratch::new("nginx-restart");
     let backend = Backend::start("v1");
@@ -361,8 +360,9 @@ const NO_RETRY_LOCATION: &str = "            proxy_pass http://app;\n\
 /// to it; a second later it is removed from the upstream and nginx reloads. 502s during the
 /// kill step, v1 answering throughout, nothing failing before or after.
 #[test]
+#[ignore = "needs nginx"]
 fn backend_killed_under_nginx_gives_502s_during_that_step() {
-    let Some(binary) = tool("nginx") else { return };
+    let binary = needs("nginx");
     let _serial = serial();
     let dir = Scratch::new("nginx-backend-kill");
     let (v1, v2) = (Backend::start("v1"), Backend::start("v2"));
@@ -540,10 +540,9 @@ echo "v2 stopped, haproxy says $status"
 /// Case 4: v2 is drained through haproxy's runtime API, left to finish its sessions, then
 /// stopped. Nothing fails; v2 answered before the drain and never after it.
 #[test]
+#[ignore = "needs haproxy"]
 fn haproxy_graceful_drain_keeps_every_request() {
-    let Some(binary) = tool("haproxy") else {
-        return;
-    };
+    let binary = needs("haproxy");
     let _serial = serial();
     let dir = Scratch::new("haproxy-drain");
     let (haproxy, _v1, v2) = haproxy_pair(&binary, &dir);
@@ -621,10 +620,9 @@ echo "killed=$killed down=$down status=${status// /_}"
 /// window (merged: v1 answers every other request) as long as the detection time, which is
 /// between `fall - 1` and `fall` check intervals.
 #[test]
+#[ignore = "needs haproxy"]
 fn haproxy_abrupt_kill_fails_until_the_health_check_takes_it_out() {
-    let Some(binary) = tool("haproxy") else {
-        return;
-    };
+    let binary = needs("haproxy");
     let _serial = serial();
     let dir = Scratch::new("haproxy-kill");
     let (haproxy, _v1, v2) = haproxy_pair(&binary, &dir);

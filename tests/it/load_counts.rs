@@ -1,9 +1,7 @@
 //! Request and status-code counts are exact: a paced run makes exactly `ceil(qps × duration)`
 //! attempts, each reaches the server exactly once, and every status is counted where it belongs.
 
-mod support;
-
-use support::{Reply, TestServer, at, counts, counts_at, run_gapless, run_json, u64_at};
+use crate::support::{Reply, Run, TestServer, at, counts, counts_at, u64_at};
 
 /// Every 4th request the server receives (indices 3, 7, 11, ...) gets a 503.
 fn every_fourth_503() -> TestServer {
@@ -19,8 +17,11 @@ fn every_fourth_503() -> TestServer {
 #[test]
 fn healthy_run_makes_exactly_qps_times_duration_requests() {
     let server = TestServer::healthy();
-    let (code, stdout, stderr, json) =
-        run_gapless(&["run", &server.url(), "-q", "200", "-d", "2s", "-c", "4"]);
+    let (code, stdout, stderr, json) = Run::new(&server.url())
+        .qps(200)
+        .duration("2s")
+        .connections(4)
+        .output();
     let json =
         json.unwrap_or_else(|| panic!("no JSON result\nstdout:\n{stdout}\nstderr:\n{stderr}"));
 
@@ -46,7 +47,11 @@ fn healthy_run_makes_exactly_qps_times_duration_requests() {
 #[test]
 fn status_codes_are_counted_exactly_and_fail_the_run() {
     let server = every_fourth_503();
-    let (code, json) = run_json(&["run", &server.url(), "-q", "200", "-d", "2s", "-c", "4"]);
+    let (code, json) = Run::new(&server.url())
+        .qps(200)
+        .duration("2s")
+        .connections(4)
+        .json();
 
     assert_eq!(code, 1);
     assert_eq!(u64_at(&json, "/requests/total"), 400);
@@ -76,18 +81,12 @@ fn status_codes_are_counted_exactly_and_fail_the_run() {
 #[test]
 fn ok_codes_turn_a_status_into_a_success() {
     let server = every_fourth_503();
-    let (code, json) = run_json(&[
-        "run",
-        &server.url(),
-        "-q",
-        "200",
-        "-d",
-        "2s",
-        "-c",
-        "4",
-        "--ok-codes",
-        "200-299,503",
-    ]);
+    let (code, json) = Run::new(&server.url())
+        .qps(200)
+        .duration("2s")
+        .connections(4)
+        .opt("--ok-codes", "200-299,503")
+        .json();
 
     assert_eq!(code, 0);
     assert_eq!(u64_at(&json, "/requests/total"), 400);
@@ -106,7 +105,11 @@ fn ok_codes_turn_a_status_into_a_success() {
 fn fractional_rate_rounds_the_count_up() {
     // 7 qps for 1.5 s: requests are due at 0, 1/7, ..., 10/7 s; 10/7 s < 1.5 s, so 11 requests.
     let server = TestServer::healthy();
-    let (code, json) = run_json(&["run", &server.url(), "-q", "7", "-d", "1500ms", "-c", "2"]);
+    let (code, json) = Run::new(&server.url())
+        .qps(7)
+        .duration("1500ms")
+        .connections(2)
+        .json();
 
     assert_eq!(code, 0);
     assert_eq!(u64_at(&json, "/requests/total"), 11);
@@ -118,18 +121,12 @@ fn fractional_rate_rounds_the_count_up() {
 fn sharded_engine_keeps_the_count_exact() {
     // Two engine threads split the schedule between them; together they still make 400.
     let server = TestServer::healthy();
-    let (code, json) = run_json(&[
-        "run",
-        &server.url(),
-        "-q",
-        "200",
-        "-d",
-        "2s",
-        "-c",
-        "4",
-        "--threads",
-        "2",
-    ]);
+    let (code, json) = Run::new(&server.url())
+        .qps(200)
+        .duration("2s")
+        .connections(4)
+        .opt("--threads", "2")
+        .json();
 
     assert_eq!(code, 0);
     assert_eq!(u64_at(&json, "/requests/total"), 400);

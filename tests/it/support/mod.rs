@@ -6,10 +6,13 @@
 //! [`TestServer`] is either a hyper server (HTTP/1.1 and h2c, optionally behind TLS) whose answers
 //! come from a closure, or a raw TCP server whose per-connection handler misbehaves on purpose.
 //! Dropping a [`TestServer`] stops it and joins its thread.
+//!
+//! A test that needs a real component (nginx, haproxy, Chromium, openssl) is marked
+//! `#[ignore = "needs NAME"]`, so a plain `cargo test` lists it as ignored instead of passing it
+//! without its component; `cargo test -- --include-ignored` (as `.ci/run` does, after installing
+//! them) runs it, and then [`needs`] fails it if the component is missing.
 
-// Each test crate includes this module and uses a different subset of it.
-#![allow(dead_code)]
-
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::Read;
@@ -17,11 +20,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use gapless::internals::accept::{self, Readying};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -33,6 +37,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub mod proxy;
 
 /// The binary under test.
 pub const GAPLESS: &str = env!("CARGO_BIN_EXE_gapless");
@@ -53,6 +60,66 @@ pub fn temp_path(suffix: &str) -> PathBuf {
     ))
 }
 
+/// Shared by the tests that make load, held by one test alone when its timing assertions need
+/// the machine to itself (the proxy tests at 1,000 requests per second, a window measured to the
+/// millisecond). All areas' tests run side by side in this one test crate, so a lock in one
+/// module would not keep another module's load away.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+thread_local! {
+    /// Whether this thread (one test) holds [`MACHINE`] already: taking a std `RwLock` again in
+    /// the same thread can deadlock (a writer waiting between the two reads).
+    static HOLDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A hold on the machine ([`shared`] or [`exclusive`]), released on drop.
+#[must_use = "the machine is released when this is dropped"]
+pub struct Machine {
+    shared: Option<RwLockReadGuard<'static, ()>>,
+    exclusive: Option<RwLockWriteGuard<'static, ()>>,
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if self.shared.is_some() || self.exclusive.is_some() {
+            HOLDING.set(false);
+        }
+    }
+}
+
+/// The machine to this test alone, once the tests holding it [`shared`] are done; they wait
+/// meanwhile.
+pub fn exclusive() -> Machine {
+    assert!(
+        !HOLDING.get(),
+        "exclusive() while this test holds the machine would wait for itself"
+    );
+    let guard = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
+    HOLDING.set(true);
+    Machine {
+        shared: None,
+        exclusive: Some(guard),
+    }
+}
+
+/// The machine, shared with the other tests that make load (none holds it [`exclusive`]ly
+/// meanwhile). [`run_gapless`] and [`Run`] take it themselves; a test that starts gapless
+/// otherwise takes it first. Nothing more if this test holds it already.
+pub fn shared() -> Machine {
+    if HOLDING.get() {
+        return Machine {
+            shared: None,
+            exclusive: None,
+        };
+    }
+    let guard = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
+    HOLDING.set(true);
+    Machine {
+        shared: Some(guard),
+        exclusive: None,
+    }
+}
+
 /// Runs `gapless ARGS...` and returns `(exit code, stdout, stderr, JSON result)`.
 ///
 /// Unless `args` already holds `--json`, `--json <temp file>` is appended and the file is parsed
@@ -60,6 +127,7 @@ pub fn temp_path(suffix: &str) -> PathBuf {
 /// exit code is -1 if the process died from a signal. Panics if the run takes longer than a
 /// minute (a hang), if gapless panicked, or if it wrote a file that is not JSON.
 pub fn run_gapless(args: &[&str]) -> (i32, String, String, Option<Value>) {
+    let _machine = shared();
     let json_path = (!args.contains(&"--json")).then(|| temp_path("json"));
     let mut command = Command::new(GAPLESS);
     command.args(args);
@@ -110,6 +178,83 @@ pub fn run_json(args: &[&str]) -> (i32, Value) {
         panic!("gapless {args:?} exited {code} without a JSON result\nstdout:\n{stdout}\nstderr:\n{stderr}")
     });
     (code, json)
+}
+
+/// A `gapless run` built up instead of listed:
+/// `Run::new(&url).qps(20).duration("500ms").quiet().json()`. Arguments are passed in the order
+/// given, so a test still reads as the command line it runs. [`Run::output`] runs it as
+/// [`run_gapless`] does, [`Run::json`] as [`run_json`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct Run(Vec<String>);
+
+impl Run {
+    /// `gapless run URL`.
+    pub fn new(url: &str) -> Run {
+        Run(vec!["run".to_string(), url.to_string()])
+    }
+
+    /// `gapless run --scenario FILE`.
+    pub fn scenario(file: &str) -> Run {
+        Run(vec!["run".to_string()]).args(["--scenario", file])
+    }
+
+    /// `-q QPS`.
+    pub fn qps(self, qps: impl std::fmt::Display) -> Run {
+        self.args(["-q".to_string(), qps.to_string()])
+    }
+
+    /// `-d DURATION`.
+    pub fn duration(self, duration: &str) -> Run {
+        self.args(["-d", duration])
+    }
+
+    /// `-c CONNECTIONS`.
+    pub fn connections(self, connections: u64) -> Run {
+        self.args(["-c".to_string(), connections.to_string()])
+    }
+
+    /// `--timeout TIMEOUT`.
+    pub fn timeout(self, timeout: &str) -> Run {
+        self.args(["--timeout", timeout])
+    }
+
+    /// `--quiet`.
+    pub fn quiet(self) -> Run {
+        self.arg("--quiet")
+    }
+
+    /// An option with its value: `FLAG VALUE`.
+    pub fn opt(self, flag: &str, value: impl AsRef<str>) -> Run {
+        self.arg(flag).arg(value)
+    }
+
+    /// One more argument, as it is.
+    pub fn arg(mut self, arg: impl AsRef<str>) -> Run {
+        self.0.push(arg.as_ref().to_string());
+        self
+    }
+
+    /// More arguments, as they are.
+    pub fn args(mut self, args: impl IntoIterator<Item = impl AsRef<str>>) -> Run {
+        self.0
+            .extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    /// Runs it: `(exit code, stdout, stderr, JSON result)`, as [`run_gapless`].
+    pub fn output(&self) -> (i32, String, String, Option<Value>) {
+        run_gapless(&self.argv())
+    }
+
+    /// Runs it, which must write a JSON result: `(exit code, JSON result)`, as [`run_json`].
+    pub fn json(&self) -> (i32, Value) {
+        run_json(&self.argv())
+    }
+
+    fn argv(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
+    }
 }
 
 fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
@@ -208,8 +353,6 @@ pub struct RequestInfo {
     pub index: u64,
     /// Time since the first request arrived (zero for the first).
     pub since_first: Duration,
-    /// HTTP version of the request.
-    pub version: Version,
 }
 
 /// How a hyper [`TestServer`] answers one request.
@@ -271,7 +414,7 @@ pub struct TestServer {
     scheme: &'static str,
     host: &'static str,
     stats: Arc<Stats>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<CancellationToken>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -370,9 +513,9 @@ impl TestServer {
             .expect("a tokio listener must be non-blocking");
         let addr = listener.local_addr().expect("the bound address");
         let stats = Arc::new(Stats::default());
-        let (stop, mut stopped) = oneshot::channel::<()>();
+        let stop = CancellationToken::new();
         let thread = {
-            let stats = stats.clone();
+            let (stats, stop) = (stats.clone(), stop.clone());
             std::thread::Builder::new()
                 .name(format!("test-server-{}", addr.port()))
                 .spawn(move || {
@@ -383,20 +526,15 @@ impl TestServer {
                     runtime.block_on(async move {
                         let listener =
                             TcpListener::from_std(listener).expect("register the test listener");
-                        let mut connections = JoinSet::new();
-                        loop {
-                            tokio::select! {
-                                _ = &mut stopped => break,
-                                accepted = listener.accept() => {
-                                    if let Ok((stream, _peer)) = accepted {
-                                        stats.connections.fetch_add(1, Ordering::SeqCst);
-                                        connections.spawn(handler(stream, stats.clone()));
-                                    }
-                                }
-                            }
-                            while connections.try_join_next().is_some() {}
-                        }
-                        // Dropping the set aborts every connection still open.
+                        // gapless's own accept loop; dropping the connections still open when
+                        // the server stops aborts them.
+                        // As accepted: Nagle on, closed cleanly (the tests set what they need).
+                        let readying = Readying::default();
+                        accept::each_connection(listener, readying, &stop, &stop, |stream| {
+                            stats.connections.fetch_add(1, Ordering::SeqCst);
+                            handler(stream, stats.clone())
+                        })
+                        .await;
                     });
                 })
                 .expect("spawn the test server thread")
@@ -430,7 +568,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            stop.cancel();
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -454,7 +592,6 @@ where
             let reply = responder(RequestInfo {
                 index,
                 since_first: now.saturating_duration_since(first),
-                version: request.version(),
             });
             // Read the request to its end so the connection stays usable.
             let _ = request.into_body().collect().await;
@@ -528,14 +665,35 @@ pub async fn wait_for_close(stream: &mut TcpStream) {
     }
 }
 
+/// The path of the program `name` that the calling test needs: the first executable `name` on
+/// PATH, or in the sbin directories a non-root PATH may lack. Such a test is
+/// `#[ignore = "needs NAME"]` and runs only when asked for, so a missing program fails it.
+pub fn needs(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs {name}, which is not installed (it is ignored by a plain \
+                 `cargo test`; .ci/run installs {name} and runs it with --include-ignored)"
+            )
+        })
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// A self-signed certificate for `localhost` and its key, `(certificate PEM, key PEM)`, made by
 /// `openssl req -x509` as a user makes one: marked `CA:TRUE` (openssl's default configuration
-/// marks it so; the test asks for it explicitly, whatever the local configuration says). `None`
-/// after printing why when openssl is not installed, except under CI (`CI` set), where that
-/// fails.
-pub fn openssl_self_signed() -> Option<(String, String)> {
+/// marks it so; the test asks for it explicitly, whatever the local configuration says). For a
+/// test marked `#[ignore = "needs openssl"]`: fails if openssl is not installed.
+pub fn openssl_self_signed() -> (String, String) {
     let (cert, key) = (TempFile::new("crt"), TempFile::new("key"));
-    let made = Command::new("openssl")
+    let made = Command::new(needs("openssl"))
         .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
         .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
         .args([
@@ -547,28 +705,15 @@ pub fn openssl_self_signed() -> Option<(String, String)> {
         .args(["-addext", "basicConstraints=critical,CA:TRUE"])
         .args(["-keyout", key.as_str(), "-out", cert.as_str()])
         .stdin(Stdio::null())
-        .output();
-    match made {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
-            assert!(
-                !ci,
-                "openssl is not installed, and CI is set: this test must run here"
-            );
-            eprintln!("skipping: openssl is not installed (CI is not set)");
-            None
-        }
-        Err(e) => panic!("cannot run openssl: {e}"),
-        Ok(out) => {
-            assert!(
-                out.status.success(),
-                "openssl req -x509 failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let read = |f: &TempFile| std::fs::read_to_string(f.path()).expect("openssl's output");
-            Some((read(&cert), read(&key)))
-        }
-    }
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+    assert!(
+        made.status.success(),
+        "openssl req -x509 failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let read = |f: &TempFile| std::fs::read_to_string(f.path()).expect("openssl's output");
+    (read(&cert), read(&key))
 }
 
 /// A loopback port that nothing listens on: bound, read, and released again.
@@ -578,7 +723,7 @@ pub fn refused_port() -> u16 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Rollout helpers (tests/rollout.rs): scenario files, process checks, a fault-injection target.
+// Rollout helpers (rollout.rs): scenario files, process checks, a fault-injection target.
 // ---------------------------------------------------------------------------------------------
 
 /// A file in the temp directory, removed on drop.

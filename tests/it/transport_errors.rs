@@ -1,12 +1,11 @@
 //! Each transport failure class, produced for real by a misbehaving loopback target, lands in its
 //! own class, fails the run (exit 1), and leaves the request count exact.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{
-    TestServer, at, count_at, counts, counts_at, read_request_head, refused_port, run_json, u64_at,
+use crate::support;
+use crate::support::{
+    Run, TestServer, at, count_at, counts, counts_at, read_request_head, refused_port, u64_at,
     wait_for_close,
 };
 use tokio::io::AsyncWriteExt;
@@ -15,9 +14,12 @@ use tokio::io::AsyncWriteExt;
 const TOTAL: u64 = 50;
 
 fn load(url: &str, extra: &[&str]) -> (i32, serde_json::Value) {
-    let mut args = vec!["run", url, "-q", "50", "-d", "1s", "-c", "2"];
-    args.extend_from_slice(extra);
-    run_json(&args)
+    Run::new(url)
+        .qps(50)
+        .duration("1s")
+        .connections(2)
+        .args(extra)
+        .json()
 }
 
 /// Checks what every transport-failure run shares: exit 1, no responses, the exact total.
@@ -173,18 +175,12 @@ fn garbage_instead_of_http_is_protocol() {
 fn a_slow_server_within_the_timeout_is_not_a_failure() {
     // The counterpart of the timeout test: 100 ms answers under a 1 s deadline all succeed.
     let server = TestServer::http(|_| support::Reply::ok().delayed(Duration::from_millis(100)));
-    let (code, json) = run_json(&[
-        "run",
-        &server.url(),
-        "-q",
-        "50",
-        "-d",
-        "1s",
-        "-c",
-        "8",
-        "--timeout",
-        "1s",
-    ]);
+    let (code, json) = Run::new(&server.url())
+        .qps(50)
+        .duration("1s")
+        .connections(8)
+        .timeout("1s")
+        .json();
 
     assert_eq!(code, 0);
     assert_eq!(u64_at(&json, "/requests/total"), TOTAL);
@@ -211,7 +207,11 @@ fn reset_on_a_reused_connection_is_counted_as_reused() {
                 .expect("SO_LINGER 0 on a connected socket");
         }
     });
-    let (code, json) = run_json(&["run", &server.url(), "-q", "50", "-d", "1s", "-c", "1"]);
+    let (code, json) = Run::new(&server.url())
+        .qps(50)
+        .duration("1s")
+        .connections(1)
+        .json();
 
     assert_eq!(code, 1);
     assert_eq!(u64_at(&json, "/requests/total"), TOTAL);
@@ -234,8 +234,7 @@ fn reset_on_a_reused_connection_is_counted_as_reused() {
 
 /// Runs the standard load and returns the JSON result and the text report.
 fn load_with_text(url: &str) -> (i32, serde_json::Value, String) {
-    let (code, stdout, stderr, json) =
-        support::run_gapless(&["run", url, "-q", "50", "-d", "1s", "-c", "2"]);
+    let (code, stdout, stderr, json) = Run::new(url).qps(50).duration("1s").connections(2).output();
     (code, json.unwrap_or_else(|| panic!("{stderr}")), stdout)
 }
 

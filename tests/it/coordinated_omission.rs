@@ -3,11 +3,9 @@
 //! one 1 s stall on a single connection shows in the latency percentiles, while the service time
 //! (from the actual send) shows only the one slow response.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Reply, TestServer, counts, counts_at, f64_at, run_json, u64_at};
+use crate::support::{Reply, Run, TestServer, counts, counts_at, f64_at, u64_at};
 
 /// The request the server stalls on: at 100 qps over one connection, the 51st request to arrive
 /// is request 50, due 0.5 s into the run.
@@ -22,22 +20,15 @@ fn a_stall_shows_in_corrected_latency_but_not_in_service_time() {
             Reply::ok()
         }
     });
-    let (code, json) = run_json(&[
-        "run",
-        &server.url(),
-        "-q",
-        "100",
-        "-d",
-        "3s",
-        "-c",
-        "1",
-        "--timeout",
-        "5s",
+    let (code, json) = Run::new(&server.url())
+        .qps(100)
+        .duration("3s")
+        .connections(1)
+        .timeout("5s")
         // The 1 s silence is the point here: allowed, so that only latency is looked at (it
         // is found as a stall, see stalls.rs).
-        "--max-stall",
-        "5s",
-    ]);
+        .opt("--max-stall", "5s")
+        .json();
 
     assert_eq!(
         code, 0,
@@ -104,18 +95,12 @@ fn the_deadline_counts_from_the_intended_send_time() {
     // Every decision has 40 ms or more of margin. Requests fail although no answer takes more
     // than 300 ms once sent, and none is sent only to be abandoned at its deadline.
     let server = TestServer::http(|_| Reply::ok().delayed(Duration::from_millis(300)));
-    let (code, json) = run_json(&[
-        "run",
-        &server.url(),
-        "-q",
-        "10",
-        "-d",
-        "1s",
-        "-c",
-        "1",
-        "--timeout",
-        "650ms",
-    ]);
+    let (code, json) = Run::new(&server.url())
+        .qps(10)
+        .duration("1s")
+        .connections(1)
+        .timeout("650ms")
+        .json();
 
     assert_eq!(code, 1);
     assert_eq!(u64_at(&json, "/requests/total"), 10);

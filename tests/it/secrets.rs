@@ -2,11 +2,10 @@
 //! `Host`) and are shown redacted; a secret variable a step expands or echoes is `<redacted>` in
 //! every output, stream and file; steps are shown as written, `${VAR}` unexpanded.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
-use support::{TempFile, TestServer, run_gapless};
+use crate::support;
+use crate::support::{Run, TempFile, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A keep-alive HTTP/1.1 server that answers `200` and keeps the head of every request it read.
@@ -66,26 +65,16 @@ fn url_credentials_are_sent_as_basic_authorization_and_shown_nowhere() {
         .iter()
         .map(|s| TempFile::new(s))
         .collect();
-    let (code, stdout, stderr, _) = run_gapless(&[
-        "run",
-        &url,
-        "-q",
-        "20",
-        "-d",
-        "300ms",
-        "-c",
-        "1",
-        "--json",
-        outputs[0].as_str(),
-        "--html",
-        outputs[1].as_str(),
-        "--markdown",
-        outputs[2].as_str(),
-        "--junit",
-        outputs[3].as_str(),
-        "--fortio-json",
-        outputs[4].as_str(),
-    ]);
+    let (code, stdout, stderr, _) = Run::new(&url)
+        .qps(20)
+        .duration("300ms")
+        .connections(1)
+        .opt("--json", outputs[0].as_str())
+        .opt("--html", outputs[1].as_str())
+        .opt("--markdown", outputs[2].as_str())
+        .opt("--junit", outputs[3].as_str())
+        .opt("--fortio-json", outputs[4].as_str())
+        .output();
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let heads = heads.lock().unwrap().clone();
     assert_eq!(heads.len(), 6, "20 req/s for 300 ms");
@@ -119,18 +108,12 @@ fn url_credentials_are_sent_as_basic_authorization_and_shown_nowhere() {
     // An explicit Authorization header wins over the URL's credentials.
     let (server, heads) = recording_server();
     let url = format!("http://alice:hunter2@127.0.0.1:{}/", server.addr().port());
-    let (code, _, _, _) = run_gapless(&[
-        "run",
-        &url,
-        "-q",
-        "10",
-        "-d",
-        "200ms",
-        "-c",
-        "1",
-        "-H",
-        "Authorization: Bearer t",
-    ]);
+    let (code, _, _, _) = Run::new(&url)
+        .qps(10)
+        .duration("200ms")
+        .connections(1)
+        .opt("-H", "Authorization: Bearer t")
+        .output();
     assert_eq!(code, 0);
     for head in heads.lock().unwrap().iter() {
         let auth: Vec<&str> = head
@@ -143,6 +126,7 @@ fn url_credentials_are_sent_as_basic_authorization_and_shown_nowhere() {
 
 #[test]
 fn a_step_that_echoes_its_token_shows_it_nowhere() {
+    let _machine = support::shared();
     let server = TestServer::healthy();
     let scenario = TempFile::with(
         "toml",

@@ -1,30 +1,22 @@
 //! Hostile targets: each misbehaviour ends as a classified outcome within the request timeout,
 //! never a panic, a hang or a stored body. 20 requests at 20 qps on 2 connections, 300 ms timeout.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{
-    TestServer, at, counts, counts_at, read_request_head, run_json, u64_at, wait_for_close,
+use crate::support::{
+    Run, TestServer, at, counts, counts_at, read_request_head, u64_at, wait_for_close,
 };
 use tokio::io::AsyncWriteExt;
 
 const TOTAL: u64 = 20;
 
 fn load(url: &str) -> (i32, serde_json::Value) {
-    run_json(&[
-        "run",
-        url,
-        "-q",
-        "20",
-        "-d",
-        "1s",
-        "-c",
-        "2",
-        "--timeout",
-        "300ms",
-    ])
+    Run::new(url)
+        .qps(20)
+        .duration("1s")
+        .connections(2)
+        .timeout("300ms")
+        .json()
 }
 
 /// Every request failed, all in `class`.
