@@ -321,6 +321,12 @@ impl Steps<'_> {
             return Err(self.error(&raw.name, &key("name"), "must not be empty"));
         }
         let background = raw.background.unwrap_or(false);
+        let at = raw.at.map(|a| self.duration(&a, &key("at"))).transpose()?;
+        let timeout = raw
+            .timeout
+            .map(|t| check::duration(&t, &key("timeout"), STEP_TIMEOUT_RANGE, self.cx))
+            .transpose()?
+            .unwrap_or(STEP_TIMEOUT);
         if let Some(demo) = raw.demo {
             if raw.run.is_some() || raw.sleep.is_some() {
                 return Err(self.error(&demo, &key("demo"), "give one of run, sleep or demo"));
@@ -344,12 +350,8 @@ impl Steps<'_> {
                 name,
                 command: action.to_string(),
                 action,
-                at: raw.at.map(|a| self.duration(&a, &key("at"))).transpose()?,
-                timeout: raw
-                    .timeout
-                    .map(|t| check::duration(&t, &key("timeout"), STEP_TIMEOUT_RANGE, self.cx))
-                    .transpose()?
-                    .unwrap_or(STEP_TIMEOUT),
+                at,
+                timeout,
                 expect_exit: 0,
                 background,
             });
@@ -404,12 +406,8 @@ impl Steps<'_> {
                 .as_ref()
                 .map_or_else(|| action.to_string(), |r| r.get_ref().clone()),
             action,
-            at: raw.at.map(|a| self.duration(&a, &key("at"))).transpose()?,
-            timeout: raw
-                .timeout
-                .map(|t| check::duration(&t, &key("timeout"), STEP_TIMEOUT_RANGE, self.cx))
-                .transpose()?
-                .unwrap_or(STEP_TIMEOUT),
+            at,
+            timeout,
             expect_exit,
             background,
         })
