@@ -472,6 +472,50 @@ pub struct LoadConfig {
     /// Engine threads; `None` chooses from the rate (one per 100,000 requests per second, at most
     /// one per core).
     pub threads: Option<NonZeroUsize>,
+    /// This process is one shard of a load split across processes (`--shards`).
+    pub shard: Option<ShardPlan>,
+}
+
+/// One shard of a load split across processes: the global schedule is the one a single process
+/// would follow at the total rate (request `k` due at `start + k / qps`), and shard `index` of
+/// `count` sends exactly the requests with `k mod count == index`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardPlan {
+    /// This shard, from 0.
+    pub index: u32,
+    /// How many shards.
+    pub count: NonZeroU32,
+    /// Its name in the reports (the node it ran on).
+    pub label: String,
+    /// The global schedule's origin on the wall clock, shared by every shard.
+    pub start_at: std::time::SystemTime,
+}
+
+impl LoadConfig {
+    /// The schedule this process follows, starting at `start`: the whole one, or its shard's
+    /// requests (due at `start + index / qps`, then every `count / qps`).
+    pub fn schedule(&self, start: std::time::Instant) -> crate::load::schedule::Schedule {
+        use crate::load::schedule::Schedule;
+        match (&self.shard, self.rate) {
+            (Some(shard), Rate::Fixed(qps)) => {
+                let count = f64::from(shard.count.get());
+                let rate = Qps::new(qps.get() / count).map_or(self.rate, Rate::Fixed);
+                Schedule::new(crate::load::timer::later(start, self.shift()), rate)
+            }
+            _ => Schedule::new(start, self.rate),
+        }
+    }
+
+    /// How much later than the run's start this process's schedule begins (its shard's first
+    /// request: `index / qps`; zero unsharded).
+    pub fn shift(&self) -> Duration {
+        match (&self.shard, self.rate.qps()) {
+            (Some(shard), Some(qps)) => {
+                Duration::try_from_secs_f64(f64::from(shard.index) / qps).unwrap_or(Duration::ZERO)
+            }
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 /// The phases around the steps.

@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
 use crate::load::engine::{self, Engine, LoadControl, LoadStats};
-use crate::load::schedule::Schedule;
 use crate::load::timer::later;
 use crate::measure::gaps::{self, GapDetector, SlowWindow};
 use crate::measure::outcome::ErrorClass;
@@ -136,12 +135,19 @@ pub async fn run(
     orchestrator: Option<Arc<dyn Orchestrator>>,
     interrupt: impl Future<Output = Interruption>,
 ) -> Result<Finished, Error> {
-    let started_at = SystemTime::now();
-    let start = Instant::now();
+    // A shard waits for the common start; one that starts late counts what it missed.
+    let (started_at, start) = match &config.load.shard {
+        Some(shard) => origin(shard.start_at).await,
+        None => (SystemTime::now(), Instant::now()),
+    };
     let has_steps = config.rollout.has_steps();
-    let interval = config.load.rate.qps().map_or(Duration::ZERO, |q| {
-        Duration::try_from_secs_f64(1.0 / q).unwrap_or(crate::load::timer::HORIZON)
-    });
+    let interval = config
+        .load
+        .schedule(start)
+        .shard_qps()
+        .map_or(Duration::ZERO, |q| {
+            Duration::try_from_secs_f64(1.0 / q).unwrap_or(crate::load::timer::HORIZON)
+        });
     let recorder = Arc::new(Mutex::new(
         Recorder::new(
             start,
@@ -154,7 +160,8 @@ pub async fn run(
             },
             GapDetector::new(config.verdict.merge_gap, interval),
         )
-        .with_max_late(config.verdict.max_late),
+        .with_max_late(config.verdict.max_late)
+        .with_schedule_shift(config.load.shift()),
     ));
     let probe = VersionProbe::new(
         config.target.version_header.clone(),
@@ -170,7 +177,9 @@ pub async fn run(
     let not_sent = engine.not_sent_notice();
     let control = engine.control();
     let mut end = config.load.duration;
-    if !has_steps {
+    // A sharded load lasts --duration on every shard, the conductor's steps included.
+    let fixed_length = !has_steps || config.load.shard.is_some();
+    if fixed_length {
         control.end_at(end);
     }
     let load_stop = CancellationToken::new();
@@ -232,12 +241,17 @@ pub async fn run(
             }
         };
         if !planned {
-            // Interrupted (or the engine failed): the running step is killed.
+            // Interrupted, the engine failed, or a sharded load's --duration ended: the running
+            // step is killed.
             rollout_stop.cancel();
             plan.await;
         }
-        stats
+        (stats, !planned && interruption.is_none())
     };
+    let (stats, cut_short) = stats;
+    if cut_short {
+        rollout.cut_short("was still running when the load's --duration ended");
+    }
     // The load is over: watchers are stopped after the clock stops (their output may drain).
     let elapsed = start.elapsed();
     rollout.stop_watchers().await;
@@ -296,6 +310,27 @@ fn not_sent_warning(config: &RunConfig, recorder: &Recorder) -> Option<String> {
     Some(sentence)
 }
 
+/// The run's start for a shard whose schedule begins at `start_at` on the wall clock: waits
+/// until then if it is ahead; if it has passed, the start is that far in the past (the requests
+/// due since are late, or not sent), as far back as the monotonic clock reaches.
+async fn origin(start_at: SystemTime) -> (SystemTime, Instant) {
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    match start_at.duration_since(wall) {
+        Ok(ahead) => {
+            let start = crate::load::timer::later(now, ahead);
+            tokio::time::sleep_until(start.into()).await;
+            (start_at, start)
+        }
+        Err(behind) => {
+            let behind = behind.duration();
+            match now.checked_sub(behind) {
+                Some(start) => (start_at, start),
+                None => (wall, now),
+            }
+        }
+    }
+}
+
 /// How often the progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
@@ -339,7 +374,10 @@ async fn orchestrate(
     }
     // Let every warmup request end before judging the warmup. A closed loop (`-q 0`) has no
     // count known in advance: it waits until the last one's deadline has passed.
-    let due = Schedule::new(start, config.load.rate).count_before(warmup);
+    let due = config
+        .load
+        .schedule(start)
+        .count_before(warmup.saturating_sub(config.load.shift()));
     let settled = later(later(start, warmup), config.target.timeout + WARMUP_SETTLE);
     while due.is_none_or(|due| lock().phase(Phase::Warmup).is_some_and(|p| p.total < due))
         && Instant::now() < settled
@@ -381,6 +419,10 @@ async fn orchestrate(
     let cooldown_start = start.elapsed();
     lock().begin_phase(Phase::Cooldown, cooldown_start);
     status.send_modify(|s| s.phase = Phase::Cooldown);
+    if config.load.shard.is_some() {
+        // A shard's load lasts --duration, like every other shard's.
+        return config.load.duration.max(cooldown_start);
+    }
     let end = cooldown_start.saturating_add(config.rollout.cooldown);
     control.end_at(end);
     end

@@ -834,6 +834,46 @@ impl Check for Label {
     }
 }
 
+/// A time on the wall clock: RFC 3339 (`2026-12-03T18:00:00Z`, fractions allowed) or Unix
+/// milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct StartAt;
+
+impl Check for StartAt {
+    type Raw = String;
+    type Out = std::time::SystemTime;
+
+    fn check(
+        &self,
+        raw: &String,
+        place: &Place,
+        cx: &Context,
+    ) -> Result<std::time::SystemTime, Error> {
+        let written = text(raw, place, cx)?;
+        let written = written.trim();
+        if !written.is_empty() && written.chars().all(|c| c.is_ascii_digit()) {
+            let ms: u64 = written
+                .parse()
+                .map_err(|_| place.error(cx, format!("{written:?} is too large a time")))?;
+            return std::time::UNIX_EPOCH
+                .checked_add(Duration::from_millis(ms))
+                .ok_or_else(|| place.error(cx, format!("{written:?} is too large a time")));
+        }
+        humantime::parse_rfc3339_weak(written).map_err(|_| {
+            place.error(
+                cx,
+                format!(
+                    "{written:?} is not a time such as \"2026-12-03T18:00:00Z\" or Unix milliseconds"
+                ),
+            )
+        })
+    }
+
+    fn range(&self) -> Option<String> {
+        Some("RFC 3339 or Unix ms".to_string())
+    }
+}
+
 /// An `http://` or `https://` URL with a host.
 #[derive(Clone, Copy, Debug)]
 pub struct UrlCheck;

@@ -19,7 +19,8 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use http::{HeaderMap, StatusCode, header};
 
 use crate::config::{
-    Limits, LoadConfig, RolloutConfig, RunConfig, TargetConfig, TargetUrl, VerdictConfig,
+    Limits, LoadConfig, Rate, RolloutConfig, RunConfig, ShardPlan, TargetConfig, TargetUrl,
+    VerdictConfig,
 };
 use crate::redact::Redactor;
 use crate::report::Outputs;
@@ -76,6 +77,26 @@ pub enum Error {
     /// `--replicas 0`.
     #[error("--replicas must be at least 1")]
     NoReplicas,
+    /// A shard option without `--shards`.
+    #[error("{0} goes with --shards")]
+    NotSharded(&'static str),
+    /// `--shards` with a closed loop.
+    #[error("--shards splits a fixed rate: give --qps above 0")]
+    ShardsNeedRate,
+    /// `--shards` without `--start-at`.
+    #[error("--shards needs --start-at: the shards' common start of the schedule")]
+    ShardsNeedStart,
+    /// `--shards` without an index.
+    #[error("--shards needs --shard-index (or $JOB_COMPLETION_INDEX, set by an Indexed Job)")]
+    ShardIndexMissing,
+    /// `--shard-index` not below `--shards`.
+    #[error("--shard-index {index} is not a shard of --shards {count} (0 to {})", count - 1)]
+    ShardIndexRange {
+        /// The index given.
+        index: u64,
+        /// The number of shards.
+        count: u32,
+    },
     /// `--merge-gap` or `--slow` for a saved result, whose windows are already found.
     #[error(
         "--merge-gap, --slow and --max-late shape the windows while the load runs: a saved result's cannot change"
@@ -394,13 +415,20 @@ impl RunArgs {
             _ => unbound_url(),
         };
 
-        let steps = self.steps(&file.steps)?;
+        let rate = load.qps(&cx)?.value;
+        let shard = shard_plan(&load, rate, &cx)?;
+        let mut steps = self.steps(&file.steps)?;
+        // Shard 0 conducts the rollout; the other shards only load.
+        if shard.as_ref().is_some_and(|s| s.index != 0) {
+            steps.clear();
+        }
         let has_steps = !steps.is_empty();
-        if has_steps && self.load.duration.is_some() {
+        if has_steps && self.load.duration.is_some() && shard.is_none() {
             return Err(Error::DurationWithSteps);
         }
-        // With steps the run lasts warmup, steps and cooldown: a file's duration does not apply.
-        let duration = if has_steps {
+        // With steps the run lasts warmup, steps and cooldown: a file's duration does not apply,
+        // unless the load is sharded (every shard lasts --duration).
+        let duration = if has_steps && shard.is_none() {
             LoadOptions::default().duration(&cx)?.value
         } else {
             load.duration(&cx)?.value
@@ -416,7 +444,6 @@ impl RunArgs {
                 duration: show(duration),
             });
         }
-        let rate = load.qps(&cx)?.value;
         let max_connect_rate = match load.max_connect_rate(&cx)? {
             Some(n) => n.value,
             None => {
@@ -481,6 +508,7 @@ impl RunArgs {
                 slot,
                 max_connect_rate,
                 threads: load.threads(&cx)?.map(Setting::into_value),
+                shard,
             },
             rollout: RolloutConfig {
                 warmup: load.warmup(&cx)?.value,
@@ -554,6 +582,47 @@ pub fn limits(verdict: &VerdictOptions, cx: &Context) -> Result<Limits, Error> {
         max_stall: Some(verdict.max_stall(cx)?).filter(|s| s.source.is_given()),
         allow_warmup_errors: verdict.allow_warmup_errors(cx)?.value,
     })
+}
+
+/// The shard this process is, with `--shards`: a fixed rate, a common start and an index below
+/// the count are needed.
+fn shard_plan(load: &LoadOptions, rate: Rate, cx: &Context) -> Result<Option<ShardPlan>, Error> {
+    let Some(count) = load.shards(cx)? else {
+        if load.start_at.is_some() {
+            return Err(Error::NotSharded("--start-at"));
+        }
+        return Ok(None);
+    };
+    if rate.qps().is_none() {
+        return Err(Error::ShardsNeedRate);
+    }
+    let start_at = load.start_at(cx)?.ok_or(Error::ShardsNeedStart)?.value;
+    let index = load.shard_index(cx)?.ok_or(Error::ShardIndexMissing)?.value;
+    let index = u32::try_from(index)
+        .ok()
+        .filter(|&i| i < count.value.get())
+        .ok_or(Error::ShardIndexRange {
+            index,
+            count: count.value.get(),
+        })?;
+    let label = match load.shard_label(cx)? {
+        Some(label) => label.value,
+        None => host_name(),
+    };
+    Ok(Some(ShardPlan {
+        index,
+        count: count.value,
+        label,
+        start_at,
+    }))
+}
+
+/// This machine's host name (a shard's label when `$NODE_NAME` is not set).
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Of two alternatives both set after the merge, the one from the command line.

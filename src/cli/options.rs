@@ -27,8 +27,8 @@ use toml::Spanned;
 
 use super::check::{
     BodyFile, CaBundle, Check, Codes, Context, Count, DemoCheck, DemoTable, Error, Expanded, Given,
-    HeaderLine, HeaderNames, Label, Methods, Origin, Place, RateCheck, Ratio, Span, Switch,
-    UrlCheck, VersionPattern,
+    HeaderLine, HeaderNames, Label, Methods, Origin, Place, RateCheck, Ratio, Span, StartAt,
+    Switch, UrlCheck, VersionPattern,
 };
 use crate::config::{OkCodes, Rate, TargetUrl};
 pub use crate::config::{Setting, Source};
@@ -328,6 +328,20 @@ options! {
         /// Engine threads.
         #[arg(long, value_name = "N", allow_negative_numbers = true)]
         threads: i64 => NonZeroUsize = ("one per 100,000 qps, at most one per core"), Count::new(1, 1024);
+        /// Split the load across this many processes (an Indexed Job's pods): each sends its
+        /// share of one global schedule, and `gapless merge` joins their results.
+        #[arg(long, value_name = "N", allow_negative_numbers = true, help_heading = "Shards")]
+        shards: i64 => NonZeroU32 = ("1: not split"), Count::new(1, 1000);
+        /// This process's shard, from 0 (shard 0 also runs the rollout steps).
+        #[arg(long, value_name = "I", env = "JOB_COMPLETION_INDEX", allow_negative_numbers = true, help_heading = "Shards")]
+        shard_index: i64 => u64 = ("$JOB_COMPLETION_INDEX"), Count::new(0, 999);
+        /// The shards' common start of the schedule: RFC 3339 (2026-12-03T18:00:00Z) or Unix
+        /// milliseconds.
+        #[arg(long, value_name = "TIME", help_heading = "Shards")]
+        start_at: String => std::time::SystemTime = none, StartAt;
+        /// This shard's name in the reports.
+        #[arg(long, value_name = "NAME", env = "NODE_NAME", help_heading = "Shards")]
+        shard_label: String => String = ("$NODE_NAME, else the host name"), Label;
     }
 }
 

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::connection::{Connector, Link, Reply, RequestTemplate};
 use crate::config::{Rate, RunConfig};
 use crate::load::dispatch::{Claim, Dispatcher};
-use crate::load::schedule::{Arrival, Batch, Schedule};
+use crate::load::schedule::{Arrival, Batch};
 use crate::load::timer::later;
 use crate::measure::outcome::{
     Completion, ConnectionUse, ErrorClass, ErrorSamples, Fault, Outcome,
@@ -348,13 +348,15 @@ impl Shared {
 #[derive(Clone, Debug)]
 pub struct LoadControl {
     dispatchers: Arc<[Arc<Dispatcher>]>,
+    /// How much later than the run's start the schedule begins (a shard's first request).
+    shift: Duration,
 }
 
 impl LoadControl {
     /// Ends the load at `offset` from the start: nothing due at or after it is sent.
     pub fn end_at(&self, offset: Duration) {
         for d in self.dispatchers.iter() {
-            d.end_at(offset);
+            d.end_at(offset.saturating_sub(self.shift));
         }
     }
 }
@@ -612,7 +614,7 @@ impl Engine {
             any_not_sent: AtomicBool::new(false),
             not_sent: Arc::new(Notify::new()),
         });
-        let schedule = Schedule::new(start, load.rate);
+        let schedule = load.schedule(start);
         let count = threads_for(config);
         let shards: Vec<Shard> = (0..count)
             .map(|i| Shard {
@@ -628,6 +630,7 @@ impl Engine {
             .collect();
         let control = LoadControl {
             dispatchers: shards.iter().map(|s| s.dispatcher.clone()).collect(),
+            shift: load.shift(),
         };
         Ok(Engine {
             shared,

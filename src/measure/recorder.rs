@@ -151,6 +151,8 @@ pub struct Recorder {
     stalls: StallDetector,
     /// `--max-late`: a response later than this after its intended time is a failure.
     max_late: Option<Duration>,
+    /// When the schedule's request 0 is due, from the start (a shard's first request).
+    schedule_shift: Duration,
     /// The first message of each error class, noted by the engine where the failure happened
     /// (without this recorder's lock) and here for requests never sent. Shared by clones.
     samples: Arc<ErrorSamples>,
@@ -197,6 +199,7 @@ impl Recorder {
             recent: latency_histogram(),
             stalls: StallDetector::new(),
             max_late: None,
+            schedule_shift: Duration::ZERO,
             samples: Arc::default(),
         }
     }
@@ -205,6 +208,15 @@ impl Recorder {
     /// a failure (`answered_late`).
     pub fn with_max_late(self, max_late: Option<Duration>) -> Recorder {
         Recorder { max_late, ..self }
+    }
+
+    /// This recorder, for a schedule whose request 0 is due `shift` after the start (a shard of
+    /// a split load).
+    pub fn with_schedule_shift(self, shift: Duration) -> Recorder {
+        Recorder {
+            schedule_shift: shift,
+            ..self
+        }
     }
 
     /// Counts one finished attempt.
@@ -339,10 +351,11 @@ impl Recorder {
     fn next_due(&self) -> Option<Duration> {
         let interval = self.gaps.interval();
         (!interval.is_zero()).then(|| {
-            Duration::try_from_secs_f64(
+            let since = Duration::try_from_secs_f64(
                 interval.as_secs_f64() * self.gaps.first_incomplete() as f64,
             )
-            .unwrap_or(Duration::MAX)
+            .unwrap_or(Duration::MAX);
+            self.schedule_shift.saturating_add(since)
         })
     }
 

@@ -270,6 +270,16 @@ impl Rollout {
         }
     }
 
+    /// Marks the steps stopped by the end of the load (not by a signal) as failed, saying `why`.
+    pub fn cut_short(&mut self, why: &str) {
+        for record in self.records.iter_mut().flatten() {
+            if record.status == StepStatus::Interrupted && !record.background {
+                record.status = StepStatus::Failed;
+                record.problem = Some(why.to_string());
+            }
+        }
+    }
+
     /// Records that the warmup failed (`failed` of `total` requests) so no step will run.
     pub fn abandon_for_warmup(&mut self, failed: u64, total: u64) {
         self.unhealthy_warmup = Some((failed, total));
