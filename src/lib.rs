@@ -33,6 +33,7 @@
 //! - `judge`: the typed verdict and the exit code; likely causes, with the fix.
 //! - `report`: text, JSON, HTML, Markdown, JUnit, Fortio JSON.
 //! - `ui`: the live line on stderr; `targets`: the built-in target and the demo cluster.
+//! - `merge`: shard results (`run --shards`) folded into one result, judged once.
 //! - [`verbs`]: each verb of the command line, from its arguments to an exit code.
 //!
 //! The documented API is [`cli`] (parsing), [`verbs`] (running a verb), [`config`], [`run`]
@@ -47,6 +48,7 @@ pub mod config;
 mod judge;
 mod load;
 mod measure;
+mod merge;
 mod redact;
 mod report;
 pub mod result;

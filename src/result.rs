@@ -43,13 +43,16 @@
 //! | `command_line`, `scenario` | how the run was started: the arguments, and the scenario file's `path` and `text` |
 //! | `hints` | likely causes: `rule`, `cause`, `fix`, `evidence`; rules about a rollout only when a step ran and the failures fall during or after it, plain statements otherwise (see `gapless::judge::hints` for the rules) |
 //! | `warnings` | sentences about the run itself: a rate far above what the engine threads and connections can carry (also printed before the load), requests not sent (also printed when the first one is not) |
+//! | `shard` | a shard's result only (`run --shards`): `index`, `count`, `label`, `start_at_unix_ms`; its `windows` then carry `first_seq` and `end_seq` (global sequence numbers of the first failure and of the success that ended the window) and its `timeline` slots `latency_us` (the slot's latency histogram, V2 base64), for `gapless merge` |
+//! | `shards` | a merged result only (`gapless merge`): per shard `index`, `label`, `missing`, `interrupted`, `requests`, `windows_total`, `gaps_total`, `longest_gap_ms`, `longest_stall_ms` |
 //! | `verdict` | `passed`, `exit_code`, `line` (the verdict line of the text report), `reasons` (one sentence per broken criterion), `criteria` (every criterion, in order: `kind`, `passed`, `limit`, `measured`, `source`, `skipped`, `reason`; see below) |
 //!
 //! `verdict.criteria[].kind` is one of `max_failures` (counts), `max_failure_ratio` (ratios),
 //! `max_gap` and `max_p99` (milliseconds), `expect_version` (`limit` the version, `measured` the
 //! successful responses from others after the last step), `steps` (failed steps), `healthy_before_rollout`
 //! (requests failed in the warmup), `requests_sent` (`limit` 1: the fewest due) and `completed`
-//! (`measured`: `completed`, `interrupt` or `terminate`). `source` says who set the limit: the
+//! (`measured`: `completed`, `interrupt` or `terminate`), and in a merged result `shards`
+//! (`limit` the shards planned, `measured` those whose whole part is in; broken → exit 6). `source` says who set the limit: the
 //! flag (`--max-gap`), the scenario key (`verdict.max_gap`) or `default`. A criterion that was
 //! not judged passes, with `skipped` saying why (`no --max-p99`); `reason` is its sentence of
 //! the verdict line when it broke. The exit code follows from the criteria: `completed` broken
@@ -176,6 +179,12 @@ pub struct RunResult {
     /// sent. Absent from results written before it existed.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// A shard's result: which part of the split load it holds (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardEntry>,
+    /// A merged result: each shard's part, by index (absent otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardSummary>,
     /// The judgement.
     pub verdict: Verdict,
 }
@@ -291,6 +300,14 @@ pub struct WindowEntry {
     pub after_step: Option<String>,
     /// The load ended inside the window.
     pub open: bool,
+    /// In a shard's result only: the global sequence number (request `k`, due at
+    /// `k / qps`) of its first failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seq: Option<u64>,
+    /// In a shard's result only: the global sequence number of the success that ended it
+    /// (`null` when open).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_seq: Option<u64>,
 }
 
 /// `thresholds`.
@@ -505,7 +522,7 @@ impl Histograms {
 }
 
 /// `h` in HdrHistogram's V2 serialization, base64.
-fn encode(h: &LatencyHistogram) -> String {
+pub(crate) fn encode<T: hdrhistogram::Counter>(h: &hdrhistogram::Histogram<T>) -> String {
     use base64::Engine as _;
     let mut bytes = Vec::new();
     use hdrhistogram::serialization::Serializer as _;
@@ -517,7 +534,7 @@ fn encode(h: &LatencyHistogram) -> String {
 }
 
 /// The histogram of [`encode`]'s text; `None` when empty or not a histogram.
-fn decode(text: &str) -> Option<LatencyHistogram> {
+pub(crate) fn decode(text: &str) -> Option<LatencyHistogram> {
     use base64::Engine as _;
     if text.is_empty() {
         return None;
@@ -620,6 +637,47 @@ pub struct Slot {
     pub p99_ms: Option<f64>,
     /// Successful responses per version.
     pub versions: BTreeMap<String, u64>,
+    /// The slot's latency histogram (microseconds, from the intended send time), in
+    /// HdrHistogram's V2 serialization, base64: in a shard's result only (`--shards`), so
+    /// `gapless merge` computes each merged slot's percentiles exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<String>,
+}
+
+/// `shard`: the part of a split load this result holds (`--shards`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardEntry {
+    /// This shard, from 0: it sent the requests `k` with `k mod count == index`.
+    pub index: u32,
+    /// How many shards split the load.
+    pub count: u32,
+    /// Its name (`--shard-label`: the node it ran on).
+    pub label: String,
+    /// The global schedule's origin (`--start-at`), Unix milliseconds: the start of the run.
+    pub start_at_unix_ms: u64,
+}
+
+/// One entry of `shards`: a shard's part of a merged result.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ShardSummary {
+    /// The shard's index.
+    pub index: u32,
+    /// Its label; empty when its result is missing.
+    pub label: String,
+    /// No result came from it.
+    pub missing: bool,
+    /// A signal cut it short.
+    pub interrupted: bool,
+    /// Its requests.
+    pub requests: Requests,
+    /// Its own failure windows.
+    pub windows_total: u64,
+    /// Its own availability gaps.
+    pub gaps_total: u64,
+    /// Its longest gap.
+    pub longest_gap_ms: Option<f64>,
+    /// Its longest silence.
+    pub longest_stall_ms: f64,
 }
 
 /// `verdict`.
@@ -644,6 +702,7 @@ impl Verdict {
         match exit_code {
             0 => "PASS",
             130 | 143 => "INTERRUPTED",
+            6 => "INCOMPLETE",
             _ => "FAIL",
         }
     }
@@ -686,6 +745,9 @@ pub enum CriterionKind {
     /// The longest stall (the target answering nothing while requests waited) against
     /// `--max-stall` (milliseconds).
     MaxStall,
+    /// A merged result (`gapless merge`): the shards whose whole part is in it (`limit`: how
+    /// many shards split the load; `measured`: those with a result not cut short).
+    Shards,
 }
 
 impl CriterionKind {
@@ -702,6 +764,7 @@ impl CriterionKind {
             CriterionKind::RequestsSent => "requests sent",
             CriterionKind::Completed => "run completed",
             CriterionKind::MaxStall => "no stall",
+            CriterionKind::Shards => "every shard",
         }
     }
 }
@@ -768,6 +831,8 @@ fn window(w: &crate::measure::gaps::Window, f: &Finished) -> WindowEntry {
             .then(|| f.rollout.step_before(w.start).map(str::to_string))
             .flatten(),
         open: w.open,
+        first_seq: f.global_seq(w.first_seq),
+        end_seq: w.end_seq.and_then(|seq| f.global_seq(seq)),
     }
 }
 
@@ -809,6 +874,11 @@ impl RunResult {
                     .iter()
                     .map(|&(v, n)| (f.versions.name(v), n))
                     .collect(),
+                latency_us: config
+                    .load
+                    .shard
+                    .as_ref()
+                    .and_then(|_| s.latency().map(encode)),
             })
             .collect();
         RunResult {
@@ -1019,6 +1089,13 @@ impl RunResult {
             scenario: None,
             hints: Vec::new(),
             warnings: f.warnings.clone(),
+            shard: config.load.shard.as_ref().map(|p| ShardEntry {
+                index: p.index,
+                count: p.count.get(),
+                label: p.label.clone(),
+                start_at_unix_ms: started_at_unix_ms,
+            }),
+            shards: Vec::new(),
             verdict: Verdict::default(),
         }
     }

@@ -67,6 +67,15 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// In a shard's run, the global sequence number of this process's request `seq` (shard `I`
+    /// of `N` sends `k = seq × N + I`); `None` unsharded.
+    pub fn global_seq(&self, seq: u64) -> Option<u64> {
+        self.config.load.shard.as_ref().map(|s| {
+            seq.saturating_mul(u64::from(s.count.get()))
+                .saturating_add(u64::from(s.index))
+        })
+    }
+
     /// Achieved request rate: requests sent per second of elapsed time (requests never sent
     /// are not a rate anything achieved).
     pub fn actual_qps(&self) -> f64 {

@@ -14,7 +14,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{self, Command, DemoCommand, DemoServeArgs, ReportArgs, RunArgs, ServeArgs};
+use crate::cli::{
+    self, Command, DemoCommand, DemoServeArgs, MergeArgs, ReportArgs, RunArgs, ServeArgs,
+};
 use crate::cli::{Start, Validated};
 use crate::judge::verdict::{self, Exit};
 use crate::report;
@@ -45,6 +47,9 @@ pub enum Error {
     /// The load engine failed (exit 5).
     #[error(transparent)]
     Run(#[from] run::Error),
+    /// Shard results that cannot be merged.
+    #[error(transparent)]
+    Merge(#[from] crate::merge::Error),
     /// The async runtime, or a server task, failed (exit 5).
     #[error("{0}")]
     Internal(String),
@@ -54,7 +59,11 @@ impl Error {
     /// The exit code this error ends the process with.
     pub fn exit(&self) -> Exit {
         match self {
-            Error::Usage(_) | Error::Report(_) | Error::Demo(_) | Error::Serve(_) => Exit::Usage,
+            Error::Usage(_)
+            | Error::Report(_)
+            | Error::Demo(_)
+            | Error::Serve(_)
+            | Error::Merge(_) => Exit::Usage,
             Error::Run(_) | Error::Internal(_) => Exit::Internal,
         }
     }
@@ -72,6 +81,7 @@ pub fn execute(command: Command) -> Result<Exit, Error> {
             Command::Serve(args) => serve_target(args).await,
             Command::Demo(DemoCommand::Serve(args)) => serve_demo(args).await,
             Command::Report(args) => rerender(&args),
+            Command::Merge(args) => join(&args),
         }
     })
 }
@@ -189,6 +199,26 @@ fn rerender(args: &ReportArgs) -> Result<Exit, Error> {
 }
 
 /// `gapless serve`: until a signal.
+/// `gapless merge`: every result read and folded in, one verdict, the reports.
+fn join(args: &MergeArgs) -> Result<Exit, Error> {
+    for path in args.output.files() {
+        report::check_writable(path)?;
+    }
+    // The merge distance is needed before the first result is folded in; the thresholds are
+    // checked now too, so a typo fails before any reading.
+    let (_, merge_gap) = args.limits(&crate::config::Limits::default())?;
+    let mut merger = crate::merge::Merger::new(merge_gap);
+    for path in &args.results {
+        merger.read(path)?;
+    }
+    let saved = merger.saved_limits();
+    let (limits, _) = args.limits(&saved)?;
+    let result = merger.finish(&limits)?;
+    let asked = args.output.files().next().is_some();
+    let failed = report::deliver(&result, &args.output, !asked, None);
+    Ok(exit(&result, failed))
+}
+
 async fn serve_target(args: ServeArgs) -> Result<Exit, Error> {
     let config = args.validate()?;
     let listener = serve::bind(args.listen).await?;

@@ -102,6 +102,16 @@ pub enum Error {
         "--merge-gap, --slow and --max-late shape the windows while the load runs: a saved result's cannot change"
     )]
     NotForSaved,
+    /// `--merge-gap` on a shard: windows merge once, over every shard's outcomes.
+    #[error(
+        "--merge-gap with --shards: give it to gapless merge, which finds the windows over every shard"
+    )]
+    MergeGapOnShard,
+    /// `--slow` or `--max-late` given to `gapless merge`.
+    #[error(
+        "--slow and --max-late shape each shard's results while its load runs: give them to the shards' gapless run"
+    )]
+    NotForMerge,
 }
 
 /// gapless: proves a release did not drop a single request.
@@ -163,6 +173,38 @@ pub enum Command {
     /// Re-render a saved JSON result (`run --json`) without re-running: the text report, or any
     /// report with its flag; threshold flags judge it again.
     Report(Box<ReportArgs>),
+    /// Join the results of the shards of a split load (`run --shards N`) into one result, judged
+    /// once, as if one process had sent the whole schedule.
+    Merge(Box<MergeArgs>),
+}
+
+/// `gapless merge`: shard results joined into one and judged.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard results: JSON files (`run --json`) or logs holding a shard's one-line result (a
+    /// shard without --json prints it on stdout); `-` reads them from stdin, e.g. from
+    /// `kubectl logs`.
+    #[arg(required = true, value_name = "FILE")]
+    pub results: Vec<PathBuf>,
+    /// Thresholds to judge the merged result against instead of shard 0's.
+    #[command(flatten)]
+    pub verdict: VerdictOptions,
+    /// Where the reports go (without any, the text report goes to stdout).
+    #[command(flatten)]
+    pub output: Outputs,
+}
+
+impl MergeArgs {
+    /// The thresholds given, over those shard 0 was judged against, and the merge distance of
+    /// failure windows (`--merge-gap`, applied over every shard's outcomes).
+    pub fn limits(&self, saved: &Limits) -> Result<(Limits, std::time::Duration), Error> {
+        let cx = Context::new(None, &|_| None);
+        if self.verdict.slow.is_some() || self.verdict.max_late.is_some() {
+            return Err(Error::NotForMerge);
+        }
+        let merge_gap = self.verdict.merge_gap(&cx)?.value;
+        Ok((saved.with(limits(&self.verdict, &cx)?), merge_gap))
+    }
 }
 
 /// `gapless report`: a saved result rendered again, judged again if thresholds are given.
@@ -523,7 +565,15 @@ impl RunArgs {
             },
             redact: Redactor::new(&self.redact, secrets(&self.redact_env, &cx, env)),
         };
-        let output = self.output.clone();
+        let mut output = self.output.clone();
+        if config.load.shard.is_some() {
+            if !config.verdict.merge_gap.is_zero() {
+                return Err(Error::MergeGapOnShard);
+            }
+            // A shard's result is for `gapless merge`: one JSON line on stdout, which the logs
+            // of a Job's pods carry, unless it goes to a file.
+            output.json_line = output.json.is_none();
+        }
         Ok(Validated {
             config,
             start,

@@ -35,6 +35,9 @@ pub enum Exit {
     /// 5: gapless itself failed (a worker panicked, the engine could not start, or a report
     /// could not be written at the end).
     Internal,
+    /// 6: a merged result is incomplete: a shard's result is missing, or a signal cut a shard
+    /// short (`gapless merge`).
+    Incomplete,
     /// 130: interrupted by SIGINT.
     Interrupted,
     /// 143: terminated by SIGTERM.
@@ -51,6 +54,7 @@ impl Exit {
             Exit::StepFailed => 3,
             Exit::UnhealthyBefore => 4,
             Exit::Internal => 5,
+            Exit::Incomplete => 6,
             Exit::Interrupted => 130,
             Exit::Terminated => 143,
         }
@@ -65,6 +69,7 @@ impl Exit {
             Exit::StepFailed,
             Exit::UnhealthyBefore,
             Exit::Internal,
+            Exit::Incomplete,
             Exit::Interrupted,
             Exit::Terminated,
         ]
@@ -168,6 +173,7 @@ pub fn judge(r: &RunResult, limits: &Limits) -> Verdict {
     let exit = match r.interruption {
         Some(i) if failed(CriterionKind::Completed) => Exit::of(i),
         _ if failed(CriterionKind::Completed) => Exit::Interrupted,
+        _ if failed(CriterionKind::Shards) => Exit::Incomplete,
         _ if failed(CriterionKind::HealthyBeforeRollout) => Exit::UnhealthyBefore,
         _ if failed(CriterionKind::Steps) => Exit::StepFailed,
         _ if criteria.iter().any(|c| !c.passed) => Exit::Dropped,
@@ -192,7 +198,8 @@ pub fn judge(r: &RunResult, limits: &Limits) -> Verdict {
 /// was dropped, then the other thresholds, the steps and the interruption. When too many
 /// requests failed, that sentence names the longest gap too, so the gap's own is not repeated.
 fn reasons(criteria: &[Criterion]) -> Vec<String> {
-    const ORDER: [CriterionKind; 10] = [
+    const ORDER: [CriterionKind; 11] = [
+        CriterionKind::Shards,
         CriterionKind::HealthyBeforeRollout,
         CriterionKind::MaxFailures,
         CriterionKind::MaxFailureRatio,
@@ -449,6 +456,37 @@ fn criteria(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
             .interrupted
             .then(|| "the run was interrupted before it finished".to_string()),
     });
+
+    // A merged result: every shard's part is in it, whole.
+    if !r.shards.is_empty() {
+        let whole = r
+            .shards
+            .iter()
+            .filter(|s| !s.missing && !s.interrupted)
+            .count() as u64;
+        list.push(assessed(
+            CriterionKind::Shards,
+            whole == r.shards.len() as u64,
+            Quantity::Count(r.shards.len() as u64),
+            Some(Quantity::Count(whole)),
+            &Source::Default,
+            || {
+                let mut said: Vec<String> = r
+                    .shards
+                    .iter()
+                    .filter(|s| s.missing)
+                    .map(|s| format!("shard {} sent no result", s.index))
+                    .collect();
+                said.extend(
+                    r.shards
+                        .iter()
+                        .filter(|s| !s.missing && s.interrupted)
+                        .map(|s| format!("shard {} ({}) was cut short", s.index, s.label)),
+                );
+                format!("{}: the merged run is incomplete", said.join(", "))
+            },
+        ));
+    }
     list
 }
 

@@ -93,6 +93,10 @@ pub struct Window {
     pub failed_on_reused: u64,
     /// True when the load stopped before a success closed the window.
     pub open: bool,
+    /// Sequence number of its first failure (in sequence order).
+    pub first_seq: u64,
+    /// Sequence number of the success that ended it; `None` for an open window.
+    pub end_seq: Option<u64>,
     /// The latest send time of a failure inside.
     last_failure: Duration,
     /// The latest send time of a success before the window opened.
@@ -100,8 +104,10 @@ pub struct Window {
 }
 
 impl Window {
-    fn new(sent: Duration, ok_before: Option<Duration>) -> Window {
+    fn new(seq: u64, sent: Duration, ok_before: Option<Duration>) -> Window {
         Window {
+            first_seq: seq,
+            end_seq: None,
             start: sent,
             end: sent,
             start_uncertainty: None,
@@ -176,8 +182,9 @@ pub struct GapDetector {
     /// Runs in `skips`, all shards together.
     skip_runs: usize,
     current: Option<Window>,
-    /// Set once a success followed the current window: when it was sent and the successes since.
-    closing: Option<(Duration, u64)>,
+    /// Set once a success followed the current window: when it was sent, the successes since,
+    /// and its sequence number.
+    closing: Option<(Duration, u64, u64)>,
     /// The latest send time of a success processed so far.
     last_ok: Option<Duration>,
     windows: Vec<Window>,
@@ -219,7 +226,7 @@ impl GapDetector {
     pub fn add(&mut self, seq: u64, mark: Mark) {
         if seq < self.next {
             // Only after a cap forced the buffer forward: process it as it comes.
-            self.process(&mark);
+            self.process(seq, &mark);
             return;
         }
         if seq - self.next >= MAX_SPAN as u64 {
@@ -344,9 +351,13 @@ impl GapDetector {
         let steps = usize::try_from(limit - self.next).unwrap_or(usize::MAX);
         let popped = steps.min(self.pending.len());
         // Nothing there (a request is either sent or not); processed all the same if it were.
-        let marks: Vec<Mark> = self.pending.drain(..popped).flatten().collect();
-        for mark in &marks {
-            self.process(mark);
+        let first = self.next;
+        let marks: Vec<(u64, Mark)> = (first..)
+            .zip(self.pending.drain(..popped))
+            .filter_map(|(seq, mark)| mark.map(|m| (seq, m)))
+            .collect();
+        for (seq, mark) in &marks {
+            self.process(*seq, mark);
         }
         self.next = limit;
         true
@@ -390,15 +401,15 @@ impl GapDetector {
     /// Pops the oldest entry of the reorder buffer (processing it if it is there).
     fn advance(&mut self) {
         if let Some(Some(mark)) = self.pending.pop_front() {
-            self.process(&mark);
+            self.process(self.next, &mark);
         }
         self.next += 1;
     }
 
-    fn process(&mut self, mark: &Mark) {
+    fn process(&mut self, seq: u64, mark: &Mark) {
         match mark.failure {
             Some(failure) => {
-                if let (Some(_), Some((end, oks))) = (&self.current, self.closing) {
+                if let (Some(_), Some((end, oks, _))) = (&self.current, self.closing) {
                     if mark.sent.saturating_sub(end) < self.merge_gap {
                         if let Some(w) = &mut self.current {
                             w.ok += oks;
@@ -410,7 +421,7 @@ impl GapDetector {
                 }
                 let ok_before = self.last_ok;
                 self.current
-                    .get_or_insert_with(|| Window::new(mark.sent, ok_before))
+                    .get_or_insert_with(|| Window::new(seq, mark.sent, ok_before))
                     .add_failure(mark, failure);
             }
             None => {
@@ -418,7 +429,7 @@ impl GapDetector {
                 if self.current.is_none() {
                     return;
                 }
-                let (end, oks) = self.closing.get_or_insert((mark.sent, 0));
+                let (end, oks, _) = self.closing.get_or_insert((mark.sent, 0, seq));
                 *oks += 1;
                 if mark.sent.saturating_sub(*end) >= self.merge_gap {
                     self.close_current();
@@ -432,7 +443,8 @@ impl GapDetector {
             return;
         };
         match self.closing.take() {
-            Some((end, _)) => {
+            Some((end, _, end_seq)) => {
+                window.end_seq = Some(end_seq);
                 window.end = end.max(window.start);
                 window.end_uncertainty = Some(end.saturating_sub(window.last_failure));
             }
@@ -747,6 +759,19 @@ mod tests {
             (Some(MS * 10), Some(MS * 10))
         );
         assert_eq!(d.totals().gap_time, MS * 30);
+    }
+
+    #[test]
+    fn a_window_knows_the_sequence_numbers_of_its_first_failure_and_of_the_success_after() {
+        let mut d = GapDetector::new(Duration::ZERO, MS);
+        for (seq, mark) in marks("..55.5") {
+            d.add(seq, mark);
+        }
+        d.finish();
+        let w = d.windows();
+        assert_eq!((w[0].first_seq, w[0].end_seq), (2, Some(4)));
+        assert_eq!((w[1].first_seq, w[1].end_seq), (5, None));
+        assert!(w[1].open);
     }
 
     #[test]

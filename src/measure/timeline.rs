@@ -101,7 +101,13 @@ impl Slot {
         }
     }
 
-    /// Latency quantile in microseconds, if the slot has latency samples.
+    /// The histogram of the slot's response latencies (microseconds, from the intended send
+    /// time), if it has any.
+    pub fn latency(&self) -> Option<&Histogram<u32>> {
+        self.latency_us.as_ref().filter(|h| !h.is_empty())
+    }
+
+    /// The latency quantile `q` of the slot's responses, in microseconds.
     pub fn latency_quantile_us(&self, q: f64) -> Option<u64> {
         self.latency_us
             .as_ref()

@@ -141,6 +141,24 @@ pub fn render(r: &RunResult) -> String {
                         }
                     }
                 }
+                @if !r.shards.is_empty() {
+                    h2 { "Shards (" (r.shards.len()) ")" }
+                    table {
+                        tr { th { "shard" } th { "label" } th { "requests" } th { "failed" } th { "windows" } th { "gaps" } th { "longest gap" } th { "" } }
+                        @for sh in &r.shards {
+                            tr {
+                                td class="n" { (sh.index) }
+                                td { (sh.label) }
+                                td class="n" { (sh.requests.total) }
+                                td class="n" { (sh.requests.failed) }
+                                td class="n" { (sh.windows_total) }
+                                td class="n" { (sh.gaps_total) }
+                                td class="n" { (sh.longest_gap_ms.map_or(String::new(), |g| format!("{g:.1} ms"))) }
+                                td { (if sh.missing { "no result" } else if sh.interrupted { "cut short" } else { "" }) }
+                            }
+                        }
+                    }
+                }
                 @if !r.steps.is_empty() {
                     h2 { "Steps" }
                     table {

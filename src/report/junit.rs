@@ -67,6 +67,14 @@ pub fn render(r: &RunResult) -> String {
             let _ = writeln!(out, "/>");
         }
     }
+    if !r.shards.is_empty() {
+        let lines: Vec<String> = r.shards.iter().map(super::shard_line).collect();
+        let _ = writeln!(
+            out,
+            "    <system-out>{}</system-out>",
+            xml(&lines.join("\n"))
+        );
+    }
     let _ = writeln!(out, "  </testsuite>\n</testsuites>");
     out
 }

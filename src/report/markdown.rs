@@ -183,6 +183,36 @@ fn write(out: &mut String, r: &RunResult) -> std::fmt::Result {
         }
         writeln!(out)?;
     }
+    if !r.shards.is_empty() {
+        writeln!(out, "### Shards\n")?;
+        writeln!(
+            out,
+            "| shard | label | requests | failed | windows | gaps | longest gap | |"
+        )?;
+        writeln!(out, "|---:|---|---:|---:|---:|---:|---:|---|")?;
+        for s in &r.shards {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                s.index,
+                cell(&s.label),
+                s.requests.total,
+                s.requests.failed,
+                s.windows_total,
+                s.gaps_total,
+                s.longest_gap_ms
+                    .map_or(String::new(), crate::units::format_ms),
+                if s.missing {
+                    "no result"
+                } else if s.interrupted {
+                    "cut short"
+                } else {
+                    ""
+                }
+            )?;
+        }
+        writeln!(out)?;
+    }
     if !r.hints.is_empty() {
         writeln!(out, "### Likely causes\n")?;
         for h in &r.hints {

@@ -37,12 +37,16 @@ pub struct Outputs {
     /// events (all still in the reports: steps' output tails, timeline events).
     #[arg(long, help_heading = "Reports")]
     pub quiet: bool,
+    /// The JSON result as one line on stdout (the text report on stderr): a shard's result when
+    /// no `--json` file is given, for `gapless merge -` to pick out of the pods' logs.
+    #[arg(skip)]
+    pub json_line: bool,
 }
 
 impl Outputs {
     /// True when the JSON result goes to stdout (so the text report goes to stderr).
     pub fn json_on_stdout(&self) -> bool {
-        self.json.as_deref() == Some(std::path::Path::new("-"))
+        self.json_line || self.json.as_deref() == Some(std::path::Path::new("-"))
     }
 
     /// Every report file asked for (`-` included).
@@ -106,10 +110,50 @@ pub fn deliver(result: &RunResult, outputs: &Outputs, text: bool, summary: Optio
     file(&outputs.markdown, &markdown::render);
     file(&outputs.junit, &junit::render);
     file(&outputs.fortio_json, &fortio::render);
+    if outputs.json_line {
+        written(to_stdout(&json::render_line(result)));
+    }
     if let (Some(_), Some(summary)) = (&outputs.markdown, summary) {
         written(append_file(summary, &markdown::render(result)));
     }
     failed
+}
+
+/// One shard's part of a merged result, as one line (text, JUnit, HTML):
+/// `shard 2 (node-b): 5000 requests, 40 failed (0.8 %), 1 window, 1 gap (longest 81 ms)`.
+pub(crate) fn shard_line(s: &crate::result::ShardSummary) -> String {
+    let label = if s.label.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", s.label)
+    };
+    if s.missing {
+        return format!("shard {}{label}: no result", s.index);
+    }
+    let q = &s.requests;
+    let share = if q.total > 0 {
+        q.failed as f64 * 100.0 / q.total as f64
+    } else {
+        0.0
+    };
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    let mut line = format!(
+        "shard {}{label}: {} requests, {} failed ({share:.1} %), {} window{}, {} gap{}",
+        s.index,
+        q.total,
+        q.failed,
+        s.windows_total,
+        plural(s.windows_total),
+        s.gaps_total,
+        plural(s.gaps_total)
+    );
+    if let Some(longest) = s.longest_gap_ms {
+        line.push_str(&format!(" (longest {})", crate::units::format_ms(longest)));
+    }
+    if s.interrupted {
+        line.push_str("; cut short by a signal");
+    }
+    line
 }
 
 /// Errors writing a report.

@@ -312,7 +312,8 @@ fn write_windows(out: &mut String, r: &RunResult) -> std::fmt::Result {
             format_ms(w.p99_ms)
         )?;
     }
-    write_stalls(out, r)
+    write_stalls(out, r)?;
+    write_shards(out, r)
 }
 
 /// ` ; during "a", "b"`, ` ; after "a"` or nothing: the steps a window or stall fell in.
@@ -323,6 +324,18 @@ fn steps_note(steps: &[String], after: Option<&str>) -> String {
         let names: Vec<String> = steps.iter().map(|s| format!("{s:?}")).collect();
         format!(" ; during {}", names.join(", "))
     }
+}
+
+/// A merged result's shards, one line each.
+fn write_shards(out: &mut String, r: &RunResult) -> std::fmt::Result {
+    if r.shards.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Shards : {} merged", r.shards.len())?;
+    for s in &r.shards {
+        writeln!(out, "  {}", super::shard_line(s))?;
+    }
+    Ok(())
 }
 
 /// The stalls: when the target answered nothing while requests waited.

@@ -28,4 +28,5 @@ mod reports;
 mod rollout;
 mod scenario_fuzz;
 mod secrets;
+mod shards;
 mod transport_errors;

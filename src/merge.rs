@@ -1,0 +1,1230 @@
+//! `gapless merge`: the results of the shards of a split load (`run --shards N`) joined into the
+//! result one process would have written for the whole schedule, judged once by the same verdict
+//! function as a run.
+//!
+//! What is exact and what is bounded (also in README, "Across machines"):
+//!
+//! - **Counts** (`requests`, `codes`, `errors`, connections, per slot) are sums: exact.
+//! - **Histograms** (`histograms`, each slot's percentiles) are added from their lossless V2
+//!   serializations: the merged percentiles are those of one histogram of every response.
+//! - **Failure windows and gaps** are found again over the global request order: each shard
+//!   gives its windows as ranges of global sequence numbers (`first_seq`, `end_seq`), inside
+//!   which each of its requests failed; request `k` failed when the window of shard `k mod N`
+//!   holds it. A merged gap is a run of requests in which no shard had a success. Its
+//!   boundaries are intended send times (`k / qps` from the common start), exact to one global
+//!   interval plus the shards' clock offset. Which codes and classes a window holds is exact
+//!   when each shard's window lies within it; a shard's window split across merged windows
+//!   shares its failures out in proportion.
+//! - **Stalls** are the times in which every shard was silent (the intersection of their
+//!   stalls).
+//! - **Versions** are summed and the cutover found again; **phases** are shard 0's boundaries
+//!   with the merged slots' counts (slot-granular); steps, events and the scenario are shard
+//!   0's (it ran the steps).
+//!
+//! A missing shard or one cut short by a signal makes the result incomplete: a criterion of its
+//! own, exit 6. Memory is bounded by the number of results times what one holds (histograms,
+//! slots, at most 1,000 windows and stalls): each result is folded in as it is read and dropped.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::config::OkCodes;
+use crate::measure::gaps::MAX_WINDOWS;
+use crate::measure::outcome::ErrorClass;
+use crate::measure::stalls::STALL_FLOOR;
+use crate::result::{
+    ByConnection, Connections, Latency, Requests, RunResult, ShardSummary, Slot, Span, StallEntry,
+    StepEntry, VersionEntry, WindowEntry, decode, encode,
+};
+
+/// Why results cannot be merged (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file holds no gapless result.
+    #[error(
+        "{0} is not a gapless result: no JSON result in it (a shard prints its result as one JSON line on stdout)"
+    )]
+    NotAResult(String),
+    /// A result that does not parse.
+    #[error("{name} is not a gapless result: {source}")]
+    Parse {
+        /// Where it was.
+        name: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A result of a run that was not split (`--shards`).
+    #[error("{0} is not a shard's result (run without --shards)")]
+    NotAShard(String),
+    /// Two results of one shard.
+    #[error("{name} holds shard {index}, which {first} holds too")]
+    Duplicate {
+        /// The second.
+        name: String,
+        /// The shard.
+        index: u32,
+        /// The first.
+        first: String,
+    },
+    /// A result of another plan.
+    #[error("{name} is from another run than {first}: its {what} is {theirs}, not {ours}")]
+    Plan {
+        /// The result that differs.
+        name: String,
+        /// The first result read.
+        first: String,
+        /// What differs.
+        what: &'static str,
+        /// Its value.
+        theirs: String,
+        /// The first result's.
+        ours: String,
+    },
+    /// Nothing to merge.
+    #[error("no result to merge")]
+    Nothing,
+}
+
+/// What every shard of one split load shares.
+#[derive(Clone, Debug, PartialEq)]
+struct Plan {
+    url: String,
+    method: String,
+    http2: bool,
+    qps: Option<f64>,
+    count: u32,
+    start_at_unix_ms: u64,
+    timeout_ms: f64,
+    ok_codes: OkCodes,
+}
+
+impl Plan {
+    fn of(r: &RunResult) -> Option<Plan> {
+        let shard = r.shard.as_ref()?;
+        Some(Plan {
+            url: r.target.url.clone(),
+            method: r.target.method.clone(),
+            http2: r.target.http2,
+            qps: r.load.qps,
+            count: shard.count,
+            start_at_unix_ms: shard.start_at_unix_ms,
+            timeout_ms: r.load.timeout_ms,
+            ok_codes: r.load.ok_codes.clone(),
+        })
+    }
+
+    /// The first difference from `other`: what, theirs, ours.
+    fn differs(&self, other: &Plan) -> Option<(&'static str, String, String)> {
+        let pairs: [(&'static str, String, String); 8] = [
+            ("URL", other.url.clone(), self.url.clone()),
+            ("method", other.method.clone(), self.method.clone()),
+            ("HTTP/2", other.http2.to_string(), self.http2.to_string()),
+            (
+                "--qps",
+                format!("{:?}", other.qps),
+                format!("{:?}", self.qps),
+            ),
+            ("--shards", other.count.to_string(), self.count.to_string()),
+            (
+                "--start-at",
+                other.start_at_unix_ms.to_string(),
+                self.start_at_unix_ms.to_string(),
+            ),
+            (
+                "--timeout",
+                format!("{}ms", other.timeout_ms),
+                format!("{}ms", self.timeout_ms),
+            ),
+            (
+                "--ok-codes",
+                String::from(other.ok_codes.clone()),
+                String::from(self.ok_codes.clone()),
+            ),
+        ];
+        pairs.into_iter().find(|(_, a, b)| a != b)
+    }
+}
+
+/// What a failed request was, for sharing a window's failures out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    Status(u16),
+    Error(ErrorClass),
+}
+
+/// One failure window of one shard, on the global request order.
+#[derive(Clone, Debug)]
+struct ShardWindow {
+    /// First failed request.
+    first: u64,
+    /// The success that ended it; `None`: open.
+    end: Option<u64>,
+    failed: u64,
+    classes: Vec<(Class, u64)>,
+    new: u64,
+}
+
+/// One shard's part, kept while the others are read.
+#[derive(Clone, Debug)]
+struct Part {
+    name: String,
+    summary: ShardSummary,
+    windows: Vec<ShardWindow>,
+    /// Every window it found is listed (none beyond the list's cap).
+    windows_complete: bool,
+    stalls: Vec<StallEntry>,
+    error_samples: BTreeMap<ErrorClass, String>,
+    warnings: Vec<String>,
+    /// One past its last request's global sequence number.
+    end_seq: u64,
+    duration_ms: f64,
+}
+
+/// One merged timeline slot.
+#[derive(Clone, Debug, Default)]
+struct SlotSum {
+    ok: u64,
+    failed: u64,
+    codes: BTreeMap<u16, u64>,
+    errors: BTreeMap<ErrorClass, u64>,
+    versions: BTreeMap<String, u64>,
+    latency: Option<Histogram<u32>>,
+}
+
+impl SlotSum {
+    fn add(&mut self, other: SlotSum) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        add_map(&mut self.codes, other.codes);
+        add_map(&mut self.errors, other.errors);
+        add_map(&mut self.versions, other.versions);
+        add_histogram(&mut self.latency, other.latency);
+    }
+}
+
+fn add_map<K: Ord>(into: &mut BTreeMap<K, u64>, from: BTreeMap<K, u64>) {
+    for (k, n) in from {
+        *into.entry(k).or_insert(0) += n;
+    }
+}
+
+fn add_histogram<T: hdrhistogram::Counter>(
+    into: &mut Option<Histogram<T>>,
+    h: Option<Histogram<T>>,
+) {
+    let Some(mut h) = h else { return };
+    // A deserialized histogram keeps the range it was written with: let it grow.
+    h.auto(true);
+    match into {
+        None => *into = Some(h),
+        Some(mine) => {
+            if mine.add(&h).is_err() {
+                for v in h.iter_recorded() {
+                    mine.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+                }
+            }
+        }
+    }
+}
+
+/// Folds shard results into one, as they are read.
+#[derive(Debug)]
+pub struct Merger {
+    merge_gap: Duration,
+    first: Option<(String, Plan)>,
+    parts: BTreeMap<u32, Part>,
+    /// Shard 0's result (it ran the steps), or the lowest index's until shard 0 comes, without
+    /// its heavy parts: the template of the merged result.
+    conductor: Option<(u32, RunResult)>,
+    requests: Requests,
+    codes: BTreeMap<u16, u64>,
+    errors: BTreeMap<ErrorClass, u64>,
+    by_connection: BTreeMap<ErrorClass, ByConnection>,
+    signatures: BTreeMap<crate::measure::outcome::EnvoyReply, u64>,
+    connections: Connections,
+    histograms: [Option<Histogram<u64>>; 3],
+    slot_ms: f64,
+    slots: Vec<SlotSum>,
+    versions: BTreeMap<String, VersionEntry>,
+    events_dropped: u64,
+}
+
+impl Merger {
+    /// An empty merge; failure windows closer than `merge_gap` merge into one.
+    pub fn new(merge_gap: Duration) -> Merger {
+        Merger {
+            merge_gap,
+            first: None,
+            parts: BTreeMap::new(),
+            conductor: None,
+            requests: Requests::default(),
+            codes: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            by_connection: BTreeMap::new(),
+            signatures: BTreeMap::new(),
+            connections: Connections::default(),
+            histograms: [None, None, None],
+            slot_ms: 0.0,
+            slots: Vec::new(),
+            versions: BTreeMap::new(),
+            events_dropped: 0,
+        }
+    }
+
+    /// Reads every result of `path` (a JSON result, or a log with one-line results; `-` reads
+    /// stdin) and folds it in.
+    pub fn read(&mut self, path: &Path) -> Result<(), Error> {
+        let read_error = |source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        if path == Path::new("-") {
+            let stdin = std::io::stdin();
+            return self.read_lines("stdin", &mut stdin.lock());
+        }
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
+        let name = path.display().to_string();
+        if text.trim_start().starts_with('{') {
+            if let Ok(result) = serde_json::from_str::<RunResult>(&text) {
+                return self.add(&name, result);
+            }
+        }
+        self.read_lines(&name, &mut text.as_bytes())
+    }
+
+    /// Folds in every line of `input` that holds a JSON result (other lines, such as a text
+    /// report in the same log, are skipped).
+    pub fn read_lines(&mut self, name: &str, input: &mut dyn BufRead) -> Result<(), Error> {
+        let mut found = false;
+        let mut line = String::new();
+        let mut number = 0;
+        loop {
+            line.clear();
+            let n = input.read_line(&mut line).map_err(|source| Error::Read {
+                path: PathBuf::from(name),
+                source,
+            })?;
+            if n == 0 {
+                break;
+            }
+            number += 1;
+            let text = line.trim();
+            if !text.starts_with("{\"schema_version\"") {
+                continue;
+            }
+            let here = format!("{name}:{number}");
+            let result =
+                serde_json::from_str::<RunResult>(text).map_err(|source| Error::Parse {
+                    name: here.clone(),
+                    source,
+                })?;
+            self.add(&here, result)?;
+            found = true;
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(Error::NotAResult(name.to_string()))
+        }
+    }
+
+    /// Folds in one shard's result, found at `name`.
+    pub fn add(&mut self, name: &str, mut r: RunResult) -> Result<(), Error> {
+        let plan = Plan::of(&r).ok_or_else(|| Error::NotAShard(name.to_string()))?;
+        match &self.first {
+            None => self.first = Some((name.to_string(), plan.clone())),
+            Some((first, ours)) => {
+                if let Some((what, theirs, ours)) = ours.differs(&plan) {
+                    return Err(Error::Plan {
+                        name: name.to_string(),
+                        first: first.clone(),
+                        what,
+                        theirs,
+                        ours,
+                    });
+                }
+            }
+        }
+        let shard = r.shard.clone().unwrap_or_default();
+        if let Some(part) = self.parts.get(&shard.index) {
+            return Err(Error::Duplicate {
+                name: name.to_string(),
+                index: shard.index,
+                first: part.name.clone(),
+            });
+        }
+        let (count, index) = (u64::from(shard.count.max(1)), u64::from(shard.index));
+        let end_seq = if r.requests.total == 0 {
+            0
+        } else {
+            index + count * (r.requests.total - 1) + 1
+        };
+        let windows: Vec<ShardWindow> = r
+            .windows
+            .iter()
+            .filter_map(|w| {
+                let mut classes: Vec<(Class, u64)> = w
+                    .codes
+                    .iter()
+                    .map(|(&c, &n)| (Class::Status(c), n))
+                    .collect();
+                classes.extend(w.errors.iter().map(|(&c, &n)| (Class::Error(c), n)));
+                Some(ShardWindow {
+                    first: w.first_seq?,
+                    end: w.end_seq,
+                    failed: w.failed,
+                    classes,
+                    new: w.failed_on_new_connections,
+                })
+            })
+            .collect();
+        let part = Part {
+            name: name.to_string(),
+            summary: ShardSummary {
+                index: shard.index,
+                label: shard.label.clone(),
+                missing: false,
+                interrupted: r.interrupted,
+                requests: r.requests.clone(),
+                windows_total: r.windows_total,
+                gaps_total: r.gaps_total,
+                longest_gap_ms: r.longest_gap_ms,
+                longest_stall_ms: r.longest_stall_ms,
+            },
+            windows_complete: windows.len() as u64 == r.windows_total
+                && windows.len() == r.windows.len(),
+            windows,
+            stalls: std::mem::take(&mut r.stalls),
+            error_samples: std::mem::take(&mut r.error_samples),
+            warnings: std::mem::take(&mut r.warnings),
+            end_seq,
+            duration_ms: r.load.duration_ms,
+        };
+        self.parts.insert(shard.index, part);
+
+        let q = &r.requests;
+        let sum = &mut self.requests;
+        sum.total += q.total;
+        sum.ok += q.ok;
+        sum.failed += q.failed;
+        sum.late += q.late;
+        sum.unsent += q.unsent;
+        sum.interrupted += q.interrupted;
+        sum.body_bytes += q.body_bytes;
+        add_map(&mut self.codes, std::mem::take(&mut r.codes));
+        add_map(&mut self.errors, std::mem::take(&mut r.errors));
+        for (class, b) in std::mem::take(&mut r.errors_by_connection) {
+            let into = self.by_connection.entry(class).or_default();
+            into.new += b.new;
+            into.reused += b.reused;
+        }
+        add_map(
+            &mut self.signatures,
+            std::mem::take(&mut r.failure_signatures),
+        );
+        let c = &mut self.connections;
+        c.opened += r.connections.opened;
+        c.connect_failures += r.connections.connect_failures;
+        c.failed_on_new_connections += r.connections.failed_on_new_connections;
+        c.failed_on_reused_connections += r.connections.failed_on_reused_connections;
+        let h = &r.histograms;
+        for (into, text) in
+            self.histograms
+                .iter_mut()
+                .zip([&h.latency_us, &h.service_us, &h.lateness_us])
+        {
+            add_histogram(into, decode(text));
+        }
+        for (name, v) in std::mem::take(&mut r.versions) {
+            match self.versions.get_mut(&name) {
+                Some(into) => {
+                    into.count += v.count;
+                    into.first_ms = into.first_ms.min(v.first_ms);
+                    into.last_ms = into.last_ms.max(v.last_ms);
+                }
+                None => {
+                    self.versions.insert(name, v);
+                }
+            }
+        }
+        self.events_dropped += r.events_dropped;
+        self.add_slots(r.load.slot_ms, std::mem::take(&mut r.timeline));
+        r.histograms = Default::default();
+        r.windows.clear();
+        r.gaps.clear();
+        let conduct = self
+            .conductor
+            .as_ref()
+            .is_none_or(|(i, _)| shard.index < *i);
+        if conduct {
+            self.conductor = Some((shard.index, r));
+        }
+        Ok(())
+    }
+
+    /// Adds a shard's timeline, on the coarser of the two slot widths (a shard cut short may
+    /// have merged its slots fewer times; widths differ by powers of two).
+    fn add_slots(&mut self, width: f64, timeline: Vec<Slot>) {
+        let mut incoming: Vec<SlotSum> = timeline
+            .into_iter()
+            .map(|s| SlotSum {
+                ok: s.ok,
+                failed: s.failed,
+                codes: s.codes,
+                errors: s.errors,
+                versions: s.versions,
+                latency: s.latency_us.as_deref().and_then(decode_u32),
+            })
+            .collect();
+        if self.slots.is_empty() && self.slot_ms == 0.0 {
+            self.slot_ms = width;
+        }
+        if width > self.slot_ms && self.slot_ms > 0.0 {
+            let factor = (width / self.slot_ms).round().max(1.0) as usize;
+            self.slots = rebin(std::mem::take(&mut self.slots), factor);
+            self.slot_ms = width;
+        } else if width < self.slot_ms && width > 0.0 {
+            let factor = (self.slot_ms / width).round().max(1.0) as usize;
+            incoming = rebin(incoming, factor);
+        }
+        if incoming.len() > self.slots.len() {
+            self.slots.resize_with(incoming.len(), SlotSum::default);
+        }
+        for (into, slot) in self.slots.iter_mut().zip(incoming) {
+            into.add(slot);
+        }
+    }
+
+    /// The thresholds shard 0 (or the lowest shard read) was judged against.
+    pub fn saved_limits(&self) -> crate::config::Limits {
+        self.conductor
+            .as_ref()
+            .map(|(_, r)| crate::judge::verdict::limits_of(r))
+            .unwrap_or_default()
+    }
+
+    /// The merged result, judged against `limits`.
+    pub fn finish(self, limits: &crate::config::Limits) -> Result<RunResult, Error> {
+        let Some((_, plan)) = self.first.clone() else {
+            return Err(Error::Nothing);
+        };
+        let Some((_, mut result)) = self.conductor.clone() else {
+            return Err(Error::Nothing);
+        };
+        let count = plan.count.max(1);
+        let interval_ms = plan.qps.map_or(0.0, |q| 1000.0 / q);
+        let end_seq = self.parts.values().map(|p| p.end_seq).max().unwrap_or(0);
+        let duration_ms = self
+            .parts
+            .values()
+            .filter(|p| !p.summary.interrupted)
+            .map(|p| p.duration_ms)
+            .fold(f64::NAN, f64::max);
+
+        // Windows and gaps over the global order.
+        let runs = failing_runs(&self.parts, count, end_seq);
+        let mut windows = Windows::new(self.merge_gap, interval_ms);
+        for (a, b) in runs {
+            windows.run(a, b);
+        }
+        windows.finish(end_seq);
+        let steps = &result.steps;
+        let entries: Vec<WindowEntry> = windows
+            .listed
+            .iter()
+            .map(|w| window_entry(w, &self.parts, count, end_seq, interval_ms, steps))
+            .collect();
+        result.gaps = entries.iter().filter(|w| w.ok == 0).cloned().collect();
+        result.windows = entries;
+        result.windows_total = windows.total;
+        result.gaps_total = windows.gaps;
+        result.longest_gap_ms = windows.longest.map(|n| round3(n as f64 * interval_ms));
+        result.total_gap_ms = round3(windows.gap_requests as f64 * interval_ms);
+        result.merge_gap_ms = round3(self.merge_gap.as_secs_f64() * 1000.0);
+
+        // Stalls: when every shard was silent.
+        let (stalls, longest) = merged_stalls(&self.parts, steps);
+        result.stalls_total = stalls.len() as u64;
+        result.stalls = stalls.into_iter().take(MAX_WINDOWS).collect();
+        result.longest_stall_ms = longest;
+
+        // Counts, histograms, timeline.
+        result.requests = self.requests.clone();
+        result.codes = self.codes.clone();
+        result.errors = self.errors.clone();
+        result.errors_by_connection = self.by_connection.clone();
+        result.failure_signatures = self.signatures.clone();
+        result.connections = self.connections.clone();
+        result.error_samples = BTreeMap::new();
+        for part in self.parts.values() {
+            for (class, sample) in &part.error_samples {
+                result
+                    .error_samples
+                    .entry(*class)
+                    .or_insert_with(|| sample.clone());
+            }
+        }
+        let [latency, service, lateness] = &self.histograms;
+        let stats = |h: &Option<Histogram<u64>>| {
+            h.as_ref().map(Latency::from_histogram).unwrap_or_default()
+        };
+        result.latency_ms = stats(latency);
+        result.service_time_ms = stats(service);
+        result.lateness_ms = stats(lateness);
+        let text = |h: &Option<Histogram<u64>>| h.as_ref().map(encode).unwrap_or_default();
+        result.histograms.latency_us = text(latency);
+        result.histograms.service_us = text(service);
+        result.histograms.lateness_us = text(lateness);
+        result.load.slot_ms = self.slot_ms;
+        result.timeline = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Slot {
+                t_ms: round3(self.slot_ms * i as f64),
+                ok: s.ok,
+                failed: s.failed,
+                codes: s.codes.clone(),
+                errors: s.errors.clone(),
+                p50_ms: quantile_ms(&s.latency, 0.50),
+                p99_ms: quantile_ms(&s.latency, 0.99),
+                versions: s.versions.clone(),
+                latency_us: None,
+            })
+            .collect();
+        for phase in &mut result.phases {
+            let inside = result
+                .timeline
+                .iter()
+                .filter(|s| s.t_ms >= phase.start_ms && s.t_ms < phase.end_ms);
+            let (mut ok, mut failed) = (0, 0);
+            let mut versions: BTreeMap<String, crate::result::PhaseVersion> = BTreeMap::new();
+            for s in inside {
+                ok += s.ok;
+                failed += s.failed;
+                for (v, n) in &s.versions {
+                    let e = versions
+                        .entry(v.clone())
+                        .or_insert(crate::result::PhaseVersion {
+                            count: 0,
+                            first_ms: s.t_ms,
+                        });
+                    e.count += n;
+                }
+            }
+            phase.ok = ok;
+            phase.failed = failed;
+            phase.requests = ok + failed;
+            phase.versions = versions;
+        }
+
+        // Versions and the cutover.
+        result.versions = self.versions.clone();
+        let last = result
+            .versions
+            .iter()
+            .max_by(|a, b| a.1.last_ms.total_cmp(&b.1.last_ms));
+        result.cutover_ms = last.and_then(|(name, _)| {
+            result
+                .versions
+                .iter()
+                .filter(|(n, _)| *n != name)
+                .map(|(_, v)| v.last_ms)
+                .max_by(f64::total_cmp)
+        });
+        result.mixed_window = match (last, result.cutover_ms) {
+            (Some((_, v)), Some(cutover)) if v.first_ms < cutover => Some(Span {
+                start_ms: v.first_ms,
+                end_ms: cutover,
+            }),
+            _ => None,
+        };
+
+        // The run as a whole.
+        if duration_ms.is_finite() {
+            result.load.duration_ms = duration_ms;
+        }
+        result.load.duration_requested_ms = Some(result.load.duration_ms);
+        result.elapsed_ms = result.load.duration_ms;
+        result.actual_qps = if result.elapsed_ms > 0.0 {
+            round3((self.requests.total - self.requests.unsent) as f64 / result.elapsed_ms * 1000.0)
+        } else {
+            0.0
+        };
+        result.interrupted = false;
+        result.interruption = None;
+        result.events_dropped = self.events_dropped;
+        result.warnings = self
+            .parts
+            .values()
+            .flat_map(|p| {
+                p.warnings
+                    .iter()
+                    .map(move |w| format!("shard {} ({}): {w}", p.summary.index, p.summary.label))
+            })
+            .collect();
+        for part in self.parts.values().filter(|p| !p.windows_complete) {
+            result.warnings.push(format!(
+                "shard {} ({}) found {} failure windows and listed {}: the merged windows after its last listed one miss its failures",
+                part.summary.index, part.summary.label, part.summary.windows_total, part.windows.len()
+            ));
+        }
+        result.shard = None;
+        result.shards = (0..count)
+            .map(|i| match self.parts.get(&i) {
+                Some(p) => p.summary.clone(),
+                None => ShardSummary {
+                    index: i,
+                    missing: true,
+                    ..ShardSummary::default()
+                },
+            })
+            .collect();
+        crate::judge::verdict::conclude(&mut result, limits);
+        Ok(result)
+    }
+}
+
+fn decode_u32(text: &str) -> Option<Histogram<u32>> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .ok()
+}
+
+fn quantile_ms(h: &Option<Histogram<u32>>, q: f64) -> Option<f64> {
+    h.as_ref()
+        .filter(|h| !h.is_empty())
+        .map(|h| h.value_at_quantile(q) as f64 / 1000.0)
+}
+
+fn rebin(slots: Vec<SlotSum>, factor: usize) -> Vec<SlotSum> {
+    let mut out: Vec<SlotSum> = Vec::with_capacity(slots.len() / factor + 1);
+    for (i, slot) in slots.into_iter().enumerate() {
+        if i % factor == 0 {
+            out.push(SlotSum::default());
+        }
+        if let Some(last) = out.last_mut() {
+            last.add(slot);
+        }
+    }
+    out
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Shard `i`'s requests (`k mod n == i`) below `z`.
+fn members_below(i: u64, n: u64, z: u64) -> u64 {
+    if z > i { (z - i - 1) / n + 1 } else { 0 }
+}
+
+/// The maximal runs `[a, b)` of global sequence numbers whose requests all failed, in order:
+/// request `k` failed when a window of shard `k mod count` holds it. A run of shards all failing
+/// costs one step; where only some fail, each of their requests is visited.
+fn failing_runs(parts: &BTreeMap<u32, Part>, count: u32, end: u64) -> Vec<(u64, u64)> {
+    let n = u64::from(count);
+    let mut events: Vec<(u64, usize, bool)> = Vec::new();
+    for (&i, part) in parts {
+        for w in &part.windows {
+            let stop = w.end.unwrap_or(end).min(end);
+            if w.first < stop {
+                events.push((w.first, i as usize, true));
+                events.push((stop, i as usize, false));
+            }
+        }
+    }
+    // At one position, windows end before others begin.
+    events.sort_by_key(|&(at, i, opens)| (at, opens, i));
+    let mut failing = vec![0u32; count as usize];
+    let mut open = 0usize;
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let push = |a: u64, b: u64, runs: &mut Vec<(u64, u64)>| match runs.last_mut() {
+        Some(last) if last.1 == a => last.1 = b,
+        _ => runs.push((a, b)),
+    };
+    let mut pos = 0u64;
+    let mut e = 0;
+    loop {
+        let next = events.get(e).map_or(end, |ev| ev.0.min(end));
+        if next > pos && open > 0 {
+            if open == count as usize {
+                push(pos, next, &mut runs);
+            } else {
+                for k in pos..next {
+                    if failing[(k % n) as usize] > 0 {
+                        push(k, k + 1, &mut runs);
+                    }
+                }
+            }
+        }
+        pos = pos.max(next);
+        if e >= events.len() || next >= end {
+            break;
+        }
+        while let Some(&(at, i, opens)) = events.get(e) {
+            if at != next {
+                break;
+            }
+            if opens {
+                if failing[i] == 0 {
+                    open += 1;
+                }
+                failing[i] += 1;
+            } else {
+                failing[i] = failing[i].saturating_sub(1);
+                if failing[i] == 0 {
+                    open -= 1;
+                }
+            }
+            e += 1;
+        }
+    }
+    runs
+}
+
+/// A merged window on the global order: `[first, end)`, with the successes merged inside.
+#[derive(Clone, Debug)]
+struct Merged {
+    first: u64,
+    end: u64,
+    ok: u64,
+    open: bool,
+}
+
+/// Merges runs closer than the merge distance into windows, keeps the first [`MAX_WINDOWS`]
+/// and totals over all.
+struct Windows {
+    merge_gap: Duration,
+    interval_ms: f64,
+    current: Option<Merged>,
+    listed: Vec<Merged>,
+    total: u64,
+    gaps: u64,
+    gap_requests: u64,
+    longest: Option<u64>,
+}
+
+impl Windows {
+    fn new(merge_gap: Duration, interval_ms: f64) -> Windows {
+        Windows {
+            merge_gap,
+            interval_ms,
+            current: None,
+            listed: Vec::new(),
+            total: 0,
+            gaps: 0,
+            gap_requests: 0,
+            longest: None,
+        }
+    }
+
+    fn run(&mut self, a: u64, b: u64) {
+        let merge_ms = self.merge_gap.as_secs_f64() * 1000.0;
+        if let Some(w) = &mut self.current {
+            if ((a - w.end) as f64) * self.interval_ms < merge_ms {
+                w.ok += a - w.end;
+                w.end = b;
+                return;
+            }
+        }
+        self.close();
+        self.current = Some(Merged {
+            first: a,
+            end: b,
+            ok: 0,
+            open: false,
+        });
+    }
+
+    fn close(&mut self) {
+        let Some(w) = self.current.take() else { return };
+        self.total += 1;
+        if w.ok == 0 {
+            self.gaps += 1;
+            let length = w.end - w.first;
+            self.gap_requests += length;
+            if self.longest.is_none_or(|l| length > l) {
+                self.longest = Some(length);
+            }
+        }
+        if self.listed.len() < MAX_WINDOWS {
+            self.listed.push(w);
+        }
+    }
+
+    fn finish(&mut self, end: u64) {
+        if let Some(w) = &mut self.current {
+            w.open = w.end >= end;
+        }
+        self.close();
+    }
+}
+
+/// The wire entry of a merged window: its failures shared out of the shards' windows it holds.
+fn window_entry(
+    w: &Merged,
+    parts: &BTreeMap<u32, Part>,
+    count: u32,
+    end: u64,
+    interval_ms: f64,
+    steps: &[StepEntry],
+) -> WindowEntry {
+    let n = u64::from(count);
+    let mut failed = 0;
+    let mut new = 0;
+    let mut codes: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut errors: BTreeMap<ErrorClass, u64> = BTreeMap::new();
+    for (&i, part) in parts {
+        let i = u64::from(i);
+        for sw in &part.windows {
+            let s_end = sw.end.unwrap_or(end).max(sw.first);
+            let (from, to) = (w.first.max(sw.first), w.end.min(s_end));
+            if from >= to {
+                continue;
+            }
+            let all = members_below(i, n, s_end) - members_below(i, n, sw.first);
+            let j0 = members_below(i, n, from) - members_below(i, n, sw.first);
+            let j1 = members_below(i, n, to) - members_below(i, n, sw.first);
+            // This window's share of the shard window's failures: [f0, f1).
+            let share = |j: u64| {
+                if all == 0 || j >= all {
+                    sw.failed
+                } else {
+                    ((u128::from(j) * u128::from(sw.failed)) / u128::from(all)) as u64
+                }
+            };
+            let (f0, f1) = (share(j0), share(j1));
+            failed += f1 - f0;
+            new += overlap(f0, f1, 0, sw.new);
+            let mut at = 0;
+            for &(class, k) in &sw.classes {
+                let got = overlap(f0, f1, at, at + k);
+                at += k;
+                if got == 0 {
+                    continue;
+                }
+                match class {
+                    Class::Status(code) => *codes.entry(code).or_insert(0) += got,
+                    Class::Error(c) => *errors.entry(c).or_insert(0) += got,
+                }
+            }
+        }
+    }
+    let start_ms = round3(w.first as f64 * interval_ms);
+    let end_ms = round3(w.end as f64 * interval_ms);
+    let during = steps_during(steps, start_ms, end_ms);
+    WindowEntry {
+        start_ms,
+        end_ms,
+        start_uncertainty_ms: (w.first > 0).then_some(round3(interval_ms)),
+        end_uncertainty_ms: (!w.open).then_some(round3(interval_ms)),
+        duration_ms: round3(end_ms - start_ms),
+        failed,
+        ok: w.ok,
+        codes,
+        errors,
+        failed_on_new_connections: new,
+        failed_on_reused_connections: failed - new.min(failed),
+        after_step: during
+            .is_empty()
+            .then(|| step_before(steps, start_ms))
+            .flatten(),
+        steps: during,
+        open: w.open,
+        first_seq: None,
+        end_seq: None,
+    }
+}
+
+/// The length of `[a, b) ∩ [c, d)`.
+fn overlap(a: u64, b: u64, c: u64, d: u64) -> u64 {
+    b.min(d).saturating_sub(a.max(c))
+}
+
+/// The foreground steps running at some time in `[from, to]` (as the run attributes windows).
+fn steps_during(steps: &[StepEntry], from: f64, to: f64) -> Vec<String> {
+    steps
+        .iter()
+        .filter(|s| !s.background)
+        .filter(|s| match (s.start_ms, s.end_ms) {
+            (Some(start), Some(end)) => start <= to && from <= end,
+            (Some(start), None) => start <= to,
+            _ => false,
+        })
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// The last foreground step that ended by `t`.
+fn step_before(steps: &[StepEntry], t: f64) -> Option<String> {
+    steps
+        .iter()
+        .filter(|s| !s.background && s.end_ms.is_some_and(|end| end <= t))
+        .max_by(|a, b| a.end_ms.unwrap_or(0.0).total_cmp(&b.end_ms.unwrap_or(0.0)))
+        .map(|s| s.name.clone())
+}
+
+/// The times every shard was silent (at least [`STALL_FLOOR`]), with what their stalls held,
+/// and the longest silence (below the floor: the shortest of the shards' longest silences, an
+/// upper bound).
+fn merged_stalls(parts: &BTreeMap<u32, Part>, steps: &[StepEntry]) -> (Vec<StallEntry>, f64) {
+    let floor_ms = STALL_FLOOR.as_secs_f64() * 1000.0;
+    let mut common: Option<Vec<(f64, f64)>> = None;
+    for part in parts.values() {
+        let mine: Vec<(f64, f64)> = part.stalls.iter().map(|s| (s.start_ms, s.end_ms)).collect();
+        common = Some(match common {
+            None => mine,
+            Some(theirs) => intersect(&theirs, &mine),
+        });
+    }
+    let common = common.unwrap_or_default();
+    let stalls: Vec<StallEntry> = common
+        .into_iter()
+        .filter(|(a, b)| b - a >= floor_ms)
+        .map(|(start, end)| {
+            let mut entry = StallEntry {
+                start_ms: round3(start),
+                end_ms: round3(end),
+                duration_ms: round3(end - start),
+                open: true,
+                ..StallEntry::default()
+            };
+            for part in parts.values() {
+                for s in part
+                    .stalls
+                    .iter()
+                    .filter(|s| s.start_ms < end && start < s.end_ms)
+                {
+                    entry.held += s.held;
+                    entry.failed += s.failed;
+                    entry.connect_timeouts += s.connect_timeouts;
+                    entry.unanswered_new += s.unanswered_new;
+                    entry.unanswered_reused += s.unanswered_reused;
+                    entry.open &= s.open;
+                }
+            }
+            entry.steps = steps_during(steps, start, end);
+            entry.after_step = entry
+                .steps
+                .is_empty()
+                .then(|| step_before(steps, start))
+                .flatten();
+            entry
+        })
+        .collect();
+    let longest = match stalls.iter().map(|s| s.duration_ms).max_by(f64::total_cmp) {
+        Some(l) => l,
+        None => parts
+            .values()
+            .map(|p| p.summary.longest_stall_ms)
+            .min_by(f64::total_cmp)
+            .unwrap_or(0.0)
+            .min(floor_ms),
+    };
+    (stalls, longest)
+}
+
+/// The intersection of two sorted lists of disjoint intervals.
+fn intersect(a: &[(f64, f64)], b: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < a.len() && j < b.len() {
+        let start = a[i].0.max(b[j].0);
+        let end = a[i].1.min(b[j].1);
+        if start < end {
+            out.push((start, end));
+        }
+        if a[i].1 < b[j].1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shard part with windows `(first, end, failed, 503s)` on the global order.
+    fn part(index: u32, windows: &[(u64, Option<u64>, u64)]) -> Part {
+        Part {
+            name: format!("shard{index}"),
+            summary: ShardSummary {
+                index,
+                ..ShardSummary::default()
+            },
+            windows: windows
+                .iter()
+                .map(|&(first, end, failed)| ShardWindow {
+                    first,
+                    end,
+                    failed,
+                    classes: vec![(Class::Status(503), failed)],
+                    new: 0,
+                })
+                .collect(),
+            windows_complete: true,
+            stalls: Vec::new(),
+            error_samples: BTreeMap::new(),
+            warnings: Vec::new(),
+            end_seq: 0,
+            duration_ms: 0.0,
+        }
+    }
+
+    fn parts(list: Vec<Part>) -> BTreeMap<u32, Part> {
+        list.into_iter().map(|p| (p.summary.index, p)).collect()
+    }
+
+    #[test]
+    fn a_gap_is_where_every_shard_failed_and_only_there() {
+        // Two shards; shard 0 fails requests 10..30 (even ones), shard 1 fails 15..41 (odd
+        // ones). Every request fails from 15 (shard 1's first) to 30 (shard 0's end).
+        let p = parts(vec![
+            part(0, &[(10, Some(30), 10)]),
+            part(1, &[(15, Some(41), 13)]),
+        ]);
+        let runs = failing_runs(&p, 2, 100);
+        // Before 15 only even requests fail: 10, 12, 14 alone; then 15..30 together; after 30
+        // only odd ones: 31, 33, ... 39.
+        assert_eq!(
+            runs,
+            [
+                (10, 11),
+                (12, 13),
+                (14, 30),
+                (31, 32),
+                (33, 34),
+                (35, 36),
+                (37, 38),
+                (39, 40)
+            ]
+        );
+        // 14 fails (shard 0) and 15 too (shard 1): the run begins at 14.
+    }
+
+    #[test]
+    fn one_shard_failing_alone_makes_one_window_per_request_and_no_long_gap() {
+        let p = parts(vec![part(0, &[]), part(1, &[]), part(2, &[(2, None, 10)])]);
+        let runs = failing_runs(&p, 3, 30);
+        assert_eq!(runs.len(), 10);
+        assert!(runs.iter().all(|&(a, b)| b == a + 1 && a % 3 == 2));
+        let mut w = Windows::new(Duration::ZERO, 1.0);
+        for (a, b) in runs {
+            w.run(a, b);
+        }
+        w.finish(30);
+        assert_eq!(
+            (w.total, w.gaps, w.longest, w.gap_requests),
+            (10, 10, Some(1), 10)
+        );
+        assert!(
+            w.listed.last().expect("a window").open,
+            "the last reaches the end"
+        );
+
+        // With a merge distance above the 2 ms between them, they are one window with the
+        // successes inside counted.
+        let mut w = Windows::new(Duration::from_millis(3), 1.0);
+        for (a, b) in failing_runs(&p, 3, 30) {
+            w.run(a, b);
+        }
+        w.finish(30);
+        assert_eq!((w.total, w.gaps), (1, 0));
+        assert_eq!(w.listed[0].ok, 18);
+    }
+
+    #[test]
+    fn a_window_gets_each_shards_failures_exactly_or_in_proportion() {
+        // Shard 0's window holds 10 failures (4 × 503, 6 resets, all on new connections); its
+        // members are 0, 2, ..., 18.
+        let mut p0 = part(0, &[(0, Some(20), 10)]);
+        p0.windows[0].classes = vec![
+            (Class::Status(503), 4),
+            (Class::Error(ErrorClass::Reset), 6),
+        ];
+        p0.windows[0].new = 10;
+        let p = parts(vec![p0, part(1, &[(1, Some(11), 5)])]);
+        // The merged window [0, 11) holds shard 0's members 0..=10 (6 of its 10) and all of
+        // shard 1's window.
+        let w = Merged {
+            first: 0,
+            end: 11,
+            ok: 0,
+            open: false,
+        };
+        let e = window_entry(&w, &p, 2, 100, 1.0, &[]);
+        assert_eq!(e.failed, 6 + 5);
+        assert_eq!(e.codes.get(&503), Some(&(4 + 5)));
+        assert_eq!(e.errors.get(&ErrorClass::Reset), Some(&2));
+        assert_eq!(e.failed_on_new_connections, 6);
+        assert_eq!((e.start_ms, e.end_ms, e.duration_ms), (0.0, 11.0, 11.0));
+        assert_eq!(e.start_uncertainty_ms, None, "nothing came before it");
+        // The rest of shard 0's window, in another merged window: the shares add up.
+        let rest = Merged {
+            first: 11,
+            end: 20,
+            ok: 0,
+            open: false,
+        };
+        let r = window_entry(&rest, &p, 2, 100, 1.0, &[]);
+        assert_eq!(e.failed + r.failed, 10 + 5);
+        assert_eq!(r.errors.get(&ErrorClass::Reset), Some(&4));
+    }
+
+    #[test]
+    fn stalls_merge_where_every_shard_was_silent() {
+        let stall = |start_ms: f64, end_ms: f64, held: u64| StallEntry {
+            start_ms,
+            end_ms,
+            duration_ms: end_ms - start_ms,
+            held,
+            ..StallEntry::default()
+        };
+        let mut a = part(0, &[]);
+        a.stalls = vec![stall(1000.0, 2500.0, 300), stall(5000.0, 5300.0, 60)];
+        a.summary.longest_stall_ms = 1500.0;
+        let mut b = part(1, &[]);
+        b.stalls = vec![stall(1100.0, 2600.0, 290)];
+        b.summary.longest_stall_ms = 1500.0;
+        let (stalls, longest) = merged_stalls(&parts(vec![a, b]), &[]);
+        assert_eq!(
+            stalls.len(),
+            1,
+            "the 300 ms stall of one shard alone is no stall"
+        );
+        assert_eq!((stalls[0].start_ms, stalls[0].end_ms), (1100.0, 2500.0));
+        assert_eq!(stalls[0].held, 590);
+        assert_eq!(longest, 1400.0);
+    }
+
+    #[test]
+    fn members_of_a_shard_are_counted_by_arithmetic() {
+        assert_eq!(members_below(0, 4, 0), 0);
+        assert_eq!(members_below(0, 4, 1), 1);
+        assert_eq!(members_below(3, 4, 3), 0);
+        assert_eq!(members_below(3, 4, 4), 1);
+        assert_eq!(members_below(1, 4, 10), 3); // 1, 5, 9
+    }
+}
