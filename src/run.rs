@@ -401,6 +401,11 @@ async fn orchestrate(
         .map_or((0, 0), |p| (p.failed, p.total));
     if failed > 0 && !config.verdict.limits.allow_warmup_errors {
         rollout.abandon_for_warmup(failed, total);
+        if config.load.shard.is_some() {
+            // A shard's load still lasts --duration, like the other shards': the merge covers
+            // the whole schedule.
+            return no_steps(config.load.duration.max(start.elapsed()));
+        }
         let now = start.elapsed();
         control.end_at(now);
         return no_steps(now);

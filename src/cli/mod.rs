@@ -107,6 +107,11 @@ pub enum Error {
         "--merge-gap with --shards: give it to gapless merge, which finds the windows over every shard"
     )]
     MergeGapOnShard,
+    /// `--shards` with steps and no `--duration`.
+    #[error(
+        "--shards with rollout steps needs --duration (or the scenario's load.duration): every shard loads that long, and it must cover the warmup, the steps and the cooldown"
+    )]
+    ShardsNeedDuration,
     /// `--slow` or `--max-late` given to `gapless merge`.
     #[error(
         "--slow and --max-late shape each shard's results while its load runs: give them to the shards' gapless run"
@@ -460,6 +465,11 @@ impl RunArgs {
         let rate = load.qps(&cx)?.value;
         let shard = shard_plan(&load, rate, &cx)?;
         let mut steps = self.steps(&file.steps)?;
+        // Every shard lasts --duration, which must then cover the rollout: given, never the
+        // default.
+        if shard.is_some() && !steps.is_empty() && load.duration.is_none() {
+            return Err(Error::ShardsNeedDuration);
+        }
         // Shard 0 conducts the rollout; the other shards only load.
         if shard.as_ref().is_some_and(|s| s.index != 0) {
             steps.clear();

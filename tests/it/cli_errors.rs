@@ -220,3 +220,99 @@ fn step_options_without_a_command() {
     one_sentence(&[URL, "--step-name", "deploy"], &["--step-name", "--"]);
     one_sentence(&[URL, "--step-timeout", "5s"], &["--step-timeout", "--"]);
 }
+
+/// The shard options: each rule between them is one sentence naming the flags.
+#[test]
+fn shard_options_that_do_not_fit_together() {
+    let start = ["--start-at", "2026-12-03T18:00:00Z"];
+    one_sentence(
+        &[URL, "-d", "1s", start[0], start[1]],
+        &["--start-at", "--shards"],
+    );
+    one_sentence(
+        &[URL, "-d", "1s", "--shards", "4", "--shard-index", "0"],
+        &["--start-at"],
+    );
+    one_sentence(
+        &[URL, "-d", "1s", "--shards", "4", start[0], start[1]],
+        &["--shard-index"],
+    );
+    one_sentence(
+        &[
+            URL,
+            "-d",
+            "1s",
+            "--shards",
+            "4",
+            "--shard-index",
+            "4",
+            start[0],
+            start[1],
+        ],
+        &["4"],
+    );
+    one_sentence(
+        &[
+            URL,
+            "-d",
+            "1s",
+            "-q",
+            "0",
+            "--shards",
+            "2",
+            "--shard-index",
+            "0",
+            start[0],
+            start[1],
+        ],
+        &["--qps"],
+    );
+    one_sentence(
+        &[
+            URL,
+            "-d",
+            "1s",
+            "--shards",
+            "2",
+            "--shard-index",
+            "1",
+            "--merge-gap",
+            "1s",
+            start[0],
+            start[1],
+        ],
+        &["--merge-gap", "gapless merge"],
+    );
+    one_sentence(
+        &[
+            URL,
+            "-d",
+            "1s",
+            "--shards",
+            "2",
+            "--shard-index",
+            "0",
+            "--start-at",
+            "yesterday",
+        ],
+        &["--start-at"],
+    );
+    // With steps, every shard needs the same explicit --duration.
+    let file = support::TempFile::with(
+        "toml",
+        "[target]\nurl = \"http://127.0.0.1:9/\"\n\n[[step]]\nname = \"a\"\nrun = \"true\"\n",
+    );
+    one_sentence(
+        &[
+            "--scenario",
+            file.as_str(),
+            "--shards",
+            "2",
+            "--shard-index",
+            "1",
+            start[0],
+            start[1],
+        ],
+        &["--duration"],
+    );
+}
