@@ -149,6 +149,18 @@ pub async fn run(
         Some(shard) => origin(shard.start_at).await,
         None => (SystemTime::now(), Instant::now()),
     };
+    // Zero unless this shard started after --start-at.
+    let began = start.elapsed();
+    let mut warnings = Vec::new();
+    if began > LATE_START {
+        let warning = format!(
+            "this shard started {:.3} s after --start-at: the requests due before were sent late \
+             or not sent",
+            began.as_secs_f64()
+        );
+        console.line(&format!("gapless: warning: {warning}"));
+        warnings.push(warning);
+    }
     let has_steps = config.rollout.has_steps();
     let interval = config
         .load
@@ -170,7 +182,8 @@ pub async fn run(
             GapDetector::new(config.verdict.merge_gap, interval),
         )
         .with_max_late(config.verdict.max_late)
-        .with_schedule_shift(config.load.shift()),
+        .with_schedule_shift(config.load.shift())
+        .began_at(began),
     ));
     let probe = VersionProbe::new(
         config.target.version_header.clone(),
@@ -178,7 +191,6 @@ pub async fn run(
     );
     let versions = probe.labels().clone();
     let engine = Engine::new(config, start, recorder.clone(), probe)?;
-    let mut warnings = Vec::new();
     if let Some(warning) = engine::plan_warning(config) {
         console.line(&format!("gapless: warning: {warning}"));
         warnings.push(warning);
@@ -339,6 +351,9 @@ async fn origin(start_at: SystemTime) -> (SystemTime, Instant) {
         }
     }
 }
+
+/// A shard that starts this much after `--start-at` says so (below it, the start is on time).
+const LATE_START: Duration = Duration::from_millis(100);
 
 /// How often the progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);

@@ -219,6 +219,15 @@ impl Recorder {
         }
     }
 
+    /// This recorder, for a process that began `began` after the schedule's start (a shard
+    /// started after `--start-at`): no stall is found before it.
+    pub fn began_at(self, began: Duration) -> Recorder {
+        Recorder {
+            stalls: StallDetector::starting_at(began),
+            ..self
+        }
+    }
+
     /// Counts one finished attempt.
     pub fn record(&mut self, c: &Completion) {
         let offset = c.due.saturating_duration_since(self.start);

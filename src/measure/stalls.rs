@@ -106,6 +106,15 @@ impl StallDetector {
         }
     }
 
+    /// A detector for a run that began `began` after its schedule's start (a shard started after
+    /// `--start-at`): the time before it was no silence of the target.
+    pub fn starting_at(began: Duration) -> StallDetector {
+        StallDetector {
+            silent_since: Some(began),
+            ..StallDetector::default()
+        }
+    }
+
     /// Adds a finished request. `answer` is true when the target said something (see the module
     /// documentation); `next_due` is when the earliest request not yet finished fell (or falls)
     /// due, once this one is counted (`None` for a closed loop, where some request is always in

@@ -359,3 +359,57 @@ fn merge_refuses_a_duplicate_shard_another_plan_and_a_file_that_is_no_result() {
     let (code, _, stderr) = merge(&[logs[0].as_str(), logs[1].as_str()], None);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn a_shard_that_starts_late_counts_what_it_missed_and_finds_no_stall_in_it() {
+    let _machine = shared();
+    let server = TestServer::healthy();
+    let url = server.url();
+    let past = SystemTime::now() - Duration::from_secs(2);
+    let start = past
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis()
+        .to_string();
+    let child = spawn_shard(
+        &["-q", "100", "-d", "3s", "--timeout", "1s", url.as_str()],
+        1,
+        0,
+        &start,
+    );
+    let (code, out) = finish(child);
+    let json: Value = serde_json::from_str(out.trim()).expect("a result line");
+    assert_eq!(code, 1, "{:#}", at(&json, "/verdict"));
+    assert_eq!(u64_at(&json, "/requests/total"), 300, "never skipped");
+    let unsent = u64_at(&json, "/requests/unsent");
+    // Due more than the 1 s deadline before the start: not sent; the rest of the first 2 s
+    // was sent late.
+    assert!((90..=110).contains(&unsent), "{:#}", at(&json, "/requests"));
+    assert!(u64_at(&json, "/requests/late") >= 190 - unsent.min(190));
+    // Those sent with their deadline almost gone may time out; nothing else fails.
+    let errors = crate::support::counts_at(&json, "/errors");
+    assert!(
+        errors
+            .iter()
+            .all(|(class, _)| class == "not_sent" || class == "timeout"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        u64_at(&json, "/requests/ok") + u64_at(&json, "/requests/failed"),
+        300
+    );
+    // The rest were sent: answered, or timed out (at most before the server counted them).
+    let timeouts = crate::support::count_at(&json, "/errors/timeout");
+    let served = server.stats().requests();
+    assert!(
+        served <= 300 - unsent && served + timeouts >= 300 - unsent,
+        "served {served}, {timeouts} timeouts, {unsent} not sent"
+    );
+    assert_eq!(
+        u64_at(&json, "/stalls_total"),
+        0,
+        "a late start is no silence of the target"
+    );
+    let warnings = at(&json, "/warnings").to_string();
+    assert!(warnings.contains("after --start-at"), "{warnings}");
+}
