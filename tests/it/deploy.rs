@@ -862,11 +862,11 @@ fn a_shard_that_saw_only_503s_exits_0_with_its_result_on_stdout() {
             "2",
             "--start-at",
             &start,
-            "--json",
-            "-",
         ],
     );
     assert_eq!(code, Some(0), "the merge judges, not the pod:\n{stderr}");
+    // Without --json a shard prints its result as one line: what `kubectl logs` collects.
+    assert_eq!(stdout.lines().count(), 1, "one result line:\n{stdout}");
     let json: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("stdout should be the result ({e}):\n{stdout}"));
     // 100 requests in the global schedule, shard 2 of 4 sends a quarter; all failed.
