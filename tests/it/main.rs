@@ -28,4 +28,5 @@ mod reports;
 mod rollout;
 mod scenario_fuzz;
 mod secrets;
+mod stalls;
 mod transport_errors;
