@@ -359,6 +359,12 @@ impl Recorder {
         })
     }
 
+    /// An attempt began at `at` (the engine tells the first of the run): the target's first
+    /// silence starts no earlier (see [`StallDetector::asked`]).
+    pub fn asked(&mut self, at: Instant) {
+        self.stalls.asked(at.saturating_duration_since(self.start));
+    }
+
     /// How long the target has been silent at `now` with requests waiting for it (see
     /// [`crate::measure::stalls`]), for the live progress line.
     pub fn silent_for(&self, now: Instant) -> Option<Duration> {
