@@ -182,8 +182,7 @@ pub async fn run(
             GapDetector::new(config.verdict.merge_gap, interval),
         )
         .with_max_late(config.verdict.max_late)
-        .with_schedule_shift(config.load.shift())
-        .began_at(began),
+        .with_schedule_shift(config.load.shift()),
     ));
     let probe = VersionProbe::new(
         config.target.version_header.clone(),
