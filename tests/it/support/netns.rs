@@ -2,9 +2,10 @@
 //! need the kernel's packet filter (iptables rules on the target's side) without touching the
 //! host's.
 //!
-//! [`Netns::with_server`] creates namespace `gls-PID-N`, a veth pair on a /30 of `10.250.0.0/16`
-//! that no address or route of the host overlaps (the host's end `.1`, the namespace's `.2`),
-//! and runs `gapless serve` on the namespace's address through `ip netns exec`. Dropping it (also
+//! [`Netns::new`] creates namespace `gls-PID-N` and a veth pair on a /30 of `10.250.0.0/16`
+//! that no address or route of the host overlaps (the host's end `.1`, the namespace's `.2`);
+//! [`Netns::with_server`] also runs `gapless serve` on the namespace's address through `ip netns
+//! exec`, and [`Netns::command`] runs any program inside (a shard of a split load, say). Dropping it (also
 //! while a failing test unwinds) kills the server and deletes the namespace, which removes the
 //! veth pair. It needs root, `ip` (iproute2) and `iptables`: a test using it is
 //! `#[ignore = "needs root, ip netns and iptables"]` and fails with a clear message when one of
@@ -29,6 +30,7 @@ const START_LIMIT: Duration = Duration::from_secs(10);
 pub struct Netns {
     name: String,
     host_link: String,
+    host_addr: Ipv4Addr,
     ns_addr: Ipv4Addr,
     ip: PathBuf,
     iptables: PathBuf,
@@ -40,6 +42,14 @@ impl Netns {
     /// it and waits until it accepts connections from the host. Panics, saying what is
     /// missing, without root, `ip` or `iptables`.
     pub fn with_server() -> Netns {
+        let mut netns = Netns::new();
+        netns.serve();
+        netns
+    }
+
+    /// Creates the namespace and its veth pair (nothing runs inside yet). Panics, saying what
+    /// is missing, without root, `ip` or `iptables`.
+    pub fn new() -> Netns {
         assert!(
             rustix::process::geteuid().is_root(),
             "this test needs root, to create a network namespace and set iptables rules in it \
@@ -50,10 +60,11 @@ impl Netns {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let (pid, n) = (std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let (host_addr, ns_addr) = free_slash_30(&ip, pid, n);
-        let mut netns = Netns {
+        let netns = Netns {
             name: format!("gls-{pid}-{n}"),
             // Interface names have at most 15 characters: "gls" + 7 digits + "-" + n + side.
             host_link: format!("gls{pid}-{n}h"),
+            host_addr,
             ns_addr,
             ip,
             iptables,
@@ -72,6 +83,14 @@ impl Netns {
         netns.ip(&["-n", &name, "addr", "add", &inside, "dev", &ns_link]);
         netns.ip(&["-n", &name, "link", "set", &ns_link, "up"]);
         netns.ip(&["-n", &name, "link", "set", "lo", "up"]);
+        netns
+    }
+
+    /// Starts `gapless serve --listen ADDR:8080` inside and waits until it accepts connections
+    /// from the host.
+    fn serve(&mut self) {
+        let (name, ns_addr) = (self.name.clone(), self.ns_addr);
+        let netns = self;
         let listen = format!("{ns_addr}:{PORT}");
         let child = Command::new(&netns.ip)
             .args(["netns", "exec", &name])
@@ -99,7 +118,30 @@ impl Netns {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        netns
+    }
+
+    /// The namespace's name (`gls-PID-N`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The host's end of the veth pair.
+    pub fn host_addr(&self) -> Ipv4Addr {
+        self.host_addr
+    }
+
+    /// `ip netns exec NAME PROGRAM`: a command run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(&self.ip);
+        command.args(["netns", "exec", &self.name, program]);
+        command
+    }
+
+    /// Runs `ip ARGS` inside the namespace (`ip -n NAME ARGS`); panics if it fails.
+    pub fn ip_inside(&self, args: &[&str]) {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        run(&self.ip, &all);
     }
 
     /// `http://ADDR:8080/`, the server inside, as the host reaches it.
