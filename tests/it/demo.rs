@@ -17,7 +17,11 @@ fn run(name: &str) -> (i32, Value) {
 
 /// `gapless run --scenario FILE --quiet`: the exit code and the JSON result. Quiet, a run
 /// prints its verdict line and nothing else: no demo orchestration line, no notice.
+/// The demo's windows are timed against its own orchestration on the same 2 cores: the run
+/// holds the machine alone (seen beside the other load tests of a busy CI run: a kill's window
+/// split in two).
 fn quiet_run(file: &str) -> (i32, Value) {
+    let _machine = crate::support::exclusive();
     let (code, stdout, stderr, json) = Run::scenario(file).quiet().output();
     let json = json.unwrap_or_else(|| panic!("no JSON result: {stdout}{stderr}"));
     assert_eq!(stderr, "", "--quiet prints nothing on stderr");
