@@ -45,6 +45,7 @@
 //! | `warnings` | sentences about the run itself: a rate far above what the engine threads and connections can carry (also printed before the load), requests not sent (also printed when the first one is not) |
 //! | `shard` | a shard's result only (`run --shards`): `index`, `count`, `label`, `start_at_unix_ms`; its `windows` then carry `first_seq` and `end_seq` (global sequence numbers of the first failure and of the success that ended the window) and its `timeline` slots `latency_us` (the slot's latency histogram, V2 base64), for `gapless merge` |
 //! | `shards` | a merged result only (`gapless merge`): per shard `index`, `label`, `missing`, `interrupted`, `requests`, `windows_total`, `gaps_total`, `longest_gap_ms`, `longest_stall_ms` |
+//! | `targets` | a run of several endpoints only (`[[target]]`, `--targets FILE`): per endpoint, in order, `name`, `url` and its own result with the fields above (`requests`, `codes`, `errors`, `latency_ms`, `histograms`, `timeline`, `phases`, `windows`, `gaps`, `stalls`, `versions`, `hints`, `verdict`, ...; not `steps`, `events`, `command_line`, `scenario`, which are the run's). The run-wide fields are then over every endpoint: counts, histograms and slots are the sums; `windows` and `gaps` are found over the global request order (a run-wide gap is a time in which no endpoint answered); `stalls` are the times every endpoint was silent; `target` is the first endpoint's. The run-wide `verdict.criteria` are then the run's own (`steps`, `healthy_before_rollout`, `completed`) and every endpoint's others, each with its `target` |
 //! | `verdict` | `passed`, `exit_code`, `line` (the verdict line of the text report), `reasons` (one sentence per broken criterion), `criteria` (every criterion, in order: `kind`, `passed`, `limit`, `measured`, `source`, `skipped`, `reason`; see below) |
 //!
 //! `verdict.criteria[].kind` is one of `max_failures` (counts), `max_failure_ratio` (ratios),
@@ -185,8 +186,26 @@ pub struct RunResult {
     /// A merged result: each shard's part, by index (absent otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardSummary>,
+    /// A run of several endpoints: each one's own result, in order (absent for one target).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetEntry>,
     /// The judgement.
     pub verdict: Verdict,
+}
+
+/// One entry of `targets`: an endpoint's name and URL, and its own result (the fields of a
+/// run's result, measured on its requests alone, judged on its own: `requests`, `codes`,
+/// `errors`, `latency_ms`, `timeline`, `windows`, `gaps`, `stalls`, `versions`, `hints`,
+/// `verdict`, ...); the steps, events, command line and scenario are the run's, not repeated.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct TargetEntry {
+    /// Its name (`name` of its `[[target]]`, else `METHOD URL`).
+    pub name: String,
+    /// Its URL (a password in it shown as `<redacted>`).
+    pub url: String,
+    /// Its result.
+    #[serde(flatten)]
+    pub result: Box<RunResult>,
 }
 
 /// One entry of `phases`.
@@ -799,6 +818,9 @@ pub struct Criterion {
     pub skipped: Option<String>,
     /// The sentence of the verdict line, when it broke.
     pub reason: Option<String>,
+    /// In a run of several endpoints: the endpoint it judges (absent for the run's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// Counters indexed by [`ErrorClass::index`], as a map of the classes seen.
@@ -1096,6 +1118,7 @@ impl RunResult {
                 start_at_unix_ms: started_at_unix_ms,
             }),
             shards: Vec::new(),
+            targets: Vec::new(),
             verdict: Verdict::default(),
         }
     }

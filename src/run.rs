@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
@@ -64,6 +65,11 @@ pub struct Finished {
     /// Warnings about the run itself (an infeasible plan, requests not sent), one sentence
     /// each, for the reports.
     pub warnings: Vec<String>,
+    /// A run of several endpoints: each one's part, in order, as if it were a shard of the
+    /// run's schedule (its `config` holds its target, and its interleave as the shard plan
+    /// `index` of `count`, labelled with its name); this run's own fields are then the first
+    /// part's. Empty for a run of one target.
+    pub parts: Vec<Finished>,
 }
 
 impl Finished {
@@ -88,8 +94,24 @@ impl Finished {
     }
 
     /// One sentence when the target could not be reached at all (no connection ever opened):
-    /// why, from the failure class of the attempts.
+    /// why, from the failure class of the attempts. With several endpoints, one per endpoint
+    /// not reached, each naming it.
     pub fn unreachable(&self) -> Option<String> {
+        if !self.parts.is_empty() {
+            let lines: Vec<String> = self
+                .parts
+                .iter()
+                .filter_map(|p| {
+                    let name = p.config.load.shard.as_ref().map(|s| s.label.as_str());
+                    Some(format!(
+                        "{}: {}",
+                        name.unwrap_or_default(),
+                        p.unreachable()?
+                    ))
+                })
+                .collect();
+            return (!lines.is_empty()).then(|| lines.join("\n"));
+        }
         if self.stats.connections_opened > 0 || self.recorder.total() == 0 {
             return None;
         }
@@ -162,41 +184,57 @@ pub async fn run(
         warnings.push(warning);
     }
     let has_steps = config.rollout.has_steps();
-    let interval = config
-        .load
-        .schedule(start)
-        .shard_qps()
-        .map_or(Duration::ZERO, |q| {
-            Duration::try_from_secs_f64(1.0 / q).unwrap_or(crate::load::timer::HORIZON)
-        });
-    let recorder = Arc::new(Mutex::new(
-        Recorder::new(
-            start,
-            Timeline::for_run(config),
-            config.target.ok_codes.clone(),
-            if has_steps {
-                Phase::Warmup
-            } else {
-                Phase::Load
-            },
-            GapDetector::new(config.verdict.merge_gap, interval),
-        )
-        .with_max_late(config.verdict.max_late)
-        .with_schedule_shift(config.load.shift())
-        .began_at(began),
-    ));
-    let probe = VersionProbe::new(
-        config.target.version_header.clone(),
-        config.target.version_regex.clone(),
-    );
-    let versions = probe.labels().clone();
-    let engine = Engine::new(config, start, recorder.clone(), probe)?;
+    // One recorder and one engine per endpoint (one for a run of one target).
+    let plans = parts_of(config, started_at);
+    let mut recorders = Vec::with_capacity(plans.len());
+    let mut engines = Vec::with_capacity(plans.len());
+    let mut versions = Vec::with_capacity(plans.len());
+    for plan in &plans {
+        let interval = plan
+            .load
+            .schedule(start)
+            .shard_qps()
+            .map_or(Duration::ZERO, |q| {
+                Duration::try_from_secs_f64(1.0 / q).unwrap_or(crate::load::timer::HORIZON)
+            });
+        let recorder = Arc::new(Mutex::new(
+            Recorder::new(
+                start,
+                Timeline::for_run(plan),
+                plan.target.ok_codes.clone(),
+                if has_steps {
+                    Phase::Warmup
+                } else {
+                    Phase::Load
+                },
+                GapDetector::new(plan.verdict.merge_gap, interval),
+            )
+            .with_max_late(plan.verdict.max_late)
+            .with_schedule_shift(plan.load.shift())
+            .began_at(began),
+        ));
+        let probe = VersionProbe::new(
+            plan.target.version_header.clone(),
+            plan.target.version_regex.clone(),
+        );
+        versions.push(probe.labels().clone());
+        engines.push(Engine::new(plan, start, recorder.clone(), probe)?);
+        recorders.push(recorder);
+    }
     if let Some(warning) = engine::plan_warning(config) {
         console.line(&format!("gapless: warning: {warning}"));
         warnings.push(warning);
     }
-    let not_sent = engine.not_sent_notice();
-    let control = engine.control();
+    let not_sent = Arc::new(tokio::sync::Notify::new());
+    let mut notices = JoinSet::new();
+    for engine in &engines {
+        let (mine, all) = (engine.not_sent_notice(), not_sent.clone());
+        notices.spawn(async move {
+            mine.notified().await;
+            all.notify_one();
+        });
+    }
+    let control = Controls(engines.iter().map(Engine::control).collect());
     let mut end = config.load.duration;
     // A sharded load lasts --duration on every shard, the conductor's steps included.
     let fixed_length = !has_steps || config.load.shard.is_some();
@@ -221,17 +259,17 @@ pub async fn run(
     });
     let mut interruption = None;
     let stats = {
-        let load = engine.run(load_stop.clone());
+        let load = run_engines(engines, load_stop.clone());
         let plan = orchestrate(
             config,
             start,
-            &recorder,
+            &recorders,
             &control,
             &mut rollout,
             &rollout_stop,
             &status,
         );
-        let progress = progress::show(&recorder, &console, start, status_rx, PROGRESS_EVERY);
+        let progress = progress::show(&recorders, &console, start, status_rx, PROGRESS_EVERY);
         tokio::pin!(load, plan, progress, interrupt);
         let mut planned = !has_steps;
         let mut warned = false;
@@ -277,31 +315,138 @@ pub async fn run(
     let elapsed = start.elapsed();
     rollout.stop_watchers().await;
     console.clear();
+    notices.abort_all();
     let stats = stats?;
-    let mut recorder = Arc::try_unwrap(recorder)
-        .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
-        .unwrap_or_else(|shared| {
-            shared
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone()
-        });
     let length = if interruption.is_some() { elapsed } else { end };
-    recorder.finish(length);
-    warnings.extend(not_sent_warning(config, &recorder));
     let rollout = rollout.into_report(&config.redact);
+    let mut parts: Vec<Finished> = plans
+        .into_iter()
+        .zip(recorders)
+        .zip(stats)
+        .zip(versions)
+        .map(|(((plan, recorder), stats), versions)| {
+            let mut recorder = Arc::try_unwrap(recorder)
+                .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+                .unwrap_or_else(|shared| {
+                    shared
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone()
+                });
+            recorder.finish(length);
+            let mut warnings = warnings.clone();
+            warnings.extend(not_sent_warning(&plan, &recorder));
+            Finished {
+                config: plan,
+                started_at,
+                elapsed,
+                length,
+                recorder,
+                stats,
+                rollout: rollout.clone(),
+                versions,
+                interruption,
+                warnings,
+                parts: Vec::new(),
+            }
+        })
+        .collect();
+    if parts.len() == 1 {
+        return Ok(parts.remove(0));
+    }
+    let first = parts
+        .first()
+        .cloned()
+        .ok_or(Error::Engine(engine::Error::Worker(
+            "no endpoint to load".to_string(),
+        )))?;
     Ok(Finished {
         config: config.clone(),
-        started_at,
-        elapsed,
-        length,
-        recorder,
-        stats,
-        rollout,
-        versions,
-        interruption,
         warnings,
+        parts,
+        ..first
     })
+}
+
+/// The configuration of each endpoint's part: the run's, for a run of one target; with several,
+/// the run's with that endpoint's target, and its interleave as a shard plan (endpoint `i` of
+/// `n` sends the requests `k mod n == i` of the global schedule), labelled with its name.
+fn parts_of(config: &RunConfig, started_at: SystemTime) -> Vec<RunConfig> {
+    let count = u32::try_from(config.targets.len())
+        .ok()
+        .and_then(std::num::NonZeroU32::new);
+    let Some(count) = count.filter(|c| c.get() > 1) else {
+        return vec![config.clone()];
+    };
+    config
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, endpoint)| RunConfig {
+            target: endpoint.target.clone(),
+            targets: Vec::new(),
+            load: crate::config::LoadConfig {
+                shard: Some(crate::config::ShardPlan {
+                    index: i as u32,
+                    count,
+                    label: endpoint.name.clone(),
+                    start_at: started_at,
+                }),
+                ..config.load.clone()
+            },
+            ..config.clone()
+        })
+        .collect()
+}
+
+/// Every endpoint's load control: the end of the load moves for all of them.
+struct Controls(Vec<LoadControl>);
+
+impl Controls {
+    fn end_at(&self, offset: Duration) {
+        for control in &self.0 {
+            control.end_at(offset);
+        }
+    }
+}
+
+/// Runs every endpoint's engine to its end; the first failure stops the others.
+async fn run_engines(
+    engines: Vec<Engine>,
+    stop: CancellationToken,
+) -> Result<Vec<LoadStats>, engine::Error> {
+    if engines.len() == 1 {
+        let mut stats = Vec::with_capacity(1);
+        for engine in engines {
+            stats.push(engine.run(stop.clone()).await?);
+        }
+        return Ok(stats);
+    }
+    let mut set = JoinSet::new();
+    let count = engines.len();
+    for (i, engine) in engines.into_iter().enumerate() {
+        let stop = stop.clone();
+        set.spawn(async move { (i, engine.run(stop).await) });
+    }
+    let mut stats = vec![LoadStats::default(); count];
+    let mut failure = None;
+    while let Some(joined) = set.join_next().await {
+        let (i, result) = match joined {
+            Ok(done) => done,
+            Err(e) => (count, Err(engine::Error::Worker(e.to_string()))),
+        };
+        match result {
+            Ok(s) => stats[i] = s,
+            Err(e) => {
+                stop.cancel();
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(stats),
+    }
 }
 
 /// The report's sentence about requests not sent, if any were: how many, and how many
@@ -377,19 +522,35 @@ const WARMUP_SETTLE: Duration = Duration::from_millis(250);
 async fn orchestrate(
     config: &RunConfig,
     start: Instant,
-    recorder: &Mutex<Recorder>,
-    control: &LoadControl,
+    recorders: &[Arc<Mutex<Recorder>>],
+    control: &Controls,
     rollout: &mut Rollout,
     stop: &CancellationToken,
     status: &watch::Sender<Status>,
 ) -> Duration {
-    let lock = || recorder.lock().unwrap_or_else(PoisonError::into_inner);
+    let each = |f: &dyn Fn(&mut Recorder)| {
+        for recorder in recorders {
+            f(&mut recorder.lock().unwrap_or_else(PoisonError::into_inner));
+        }
+    };
+    // The warmup's (failed, total), over every endpoint.
+    let warmup_tally = || {
+        let (mut failed, mut total) = (0, 0);
+        for recorder in recorders {
+            let r = recorder.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(p) = r.phase(Phase::Warmup) {
+                failed += p.failed;
+                total += p.total;
+            }
+        }
+        (failed, total)
+    };
     let warmup = config.rollout.warmup;
     // Declared in advance, so no request intended after the warmup is ever counted in it; taken
     // back below if no step runs.
-    lock().begin_phase(Phase::Steps, warmup);
+    each(&|r: &mut Recorder| r.begin_phase(Phase::Steps, warmup));
     let no_steps = |end: Duration| {
-        lock().withdraw_phase();
+        each(&|r: &mut Recorder| r.withdraw_phase());
         end
     };
     tokio::select! {
@@ -403,17 +564,13 @@ async fn orchestrate(
         .schedule(start)
         .count_before(warmup.saturating_sub(config.load.shift()));
     let settled = later(later(start, warmup), config.target.timeout + WARMUP_SETTLE);
-    while due.is_none_or(|due| lock().phase(Phase::Warmup).is_some_and(|p| p.total < due))
-        && Instant::now() < settled
-    {
+    while due.is_none_or(|due| warmup_tally().1 < due) && Instant::now() < settled {
         tokio::select! {
             _ = tokio::time::sleep(WARMUP_POLL) => {}
             _ = stop.cancelled() => return no_steps(start.elapsed()),
         }
     }
-    let (failed, total) = lock()
-        .phase(Phase::Warmup)
-        .map_or((0, 0), |p| (p.failed, p.total));
+    let (failed, total) = warmup_tally();
     if failed > 0 && !config.verdict.limits.allow_warmup_errors {
         rollout.abandon_for_warmup(failed, total);
         if config.load.shard.is_some() {
@@ -446,7 +603,7 @@ async fn orchestrate(
         return start.elapsed();
     }
     let cooldown_start = start.elapsed();
-    lock().begin_phase(Phase::Cooldown, cooldown_start);
+    each(&|r: &mut Recorder| r.begin_phase(Phase::Cooldown, cooldown_start));
     status.send_modify(|s| s.phase = Phase::Cooldown);
     if config.load.shard.is_some() {
         // A shard's load lasts --duration, like every other shard's.
