@@ -545,7 +545,12 @@ impl Merger {
             .fold(f64::NAN, f64::max);
 
         // Windows and gaps over the global order.
-        let runs = failing_runs(&self.parts, count, end_seq);
+        let mut runs = failing_runs(&self.parts, count, end_seq);
+        if self.endpoints {
+            // The run's own windows are the times no endpoint answered: runs of failures at
+            // least one round of the interleave long (each endpoint's own are in `targets`).
+            runs.retain(|&(a, b)| b - a >= u64::from(count));
+        }
         let mut windows = Windows::new(self.merge_gap, interval_ms);
         for (a, b) in runs {
             windows.run(a, b);

@@ -44,10 +44,19 @@ pub fn render(r: &RunResult) -> String {
         xml(&r.started_at)
     );
     for case in cases {
+        // In a run of several endpoints, each endpoint's criteria are its own class.
+        let (class, name) = match &case.target {
+            Some(target) => (
+                format!("gapless.{target}"),
+                format!("{target}: {}", case.kind.title()),
+            ),
+            None => ("gapless".to_string(), case.kind.title().to_string()),
+        };
         let _ = write!(
             out,
-            r#"    <testcase classname="gapless" name="{}""#,
-            xml(case.kind.title())
+            r#"    <testcase classname="{}" name="{}""#,
+            xml(&class),
+            xml(&name)
         );
         if !case.passed {
             let message = case.reason.as_deref().unwrap_or("broken");
