@@ -29,4 +29,5 @@ mod rollout;
 mod scenario_fuzz;
 mod secrets;
 mod shards;
+mod targets;
 mod transport_errors;
