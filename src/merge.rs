@@ -765,6 +765,8 @@ pub fn endpoints(f: &crate::run::Finished) -> RunResult {
             }
         }
         let mut entry = own.clone();
+        // Its share of the run's rate.
+        entry.load.qps = entry.load.qps.map(|q| q / f.parts.len() as f64);
         entry.shard = None;
         entry.steps = Vec::new();
         entry.events = Vec::new();

@@ -197,7 +197,7 @@ pub struct RunResult {
 /// run's result, measured on its requests alone, judged on its own: `requests`, `codes`,
 /// `errors`, `latency_ms`, `timeline`, `windows`, `gaps`, `stalls`, `versions`, `hints`,
 /// `verdict`, ...); the steps, events, command line and scenario are the run's, not repeated.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct TargetEntry {
     /// Its name (`name` of its `[[target]]`, else `METHOD URL`).
     pub name: String,
@@ -206,6 +206,26 @@ pub struct TargetEntry {
     /// Its result.
     #[serde(flatten)]
     pub result: Box<RunResult>,
+}
+
+/// Read through a JSON value: serde's `flatten` would buffer the result's maps and lose their
+/// numeric keys (`codes`).
+impl<'de> Deserialize<'de> for TargetEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TargetEntry, D::Error> {
+        use serde::de::Error as _;
+        let mut value = serde_json::Value::deserialize(d)?;
+        let mut text = |key: &str| match value.as_object_mut().and_then(|o| o.remove(key)) {
+            Some(serde_json::Value::String(s)) => Ok(s),
+            _ => Err(D::Error::missing_field("name")),
+        };
+        let (name, url) = (text("name")?, text("url")?);
+        let result = RunResult::deserialize(value).map_err(D::Error::custom)?;
+        Ok(TargetEntry {
+            name,
+            url,
+            result: Box::new(result),
+        })
+    }
 }
 
 /// One entry of `phases`.

@@ -65,12 +65,34 @@ fn one_endpoint_killed_fails_the_run_and_only_that_endpoint() {
             toml_str(&format!("kill -KILL {} && sleep 0.5", api.pid())),
         ),
     );
-    let run = run_gapless(&dir, &["--scenario", &scenario], &[]);
+    let (html, junit, markdown, fortio) = (
+        dir.file("report.html"),
+        dir.file("junit.xml"),
+        dir.file("summary.md"),
+        dir.file("fortio.json"),
+    );
+    let run = run_gapless(
+        &dir,
+        &[
+            "--scenario",
+            &scenario,
+            "--html",
+            &html,
+            "--junit",
+            &junit,
+            "--markdown",
+            &markdown,
+            "--fortio-json",
+            &fortio,
+        ],
+        &[],
+    );
     let json = &run.json;
     assert_eq!(run.code, 1, "{run:?}");
     check_sums(json);
     let list = targets(json);
     assert_eq!(list.len(), 2);
+    check_reports(&dir, json);
     let (site_r, api_r) = (&list[0], &list[1]);
     assert_eq!(site_r["name"], "site");
     assert_eq!(u64_at(site_r, "/requests/failed"), 0, "{run:?}");
@@ -110,6 +132,56 @@ fn one_endpoint_killed_fails_the_run_and_only_that_endpoint() {
     assert!(run.stdout.contains("  api: "), "{}", run.stdout);
     // Nothing answered nowhere: the site kept answering, so the run has no window of its own.
     assert_eq!(u64_at(json, "/windows_total"), 0, "{run:?}");
+}
+
+/// The reports of the run above: each names the failing endpoint, and a saved result is judged
+/// again per endpoint.
+fn check_reports(dir: &Scratch, json: &Value) {
+    let html = dir.read("report.html");
+    assert!(html.contains("Endpoints (2): which failed when"));
+    assert!(
+        html.contains("api: gap of ") && html.contains(" during kill api"),
+        "the api's gap, in its row, during the step"
+    );
+    assert!(!html.contains("site: gap") && !html.contains("site: failure window"));
+    let junit = dir.read("junit.xml");
+    assert!(junit.contains(r#"<testcase classname="gapless.site" name="site: requests kept"/>"#));
+    assert!(junit.contains(r#"<testcase classname="gapless.api" name="api: requests kept">"#));
+    assert_eq!(
+        junit.matches("<failure ").count(),
+        2,
+        "api: requests kept, availability gap"
+    );
+    let markdown = dir.read("summary.md");
+    assert!(
+        markdown.contains("| site | `http://127.0.0.1:"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| **fail** |") && markdown.contains("| api: requests kept | **fail**")
+    );
+    let fortio: Value = serde_json::from_str(&dir.read("fortio.json")).unwrap();
+    assert_eq!(fortio["URL"], json["targets"][0]["url"]);
+    assert_eq!(
+        fortio["DurationHistogram"]["Count"],
+        json["targets"][0]["latency_ms"]["count"]
+    );
+    assert!(
+        fortio["Labels"]
+            .as_str()
+            .unwrap()
+            .contains("endpoint 1 of 2, site")
+    );
+    // A saved result: judged again with thresholds that allow the api's failures, it passes;
+    // as it was, it fails as the run did.
+    let saved = dir.write("saved.json", &json.to_string());
+    let again = crate::support::run_json(&["report", &saved]);
+    assert_eq!(again.0, 1);
+    assert_eq!(again.1["verdict"], json["verdict"]);
+    assert_eq!(again.1["targets"], json["targets"]);
+    let relaxed = crate::support::run_json(&["report", &saved, "--max-failures", "100000"]);
+    assert_eq!(relaxed.0, 0, "{:#}", relaxed.1["verdict"]);
+    assert_eq!(relaxed.1["targets"][1]["verdict"]["passed"], true);
 }
 
 /// The share of each endpoint in every timeline slot: the interleave sends request `k` to endpoint
