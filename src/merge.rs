@@ -21,6 +21,13 @@
 //!   with the merged slots' counts (slot-granular); steps, events and the scenario are shard
 //!   0's (it ran the steps).
 //!
+//! **Several endpoints** (`[[target]]`, `--targets`) are folded the same way ([`endpoints`]):
+//! endpoint `i` of `n` sends the requests `k mod n == i` of the run's schedule, so it is shard
+//! `i` of the run, but with its own URL and request. Its own result is kept whole under
+//! `targets` and judged on its own; the run's counts, histograms and slots are the sums, its
+//! phases the exact sums of the endpoints', and its windows the runs of at least `n` failed
+//! requests in the global order: the times no endpoint answered.
+//!
 //! A missing shard or one cut short by a signal makes the result incomplete: a criterion of its
 //! own, exit 6. Memory is bounded by the number of results times what one holds (histograms,
 //! slots, at most 1,000 windows and stalls): each result is folded in as it is read and dropped.
