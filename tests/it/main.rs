@@ -11,6 +11,7 @@ mod support;
 mod cli_errors;
 mod coordinated_omission;
 mod demo;
+mod deploy;
 mod engine_edges;
 mod gap_boundaries;
 mod hints;
