@@ -613,3 +613,75 @@ async fn orchestrate(
     control.end_at(end);
     end
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str], targets: usize) -> RunConfig {
+        let mut argv = vec!["gapless", "run", "http://127.0.0.1:9/"];
+        argv.extend_from_slice(args);
+        let crate::cli::Command::Run(run) = crate::cli::Cli::parse_from(argv).unwrap().command
+        else {
+            unreachable!("a run command")
+        };
+        let mut config = run.validate(None, &|_| None).unwrap().config;
+        config.targets = (0..targets)
+            .map(|i| crate::config::Endpoint {
+                name: format!("e{i}"),
+                target: config.target.clone(),
+            })
+            .collect();
+        config
+    }
+
+    /// Endpoint `i` of `n` is sent exactly the requests `k mod n == i` of the run's schedule,
+    /// each due when the run's schedule has it due: an absolute schedule of its own.
+    #[test]
+    fn the_interleave_gives_endpoint_i_the_requests_k_mod_n() {
+        let start = Instant::now();
+        let qps = 300.0;
+        let parts = parts_of(&config(&["-q", "300"], 3), SystemTime::now());
+        assert_eq!(parts.len(), 3);
+        let whole = crate::load::schedule::Schedule::new(
+            start,
+            crate::config::Rate::from_qps(qps).unwrap(),
+        );
+        let mut seen = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(part.targets.is_empty());
+            let shard = part.load.shard.as_ref().unwrap();
+            assert_eq!(
+                (
+                    shard.index as usize,
+                    shard.count.get(),
+                    shard.label.as_str()
+                ),
+                (i, 3, format!("e{i}").as_str())
+            );
+            let schedule = part.load.schedule(start);
+            for j in 0..200u64 {
+                let k = j * 3 + i as u64;
+                let (mine, run) = (schedule.due_at(j).unwrap(), whole.due_at(k).unwrap());
+                // Equal to the nanosecond (each rounds its offset up to one).
+                let apart = mine.max(run).duration_since(mine.min(run));
+                assert!(
+                    apart <= Duration::from_nanos(1),
+                    "endpoint {i}, request {j}: {apart:?}"
+                );
+                seen.push(k);
+            }
+            // In any second, each endpoint has its third of the requests.
+            let second = Duration::from_secs(1).saturating_sub(part.load.shift());
+            assert_eq!(schedule.count_before(second), Some(100), "endpoint {i}");
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..600).collect::<Vec<u64>>(), "every request once");
+        // One target: the run's own configuration, no shard plan.
+        let one = parts_of(&config(&["-q", "300"], 0), SystemTime::now());
+        assert_eq!(one.len(), 1);
+        assert!(one[0].load.shard.is_none());
+        let single = parts_of(&config(&["-q", "300"], 1), SystemTime::now());
+        assert!(single[0].load.shard.is_none());
+    }
+}

@@ -1016,6 +1016,82 @@ mod tests {
     }
 
     #[test]
+    fn several_targets_share_the_declarations_and_the_command_line() {
+        let parse = |text: &str| {
+            Scenario::parse(std::path::Path::new("s.toml"), text, &|_| None)
+                .map_err(|e| e.to_string())
+        };
+        let scenario = parse(
+            "[[target]]\nname = \"site\"\nurl = \"http://127.0.0.1:2/\"\n\
+             [[target]]\nurl = \"http://127.0.0.1:3/api\"\nmethod = \"POST\"\ntimeout = \"2s\"\n\
+             headers = { X-A = \"file\" }\n",
+        )
+        .unwrap();
+        let scenario_args = |extra: &[&str]| {
+            let mut argv = vec!["gapless", "run", "--scenario", "s.toml"];
+            argv.extend_from_slice(extra);
+            match Cli::parse_from(argv).unwrap().command {
+                Command::Run(a) => *a,
+                _ => unreachable!(),
+            }
+        };
+        let config = validate(&scenario_args(&["-H", "X-A: cli"]), Some(&scenario))
+            .unwrap()
+            .config;
+        assert_eq!(config.targets.len(), 2);
+        assert_eq!(config.targets[0].name, "site");
+        assert_eq!(config.targets[1].name, "POST http://127.0.0.1:3/api");
+        assert_eq!(config.targets[1].target.timeout, Duration::from_secs(2));
+        assert_eq!(config.targets[0].target.timeout, Duration::from_secs(3));
+        // A flag applies to every endpoint, over the file's value.
+        for t in &config.targets {
+            assert_eq!(t.target.headers["x-a"], "cli");
+        }
+        assert_eq!(config.target.url.port(), 2, "the first endpoint's");
+        // One URL on the command line, --builtin or --shards: one target only.
+        let one = |extra: &[&str]| {
+            let mut argv = vec![
+                "gapless",
+                "run",
+                "--scenario",
+                "s.toml",
+                "http://127.0.0.1:9/",
+            ];
+            argv.extend_from_slice(extra);
+            match Cli::parse_from(argv).unwrap().command {
+                Command::Run(a) => validate(&a, Some(&scenario)).unwrap_err().to_string(),
+                _ => unreachable!(),
+            }
+        };
+        assert!(one(&[]).starts_with("a URL on the command line loads one target"));
+        let e = validate(
+            &scenario_args(&["--shards", "2", "--shard-index", "0", "--start-at", "0"]),
+            Some(&scenario),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("--shards splits the load of one target"),
+            "{e}"
+        );
+        // One [[target]] is a run of one target, as [target] is.
+        let single = parse("[[target]]\nname = \"x\"\nurl = \"http://127.0.0.1:2/\"\n").unwrap();
+        let config = validate(&scenario_args(&[]), Some(&single)).unwrap().config;
+        assert!(config.targets.is_empty());
+        assert_eq!(config.target.url.port(), 2);
+        // Each [[target]] needs a url; the demo goes in [target] alone.
+        assert_eq!(
+            parse("[[target]]\nurl = \"http://a/\"\n\n[[target]]\nname = \"b\"\n").unwrap_err(),
+            "s.toml:4:1: target[2].url: each [[target]] needs a url"
+        );
+        assert!(
+            parse("[[target]]\nurl = \"http://a/\"\n[[target]]\ndemo = {}\n")
+                .unwrap_err()
+                .contains("target[2].demo: the demo cluster goes in a single [target] table")
+        );
+    }
+
+    #[test]
     fn the_quick_form_names_and_times_its_step() {
         let a = args(&[
             "--step-name",

@@ -105,6 +105,8 @@ impl Scenario {
             Some(Targets::One(target)) => (*target, Vec::new()),
             Some(Targets::Many(targets)) => (TargetOptions::default(), targets),
         };
+        let spans: Vec<std::ops::Range<usize>> = targets.iter().map(Spanned::span).collect();
+        let targets: Vec<TargetOptions> = targets.into_iter().map(Spanned::into_inner).collect();
         let load = raw.load.unwrap_or_default();
         let verdict = raw.verdict.unwrap_or_default();
         target.check_all(&cx)?;
@@ -125,7 +127,7 @@ impl Scenario {
             }
             if t.url.is_none() {
                 return Err(cx.error_at(
-                    0..0,
+                    spans[i].clone(),
                     &format!("target[{}].url", i + 1),
                     "each [[target]] needs a url",
                 ));
@@ -191,7 +193,7 @@ type DemoTableRaw = super::check::DemoTable;
 /// `[target]` (one table) or `[[target]]` (an array of tables).
 enum Targets {
     One(Box<TargetOptions>),
-    Many(Vec<TargetOptions>),
+    Many(Vec<Spanned<TargetOptions>>),
 }
 
 impl<'de> Deserialize<'de> for Targets {
@@ -210,8 +212,10 @@ impl<'de> Deserialize<'de> for Targets {
             }
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Targets, A::Error> {
-                Vec::<TargetOptions>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
-                    .map(Targets::Many)
+                Vec::<Spanned<TargetOptions>>::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )
+                .map(Targets::Many)
             }
         }
         d.deserialize_any(Visit)
