@@ -259,7 +259,7 @@ pub async fn run(
     });
     let mut interruption = None;
     let stats = {
-        let load = run_engines(engines, load_stop.clone());
+        let load = run_engines(engines, engine::threads_for(config), load_stop.clone());
         let plan = orchestrate(
             config,
             start,
@@ -410,43 +410,19 @@ impl Controls {
     }
 }
 
-/// Runs every endpoint's engine to its end; the first failure stops the others.
+/// Runs every endpoint's engine to its end, on `threads` engine threads between them (one
+/// engine alone: its own threads).
 async fn run_engines(
-    engines: Vec<Engine>,
+    mut engines: Vec<Engine>,
+    threads: usize,
     stop: CancellationToken,
 ) -> Result<Vec<LoadStats>, engine::Error> {
-    if engines.len() == 1 {
-        let mut stats = Vec::with_capacity(1);
-        for engine in engines {
-            stats.push(engine.run(stop.clone()).await?);
-        }
-        return Ok(stats);
+    if engines.len() == 1
+        && let Some(engine) = engines.pop()
+    {
+        return Ok(vec![engine.run(stop).await?]);
     }
-    let mut set = JoinSet::new();
-    let count = engines.len();
-    for (i, engine) in engines.into_iter().enumerate() {
-        let stop = stop.clone();
-        set.spawn(async move { (i, engine.run(stop).await) });
-    }
-    let mut stats = vec![LoadStats::default(); count];
-    let mut failure = None;
-    while let Some(joined) = set.join_next().await {
-        let (i, result) = match joined {
-            Ok(done) => done,
-            Err(e) => (count, Err(engine::Error::Worker(e.to_string()))),
-        };
-        match result {
-            Ok(s) => stats[i] = s,
-            Err(e) => {
-                stop.cancel();
-                failure.get_or_insert(e);
-            }
-        }
-    }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(stats),
-    }
+    Engine::run_together(engines, threads, stop).await
 }
 
 /// The report's sentence about requests not sent, if any were: how many, and how many
