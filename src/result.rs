@@ -17,7 +17,7 @@
 //! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms` (how long the load was meant to last: warmup + steps + cooldown, or the duration; the elapsed time when interrupted), `duration_requested_ms` (`--duration`; `null` with steps), `warmup_ms`, `cooldown_ms` (`null` without steps), `timeout_ms`, `slot_ms` (the slot width used: as given or sized to the run, doubled once per merge, see `crate::measure::timeline`), `slot_requested_ms` (`--slot` as given; `null` when sized to the run; differs from `slot_ms` when the 2,048-slot cap merged slots), `ok_codes` |
 //! | `requests` | `total` requests due (sent, or not sent), `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (never sent: no connection was free in time for the request to make its deadline; counted in `failed` and in `errors` as `not_sent`), `interrupted` (due but cut off by a signal; not in `total`), `body_bytes` (response body bytes read and discarded, including bodies that never completed; never stored) |
 //! | `codes` | count per HTTP status, e.g. `{"200": 9960, "503": 40}` |
-//! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout` (sent, no complete response by the deadline), `protocol`, `other`, and `not_sent` (never sent, see `requests.unsent`) |
+//! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout` (sent, no complete response by the deadline), `protocol`, `other`, `not_sent` (never sent, see `requests.unsent`), and with `--max-late` `answered_late` (a response that came later than that after its intended send time) |
 //! | `errors_by_connection` | per class, `{"new": n, "reused": n}` (every class but `not_sent`, which was on no connection) |
 //! | `error_samples` | per class, the first failure's message (at most 200 characters), e.g. `{"tls": "invalid peer certificate: UnknownIssuer", "connect_refused": "Connection refused (os error 111)"}`: the OS error, rustls's reason, hyper's error, or what was wrong with the bytes |
 //! | `latency_ms` | from the intended send time (coordinated-omission corrected), responses only: `count min mean stddev p50 p75 p90 p99 p99_9 max` |
@@ -36,10 +36,13 @@
 //! | `longest_gap_ms`, `total_gap_ms` | the longest gap (`null` without gaps) and the sum of all gaps |
 //! | `merge_gap_ms` | windows closer than this were merged |
 //! | `slow_windows` | runs of slots whose p99 exceeded `--slow`: `start_ms`, `end_ms`, `duration_ms`, `p99_ms` (largest slot p99), `steps` |
+//! | `stalls` | silences of the target of 200 ms or more, on the completion clock, in time order (at most 1,000; `stalls_total` counts all; see `crate::measure::stalls`): `start_ms` (the last answer before it, or when the earliest request still unanswered then fell due, if later), `end_ms` (the next answer), `duration_ms`, `held` (requests that waited across it and succeeded), `failed` (that waited across it and failed), `connect_timeouts` (connect attempts that timed out during it), `unanswered_new` / `unanswered_reused` (requests that timed out during it on a connection opened for them / kept alive), `steps`, `after_step`, `open` (the load ended before an answer did) |
+//! | `stalls_total` | every stall found |
+//! | `longest_stall_ms` | the longest silence of the run, listed as a stall or not (0 when no request waited) |
 //! | `versions` | with `--version-header`/`--version-regex`, per version label: `count` (successful responses), `first_ms`, `last_ms` (intended send times); also per timeline slot |
 //! | `cutover_ms` | the last time a version other than the final one answered (`null` with one version) |
 //! | `mixed_window` | `start_ms` (the final version's first response), `end_ms` (the cutover); `null` for a clean cut |
-//! | `thresholds` | the limits judged: `max_failures`, `max_failure_ratio`, `max_gap_ms`, `max_p99_ms`, `expect_version` (`null` when not checked), `allow_warmup_errors` |
+//! | `thresholds` | the limits judged: `max_failures`, `max_failure_ratio`, `max_gap_ms`, `max_p99_ms`, `expect_version`, `max_stall_ms` (`null` when not checked), `allow_warmup_errors` |
 //! | `command_line`, `scenario` | how the run was started: the arguments, and the scenario file's `path` and `text` |
 //! | `hints` | likely causes: `rule`, `cause`, `fix`, `evidence`; rules about a rollout only when a step ran and the failures fall during or after it, plain statements otherwise (see `gapless::judge::hints` for the rules) |
 //! | `warnings` | sentences about the run itself: a rate far above what the engine threads and connections can carry (also printed before the load), requests not sent (also printed when the first one is not) |
@@ -49,7 +52,7 @@
 //! | `verdict` | `passed`, `exit_code`, `line` (the verdict line of the text report), `reasons` (one sentence per broken criterion), `criteria` (every criterion, in order: `kind`, `passed`, `limit`, `measured`, `source`, `skipped`, `reason`; see below) |
 //!
 //! `verdict.criteria[].kind` is one of `max_failures` (counts), `max_failure_ratio` (ratios),
-//! `max_gap` and `max_p99` (milliseconds), `expect_version` (`limit` the version, `measured` the
+//! `max_gap`, `max_stall` and `max_p99` (milliseconds), `expect_version` (`limit` the version, `measured` the
 //! successful responses from others after the last step), `steps` (failed steps), `healthy_before_rollout`
 //! (requests failed in the warmup), `requests_sent` (`limit` 1: the fewest due) and `completed`
 //! (`measured`: `completed`, `interrupt` or `terminate`), and in a merged result `shards`

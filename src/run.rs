@@ -210,8 +210,7 @@ pub async fn run(
                 GapDetector::new(plan.verdict.merge_gap, interval),
             )
             .with_max_late(plan.verdict.max_late)
-            .with_schedule_shift(plan.load.shift())
-            .began_at(began),
+            .with_schedule_shift(plan.load.shift()),
         ));
         let probe = VersionProbe::new(
             plan.target.version_header.clone(),

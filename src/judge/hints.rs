@@ -639,9 +639,12 @@ fn one_long_gap_answered(e: &Evidence) -> Option<String> {
     ))
 }
 
+/// A p99 far above the warmup's with no failure. A stall long enough for a hint of its own
+/// ([`HINTED_STALL_MS`]) is what raised the p99 then (the requests it held were answered late):
+/// that hint names it, not this one.
 fn latency_spike_without_failures(e: &Evidence) -> Option<String> {
     let r = e.result;
-    if r.requests.failed > 0 {
+    if r.requests.failed > 0 || long_stalls(r).is_some() {
         return None;
     }
     let warmup = r.phases.iter().find(|p| p.name == Phase::Warmup)?;
@@ -815,7 +818,7 @@ fn round(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::result::{PhaseEntry, Slot, StepEntry};
+    use crate::result::{PhaseEntry, Slot, StallEntry, StepEntry};
 
     fn rules(r: &RunResult) -> Vec<&'static str> {
         diagnose(r).iter().map(|h| h.rule).collect()
@@ -1330,5 +1333,166 @@ mod tests {
         r.requests.failed = 0;
         r.timeline[2] = slot(2000.0, 9.0);
         assert!(rules(&r).is_empty());
+    }
+
+    /// A stall of `duration_ms` from `start_ms` during step "set image", with no evidence from
+    /// the connections yet.
+    fn stall(start_ms: f64, duration_ms: f64, held: u64) -> StallEntry {
+        StallEntry {
+            start_ms,
+            end_ms: start_ms + duration_ms,
+            duration_ms,
+            held,
+            steps: vec!["set image".into()],
+            ..StallEntry::default()
+        }
+    }
+
+    /// Adds `s` to the stalls, with the longest silence.
+    fn add_stall(r: &mut RunResult, s: StallEntry) {
+        r.longest_stall_ms = r.longest_stall_ms.max(s.duration_ms);
+        r.stalls_total += 1;
+        r.stalls.push(s);
+    }
+
+    /// The stall hints given, in order.
+    fn stall_rules(r: &RunResult) -> Vec<&'static str> {
+        rules(r)
+            .into_iter()
+            .filter(|n| ["packets-dropped", "process-paused", "target-silent"].contains(n))
+            .collect()
+    }
+
+    #[test]
+    fn a_latency_spike_from_a_stall_is_the_stall_not_a_cold_pod() {
+        // A target silent for 1.5 s during the step, every request answered in the end: the
+        // requests it held were answered up to 1.5 s late, so the p99 of their slots rose.
+        let mut r = rolled_out(0);
+        r.load.slot_ms = 500.0;
+        r.timeline = vec![
+            slot(0.0, 2.0),
+            slot(500.0, 3.0),
+            slot(1000.0, 1500.0),
+            slot(1500.0, 1000.0),
+            slot(2000.0, 3.0),
+            slot(2500.0, 3.0),
+        ];
+        add_stall(&mut r, stall(1010.0, 1500.0, 750));
+        assert_eq!(rules(&r), ["target-silent"]);
+        // A silence too short for a stall hint leaves the spike to be named.
+        let mut r = RunResult {
+            stalls: Vec::new(),
+            stalls_total: 0,
+            longest_stall_ms: 0.0,
+            ..r
+        };
+        r.timeline[2] = slot(1000.0, 400.0);
+        r.timeline[3] = slot(1500.0, 3.0);
+        add_stall(&mut r, stall(1010.0, 400.0, 200));
+        assert_eq!(rules(&r), ["cold-pods-in-rotation"]);
+    }
+
+    #[test]
+    fn a_stall_is_hinted_by_what_the_connections_did() {
+        // Packets dropped: connect attempts timed out (SYNs unanswered), requests on kept-alive
+        // connections got nothing, and no connection that was accepted stayed silent.
+        let mut r = rolled_out(0);
+        add_stall(
+            &mut r,
+            StallEntry {
+                failed: 56,
+                connect_timeouts: 40,
+                unanswered_reused: 16,
+                ..stall(1010.0, 1500.0, 700)
+            },
+        );
+        assert_eq!(stall_rules(&r), ["packets-dropped"]);
+        assert_eq!(
+            hint(&r, "packets-dropped").evidence,
+            "the target answered nothing for 1500 ms at +1.0 s, during step \"set image\"; 40 \
+             connect attempts timed out and 16 requests on kept-alive connections got no answer \
+             in it"
+        );
+        // A paused process: the kernel accepted connections that then got no answer.
+        let mut r = rolled_out(0);
+        add_stall(
+            &mut r,
+            StallEntry {
+                failed: 46,
+                unanswered_new: 30,
+                unanswered_reused: 16,
+                ..stall(1010.0, 1500.0, 700)
+            },
+        );
+        assert_eq!(stall_rules(&r), ["process-paused"]);
+        assert_eq!(
+            hint(&r, "process-paused").evidence,
+            "the target answered nothing for 1500 ms at +1.0 s, during step \"set image\"; 30 \
+             requests on connections it had just accepted got no answer"
+        );
+        // No telling sign (every request waited and was answered late): the target was silent.
+        let mut r = rolled_out(0);
+        add_stall(&mut r, stall(1010.0, 1500.0, 750));
+        assert_eq!(stall_rules(&r), ["target-silent"]);
+        assert_eq!(
+            hint(&r, "target-silent").evidence,
+            "the target answered nothing for 1500 ms at +1.0 s, during step \"set image\"; 750 \
+             requests waited across it and were answered late, 0 failed"
+        );
+        // Signs of both: connect timeouts and accepted connections left silent. Neither cause
+        // is named alone.
+        let mut r = rolled_out(0);
+        add_stall(
+            &mut r,
+            StallEntry {
+                failed: 8,
+                connect_timeouts: 5,
+                unanswered_new: 3,
+                ..stall(1010.0, 1500.0, 700)
+            },
+        );
+        assert_eq!(stall_rules(&r), ["target-silent"]);
+        assert_eq!(
+            hint(&r, "target-silent").evidence,
+            "the target answered nothing for 1500 ms at +1.0 s, during step \"set image\"; 700 \
+             requests waited across it and were answered late, 8 failed"
+        );
+        // The floor: a stall hint from 500 ms on, whatever the connections did; the longest of
+        // several is named, with the evidence of them all.
+        for (duration, expected) in [(499.0, None), (500.0, Some("packets-dropped"))] {
+            let mut r = rolled_out(0);
+            add_stall(
+                &mut r,
+                StallEntry {
+                    failed: 1,
+                    connect_timeouts: 1,
+                    ..stall(1010.0, duration, 100)
+                },
+            );
+            assert_eq!(stall_rules(&r), Vec::from_iter(expected), "{duration} ms");
+        }
+        let mut r = rolled_out(0);
+        add_stall(
+            &mut r,
+            StallEntry {
+                connect_timeouts: 2,
+                ..stall(1010.0, 600.0, 100)
+            },
+        );
+        add_stall(&mut r, stall(1700.0, 300.0, 100));
+        let mut last = StallEntry {
+            connect_timeouts: 3,
+            ..stall(2100.0, 900.0, 100)
+        };
+        last.steps.clear();
+        last.after_step = Some("set image".into());
+        add_stall(&mut r, last);
+        assert_eq!(stall_rules(&r), ["packets-dropped"]);
+        assert_eq!(
+            hint(&r, "packets-dropped").evidence,
+            "the target answered nothing for 900 ms at +2.1 s, after step \"set image\" (the \
+             longest of 2 stalls); 5 connect attempts timed out and 0 requests on kept-alive \
+             connections got no answer in it"
+        );
     }
 }

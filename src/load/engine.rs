@@ -217,6 +217,9 @@ struct Shared {
     naps: AtomicU64,
     /// The recorder's first message of each error class.
     samples: Arc<ErrorSamples>,
+    /// Set at the first attempt; the recorder is told when it began (the target's first
+    /// silence starts there, not at the start of the run).
+    asked: AtomicBool,
     /// Set at the first request not sent; `not_sent` is told then.
     any_not_sent: AtomicBool,
     not_sent: Arc<Notify>,
@@ -254,6 +257,12 @@ impl Shared {
         let began = Instant::now();
         if began >= deadline {
             return Attempt::NotSent;
+        }
+        if !self.asked.load(Ordering::Relaxed) && !self.asked.swap(true, Ordering::AcqRel) {
+            self.recorder
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .asked(began);
         }
         let mut stage = Stage::Connecting;
         let result =
@@ -611,6 +620,7 @@ impl Engine {
             received: AtomicU64::new(0),
             naps: AtomicU64::new(0),
             samples,
+            asked: AtomicBool::new(false),
             any_not_sent: AtomicBool::new(false),
             not_sent: Arc::new(Notify::new()),
         });

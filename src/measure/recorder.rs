@@ -229,15 +229,6 @@ impl Recorder {
         }
     }
 
-    /// This recorder, for a process that began `began` after the schedule's start (a shard
-    /// started after `--start-at`): no stall is found before it.
-    pub fn began_at(self, began: Duration) -> Recorder {
-        Recorder {
-            stalls: StallDetector::starting_at(began),
-            ..self
-        }
-    }
-
     /// Counts one finished attempt.
     pub fn record(&mut self, c: &Completion) {
         let offset = c.due.saturating_duration_since(self.start);
@@ -380,6 +371,12 @@ impl Recorder {
             .unwrap_or(Duration::MAX);
             self.schedule_shift.saturating_add(since)
         })
+    }
+
+    /// An attempt began at `at` (the engine tells the first of the run): the target's first
+    /// silence starts no earlier (see [`StallDetector::asked`]).
+    pub fn asked(&mut self, at: Instant) {
+        self.stalls.asked(at.saturating_duration_since(self.start));
     }
 
     /// How long the target has been silent at `now` with requests waiting for it (see

