@@ -45,7 +45,7 @@ use crate::measure::outcome::ErrorClass;
 use crate::measure::stalls::STALL_FLOOR;
 use crate::result::{
     ByConnection, Connections, Latency, Requests, RunResult, ShardSummary, Slot, Span, StallEntry,
-    StepEntry, VersionEntry, WindowEntry, decode, encode,
+    StepEntry, VersionEntry, WindowEntry, decode, encode_latency,
 };
 
 /// Why results cannot be merged (exit 2).
@@ -606,7 +606,7 @@ impl Merger {
         result.latency_ms = stats(latency);
         result.service_time_ms = stats(service);
         result.lateness_ms = stats(lateness);
-        let text = |h: &Option<Histogram<u64>>| h.as_ref().map(encode).unwrap_or_default();
+        let text = |h: &Option<Histogram<u64>>| h.as_ref().map(encode_latency).unwrap_or_default();
         result.histograms.latency_us = text(latency);
         result.histograms.service_us = text(service);
         result.histograms.lateness_us = text(lateness);

@@ -551,9 +551,9 @@ impl Histograms {
     /// The three histograms of a recorder.
     pub fn of(r: &crate::measure::recorder::Recorder) -> Histograms {
         Histograms {
-            latency_us: encode(r.corrected()),
-            service_us: encode(r.service()),
-            lateness_us: encode(r.lateness()),
+            latency_us: encode_latency(r.corrected()),
+            service_us: encode_latency(r.service()),
+            lateness_us: encode_latency(r.lateness()),
         }
     }
 
@@ -572,6 +572,22 @@ pub(crate) fn encode<T: hdrhistogram::Counter>(h: &hdrhistogram::Histogram<T>) -
         Ok(_) => base64::engine::general_purpose::STANDARD.encode(bytes),
         // Serializing into memory fails only for a histogram too large to encode: none here.
         Err(_) => String::new(),
+    }
+}
+
+/// A latency histogram's text over the full range (1 µs to an hour, 3 significant digits),
+/// whatever range it grew to while recording: one histogram's text, however it was recorded or
+/// in which order merged histograms were added, and the text results always had.
+pub(crate) fn encode_latency(h: &LatencyHistogram) -> String {
+    let Ok(mut full) =
+        LatencyHistogram::new_with_bounds(1, crate::measure::recorder::MAX_TRACKED_US, 3)
+    else {
+        return encode(h);
+    };
+    if h.high() <= full.high() && full.add(h).is_ok() {
+        encode(&full)
+    } else {
+        encode(h)
     }
 }
 

@@ -42,7 +42,7 @@ pub const LATE_THRESHOLD: Duration = Duration::from_millis(1);
 
 /// Largest latency the histograms track exactly: one hour, in microseconds. Larger values are
 /// clamped (they cannot happen with a finite request timeout).
-const MAX_TRACKED_US: u64 = 3_600_000_000;
+pub(crate) const MAX_TRACKED_US: u64 = 3_600_000_000;
 
 /// Number of distinct status codes tracked (the `http` crate allows 100..=999).
 const STATUS_SPACE: usize = 1000;
