@@ -29,6 +29,11 @@ pub fn render(r: &RunResult) -> String {
     let failures = cases.iter().filter(|c| !c.passed).count();
     let skipped = cases.iter().filter(|c| c.skipped.is_some()).count();
     let seconds = r.elapsed_ms / 1000.0;
+    let suite = if r.targets.is_empty() {
+        r.target.url.clone()
+    } else {
+        format!("{} endpoints", r.targets.len())
+    };
     let mut out = String::new();
     let _ = writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
     let _ = writeln!(
@@ -39,7 +44,7 @@ pub fn render(r: &RunResult) -> String {
     let _ = writeln!(
         out,
         r#"  <testsuite name="gapless {}" tests="{}" failures="{failures}" skipped="{skipped}" time="{seconds:.3}" timestamp="{}">"#,
-        xml(&r.target.url),
+        xml(&suite),
         cases.len(),
         xml(&r.started_at)
     );

@@ -150,6 +150,7 @@ fn check_reports(dir: &Scratch, json: &Value) {
     );
     assert!(!html.contains("site: gap") && !html.contains("site: failure window"));
     let junit = dir.read("junit.xml");
+    assert!(junit.contains(r#"<testsuite name="gapless 2 endpoints" tests="17" failures="2""#));
     assert!(junit.contains(r#"<testcase classname="gapless.site" name="site: requests kept"/>"#));
     assert!(junit.contains(r#"<testcase classname="gapless.api" name="api: requests kept">"#));
     assert_eq!(
