@@ -9,9 +9,12 @@
 #   bash benches/memory.sh stall   # 10,000 req/s against a target that holds every request for
 #                                  # 30 s (`gapless serve --delay 30s`): RSS stays bounded while
 #                                  # the backlog fails as `timeout`, unsent
+#   bash benches/memory.sh targets # 50 endpoints (--targets FILE, 50 paths of the local nginx)
+#                                  # for 60 s at 5,000 req/s in all: peak RSS under 30 MB
 #
 # Environment (defaults in brackets): SOAK_DURATION [10m], SOAK_QPS [5000] (also for slots),
-# SLOT [10ms] (slots), STALL_DURATION [30s],
+# SLOT [10ms] (slots), STALL_DURATION [30s], TARGETS [50], TARGETS_DURATION [60s],
+# TARGETS_CONNS [4] (connections per endpoint),
 # STALL_QPS [10000], CONNS [32], HOST/PORT for nginx [127.0.0.1/18089], STALL_PORT [18090],
 # GAPLESS [target/release/gapless], SKIP_BUILD [0], OUT_DIR (keep samples and JSON) [temp dir].
 # Prints the samples' summary as Markdown rows for BENCHMARKS.md. Requires bash, curl, nginx (soak).
@@ -41,7 +44,10 @@ TARGET_PID=""
 
 die() { printf 'memory.sh: %s\n' "$*" >&2; exit 1; }
 [[ $HOST == 127.* ]] || die "HOST must be a loopback address"
-case $MODE in soak | slots | stall) ;; *) die "usage: bash benches/memory.sh soak|slots|stall" ;; esac
+case $MODE in soak | slots | stall | targets) ;; *) die "usage: bash benches/memory.sh soak|slots|stall|targets" ;; esac
+TARGETS=${TARGETS:-50}
+TARGETS_DURATION=${TARGETS_DURATION:-60s}
+TARGETS_CONNS=${TARGETS_CONNS:-4}
 
 cleanup() {
   local rc=$?
@@ -62,7 +68,14 @@ if [[ $SKIP_BUILD != 1 ]]; then
   (cd "$ROOT" && cargo build --release --quiet)
 fi
 
-if [[ $MODE == soak || $MODE == slots ]]; then
+if [[ $MODE == targets ]]; then
+  nginx_start "$WORK" "$HOST" "$PORT" "$((TARGETS * TARGETS_CONNS))" || die "cannot start nginx"
+  for i in $(seq "$TARGETS"); do
+    printf 'GET http://%s:%s/endpoint-%s\n\n' "$HOST" "$PORT" "$i"
+  done >"$WORK/targets.txt"
+  url=""
+  args=(--targets "$WORK/targets.txt" -q "$SOAK_QPS" -d "$TARGETS_DURATION" -c "$TARGETS_CONNS")
+elif [[ $MODE == soak || $MODE == slots ]]; then
   nginx_start "$WORK" "$HOST" "$PORT" "$CONNS" || die "cannot start nginx"
   url="http://$HOST:$PORT/"
   slot=10s
@@ -80,7 +93,7 @@ else
   args=(-q "$STALL_QPS" -d "$STALL_DURATION" -c "$CONNS" --timeout 3s)
 fi
 
-"$GAPLESS" run "$url" "${args[@]}" --quiet --json "$OUT_DIR/$MODE.json" >"$OUT_DIR/$MODE.txt" 2>/dev/null &
+"$GAPLESS" run ${url:+"$url"} "${args[@]}" --quiet --json "$OUT_DIR/$MODE.json" >"$OUT_DIR/$MODE.txt" 2>/dev/null &
 pid=$!
 : >"$OUT_DIR/$MODE-rss.tsv"
 t=0
@@ -104,6 +117,8 @@ mean = lambda xs: sum(xs) / len(xs) / 1024
 req = result["requests"]
 load = result["load"]
 slots = f"{len(result['timeline']):,} × {load['slot_ms']:g} ms (asked {load.get('slot_requested_ms')} ms)"
+if result.get("targets"):
+    slots += f"; {len(result['targets'])} endpoints, each {min(t['requests']['total'] for t in result['targets']):,} to {max(t['requests']['total'] for t in result['targets']):,} requests"
 print(f"| mode | requests | ok | failed (unsent) | RSS first minute MB | RSS last minute MB | change | peak MB | slots |")
 print(f"|---|---:|---:|---:|---:|---:|---:|---:|---|")
 print(f"| {mode} | {req['total']:,} | {req['ok']:,} | {req['failed']:,} ({req['unsent']:,}) | "

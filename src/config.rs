@@ -632,11 +632,25 @@ pub struct VerdictConfig {
     pub max_late: Option<Duration>,
 }
 
+/// One endpoint of a run that loads several (`[[target]]`, `--targets FILE`): its name in the
+/// reports, and what to send.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// Its name in the reports and in its verdict criteria (`name`, else `METHOD URL`).
+    pub name: String,
+    /// What to send to it, and what counts as success.
+    pub target: TargetConfig,
+}
+
 /// Everything one `gapless run` needs.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
-    /// The target.
+    /// The target (with several endpoints: the first's).
     pub target: TargetConfig,
+    /// Several endpoints loaded on one clock, each judged: empty for a run of one target
+    /// (`target`). The total rate is shared in a fixed interleave: request `k` of the global
+    /// schedule (due at `start + k / qps`) goes to endpoint `k mod n`.
+    pub targets: Vec<Endpoint>,
     /// The load.
     pub load: LoadConfig,
     /// The rollout beside it.

@@ -21,6 +21,13 @@
 //!   with the merged slots' counts (slot-granular); steps, events and the scenario are shard
 //!   0's (it ran the steps).
 //!
+//! **Several endpoints** (`[[target]]`, `--targets`) are folded the same way ([`endpoints`]):
+//! endpoint `i` of `n` sends the requests `k mod n == i` of the run's schedule, so it is shard
+//! `i` of the run, but with its own URL and request. Its own result is kept whole under
+//! `targets` and judged on its own; the run's counts, histograms and slots are the sums, its
+//! phases the exact sums of the endpoints', and its windows the runs of at least `n` failed
+//! requests in the global order: the times no endpoint answered.
+//!
 //! A missing shard or one cut short by a signal makes the result incomplete: a criterion of its
 //! own, exit 6. Memory is bounded by the number of results times what one holds (histograms,
 //! slots, at most 1,000 windows and stalls): each result is folded in as it is read and dropped.
@@ -38,7 +45,7 @@ use crate::measure::outcome::ErrorClass;
 use crate::measure::stalls::STALL_FLOOR;
 use crate::result::{
     ByConnection, Connections, Latency, Requests, RunResult, ShardSummary, Slot, Span, StallEntry,
-    StepEntry, VersionEntry, WindowEntry, decode, encode,
+    StepEntry, VersionEntry, WindowEntry, decode, encode_latency,
 };
 
 /// Why results cannot be merged (exit 2).
@@ -128,7 +135,7 @@ impl Plan {
     }
 
     /// The first difference from `other`: what, theirs, ours.
-    fn differs(&self, other: &Plan) -> Option<(&'static str, String, String)> {
+    fn differs(&self, other: &Plan, endpoints: bool) -> Option<(&'static str, String, String)> {
         let pairs: [(&'static str, String, String); 8] = [
             ("URL", other.url.clone(), self.url.clone()),
             ("method", other.method.clone(), self.method.clone()),
@@ -155,7 +162,12 @@ impl Plan {
                 String::from(self.ok_codes.clone()),
             ),
         ];
-        pairs.into_iter().find(|(_, a, b)| a != b)
+        // The endpoints of one run share only the schedule: the rate, the count, the start.
+        let shared = ["--qps", "--shards", "--start-at"];
+        pairs
+            .into_iter()
+            .filter(|(what, _, _)| !endpoints || shared.contains(what))
+            .find(|(_, a, b)| a != b)
     }
 }
 
@@ -245,6 +257,9 @@ fn add_histogram<T: hdrhistogram::Counter>(
 #[derive(Debug)]
 pub struct Merger {
     merge_gap: Duration,
+    /// The parts are the endpoints of one run (`[[target]]`), not shards of one target's load:
+    /// their URLs and request settings differ, and they are named, not numbered.
+    endpoints: bool,
     first: Option<(String, Plan)>,
     parts: BTreeMap<u32, Part>,
     /// Shard 0's result (it ran the steps), or the lowest index's until shard 0 comes, without
@@ -268,6 +283,7 @@ impl Merger {
     pub fn new(merge_gap: Duration) -> Merger {
         Merger {
             merge_gap,
+            endpoints: false,
             first: None,
             parts: BTreeMap::new(),
             conductor: None,
@@ -348,7 +364,7 @@ impl Merger {
         match &self.first {
             None => self.first = Some((name.to_string(), plan.clone())),
             Some((first, ours)) => {
-                if let Some((what, theirs, ours)) = ours.differs(&plan) {
+                if let Some((what, theirs, ours)) = ours.differs(&plan, self.endpoints) {
                     return Err(Error::Plan {
                         name: name.to_string(),
                         first: first.clone(),
@@ -536,7 +552,12 @@ impl Merger {
             .fold(f64::NAN, f64::max);
 
         // Windows and gaps over the global order.
-        let runs = failing_runs(&self.parts, count, end_seq);
+        let mut runs = failing_runs(&self.parts, count, end_seq);
+        if self.endpoints {
+            // The run's own windows are the times no endpoint answered: runs of failures at
+            // least one round of the interleave long (each endpoint's own are in `targets`).
+            runs.retain(|&(a, b)| b - a >= u64::from(count));
+        }
         let mut windows = Windows::new(self.merge_gap, interval_ms);
         for (a, b) in runs {
             windows.run(a, b);
@@ -585,7 +606,7 @@ impl Merger {
         result.latency_ms = stats(latency);
         result.service_time_ms = stats(service);
         result.lateness_ms = stats(lateness);
-        let text = |h: &Option<Histogram<u64>>| h.as_ref().map(encode).unwrap_or_default();
+        let text = |h: &Option<Histogram<u64>>| h.as_ref().map(encode_latency).unwrap_or_default();
         result.histograms.latency_us = text(latency);
         result.histograms.service_us = text(service);
         result.histograms.lateness_us = text(lateness);
@@ -668,35 +689,133 @@ impl Merger {
         result.interrupted = false;
         result.interruption = None;
         result.events_dropped = self.events_dropped;
+        let endpoints = self.endpoints;
+        let who = move |p: &Part| {
+            if endpoints {
+                format!("endpoint {}", p.summary.label)
+            } else {
+                format!("shard {} ({})", p.summary.index, p.summary.label)
+            }
+        };
         result.warnings = self
             .parts
             .values()
-            .flat_map(|p| {
-                p.warnings
-                    .iter()
-                    .map(move |w| format!("shard {} ({}): {w}", p.summary.index, p.summary.label))
-            })
+            .flat_map(|p| p.warnings.iter().map(move |w| format!("{}: {w}", who(p))))
             .collect();
         for part in self.parts.values().filter(|p| !p.windows_complete) {
             result.warnings.push(format!(
-                "shard {} ({}) found {} failure windows and listed {}: the merged windows after its last listed one miss its failures",
-                part.summary.index, part.summary.label, part.summary.windows_total, part.windows.len()
+                "{} found {} failure windows and listed {}: the merged windows after its last listed one miss its failures",
+                who(part), part.summary.windows_total, part.windows.len()
             ));
         }
         result.shard = None;
-        result.shards = (0..count)
-            .map(|i| match self.parts.get(&i) {
-                Some(p) => p.summary.clone(),
-                None => ShardSummary {
-                    index: i,
-                    missing: true,
-                    ..ShardSummary::default()
-                },
-            })
-            .collect();
+        result.shards = if self.endpoints {
+            Vec::new()
+        } else {
+            (0..count)
+                .map(|i| match self.parts.get(&i) {
+                    Some(p) => p.summary.clone(),
+                    None => ShardSummary {
+                        index: i,
+                        missing: true,
+                        ..ShardSummary::default()
+                    },
+                })
+                .collect()
+        };
         crate::judge::verdict::conclude(&mut result, limits);
         Ok(result)
     }
+}
+
+/// The result of a run of several endpoints (`Finished::parts`): each endpoint's own result,
+/// judged on its own, and the run's, folded from them as shards of one schedule are (each
+/// endpoint sent the requests `k mod n == i` of the run's), with its phases summed exactly, and
+/// judged with every endpoint's criteria.
+pub fn endpoints(f: &crate::run::Finished) -> RunResult {
+    use crate::result::TargetEntry;
+    let limits = &f.config.verdict.limits;
+    let mut merger = Merger::new(f.config.verdict.merge_gap);
+    merger.endpoints = true;
+    let mut targets: Vec<TargetEntry> = Vec::with_capacity(f.parts.len());
+    let mut phases: Vec<crate::result::PhaseEntry> = Vec::new();
+    let mut requested = None;
+    for part in &f.parts {
+        let mut own = RunResult::new(part);
+        crate::judge::verdict::conclude(&mut own, limits);
+        let name = part
+            .config
+            .load
+            .shard
+            .as_ref()
+            .map_or_else(String::new, |s| s.label.clone());
+        requested = requested.or(own.load.duration_requested_ms);
+        for (i, p) in own.phases.iter().enumerate() {
+            match phases.get_mut(i) {
+                Some(sum) => {
+                    sum.requests += p.requests;
+                    sum.ok += p.ok;
+                    sum.failed += p.failed;
+                    for (v, seen) in &p.versions {
+                        match sum.versions.get_mut(v) {
+                            Some(into) => {
+                                into.count += seen.count;
+                                into.first_ms = into.first_ms.min(seen.first_ms);
+                            }
+                            None => {
+                                sum.versions.insert(v.clone(), seen.clone());
+                            }
+                        }
+                    }
+                }
+                None => phases.push(p.clone()),
+            }
+        }
+        let mut entry = own.clone();
+        // Its share of the run's rate.
+        entry.load.qps = entry.load.qps.map(|q| q / f.parts.len() as f64);
+        entry.shard = None;
+        entry.steps = Vec::new();
+        entry.events = Vec::new();
+        for slot in &mut entry.timeline {
+            slot.latency_us = None;
+        }
+        for w in entry.windows.iter_mut().chain(entry.gaps.iter_mut()) {
+            w.first_seq = None;
+            w.end_seq = None;
+        }
+        targets.push(TargetEntry {
+            name: name.clone(),
+            url: part.config.target.url.to_string(),
+            result: Box::new(entry),
+        });
+        // Never fails: every part has a shard plan of one schedule.
+        let _ = merger.add(&name, own);
+    }
+    let Ok(mut result) = merger.finish(limits) else {
+        return RunResult::new(f);
+    };
+    result.targets = targets;
+    result.phases = phases;
+    result.load.duration_requested_ms = requested;
+    result.interrupted = f.interruption.is_some();
+    result.interruption = f.interruption;
+    result.elapsed_ms = round3(f.elapsed.as_secs_f64() * 1000.0);
+    result.actual_qps = if result.elapsed_ms > 0.0 {
+        round3((result.requests.total - result.requests.unsent) as f64 / result.elapsed_ms * 1000.0)
+    } else {
+        0.0
+    };
+    result.warnings = f.warnings.clone();
+    for target in &result.targets {
+        for w in &target.result.warnings {
+            if !f.warnings.contains(w) {
+                result.warnings.push(format!("{}: {w}", target.name));
+            }
+        }
+    }
+    crate::judge::verdict::conclude(&mut result, limits);
+    result
 }
 
 fn decode_u32(text: &str) -> Option<Histogram<u32>> {

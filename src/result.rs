@@ -48,6 +48,7 @@
 //! | `warnings` | sentences about the run itself: a rate far above what the engine threads and connections can carry (also printed before the load), requests not sent (also printed when the first one is not) |
 //! | `shard` | a shard's result only (`run --shards`): `index`, `count`, `label`, `start_at_unix_ms`; its `windows` then carry `first_seq` and `end_seq` (global sequence numbers of the first failure and of the success that ended the window) and its `timeline` slots `latency_us` (the slot's latency histogram, V2 base64), for `gapless merge` |
 //! | `shards` | a merged result only (`gapless merge`): per shard `index`, `label`, `missing`, `interrupted`, `requests`, `windows_total`, `gaps_total`, `longest_gap_ms`, `longest_stall_ms` |
+//! | `targets` | a run of several endpoints only (`[[target]]`, `--targets FILE`): per endpoint, in order, `name`, `url` and its own result with the fields above (`requests`, `codes`, `errors`, `latency_ms`, `histograms`, `timeline`, `phases`, `windows`, `gaps`, `stalls`, `versions`, `hints`, `verdict`, ...; not `steps`, `events`, `command_line`, `scenario`, which are the run's). The run-wide fields are then over every endpoint: counts, histograms and slots are the sums; `windows` and `gaps` are found over the global request order (a run-wide gap is a time in which no endpoint answered); `stalls` are the times every endpoint was silent; `target` is the first endpoint's. The run-wide `verdict.criteria` are then the run's own (`steps`, `healthy_before_rollout`, `completed`) and every endpoint's others, each with its `target` |
 //! | `verdict` | `passed`, `exit_code`, `line` (the verdict line of the text report), `reasons` (one sentence per broken criterion), `criteria` (every criterion, in order: `kind`, `passed`, `limit`, `measured`, `source`, `skipped`, `reason`; see below) |
 //!
 //! `verdict.criteria[].kind` is one of `max_failures` (counts), `max_failure_ratio` (ratios),
@@ -188,8 +189,46 @@ pub struct RunResult {
     /// A merged result: each shard's part, by index (absent otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardSummary>,
+    /// A run of several endpoints: each one's own result, in order (absent for one target).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetEntry>,
     /// The judgement.
     pub verdict: Verdict,
+}
+
+/// One entry of `targets`: an endpoint's name and URL, and its own result (the fields of a
+/// run's result, measured on its requests alone, judged on its own: `requests`, `codes`,
+/// `errors`, `latency_ms`, `timeline`, `windows`, `gaps`, `stalls`, `versions`, `hints`,
+/// `verdict`, ...); the steps, events, command line and scenario are the run's, not repeated.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct TargetEntry {
+    /// Its name (`name` of its `[[target]]`, else `METHOD URL`).
+    pub name: String,
+    /// Its URL (a password in it shown as `<redacted>`).
+    pub url: String,
+    /// Its result.
+    #[serde(flatten)]
+    pub result: Box<RunResult>,
+}
+
+/// Read through a JSON value: serde's `flatten` would buffer the result's maps and lose their
+/// numeric keys (`codes`).
+impl<'de> Deserialize<'de> for TargetEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TargetEntry, D::Error> {
+        use serde::de::Error as _;
+        let mut value = serde_json::Value::deserialize(d)?;
+        let mut text = |key: &str| match value.as_object_mut().and_then(|o| o.remove(key)) {
+            Some(serde_json::Value::String(s)) => Ok(s),
+            _ => Err(D::Error::missing_field("name")),
+        };
+        let (name, url) = (text("name")?, text("url")?);
+        let result = RunResult::deserialize(value).map_err(D::Error::custom)?;
+        Ok(TargetEntry {
+            name,
+            url,
+            result: Box::new(result),
+        })
+    }
 }
 
 /// One entry of `phases`.
@@ -512,9 +551,9 @@ impl Histograms {
     /// The three histograms of a recorder.
     pub fn of(r: &crate::measure::recorder::Recorder) -> Histograms {
         Histograms {
-            latency_us: encode(r.corrected()),
-            service_us: encode(r.service()),
-            lateness_us: encode(r.lateness()),
+            latency_us: encode_latency(r.corrected()),
+            service_us: encode_latency(r.service()),
+            lateness_us: encode_latency(r.lateness()),
         }
     }
 
@@ -533,6 +572,22 @@ pub(crate) fn encode<T: hdrhistogram::Counter>(h: &hdrhistogram::Histogram<T>) -
         Ok(_) => base64::engine::general_purpose::STANDARD.encode(bytes),
         // Serializing into memory fails only for a histogram too large to encode: none here.
         Err(_) => String::new(),
+    }
+}
+
+/// A latency histogram's text over the full range (1 µs to an hour, 3 significant digits),
+/// whatever range it grew to while recording: one histogram's text, however it was recorded or
+/// in which order merged histograms were added, and the text results always had.
+pub(crate) fn encode_latency(h: &LatencyHistogram) -> String {
+    let Ok(mut full) =
+        LatencyHistogram::new_with_bounds(1, crate::measure::recorder::MAX_TRACKED_US, 3)
+    else {
+        return encode(h);
+    };
+    if h.high() <= full.high() && full.add(h).is_ok() {
+        encode(&full)
+    } else {
+        encode(h)
     }
 }
 
@@ -802,6 +857,9 @@ pub struct Criterion {
     pub skipped: Option<String>,
     /// The sentence of the verdict line, when it broke.
     pub reason: Option<String>,
+    /// In a run of several endpoints: the endpoint it judges (absent for the run's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// Counters indexed by [`ErrorClass::index`], as a map of the classes seen.
@@ -1099,6 +1157,7 @@ impl RunResult {
                 start_at_unix_ms: started_at_unix_ms,
             }),
             shards: Vec::new(),
+            targets: Vec::new(),
             verdict: Verdict::default(),
         }
     }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
@@ -64,6 +65,11 @@ pub struct Finished {
     /// Warnings about the run itself (an infeasible plan, requests not sent), one sentence
     /// each, for the reports.
     pub warnings: Vec<String>,
+    /// A run of several endpoints: each one's part, in order, as if it were a shard of the
+    /// run's schedule (its `config` holds its target, and its interleave as the shard plan
+    /// `index` of `count`, labelled with its name); this run's own fields are then the first
+    /// part's. Empty for a run of one target.
+    pub parts: Vec<Finished>,
 }
 
 impl Finished {
@@ -88,8 +94,24 @@ impl Finished {
     }
 
     /// One sentence when the target could not be reached at all (no connection ever opened):
-    /// why, from the failure class of the attempts.
+    /// why, from the failure class of the attempts. With several endpoints, one per endpoint
+    /// not reached, each naming it.
     pub fn unreachable(&self) -> Option<String> {
+        if !self.parts.is_empty() {
+            let lines: Vec<String> = self
+                .parts
+                .iter()
+                .filter_map(|p| {
+                    let name = p.config.load.shard.as_ref().map(|s| s.label.as_str());
+                    Some(format!(
+                        "{}: {}",
+                        name.unwrap_or_default(),
+                        p.unreachable()?
+                    ))
+                })
+                .collect();
+            return (!lines.is_empty()).then(|| lines.join("\n"));
+        }
         if self.stats.connections_opened > 0 || self.recorder.total() == 0 {
             return None;
         }
@@ -162,40 +184,56 @@ pub async fn run(
         warnings.push(warning);
     }
     let has_steps = config.rollout.has_steps();
-    let interval = config
-        .load
-        .schedule(start)
-        .shard_qps()
-        .map_or(Duration::ZERO, |q| {
-            Duration::try_from_secs_f64(1.0 / q).unwrap_or(crate::load::timer::HORIZON)
-        });
-    let recorder = Arc::new(Mutex::new(
-        Recorder::new(
-            start,
-            Timeline::for_run(config),
-            config.target.ok_codes.clone(),
-            if has_steps {
-                Phase::Warmup
-            } else {
-                Phase::Load
-            },
-            GapDetector::new(config.verdict.merge_gap, interval),
-        )
-        .with_max_late(config.verdict.max_late)
-        .with_schedule_shift(config.load.shift()),
-    ));
-    let probe = VersionProbe::new(
-        config.target.version_header.clone(),
-        config.target.version_regex.clone(),
-    );
-    let versions = probe.labels().clone();
-    let engine = Engine::new(config, start, recorder.clone(), probe)?;
+    // One recorder and one engine per endpoint (one for a run of one target).
+    let plans = parts_of(config, started_at);
+    let mut recorders = Vec::with_capacity(plans.len());
+    let mut engines = Vec::with_capacity(plans.len());
+    let mut versions = Vec::with_capacity(plans.len());
+    for plan in &plans {
+        let interval = plan
+            .load
+            .schedule(start)
+            .shard_qps()
+            .map_or(Duration::ZERO, |q| {
+                Duration::try_from_secs_f64(1.0 / q).unwrap_or(crate::load::timer::HORIZON)
+            });
+        let recorder = Arc::new(Mutex::new(
+            Recorder::new(
+                start,
+                Timeline::for_run(plan),
+                plan.target.ok_codes.clone(),
+                if has_steps {
+                    Phase::Warmup
+                } else {
+                    Phase::Load
+                },
+                GapDetector::new(plan.verdict.merge_gap, interval),
+            )
+            .with_max_late(plan.verdict.max_late)
+            .with_schedule_shift(plan.load.shift()),
+        ));
+        let probe = VersionProbe::new(
+            plan.target.version_header.clone(),
+            plan.target.version_regex.clone(),
+        );
+        versions.push(probe.labels().clone());
+        engines.push(Engine::new(plan, start, recorder.clone(), probe)?);
+        recorders.push(recorder);
+    }
     if let Some(warning) = engine::plan_warning(config) {
         console.line(&format!("gapless: warning: {warning}"));
         warnings.push(warning);
     }
-    let not_sent = engine.not_sent_notice();
-    let control = engine.control();
+    let not_sent = Arc::new(tokio::sync::Notify::new());
+    let mut notices = JoinSet::new();
+    for engine in &engines {
+        let (mine, all) = (engine.not_sent_notice(), not_sent.clone());
+        notices.spawn(async move {
+            mine.notified().await;
+            all.notify_one();
+        });
+    }
+    let control = Controls(engines.iter().map(Engine::control).collect());
     let mut end = config.load.duration;
     // A sharded load lasts --duration on every shard, the conductor's steps included.
     let fixed_length = !has_steps || config.load.shard.is_some();
@@ -220,17 +258,17 @@ pub async fn run(
     });
     let mut interruption = None;
     let stats = {
-        let load = engine.run(load_stop.clone());
+        let load = run_engines(engines, engine::threads_for(config), load_stop.clone());
         let plan = orchestrate(
             config,
             start,
-            &recorder,
+            &recorders,
             &control,
             &mut rollout,
             &rollout_stop,
             &status,
         );
-        let progress = progress::show(&recorder, &console, start, status_rx, PROGRESS_EVERY);
+        let progress = progress::show(&recorders, &console, start, status_rx, PROGRESS_EVERY);
         tokio::pin!(load, plan, progress, interrupt);
         let mut planned = !has_steps;
         let mut warned = false;
@@ -276,31 +314,114 @@ pub async fn run(
     let elapsed = start.elapsed();
     rollout.stop_watchers().await;
     console.clear();
+    notices.abort_all();
     let stats = stats?;
-    let mut recorder = Arc::try_unwrap(recorder)
-        .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
-        .unwrap_or_else(|shared| {
-            shared
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone()
-        });
     let length = if interruption.is_some() { elapsed } else { end };
-    recorder.finish(length);
-    warnings.extend(not_sent_warning(config, &recorder));
     let rollout = rollout.into_report(&config.redact);
+    let mut parts: Vec<Finished> = plans
+        .into_iter()
+        .zip(recorders)
+        .zip(stats)
+        .zip(versions)
+        .map(|(((plan, recorder), stats), versions)| {
+            let mut recorder = Arc::try_unwrap(recorder)
+                .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+                .unwrap_or_else(|shared| {
+                    shared
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone()
+                });
+            recorder.finish(length);
+            let mut warnings = warnings.clone();
+            warnings.extend(not_sent_warning(&plan, &recorder));
+            Finished {
+                config: plan,
+                started_at,
+                elapsed,
+                length,
+                recorder,
+                stats,
+                rollout: rollout.clone(),
+                versions,
+                interruption,
+                warnings,
+                parts: Vec::new(),
+            }
+        })
+        .collect();
+    if parts.len() == 1 {
+        return Ok(parts.remove(0));
+    }
+    let first = parts
+        .first()
+        .cloned()
+        .ok_or(Error::Engine(engine::Error::Worker(
+            "no endpoint to load".to_string(),
+        )))?;
     Ok(Finished {
         config: config.clone(),
-        started_at,
-        elapsed,
-        length,
-        recorder,
-        stats,
-        rollout,
-        versions,
-        interruption,
         warnings,
+        parts,
+        ..first
     })
+}
+
+/// The configuration of each endpoint's part: the run's, for a run of one target; with several,
+/// the run's with that endpoint's target, and its interleave as a shard plan (endpoint `i` of
+/// `n` sends the requests `k mod n == i` of the global schedule), labelled with its name.
+fn parts_of(config: &RunConfig, started_at: SystemTime) -> Vec<RunConfig> {
+    let count = u32::try_from(config.targets.len())
+        .ok()
+        .and_then(std::num::NonZeroU32::new);
+    let Some(count) = count.filter(|c| c.get() > 1) else {
+        return vec![config.clone()];
+    };
+    config
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, endpoint)| RunConfig {
+            target: endpoint.target.clone(),
+            targets: Vec::new(),
+            load: crate::config::LoadConfig {
+                shard: Some(crate::config::ShardPlan {
+                    index: i as u32,
+                    count,
+                    label: endpoint.name.clone(),
+                    start_at: started_at,
+                }),
+                ..config.load.clone()
+            },
+            ..config.clone()
+        })
+        .collect()
+}
+
+/// Every endpoint's load control: the end of the load moves for all of them.
+struct Controls(Vec<LoadControl>);
+
+impl Controls {
+    fn end_at(&self, offset: Duration) {
+        for control in &self.0 {
+            control.end_at(offset);
+        }
+    }
+}
+
+/// Runs every endpoint's engine to its end, on `threads` engine threads between them (one
+/// engine alone: its own threads).
+async fn run_engines(
+    mut engines: Vec<Engine>,
+    threads: usize,
+    stop: CancellationToken,
+) -> Result<Vec<LoadStats>, engine::Error> {
+    if engines.len() == 1
+        && let Some(engine) = engines.pop()
+    {
+        return Ok(vec![engine.run(stop).await?]);
+    }
+    Engine::run_together(engines, threads, stop).await
 }
 
 /// The report's sentence about requests not sent, if any were: how many, and how many
@@ -376,19 +497,35 @@ const WARMUP_SETTLE: Duration = Duration::from_millis(250);
 async fn orchestrate(
     config: &RunConfig,
     start: Instant,
-    recorder: &Mutex<Recorder>,
-    control: &LoadControl,
+    recorders: &[Arc<Mutex<Recorder>>],
+    control: &Controls,
     rollout: &mut Rollout,
     stop: &CancellationToken,
     status: &watch::Sender<Status>,
 ) -> Duration {
-    let lock = || recorder.lock().unwrap_or_else(PoisonError::into_inner);
+    let each = |f: &dyn Fn(&mut Recorder)| {
+        for recorder in recorders {
+            f(&mut recorder.lock().unwrap_or_else(PoisonError::into_inner));
+        }
+    };
+    // The warmup's (failed, total), over every endpoint.
+    let warmup_tally = || {
+        let (mut failed, mut total) = (0, 0);
+        for recorder in recorders {
+            let r = recorder.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(p) = r.phase(Phase::Warmup) {
+                failed += p.failed;
+                total += p.total;
+            }
+        }
+        (failed, total)
+    };
     let warmup = config.rollout.warmup;
     // Declared in advance, so no request intended after the warmup is ever counted in it; taken
     // back below if no step runs.
-    lock().begin_phase(Phase::Steps, warmup);
+    each(&|r: &mut Recorder| r.begin_phase(Phase::Steps, warmup));
     let no_steps = |end: Duration| {
-        lock().withdraw_phase();
+        each(&|r: &mut Recorder| r.withdraw_phase());
         end
     };
     tokio::select! {
@@ -402,17 +539,13 @@ async fn orchestrate(
         .schedule(start)
         .count_before(warmup.saturating_sub(config.load.shift()));
     let settled = later(later(start, warmup), config.target.timeout + WARMUP_SETTLE);
-    while due.is_none_or(|due| lock().phase(Phase::Warmup).is_some_and(|p| p.total < due))
-        && Instant::now() < settled
-    {
+    while due.is_none_or(|due| warmup_tally().1 < due) && Instant::now() < settled {
         tokio::select! {
             _ = tokio::time::sleep(WARMUP_POLL) => {}
             _ = stop.cancelled() => return no_steps(start.elapsed()),
         }
     }
-    let (failed, total) = lock()
-        .phase(Phase::Warmup)
-        .map_or((0, 0), |p| (p.failed, p.total));
+    let (failed, total) = warmup_tally();
     if failed > 0 && !config.verdict.limits.allow_warmup_errors {
         rollout.abandon_for_warmup(failed, total);
         if config.load.shard.is_some() {
@@ -445,7 +578,7 @@ async fn orchestrate(
         return start.elapsed();
     }
     let cooldown_start = start.elapsed();
-    lock().begin_phase(Phase::Cooldown, cooldown_start);
+    each(&|r: &mut Recorder| r.begin_phase(Phase::Cooldown, cooldown_start));
     status.send_modify(|s| s.phase = Phase::Cooldown);
     if config.load.shard.is_some() {
         // A shard's load lasts --duration, like every other shard's.
@@ -454,4 +587,76 @@ async fn orchestrate(
     let end = cooldown_start.saturating_add(config.rollout.cooldown);
     control.end_at(end);
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str], targets: usize) -> RunConfig {
+        let mut argv = vec!["gapless", "run", "http://127.0.0.1:9/"];
+        argv.extend_from_slice(args);
+        let crate::cli::Command::Run(run) = crate::cli::Cli::parse_from(argv).unwrap().command
+        else {
+            unreachable!("a run command")
+        };
+        let mut config = run.validate(None, &|_| None).unwrap().config;
+        config.targets = (0..targets)
+            .map(|i| crate::config::Endpoint {
+                name: format!("e{i}"),
+                target: config.target.clone(),
+            })
+            .collect();
+        config
+    }
+
+    /// Endpoint `i` of `n` is sent exactly the requests `k mod n == i` of the run's schedule,
+    /// each due when the run's schedule has it due: an absolute schedule of its own.
+    #[test]
+    fn the_interleave_gives_endpoint_i_the_requests_k_mod_n() {
+        let start = Instant::now();
+        let qps = 300.0;
+        let parts = parts_of(&config(&["-q", "300"], 3), SystemTime::now());
+        assert_eq!(parts.len(), 3);
+        let whole = crate::load::schedule::Schedule::new(
+            start,
+            crate::config::Rate::from_qps(qps).unwrap(),
+        );
+        let mut seen = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            assert!(part.targets.is_empty());
+            let shard = part.load.shard.as_ref().unwrap();
+            assert_eq!(
+                (
+                    shard.index as usize,
+                    shard.count.get(),
+                    shard.label.as_str()
+                ),
+                (i, 3, format!("e{i}").as_str())
+            );
+            let schedule = part.load.schedule(start);
+            for j in 0..200u64 {
+                let k = j * 3 + i as u64;
+                let (mine, run) = (schedule.due_at(j).unwrap(), whole.due_at(k).unwrap());
+                // Equal to the nanosecond (each rounds its offset up to one).
+                let apart = mine.max(run).duration_since(mine.min(run));
+                assert!(
+                    apart <= Duration::from_nanos(1),
+                    "endpoint {i}, request {j}: {apart:?}"
+                );
+                seen.push(k);
+            }
+            // In any second, each endpoint has its third of the requests.
+            let second = Duration::from_secs(1).saturating_sub(part.load.shift());
+            assert_eq!(schedule.count_before(second), Some(100), "endpoint {i}");
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..600).collect::<Vec<u64>>(), "every request once");
+        // One target: the run's own configuration, no shard plan.
+        let one = parts_of(&config(&["-q", "300"], 0), SystemTime::now());
+        assert_eq!(one.len(), 1);
+        assert!(one[0].load.shard.is_none());
+        let single = parts_of(&config(&["-q", "300"], 1), SystemTime::now());
+        assert!(single[0].load.shard.is_none());
+    }
 }

@@ -8,6 +8,7 @@
 pub mod check;
 pub mod options;
 pub mod scenario;
+pub mod targets;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -19,8 +20,8 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use http::{HeaderMap, StatusCode, header};
 
 use crate::config::{
-    Limits, LoadConfig, Rate, RolloutConfig, RunConfig, ShardPlan, TargetConfig, TargetUrl,
-    VerdictConfig,
+    Endpoint, Limits, LoadConfig, Rate, RolloutConfig, RunConfig, ShardPlan, TargetConfig,
+    TargetUrl, VerdictConfig,
 };
 use crate::redact::Redactor;
 use crate::report::Outputs;
@@ -107,6 +108,25 @@ pub enum Error {
         "--merge-gap with --shards: give it to gapless merge, which finds the windows over every shard"
     )]
     MergeGapOnShard,
+    /// A targets file that cannot be read.
+    #[error("cannot read --targets {path}: {source}")]
+    TargetsRead {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Several targets with a URL on the command line, `--builtin` or a demo.
+    #[error(
+        "{0} loads one target: give it alone, or the endpoints as --targets FILE or [[target]]"
+    )]
+    OneTarget(&'static str),
+    /// Several targets with `--shards`.
+    #[error("--shards splits the load of one target: give several endpoints without --shards")]
+    TargetsWithShards,
+    /// Two endpoints with one name.
+    #[error("two endpoints are named {0:?}: give each [[target]] its own name")]
+    SameName(String),
     /// `--shards` with steps and no `--duration`.
     #[error(
         "--shards with rollout steps needs --duration (or the scenario's load.duration): every shard loads that long, and it must cover the warmup, the steps and the cooldown"
@@ -287,6 +307,10 @@ pub struct RunArgs {
     /// Scenario file (TOML): target, load, rollout steps and thresholds.
     #[arg(long, value_name = "FILE", help_heading = "Target")]
     pub scenario: Option<PathBuf>,
+    /// Several endpoints, each judged, in vegeta's targets format ('-' for stdin): -q is their
+    /// total rate, shared in a fixed interleave.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["url", "builtin"], help_heading = "Target")]
+    pub targets: Option<PathBuf>,
     /// How much load.
     #[command(flatten)]
     pub load: LoadOptions,
@@ -412,6 +436,20 @@ pub fn options_markdown() -> String {
     out
 }
 
+/// The text of a `--targets` file (`-`: stdin).
+fn read_targets(path: &std::path::Path) -> Result<String, Error> {
+    let failed = |source| Error::TargetsRead {
+        path: path.display().to_string(),
+        source,
+    };
+    if path == std::path::Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(failed)?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).map_err(failed)
+}
+
 /// A placeholder URL for a target the caller starts after validation.
 fn unbound_url() -> TargetUrl {
     // A constant, valid URL.
@@ -440,11 +478,41 @@ impl RunArgs {
         let empty = Scenario::default();
         let file = scenario.unwrap_or(&empty);
         let cx = file.context(env);
-        let target = self.target.clone().or(file.target.clone());
+        // The endpoints: --targets FILE's, else the scenario's [[target]] (each checked in the
+        // context of the file it is written in).
+        let targets_text = match &self.targets {
+            Some(path) => Some((path.clone(), read_targets(path)?)),
+            None => None,
+        };
+        let targets_cx = targets_text.as_ref().map(|(path, text)| {
+            Context::new(Some(check::ScenarioText { path, source: text }), &|_| None)
+        });
+        let (tcx, listed) = match (&targets_text, &targets_cx) {
+            (Some((path, text)), Some(tcx)) => (tcx, targets::parse(path, text)?),
+            _ => (&cx, file.targets.clone()),
+        };
+        let several = listed.len() > 1;
+        let target = match listed.as_slice() {
+            [one] => self.target.clone().or(one.clone()),
+            [] => self.target.clone().or(file.target.clone()),
+            _ => {
+                if self.builtin {
+                    return Err(Error::OneTarget("--builtin"));
+                }
+                if self.target.url.is_some() {
+                    return Err(Error::OneTarget("a URL on the command line"));
+                }
+                // A placeholder: each endpoint's options are checked below.
+                TargetOptions {
+                    url: Some(Given::command(unbound_url().to_string())),
+                    ..self.target.clone()
+                }
+            }
+        };
         let load = self.load.clone().or(file.load.clone());
         let verdict = self.verdict.clone().or(file.verdict.clone());
 
-        let demo = target.demo(&cx)?;
+        let demo = target.demo(tcx)?;
         let start = if self.builtin {
             Start::Builtin
         } else if let Some(demo) = demo {
@@ -457,11 +525,10 @@ impl RunArgs {
         } else {
             return Err(Error::NoTarget);
         };
-        let url = match (&start, target.url(&cx)?) {
+        let url = match (&start, target.url(tcx)?) {
             (Start::Url, Some(url)) => url.value,
             _ => unbound_url(),
         };
-
         let rate = load.qps(&cx)?.value;
         let shard = shard_plan(&load, rate, &cx)?;
         let mut steps = self.steps(&file.steps)?;
@@ -505,53 +572,44 @@ impl RunArgs {
             }
         };
 
-        let mut headers = HeaderMap::new();
-        for h in target.headers(&cx)? {
-            let (name, value) = h.value;
-            headers.append(name, value);
-        }
-        if let Some(auth) = url.basic_auth()
-            && !headers.contains_key(header::AUTHORIZATION)
-            && let Ok(value) = header::HeaderValue::from_str(&auth)
-        {
-            headers.insert(header::AUTHORIZATION, value);
-        }
-        // body or body_file: the command line's choice over the file's.
-        let body = match (target.body(&cx)?, target.body_file(&cx)?) {
-            (Some(body), Some(file)) => command_line_first(body, file),
-            (Some(one), None) | (None, Some(one)) => one.value,
-            (None, None) => bytes::Bytes::new(),
-        };
-        let (version_header, version_regex) = {
-            let header = target.version_header(&cx)?;
-            let regex = target.version_regex(&cx)?;
-            match (&header, &regex) {
-                (Some(h), Some(_)) if matches!(h.source, Source::Flag(_)) => (header, None),
-                (Some(_), Some(r)) if matches!(r.source, Source::Flag(_)) => (None, regex),
-                _ => (header, regex),
+        let single = target_config(&target, url, tcx)?;
+        let mut endpoints = Vec::new();
+        if several {
+            if shard.is_some() {
+                return Err(Error::TargetsWithShards);
             }
-        };
-        if verdict.expect_version.is_some() && version_header.is_none() && version_regex.is_none() {
+            for listed in &listed {
+                let options = self.target.clone().or(listed.clone());
+                let url = options
+                    .url(tcx)?
+                    .map(Setting::into_value)
+                    .ok_or(Error::NoTarget)?;
+                let config = target_config(&options, url, tcx)?;
+                let name = match options.name(tcx)? {
+                    Some(name) => name.value,
+                    None => format!("{} {}", config.method, config.url),
+                };
+                if endpoints.iter().any(|e: &Endpoint| e.name == name) {
+                    return Err(Error::SameName(name));
+                }
+                endpoints.push(Endpoint {
+                    name,
+                    target: config,
+                });
+            }
+        }
+        let probes = |t: &TargetConfig| t.version_header.is_some() || t.version_regex.is_some();
+        if verdict.expect_version.is_some()
+            && (!probes(&single) || endpoints.iter().any(|e| !probes(&e.target)))
+        {
             return Err(Error::ExpectWithoutProbe);
         }
         let limits = limits(&verdict, &cx)?;
         let config = RunConfig {
-            target: TargetConfig {
-                url,
-                method: target.method(&cx)?.value,
-                headers,
-                body,
-                timeout: target.timeout(&cx)?.value,
-                ok_codes: target.ok_codes(&cx)?.value,
-                http2: target.http2(&cx)?.value,
-                insecure: target.insecure(&cx)?.value,
-                ca_certs: target
-                    .cacert(&cx)?
-                    .map(Setting::into_value)
-                    .unwrap_or_default(),
-                version_header: version_header.map(Setting::into_value),
-                version_regex: version_regex.map(Setting::into_value),
-            },
+            target: endpoints
+                .first()
+                .map_or(single, |first| first.target.clone()),
+            targets: endpoints,
             load: LoadConfig {
                 rate,
                 connections: load.connections(&cx)?.value,
@@ -628,6 +686,57 @@ impl RunArgs {
             background: false,
         }])
     }
+}
+
+/// What to send to one target, from its options (the command line's over the file's) and its
+/// URL.
+fn target_config(
+    target: &TargetOptions,
+    url: TargetUrl,
+    cx: &Context,
+) -> Result<TargetConfig, Error> {
+    let mut headers = HeaderMap::new();
+    for h in target.headers(cx)? {
+        let (name, value) = h.value;
+        headers.append(name, value);
+    }
+    if let Some(auth) = url.basic_auth()
+        && !headers.contains_key(header::AUTHORIZATION)
+        && let Ok(value) = header::HeaderValue::from_str(&auth)
+    {
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    // body or body_file: the command line's choice over the file's.
+    let body = match (target.body(cx)?, target.body_file(cx)?) {
+        (Some(body), Some(file)) => command_line_first(body, file),
+        (Some(one), None) | (None, Some(one)) => one.value,
+        (None, None) => bytes::Bytes::new(),
+    };
+    let (version_header, version_regex) = {
+        let header = target.version_header(cx)?;
+        let regex = target.version_regex(cx)?;
+        match (&header, &regex) {
+            (Some(h), Some(_)) if matches!(h.source, Source::Flag(_)) => (header, None),
+            (Some(_), Some(r)) if matches!(r.source, Source::Flag(_)) => (None, regex),
+            _ => (header, regex),
+        }
+    };
+    Ok(TargetConfig {
+        url,
+        method: target.method(cx)?.value,
+        headers,
+        body,
+        timeout: target.timeout(cx)?.value,
+        ok_codes: target.ok_codes(cx)?.value,
+        http2: target.http2(cx)?.value,
+        insecure: target.insecure(cx)?.value,
+        ca_certs: target
+            .cacert(cx)?
+            .map(Setting::into_value)
+            .unwrap_or_default(),
+        version_header: version_header.map(Setting::into_value),
+        version_regex: version_regex.map(Setting::into_value),
+    })
 }
 
 /// The thresholds given (on the command line over the scenario file, or to `gapless report`).
@@ -904,6 +1013,82 @@ mod tests {
         assert_eq!(config.rollout.warmup, Duration::from_secs(1));
         assert!(error(&["-d", "5s", "--", "true"]).contains("--duration does not apply"));
         assert!(error(&["--max-failure-ratio", "1.5"]).contains("between 0 and 1"));
+    }
+
+    #[test]
+    fn several_targets_share_the_declarations_and_the_command_line() {
+        let parse = |text: &str| {
+            Scenario::parse(std::path::Path::new("s.toml"), text, &|_| None)
+                .map_err(|e| e.to_string())
+        };
+        let scenario = parse(
+            "[[target]]\nname = \"site\"\nurl = \"http://127.0.0.1:2/\"\n\
+             [[target]]\nurl = \"http://127.0.0.1:3/api\"\nmethod = \"POST\"\ntimeout = \"2s\"\n\
+             headers = { X-A = \"file\" }\n",
+        )
+        .unwrap();
+        let scenario_args = |extra: &[&str]| {
+            let mut argv = vec!["gapless", "run", "--scenario", "s.toml"];
+            argv.extend_from_slice(extra);
+            match Cli::parse_from(argv).unwrap().command {
+                Command::Run(a) => *a,
+                _ => unreachable!(),
+            }
+        };
+        let config = validate(&scenario_args(&["-H", "X-A: cli"]), Some(&scenario))
+            .unwrap()
+            .config;
+        assert_eq!(config.targets.len(), 2);
+        assert_eq!(config.targets[0].name, "site");
+        assert_eq!(config.targets[1].name, "POST http://127.0.0.1:3/api");
+        assert_eq!(config.targets[1].target.timeout, Duration::from_secs(2));
+        assert_eq!(config.targets[0].target.timeout, Duration::from_secs(3));
+        // A flag applies to every endpoint, over the file's value.
+        for t in &config.targets {
+            assert_eq!(t.target.headers["x-a"], "cli");
+        }
+        assert_eq!(config.target.url.port(), 2, "the first endpoint's");
+        // One URL on the command line, --builtin or --shards: one target only.
+        let one = |extra: &[&str]| {
+            let mut argv = vec![
+                "gapless",
+                "run",
+                "--scenario",
+                "s.toml",
+                "http://127.0.0.1:9/",
+            ];
+            argv.extend_from_slice(extra);
+            match Cli::parse_from(argv).unwrap().command {
+                Command::Run(a) => validate(&a, Some(&scenario)).unwrap_err().to_string(),
+                _ => unreachable!(),
+            }
+        };
+        assert!(one(&[]).starts_with("a URL on the command line loads one target"));
+        let e = validate(
+            &scenario_args(&["--shards", "2", "--shard-index", "0", "--start-at", "0"]),
+            Some(&scenario),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("--shards splits the load of one target"),
+            "{e}"
+        );
+        // One [[target]] is a run of one target, as [target] is.
+        let single = parse("[[target]]\nname = \"x\"\nurl = \"http://127.0.0.1:2/\"\n").unwrap();
+        let config = validate(&scenario_args(&[]), Some(&single)).unwrap().config;
+        assert!(config.targets.is_empty());
+        assert_eq!(config.target.url.port(), 2);
+        // Each [[target]] needs a url; the demo goes in [target] alone.
+        assert_eq!(
+            parse("[[target]]\nurl = \"http://a/\"\n\n[[target]]\nname = \"b\"\n").unwrap_err(),
+            "s.toml:4:1: target[2].url: each [[target]] needs a url"
+        );
+        assert!(
+            parse("[[target]]\nurl = \"http://a/\"\n[[target]]\ndemo = {}\n")
+                .unwrap_err()
+                .contains("target[2].demo: the demo cluster goes in a single [target] table")
+        );
     }
 
     #[test]

@@ -288,6 +288,10 @@ options! {
         /// Start the embedded demo cluster and load it (scenario files only).
         #[arg(skip)]
         demo: DemoTable => DemoSpec = none, DemoCheck;
+        /// The endpoint's name in the reports, in a run of several (`[[target]]` only; default
+        /// `METHOD URL`).
+        #[arg(skip)]
+        name: String => String = none, Label;
     }
     lists {
         /// Extra header 'Name: value' (repeatable; replaces a header of that name from the scenario).

@@ -65,8 +65,10 @@ pub struct Scenario {
     pub path: PathBuf,
     /// The file's text, for the reports and for error positions.
     pub source: String,
-    /// `[target]`.
+    /// `[target]` (empty when the file has `[[target]]` entries).
     pub target: TargetOptions,
+    /// `[[target]]`: several endpoints on one clock, each judged (empty with `[target]`).
+    pub targets: Vec<TargetOptions>,
     /// `[load]`.
     pub load: LoadOptions,
     /// `[verdict]`.
@@ -98,10 +100,39 @@ impl Scenario {
                 with_suggestion(e.message()),
             )
         })?;
-        let target = raw.target.unwrap_or_default();
+        let (target, targets) = match raw.target {
+            None => (TargetOptions::default(), Vec::new()),
+            Some(Targets::One(target)) => (*target, Vec::new()),
+            Some(Targets::Many(targets)) => (TargetOptions::default(), targets),
+        };
+        let spans: Vec<std::ops::Range<usize>> = targets.iter().map(Spanned::span).collect();
+        let targets: Vec<TargetOptions> = targets.into_iter().map(Spanned::into_inner).collect();
         let load = raw.load.unwrap_or_default();
         let verdict = raw.verdict.unwrap_or_default();
         target.check_all(&cx)?;
+        for (i, t) in targets.iter().enumerate() {
+            t.check_all(&cx)?;
+            let whole = |g: Option<&super::check::Given<DemoTableRaw>>| {
+                g.map(|g| match &g.origin {
+                    super::check::Origin::File(span) => span.clone(),
+                    super::check::Origin::Command => 0..0,
+                })
+            };
+            if let Some(span) = whole(t.demo.as_ref()) {
+                return Err(cx.error_at(
+                    span,
+                    &format!("target[{}].demo", i + 1),
+                    "the demo cluster goes in a single [target] table, not in [[target]]",
+                ));
+            }
+            if t.url.is_none() {
+                return Err(cx.error_at(
+                    spans[i].clone(),
+                    &format!("target[{}].url", i + 1),
+                    "each [[target]] needs a url",
+                ));
+            }
+        }
         load.check_all(&cx)?;
         verdict.check_all(&cx)?;
         if target.url.is_some() {
@@ -138,6 +169,7 @@ impl Scenario {
             path: path.to_path_buf(),
             source: source.to_string(),
             target,
+            targets,
             load,
             verdict,
             steps: parsed,
@@ -156,10 +188,44 @@ impl Scenario {
     }
 }
 
+type DemoTableRaw = super::check::DemoTable;
+
+/// `[target]` (one table) or `[[target]]` (an array of tables).
+enum Targets {
+    One(Box<TargetOptions>),
+    Many(Vec<Spanned<TargetOptions>>),
+}
+
+impl<'de> Deserialize<'de> for Targets {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Targets, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Targets;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a [target] table or [[target]] tables")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Targets, A::Error> {
+                TargetOptions::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|t| Targets::One(Box::new(t)))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Targets, A::Error> {
+                Vec::<Spanned<TargetOptions>>::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )
+                .map(Targets::Many)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScenario {
-    target: Option<TargetOptions>,
+    target: Option<Targets>,
     load: Option<LoadOptions>,
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,

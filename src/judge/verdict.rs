@@ -90,13 +90,26 @@ impl Exit {
 /// The result of a finished run, judged against its own thresholds: measurements, thresholds,
 /// verdict and hints.
 pub fn judged(f: &Finished) -> RunResult {
+    if !f.parts.is_empty() {
+        return crate::merge::endpoints(f);
+    }
     let mut result = RunResult::new(f);
     conclude(&mut result, &f.config.verdict.limits);
     result
 }
 
-/// Judges `result` against `limits`: sets its thresholds, its verdict and its hints.
+/// Judges `result` against `limits`: sets its thresholds, its verdict and its hints. In a run
+/// of several endpoints each endpoint's result is judged first (with the run's steps), and the
+/// run's verdict holds each endpoint's criteria.
 pub fn conclude(result: &mut RunResult, limits: &Limits) {
+    for target in &mut result.targets {
+        let own = &mut target.result;
+        own.steps = result.steps.clone();
+        own.interrupted = result.interrupted;
+        own.interruption = result.interruption;
+        conclude(own, limits);
+        own.steps = Vec::new();
+    }
     result.thresholds = Thresholds {
         max_failures: limits.max_failures.as_ref().map(|s| s.value),
         max_failure_ratio: limits.max_failure_ratio.as_ref().map(|s| s.value),
@@ -211,31 +224,81 @@ fn reasons(criteria: &[Criterion]) -> Vec<String> {
         CriterionKind::Steps,
         CriterionKind::Completed,
     ];
-    let broken = |kind| {
+    // Per endpoint (`None`: the run's own, or a run of one target).
+    let broken = |kind, target: Option<&str>| {
         criteria
             .iter()
-            .find(|c| c.kind == kind && !c.passed)
+            .find(|c| c.kind == kind && !c.passed && c.target.as_deref() == target)
             .and_then(|c| c.reason.as_deref())
     };
-    let too_many = broken(CriterionKind::MaxFailures).or(broken(CriterionKind::MaxFailureRatio));
     let mut out: Vec<String> = Vec::new();
     for kind in ORDER {
-        let Some(reason) = broken(kind) else { continue };
-        let said = match kind {
-            CriterionKind::MaxFailureRatio => broken(CriterionKind::MaxFailures).is_some(),
-            CriterionKind::MaxGap => too_many.is_some(),
-            _ => false,
-        };
-        if !said {
-            // A version criterion can hold several sentences, one per line.
-            out.extend(reason.lines().map(str::to_string));
+        for c in criteria.iter().filter(|c| c.kind == kind && !c.passed) {
+            let target = c.target.as_deref();
+            let Some(reason) = c.reason.as_deref() else {
+                continue;
+            };
+            let too_many = broken(CriterionKind::MaxFailures, target)
+                .or(broken(CriterionKind::MaxFailureRatio, target));
+            let said = match kind {
+                CriterionKind::MaxFailureRatio => {
+                    broken(CriterionKind::MaxFailures, target).is_some()
+                }
+                CriterionKind::MaxGap => too_many.is_some(),
+                _ => false,
+            };
+            if !said {
+                // A version criterion can hold several sentences, one per line.
+                out.extend(reason.lines().map(str::to_string));
+            }
         }
     }
     out
 }
 
-/// Every criterion, in the order of the JUnit cases.
+/// The kinds a run of several endpoints judges once for the run, not per endpoint.
+const RUN_WIDE: [CriterionKind; 4] = [
+    CriterionKind::Steps,
+    CriterionKind::HealthyBeforeRollout,
+    CriterionKind::Completed,
+    CriterionKind::Shards,
+];
+
+/// Every criterion, in the order of the JUnit cases. With several endpoints: the run's own
+/// ([`RUN_WIDE`]), after every endpoint's others, each named after its endpoint (and its
+/// sentence too).
 fn criteria(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
+    let own = criteria_of(r, limits);
+    if r.targets.is_empty() {
+        return own;
+    }
+    let mut list: Vec<Criterion> = Vec::new();
+    for target in &r.targets {
+        list.extend(
+            target
+                .result
+                .verdict
+                .criteria
+                .iter()
+                .filter(|c| !RUN_WIDE.contains(&c.kind))
+                .map(|c| Criterion {
+                    reason: c.reason.as_ref().map(|why| {
+                        why.lines()
+                            .map(|line| format!("{}: {line}", target.name))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    }),
+                    target: Some(target.name.clone()),
+                    ..c.clone()
+                }),
+        );
+    }
+    list.extend(own.into_iter().filter(|c| RUN_WIDE.contains(&c.kind)));
+    list
+}
+
+/// The criteria of one result, on its own.
+fn criteria_of(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
     let total = r.requests.total;
     let failed = r.requests.failed;
     let has_steps = !r.steps.is_empty();
@@ -455,6 +518,7 @@ fn criteria(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
         reason: r
             .interrupted
             .then(|| "the run was interrupted before it finished".to_string()),
+        target: None,
     });
 
     // A merged result: every shard's part is in it, whole.
@@ -507,6 +571,7 @@ fn assessed(
         source: source.clone(),
         skipped: None,
         reason: (!passed).then(reason),
+        target: None,
     }
 }
 
@@ -520,6 +585,7 @@ fn skipped(kind: CriterionKind, why: &str) -> Criterion {
         source: Source::Default,
         skipped: Some(why.to_string()),
         reason: None,
+        target: None,
     }
 }
 
@@ -751,6 +817,7 @@ mod tests {
             versions: labels.clone(),
             interruption,
             warnings: Vec::new(),
+            parts: Vec::new(),
         };
         judged(&finished)
     }

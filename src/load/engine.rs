@@ -665,37 +665,92 @@ impl Engine {
         let mut threads = JoinSet::new();
         for shard in self.shards {
             let shutdown = shutdown.clone();
-            let (dispatcher, shared) = (shard.dispatcher.clone(), shard.shared.clone());
-            threads.spawn_blocking(move || {
-                // A thread of the caller's blocking pool: its timer slack is put back after.
-                crate::load::timer::with_precise_naps(|| {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .on_thread_park(move || nap(&dispatcher, &shared))
-                        .build()
-                        .map_err(Error::Setup)?;
-                    runtime.block_on(shard.run(shutdown))
-                })
-            });
+            threads.spawn_blocking(move || run_thread(vec![shard], &shutdown));
         }
         join_all(&mut threads, &shutdown).await?;
-        let unclaimed: u64 = self
-            .control
-            .dispatchers
+        Ok(totals(&self.shared, &self.control))
+    }
+
+    /// Runs several engines (one per endpoint of a run of several) on `threads` engine threads
+    /// between them, each thread carrying the shards of several endpoints on its one runtime: a
+    /// thread per endpoint would cost a thread, a runtime and a share of the allocator's arenas
+    /// each, and wake-ups the cores cannot give (BENCHMARKS.md, "Several endpoints"). Returns
+    /// each engine's totals, in order.
+    pub async fn run_together(
+        engines: Vec<Engine>,
+        threads: usize,
+        shutdown: CancellationToken,
+    ) -> Result<Vec<LoadStats>, Error> {
+        let threads = threads.max(1);
+        let mut groups: Vec<Vec<Shard>> = (0..threads).map(|_| Vec::new()).collect();
+        let mut kept = Vec::with_capacity(engines.len());
+        let mut next = 0;
+        for engine in engines {
+            for shard in engine.shards {
+                groups[next % threads].push(shard);
+                next += 1;
+            }
+            kept.push((engine.shared, engine.control));
+        }
+        let mut set = JoinSet::new();
+        for group in groups.into_iter().filter(|g| !g.is_empty()) {
+            let shutdown = shutdown.clone();
+            set.spawn_blocking(move || run_thread(group, &shutdown));
+        }
+        join_all(&mut set, &shutdown).await?;
+        Ok(kept
             .iter()
-            .map(|d| d.released().saturating_sub(d.claimed()))
-            .fold(0, u64::saturating_add);
-        Ok(LoadStats {
-            connections_opened: self.shared.connector.opened(),
-            connect_failures: self.shared.connector.failed(),
-            interrupted: self
-                .shared
-                .interrupted
-                .load(Ordering::Relaxed)
-                .saturating_add(unclaimed),
-            body_bytes: self.shared.received.load(Ordering::Relaxed),
-            naps: self.shared.naps.load(Ordering::Relaxed),
+            .map(|(shared, control)| totals(shared, control))
+            .collect())
+    }
+}
+
+/// One engine thread: `shards` (of one engine, or of several endpoints' engines) on one
+/// current-thread runtime, until each is done.
+fn run_thread(shards: Vec<Shard>, shutdown: &CancellationToken) -> Result<(), Error> {
+    let watched: Vec<(Arc<Dispatcher>, Arc<Shared>)> = shards
+        .iter()
+        .map(|s| (s.dispatcher.clone(), s.shared.clone()))
+        .collect();
+    // A thread of the caller's blocking pool: its timer slack is put back after.
+    crate::load::timer::with_precise_naps(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_park(move || nap(&watched))
+            .build()
+            .map_err(Error::Setup)?;
+        let mut shards = shards;
+        if shards.len() == 1
+            && let Some(shard) = shards.pop()
+        {
+            return runtime.block_on(shard.run(shutdown.clone()));
+        }
+        runtime.block_on(async {
+            let mut tasks = JoinSet::new();
+            for shard in shards {
+                tasks.spawn(shard.run(shutdown.clone()));
+            }
+            join_all(&mut tasks, shutdown).await
         })
+    })
+}
+
+/// An engine's totals once its threads are done.
+fn totals(shared: &Shared, control: &LoadControl) -> LoadStats {
+    let unclaimed: u64 = control
+        .dispatchers
+        .iter()
+        .map(|d| d.released().saturating_sub(d.claimed()))
+        .fold(0, u64::saturating_add);
+    LoadStats {
+        connections_opened: shared.connector.opened(),
+        connect_failures: shared.connector.failed(),
+        interrupted: shared
+            .interrupted
+            .load(Ordering::Relaxed)
+            .saturating_add(unclaimed),
+        body_bytes: shared.received.load(Ordering::Relaxed),
+        naps: shared.naps.load(Ordering::Relaxed),
     }
 }
 
@@ -704,22 +759,29 @@ impl Engine {
 /// counts as complete.
 const NAP_LIMIT: Duration = Duration::from_millis(1);
 
-/// Runs each time a shard's runtime is about to wait for IO with no task to run. If the pacer
-/// wakes within [`NAP_LIMIT`], no released arrival is waiting for a connection, and the
-/// connector vouches that responses keep their true completion times, the thread sleeps until
-/// the pacer wakes instead of waiting on its sockets: responses that arrive meanwhile are read
+/// Runs each time an engine thread's runtime is about to wait for IO with no task to run. If
+/// every pacer on it wakes within [`NAP_LIMIT`], no released arrival is waiting for a
+/// connection, and every connector vouches that responses keep their true completion times, the
+/// thread sleeps until the first pacer wakes instead of waiting on its sockets: responses that arrive meanwhile are read
 /// then, with the kernel's receive time (see [`crate::client::stamped`]). One wake-up per pacer tick
 /// instead of two or three, each of which costs more CPU than a request on a small VM.
-fn nap(dispatcher: &Dispatcher, shared: &Shared) {
-    if !shared.connector.may_look_away() {
-        return;
+fn nap(watched: &[(Arc<Dispatcher>, Arc<Shared>)]) {
+    let mut until: Option<Instant> = None;
+    for (dispatcher, shared) in watched {
+        if !shared.connector.may_look_away() {
+            return;
+        }
+        let Some(quiet) = dispatcher.quiet_until() else {
+            return;
+        };
+        until = Some(until.map_or(quiet, |u| u.min(quiet)));
     }
-    let Some(until) = dispatcher.quiet_until() else {
-        return;
-    };
+    let Some(until) = until else { return };
     let wait = until.saturating_duration_since(Instant::now());
     if !wait.is_zero() && wait <= NAP_LIMIT {
-        shared.naps.fetch_add(1, Ordering::Relaxed);
+        for (_, shared) in watched {
+            shared.naps.fetch_add(1, Ordering::Relaxed);
+        }
         crate::load::timer::nap_until(until);
     }
 }

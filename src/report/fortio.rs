@@ -7,6 +7,10 @@
 //! actual send; gapless's service time is not exported here); `RetCodes` uses Fortio's `-1` for
 //! every transport failure (the classes are in gapless's own JSON); `NumThreads` is the number
 //! of connections. Durations are in seconds, as Fortio writes them.
+//!
+//! Fortio's result is about one URL: for a run of several endpoints it is the **first
+//! endpoint's** result (its share of the rate, its requests, its latency), and `Labels` says so
+//! (`gapless 0.1.0: endpoint 1 of 3, site; the others are in gapless's JSON result, targets`).
 
 use std::collections::BTreeMap;
 
@@ -123,7 +127,17 @@ struct Percentile {
 
 /// The Fortio result of a run, as pretty JSON.
 pub fn render(r: &RunResult) -> String {
-    let mut text = serde_json::to_string_pretty(&result(r))
+    let first = r.targets.first().map(|t| {
+        let mut own = result(&t.result);
+        own.labels = format!(
+            "gapless {}: endpoint 1 of {}, {}; the others are in gapless's JSON result, targets",
+            r.gapless_version,
+            r.targets.len(),
+            t.name
+        );
+        own
+    });
+    let mut text = serde_json::to_string_pretty(&first.unwrap_or_else(|| result(r)))
         .unwrap_or_else(|_| unreachable!("plain data always serializes"));
     text.push('\n');
     text

@@ -65,7 +65,8 @@ pub fn render(r: &RunResult) -> String {
                     (r.verdict.line)
                 }
                 p class="meta" {
-                    "Target " code { (r.target.url) } " · "
+                    @if r.targets.is_empty() { "Target " code { (r.target.url) } } @else { (r.targets.len()) " endpoints, interleaved" }
+                    " · "
                     (r.load.qps.map_or("max".to_string(), |q| format!("{q} req/s")))
                     " · " (r.load.connections) " connections · started " (r.started_at)
                     " · " (r.requests.total) " requests, " (r.requests.failed) " failed · exit "
@@ -76,7 +77,7 @@ pub fn render(r: &RunResult) -> String {
                         tr { th { "criterion" } th { "" } th { "limit" } th { "measured" } th { "set by" } }
                         @for c in r.verdict.criteria.iter().filter(|c| c.skipped.is_none()) {
                             tr {
-                                td { (c.kind.title()) }
+                                td { @if let Some(t) = &c.target { (t) ": " } (c.kind.title()) }
                                 td { (if c.passed { "pass" } else { "FAIL" }) }
                                 td class="n" { (c.limit.as_ref().map_or_else(|| "-".to_string(), ToString::to_string)) }
                                 td class="n" { (c.measured.as_ref().map_or_else(|| "-".to_string(), ToString::to_string)) }
@@ -88,6 +89,10 @@ pub fn render(r: &RunResult) -> String {
                 h2 { "Timeline" }
                 (legend(&series))
                 (timeline(r, &series))
+                @if !r.targets.is_empty() {
+                    h2 { "Endpoints (" (r.targets.len()) "): which failed when" }
+                    (endpoints(r))
+                }
                 h2 { "Latency per slot (from intended send time)" }
                 (latency(r))
                 @if !series.versions.is_empty() {
@@ -660,6 +665,67 @@ fn timeline(r: &RunResult, series: &Series) -> Markup {
         }
         @if unlabelled > 0 {
             p class="meta" { (unlabelled) " more events are marked without a label (hover for the line; the Events table lists them)." }
+        }
+    }
+}
+
+/// A run of several endpoints: a row per endpoint on the timeline's time axis, with the steps as
+/// bands across every row and each endpoint's failure windows in its own row (gaps dark, partial
+/// windows light), then a table per endpoint.
+fn endpoints(r: &RunResult) -> Markup {
+    const ROW: f64 = 22.0;
+    let steps = step_labels(r);
+    let height = ROW * r.targets.len() as f64 + 4.0;
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" width=(WIDTH) height=(height + 24.0) role="img" {
+            title { "Each endpoint's failure windows, against the rollout steps" }
+            @for (label, end) in &steps {
+                rect x=(label.x) y="0" width=((end - label.x).max(1.0)) height=(height) fill=(STEP_COLOR) fill-opacity="0.18" stroke=(STEP_COLOR) stroke-dasharray="3,2" {
+                    title { (label.full) }
+                }
+            }
+            @for (i, t) in r.targets.iter().enumerate() {
+                @let y0 = ROW * i as f64 + 2.0;
+                rect x=(LEFT) y=(y0 + 2.0) width=(CHART) height=(ROW - 4.0) fill=(OK_COLOR) fill-opacity="0.18" {
+                    title { (t.name) ": " (t.result.requests.total) " requests, " (t.result.requests.failed) " failed" }
+                }
+                text class="label" x="2" y=(y0 + ROW - 8.0) {
+                    title { (t.name) }
+                    (truncate(&t.name, 8))
+                }
+                @for w in &t.result.windows {
+                    @let (x0, x1) = (x(r, w.start_ms), x(r, w.end_ms));
+                    @let what = format!("{}: {} of {:.1} ms at +{:.3} s: {} failed, {} ok{}", t.name, if w.ok == 0 { "gap" } else { "failure window" }, w.duration_ms, w.start_ms / 1000.0, w.failed, w.ok, if w.steps.is_empty() { String::new() } else { format!(" during {}", w.steps.join(", ")) });
+                    rect x=(x0) y=(y0 + 2.0) width=((x1 - x0).max(2.0)) height=(ROW - 4.0) fill=(GAP_COLOR) fill-opacity=(if w.ok == 0 { "0.9" } else { "0.45" }) {
+                        title { (what) }
+                    }
+                }
+            }
+            (axis(r, height))
+        }
+        table {
+            tr { th { "endpoint" } th { "url" } th { "requests" } th { "failed" } th { "windows" } th { "longest gap" } th { "p99" } th { "" } th { "failed when" } }
+            @for t in &r.targets {
+                @let e = &t.result;
+                tr {
+                    td { (t.name) }
+                    td { code { (t.url) } }
+                    td class="n" { (e.requests.total) }
+                    td class="n" { (e.requests.failed) }
+                    td class="n" { (e.windows_total) }
+                    td class="n" { (e.longest_gap_ms.map_or(String::new(), |g| format!("{g:.1} ms"))) }
+                    td class="n" { (format!("{:.2}", e.latency_ms.p99)) " ms" }
+                    td { (crate::result::Verdict::word(e.verdict.exit_code)) }
+                    td {
+                        @for w in e.windows.iter().take(5) {
+                            (if w.ok == 0 { "gap" } else { "window" }) " +" (format!("{:.3}", w.start_ms / 1000.0)) " s, " (format!("{:.1}", w.duration_ms)) " ms"
+                            @if !w.steps.is_empty() { " during " (w.steps.join(", ")) }
+                            br;
+                        }
+                        @if e.windows_total > 5 { (e.windows_total - 5) " more" }
+                    }
+                }
+            }
         }
     }
 }

@@ -29,6 +29,11 @@ pub fn render(r: &RunResult) -> String {
     let failures = cases.iter().filter(|c| !c.passed).count();
     let skipped = cases.iter().filter(|c| c.skipped.is_some()).count();
     let seconds = r.elapsed_ms / 1000.0;
+    let suite = if r.targets.is_empty() {
+        r.target.url.clone()
+    } else {
+        format!("{} endpoints", r.targets.len())
+    };
     let mut out = String::new();
     let _ = writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
     let _ = writeln!(
@@ -39,15 +44,24 @@ pub fn render(r: &RunResult) -> String {
     let _ = writeln!(
         out,
         r#"  <testsuite name="gapless {}" tests="{}" failures="{failures}" skipped="{skipped}" time="{seconds:.3}" timestamp="{}">"#,
-        xml(&r.target.url),
+        xml(&suite),
         cases.len(),
         xml(&r.started_at)
     );
     for case in cases {
+        // In a run of several endpoints, each endpoint's criteria are its own class.
+        let (class, name) = match &case.target {
+            Some(target) => (
+                format!("gapless.{target}"),
+                format!("{target}: {}", case.kind.title()),
+            ),
+            None => ("gapless".to_string(), case.kind.title().to_string()),
+        };
         let _ = write!(
             out,
-            r#"    <testcase classname="gapless" name="{}""#,
-            xml(case.kind.title())
+            r#"    <testcase classname="{}" name="{}""#,
+            xml(&class),
+            xml(&name)
         );
         if !case.passed {
             let message = case.reason.as_deref().unwrap_or("broken");

@@ -33,15 +33,20 @@ fn write(out: &mut String, r: &RunResult) -> std::fmt::Result {
     if !judged.is_empty() {
         writeln!(out, "| criterion | | limit | measured | set by |")?;
         writeln!(out, "|---|---|---:|---:|---|")?;
+        // A run of several endpoints: each endpoint's criteria carry its name.
         for c in judged {
             let show = |q: &Option<crate::result::Quantity>| {
                 q.as_ref()
                     .map_or_else(|| "-".to_string(), ToString::to_string)
             };
+            let title = match &c.target {
+                Some(target) => format!("{}: {}", cell(target), c.kind.title()),
+                None => c.kind.title().to_string(),
+            };
             writeln!(
                 out,
                 "| {} | {} | {} | {} | {} |",
-                c.kind.title(),
+                title,
                 if c.passed { "pass" } else { "**fail**" },
                 show(&c.limit),
                 show(&c.measured),
@@ -50,10 +55,14 @@ fn write(out: &mut String, r: &RunResult) -> std::fmt::Result {
         }
         writeln!(out)?;
     }
+    let target = if r.targets.is_empty() {
+        format!("Target `{}`", cell(&r.target.url))
+    } else {
+        format!("{} endpoints, interleaved,", r.targets.len())
+    };
     writeln!(
         out,
-        "Target `{}` at {} req/s, {} connections.\n",
-        cell(&r.target.url),
+        "{target} at {} req/s, {} connections.\n",
         r.load.qps.map_or("max".to_string(), |q| q.to_string()),
         r.load.connections
     )?;
@@ -179,6 +188,32 @@ fn write(out: &mut String, r: &RunResult) -> std::fmt::Result {
                 out,
                 "\n{} more windows in the JSON result.",
                 r.windows_total as usize - LISTED.min(r.windows.len())
+            )?;
+        }
+        writeln!(out)?;
+    }
+    if !r.targets.is_empty() {
+        writeln!(out, "### Endpoints\n")?;
+        writeln!(
+            out,
+            "| endpoint | url | requests | ok | failed | windows | longest gap | p99 latency | verdict |"
+        )?;
+        writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---|")?;
+        for t in &r.targets {
+            let e = &t.result;
+            writeln!(
+                out,
+                "| {} | `{}` | {} | {} | {} | {} | {} | {:.2} ms | {} |",
+                cell(&t.name),
+                cell(&t.url),
+                e.requests.total,
+                e.requests.ok,
+                e.requests.failed,
+                e.windows_total,
+                e.longest_gap_ms
+                    .map_or("none".to_string(), |g| format!("{g:.1} ms")),
+                e.latency_ms.p99,
+                crate::result::Verdict::word(e.verdict.exit_code)
             )?;
         }
         writeln!(out)?;

@@ -54,10 +54,16 @@ fn write_report(out: &mut String, r: &RunResult) -> std::fmt::Result {
             human(r.load.duration_requested_ms.unwrap_or(r.load.duration_ms))
         ),
     };
+    let target = if r.targets.is_empty() {
+        r.target.url.clone()
+    } else {
+        format!("{} endpoints, interleaved", r.targets.len())
+    };
+    let each = if r.targets.is_empty() { "" } else { " each" };
     writeln!(
         out,
-        "gapless {} running at {rate}, {} connections ({protocol}), {span}: {}",
-        r.gapless_version, r.load.connections, r.target.url
+        "gapless {} running at {rate}, {} connections{each} ({protocol}), {span}: {target}",
+        r.gapless_version, r.load.connections
     )?;
     writeln!(
         out,
@@ -266,23 +272,50 @@ fn write_versions(out: &mut String, r: &RunResult) -> std::fmt::Result {
 }
 
 fn write_windows(out: &mut String, r: &RunResult) -> std::fmt::Result {
+    write_targets(out, r)?;
+    let title = if r.targets.is_empty() {
+        "Failure windows"
+    } else {
+        "Failure windows of every endpoint at once"
+    };
     if r.windows_total == 0 {
-        writeln!(out, "Failure windows : none")?;
+        writeln!(out, "{title} : none")?;
     } else {
         writeln!(
             out,
-            "Failure windows : {} ({} availability gaps, {} without service in total)",
+            "{title} : {} ({} availability gaps, {} without service in total)",
             r.windows_total,
             r.gaps_total,
             format_ms(r.total_gap_ms)
         )?;
     }
-    for w in r.windows.iter().take(LISTED_WINDOWS) {
+    write_window_list(out, &r.windows, r.windows_total, "")?;
+    for w in &r.slow_windows {
+        writeln!(
+            out,
+            "Slow window {} {} : p99 up to {}",
+            at(w.start_ms),
+            format_ms(w.duration_ms),
+            format_ms(w.p99_ms)
+        )?;
+    }
+    write_stalls(out, r)?;
+    write_shards(out, r)
+}
+
+/// The first windows of a list, one line each, indented by `indent`.
+fn write_window_list(
+    out: &mut String,
+    windows: &[crate::result::WindowEntry],
+    total: u64,
+    indent: &str,
+) -> std::fmt::Result {
+    for w in windows.iter().take(LISTED_WINDOWS) {
         let mut what: Vec<String> = w.codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
         what.extend(w.errors.iter().map(|(c, n)| format!("{c}: {n}")));
         writeln!(
             out,
-            "  {} {} {:>9} : {} failed, {} ok ({}) ; {} on new connections, {} on reused{}{}",
+            "{indent}  {} {} {:>9} : {} failed, {} ok ({}) ; {} on new connections, {} on reused{}{}",
             if w.ok == 0 { "gap   " } else { "window" },
             at(w.start_ms),
             format_ms(w.duration_ms),
@@ -299,21 +332,24 @@ fn write_windows(out: &mut String, r: &RunResult) -> std::fmt::Result {
             }
         )?;
     }
-    let listed = r.windows.len().min(LISTED_WINDOWS) as u64;
-    if r.windows_total > listed {
-        writeln!(out, "  ... {} more (see --json)", r.windows_total - listed)?;
+    let listed = windows.len().min(LISTED_WINDOWS) as u64;
+    if total > listed {
+        writeln!(out, "{indent}  ... {} more (see --json)", total - listed)?;
     }
-    for w in &r.slow_windows {
-        writeln!(
-            out,
-            "Slow window {} {} : p99 up to {}",
-            at(w.start_ms),
-            format_ms(w.duration_ms),
-            format_ms(w.p99_ms)
-        )?;
+    Ok(())
+}
+
+/// A run of several endpoints: a line per endpoint, with its own windows under it.
+fn write_targets(out: &mut String, r: &RunResult) -> std::fmt::Result {
+    if r.targets.is_empty() {
+        return Ok(());
     }
-    write_stalls(out, r)?;
-    write_shards(out, r)
+    writeln!(out, "Endpoints : {} on one clock", r.targets.len())?;
+    for t in &r.targets {
+        writeln!(out, "  {}", super::target_line(t))?;
+        write_window_list(out, &t.result.windows, t.result.windows_total, "  ")?;
+    }
+    Ok(())
 }
 
 /// ` ; during "a", "b"`, ` ; after "a"` or nothing: the steps a window or stall fell in.

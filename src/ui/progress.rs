@@ -2,7 +2,8 @@
 //! rate over the last second, successes, failures by code and class, p99 over the last second,
 //! and the current phase and step.
 
-use std::sync::{Mutex, PoisonError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -73,9 +74,11 @@ impl std::fmt::Display for Line {
     }
 }
 
-/// Prints a progress line every `every` until dropped (it never returns).
+/// Prints a progress line every `every` until dropped (it never returns). With several
+/// recorders (one per endpoint) the counts are summed, the p99 is the largest endpoint's and a
+/// stall shows when every endpoint is silent.
 pub async fn show(
-    recorder: &Mutex<Recorder>,
+    recorders: &[Arc<Mutex<Recorder>>],
     console: &Console,
     start: Instant,
     status: watch::Receiver<Status>,
@@ -91,9 +94,26 @@ pub async fn show(
         ticks.tick().await;
         let now = Instant::now();
         let line = {
-            let mut r = recorder.lock().unwrap_or_else(PoisonError::into_inner);
+            let (mut total, mut ok, mut failed) = (0, 0, 0);
+            let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+            let mut p99_us: Option<u64> = None;
+            let mut silent: Option<Option<Duration>> = None;
+            for recorder in recorders {
+                let mut r = recorder.lock().unwrap_or_else(PoisonError::into_inner);
+                total += r.total();
+                ok += r.ok();
+                failed += r.failed();
+                for (name, n) in r.failures() {
+                    *failures.entry(name).or_insert(0) += n;
+                }
+                p99_us = p99_us.max(r.take_recent_p99());
+                let mine = r.silent_for(now);
+                silent = Some(match silent {
+                    None => mine,
+                    Some(theirs) => theirs.zip(mine).map(|(a, b)| a.min(b)),
+                });
+            }
             let since = now.saturating_duration_since(last_at).as_secs_f64();
-            let total = r.total();
             let rate = if since > 0.0 {
                 (total - last_total) as f64 / since
             } else {
@@ -103,15 +123,15 @@ pub async fn show(
             Line {
                 elapsed: now.saturating_duration_since(start),
                 rate,
-                ok: r.ok(),
-                failed: r.failed(),
-                breakdown: if r.failed() > 0 {
-                    breakdown(r.failures())
+                ok,
+                failed,
+                breakdown: if failed > 0 {
+                    breakdown(failures)
                 } else {
                     String::new()
                 },
-                p99_us: r.take_recent_p99(),
-                stalled: r.silent_for(now).filter(|d| *d >= SHOW_STALL),
+                p99_us,
+                stalled: silent.flatten().filter(|d| *d >= SHOW_STALL),
                 status: status.borrow().clone(),
             }
         };

@@ -31,4 +31,5 @@ mod scenario_fuzz;
 mod secrets;
 mod shards;
 mod stalls;
+mod targets;
 mod transport_errors;

@@ -201,6 +201,11 @@ impl Run {
         Run(vec!["run".to_string()]).args(["--scenario", file])
     }
 
+    /// `gapless run --targets FILE`.
+    pub fn targets(file: &str) -> Run {
+        Run(vec!["run".to_string()]).args(["--targets", file])
+    }
+
     /// `-q QPS`.
     pub fn qps(self, qps: impl std::fmt::Display) -> Run {
         self.args(["-q".to_string(), qps.to_string()])
