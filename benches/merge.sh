@@ -3,8 +3,8 @@
 # merge.sh: wall time and peak memory of `gapless merge` over 100 shard results of a one-hour run
 # (goal: under 2 s and 100 MB; BENCHMARKS.md, "Merging shard results").
 #
-#   bash benches/merge.sh                  # both cases, 3 merges each, Markdown rows at the end
-#   CASES=worst QPS=100000 bash benches/merge.sh
+#   bash benches/merge.sh                  # every case, 3 merges each, Markdown rows at the end
+#   CASES=worst:100000 RUNS=1 bash benches/merge.sh
 #
 # 1. Builds the release binary (`cargo build --release`).
 # 2. Runs a REAL split load: 2 shards (`gapless run --shards 2 --start-at ...`) at 2,000 req/s for
@@ -12,18 +12,22 @@
 #    down: 503s for 0.4 s, then a target that holds every request (a stall) killed after 0.6 s,
 #    0.3 s with nothing listening (refused connections), then the healthy target again.
 # 3. Scales those two results to SHARDS results of a one-hour run with benches/merge_shards.py
-#    (what a one-hour shard holds and why: see its header): `healthy` (no failure) and `worst`
-#    (1,000 listed windows and up to 1,000 stalls per shard, and one shard failing alone for
-#    LONE_MINUTES, whose every request the merge then visits).
+#    (what a one-hour shard holds and why: see its header), for each case KIND:QPS (QPS the total
+#    rate of all shards): KIND `healthy` (no failure) or `worst` (1,000 listed windows and up to
+#    1,000 stalls per shard, and one shard failing alone for LONE_MINUTES, whose every request
+#    the merge then visits).
 # 4. Times `gapless merge DIR/shard-*.json --json merged.json --quiet` RUNS times per case under
 #    GNU time (`/usr/bin/time -v`: wall clock and maximum resident set size) and checks each merged
 #    result: requests.total is the sum of the shards', every shard is in, the exit code is 0
 #    (healthy) or 1 (worst: requests failed).
 #
-# Environment (defaults in brackets): SHARDS [100], QPS [1000: the total rate, 36,000 requests per
-# shard per hour at 100 shards], LONE_MINUTES [30], CASES [healthy worst], RUNS [3],
+# Environment (defaults in brackets): SHARDS [100], CASES [healthy:1000 worst:1000 worst:100000:
+# at 1,000 req/s a shard of 100 sends 36,000 requests in the hour, at 100,000 req/s 3.6 million],
+# LONE_MINUTES [30, at most 49], RUNS [3],
 # PORT [18097, loopback], GAPLESS [target/release/gapless], SKIP_BUILD [0], OUT_DIR (keep the
-# real results, the generated ones and the merged ones) [a temp dir, removed at the end].
+# real results, the generated ones and the merged ones) [a temp dir, removed at the end],
+# COMPARE (another gapless binary, e.g. one built before a change: timed on the same inputs,
+# taking turns with GAPLESS, and its merged results must be byte-identical) [none].
 # Requires bash, python3 and GNU time at /usr/bin/time (Debian: `apt-get install time`; bash's
 # `time` keyword cannot give the peak RSS).
 
@@ -31,14 +35,14 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHARDS=${SHARDS:-100}
-QPS=${QPS:-1000}
 LONE_MINUTES=${LONE_MINUTES:-30}
-CASES=${CASES:-healthy worst}
+CASES=${CASES:-healthy:1000 worst:1000 worst:100000}
 RUNS=${RUNS:-3}
 PORT=${PORT:-18097}
 GAPLESS=${GAPLESS:-$ROOT/target/release/gapless}
 SKIP_BUILD=${SKIP_BUILD:-0}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gapless-merge.XXXXXX")
+KEEP=${OUT_DIR:+1}
 OUT_DIR=${OUT_DIR:-$WORK}
 mkdir -p "$OUT_DIR"
 
@@ -110,25 +114,31 @@ done
 # --- 2. Scale, merge and measure ----------------------------------------------------------------
 
 rows=()
-for case in $CASES; do
-  dir=$OUT_DIR/$case
-  rm -rf "$dir"
+for spec in $CASES; do
+  case=${spec%%:*} QPS=${spec#*:}
+  [[ $case == healthy || $case == worst ]] && [[ $QPS =~ ^[0-9]+$ ]] || die "bad case $spec (healthy:QPS or worst:QPS)"
+  dir=$OUT_DIR/$case-$QPS
+  rm -rf "$dir" "$dir".*
   made=$(python3 "$ROOT/benches/merge_shards.py" --real "$OUT_DIR/real-0.json" "$OUT_DIR/real-1.json" \
     --out "$dir" --case "$case" --shards "$SHARDS" --qps "$QPS" --lone-minutes "$LONE_MINUTES")
   size=$(du -sm "$dir" | cut -f1)
-  printf '%s: %s shard results, %s MB on disk: %s\n' "$case" "$SHARDS" "$size" "$made"
+  printf '%s at %s req/s: %s shard results, %s MB on disk: %s\n' "$case" "$QPS" "$SHARDS" "$size" "$made"
   expected=0
   [[ $case == worst ]] && expected=1
-  samples=()
   for run in $(seq "$RUNS"); do
-    rc=0
-    /usr/bin/time -v -o "$dir.time" "$GAPLESS" merge "$dir"/shard-*.json --json "$dir.merged.json" \
-      --quiet >"$dir.out" 2>&1 || rc=$?
-    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s}' "$dir.time")
-    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir.time")
-    cpu=$(awk -F': ' '/User time/ {u = $2} /System time/ {s = $2} END {print u + s}' "$dir.time")
-    # The merged result must be the sum of the shards, complete, judged as expected.
-    check=$(python3 - "$dir.merged.json" "$made" "$rc" "$expected" <<'PY'
+    # With COMPARE, the two binaries take turns on the same input under the same load.
+    for bin in "$GAPLESS" ${COMPARE:+"$COMPARE"}; do
+      label=gapless
+      [[ $bin == "${COMPARE:-}" ]] && label=compare
+      out=$dir.$label
+      rc=0
+      /usr/bin/time -v -o "$out.time" "$bin" merge "$dir"/shard-*.json --json "$out.json" \
+        --quiet >"$out.out" 2>&1 || rc=$?
+      wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s}' "$out.time")
+      rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$out.time")
+      cpu=$(awk -F': ' '/User time/ {u = $2} /System time/ {s = $2} END {print u + s}' "$out.time")
+      # The merged result must be the sum of the shards, complete, judged as expected.
+      check=$(python3 - "$out.json" "$made" "$rc" "$expected" <<'PY'
 import json, sys
 merged = json.load(open(sys.argv[1]))
 made = json.loads(sys.argv[2])
@@ -152,20 +162,28 @@ print("; ".join(problems) or
       f"gaps_total {merged['gaps_total']:,}, stalls_total {merged['stalls_total']:,}, exit {rc}")
 PY
 )
-    printf '  run %s: %s s, %s KiB, CPU %s s; %s\n' "$run" "$wall" "$rss" "$cpu" "$check"
-    [[ $check == ok:* ]] || die "$case: the merged result is wrong: $check"
-    samples+=("$wall $rss $cpu")
+      printf '  run %s, %s: %s s, %s KiB, CPU %s s; %s\n' "$run" "$label" "$wall" "$rss" "$cpu" "$check"
+      [[ $check == ok:* ]] || die "$case: the merged result of $bin is wrong: $check"
+      printf '%s %s %s\n' "$wall" "$rss" "$cpu" >>"$dir.$label.samples"
+    done
+    if [[ -n ${COMPARE:-} ]]; then
+      cmp -s "$dir.gapless.json" "$dir.compare.json" || die "$case: $COMPARE merges differently"
+    fi
   done
-  rows+=("$(printf '%s\n' "${samples[@]}" | python3 -c '
+  for label in gapless ${COMPARE:+compare}; do
+    rows+=("$(python3 -c '
 import statistics, sys
-case, shards, qps, size = sys.argv[1:5]
-rows = [tuple(map(float, l.split())) for l in sys.stdin if l.strip()]
+case, shards, qps, size, label = sys.argv[1:6]
+rows = [tuple(map(float, l.split())) for l in open(sys.argv[6]) if l.strip()]
 wall = statistics.median(r[0] for r in rows)
 rss = statistics.median(r[1] for r in rows) / 1024
 cpu = statistics.median(r[2] for r in rows)
 verdict = "met" if wall < 2 and rss < 100 else "MISSED"
-print(f"| {case} | {int(shards)} × 1 h | {int(qps):,} | {size} MB | {wall:.2f} s | {cpu:.2f} s | {rss:.1f} MB | {verdict} |")
-' "$case" "$SHARDS" "$QPS" "$size")")
+binary = "" if label == "gapless" else " (COMPARE)"
+print(f"| {case}{binary} | {int(shards)} × 1 h | {int(qps):,} | {size} MB | {wall:.2f} s | {cpu:.2f} s | {rss:.1f} MB | {verdict} |")
+' "$case" "$SHARDS" "$QPS" "$size" "$label" "$dir.$label.samples")")
+  done
+  [[ -n $KEEP ]] || rm -rf "$dir"
 done
 
 echo
