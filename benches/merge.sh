@@ -23,7 +23,8 @@
 #
 # Environment (defaults in brackets): SHARDS [100], CASES [healthy:1000 worst:1000 worst:100000:
 # at 1,000 req/s a shard of 100 sends 36,000 requests in the hour, at 100,000 req/s 3.6 million],
-# LONE_MINUTES [30, at most 49], RUNS [3],
+# LONE_MINUTES [30, at most 49], FORMAT [json: indented, as `run --json` writes a result; line:
+# one compact line per file, as a shard without --json prints it on stdout], RUNS [3],
 # PORT [18097, loopback], GAPLESS [target/release/gapless], SKIP_BUILD [0], OUT_DIR (keep the
 # real results, the generated ones and the merged ones) [a temp dir, removed at the end],
 # COMPARE (another gapless binary, e.g. one built before a change: timed on the same inputs,
@@ -36,6 +37,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SHARDS=${SHARDS:-100}
 LONE_MINUTES=${LONE_MINUTES:-30}
+FORMAT=${FORMAT:-json}
 CASES=${CASES:-healthy:1000 worst:1000 worst:100000}
 RUNS=${RUNS:-3}
 PORT=${PORT:-18097}
@@ -47,6 +49,7 @@ OUT_DIR=${OUT_DIR:-$WORK}
 mkdir -p "$OUT_DIR"
 
 die() { printf 'merge.sh: %s\n' "$*" >&2; exit 1; }
+[[ $FORMAT == json || $FORMAT == line ]] || die "FORMAT is json or line"
 [[ -x /usr/bin/time ]] || die "GNU time is missing: apt-get install time"
 command -v python3 >/dev/null || die "python3 is missing"
 
@@ -119,8 +122,10 @@ for spec in $CASES; do
   [[ $case == healthy || $case == worst ]] && [[ $QPS =~ ^[0-9]+$ ]] || die "bad case $spec (healthy:QPS or worst:QPS)"
   dir=$OUT_DIR/$case-$QPS
   rm -rf "$dir" "$dir".*
+  line=()
+  [[ $FORMAT == line ]] && line=(--line)
   made=$(python3 "$ROOT/benches/merge_shards.py" --real "$OUT_DIR/real-0.json" "$OUT_DIR/real-1.json" \
-    --out "$dir" --case "$case" --shards "$SHARDS" --qps "$QPS" --lone-minutes "$LONE_MINUTES")
+    --out "$dir" --case "$case" --shards "$SHARDS" --qps "$QPS" --lone-minutes "$LONE_MINUTES" "${line[@]}")
   size=$(du -sm "$dir" | cut -f1)
   printf '%s at %s req/s: %s shard results, %s MB on disk: %s\n' "$case" "$QPS" "$SHARDS" "$size" "$made"
   expected=0

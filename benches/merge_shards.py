@@ -4,7 +4,10 @@
 # what each of N shards of a one-hour run holds, for `benches/merge.sh`.
 #
 #   python3 benches/merge_shards.py --real shard0.json shard1.json --out DIR --case healthy|worst
-#       [--shards 100] [--qps 1000] [--lone-minutes 30] [--seed 1]
+#       [--shards 100] [--qps 1000] [--lone-minutes 30] [--seed 1] [--line]
+#
+# Written as `--json` writes a result (indented), or with --line as the one compact line a shard
+# without --json prints on stdout (what `kubectl logs ... | gapless merge -` reads).
 #
 # Every result keeps the real shards' plan (URL, method, timeout, ok codes, start) with the
 # benchmark's --qps and --shards, and distinct indices 0..N-1, so all pass merge's plan checks.
@@ -454,6 +457,7 @@ def main():
     p.add_argument("--qps", type=int, default=1000)
     p.add_argument("--lone-minutes", type=float, default=30)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--line", action="store_true", help="one compact line per result, as a shard prints it on stdout")
     args = p.parse_args()
     if not 0 <= args.lone_minutes <= 49:
         p.error("--lone-minutes: the stretch begins at minute 10 and must end before the hour does")
@@ -473,7 +477,10 @@ def main():
     for i in range(args.shards):
         r, f = shard_result(i, args, templates, pool, sched, events, rng)
         with open(os.path.join(args.out, f"shard-{i:03}.json"), "w") as out:
-            json.dump(r, out, indent=2)
+            if args.line:
+                json.dump(r, out, separators=(",", ":"))
+            else:
+                json.dump(r, out, indent=2)
             out.write("\n")
         total += r["requests"]["total"]
         failed += f
