@@ -58,7 +58,7 @@ cleanup() {
   trap - EXIT INT TERM
   # The targets the step started write their pid where the step reads it.
   for f in "$WORK/target.pid" "$WORK/bad.pid" "$WORK/slow.pid"; do
-    [[ -s $f ]] && kill -TERM "$(cat "$f")" 2>/dev/null || true
+    if [[ -s $f ]]; then kill -TERM "$(cat "$f")" 2>/dev/null || true; fi
   done
   rm -rf "$WORK"
   exit "$rc"
@@ -119,7 +119,9 @@ done
 rows=()
 for spec in $CASES; do
   case=${spec%%:*} QPS=${spec#*:}
-  [[ $case == healthy || $case == worst ]] && [[ $QPS =~ ^[0-9]+$ ]] || die "bad case $spec (healthy:QPS or worst:QPS)"
+  if [[ $case != healthy && $case != worst || ! $QPS =~ ^[0-9]+$ ]]; then
+    die "bad case $spec (healthy:QPS or worst:QPS)"
+  fi
   dir=$OUT_DIR/$case-$QPS
   rm -rf "$dir" "$dir".*
   line=()

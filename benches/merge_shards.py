@@ -26,10 +26,10 @@
 #   shards): each begins with a silence (a stall: the target holds requests, which then fail as
 #   `closed_before_response`) and goes on with 503s or refused connections. Each shard lists
 #   1,000 windows (`first_seq`/`end_seq` on the global order, `windows_total` 1,000, the gaps
-#   listed too) and up to 1,000 stalls. One shard (index 37, a node routing to a dead pod)
-#   fails alone for --lone-minutes from minute 10: in that stretch every one of its requests is
-#   a merged window of its own, which the merge visits one by one; its other windows are the
-#   outages outside the stretch plus one-request flaps, 1,000 in all.
+#   listed too) and up to 1,000 stalls. One shard (index 37, or the last of fewer shards: a node
+#   routing to a dead pod) fails alone for --lone-minutes from minute 10: in that stretch every
+#   one of its requests is a merged window of its own, which the merge visits one by one; its
+#   other windows are the outages outside the stretch plus one-request flaps, 1,000 in all.
 #
 # Histograms: HdrHistogram V2 (cookie 0x1c849313, 40-byte header, counts in zig-zag LEB128
 # with runs of zeros as negative numbers), base64, uncompressed, as gapless writes them.
@@ -182,7 +182,7 @@ def shard_windows(i, sched, events, rng, offset, lone_ms):
     n = sched.n
     windows = []
     lone = None
-    if i == LONE and lone_ms:
+    if i == min(LONE, n - 1) and lone_ms:
         a = first_member_at(i, n, sched.seq(600_000))
         b = first_member_at(i, n, sched.seq(600_000 + lone_ms))
         lone = (a, b)
