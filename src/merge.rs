@@ -87,6 +87,16 @@ pub enum Error {
         /// The first.
         first: String,
     },
+    /// A shard index beyond the shard count.
+    #[error("{name} holds shard {index} of {count}: an index runs from 0 to the count less one")]
+    Index {
+        /// Where it was.
+        name: String,
+        /// Its index.
+        index: u32,
+        /// Its count.
+        count: u32,
+    },
     /// A result of another plan.
     #[error("{name} is from another run than {first}: its {what} is {theirs}, not {ours}")]
     Plan {
@@ -376,6 +386,13 @@ impl Merger {
             }
         }
         let shard = r.shard.clone().unwrap_or_default();
+        if shard.index >= shard.count {
+            return Err(Error::Index {
+                name: name.to_string(),
+                index: shard.index,
+                count: shard.count,
+            });
+        }
         if let Some(part) = self.parts.get(&shard.index) {
             return Err(Error::Duplicate {
                 name: name.to_string(),
@@ -552,23 +569,26 @@ impl Merger {
             .fold(f64::NAN, f64::max);
 
         // Windows and gaps over the global order.
-        let mut runs = failing_runs(&self.parts, count, end_seq);
-        if self.endpoints {
-            // The run's own windows are the times no endpoint answered: runs of failures at
-            // least one round of the interleave long (each endpoint's own are in `targets`).
-            runs.retain(|&(a, b)| b - a >= u64::from(count));
-        }
         let mut windows = Windows::new(self.merge_gap, interval_ms);
-        for (a, b) in runs {
-            windows.run(a, b);
-        }
+        let endpoints = self.endpoints;
+        each_failing_run(&self.parts, count, end_seq, |a, b| {
+            // With several endpoints, the run's own windows are the times no endpoint answered:
+            // runs of failures at least one round of the interleave long (each endpoint's own
+            // are in `targets`).
+            if !endpoints || b - a >= u64::from(count) {
+                windows.run(a, b);
+            }
+        });
         windows.finish(end_seq);
         let steps = &result.steps;
-        let entries: Vec<WindowEntry> = windows
-            .listed
-            .iter()
-            .map(|w| window_entry(w, &self.parts, count, end_seq, interval_ms, steps))
-            .collect();
+        let entries = window_entries(
+            &windows.listed,
+            &self.parts,
+            count,
+            end_seq,
+            interval_ms,
+            steps,
+        );
         result.gaps = entries.iter().filter(|w| w.ok == 0).cloned().collect();
         result.windows = entries;
         result.windows_total = windows.total;
@@ -856,10 +876,12 @@ fn members_below(i: u64, n: u64, z: u64) -> u64 {
     if z > i { (z - i - 1) / n + 1 } else { 0 }
 }
 
-/// The maximal runs `[a, b)` of global sequence numbers whose requests all failed, in order:
-/// request `k` failed when a window of shard `k mod count` holds it. A run of shards all failing
-/// costs one step; where only some fail, each of their requests is visited.
-fn failing_runs(parts: &BTreeMap<u32, Part>, count: u32, end: u64) -> Vec<(u64, u64)> {
+/// Calls `run(a, b)` for each maximal run `[a, b)` of global sequence numbers whose requests all
+/// failed, in order: request `k` failed when a window of shard `k mod count` holds it. A run of
+/// shards all failing costs one step; where only some fail, each of their requests is visited
+/// (not the others'). Nothing is kept per request: time goes with the failed requests, memory
+/// with the shards' windows.
+fn each_failing_run(parts: &BTreeMap<u32, Part>, count: u32, end: u64, run: impl FnMut(u64, u64)) {
     let n = u64::from(count);
     let mut events: Vec<(u64, usize, bool)> = Vec::new();
     for (&i, part) in parts {
@@ -874,23 +896,27 @@ fn failing_runs(parts: &BTreeMap<u32, Part>, count: u32, end: u64) -> Vec<(u64, 
     // At one position, windows end before others begin.
     events.sort_by_key(|&(at, i, opens)| (at, opens, i));
     let mut failing = vec![0u32; count as usize];
-    let mut open = 0usize;
-    let mut runs: Vec<(u64, u64)> = Vec::new();
-    let push = |a: u64, b: u64, runs: &mut Vec<(u64, u64)>| match runs.last_mut() {
-        Some(last) if last.1 == a => last.1 = b,
-        _ => runs.push((a, b)),
-    };
+    // The shards failing, in order (those with `failing[i] > 0`).
+    let mut members: Vec<u64> = Vec::new();
+    let mut runs = Runs { current: None, run };
     let mut pos = 0u64;
     let mut e = 0;
     loop {
         let next = events.get(e).map_or(end, |ev| ev.0.min(end));
-        if next > pos && open > 0 {
-            if open == count as usize {
-                push(pos, next, &mut runs);
+        if next > pos && !members.is_empty() {
+            if members.len() == count as usize {
+                runs.push(pos, next);
             } else {
-                for k in pos..next {
-                    if failing[(k % n) as usize] > 0 {
-                        push(k, k + 1, &mut runs);
+                // Request `c × n + i` of each failing shard `i`, cycle by cycle.
+                for c in pos / n..=(next - 1) / n {
+                    for &i in &members {
+                        let k = c * n + i;
+                        if k >= next {
+                            break;
+                        }
+                        if k >= pos {
+                            runs.push(k, k + 1);
+                        }
                     }
                 }
             }
@@ -903,20 +929,56 @@ fn failing_runs(parts: &BTreeMap<u32, Part>, count: u32, end: u64) -> Vec<(u64, 
             if at != next {
                 break;
             }
+            let was = failing[i] > 0;
             if opens {
-                if failing[i] == 0 {
-                    open += 1;
-                }
                 failing[i] += 1;
             } else {
                 failing[i] = failing[i].saturating_sub(1);
-                if failing[i] == 0 {
-                    open -= 1;
+            }
+            match (was, failing[i] > 0) {
+                (false, true) => {
+                    let at = members.partition_point(|&m| m < i as u64);
+                    members.insert(at, i as u64);
                 }
+                (true, false) => members.retain(|&m| m != i as u64),
+                _ => {}
             }
             e += 1;
         }
     }
+    runs.flush();
+}
+
+/// Joins adjacent runs before passing them on.
+struct Runs<F: FnMut(u64, u64)> {
+    current: Option<(u64, u64)>,
+    run: F,
+}
+
+impl<F: FnMut(u64, u64)> Runs<F> {
+    fn push(&mut self, a: u64, b: u64) {
+        match &mut self.current {
+            Some(last) if last.1 == a => last.1 = b,
+            _ => {
+                if let Some((x, y)) = self.current.replace((a, b)) {
+                    (self.run)(x, y);
+                }
+            }
+        }
+    }
+
+    fn flush(mut self) {
+        if let Some((x, y)) = self.current.take() {
+            (self.run)(x, y);
+        }
+    }
+}
+
+/// The runs of [`each_failing_run`], collected (the tests look at them).
+#[cfg(test)]
+fn failing_runs(parts: &BTreeMap<u32, Part>, count: u32, end: u64) -> Vec<(u64, u64)> {
+    let mut runs = Vec::new();
+    each_failing_run(parts, count, end, |a, b| runs.push((a, b)));
     runs
 }
 
@@ -998,6 +1060,81 @@ impl Windows {
     }
 }
 
+/// What a merged window holds of the shards' windows' failures.
+#[derive(Debug, Default)]
+struct Share {
+    failed: u64,
+    new: u64,
+    codes: BTreeMap<u16, u64>,
+    errors: BTreeMap<ErrorClass, u64>,
+}
+
+impl Share {
+    /// Adds the part of shard `i`'s window `sw` that lies in `w` (nothing when they do not
+    /// overlap).
+    fn add(&mut self, w: &Merged, i: u64, n: u64, sw: &ShardWindow, end: u64) {
+        let s_end = sw.end.unwrap_or(end).max(sw.first);
+        let (from, to) = (w.first.max(sw.first), w.end.min(s_end));
+        if from >= to {
+            return;
+        }
+        let all = members_below(i, n, s_end) - members_below(i, n, sw.first);
+        let j0 = members_below(i, n, from) - members_below(i, n, sw.first);
+        let j1 = members_below(i, n, to) - members_below(i, n, sw.first);
+        // This window's share of the shard window's failures: [f0, f1).
+        let share = |j: u64| {
+            if all == 0 || j >= all {
+                sw.failed
+            } else {
+                ((u128::from(j) * u128::from(sw.failed)) / u128::from(all)) as u64
+            }
+        };
+        let (f0, f1) = (share(j0), share(j1));
+        self.failed += f1 - f0;
+        self.new += overlap(f0, f1, 0, sw.new);
+        let mut at = 0;
+        for &(class, k) in &sw.classes {
+            let got = overlap(f0, f1, at, at + k);
+            at += k;
+            if got == 0 {
+                continue;
+            }
+            match class {
+                Class::Status(code) => *self.codes.entry(code).or_insert(0) += got,
+                Class::Error(c) => *self.errors.entry(c).or_insert(0) += got,
+            }
+        }
+    }
+
+    /// The wire entry of `w` with these failures.
+    fn entry(self, w: &Merged, interval_ms: f64, steps: &[StepEntry]) -> WindowEntry {
+        let start_ms = round3(w.first as f64 * interval_ms);
+        let end_ms = round3(w.end as f64 * interval_ms);
+        let during = steps_during(steps, start_ms, end_ms);
+        WindowEntry {
+            start_ms,
+            end_ms,
+            start_uncertainty_ms: (w.first > 0).then_some(round3(interval_ms)),
+            end_uncertainty_ms: (!w.open).then_some(round3(interval_ms)),
+            duration_ms: round3(end_ms - start_ms),
+            failed: self.failed,
+            ok: w.ok,
+            codes: self.codes,
+            errors: self.errors,
+            failed_on_new_connections: self.new,
+            failed_on_reused_connections: self.failed - self.new.min(self.failed),
+            after_step: during
+                .is_empty()
+                .then(|| step_before(steps, start_ms))
+                .flatten(),
+            steps: during,
+            open: w.open,
+            first_seq: None,
+            end_seq: None,
+        }
+    }
+}
+
 /// The wire entry of a merged window: its failures shared out of the shards' windows it holds.
 fn window_entry(
     w: &Merged,
@@ -1008,70 +1145,64 @@ fn window_entry(
     steps: &[StepEntry],
 ) -> WindowEntry {
     let n = u64::from(count);
-    let mut failed = 0;
-    let mut new = 0;
-    let mut codes: BTreeMap<u16, u64> = BTreeMap::new();
-    let mut errors: BTreeMap<ErrorClass, u64> = BTreeMap::new();
+    let mut share = Share::default();
     for (&i, part) in parts {
-        let i = u64::from(i);
         for sw in &part.windows {
-            let s_end = sw.end.unwrap_or(end).max(sw.first);
-            let (from, to) = (w.first.max(sw.first), w.end.min(s_end));
-            if from >= to {
-                continue;
-            }
-            let all = members_below(i, n, s_end) - members_below(i, n, sw.first);
-            let j0 = members_below(i, n, from) - members_below(i, n, sw.first);
-            let j1 = members_below(i, n, to) - members_below(i, n, sw.first);
-            // This window's share of the shard window's failures: [f0, f1).
-            let share = |j: u64| {
-                if all == 0 || j >= all {
-                    sw.failed
-                } else {
-                    ((u128::from(j) * u128::from(sw.failed)) / u128::from(all)) as u64
-                }
-            };
-            let (f0, f1) = (share(j0), share(j1));
-            failed += f1 - f0;
-            new += overlap(f0, f1, 0, sw.new);
-            let mut at = 0;
-            for &(class, k) in &sw.classes {
-                let got = overlap(f0, f1, at, at + k);
-                at += k;
-                if got == 0 {
-                    continue;
-                }
-                match class {
-                    Class::Status(code) => *codes.entry(code).or_insert(0) += got,
-                    Class::Error(c) => *errors.entry(c).or_insert(0) += got,
-                }
-            }
+            share.add(w, u64::from(i), n, sw, end);
         }
     }
-    let start_ms = round3(w.first as f64 * interval_ms);
-    let end_ms = round3(w.end as f64 * interval_ms);
-    let during = steps_during(steps, start_ms, end_ms);
-    WindowEntry {
-        start_ms,
-        end_ms,
-        start_uncertainty_ms: (w.first > 0).then_some(round3(interval_ms)),
-        end_uncertainty_ms: (!w.open).then_some(round3(interval_ms)),
-        duration_ms: round3(end_ms - start_ms),
-        failed,
-        ok: w.ok,
-        codes,
-        errors,
-        failed_on_new_connections: new,
-        failed_on_reused_connections: failed - new.min(failed),
-        after_step: during
-            .is_empty()
-            .then(|| step_before(steps, start_ms))
-            .flatten(),
-        steps: during,
-        open: w.open,
-        first_seq: None,
-        end_seq: None,
+    share.entry(w, interval_ms, steps)
+}
+
+/// The wire entries of the listed merged windows, as [`window_entry`] makes them. When the
+/// merged windows and each shard's windows are in order (as runs list them), a cursor per shard
+/// visits only the shard windows that reach the merged one: the time goes with the listed
+/// windows plus the shards' windows, not with their product (1,000 × 100 shards × 1,000).
+/// Otherwise each entry looks at every shard window.
+fn window_entries(
+    listed: &[Merged],
+    parts: &BTreeMap<u32, Part>,
+    count: u32,
+    end: u64,
+    interval_ms: f64,
+    steps: &[StepEntry],
+) -> Vec<WindowEntry> {
+    let ordered = listed.windows(2).all(|p| p[0].first <= p[1].first)
+        && parts
+            .values()
+            .all(|p| p.windows.windows(2).all(|s| s[0].first <= s[1].first));
+    if !ordered {
+        return listed
+            .iter()
+            .map(|w| window_entry(w, parts, count, end, interval_ms, steps))
+            .collect();
     }
+    let n = u64::from(count);
+    let mut cursors = vec![0usize; parts.len()];
+    listed
+        .iter()
+        .map(|w| {
+            let mut share = Share::default();
+            for ((&i, part), at) in parts.iter().zip(cursors.iter_mut()) {
+                // A shard window that ends before this merged window begins ends before every
+                // later one begins: it is passed for good.
+                while part
+                    .windows
+                    .get(*at)
+                    .is_some_and(|sw| sw.end.unwrap_or(end).max(sw.first) <= w.first)
+                {
+                    *at += 1;
+                }
+                // Those beginning at or after its end hold none of it, nor do the ones after
+                // them.
+                let reach = part.windows[*at..].iter().take_while(|sw| sw.first < w.end);
+                for sw in reach {
+                    share.add(w, u64::from(i), n, sw, end);
+                }
+            }
+            share.entry(w, interval_ms, steps)
+        })
+        .collect()
 }
 
 /// The length of `[a, b) ∩ [c, d)`.
@@ -1115,10 +1246,20 @@ fn merged_stalls(parts: &BTreeMap<u32, Part>, steps: &[StepEntry]) -> (Vec<Stall
             Some(theirs) => intersect(&theirs, &mine),
         });
     }
-    let common = common.unwrap_or_default();
-    let stalls: Vec<StallEntry> = common
+    let common: Vec<(f64, f64)> = common
+        .unwrap_or_default()
         .into_iter()
         .filter(|(a, b)| b - a >= floor_ms)
+        .collect();
+    // In order (as runs list their stalls), a cursor per shard visits only the stalls that reach
+    // each merged one; otherwise each merged stall looks at every shard's every stall.
+    let ordered = common.windows(2).all(|p| p[0].0 <= p[1].0)
+        && parts
+            .values()
+            .all(|p| p.stalls.windows(2).all(|s| s[0].start_ms <= s[1].start_ms));
+    let mut cursors = vec![0usize; parts.len()];
+    let stalls: Vec<StallEntry> = common
+        .into_iter()
         .map(|(start, end)| {
             let mut entry = StallEntry {
                 start_ms: round3(start),
@@ -1127,10 +1268,16 @@ fn merged_stalls(parts: &BTreeMap<u32, Part>, steps: &[StepEntry]) -> (Vec<Stall
                 open: true,
                 ..StallEntry::default()
             };
-            for part in parts.values() {
-                for s in part
-                    .stalls
+            for (part, at) in parts.values().zip(cursors.iter_mut()) {
+                if ordered {
+                    // A stall that ended by this one's start ended by every later one's.
+                    while part.stalls.get(*at).is_some_and(|s| s.end_ms <= start) {
+                        *at += 1;
+                    }
+                }
+                for s in part.stalls[*at..]
                     .iter()
+                    .take_while(|s| !ordered || s.start_ms < end)
                     .filter(|s| s.start_ms < end && start < s.end_ms)
                 {
                     entry.held += s.held;
@@ -1338,6 +1485,187 @@ mod tests {
         assert_eq!(longest, 1400.0);
     }
 
+    /// `count` shards over requests `0..end`, each listing its windows in order as a run does:
+    /// pseudo-random lengths (some long, spanning many of the others'), some shards clean, the
+    /// last window of some (shard `count / 2` at least) open; plus `common` windows in which
+    /// every shard fails.
+    fn random_parts(count: u32, end: u64, common: &[(u64, u64)], seed: u64) -> Vec<Part> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = move |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        let n = u64::from(count);
+        (0..count)
+            .map(|i| {
+                let i64 = u64::from(i);
+                let member = |k: u64| k + (i64 + n - k % n) % n;
+                let mut spans: Vec<(u64, u64)> = Vec::new();
+                if next(4) != 0 {
+                    let mut at = next(50);
+                    while at < end {
+                        let length = if next(10) == 0 {
+                            200 + next(400)
+                        } else {
+                            1 + next(30)
+                        };
+                        spans.push((at, at + length));
+                        at += length + 1 + next(120);
+                    }
+                }
+                spans.extend(common.iter().copied());
+                spans.sort_unstable();
+                let mut windows: Vec<ShardWindow> = Vec::new();
+                for (a, b) in spans {
+                    let first = member(a);
+                    let stop = member(b).max(first + n);
+                    if first >= end {
+                        break;
+                    }
+                    // Join what overlaps the previous one: a shard's windows are disjoint.
+                    if let Some(last) = windows.last_mut().filter(|w| w.end >= Some(first)) {
+                        last.end = Some(last.end.unwrap_or(0).max(stop));
+                        continue;
+                    }
+                    windows.push(ShardWindow {
+                        first,
+                        end: Some(stop),
+                        failed: 0,
+                        classes: Vec::new(),
+                        new: 0,
+                    });
+                }
+                if i == count / 2 || next(3) == 0 {
+                    if let Some(last) = windows.last_mut() {
+                        last.end = None;
+                    }
+                }
+                for w in &mut windows {
+                    let stop = w.end.unwrap_or(end).min(end);
+                    w.failed = members_below(i64, n, stop) - members_below(i64, n, w.first);
+                    let resets = w.failed / 3;
+                    w.classes = vec![
+                        (Class::Status(503), w.failed - resets),
+                        (Class::Error(ErrorClass::Reset), resets),
+                    ];
+                    w.new = w.failed / 2;
+                }
+                let mut p = part(i, &[]);
+                p.windows = windows;
+                p
+            })
+            .collect()
+    }
+
+    /// The failing runs request by request: the definition.
+    fn runs_by_request(parts: &BTreeMap<u32, Part>, count: u32, end: u64) -> Vec<(u64, u64)> {
+        let n = u64::from(count);
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for k in 0..end {
+            let failed = parts.get(&((k % n) as u32)).is_some_and(|p| {
+                p.windows
+                    .iter()
+                    .any(|w| w.first <= k && w.end.is_none_or(|e| k < e))
+            });
+            if !failed {
+                continue;
+            }
+            match runs.last_mut() {
+                Some(last) if last.1 == k => last.1 = k + 1,
+                _ => runs.push((k, k + 1)),
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn failing_runs_visit_only_failing_shards_and_match_the_definition() {
+        for (count, seed) in [(1, 3), (2, 5), (3, 7), (7, 11), (16, 13), (40, 17)] {
+            let end = 4000;
+            let common = [(500, 700), (1500, 1510), (3000, 3400)];
+            let p = parts(random_parts(count, end, &common, seed));
+            let runs = failing_runs(&p, count, end);
+            assert_eq!(runs, runs_by_request(&p, count, end), "{count} shards");
+            assert!(runs.iter().any(|&(a, b)| b - a > 100), "a common failure");
+        }
+    }
+
+    #[test]
+    fn window_entries_by_cursor_are_those_of_each_window_alone() {
+        for (count, seed, gap_ms) in [(3, 7, 0), (7, 11, 0), (16, 13, 2), (40, 17, 3)] {
+            let end = 4000;
+            let common = [(500, 700), (3000, 3400)];
+            let mut p = parts(random_parts(count, end, &common, seed));
+            let mut w = Windows::new(Duration::from_millis(gap_ms), 1.0);
+            each_failing_run(&p, count, end, |a, b| w.run(a, b));
+            w.finish(end);
+            assert!(w.listed.len() > 20, "{} windows", w.listed.len());
+            let one_by_one: Vec<WindowEntry> = w
+                .listed
+                .iter()
+                .map(|m| window_entry(m, &p, count, end, 1.0, &[]))
+                .collect();
+            assert_eq!(
+                window_entries(&w.listed, &p, count, end, 1.0, &[]),
+                one_by_one
+            );
+            let failed: u64 = one_by_one.iter().map(|e| e.failed).sum();
+            assert!(failed > 0);
+            assert!(
+                p.values()
+                    .any(|p| p.windows.last().is_some_and(|w| w.end.is_none())),
+                "an open window"
+            );
+            // A shard listing its windows out of order: every entry looks at all of them.
+            if let Some(part) = p.values_mut().find(|p| p.windows.len() > 1) {
+                part.windows.reverse();
+            }
+            assert_eq!(
+                window_entries(&w.listed, &p, count, end, 1.0, &[]),
+                one_by_one
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_stall_counts_in_every_merged_stall_it_spans() {
+        let stall = |start_ms: f64, end_ms: f64, held: u64| StallEntry {
+            start_ms,
+            end_ms,
+            duration_ms: end_ms - start_ms,
+            held,
+            ..StallEntry::default()
+        };
+        let mut a = part(0, &[]);
+        a.stalls = vec![stall(0.0, 10_000.0, 1000)];
+        let mut b = part(1, &[]);
+        b.stalls = vec![
+            stall(100.0, 500.0, 1),
+            stall(1000.0, 1100.0, 2),
+            stall(2000.0, 2600.0, 4),
+            stall(9000.0, 12_000.0, 8),
+        ];
+        let mut c = part(2, &[]);
+        c.stalls = vec![stall(50.0, 2300.0, 16), stall(8000.0, 9500.0, 32)];
+        let (stalls, _) = merged_stalls(&parts(vec![a, b, c]), &[]);
+        let got: Vec<(f64, f64, u64)> = stalls
+            .iter()
+            .map(|s| (s.start_ms, s.end_ms, s.held))
+            .collect();
+        // [1000, 1100) is under the 200 ms floor; each merged stall holds the long stalls of a
+        // and c that span it.
+        assert_eq!(
+            got,
+            [
+                (100.0, 500.0, 1000 + 1 + 16),
+                (2000.0, 2300.0, 1000 + 4 + 16),
+                (9000.0, 9500.0, 1000 + 8 + 32)
+            ]
+        );
+    }
+
     #[test]
     fn members_of_a_shard_are_counted_by_arithmetic() {
         assert_eq!(members_below(0, 4, 0), 0);
@@ -1345,5 +1673,28 @@ mod tests {
         assert_eq!(members_below(3, 4, 3), 0);
         assert_eq!(members_below(3, 4, 4), 1);
         assert_eq!(members_below(1, 4, 10), 3); // 1, 5, 9
+    }
+
+    #[test]
+    fn a_shard_index_beyond_the_count_is_refused_not_a_panic() {
+        let mut r = RunResult {
+            shard: Some(crate::result::ShardEntry {
+                index: 7,
+                count: 2,
+                label: "n7".into(),
+                start_at_unix_ms: 1,
+            }),
+            ..RunResult::default()
+        };
+        r.windows.push(WindowEntry {
+            first_seq: Some(7),
+            failed: 1,
+            ..WindowEntry::default()
+        });
+        let err = Merger::new(Duration::ZERO).add("s7.json", r).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "s7.json holds shard 7 of 2: an index runs from 0 to the count less one"
+        );
     }
 }
