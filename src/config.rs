@@ -492,20 +492,6 @@ pub struct ShardPlan {
 }
 
 impl LoadConfig {
-    /// The schedule this process follows, starting at `start`: the whole one, or its shard's
-    /// requests (due at `start + index / qps`, then every `count / qps`).
-    pub fn schedule(&self, start: std::time::Instant) -> crate::load::schedule::Schedule {
-        use crate::load::schedule::Schedule;
-        match (&self.shard, self.rate) {
-            (Some(shard), Rate::Fixed(qps)) => {
-                let count = f64::from(shard.count.get());
-                let rate = Qps::new(qps.get() / count).map_or(self.rate, Rate::Fixed);
-                Schedule::new(crate::load::timer::later(start, self.shift()), rate)
-            }
-            _ => Schedule::new(start, self.rate),
-        }
-    }
-
     /// How much later than the run's start this process's schedule begins (its shard's first
     /// request: `index / qps`; zero unsharded).
     pub fn shift(&self) -> Duration {

@@ -190,9 +190,7 @@ pub async fn run(
     let mut engines = Vec::with_capacity(plans.len());
     let mut versions = Vec::with_capacity(plans.len());
     for plan in &plans {
-        let interval = plan
-            .load
-            .schedule(start)
+        let interval = crate::load::schedule::Schedule::of(&plan.load, start)
             .shard_qps()
             .map_or(Duration::ZERO, |q| {
                 Duration::try_from_secs_f64(1.0 / q).unwrap_or(crate::load::timer::HORIZON)
@@ -534,9 +532,7 @@ async fn orchestrate(
     }
     // Let every warmup request end before judging the warmup. A closed loop (`-q 0`) has no
     // count known in advance: it waits until the last one's deadline has passed.
-    let due = config
-        .load
-        .schedule(start)
+    let due = crate::load::schedule::Schedule::of(&config.load, start)
         .count_before(warmup.saturating_sub(config.load.shift()));
     let settled = later(later(start, warmup), config.target.timeout + WARMUP_SETTLE);
     while due.is_none_or(|due| warmup_tally().1 < due) && Instant::now() < settled {
@@ -634,7 +630,7 @@ mod tests {
                 ),
                 (i, 3, format!("e{i}").as_str())
             );
-            let schedule = part.load.schedule(start);
+            let schedule = crate::load::schedule::Schedule::of(&part.load, start);
             for j in 0..200u64 {
                 let k = j * 3 + i as u64;
                 let (mine, run) = (schedule.due_at(j).unwrap(), whole.due_at(k).unwrap());

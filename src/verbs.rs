@@ -161,7 +161,12 @@ async fn load(args: RunArgs) -> Result<Exit, Error> {
         report::to_stderr(&format!("gapless: {why}\n"));
     }
     // The result is built and judged once; every report renders it.
-    let mut result = verdict::judged(&finished);
+    let mut result = if finished.parts.is_empty() {
+        verdict::judged(&finished)
+    } else {
+        // Several endpoints: each judged, and the run's result folded from theirs.
+        crate::merge::endpoints(&finished)
+    };
     let redactor = &config.redact;
     result.command_line = redactor.command_line(&std::env::args().collect::<Vec<_>>());
     result.scenario = scenario.as_ref().map(|s| ScenarioEntry {

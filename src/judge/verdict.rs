@@ -89,10 +89,8 @@ impl Exit {
 
 /// The result of a finished run, judged against its own thresholds: measurements, thresholds,
 /// verdict and hints.
+/// (A run of several endpoints is judged by `crate::merge::endpoints`.)
 pub fn judged(f: &Finished) -> RunResult {
-    if !f.parts.is_empty() {
-        return crate::merge::endpoints(f);
-    }
     let mut result = RunResult::new(f);
     conclude(&mut result, &f.config.verdict.limits);
     result

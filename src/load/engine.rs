@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::connection::{Connector, Link, Reply, RequestTemplate};
 use crate::config::{Rate, RunConfig};
 use crate::load::dispatch::{Claim, Dispatcher};
-use crate::load::schedule::{Arrival, Batch};
+use crate::load::schedule::{Arrival, Batch, Schedule};
 use crate::load::timer::later;
 use crate::measure::outcome::{
     Completion, ConnectionUse, ErrorClass, ErrorSamples, Fault, Outcome,
@@ -624,7 +624,7 @@ impl Engine {
             any_not_sent: AtomicBool::new(false),
             not_sent: Arc::new(Notify::new()),
         });
-        let schedule = load.schedule(start);
+        let schedule = Schedule::of(load, start);
         let count = threads_for(config);
         let shards: Vec<Shard> = (0..count)
             .map(|i| Shard {
