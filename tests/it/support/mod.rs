@@ -905,6 +905,12 @@ impl FaultShared {
     }
 }
 
+/// A shell command that dials a control port on loopback with bash's `/dev/tcp` and waits for
+/// its `on`; it fails if no `on` comes (the fault servers' trigger).
+pub fn dial_control(port: u16) -> String {
+    format!("bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port} && read -r ack <&3 && test $ack = on'")
+}
+
 /// A loopback HTTP/1.1 target (keep-alive, answers `200 ok`) with a control port: the first
 /// connection made to the control port turns the fault on, `after` the call, for exactly
 /// `length` on the server's own clock; then the server behaves again. The caller is answered
@@ -977,10 +983,7 @@ impl FaultServer {
     /// `/dev/tcp` and waits for the server's `on` ([`FAULT_ACK_DELAY`] after the fault began),
     /// so the step is still running when the fault starts. Fails if no `on` comes.
     pub fn trigger_command(&self) -> String {
-        format!(
-            "bash -c 'exec 3<>/dev/tcp/127.0.0.1/{} && read -r ack <&3 && test $ack = on'",
-            self.control_port
-        )
+        dial_control(self.control_port)
     }
 
     /// Connections made to the control port so far.

@@ -90,10 +90,7 @@ impl PausingProxy {
     /// and waits for the proxy's `on` ([`FAULT_ACK_DELAY`] after the pause began), so the step
     /// is still running when the pause starts. Fails if no `on` comes.
     pub fn trigger_command(&self) -> String {
-        format!(
-            "bash -c 'exec 3<>/dev/tcp/127.0.0.1/{} && read -r ack <&3 && test $ack = on'",
-            self.control_port
-        )
+        super::dial_control(self.control_port)
     }
 
     /// Connections made to the control port so far.
