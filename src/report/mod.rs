@@ -131,12 +131,7 @@ pub(crate) fn shard_line(s: &crate::result::ShardSummary) -> String {
         return format!("shard {}{label}: no result", s.index);
     }
     let q = &s.requests;
-    let share = if q.total > 0 {
-        q.failed as f64 * 100.0 / q.total as f64
-    } else {
-        0.0
-    };
-    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    let share = failed_percent(q);
     let mut line = format!(
         "shard {}{label}: {} requests, {} failed ({share:.1} %), {} window{}, {} gap{}",
         s.index,
@@ -156,17 +151,26 @@ pub(crate) fn shard_line(s: &crate::result::ShardSummary) -> String {
     line
 }
 
+/// The share of `q` that failed, in percent (0 without requests).
+fn failed_percent(q: &crate::result::Requests) -> f64 {
+    if q.total > 0 {
+        q.failed as f64 * 100.0 / q.total as f64
+    } else {
+        0.0
+    }
+}
+
+/// `"s"` unless `n` is 1.
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 /// One endpoint of a run of several, in one line: `api: 5000 requests, 12 failed (0.2 %) (502:
 /// 12), 1 window, 1 gap (longest 48 ms), p99 3.1 ms: FAIL`.
 pub(crate) fn target_line(t: &crate::result::TargetEntry) -> String {
     let r = &t.result;
     let q = &r.requests;
-    let share = if q.total > 0 {
-        q.failed as f64 * 100.0 / q.total as f64
-    } else {
-        0.0
-    };
-    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    let share = failed_percent(q);
     let mut failures: Vec<String> = r
         .codes
         .iter()
