@@ -520,7 +520,7 @@ impl Merger {
                 codes: s.codes,
                 errors: s.errors,
                 versions: s.versions,
-                latency: s.latency_us.as_deref().and_then(decode_u32),
+                latency: s.latency_us.as_deref().and_then(decode),
             })
             .collect();
         if self.slots.is_empty() && self.slot_ms == 0.0 {
@@ -836,16 +836,6 @@ pub fn endpoints(f: &crate::run::Finished) -> RunResult {
     }
     crate::judge::verdict::conclude(&mut result, limits);
     result
-}
-
-fn decode_u32(text: &str) -> Option<Histogram<u32>> {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .ok()?;
-    hdrhistogram::serialization::Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .ok()
 }
 
 fn quantile_ms(h: &Option<Histogram<u32>>, q: f64) -> Option<f64> {

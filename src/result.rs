@@ -592,7 +592,7 @@ pub(crate) fn encode_latency(h: &LatencyHistogram) -> String {
 }
 
 /// The histogram of [`encode`]'s text; `None` when empty or not a histogram.
-pub(crate) fn decode(text: &str) -> Option<LatencyHistogram> {
+pub(crate) fn decode<T: hdrhistogram::Counter>(text: &str) -> Option<hdrhistogram::Histogram<T>> {
     use base64::Engine as _;
     if text.is_empty() {
         return None;
