@@ -1449,15 +1449,19 @@ mod tests {
         assert_eq!(r.errors.get(&ErrorClass::Reset), Some(&4));
     }
 
-    #[test]
-    fn stalls_merge_where_every_shard_was_silent() {
-        let stall = |start_ms: f64, end_ms: f64, held: u64| StallEntry {
+    /// A shard's stall from `start_ms` to `end_ms` that held `held` requests.
+    fn stall(start_ms: f64, end_ms: f64, held: u64) -> StallEntry {
+        StallEntry {
             start_ms,
             end_ms,
             duration_ms: end_ms - start_ms,
             held,
             ..StallEntry::default()
-        };
+        }
+    }
+
+    #[test]
+    fn stalls_merge_where_every_shard_was_silent() {
         let mut a = part(0, &[]);
         a.stalls = vec![stall(1000.0, 2500.0, 300), stall(5000.0, 5300.0, 60)];
         a.summary.longest_stall_ms = 1500.0;
@@ -1621,13 +1625,6 @@ mod tests {
 
     #[test]
     fn a_long_stall_counts_in_every_merged_stall_it_spans() {
-        let stall = |start_ms: f64, end_ms: f64, held: u64| StallEntry {
-            start_ms,
-            end_ms,
-            duration_ms: end_ms - start_ms,
-            held,
-            ..StallEntry::default()
-        };
         let mut a = part(0, &[]);
         a.stalls = vec![stall(0.0, 10_000.0, 1000)];
         let mut b = part(1, &[]);
