@@ -1,6 +1,7 @@
 //! The verbs of the command line, each from its parsed arguments to an exit code: `run` (the
 //! load, its rollout, the verdict and the reports), `report` (a saved result rendered and judged
-//! again), `serve` (the built-in target) and `demo serve` (the demo cluster, standalone).
+//! again), `serve` (the built-in target), `demo serve` (the demo cluster, standalone), and
+//! `completions` and `man` (generated from the command line's declaration, [`cli::manual`]).
 //!
 //! Errors that stop a verb before it has a verdict are typed ([`Error`]), each with its exit code:
 //! what the user gave (arguments, a scenario, a report path, a saved result) is 2; gapless's own
@@ -50,6 +51,9 @@ pub enum Error {
     /// Shard results that cannot be merged.
     #[error(transparent)]
     Merge(#[from] crate::merge::Error),
+    /// The manual page could not be rendered (exit 5).
+    #[error(transparent)]
+    Manual(#[from] cli::manual::Error),
     /// The async runtime, or a server task, failed (exit 5).
     #[error("{0}")]
     Internal(String),
@@ -64,7 +68,7 @@ impl Error {
             | Error::Demo(_)
             | Error::Serve(_)
             | Error::Merge(_) => Exit::Usage,
-            Error::Run(_) | Error::Internal(_) => Exit::Internal,
+            Error::Run(_) | Error::Manual(_) | Error::Internal(_) => Exit::Internal,
         }
     }
 }
@@ -82,6 +86,14 @@ pub fn execute(command: Command) -> Result<Exit, Error> {
             Command::Demo(DemoCommand::Serve(args)) => serve_demo(args).await,
             Command::Report(args) => rerender(&args),
             Command::Merge(args) => join(&args),
+            Command::Completions(args) => {
+                report::to_stdout(&cli::manual::completions(args.shell))?;
+                Ok(Exit::Pass)
+            }
+            Command::Man => {
+                report::to_stdout(&cli::manual::man()?)?;
+                Ok(Exit::Pass)
+            }
         }
     })
 }

@@ -6,6 +6,7 @@
 //! [`RunConfig`] or one clear sentence of error.
 
 pub mod check;
+pub mod manual;
 pub mod options;
 pub mod scenario;
 pub mod targets;
@@ -201,6 +202,10 @@ pub enum Command {
     /// Join the results of the shards of a split load (`run --shards N`) into one result, judged
     /// once, as if one process had sent the whole schedule.
     Merge(Box<MergeArgs>),
+    /// Write a shell completion script to stdout, e.g. `source <(gapless completions bash)`.
+    Completions(manual::CompletionsArgs),
+    /// Write the manual page, gapless(1), in roff to stdout: `gapless man > gapless.1`.
+    Man,
 }
 
 /// `gapless merge`: shard results joined into one and judged.
