@@ -20,6 +20,7 @@ mod interrupt;
 mod json_output;
 mod keepalive;
 mod load_counts;
+mod manual;
 mod naps;
 mod not_sent;
 mod protocols;

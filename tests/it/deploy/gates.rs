@@ -126,7 +126,9 @@ fn shell_words(command: &str) -> Vec<String> {
 #[test]
 fn shell_words_split_as_the_shell_does() {
     assert_eq!(
-        shell_words("# a comment\ngapless run \"$URL\" \\\n  --step-name 'a b' -- sh -c 'x && y' # why"),
+        shell_words(
+            "# a comment\ngapless run \"$URL\" \\\n  --step-name 'a b' -- sh -c 'x && y' # why"
+        ),
         [
             "gapless",
             "run",
