@@ -1,7 +1,8 @@
 //! What gapless says about itself: `gapless completions SHELL` (the bash script is sourced and
 //! asked to complete, the zsh and fish ones parsed by their shells), `gapless man` (roff, every
-//! verb and every flag of `run`, rendered by groff without a warning), and `run --help`'s
-//! headings (each flag under the one it belongs to).
+//! verb and every flag of `run`, rendered by groff without a warning), `run --help`'s headings
+//! (each flag under the one it belongs to), and how README says to install it (against
+//! Cargo.toml and the Dockerfile).
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
@@ -350,4 +351,103 @@ fn run_help_groups_its_flags_under_headings() {
             "{flag} has no heading"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Install
+// ---------------------------------------------------------------------------------------------
+
+fn repo_file(path: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn the_readme_installs_as_cargo_toml_says() {
+    let manifest: toml::Table = toml::from_str(&repo_file("Cargo.toml")).expect("Cargo.toml");
+    let package = manifest["package"].as_table().expect("[package]");
+    let field = |name: &str| {
+        package
+            .get(name)
+            .and_then(toml::Value::as_str)
+            .unwrap_or_else(|| panic!("package.{name}"))
+    };
+    let repository = field("repository");
+    assert!(
+        repository.starts_with("https://github.com/"),
+        "{repository}"
+    );
+    let readme_file = field("readme");
+    let rust_version = field("rust-version");
+    let list = |name: &str| -> Vec<String> {
+        package[name]
+            .as_array()
+            .unwrap_or_else(|| panic!("package.{name}"))
+            .iter()
+            .map(|v| v.as_str().expect("a string").to_string())
+            .collect()
+    };
+    // crates.io's limits: five of each, keywords of 20 ASCII characters at most.
+    let keywords = list("keywords");
+    assert!((1..=5).contains(&keywords.len()));
+    for k in &keywords {
+        assert!(
+            k.len() <= 20 && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "{k}"
+        );
+    }
+    let categories = list("categories");
+    assert!((1..=5).contains(&categories.len()));
+
+    let readme = repo_file(readme_file);
+    // The first two commands stay first.
+    let first_block = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a first sh block");
+    let commands: Vec<&str> = first_block
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "cargo run --release -- run --scenario scenarios/demo-rolling-no-drain.toml",
+            "cargo test"
+        ]
+    );
+    // Install comes before Usage, with the commands, the repository and the minimum Rust.
+    let install = readme.find("\n## Install\n").expect("an Install section");
+    let usage = readme.find("\n## Usage\n").expect("a Usage section");
+    assert!(install < usage);
+    let section = &readme[install..usage];
+    for needed in [
+        "cargo install --locked --path .".to_string(),
+        format!("cargo install --locked --git {repository} gapless"),
+        format!("Rust {rust_version} or newer"),
+        "docker build".to_string(),
+        "gapless completions bash".to_string(),
+        "gapless man".to_string(),
+    ] {
+        assert!(section.contains(&needed), "{needed} in\n{section}");
+    }
+    // The image's toolchain is at least the minimum.
+    let dockerfile = repo_file("Dockerfile");
+    let image = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM rust:"))
+        .expect("FROM rust:");
+    let version = |v: &str| -> Vec<u32> {
+        v.split(['-', ' '])
+            .next()
+            .unwrap_or_default()
+            .split('.')
+            .map(|n| n.parse().expect("a version number"))
+            .collect()
+    };
+    assert!(
+        version(image) >= version(rust_version),
+        "{image} < {rust_version}"
+    );
 }
