@@ -472,7 +472,7 @@ fn the_canary_names_its_metric_template() {
         );
         let query = text(template, "spec.query");
         assert!(
-            query.contains("gapless_requests_total{outcome=\"failed\""),
+            query.contains("gapless_requests_total{") && query.contains("outcome=\"failed\""),
             "{query}"
         );
         // Not one failed request.
@@ -542,17 +542,18 @@ fn the_webhooks_load_the_canarys_services_and_push_where_the_template_reads() {
         format!("http://{name}-canary.{namespace}/")
     );
     assert_eq!(hook("rollout")[2], format!("http://{name}.{namespace}/"));
-    // The push's grouping key is what the MetricTemplate selects (job, and the Canary's name as
-    // {{ target }}), and the post-rollout hook deletes that same group.
+    // The push goes to a Pushgateway's base URL (gapless adds /metrics/job/gapless/run_id/ID),
+    // and the MetricTemplate reads job gapless, only the runs pushed within two analysis
+    // intervals.
     let rollout = hook("rollout");
     let push = super::arg_after(&rollout, "--metrics-push");
+    let base = push
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("{push}"));
     assert!(
-        push.ends_with(&format!("/metrics/job/gapless/canary/{name}")),
-        "{push}"
+        !base.trim_end_matches('/').contains('/'),
+        "{push}: a base URL"
     );
-    let clear = hook("post-rollout");
-    assert_eq!(clear.last().map(String::as_str), Some(push));
-    assert!(clear.iter().any(|w| w == "DELETE"), "{clear:?}");
     let template = object(
         &format!("{FLAGGER}/metric-template.yaml"),
         "MetricTemplate",
@@ -560,8 +561,21 @@ fn the_webhooks_load_the_canarys_services_and_push_where_the_template_reads() {
     );
     let query = text(&template, "spec.query");
     assert!(
-        query.contains("job=\"gapless\", canary=\"{{ target }}\""),
+        query.contains("job=\"gapless\", outcome=\"failed\""),
         "{query}"
+    );
+    let window: u64 = query
+        .split("push_time_seconds{job=\"gapless\"} < ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no push_time_seconds window in {query}"));
+    let interval = super::duration(text(&canary, "spec.analysis.interval")).as_secs();
+    assert_eq!(window, 2 * interval, "{query}");
+    assert_eq!(
+        query.matches(&format!("< {window})")).count(),
+        2,
+        "both halves of the query use the same window: {query}"
     );
     // The load tester's address is the same in every hook.
     let urls: Vec<&str> = list(&canary, "spec.analysis.webhooks")
