@@ -51,9 +51,6 @@ pub enum Error {
     /// Shard results that cannot be merged.
     #[error(transparent)]
     Merge(#[from] crate::merge::Error),
-    /// The manual page could not be rendered (exit 5).
-    #[error(transparent)]
-    Manual(#[from] cli::manual::Error),
     /// The async runtime, or a server task, failed (exit 5).
     #[error("{0}")]
     Internal(String),
@@ -68,7 +65,7 @@ impl Error {
             | Error::Demo(_)
             | Error::Serve(_)
             | Error::Merge(_) => Exit::Usage,
-            Error::Run(_) | Error::Manual(_) | Error::Internal(_) => Exit::Internal,
+            Error::Run(_) | Error::Internal(_) => Exit::Internal,
         }
     }
 }
@@ -91,7 +88,8 @@ pub fn execute(command: Command) -> Result<Exit, Error> {
                 Ok(Exit::Pass)
             }
             Command::Man => {
-                report::to_stdout(&cli::manual::man()?)?;
+                let page = cli::manual::man().map_err(|e| Error::Internal(e.to_string()))?;
+                report::to_stdout(&page)?;
                 Ok(Exit::Pass)
             }
         }

@@ -19,10 +19,10 @@ use super::Cli;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The roff text could not be written (into memory: a bug in gapless or its libraries).
-    #[error("cannot render the manual page")]
+    #[error("cannot render the manual page: {0}")]
     Render(#[from] std::io::Error),
     /// The rendered text is not UTF-8.
-    #[error("the manual page is not UTF-8")]
+    #[error("the manual page is not UTF-8: {0}")]
     Utf8(#[from] std::string::FromUtf8Error),
 }
 
