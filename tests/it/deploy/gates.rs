@@ -1046,6 +1046,120 @@ fn the_job_analysis_and_the_smoke_webhook_pass_a_healthy_target_and_fail_a_broke
     assert_eq!(run(&broken.url()), Some(1));
 }
 
+/// `GET path` from `addr` over HTTP/1.0 (no chunked body): the body, or `None` if nothing listens
+/// or the answer is not a 200.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let ok = head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200");
+    ok.then(|| body.to_string())
+}
+
+/// The watcher's command line (watch.yaml) against `url` for 1 s, listening on a free loopback
+/// port instead of all interfaces: polls `/status` until the verdict is in, then reads
+/// `/metrics` while it lingers. Returns the final `/status`, the `/metrics` text and the exit
+/// code.
+fn watch(url: &str) -> (Value, String, Option<i32>) {
+    let invocations = invocations();
+    let watcher = invocations
+        .iter()
+        .find(|i| i.origin == "watch.yaml")
+        .expect("the watcher");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut argv = local(&watcher.argv, url, "1s");
+    for (flag, value) in [
+        ("--metrics-listen", addr.to_string()),
+        ("--metrics-linger", "3s".to_string()),
+    ] {
+        let i = argv
+            .iter()
+            .position(|a| a == flag)
+            .unwrap_or_else(|| panic!("the watcher gives {flag}"));
+        argv[i + 1] = value;
+    }
+    let _machine = support::shared();
+    let mut child = Command::new(GAPLESS)
+        .args(&argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run gapless");
+    let started = std::time::Instant::now();
+    let status = loop {
+        let status = http_get(addr, "/status")
+            .map(|body| serde_json::from_str::<Value>(&body).expect("/status is JSON"));
+        if let Some(status) = status.filter(|s| s["finished"] == true) {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(15) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no finished /status on {addr} within 15 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let metrics = http_get(addr, "/metrics").expect("/metrics while lingering");
+    let code = child.wait().expect("wait for gapless").code();
+    (status, metrics, code)
+}
+
+/// The value of the series `name{...labels...}` of `metrics` whose labels include `labels`.
+fn series(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+        let (set, value) = rest.split_once("} ")?;
+        labels
+            .iter()
+            .all(|l| set.split(',').any(|s| s == *l))
+            .then(|| value.split(' ').next()?.parse().ok())?
+    })
+}
+
+#[test]
+fn the_watcher_answers_what_the_web_and_prometheus_analyses_read() {
+    // Until --metrics-listen exists this fails at the watcher's first flag: the check doing its
+    // job.
+    let healthy = TestServer::healthy();
+    let (status, metrics, code) = watch(&healthy.url());
+    assert_eq!(code, Some(0));
+    // gapless-web: `{$.passed}` is a JSON boolean that `result == true` accepts.
+    assert_eq!(status["passed"], true, "{status}");
+    assert_eq!(status["ok"], 100);
+    // gapless-prometheus: gapless_requests_total by outcome; no failed request counted.
+    assert_eq!(
+        series(&metrics, "gapless_requests_total", &["outcome=\"ok\""]),
+        Some(100.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        series(&metrics, "gapless_requests_total", &["outcome=\"failed\""]).unwrap_or(0.0),
+        0.0
+    );
+
+    let broken = TestServer::http(|_| Reply::status(503));
+    let (status, metrics, code) = watch(&broken.url());
+    assert_eq!(code, Some(1));
+    assert_eq!(status["passed"], false, "{status}");
+    assert_eq!(
+        series(&metrics, "gapless_requests_total", &["outcome=\"failed\""]),
+        Some(100.0),
+        "{metrics}"
+    );
+}
+
 /// PATH with the gapless under test first.
 fn path_with_gapless() -> String {
     let dir = Path::new(GAPLESS).parent().expect("the binary's directory");
