@@ -1090,11 +1090,12 @@ fn watch(url: &str) -> (Value, String, Option<i32>) {
         argv[i + 1] = value;
     }
     let _machine = support::shared();
+    let stderr = support::TempFile::new("err");
     let mut child = Command::new(GAPLESS)
         .args(&argv)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(stderr.path()).expect("a stderr file"))
         .spawn()
         .expect("run gapless");
     let started = std::time::Instant::now();
@@ -1103,6 +1104,12 @@ fn watch(url: &str) -> (Value, String, Option<i32>) {
             .map(|body| serde_json::from_str::<Value>(&body).expect("/status is JSON"));
         if let Some(status) = status.filter(|s| s["finished"] == true) {
             break status;
+        }
+        if let Some(exit) = child.try_wait().expect("wait for gapless") {
+            panic!(
+                "gapless {argv:?} exited {exit} before /status said finished:\n{}",
+                std::fs::read_to_string(stderr.path()).unwrap_or_default()
+            );
         }
         if started.elapsed() > std::time::Duration::from_secs(15) {
             let _ = child.kill();
