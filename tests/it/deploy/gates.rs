@@ -708,10 +708,24 @@ fn the_workflows_scripts_pass_shellcheck() {
     }
 }
 
+/// A stand-in kubectl: records its calls in `$KUBECTL_CALLS`; when `$BROKEN` names a file,
+/// `set image` creates it and `rollout status` removes it 300 ms later (a release that breaks the
+/// service for a while, to a target that answers 503 while the file exists).
+const FAKE_KUBECTL: &str = r#"#!/bin/sh
+printf '%s\n' "$*" >>"$KUBECTL_CALLS"
+if [ -n "${BROKEN:-}" ]; then
+  case "$1" in
+    set) touch "$BROKEN" ;;
+    rollout) sleep 0.3; rm -f "$BROKEN" ;;
+  esac
+fi
+"#;
+
 /// The workflow's step script with `--warmup` and `--cooldown` shortened, run by bash in a
-/// fresh directory with the gapless under test and a stand-in kubectl on PATH, loading `url`.
-/// Returns its output, the directory, and the stand-in's recorded calls.
-fn run_workflow_step(url: &str) -> (Output, PathBuf, String) {
+/// fresh directory with the gapless under test and a stand-in kubectl on PATH, loading `url`
+/// (`broken`: the file the stand-in's release creates for a while). Returns its output, the
+/// directory, and the stand-in's recorded calls.
+fn run_workflow_step(url: &str, broken: Option<&Path>) -> (Output, PathBuf, String) {
     let (_, script) = gapless_step();
     let mut script = script;
     for (flag, short) in [("--warmup", "500ms"), ("--cooldown", "500ms")] {
@@ -725,17 +739,17 @@ fn run_workflow_step(url: &str) -> (Output, PathBuf, String) {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).expect("temp dir");
     let kubectl = bin.join("kubectl");
-    std::fs::write(
-        &kubectl,
-        "#!/bin/sh\nprintf '%s\\n' \"$*\" >>\"$KUBECTL_CALLS\"\n",
-    )
-    .expect("write the stand-in kubectl");
+    std::fs::write(&kubectl, FAKE_KUBECTL).expect("write the stand-in kubectl");
     std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     std::os::unix::fs::symlink(GAPLESS, bin.join("gapless")).expect("link gapless");
     let summary = dir.join("summary.md");
     let calls = dir.join("kubectl-calls");
     let _machine = support::shared();
-    let out = Command::new("bash")
+    let mut command = Command::new("bash");
+    if let Some(broken) = broken {
+        command.env("BROKEN", broken);
+    }
+    let out = command
         .args(["-e", "-c", &script])
         .current_dir(&dir)
         .env(
@@ -765,7 +779,7 @@ fn json_file(path: &Path) -> Value {
 #[test]
 fn the_workflow_step_passes_a_clean_release_and_writes_every_report() {
     let server = TestServer::healthy();
-    let (out, dir, calls) = run_workflow_step(&server.url());
+    let (out, dir, calls) = run_workflow_step(&server.url(), None);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     // The rollout command ran, with the image of the input.
@@ -799,15 +813,57 @@ fn the_workflow_step_passes_a_clean_release_and_writes_every_report() {
 
 #[test]
 fn the_workflow_step_fails_a_release_that_drops_requests_and_still_writes_the_reports() {
+    // 503 while the stand-in's release has the file: from `set image` to 300 ms into `rollout
+    // status`.
+    let broken = temp_path("broken");
+    let flag = broken.clone();
+    let server = TestServer::http(move |_| {
+        if flag.exists() {
+            Reply::status(503)
+        } else {
+            Reply::ok()
+        }
+    });
+    let (out, dir, _) = run_workflow_step(&server.url(), Some(&broken));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Dropped requests: exit 1, so the step and the job fail.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let json = json_file(&dir.join("gapless.json"));
+    let failed = u64_at(&json, "/requests/failed");
+    // 200 qps over at least the 300 ms the release broke the service.
+    assert!(failed >= 50, "{failed} failed");
+    assert_eq!(
+        json["steps"][0]["status"], "ok",
+        "the rollout command itself passed"
+    );
+    for file in [
+        "gapless.md",
+        "gapless-junit.xml",
+        "gapless.html",
+        "summary.md",
+    ] {
+        assert!(dir.join(file).exists(), "{file}");
+    }
+    let junit = std::fs::read_to_string(dir.join("gapless-junit.xml")).expect("JUnit");
+    assert!(
+        junit.contains("<failure"),
+        "a failed criterion for the reporter: {junit}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_workflow_step_refuses_a_service_already_failing_and_still_writes_the_reports() {
     let server = TestServer::http(|_| Reply::status(503));
-    let (out, dir, _) = run_workflow_step(&server.url());
-    // Already failing before the rollout: exit 4, no rollout step, the job fails.
+    let (out, dir, calls) = run_workflow_step(&server.url(), None);
+    // Failing before the rollout: exit 4, the release is never started.
     assert_eq!(
         out.status.code(),
         Some(4),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(calls, "", "kubectl ran");
     let json = json_file(&dir.join("gapless.json"));
     assert!(u64_at(&json, "/requests/failed") > 0);
     for file in [
