@@ -27,8 +27,8 @@ use toml::Spanned;
 
 use super::check::{
     BodyFile, CaBundle, Check, Codes, Context, Count, DemoCheck, DemoTable, Error, Expanded, Given,
-    HeaderLine, HeaderNames, Label, Methods, Origin, Place, RateCheck, Ratio, Span, StartAt,
-    Switch, UrlCheck, VersionPattern,
+    HeaderLine, HeaderNames, Label, Methods, Origin, Percent, Place, RateCheck, Ratio, Span,
+    StartAt, Switch, UrlCheck, VersionPattern,
 };
 use crate::config::{OkCodes, Rate, TargetUrl};
 pub use crate::config::{Setting, Source};
@@ -384,6 +384,24 @@ options! {
         /// After the last step, every successful response must come from this version.
         #[arg(long, value_name = "V")]
         expect_version: String => String = none, Label;
+    }
+}
+
+options! {
+    /// `gapless diff`: how much worse NEW may be than BASE before the diff exits 1. Declared
+    /// here like `run`'s options for their defaults and checks; no scenario file has a `[diff]`
+    /// table.
+    #[command(next_help_heading = "Limits")]
+    pub struct DiffOptions in "diff" {
+        /// Most failed requests NEW may have beyond BASE's.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        max_failed_increase: i64 => u64 = "0", Count::new(0, i64::MAX as u64);
+        /// How much longer NEW's longest availability gap may be than BASE's.
+        #[arg(long, value_name = "DUR")]
+        max_gap_increase: String => Duration = "0s", Span::new(Duration::ZERO, hours(24));
+        /// How much higher NEW's p99 latency (from the intended send time) may be than BASE's, in percent.
+        #[arg(long, value_name = "PCT", allow_negative_numbers = true)]
+        max_p99_increase: String => f64 = "20", Percent;
     }
 }
 
