@@ -155,32 +155,34 @@ impl Metric {
 
 /// What a limit of the diff checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum LimitKind {
-    /// Failed requests (`limit`, `measured`: counts).
-    FailedIncrease,
-    /// The longest gap (milliseconds).
-    GapIncrease,
-    /// The p99 latency from the intended send time (percent of BASE's).
-    P99Increase,
+    /// `--max-failed-increase`: failed requests (`limit`, `measured`: counts).
+    #[serde(rename = "max_failed_increase")]
+    Failed,
+    /// `--max-gap-increase`: the longest gap (milliseconds).
+    #[serde(rename = "max_gap_increase")]
+    Gap,
+    /// `--max-p99-increase`: the p99 latency from the intended send time (percent of BASE's).
+    #[serde(rename = "max_p99_increase")]
+    P99,
 }
 
 impl LimitKind {
     /// The row it judges.
     pub fn metric(self) -> Metric {
         match self {
-            LimitKind::FailedIncrease => Metric::Failed,
-            LimitKind::GapIncrease => Metric::LongestGapMs,
-            LimitKind::P99Increase => Metric::LatencyP99Ms,
+            LimitKind::Failed => Metric::Failed,
+            LimitKind::Gap => Metric::LongestGapMs,
+            LimitKind::P99 => Metric::LatencyP99Ms,
         }
     }
 
     /// The flag that sets it.
     pub fn flag(self) -> &'static str {
         match self {
-            LimitKind::FailedIncrease => "--max-failed-increase",
-            LimitKind::GapIncrease => "--max-gap-increase",
-            LimitKind::P99Increase => "--max-p99-increase",
+            LimitKind::Failed => "--max-failed-increase",
+            LimitKind::Gap => "--max-gap-increase",
+            LimitKind::P99 => "--max-p99-increase",
         }
     }
 }
@@ -587,7 +589,7 @@ fn criteria(
     let rise = signed(n.requests.failed) - signed(b.requests.failed);
     let broke = rise > signed(max.value);
     list.push(DiffCriterion {
-        kind: LimitKind::FailedIncrease,
+        kind: LimitKind::Failed,
         passed: !broke,
         limit: Change::Count(signed(max.value)),
         measured: Some(Change::Count(rise)),
@@ -599,11 +601,7 @@ fn criteria(
                 signed_count(rise),
                 b.requests.failed,
                 n.requests.failed,
-                allowed(
-                    LimitKind::FailedIncrease,
-                    &max.value.to_string(),
-                    &max.source
-                )
+                allowed(LimitKind::Failed, &max.value.to_string(), &max.source)
             ))
         }),
         target: target.map(str::to_string),
@@ -616,10 +614,11 @@ fn criteria(
         n.longest_gap_ms.unwrap_or(0.0),
     );
     let rise = round3(gn - gb);
-    let limit_ms = max.value.as_secs_f64() * 1000.0;
+    // To the microsecond, as results hold times: 299999us is 299.999 ms, not 299.99899...
+    let limit_ms = round3(max.value.as_secs_f64() * 1000.0);
     let broke = rise > limit_ms;
     list.push(DiffCriterion {
-        kind: LimitKind::GapIncrease,
+        kind: LimitKind::Gap,
         passed: !broke,
         limit: Change::Number(limit_ms),
         measured: Some(Change::Number(rise)),
@@ -632,7 +631,7 @@ fn criteria(
                 gap_text(b.longest_gap_ms),
                 gap_text(n.longest_gap_ms),
                 allowed(
-                    LimitKind::GapIncrease,
+                    LimitKind::Gap,
                     &humantime::format_duration(max.value).to_string(),
                     &max.source
                 )
@@ -659,7 +658,7 @@ fn criteria(
     };
     let broke = rise.is_some_and(|r| r > max.value);
     list.push(DiffCriterion {
-        kind: LimitKind::P99Increase,
+        kind: LimitKind::P99,
         passed: !broke,
         limit: Change::Number(max.value),
         measured: rise.map(Change::Number),
@@ -671,11 +670,7 @@ fn criteria(
                 signed_percent(r),
                 format_ms(lb.p99),
                 format_ms(ln.p99),
-                allowed(
-                    LimitKind::P99Increase,
-                    &format!("{}%", max.value),
-                    &max.source
-                )
+                allowed(LimitKind::P99, &format!("{}%", max.value), &max.source)
             ))
         }),
         target: target.map(str::to_string),
@@ -694,24 +689,20 @@ fn summary(run: &Scope) -> String {
         let c = run.criterion(kind.metric())?;
         let measured = c.measured?;
         Some(match kind {
-            LimitKind::FailedIncrease => {
+            LimitKind::Failed => {
                 format!("failed requests {}", signed_count(measured.as_f64() as i64))
             }
-            LimitKind::GapIncrease => format!("longest gap {}", signed_ms(measured.as_f64())),
-            LimitKind::P99Increase => {
+            LimitKind::Gap => format!("longest gap {}", signed_ms(measured.as_f64())),
+            LimitKind::P99 => {
                 format!("p99 latency {}", signed_percent(measured.as_f64()))
             }
         })
     };
-    [
-        LimitKind::FailedIncrease,
-        LimitKind::GapIncrease,
-        LimitKind::P99Increase,
-    ]
-    .into_iter()
-    .filter_map(part)
-    .collect::<Vec<_>>()
-    .join(", ")
+    [LimitKind::Failed, LimitKind::Gap, LimitKind::P99]
+        .into_iter()
+        .filter_map(part)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The foreground steps of either run, BASE's order first, with the failed requests of the
@@ -879,10 +870,7 @@ mod tests {
         let (b, n) = (run(1000, 0, None, 10.0), run(1000, 60, Some(300.0), 10.0));
         let c = diff(&b, &n, &DiffLimits::default());
         assert_eq!(c.exit_code, 1);
-        assert_eq!(
-            broken(&c),
-            [LimitKind::FailedIncrease, LimitKind::GapIncrease]
-        );
+        assert_eq!(broken(&c), [LimitKind::Failed, LimitKind::Gap]);
         assert_eq!(
             c.reasons,
             [
@@ -934,7 +922,7 @@ mod tests {
             },
             ..DiffLimits::default()
         };
-        assert_eq!(broken(&diff(&b, &n, &limits)), [LimitKind::GapIncrease]);
+        assert_eq!(broken(&diff(&b, &n, &limits)), [LimitKind::Gap]);
         limits.max_gap_increase = Setting {
             value: Duration::from_millis(299),
             source: Source::Flag("--max-gap-increase".into()),
@@ -949,6 +937,12 @@ mod tests {
             diff(&b, &n, &limits).passed,
             "a rise equal to the limit passes"
         );
+        // A gap in whole microseconds against the same limit: equal, not above.
+        let odd = run(1000, 60, Some(299.999), 10.0);
+        limits.max_gap_increase.value = Duration::from_micros(299_999);
+        assert!(diff(&b, &odd, &limits).passed);
+        limits.max_gap_increase.value = Duration::from_micros(299_998);
+        assert!(!diff(&b, &odd, &limits).passed);
     }
 
     #[test]
@@ -958,7 +952,7 @@ mod tests {
         let at = |p99: f64| diff(&b, &run(1000, 0, None, p99), &limits);
         assert!(at(120.0).passed, "20 % is not more than 20 %");
         let c = at(125.0);
-        assert_eq!(broken(&c), [LimitKind::P99Increase]);
+        assert_eq!(broken(&c), [LimitKind::P99]);
         assert_eq!(
             c.reasons,
             ["p99 latency +25.0 % (100 ms → 125 ms), above --max-p99-increase 20% by default"]
@@ -1018,7 +1012,7 @@ mod tests {
             .filter(|k| !k.passed && k.target.as_deref() == Some("api"))
             .map(|k| k.kind)
             .collect();
-        assert_eq!(api, [LimitKind::FailedIncrease, LimitKind::GapIncrease]);
+        assert_eq!(api, [LimitKind::Failed, LimitKind::Gap]);
         assert!(
             c.reasons
                 .iter()

@@ -46,7 +46,7 @@ fn change(row: &Row) -> String {
 /// A limit as given: `+0`, `+0 ms`, `+20 %`.
 fn limit_text(c: &DiffCriterion) -> String {
     match (c.kind, c.limit) {
-        (LimitKind::P99Increase, limit) => format!("+{} %", limit.as_f64()),
+        (LimitKind::P99, limit) => format!("+{} %", limit.as_f64()),
         (_, Change::Count(n)) => format!("+{n}"),
         (_, Change::Number(ms)) => format!("+{}", millis_text(ms)),
     }
@@ -393,7 +393,7 @@ mod tests {
             value["run"]["metrics"]["latency_p99_ms"]["change_percent"],
             30.0
         );
-        assert_eq!(value["run"]["criteria"][2]["kind"], "p99_increase");
+        assert_eq!(value["run"]["criteria"][2]["kind"], "max_p99_increase");
         assert_eq!(value["run"]["criteria"][2]["passed"], false);
         assert_eq!(value["run"]["criteria"][2]["source"], "default");
         let md = markdown(&c);

@@ -3,10 +3,10 @@
 //! requests per second for 2.5 s, one step `flip`), then compared every way: with itself, worse,
 //! better, with raised limits, with an edited p99, and with input that is not a result.
 //!
-//! The target answers every request (200 or 503) after a fixed 100 ms, so both runs' p99
-//! latency is about 100 ms: the default limit (a p99 at most 20 % higher) is judged on them
-//! with 20 ms of room for the noise of a shared machine, and the exact percentage cases edit a
-//! saved result's p99 instead.
+//! The target answers every request (200 or 503) after a fixed 300 ms, so both runs' p99
+//! latency is about 300 ms unloaded. The machine's noise still moves it (490 ms in one run beside
+//! `stress-ng --cpu 2`), so a test whose exit must not depend on it raises `--max-p99-increase`
+//! and says so; the p99 judgement itself is tested exactly on a saved result whose p99 is edited.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use crate::support::{Reply, Run, TempFile, TestServer, at, f64_at, run_gapless, 
 use serde_json::Value;
 
 /// Each reply's delay: the p99 of both runs is this plus the machine's noise.
-const DELAY: Duration = Duration::from_millis(100);
+const DELAY: Duration = Duration::from_millis(300);
 
 /// The faulty run's target answers 503 from this long after its first request...
 const FAULT_FROM: Duration = Duration::from_millis(1200);
@@ -43,7 +43,7 @@ url = "{}"
 
 [load]
 qps = 100
-connections = 32
+connections = 64
 warmup = "1s"
 cooldown = "500ms"
 
@@ -76,7 +76,14 @@ fn results() -> &'static (String, String) {
             at(&faulty, "/verdict/line")
         );
         assert!(u64_at(&faulty, "/requests/failed") > 0);
-        assert_eq!(u64_at(&faulty, "/gaps_total"), 1, "{faulty:#}");
+        // One gap, or more when requests crossed the fault's edges out of order on a loaded
+        // machine (the server decides by arrival, gapless orders by intended send time).
+        assert!(u64_at(&faulty, "/gaps_total") >= 1, "{faulty:#}");
+        eprintln!(
+            "p99 latency: clean {} ms, faulty {} ms",
+            f64_at(&clean, "/latency_ms/p99"),
+            f64_at(&faulty, "/latency_ms/p99")
+        );
         (clean.to_string(), faulty.to_string())
     })
 }
@@ -161,13 +168,13 @@ fn a_503_window_in_new_exits_1_naming_failed_and_the_longest_gap() {
         line.contains("above --max-gap-increase 0s by default"),
         "{line}"
     );
-    assert!(!line.contains("p99"), "the p99 stayed within 20 %: {line}");
     assert_eq!(
         row(&stdout, "failed"),
         format!("failed 0 {failed} +{failed} max +0: WORSE")
     );
     assert!(row(&stdout, "longest gap").ends_with("max +0 ms: WORSE"));
-    assert_eq!(row(&stdout, "gaps"), "gaps 0 1 +1");
+    let gaps = u64_at(&result, "/gaps_total");
+    assert_eq!(row(&stdout, "gaps"), format!("gaps 0 {gaps} +{gaps}"));
     assert_eq!(row(&stdout, "  503"), format!("503 0 {failed} +{failed}"));
     // The failures are attributed to the step they fell in.
     assert_eq!(
@@ -182,7 +189,9 @@ fn a_503_window_in_new_exits_1_naming_failed_and_the_longest_gap() {
 fn the_clean_run_against_the_faulty_one_is_an_improvement() {
     let (base, new) = (faulty(), clean());
     let failed = u64_at(&parse(&base), "/requests/failed");
-    let (code, stdout, stderr, json) = diff(&base, &new, &[]);
+    // The p99 of two real runs differs by the machine's noise (on two loaded cores, by more
+    // than a fifth of the target's 300 ms); what improved here is the failures and the gap.
+    let (code, stdout, stderr, json) = diff(&base, &new, &["--max-p99-increase", "100"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let line = last_line(&stdout);
     assert!(
@@ -242,6 +251,8 @@ fn raised_limits_turn_the_exit_to_0() {
             &allowed,
             "--max-gap-increase",
             &exact,
+            "--max-p99-increase",
+            "100",
         ],
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -249,7 +260,7 @@ fn raised_limits_turn_the_exit_to_0() {
     let json = json.expect("the comparison as JSON");
     assert_eq!(at(&json, "/run/criteria/0/source"), "--max-failed-increase");
     assert_eq!(at(&json, "/run/criteria/1/source"), "--max-gap-increase");
-    assert_eq!(at(&json, "/run/criteria/2/source"), "default");
+    assert_eq!(at(&json, "/run/criteria/2/source"), "--max-p99-increase");
 }
 
 /// The clean result with its p99 latency set to `p99` ms.
@@ -277,7 +288,7 @@ fn a_p99_rise_is_judged_in_percent_of_the_base() {
         "WORSE: p99 latency +25.0 % (100 ms → 125 ms), above --max-p99-increase 20% by default"
     );
     let json = json.expect("the comparison as JSON");
-    assert_eq!(at(&json, "/run/criteria/2/kind"), "p99_increase");
+    assert_eq!(at(&json, "/run/criteria/2/kind"), "max_p99_increase");
     assert_eq!(at(&json, "/run/criteria/2/measured"), 25.0);
     assert_eq!(at(&json, "/run/criteria/2/limit"), 20.0);
 
@@ -335,7 +346,12 @@ fn the_json_and_markdown_carry_the_judgement_of_the_exit_code() {
     let (base, new) = (clean(), faulty());
     let failed = u64_at(&parse(&new), "/requests/failed");
     let markdown = TempFile::new("md");
-    let (code, stdout, _, json) = diff(&base, &new, &["--markdown", markdown.as_str()]);
+    // The p99 limit raised so that the machine's noise cannot add a broken limit.
+    let (code, stdout, _, json) = diff(
+        &base,
+        &new,
+        &["--markdown", markdown.as_str(), "--max-p99-increase", "100"],
+    );
     assert_eq!(code, 1);
     let json = json.expect("the comparison as JSON");
     assert_eq!(at(&json, "/exit_code"), code);
@@ -348,7 +364,7 @@ fn the_json_and_markdown_carry_the_judgement_of_the_exit_code() {
         .filter(|c| c["passed"] == false)
         .map(|c| c["kind"].as_str().expect("a kind"))
         .collect();
-    assert_eq!(broken, ["failed_increase", "gap_increase"]);
+    assert_eq!(broken, ["max_failed_increase", "max_gap_increase"]);
     assert_eq!(u64_at(&json, "/run/metrics/failed/new"), failed);
     assert_eq!(u64_at(&json, "/run/criteria/0/measured"), failed);
     assert_eq!(at(&json, "/steps/0/name"), "flip");
