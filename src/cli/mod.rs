@@ -1029,6 +1029,47 @@ mod tests {
     }
 
     #[test]
+    fn diff_takes_two_results_and_its_limits() {
+        let mut cmd = Cli::command_with_specs();
+        let help = cmd
+            .find_subcommand_mut("diff")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(
+            help.contains("[default: 20] [range: 0% to 1000000%]"),
+            "{help}"
+        );
+        let cli = Cli::parse_from([
+            "gapless",
+            "diff",
+            "a.json",
+            "b.json",
+            "--max-gap-increase",
+            "50ms",
+        ])
+        .unwrap();
+        let Command::Diff(args) = cli.command else {
+            panic!("not diff");
+        };
+        assert_eq!(args.base, PathBuf::from("a.json"));
+        let limits = args.limits().unwrap();
+        assert_eq!(limits.max_gap_increase.value, Duration::from_millis(50));
+        assert_eq!(
+            limits.max_gap_increase.source,
+            Source::Flag("--max-gap-increase".into())
+        );
+        assert_eq!(
+            limits.max_failed_increase,
+            DiffLimits::default().max_failed_increase
+        );
+        assert!(
+            Cli::parse_from(["gapless", "diff", "a.json"]).is_err(),
+            "NEW is required"
+        );
+    }
+
+    #[test]
     fn command_line_overrides_the_scenario() {
         let scenario = Scenario::parse(
             std::path::Path::new("s.toml"),

@@ -467,6 +467,46 @@ mod tests {
     }
 
     #[test]
+    fn diff_limits_default_and_check_like_run_options() {
+        let cx = Context::new(None, &env);
+        let d = DiffOptions::default();
+        assert_eq!(d.max_failed_increase(&cx).unwrap().value, 0);
+        assert_eq!(d.max_gap_increase(&cx).unwrap().value, Duration::ZERO);
+        let p99 = d.max_p99_increase(&cx).unwrap();
+        assert_eq!((p99.value, p99.source), (20.0, Source::Default));
+        let given = |text: &str| DiffOptions {
+            max_p99_increase: Some(Given::command(text.to_string())),
+            ..DiffOptions::default()
+        };
+        for (text, value) in [("25", 25.0), ("25%", 25.0), (" 7.5 % ", 7.5), ("0", 0.0)] {
+            let p = given(text).max_p99_increase(&cx).unwrap();
+            assert_eq!(p.value, value, "{text}");
+            assert_eq!(p.source, Source::Flag("--max-p99-increase".into()));
+        }
+        for (text, says) in [
+            ("-1", "--max-p99-increase must be 0 or more (got -1)"),
+            (
+                "lots",
+                "--max-p99-increase: \"lots\" is not a percentage such as \"20\" or \"20%\"",
+            ),
+            (
+                "2000000%",
+                "--max-p99-increase must be at most 1000000 (got 2000000%)",
+            ),
+            ("NaN", "--max-p99-increase must be 0 or more (got NaN)"),
+        ] {
+            let err = given(text).max_p99_increase(&cx).unwrap_err();
+            assert_eq!(err.to_string(), says);
+        }
+        let specs = DiffOptions::specs();
+        let gap = specs.iter().find(|s| s.id == "max_gap_increase").unwrap();
+        assert_eq!(
+            (gap.default, gap.range.as_deref()),
+            (Some("0s"), Some("0s to 1day"))
+        );
+    }
+
+    #[test]
     fn specs_carry_defaults_and_ranges() {
         let load = LoadOptions::specs();
         let qps = load.iter().find(|s| s.id == "qps").unwrap();
