@@ -687,16 +687,19 @@ fn gap_text(gap: Option<f64>) -> String {
 fn summary(run: &Scope) -> String {
     let part = |kind: LimitKind| {
         let c = run.criterion(kind.metric())?;
-        let measured = c.measured?;
-        Some(match kind {
-            LimitKind::Failed => {
-                format!("failed requests {}", signed_count(measured.as_f64() as i64))
-            }
-            LimitKind::Gap => format!("longest gap {}", signed_ms(measured.as_f64())),
-            LimitKind::P99 => {
-                format!("p99 latency {}", signed_percent(measured.as_f64()))
-            }
-        })
+        let name = match kind {
+            LimitKind::Failed => "failed requests",
+            LimitKind::Gap => "longest gap",
+            LimitKind::P99 => "p99 latency",
+        };
+        let change = match (c.measured, &c.skipped) {
+            (Some(Change::Count(n)), _) => signed_count(n),
+            (Some(Change::Number(p)), _) if kind == LimitKind::P99 => signed_percent(p),
+            (Some(Change::Number(ms)), _) => signed_ms(ms),
+            (None, Some(why)) => format!("not judged ({why})"),
+            (None, None) => return None,
+        };
+        Some(format!("{name} {change}"))
     };
     [LimitKind::Failed, LimitKind::Gap, LimitKind::P99]
         .into_iter()
@@ -980,6 +983,10 @@ mod tests {
         assert!(c.passed);
         let p99 = c.run.criterion(Metric::LatencyP99Ms).unwrap();
         assert_eq!(p99.skipped.as_deref(), Some("no response in NEW"));
+        assert_eq!(
+            c.line,
+            "NOT WORSE: failed requests 0, longest gap 0 ms, p99 latency not judged (no response in NEW)"
+        );
         assert_eq!(p99.measured, None);
         assert_eq!(c.run.metrics[&Metric::LatencyP99Ms].new, None);
         assert_eq!(c.run.metrics[&Metric::LatencyP99Ms].change, None);

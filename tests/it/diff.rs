@@ -1,7 +1,8 @@
 //! `gapless diff BASE.json NEW.json`, end to end, on real results: a clean run and one with a
 //! 503 window, each made once per test process against an in-process [`TestServer`] (100
 //! requests per second for 2.5 s, one step `flip`), then compared every way: with itself, worse,
-//! better, with raised limits, with an edited p99, and with input that is not a result.
+//! better, with raised limits, with an edited p99, and with input that is not a result; and two
+//! runs of two named endpoints (`[[target]]`), compared endpoint by endpoint.
 //!
 //! The target answers every request (200 or 503) after a fixed 300 ms, so both runs' p99
 //! latency is about 300 ms unloaded. The machine's noise still moves it (490 ms in one run beside
@@ -327,6 +328,12 @@ fn input_that_is_not_a_result_exits_2_naming_the_file() {
         assert_eq!(stdout, "", "no table");
         assert!(json.is_none(), "no comparison written");
     }
+    // A report that cannot be written is found before anything is read.
+    let nowhere = format!("{}/no-such-dir/c.json", missing.as_str());
+    let (code, stdout, stderr, _) = diff(&good, &good, &["--json", &nowhere]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains(&nowhere), "{stderr}");
+    assert_eq!(stdout, "");
     let (code, _, stderr, _) = diff(&good, &good, &["--max-p99-increase", "lots"]);
     assert_eq!(code, 2);
     assert!(
@@ -386,4 +393,83 @@ fn the_json_and_markdown_carry_the_judgement_of_the_exit_code() {
     let json: Value = serde_json::from_str(&stdout).expect("the JSON on stdout");
     assert_eq!(at(&json, "/exit_code"), 0);
     assert!(stderr.contains("NOT WORSE"), "{stderr}");
+}
+
+/// A run of 1 s at 100 requests per second over two endpoints, `site` and `api` (50 each), with
+/// `api`'s target answering 503 to its requests 20 to 29 (in arrival order) when `faulty`.
+fn endpoints(faulty: bool) -> TempFile {
+    let site = TestServer::healthy();
+    let api = TestServer::http(move |info| {
+        let status = if faulty && (20..30).contains(&info.index) {
+            503
+        } else {
+            200
+        };
+        Reply::status(status)
+    });
+    let file = TempFile::with(
+        "toml",
+        &format!(
+            "[load]\nqps = 100\nduration = \"1s\"\n\n\
+             [[target]]\nname = \"site\"\nurl = \"{}\"\n\n\
+             [[target]]\nname = \"api\"\nurl = \"{}\"\n",
+            site.url(),
+            api.url()
+        ),
+    );
+    let (code, json) = Run::scenario(file.as_str()).quiet().json();
+    assert_eq!(code, i32::from(faulty), "{}", at(&json, "/verdict/line"));
+    TempFile::with("json", &json.to_string())
+}
+
+#[test]
+fn endpoints_are_matched_by_name_and_each_is_judged() {
+    let (base, new) = (endpoints(false), endpoints(true));
+    let (code, stdout, stderr, json) = diff(&base, &new, &["--max-p99-increase", "1000000"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let json = json.expect("the comparison as JSON");
+    let names: Vec<&str> = json["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .map(|t| t["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(names, ["site", "api"], "BASE's order");
+    assert_eq!(u64_at(&json, "/targets/1/metrics/failed/new"), 10);
+    assert_eq!(u64_at(&json, "/targets/1/codes/503/new"), 10);
+    assert_eq!(u64_at(&json, "/targets/0/metrics/failed/new"), 0);
+    let broken: Vec<(String, String)> = json["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .flat_map(|t| t["criteria"].as_array().expect("criteria").iter())
+        .filter(|c| c["passed"] == false)
+        .map(|c| (c["target"].to_string(), c["kind"].to_string()))
+        .collect();
+    assert_eq!(
+        broken,
+        [
+            ("\"api\"".to_string(), "\"max_failed_increase\"".to_string()),
+            ("\"api\"".to_string(), "\"max_gap_increase\"".to_string()),
+        ]
+    );
+    assert!(
+        json["reasons"]
+            .as_array()
+            .expect("reasons")
+            .iter()
+            .any(|r| r
+                == "api: failed requests +10 (0 → 10), above --max-failed-increase 0 by default"),
+        "{json:#}"
+    );
+    // Each endpoint's rows under its heading.
+    let (site, api) = stdout
+        .split_once("\ntarget api\n")
+        .unwrap_or_else(|| panic!("no api section in\n{stdout}"));
+    let site = site
+        .split_once("\ntarget site\n")
+        .unwrap_or_else(|| panic!("no site section in\n{stdout}"))
+        .1;
+    assert_eq!(row(site, "  failed"), "failed 0 0 0 max +0: ok");
+    assert_eq!(row(api, "  failed"), "failed 0 10 +10 max +0: WORSE");
 }
