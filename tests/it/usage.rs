@@ -28,12 +28,13 @@ fn gapless(args: &[&str]) -> String {
 }
 
 /// The verbs of gapless, as the user types them.
-const VERBS: [&str; 7] = [
+const VERBS: [&str; 8] = [
     "run",
     "serve",
     "demo",
     "report",
     "merge",
+    "diff",
     "completions",
     "man",
 ];
