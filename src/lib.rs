@@ -52,6 +52,7 @@ mod judge;
 mod load;
 mod measure;
 mod merge;
+pub mod metrics;
 mod redact;
 mod report;
 pub mod result;

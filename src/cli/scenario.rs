@@ -34,7 +34,7 @@ use toml::Spanned;
 
 use super::check::{self, ANY_DURATION, STEP_TIMEOUT, STEP_TIMEOUT_RANGE};
 use super::check::{Context, Env, ScenarioText};
-use super::options::{LoadOptions, TargetOptions, VerdictOptions};
+use super::options::{LoadOptions, MetricsOptions, TargetOptions, VerdictOptions};
 use crate::rollout::step::{Action, Step};
 use crate::rollout::strategy::Strategy;
 
@@ -73,6 +73,8 @@ pub struct Scenario {
     pub load: LoadOptions,
     /// `[verdict]`.
     pub verdict: VerdictOptions,
+    /// `[metrics]`.
+    pub metrics: MetricsOptions,
     /// `[[step]]`, in order.
     pub steps: Vec<Step>,
 }
@@ -109,6 +111,8 @@ impl Scenario {
         let targets: Vec<TargetOptions> = targets.into_iter().map(Spanned::into_inner).collect();
         let load = raw.load.unwrap_or_default();
         let verdict = raw.verdict.unwrap_or_default();
+        let metrics = raw.metrics.unwrap_or_default();
+        metrics.check_all(&cx)?;
         target.check_all(&cx)?;
         for (i, t) in targets.iter().enumerate() {
             t.check_all(&cx)?;
@@ -172,6 +176,7 @@ impl Scenario {
             targets,
             load,
             verdict,
+            metrics,
             steps: parsed,
         })
     }
@@ -230,6 +235,7 @@ struct RawScenario {
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
     verdict: Option<VerdictOptions>,
+    metrics: Option<MetricsOptions>,
 }
 
 type Text = Spanned<String>;
