@@ -33,6 +33,8 @@
 //! - `judge`: the typed verdict and the exit code; likely causes, with the fix.
 //! - `report`: text, JSON, HTML, Markdown, JUnit, Fortio JSON.
 //! - `ui`: the live line on stderr; `targets`: the built-in target and the demo cluster.
+//! - [`metrics`]: live Prometheus metrics and `/status` (`--metrics-listen`), read from the
+//!   recorders while the load runs and from the judged result after; the Pushgateway push.
 //! - `merge`: shard results (`run --shards`) folded into one result, judged once; a run of
 //!   several endpoints (`[[target]]`, `--targets`) is folded the same way: endpoint `i` of `n`
 //!   sends the requests `k mod n == i` of the run's schedule, with its own recorder and engine,

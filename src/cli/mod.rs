@@ -31,9 +31,7 @@ use crate::targets::serve::ServeConfig;
 use check::show;
 use check::{Context, Given, Origin, Place};
 use check::{STEP_TIMEOUT, STEP_TIMEOUT_RANGE};
-use options::{
-    LoadOptions, MetricsOptions, Setting, Source, Spec, TargetOptions, VerdictOptions,
-};
+use options::{LoadOptions, MetricsOptions, Setting, Source, Spec, TargetOptions, VerdictOptions};
 use scenario::Scenario;
 
 /// Errors in command-line values, each one sentence.

@@ -16,6 +16,9 @@
 //!
 //! [verdict]
 //! max_gap = "0s"
+//!
+//! [metrics]
+//! listen = "9464"
 //! ```
 //!
 //! Parsing has two stages, like the command line: serde reads the raw file (unknown keys are

@@ -294,7 +294,11 @@ impl Board {
             ok: result.requests.ok,
             failed: result.requests.failed,
             codes: result.codes.clone(),
-            errors: result.errors.iter().map(|(c, &n)| (c.as_str(), n)).collect(),
+            errors: result
+                .errors
+                .iter()
+                .map(|(c, &n)| (c.as_str(), n))
+                .collect(),
             windows: result.windows_total,
             gap_seconds: result.total_gap_ms / 1000.0,
             longest_gap_ms: result.longest_gap_ms.unwrap_or(0.0),
@@ -420,7 +424,10 @@ impl Board {
     /// can only get worse.
     fn holds(&self, r: &Recorder, longest: Option<std::time::Duration>) -> bool {
         let l = &self.limits;
-        if l.max_failures.as_ref().is_some_and(|m| r.failed() > m.value) {
+        if l.max_failures
+            .as_ref()
+            .is_some_and(|m| r.failed() > m.value)
+        {
             return false;
         }
         if let (Some(max), Some(gap)) = (&l.max_gap, longest)
@@ -428,8 +435,7 @@ impl Board {
         {
             return false;
         }
-        if l
-            .max_stall
+        if l.max_stall
             .as_ref()
             .is_some_and(|m| r.stalls().longest_silence() > m.value)
         {
@@ -491,7 +497,13 @@ mod tests {
 
     #[test]
     fn a_quick_form_step_is_labelled_by_position_not_by_its_command() {
-        let c = config(&["--", "curl", "-H", "Authorization: Bearer s3cret", "http://x"]);
+        let c = config(&[
+            "--",
+            "curl",
+            "-H",
+            "Authorization: Bearer s3cret",
+            "http://x",
+        ]);
         let board = Board::new("r".into(), &c);
         let s = board.snapshot();
         assert_eq!(s.steps, [("step 1".to_string(), "pending")]);

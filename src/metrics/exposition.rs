@@ -10,7 +10,7 @@
 //! | `gapless_gap_seconds_total` | counter | |
 //! | `gapless_longest_gap_seconds` | gauge | |
 //! | `gapless_latency_seconds` | histogram | `le` |
-//! | `gapless_step_info` | gauge (1) | `step`, `status` |
+//! | `gapless_step_info` | gauge: 1 for the step's status, 0 for the others | `step`, `status` |
 //! | `gapless_verdict_passed` | gauge (1 or 0), once judged | |
 //! | `gapless_passed` | gauge: passed so far (1 or 0) | |
 //!
@@ -26,6 +26,20 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::board::{Board, Snapshot};
+
+/// Every value of `gapless_step_info`'s `status`: live (`pending`, `running`, `ended`), then the
+/// result's.
+pub const STEP_STATES: [&str; 9] = [
+    "pending",
+    "running",
+    "ended",
+    "ok",
+    "failed",
+    "timed_out",
+    "interrupted",
+    "stopped",
+    "skipped",
+];
 
 /// The OpenMetrics text's content type.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -139,14 +153,15 @@ impl Collector for Families {
 
         let mut family = encoder.encode_descriptor(
             "step_info",
-            "Each rollout step's status: pending, running, ended while the load runs; the result's at the end.",
+            "Each rollout step's status, 1 for the current one and 0 for the others (a state set): pending, running, ended while the load runs; the result's at the end.",
             None,
             MetricType::Gauge,
         )?;
         for (step, status) in &s.steps {
-            ConstGauge::new(1i64).encode(
-                family.encode_family(&[("step", step.as_str()), ("status", status)])?,
-            )?;
+            for state in STEP_STATES {
+                ConstGauge::new(i64::from(state == *status))
+                    .encode(family.encode_family(&[("step", step.as_str()), ("status", state)])?)?;
+            }
         }
 
         let family = encoder.encode_descriptor(
@@ -189,7 +204,10 @@ mod tests {
             live.contains("gapless_requests_total{run_id=\"abc\",outcome=\"ok\"} 0"),
             "{live}"
         );
-        assert!(live.contains("gapless_step_info{run_id=\"abc\",step=\"step 1\",status=\"pending\"} 1"));
+        assert!(
+            live.contains("gapless_step_info{run_id=\"abc\",step=\"step 1\",status=\"pending\"} 1")
+        );
+        assert!(live.contains("gapless_step_info{run_id=\"abc\",step=\"step 1\",status=\"ok\"} 0"));
         assert!(!live.contains("verdict_passed"));
         assert!(live.ends_with("# EOF\n"));
         let mut result = RunResult::default();
@@ -198,11 +216,21 @@ mod tests {
         result.verdict.passed = true;
         board.finish(&result);
         let done = openmetrics(&board);
-        assert!(done.contains("gapless_responses_total{run_id=\"abc\",code=\"200\"} 5"), "{done}");
+        assert!(
+            done.contains("gapless_responses_total{run_id=\"abc\",code=\"200\"} 5"),
+            "{done}"
+        );
         assert!(done.contains("gapless_verdict_passed{run_id=\"abc\"} 1"));
-        assert!(done.contains("gapless_latency_seconds_bucket{le=\"+Inf\",run_id=\"abc\"} 0") || done.contains("gapless_latency_seconds_bucket{run_id=\"abc\",le=\"+Inf\"} 0"), "{done}");
+        assert!(
+            done.contains("gapless_latency_seconds_bucket{le=\"+Inf\",run_id=\"abc\"} 0")
+                || done.contains("gapless_latency_seconds_bucket{run_id=\"abc\",le=\"+Inf\"} 0"),
+            "{done}"
+        );
         let text = prometheus_text(&board);
-        assert!(text.contains("# TYPE gapless_requests_total counter"), "{text}");
+        assert!(
+            text.contains("# TYPE gapless_requests_total counter"),
+            "{text}"
+        );
         assert!(!text.contains("# EOF"));
     }
 }

@@ -73,7 +73,9 @@ impl Listen {
             addr
         } else {
             let shape = || {
-                format!("{text:?} is not a port or a host:port such as 127.0.0.1:9464 or 0.0.0.0:9464")
+                format!(
+                    "{text:?} is not a port or a host:port such as 127.0.0.1:9464 or 0.0.0.0:9464"
+                )
             };
             if !text.contains(':') {
                 return Err(shape());
@@ -118,7 +120,9 @@ impl PushUrl {
             return Err(format!("{text:?} names no host"));
         }
         if uri.query().is_some() {
-            return Err(format!("{text:?}: give the Pushgateway's base URL, without a query"));
+            return Err(format!(
+                "{text:?}: give the Pushgateway's base URL, without a query"
+            ));
         }
         Ok(PushUrl {
             base: text.trim_end_matches('/').to_string(),
@@ -202,8 +206,18 @@ mod tests {
             Listen::parse("[::1]:1").unwrap().addr,
             "[::1]:1".parse().unwrap()
         );
-        assert!(Listen::parse("localhost:9464").unwrap().addr.ip().is_loopback());
-        assert!(Listen::parse("nonsense").unwrap_err().contains("not a port"));
+        assert!(
+            Listen::parse("localhost:9464")
+                .unwrap()
+                .addr
+                .ip()
+                .is_loopback()
+        );
+        assert!(
+            Listen::parse("nonsense")
+                .unwrap_err()
+                .contains("not a port")
+        );
         assert!(Listen::parse("70000").is_err());
     }
 

@@ -21,7 +21,13 @@ pub async fn serve(listener: TcpListener, board: Arc<Board>, shutdown: Cancellat
         nodelay: true,
         reset_on_drop: false,
     };
-    accept::serve(listener, readying, Ending::Abrupt(shutdown), Endpoint(board)).await;
+    accept::serve(
+        listener,
+        readying,
+        Ending::Abrupt(shutdown),
+        Endpoint(board),
+    )
+    .await;
 }
 
 #[derive(Clone, Debug)]
