@@ -227,10 +227,48 @@ mod tests {
             "{done}"
         );
         let text = prometheus_text(&board);
+        let url = crate::metrics::PushUrl::parse("http://gw:9091").unwrap();
+        assert_eq!(
+            crate::metrics::push::group_url(&url, &board),
+            "http://gw:9091/metrics/job/gapless/run_id/abc"
+        );
         assert!(
             text.contains("# TYPE gapless_requests_total counter"),
             "{text}"
         );
         assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn a_shard_is_labelled_and_grouped_by_its_index() {
+        let argv = [
+            "gapless",
+            "run",
+            "http://127.0.0.1:9/",
+            "--shards",
+            "3",
+            "--shard-index",
+            "2",
+            "--start-at",
+            "0",
+        ];
+        let crate::cli::Command::Run(run) = crate::cli::Cli::parse_from(argv).unwrap().command
+        else {
+            unreachable!("a run command")
+        };
+        let config = run.validate(None, &|_| None).unwrap().config;
+        let board = Board::new("abc".into(), &config);
+        let text = openmetrics(&board);
+        assert!(
+            text.contains("gapless_requests_total{run_id=\"abc\",shard=\"2\",outcome=\"ok\"} 0"),
+            "{text}"
+        );
+        let url = crate::metrics::PushUrl::parse("http://gw:9091/").unwrap();
+        assert_eq!(
+            crate::metrics::push::group_url(&url, &board),
+            "http://gw:9091/metrics/job/gapless/run_id/abc/shard/2"
+        );
+        let status = serde_json::to_value(board.status()).unwrap();
+        assert_eq!(status["shard"], serde_json::json!({"index": 2, "count": 3}));
     }
 }

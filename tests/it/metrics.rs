@@ -152,6 +152,99 @@ fn an_address_that_cannot_be_bound_is_exit_2_before_any_load() {
     assert!(stderr.contains("--metrics-listen"), "{stderr}");
 }
 
+#[test]
+fn a_push_that_fails_is_said_and_exits_5_after_every_report() {
+    let server = TestServer::healthy();
+    let refused = free_port();
+    let json = TempFile::new("json");
+    let (code, _, stderr, _) = support::run_gapless(&[
+        "run",
+        &server.url(),
+        "-q",
+        "50",
+        "-d",
+        "300ms",
+        "--json",
+        json.as_str(),
+        "--metrics-push",
+        &format!("http://127.0.0.1:{refused}"),
+    ]);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot push the metrics to http://127.0.0.1:{refused}/metrics/job/gapless/run_id/"
+        )),
+        "{stderr}"
+    );
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(json.path()).expect("the JSON result"))
+            .expect("JSON");
+    assert_eq!(
+        result["verdict"]["passed"], true,
+        "the verdict is the run's own"
+    );
+}
+
+#[test]
+fn several_endpoints_publish_the_run_wide_totals() {
+    let (a, b) = (
+        TestServer::healthy(),
+        TestServer::http(|_| support::Reply::status(503)),
+    );
+    let targets = TempFile::with("txt", &format!("GET {}\n\nGET {}\n", a.url(), b.url()));
+    let port = free_port();
+    let run = Background::start(
+        &[
+            "run",
+            "--targets",
+            targets.as_str(),
+            "-q",
+            "100",
+            "-d",
+            "1s",
+            "--metrics-listen",
+            &port.to_string(),
+            "--metrics-linger",
+            "3s",
+        ],
+        &[],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let started = Instant::now();
+    let text = loop {
+        let text = get_when_up(addr, "/metrics", Duration::from_secs(10));
+        if text.contains("gapless_verdict_passed") {
+            break text;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (code, _, json) = run.wait();
+    assert_eq!(code, 1);
+    let run_id = json["run_id"].as_str().expect("run_id").to_string();
+    let value = |metric: &str, with: &[(&str, &str)]| {
+        let mut all = vec![("run_id", run_id.as_str())];
+        all.extend_from_slice(with);
+        pushed(&text, metric, &all).unwrap_or_else(|| panic!("{metric} {with:?}:\n{text}"))
+    };
+    assert_eq!(
+        value("gapless_requests_total", &[("outcome", "ok")]),
+        u64_at(&json, "/requests/ok") as f64
+    );
+    assert_eq!(
+        value("gapless_requests_total", &[("outcome", "failed")]),
+        u64_at(&json, "/requests/failed") as f64
+    );
+    for (code, n) in as_counts(&json, "/codes") {
+        assert_eq!(value("gapless_responses_total", &[("code", &code)]), n);
+    }
+    assert_eq!(
+        value("gapless_failure_windows_total", &[]),
+        u64_at(&json, "/windows_total") as f64
+    );
+    assert!(u64_at(&json, "/requests/failed") > 0 && u64_at(&json, "/requests/ok") > 0);
+}
+
 /// The local address of the listening TCP socket on `port`, from `/proc/net/tcp` (IPv4).
 fn listening_on(port: u16) -> Vec<String> {
     let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
