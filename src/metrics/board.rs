@@ -409,7 +409,7 @@ impl Board {
                         && phase != Phase::Load
                         && before.is_none_or(|j| j < started);
                     if reached { "running" } else { "pending" }
-                } else if i < started || phase == Phase::Cooldown && i < started.max(1) {
+                } else if i < started {
                     "ended"
                 } else {
                     "pending"
