@@ -127,6 +127,33 @@ pub enum Error {
     /// Two endpoints with one name.
     #[error("two endpoints are named {0:?}: give each [[target]] its own name")]
     SameName(String),
+    /// An endpoint with both a weight and a rate of its own.
+    #[error("endpoint {0:?} has both a weight and a qps: give one")]
+    WeightAndQps(String),
+    /// Some endpoints with a rate of their own and some without.
+    #[error(
+        "endpoint {0:?} has no qps while others have one: give every [[target]] a qps (the run's rate is their sum), or weights of -q"
+    )]
+    SomeRates(String),
+    /// Endpoints with rates of their own, and the run's rate too.
+    #[error(
+        "the [[target]] qps set the run's rate (their sum, {0} req/s): leave out -q and load.qps, or give weights instead"
+    )]
+    RatesAndTotal(String),
+    /// An endpoint's rate that is not a positive number of requests per second with at most
+    /// three decimals.
+    #[error(
+        "endpoint {name:?} has qps {qps}: an endpoint's rate is more than 0, to the thousandth of a request per second"
+    )]
+    EndpointRate {
+        /// The endpoint.
+        name: String,
+        /// Its rate, as given.
+        qps: f64,
+    },
+    /// Weights (or rates) too fine to interleave.
+    #[error(transparent)]
+    TooFine(#[from] crate::config::TooFine),
     /// `--shards` with steps and no `--duration`.
     #[error(
         "--shards with rollout steps needs --duration (or the scenario's load.duration): every shard loads that long, and it must cover the warmup, the steps and the cooldown"
@@ -371,10 +398,16 @@ pub struct Validated {
 /// Every declared option of `gapless run`, in `--help` order (those with a scenario key, then the
 /// step's timeout of the quick form).
 pub fn specs() -> Vec<Spec> {
-    let mut specs = TargetOptions::specs();
-    specs.extend(LoadOptions::specs());
+    let load = LoadOptions::specs();
+    // An endpoint's own `qps` (`[[target]]` only, no flag) shares its name with `--qps`: it
+    // comes after the run's, so a lookup by name finds the flag's.
+    let (mut specs, shadowed): (Vec<Spec>, Vec<Spec>) = TargetOptions::specs()
+        .into_iter()
+        .partition(|s| !load.iter().any(|l| l.id == s.id));
+    specs.extend(load);
     specs.extend(VerdictOptions::specs());
     specs.extend(MetricsOptions::specs());
+    specs.extend(shadowed);
     specs.push(Spec {
         id: "step_timeout",
         key: None,
@@ -523,6 +556,7 @@ impl RunArgs {
             linger: metrics.linger(&cx)?.value,
             push: metrics.push(&cx)?.map(Setting::into_value),
         };
+        let shares = shares(&listed, tcx)?;
 
         let demo = target.demo(tcx)?;
         let start = if self.builtin {
@@ -541,7 +575,13 @@ impl RunArgs {
             (Start::Url, Some(url)) => url.value,
             _ => unbound_url(),
         };
-        let rate = load.qps(&cx)?.value;
+        let rate = match shares.total {
+            Some(total) if load.qps.is_some() => {
+                return Err(Error::RatesAndTotal(total.to_string()));
+            }
+            Some(total) => Rate::from_qps(total).unwrap_or(Rate::Max),
+            None => load.qps(&cx)?.value,
+        };
         let shard = shard_plan(&load, rate, &cx)?;
         let mut steps = self.steps(&file.steps)?;
         // Every shard lasts --duration, which must then cover the rollout: given, never the
@@ -590,7 +630,7 @@ impl RunArgs {
             if shard.is_some() {
                 return Err(Error::TargetsWithShards);
             }
-            for listed in &listed {
+            for (listed, &weight) in listed.iter().zip(&shares.weights) {
                 let options = self.target.clone().or(listed.clone());
                 let url = options
                     .url(tcx)?
@@ -607,8 +647,11 @@ impl RunArgs {
                 endpoints.push(Endpoint {
                     name,
                     target: config,
+                    weight,
                 });
             }
+            let weights: Vec<NonZeroU32> = endpoints.iter().map(|e| e.weight).collect();
+            crate::config::Interleave::weighted(&weights)?;
         }
         let probes = |t: &TargetConfig| t.version_header.is_some() || t.version_regex.is_some();
         if verdict.expect_version.is_some()
@@ -766,6 +809,75 @@ pub fn limits(verdict: &VerdictOptions, cx: &Context) -> Result<Limits, Error> {
     })
 }
 
+/// How the run's rate is shared between its endpoints.
+struct Shares {
+    /// Each listed endpoint's weight, reduced (1 each without weights or rates).
+    weights: Vec<NonZeroU32>,
+    /// With a rate for every endpoint: the run's, their sum.
+    total: Option<f64>,
+}
+
+/// The endpoints' `weight`s, or their own `qps` turned into weights (in thousandths of a
+/// request per second) and a total; equal shares when neither is given.
+fn shares(listed: &[TargetOptions], cx: &Context) -> Result<Shares, Error> {
+    let name = |t: &TargetOptions, i: usize| -> Result<String, Error> {
+        Ok(match t.name(cx)? {
+            Some(n) => n.value,
+            None => match t.url(cx)? {
+                Some(u) => u.value.to_string(),
+                None => format!("#{}", i + 1),
+            },
+        })
+    };
+    let mut weights = Vec::with_capacity(listed.len());
+    let mut rates = Vec::new();
+    for (i, t) in listed.iter().enumerate() {
+        let (weight, qps) = (t.weight(cx)?, t.qps(cx)?);
+        match (weight, qps) {
+            (Some(_), Some(_)) => return Err(Error::WeightAndQps(name(t, i)?)),
+            (_, Some(q)) => {
+                let q = q.value.qps().unwrap_or(0.0);
+                let milli = (q * 1000.0).round();
+                if milli < 1.0 || (milli - q * 1000.0).abs() > 1e-6 * milli.max(1.0) {
+                    return Err(Error::EndpointRate {
+                        name: name(t, i)?,
+                        qps: q,
+                    });
+                }
+                rates.push((i, milli as u64));
+            }
+            (weight, None) => weights.push(weight.map_or(NonZeroU32::MIN, |w| w.value)),
+        }
+    }
+    if rates.is_empty() {
+        return Ok(Shares {
+            weights,
+            total: None,
+        });
+    }
+    if let Some(i) = (0..listed.len()).find(|i| !rates.iter().any(|(r, _)| r == i)) {
+        return Err(Error::SomeRates(name(&listed[i], i)?));
+    }
+    let g = rates.iter().fold(0u64, |g, &(_, m)| gcd(g, m)).max(1);
+    let sum: u64 = rates.iter().map(|&(_, m)| m / g).sum();
+    if sum > crate::config::MAX_PERIOD {
+        return Err(crate::config::TooFine(sum).into());
+    }
+    let weights = rates
+        .iter()
+        .map(|&(_, m)| NonZeroU32::new((m / g) as u32).unwrap_or(NonZeroU32::MIN))
+        .collect();
+    let total = rates.iter().map(|&(_, m)| m).sum::<u64>() as f64 / 1000.0;
+    Ok(Shares {
+        weights,
+        total: Some(total),
+    })
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 /// The shard this process is, with `--shards`: a fixed rate, a common start and an index below
 /// the count are needed.
 fn shard_plan(load: &LoadOptions, rate: Rate, cx: &Context) -> Result<Option<ShardPlan>, Error> {
@@ -796,6 +908,7 @@ fn shard_plan(load: &LoadOptions, rate: Rate, cx: &Context) -> Result<Option<Sha
         count: count.value,
         label,
         start_at,
+        interleave: std::sync::Arc::new(crate::config::Interleave::equal(count.value)),
     }))
 }
 

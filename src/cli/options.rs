@@ -292,6 +292,14 @@ options! {
         /// `METHOD URL`).
         #[arg(skip)]
         name: String => String = none, Label;
+        /// The endpoint's weight in the run's rate, `-q` (`[[target]]` only; default 1 each:
+        /// equal shares).
+        #[arg(skip)]
+        weight: i64 => NonZeroU32 = none, Count::new(1, crate::config::MAX_PERIOD);
+        /// The endpoint's own rate, in requests per second (`[[target]]` only, given for every
+        /// endpoint or none: the run's rate is then their sum).
+        #[arg(skip)]
+        qps: f64 => Rate = none, RateCheck;
     }
     lists {
         /// Extra header 'Name: value' (repeatable; replaces a header of that name from the scenario).

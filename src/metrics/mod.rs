@@ -239,6 +239,9 @@ mod tests {
             count: std::num::NonZeroU32::new(3).unwrap(),
             label: format!("n{index}"),
             start_at: std::time::UNIX_EPOCH + Duration::from_secs(1_765_000_000),
+            interleave: std::sync::Arc::new(crate::config::Interleave::equal(
+                std::num::NonZeroU32::new(3).unwrap(),
+            )),
         };
         assert_eq!(run_id(Some(&plan(0))), run_id(Some(&plan(2))));
         assert_eq!(run_id(Some(&plan(0))).len(), 16);
