@@ -973,7 +973,7 @@ fn invocations() -> Vec<Invocation> {
 #[test]
 fn every_flag_the_gates_give_gapless_exists() {
     // The watcher and the Flagger rollout hook use the live-metrics flags (--metrics-listen,
-    // --metrics-linger, --metrics-push): until they exist, this fails, naming them.
+    // --metrics-linger, --metrics-push): a renamed one fails this, named with its file.
     let out = Command::new(GAPLESS)
         .args(["run", "--help"])
         .output()
@@ -1015,8 +1015,7 @@ fn every_flag_the_gates_give_gapless_exists() {
 
 #[test]
 fn every_gapless_command_line_of_the_gates_is_a_valid_run() {
-    // Each one checked, so that one that fails (the live-metrics flags, until they exist) does
-    // not hide another.
+    // Each one checked, so that one that fails does not hide another.
     let mut invalid = Vec::new();
     for i in invocations() {
         let argv = std::iter::once("gapless".to_string()).chain(i.argv.clone());
@@ -1193,8 +1192,8 @@ fn series(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 #[test]
 fn the_watcher_answers_what_the_web_and_prometheus_analyses_read() {
-    // Until --metrics-listen exists this fails at the watcher's first flag: the check doing its
-    // job.
+    // The names the AnalysisTemplates read (`passed`, gapless_requests_total by outcome), from
+    // the watcher's own command line.
     let healthy = TestServer::healthy();
     let (status, metrics, code) = watch(&healthy.url());
     assert_eq!(code, Some(0));
