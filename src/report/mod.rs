@@ -105,7 +105,15 @@ pub fn deliver(result: &RunResult, outputs: &Outputs, text: bool, summary: Optio
             });
         }
     };
-    file(&outputs.json, &json::render);
+    match &outputs.json {
+        Some(path) if path != Path::new("-") => {
+            written(json::write(path, result).map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            }));
+        }
+        _ => file(&outputs.json, &json::render),
+    }
     file(&outputs.html, &html::render);
     file(&outputs.markdown, &markdown::render);
     file(&outputs.junit, &junit::render);
