@@ -32,7 +32,9 @@ use crate::targets::serve::ServeConfig;
 use check::show;
 use check::{Context, Given, Origin, Place};
 use check::{STEP_TIMEOUT, STEP_TIMEOUT_RANGE};
-use options::{DiffOptions, LoadOptions, Setting, Source, Spec, TargetOptions, VerdictOptions};
+use options::{
+    DiffOptions, LoadOptions, MetricsOptions, Setting, Source, Spec, TargetOptions, VerdictOptions,
+};
 use scenario::Scenario;
 
 /// Errors in command-line values, each one sentence.
@@ -402,6 +404,9 @@ pub struct RunArgs {
     /// The thresholds.
     #[command(flatten)]
     pub verdict: VerdictOptions,
+    /// Live metrics.
+    #[command(flatten)]
+    pub metrics: MetricsOptions,
     /// Redact the values of this header in every report (repeatable; Authorization,
     /// Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key always are).
     #[arg(long = "redact", value_name = "NAME", help_heading = "Reports")]
@@ -437,6 +442,8 @@ pub struct Validated {
     pub start: Start,
     /// Where the reports go.
     pub output: Outputs,
+    /// What is published live (`--metrics-listen`, `--metrics-push`).
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// Every declared option of `gapless run`, in `--help` order (those with a scenario key, then the
@@ -450,6 +457,7 @@ pub fn specs() -> Vec<Spec> {
         .partition(|s| !load.iter().any(|l| l.id == s.id));
     specs.extend(load);
     specs.extend(VerdictOptions::specs());
+    specs.extend(MetricsOptions::specs());
     specs.extend(shadowed);
     specs.push(Spec {
         id: "step_timeout",
@@ -593,6 +601,12 @@ impl RunArgs {
         };
         let load = self.load.clone().or(file.load.clone());
         let verdict = self.verdict.clone().or(file.verdict.clone());
+        let metrics = self.metrics.clone().or(file.metrics.clone());
+        let metrics = crate::metrics::MetricsConfig {
+            listen: metrics.listen(&cx)?.map(Setting::into_value),
+            linger: metrics.linger(&cx)?.value,
+            push: metrics.push(&cx)?.map(Setting::into_value),
+        };
         let shares = shares(&listed, tcx)?;
 
         let demo = target.demo(tcx)?;
@@ -738,6 +752,7 @@ impl RunArgs {
             config,
             start,
             output,
+            metrics,
         })
     }
 
