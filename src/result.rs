@@ -928,24 +928,29 @@ impl RunResult {
             .slots()
             .iter()
             .enumerate()
-            .map(|(i, s)| Slot {
-                t_ms: millis(width * i as u32),
-                ok: s.ok,
-                failed: s.failed,
-                codes: s.codes.iter().copied().collect(),
-                errors: class_counts(&s.errors),
-                p50_ms: s.latency_quantile_us(0.50).map(|us| us as f64 / 1000.0),
-                p99_ms: s.latency_quantile_us(0.99).map(|us| us as f64 / 1000.0),
-                versions: s
-                    .versions
-                    .iter()
-                    .map(|&(v, n)| (f.versions.name(v), n))
-                    .collect(),
-                latency_us: config
-                    .load
-                    .shard
-                    .as_ref()
-                    .and_then(|_| s.latency().map(encode)),
+            .map(|(i, s)| {
+                let [p50_ms, p99_ms] = s
+                    .latency_quantiles_us([0.50, 0.99])
+                    .map_or([None, None], |q| q.map(|us| Some(us as f64 / 1000.0)));
+                Slot {
+                    t_ms: millis(width * i as u32),
+                    ok: s.ok,
+                    failed: s.failed,
+                    codes: s.codes.iter().copied().collect(),
+                    errors: class_counts(&s.errors),
+                    p50_ms,
+                    p99_ms,
+                    versions: s
+                        .versions
+                        .iter()
+                        .map(|&(v, n)| (f.versions.name(v), n))
+                        .collect(),
+                    latency_us: config
+                        .load
+                        .shard
+                        .as_ref()
+                        .and_then(|_| s.latency().map(|h| encode(&*h))),
+                }
             })
             .collect();
         RunResult {
