@@ -74,12 +74,14 @@ pub struct Finished {
 
 impl Finished {
     /// In a shard's run, the global sequence number of this process's request `seq` (shard `I`
-    /// of `N` sends `k = seq × N + I`); `None` unsharded.
+    /// of `N` equal parts sends `k = seq × N + I`; see [`crate::config::Interleave`]); `None`
+    /// unsharded.
     pub fn global_seq(&self, seq: u64) -> Option<u64> {
-        self.config.load.shard.as_ref().map(|s| {
-            seq.saturating_mul(u64::from(s.count.get()))
-                .saturating_add(u64::from(s.index))
-        })
+        self.config
+            .load
+            .shard
+            .as_ref()
+            .map(|s| s.interleave.global(s.index as usize, seq))
     }
 
     /// Achieved request rate: requests sent per second of elapsed time (requests never sent
@@ -165,6 +167,19 @@ pub async fn run(
     console: Arc<Console>,
     orchestrator: Option<Arc<dyn Orchestrator>>,
     interrupt: impl Future<Output = Interruption>,
+) -> Result<Finished, Error> {
+    observed(config, console, orchestrator, interrupt, None).await
+}
+
+/// [`run`], publishing its live values on `board` (`--metrics-listen`): the board reads the
+/// recorders while the load runs, follows the phase and the running step, and keeps the last
+/// values once the load is over.
+pub(crate) async fn observed(
+    config: &RunConfig,
+    console: Arc<Console>,
+    orchestrator: Option<Arc<dyn Orchestrator>>,
+    interrupt: impl Future<Output = Interruption>,
+    board: Option<&crate::metrics::Board>,
 ) -> Result<Finished, Error> {
     // A shard waits for the common start; one that starts late counts what it missed.
     let (started_at, start) = match &config.load.shard {
@@ -254,6 +269,16 @@ pub async fn run(
         },
         step: None,
     });
+    if let Some(board) = board {
+        board.attach(&recorders);
+    }
+    let follow_rx = status_rx.clone();
+    let follow = async move {
+        match board {
+            Some(board) => board.follow(follow_rx).await,
+            None => std::future::pending().await,
+        }
+    };
     let mut interruption = None;
     let stats = {
         let load = run_engines(engines, engine::threads_for(config), load_stop.clone());
@@ -267,7 +292,7 @@ pub async fn run(
             &status,
         );
         let progress = progress::show(&recorders, &console, start, status_rx, PROGRESS_EVERY);
-        tokio::pin!(load, plan, progress, interrupt);
+        tokio::pin!(load, plan, progress, interrupt, follow);
         let mut planned = !has_steps;
         let mut warned = false;
         let stats = loop {
@@ -294,6 +319,7 @@ pub async fn run(
                     rollout_stop.cancel();
                 }
                 () = &mut progress => {}
+                () = &mut follow => {}
             }
         };
         if !planned {
@@ -310,6 +336,9 @@ pub async fn run(
     }
     // The load is over: watchers are stopped after the clock stops (their output may drain).
     let elapsed = start.elapsed();
+    if let Some(board) = board {
+        board.detach();
+    }
     rollout.stop_watchers().await;
     console.clear();
     notices.abort_all();
@@ -367,7 +396,8 @@ pub async fn run(
 
 /// The configuration of each endpoint's part: the run's, for a run of one target; with several,
 /// the run's with that endpoint's target, and its interleave as a shard plan (endpoint `i` of
-/// `n` sends the requests `k mod n == i` of the global schedule), labelled with its name.
+/// `n` equal ones sends the requests `k mod n == i` of the global schedule; weighted, its
+/// positions of each cycle: [`crate::config::Interleave`]), labelled with its name.
 fn parts_of(config: &RunConfig, started_at: SystemTime) -> Vec<RunConfig> {
     let count = u32::try_from(config.targets.len())
         .ok()
@@ -375,6 +405,12 @@ fn parts_of(config: &RunConfig, started_at: SystemTime) -> Vec<RunConfig> {
     let Some(count) = count.filter(|c| c.get() > 1) else {
         return vec![config.clone()];
     };
+    let weights: Vec<std::num::NonZeroU32> = config.targets.iter().map(|e| e.weight).collect();
+    // The weights were checked when the configuration was made; equal parts otherwise.
+    let interleave = std::sync::Arc::new(
+        crate::config::Interleave::weighted(&weights)
+            .unwrap_or_else(|_| crate::config::Interleave::equal(count)),
+    );
     config
         .targets
         .iter()
@@ -388,6 +424,7 @@ fn parts_of(config: &RunConfig, started_at: SystemTime) -> Vec<RunConfig> {
                     count,
                     label: endpoint.name.clone(),
                     start_at: started_at,
+                    interleave: interleave.clone(),
                 }),
                 ..config.load.clone()
             },
@@ -601,6 +638,7 @@ mod tests {
             .map(|i| crate::config::Endpoint {
                 name: format!("e{i}"),
                 target: config.target.clone(),
+                weight: std::num::NonZeroU32::MIN,
             })
             .collect();
         config

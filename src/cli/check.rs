@@ -565,6 +565,41 @@ impl Check for Ratio {
     }
 }
 
+/// Largest percentage accepted (`gapless diff --max-p99-increase`): ten thousand times as high.
+pub const MAX_PERCENT: f64 = 1_000_000.0;
+
+/// A percentage such as `20` or `20%`, from 0 to [`MAX_PERCENT`].
+#[derive(Clone, Copy, Debug)]
+pub struct Percent;
+
+impl Check for Percent {
+    type Raw = String;
+    type Out = f64;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<f64, Error> {
+        let text = text(raw, place, cx)?;
+        let trimmed = text.trim();
+        let number = trimmed.strip_suffix('%').unwrap_or(trimmed).trim_end();
+        let p: f64 = number.parse().map_err(|_| {
+            place.error(
+                cx,
+                format!("{text:?} is not a percentage such as \"20\" or \"20%\""),
+            )
+        })?;
+        if !p.is_finite() || p < 0.0 {
+            return Err(place.error(cx, format!("must be 0 or more (got {trimmed})")));
+        }
+        if p > MAX_PERCENT {
+            return Err(place.error(cx, format!("must be at most {MAX_PERCENT} (got {trimmed})")));
+        }
+        Ok(p)
+    }
+
+    fn range(&self) -> Option<String> {
+        Some(format!("0% to {MAX_PERCENT}%"))
+    }
+}
+
 /// A switch: on the command line a bare flag, in the file `true` or `false`.
 #[derive(Clone, Copy, Debug)]
 pub struct Switch;
@@ -1040,5 +1075,41 @@ mod tests {
     fn position_counts_characters() {
         assert_eq!(position("ab\ncé=x", 7), (2, 4));
         assert_eq!(position("", 0), (1, 1));
+    }
+}
+
+/// `--metrics-listen`: a bare port (loopback only) or `host:port`.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenCheck;
+
+impl Check for ListenCheck {
+    type Raw = String;
+    type Out = crate::metrics::Listen;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<Self::Out, Error> {
+        let given = text(raw, place, cx)?;
+        crate::metrics::Listen::parse(&given).map_err(|m| place.error(cx, m))
+    }
+
+    fn range(&self) -> Option<String> {
+        Some("PORT (loopback) or HOST:PORT".to_string())
+    }
+}
+
+/// `--metrics-push`: a Pushgateway's `http://` base URL.
+#[derive(Clone, Copy, Debug)]
+pub struct PushCheck;
+
+impl Check for PushCheck {
+    type Raw = String;
+    type Out = crate::metrics::PushUrl;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<Self::Out, Error> {
+        let given = text(raw, place, cx)?;
+        crate::metrics::PushUrl::parse(&given).map_err(|m| place.error(cx, m))
+    }
+
+    fn range(&self) -> Option<String> {
+        None
     }
 }
