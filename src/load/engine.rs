@@ -397,15 +397,9 @@ impl Shard {
         }
         let mut crew = Crew::new(self.streams, workers);
         crew.add(INITIAL_WORKERS, &self, &shutdown, &mut tasks);
-        let period = anchor_period(self.shared.timeout);
-        let anchor = tokio::time::sleep(period);
-        tokio::pin!(anchor);
         let mut result = Ok(());
         loop {
             tokio::select! {
-                () = &mut anchor => {
-                    anchor.as_mut().reset(tokio::time::Instant::now() + period);
-                }
                 joined = tasks.join_next() => {
                     let Some(joined) = joined else { break };
                     let failure = match joined {
@@ -426,25 +420,6 @@ impl Shard {
         result
     }
 }
-
-/// How far ahead the shard keeps a tokio timer registered (its "anchor"): half the request
-/// timeout, at least [`ANCHOR_MIN`].
-///
-/// Each attempt registers its deadline (`due + timeout`) with tokio's timer. When the runtime
-/// went to sleep with no timer registered, tokio takes every new timer for an earlier wake-up
-/// than planned and wakes its IO driver for it: one `eventfd` write per request, and an extra
-/// pass of the event loop. That is the case whenever the responses to a pacer tick all came in
-/// before the next (HTTP/2 at 20,000 req/s: about one write per request). A timer that always
-/// expires before any new deadline keeps tokio's planned wake-up earlier than them, so
-/// registering one is just that (BENCHMARKS.md, "A timer anchor"). It costs a wake-up per
-/// period: one every 1.5 s with the default timeout.
-fn anchor_period(timeout: Duration) -> Duration {
-    (timeout / 2).max(ANCHOR_MIN)
-}
-
-/// The shortest anchor period (see [`anchor_period`]): with a shorter timeout the anchor no longer
-/// precedes the deadlines, and is only a wake-up this often.
-const ANCHOR_MIN: Duration = Duration::from_millis(10);
 
 /// The workers of one shard, spawned as they are needed: lane by lane, `streams` per lane.
 struct Crew {
