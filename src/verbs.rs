@@ -1,7 +1,8 @@
 //! The verbs of the command line, each from its parsed arguments to an exit code: `run` (the
 //! load, its rollout, the verdict and the reports), `report` (a saved result rendered and judged
 //! again), `merge` (shard results joined), `diff` (two saved results compared, NEW judged against
-//! BASE), `serve` (the built-in target) and `demo serve` (the demo cluster, standalone).
+//! BASE), `serve` (the built-in target), `demo serve` (the demo cluster, standalone), and
+//! `completions` and `man` (generated from the command line's declaration, [`cli::manual`]).
 //!
 //! Errors that stop a verb before it has a verdict are typed ([`Error`]), each with its exit code:
 //! what the user gave (arguments, a scenario, a report path, a saved result) is 2; gapless's own
@@ -89,6 +90,15 @@ pub fn execute(command: Command) -> Result<Exit, Error> {
             Command::Report(args) => rerender(&args),
             Command::Merge(args) => join(&args),
             Command::Diff(args) => compare(&args),
+            Command::Completions(args) => {
+                report::to_stdout(&cli::manual::completions(args.shell))?;
+                Ok(Exit::Pass)
+            }
+            Command::Man => {
+                let page = cli::manual::man().map_err(|e| Error::Internal(e.to_string()))?;
+                report::to_stdout(&page)?;
+                Ok(Exit::Pass)
+            }
         }
     })
 }

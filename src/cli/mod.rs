@@ -6,6 +6,7 @@
 //! [`RunConfig`] or one clear sentence of error.
 
 pub mod check;
+pub mod manual;
 pub mod options;
 pub mod scenario;
 pub mod targets;
@@ -238,6 +239,10 @@ pub enum Command {
     /// Compare two saved JSON results side by side; exit 1 when NEW is worse than BASE (more
     /// failed requests, a longer gap, a p99 more than 20 % higher; the flags change each limit).
     Diff(Box<DiffArgs>),
+    /// Write a shell completion script to stdout, e.g. `source <(gapless completions bash)`.
+    Completions(manual::CompletionsArgs),
+    /// Write the manual page, gapless(1), in roff to stdout: `gapless man > gapless.1`.
+    Man,
 }
 
 /// `gapless diff`: two saved results compared, NEW judged against BASE.

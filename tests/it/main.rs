@@ -35,3 +35,4 @@ mod shards;
 mod stalls;
 mod targets;
 mod transport_errors;
+mod usage;
