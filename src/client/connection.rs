@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
+use crate::client::grpc::GrpcCall;
 #[cfg(target_os = "linux")]
 use crate::client::stamped::StampedStream;
 use crate::client::stamped::{Activity, LastReceive};
@@ -63,6 +64,8 @@ pub struct RequestTemplate {
     headers: HeaderMap,
     body: Bytes,
     encoded: EncodedRequest,
+    /// A gRPC call: the body is its framed message, the answer is read as gRPC.
+    grpc: Option<Arc<GrpcCall>>,
 }
 
 impl RequestTemplate {
@@ -70,7 +73,20 @@ impl RequestTemplate {
     /// `user-agent` unless given.
     pub fn new(target: &TargetConfig) -> RequestTemplate {
         let mut headers = target.headers.clone();
-        let (uri, version) = if target.http2 {
+        let (mut method, mut body) = (target.method.clone(), target.body.clone());
+        let (uri, version) = if let Some(call) = &target.grpc {
+            // gRPC is HTTP/2 (the configuration sets `http2`): a POST to the method's path.
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+            (method, body) = (Method::POST, call.body());
+            let mut parts = target.url.uri().clone().into_parts();
+            parts.path_and_query = call.path().parse().ok();
+            let uri = Uri::from_parts(parts).unwrap_or_else(|_| target.url.uri().clone());
+            (uri, Version::HTTP_2)
+        } else if target.http2 {
             (target.url.uri().clone(), Version::HTTP_2)
         } else {
             if !headers.contains_key(HOST)
@@ -92,19 +108,15 @@ impl RequestTemplate {
                 HeaderValue::from_static(concat!("gapless/", env!("CARGO_PKG_VERSION"))),
             );
         }
-        let encoded = EncodedRequest::new(
-            &target.method,
-            &uri.to_string(),
-            &headers,
-            target.body.clone(),
-        );
+        let encoded = EncodedRequest::new(&method, &uri.to_string(), &headers, body.clone());
         RequestTemplate {
-            method: target.method.clone(),
+            method,
             uri,
             version,
             headers,
-            body: target.body.clone(),
+            body,
             encoded,
+            grpc: target.grpc.clone(),
         }
     }
 
@@ -222,7 +234,10 @@ impl Link {
             }
             Link::H2(s) => {
                 let response = s.send_request(request.build());
-                read_reply(response, probe, received).await
+                match &request.grpc {
+                    None => read_reply(response, probe, received).await,
+                    Some(call) => read_grpc(call, response, probe, received).await,
+                }
             }
         }
     }
@@ -337,6 +352,27 @@ async fn read_reply(
         }
     }
     Ok(gleaned.reply(status, body_bytes, None))
+}
+
+/// Awaits the answer to a gRPC call and reads it ([`GrpcCall::read`]): its code is the reply's
+/// status. An answer that is not gRPC (an HTTP error from a proxy) is read as HTTP, its status
+/// the code.
+async fn read_grpc(
+    call: &GrpcCall,
+    response: impl Future<Output = Result<Response<Incoming>, hyper::Error>>,
+    probe: &VersionProbe,
+    received: &AtomicU64,
+) -> Result<Reply, Fault> {
+    let response = response.await.map_err(Fault::hyper)?;
+    if !GrpcCall::is_grpc(response.status(), response.headers()) {
+        return read_reply(std::future::ready(Ok(response)), probe, received).await;
+    }
+    let (parts, body) = response.into_parts();
+    let mut gleaned = Gleaned::new(probe, received);
+    gleaned.note_head(200, |name| parts.headers.get(name).map(|v| v.as_bytes()));
+    let (code, body_bytes) = call.read(&parts.headers, body).await?;
+    received.fetch_add(body_bytes, Ordering::Relaxed);
+    Ok(gleaned.reply(code, body_bytes, None))
 }
 
 /// Opens connections to one target.

@@ -220,6 +220,8 @@ enum Cause {
     Hyper(hyper::Error),
     /// The request's deadline passed: the request timeout.
     Deadline(Duration),
+    /// Any other error (a broken gRPC answer, see [`crate::client::grpc`]).
+    Boxed(Box<dyn StdError + Send + Sync>),
 }
 
 impl Fault {
@@ -275,6 +277,14 @@ impl Fault {
         }
     }
 
+    /// `err`, counted in `class`.
+    pub fn boxed(class: ErrorClass, err: Box<dyn StdError + Send + Sync>) -> Fault {
+        Fault {
+            class,
+            cause: Cause::Boxed(err),
+        }
+    }
+
     /// The deadline of an attempt (its intended time plus `timeout`) passed while it was in
     /// `class` (`connect_timeout` or `timeout`).
     pub fn deadline(class: ErrorClass, timeout: Duration) -> Fault {
@@ -292,6 +302,7 @@ impl fmt::Display for Fault {
             Cause::Head(err) => write!(f, "malformed response head: {err}"),
             Cause::Io(err) => write_chain(f, err),
             Cause::Hyper(err) => write_chain(f, err),
+            Cause::Boxed(err) => write_chain(f, &**err),
             Cause::Deadline(timeout) => {
                 let timeout = humantime::format_duration(*timeout);
                 match self.class {

@@ -14,6 +14,7 @@ mod demo;
 mod deploy;
 mod engine_edges;
 mod gap_boundaries;
+mod grpc;
 mod hints;
 mod hostile;
 mod interrupt;

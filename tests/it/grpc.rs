@@ -1,0 +1,497 @@
+//! gRPC unary load (`--grpc-health`, `--grpc --proto --data`) against in-process tonic services
+//! served over h2c and TLS: answers are counted by gRPC code (`SERVING`, `NOT_SERVING`, `OK`,
+//! `UNAVAILABLE`, ...) exactly as the server gave them, a health flip is exactly one window, and a
+//! `.proto`, method or JSON that does not fit is exit 2 naming the file and line or the field.
+//! The `#[ignore]`d tests load a real Python gRPC server (`grpcio`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::server::{Grpc, UnaryService};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tonic_prost::ProstCodec;
+
+use crate::support::{Run, TestServer, at, counts, counts_at, f64_at, run_gapless, u64_at};
+
+const GREETER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/protos/greeter.proto");
+const BROKEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/protos/broken.proto");
+
+type Answer = http::Response<tonic::body::Body>;
+type Answering = Pin<Box<dyn Future<Output = Answer> + Send>>;
+type Unary<T> = std::future::Ready<Result<tonic::Response<T>, tonic::Status>>;
+
+/// Serves `route` (one call per request) over HTTP/2 on `io` until the client goes.
+async fn serve_h2<I>(io: I, route: Arc<dyn Fn(http::Request<Incoming>) -> Answering + Send + Sync>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let answer = route(request);
+        async move { Ok::<_, Infallible>(answer.await) }
+    });
+    let _ = http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// An h2c (or, with `tls`, HTTPS with ALPN h2) gRPC server answering with `route`.
+fn grpc_server(
+    tls: bool,
+    route: impl Fn(http::Request<Incoming>) -> Answering + Send + Sync + 'static,
+) -> TestServer {
+    let route: Arc<dyn Fn(http::Request<Incoming>) -> Answering + Send + Sync> = Arc::new(route);
+    if tls {
+        TestServer::tls_raw(move |stream| serve_h2(stream, route.clone()))
+    } else {
+        TestServer::raw(move |stream| {
+            let _ = stream.set_nodelay(true);
+            serve_h2(stream, route.clone())
+        })
+    }
+}
+
+/// A health service whose state the test flips, counting each answer it gives.
+#[derive(Default)]
+struct Health {
+    not_serving: AtomicBool,
+    serving_answers: AtomicU64,
+    not_serving_answers: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Check(Arc<Health>);
+
+impl UnaryService<HealthCheckRequest> for Check {
+    type Response = HealthCheckResponse;
+    type Future = Unary<HealthCheckResponse>;
+
+    fn call(&mut self, request: tonic::Request<HealthCheckRequest>) -> Self::Future {
+        let status = match request.get_ref().service.as_str() {
+            "" => {
+                // Read the state and count the answer given, as one.
+                if self.0.not_serving.load(Ordering::SeqCst) {
+                    self.0.not_serving_answers.fetch_add(1, Ordering::SeqCst);
+                    ServingStatus::NotServing
+                } else {
+                    self.0.serving_answers.fetch_add(1, Ordering::SeqCst);
+                    ServingStatus::Serving
+                }
+            }
+            "gone" => ServingStatus::ServiceUnknown,
+            _ => return std::future::ready(Err(tonic::Status::not_found("unknown service"))),
+        };
+        std::future::ready(Ok(tonic::Response::new(HealthCheckResponse {
+            status: status as i32,
+        })))
+    }
+}
+
+fn health_server(health: Arc<Health>, tls: bool) -> TestServer {
+    grpc_server(tls, move |request| {
+        let check = Check(health.clone());
+        Box::pin(async move {
+            if request.uri().path() != "/grpc.health.v1.Health/Check" {
+                return tonic::Status::unimplemented("no such method").into_http();
+            }
+            let mut grpc =
+                Grpc::new(ProstCodec::<HealthCheckResponse, HealthCheckRequest>::default());
+            grpc.unary(check, request).await
+        })
+    })
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct HelloRequest {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(int32, tag = "2")]
+    times: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct HelloReply {
+    #[prost(string, tag = "1")]
+    message: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Empty {}
+
+/// `demo.v1.Greeter`: `Hello` answers UNAVAILABLE to its calls numbered `unavailable` (from 0)
+/// and counts calls whose request is not `{"name": "world", "times": 3}`.
+#[derive(Default)]
+struct Greeter {
+    calls: AtomicU64,
+    unexpected: AtomicU64,
+    unavailable: std::ops::Range<u64>,
+}
+
+#[derive(Clone)]
+struct Hello(Arc<Greeter>);
+
+impl UnaryService<HelloRequest> for Hello {
+    type Response = HelloReply;
+    type Future = Unary<HelloReply>;
+
+    fn call(&mut self, request: tonic::Request<HelloRequest>) -> Self::Future {
+        let n = self.0.calls.fetch_add(1, Ordering::SeqCst);
+        let r = request.get_ref();
+        if r.name != "world" || r.times != 3 {
+            self.0.unexpected.fetch_add(1, Ordering::SeqCst);
+        }
+        if self.0.unavailable.contains(&n) {
+            return std::future::ready(Err(tonic::Status::unavailable("draining")));
+        }
+        std::future::ready(Ok(tonic::Response::new(HelloReply {
+            message: format!("hello {}", r.name).repeat(r.times.max(0) as usize),
+        })))
+    }
+}
+
+#[derive(Clone)]
+struct Ping;
+
+impl UnaryService<Empty> for Ping {
+    type Response = Empty;
+    type Future = Unary<Empty>;
+
+    fn call(&mut self, _: tonic::Request<Empty>) -> Self::Future {
+        std::future::ready(Ok(tonic::Response::new(Empty {})))
+    }
+}
+
+fn greeter_server(greeter: Arc<Greeter>) -> TestServer {
+    grpc_server(false, move |request| {
+        let greeter = greeter.clone();
+        Box::pin(async move {
+            match request.uri().path() {
+                "/demo.v1.Greeter/Hello" => {
+                    let mut grpc = Grpc::new(ProstCodec::<HelloReply, HelloRequest>::default());
+                    grpc.unary(Hello(greeter), request).await
+                }
+                "/demo.v1.Greeter/Ping" => {
+                    let mut grpc = Grpc::new(ProstCodec::<Empty, Empty>::default());
+                    grpc.unary(Ping, request).await
+                }
+                _ => tonic::Status::unimplemented("no such method").into_http(),
+            }
+        })
+    })
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// Flips `health` to NOT_SERVING `after` from now for `lasting`; returns when it flipped (wall
+/// clock) and how long it really was NOT_SERVING.
+fn flip(
+    health: &Arc<Health>,
+    after: Duration,
+    lasting: Duration,
+) -> std::thread::JoinHandle<(SystemTime, Duration)> {
+    let health = health.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        let (wall, from) = (SystemTime::now(), Instant::now());
+        health.not_serving.store(true, Ordering::SeqCst);
+        std::thread::sleep(lasting);
+        health.not_serving.store(false, Ordering::SeqCst);
+        (wall, from.elapsed())
+    })
+}
+
+/// The health run's checks: every answer counted as the server gave it, one window exactly as
+/// long as the flip (within two request intervals and scheduling noise), exit 1.
+fn assert_one_health_window(
+    code: i32,
+    json: &serde_json::Value,
+    health: &Health,
+    flipped: (SystemTime, Duration),
+    total: u64,
+) {
+    let serving = health.serving_answers.load(Ordering::SeqCst);
+    let not_serving = health.not_serving_answers.load(Ordering::SeqCst);
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(u64_at(json, "/requests/total"), total);
+    assert_eq!(
+        serving + not_serving,
+        total,
+        "the server answered every request"
+    );
+    assert!(not_serving > 0, "the flip fell inside the run");
+    assert_eq!(
+        counts_at(json, "/codes"),
+        counts(&[("NOT_SERVING", not_serving), ("SERVING", serving)])
+    );
+    assert_eq!(counts_at(json, "/errors"), counts(&[]));
+    assert_eq!(u64_at(json, "/requests/failed"), not_serving);
+    assert_eq!(at(json, "/load/ok_codes"), "SERVING");
+    let windows = at(json, "/windows").as_array().expect("windows");
+    assert_eq!(windows.len(), 1, "{windows:#?}");
+    let w = &windows[0];
+    assert_eq!(u64_at(w, "/failed"), not_serving);
+    assert_eq!(
+        counts_at(w, "/codes"),
+        counts(&[("NOT_SERVING", not_serving)])
+    );
+    let (wall, lasted) = flipped;
+    let lasted_ms = lasted.as_secs_f64() * 1000.0;
+    let duration = f64_at(w, "/duration_ms");
+    // Its bounds are send times 10 ms apart around each flip; the rest is scheduling noise.
+    assert!(
+        (duration - lasted_ms).abs() < 60.0,
+        "window {duration} ms, NOT_SERVING for {lasted_ms:.1} ms"
+    );
+    let start = f64_at(json, "/started_at_unix_ms") + f64_at(w, "/start_ms");
+    assert!(
+        (start - unix_ms(wall)).abs() < 60.0,
+        "window starts {:.1} ms after the flip",
+        start - unix_ms(wall)
+    );
+}
+
+#[test]
+fn health_not_serving_for_a_measured_interval_is_exactly_that_window() {
+    let health = Arc::new(Health::default());
+    let server = health_server(health.clone(), false);
+    let flipper = flip(
+        &health,
+        Duration::from_millis(700),
+        Duration::from_millis(400),
+    );
+    let (code, json) = Run::new(&server.url())
+        .arg("--grpc-health")
+        .qps(100)
+        .duration("2s")
+        .connections(2)
+        .json();
+    let flipped = flipper.join().expect("the flipper");
+    assert_eq!(at(&json, "/target/http2"), true);
+    assert_one_health_window(code, &json, &health, flipped, 200);
+}
+
+#[test]
+fn health_over_tls_with_alpn_h2() {
+    let health = Arc::new(Health::default());
+    let server = health_server(health.clone(), true);
+    let (code, json) = Run::new(&server.url())
+        .arg("--grpc-health")
+        .arg("-k")
+        .qps(50)
+        .duration("1s")
+        .json();
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(counts_at(&json, "/codes"), counts(&[("SERVING", 50)]));
+    assert_eq!(health.serving_answers.load(Ordering::SeqCst), 50);
+}
+
+#[test]
+fn an_unknown_service_is_its_own_failure() {
+    let server = health_server(Arc::default(), false);
+    // SERVICE_UNKNOWN as the health answer, NOT_FOUND as the gRPC status (what the protocol
+    // prescribes for Check).
+    for (service, code) in [("gone", "SERVICE_UNKNOWN"), ("nope", "NOT_FOUND")] {
+        let (exit, json) = Run::new(&server.url())
+            .opt("--grpc-health", service)
+            .qps(50)
+            .duration("400ms")
+            .json();
+        assert_eq!(exit, 1, "{json:#}");
+        assert_eq!(counts_at(&json, "/codes"), counts(&[(code, 20)]));
+        assert_eq!(u64_at(&json, "/requests/failed"), 20);
+    }
+}
+
+#[test]
+fn a_unary_call_from_a_proto_counts_grpc_statuses_exactly() {
+    let greeter = Arc::new(Greeter {
+        unavailable: 40..60,
+        ..Greeter::default()
+    });
+    let server = greeter_server(greeter.clone());
+    // One connection, one stream: the calls reach the server in schedule order.
+    let (code, json) = Run::new(&server.url())
+        .opt("--grpc", "demo.v1.Greeter/Hello")
+        .opt("--proto", GREETER)
+        .opt("--data", r#"{"name": "world", "times": 3}"#)
+        .qps(100)
+        .duration("1s")
+        .connections(1)
+        .json();
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(greeter.calls.load(Ordering::SeqCst), 100);
+    assert_eq!(
+        greeter.unexpected.load(Ordering::SeqCst),
+        0,
+        "every call carried the JSON's fields"
+    );
+    assert_eq!(
+        counts_at(&json, "/codes"),
+        counts(&[("OK", 80), ("UNAVAILABLE", 20)])
+    );
+    let windows = at(&json, "/windows").as_array().expect("windows");
+    assert_eq!(windows.len(), 1, "{windows:#?}");
+    assert_eq!(u64_at(&windows[0], "/failed"), 20);
+    assert_eq!(
+        counts_at(&windows[0], "/codes"),
+        counts(&[("UNAVAILABLE", 20)])
+    );
+    // Each answer: "hello world" three times, framed (5 bytes) and encoded (2 bytes of tag and
+    // length): 40 bytes.
+    assert_eq!(u64_at(&json, "/requests/body_bytes"), 80 * 40);
+
+    // --ok-codes takes gRPC names; a well-known import (google.protobuf.Empty) resolves.
+    let (code, json) = Run::new(&server.url())
+        .opt("--grpc", "demo.v1.Greeter/Ping")
+        .opt("--proto", GREETER)
+        .opt("--ok-codes", "OK,UNAVAILABLE")
+        .qps(50)
+        .duration("400ms")
+        .json();
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(counts_at(&json, "/codes"), counts(&[("OK", 20)]));
+    assert_eq!(at(&json, "/load/ok_codes"), "OK,UNAVAILABLE");
+}
+
+#[test]
+fn the_text_report_names_grpc_codes() {
+    let greeter = Arc::new(Greeter {
+        unavailable: 0..5,
+        ..Greeter::default()
+    });
+    let server = greeter_server(greeter);
+    let (code, stdout, _, _) = run_gapless(&[
+        "run",
+        &server.url(),
+        "--grpc",
+        "demo.v1.Greeter/Hello",
+        "--proto",
+        GREETER,
+        "--data",
+        r#"{"name": "world", "times": 3}"#,
+        "-q",
+        "50",
+        "-d",
+        "200ms",
+        "-c",
+        "1",
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("Code OK : 5"), "{stdout}");
+    assert!(
+        stdout.contains("Code UNAVAILABLE : 5 (50.0 %) (failure)"),
+        "{stdout}"
+    );
+}
+
+/// Runs gapless with `args` after a URL nothing listens on; it must exit 2 before any load,
+/// with one line on stderr holding each of `said`.
+fn usage_error(args: &[&str], said: &[&str]) {
+    let mut all = vec!["run", "http://127.0.0.1:9/", "-d", "100ms"];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr, json) = run_gapless(&all);
+    assert_eq!(code, 2, "{args:?}: stdout {stdout}\nstderr {stderr}");
+    assert!(json.is_none(), "no run");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    for s in said {
+        assert!(stderr.contains(s), "{args:?}: {s:?} not in {stderr}");
+    }
+}
+
+#[test]
+fn a_proto_method_or_json_that_does_not_fit_is_exit_2() {
+    let hello = ["--grpc", "demo.v1.Greeter/Hello", "--proto", GREETER];
+    // The missing `;` at the end of line 6 is found at the next token, line 7.
+    usage_error(
+        &["--grpc", "demo.v1.Greeter/Hello", "--proto", BROKEN],
+        &["broken.proto:7:3:", "expected"],
+    );
+    usage_error(
+        &["--grpc", "demo.v1.Greeter/Nope", "--proto", GREETER],
+        &[
+            "greeter.proto",
+            "service demo.v1.Greeter has no method Nope (it has: Hello, Chat, Ping)",
+        ],
+    );
+    usage_error(
+        &["--grpc", "demo.Greeter/Hello", "--proto", GREETER],
+        &[
+            "greeter.proto",
+            "no service demo.Greeter (it declares: demo.v1.Greeter)",
+        ],
+    );
+    usage_error(
+        &["--grpc", "demo.v1.Greeter/Chat", "--proto", GREETER],
+        &["streaming"],
+    );
+    usage_error(
+        &[&hello[..], &["--data", r#"{"nme": "world"}"#]].concat(),
+        &["demo.v1.HelloRequest", "\"nme\""],
+    );
+    usage_error(
+        &[
+            &hello[..],
+            &["--data", r#"{"name": "world", "times": "many"}"#],
+        ]
+        .concat(),
+        &["field \"times\""],
+    );
+    usage_error(&[&hello[..], &["--data", "{"]].concat(), &["--data"]);
+    usage_error(
+        &["--grpc", "demo.v1.Greeter/Hello"],
+        &["--grpc needs --proto"],
+    );
+    usage_error(
+        &[
+            "--grpc",
+            "demo.v1.Greeter/Hello",
+            "--proto",
+            "/nonexistent/x.proto",
+        ],
+        &["/nonexistent/x.proto: cannot read it"],
+    );
+    usage_error(
+        &["--grpc-health", "--data", "{}"],
+        &["--data goes with --grpc METHOD"],
+    );
+    usage_error(&["--grpc", "Hello"], &["package.Service/Method"]);
+    usage_error(&["--proto", GREETER], &["--proto goes with --grpc METHOD"]);
+}
+
+#[test]
+fn a_scenario_file_names_the_call() {
+    let greeter = Arc::new(Greeter::default());
+    let server = greeter_server(greeter.clone());
+    let dir = crate::support::temp_path("grpc-scenario");
+    std::fs::create_dir_all(&dir).expect("a scenario directory");
+    std::fs::copy(GREETER, dir.join("greeter.proto")).expect("the proto beside it");
+    let scenario = dir.join("grpc.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "[target]\nurl = \"{}\"\ngrpc = \"demo.v1.Greeter/Hello\"\nproto = \"greeter.proto\"\n\
+             data = '{{\"name\": \"world\", \"times\": 3}}'\n[load]\nqps = 50\nduration = \"400ms\"\n",
+            server.url()
+        ),
+    )
+    .expect("write the scenario");
+    let (code, json) = Run::scenario(scenario.to_str().expect("a UTF-8 path")).json();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(counts_at(&json, "/codes"), counts(&[("OK", 20)]));
+    assert_eq!(greeter.unexpected.load(Ordering::SeqCst), 0);
+}
