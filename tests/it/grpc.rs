@@ -219,12 +219,10 @@ fn flip(
 fn assert_one_health_window(
     code: i32,
     json: &serde_json::Value,
-    health: &Health,
+    (serving, not_serving): (u64, u64),
     flipped: (SystemTime, Duration),
     total: u64,
 ) {
-    let serving = health.serving_answers.load(Ordering::SeqCst);
-    let not_serving = health.not_serving_answers.load(Ordering::SeqCst);
     assert_eq!(code, 1, "{json:#}");
     assert_eq!(u64_at(json, "/requests/total"), total);
     assert_eq!(
@@ -257,6 +255,10 @@ fn assert_one_health_window(
         "window {duration} ms, NOT_SERVING for {lasted_ms:.1} ms"
     );
     let start = f64_at(json, "/started_at_unix_ms") + f64_at(w, "/start_ms");
+    println!(
+        "window {duration:.1} ms for {lasted_ms:.1} ms NOT_SERVING; starts {:.1} ms after the flip; {not_serving} NOT_SERVING",
+        start - unix_ms(wall)
+    );
     assert!(
         (start - unix_ms(wall)).abs() < 60.0,
         "window starts {:.1} ms after the flip",
@@ -281,7 +283,11 @@ fn health_not_serving_for_a_measured_interval_is_exactly_that_window() {
         .json();
     let flipped = flipper.join().expect("the flipper");
     assert_eq!(at(&json, "/target/http2"), true);
-    assert_one_health_window(code, &json, &health, flipped, 200);
+    let answers = (
+        health.serving_answers.load(Ordering::SeqCst),
+        health.not_serving_answers.load(Ordering::SeqCst),
+    );
+    assert_one_health_window(code, &json, answers, flipped, 200);
 }
 
 #[test]
@@ -494,4 +500,140 @@ fn a_scenario_file_names_the_call() {
     assert_eq!(code, 0, "{json:#}");
     assert_eq!(counts_at(&json, "/codes"), counts(&[("OK", 20)]));
     assert_eq!(greeter.unexpected.load(Ordering::SeqCst), 0);
+}
+
+/// A Python gRPC server (`grpcio`, `grpcio-health-checking`): its health servicer answers Check
+/// with the state the script flips, counting each answer. After "go" on stdin it waits `after`
+/// seconds, is NOT_SERVING for `lasting` seconds, and logs both instants (Unix ms); after "counts"
+/// it prints how many SERVING and NOT_SERVING answers it gave.
+const PYTHON_HEALTH: &str = r#"
+import sys, threading, time
+from concurrent import futures
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+class Health(health_pb2_grpc.HealthServicer):
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.serving = True
+        self.counts = {"SERVING": 0, "NOT_SERVING": 0}
+
+    def Check(self, request, context):
+        with self.lock:
+            name = "SERVING" if self.serving else "NOT_SERVING"
+            self.counts[name] += 1
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.ServingStatus.Value(name))
+
+def flip(health, serving):
+    with health.lock:
+        health.serving = serving
+        at = time.time() * 1000
+    print(("serving" if serving else "not_serving"), "%.3f" % at, flush=True)
+
+after, lasting = float(sys.argv[1]), float(sys.argv[2])
+health = Health()
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+health_pb2_grpc.add_HealthServicer_to_server(health, server)
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print("port", port, flush=True)
+sys.stdin.readline()
+time.sleep(after)
+flip(health, False)
+time.sleep(lasting)
+flip(health, True)
+sys.stdin.readline()
+with health.lock:
+    print("counts", health.counts["SERVING"], health.counts["NOT_SERVING"], flush=True)
+server.stop(0)
+"#;
+
+/// The Python server of [`PYTHON_HEALTH`], killed on drop.
+struct PythonHealth {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl PythonHealth {
+    fn start(after: Duration, lasting: Duration) -> (PythonHealth, u16) {
+        let python = crate::support::needs("python3");
+        let imports = std::process::Command::new(&python)
+            .args(["-c", "import grpc, grpc_health.v1"])
+            .status()
+            .expect("python3 runs");
+        assert!(
+            imports.success(),
+            "this test needs the Python packages grpcio and grpcio-health-checking \
+             (.ci/run installs them with pip)"
+        );
+        let mut child = std::process::Command::new(python)
+            .args(["-c", PYTHON_HEALTH])
+            .arg(after.as_secs_f64().to_string())
+            .arg(lasting.as_secs_f64().to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the Python gRPC server starts");
+        use std::io::BufRead;
+        let stdout = child.stdout.take().expect("piped");
+        let mut server = PythonHealth {
+            child,
+            lines: std::io::BufReader::new(stdout).lines(),
+        };
+        let port = server.said("port").parse().expect("a port number");
+        (server, port)
+    }
+
+    /// The value of the next line, which must start with `key`.
+    fn said(&mut self, key: &str) -> String {
+        let line = self
+            .lines
+            .next()
+            .expect("the Python server said more")
+            .expect("a line of text");
+        line.strip_prefix(key)
+            .unwrap_or_else(|| panic!("expected {key:?}, the server said {line:?}"))
+            .trim()
+            .to_string()
+    }
+
+    fn tell(&mut self, what: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        writeln!(stdin, "{what}").expect("the Python server reads");
+    }
+}
+
+impl Drop for PythonHealth {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs python3 grpcio"]
+fn python_grpc_server_not_serving_at_a_logged_instant_is_exactly_that_window() {
+    let (mut server, port) =
+        PythonHealth::start(Duration::from_millis(800), Duration::from_millis(400));
+    server.tell("go");
+    let (code, json) = Run::new(&format!("http://127.0.0.1:{port}"))
+        .arg("--grpc-health")
+        .qps(100)
+        .duration("2s")
+        .connections(2)
+        .json();
+    server.tell("counts");
+    let ms = |text: String| text.parse::<f64>().expect("Unix milliseconds");
+    let from = ms(server.said("not_serving"));
+    let to = ms(server.said("serving"));
+    let counted = server.said("counts");
+    let (serving, not_serving) = counted.split_once(' ').expect("two counts");
+    let answers = (
+        serving.parse().expect("a count"),
+        not_serving.parse().expect("a count"),
+    );
+    let wall = UNIX_EPOCH + Duration::from_secs_f64(from / 1000.0);
+    let lasted = Duration::from_secs_f64((to - from) / 1000.0);
+    assert_one_health_window(code, &json, answers, (wall, lasted), 200);
 }
