@@ -637,3 +637,106 @@ fn python_grpc_server_not_serving_at_a_logged_instant_is_exactly_that_window() {
     let lasted = Duration::from_secs_f64((to - from) / 1000.0);
     assert_one_health_window(code, &json, answers, (wall, lasted), 200);
 }
+
+/// nginx (h2c, `grpc_pass` with keep-alive upstream connections) in front of the in-process
+/// health server, and a scenario whose one step is `step` (a bash script after
+/// [`crate::support::proxy::BASH_PRELUDE`], `@NGINX@`, `@PORT@` and `@PIDFILE@` filled in): the
+/// run at 500 req/s with its JSON result, and the step's record.
+fn through_nginx(name: &str, step: &str) -> (crate::support::proxy::Run, serde_json::Value) {
+    use crate::support::proxy::{BASH_PRELUDE, Nginx, Scratch, free_port, run_gapless, toml_str};
+    let binary = crate::support::needs("nginx");
+    let _serial = crate::support::proxy::serial();
+    let dir = Scratch::new(name);
+    let health = Arc::new(Health::default());
+    let backend = health_server(health, false);
+    let port = free_port();
+    let config = Nginx::config(
+        dir.path(),
+        port,
+        &format!(
+            "    upstream grpc_app {{ server {}; keepalive 16; }}",
+            backend.addr()
+        ),
+        "            grpc_pass grpc://grpc_app;",
+    )
+    .replace(
+        &format!("listen 127.0.0.1:{port};"),
+        &format!("listen 127.0.0.1:{port} http2;"),
+    );
+    let nginx = Nginx::start(&binary, &dir, port, &config);
+    let script = dir.write(
+        "step.sh",
+        &format!(
+            "{BASH_PRELUDE}{}",
+            step.replace("@NGINX@", &nginx.command(""))
+                .replace("@PORT@", &port.to_string())
+                .replace("@PIDFILE@", &dir.file("nginx.pid"))
+        ),
+    );
+    let scenario = dir.write(
+        "scenario.toml",
+        &format!(
+            "[target]\nurl = {}\ngrpc_health = \"\"\n[load]\nqps = 500\nconnections = 8\n\
+             warmup = \"1s\"\ncooldown = \"1s\"\nmax_connect_rate = 20000\n\
+             [[step]]\nname = \"{name}\"\nrun = {}\ntimeout = \"30s\"\n",
+            toml_str(&format!("http://127.0.0.1:{port}/")),
+            toml_str(&format!("bash {script}")),
+        ),
+    );
+    let run = run_gapless(&dir, &["--scenario", &scenario], &[]);
+    eprintln!("--- {name} (exit {})\n{}\n", run.code, run.summary());
+    let step = at(&run.json, "/steps/0").clone();
+    drop(nginx);
+    (run, step)
+}
+
+/// `nginx -s reload` under gRPC load: the old worker ends its HTTP/2 connections with GOAWAY
+/// after their streams finish, and gapless opens new ones: no request fails.
+#[test]
+#[ignore = "needs nginx"]
+fn grpc_through_nginx_reloaded_keeps_every_call() {
+    let (run, step) = through_nginx("grpc-reload", "@NGINX@ -s reload\nnap 0.5\n");
+    let json = &run.json;
+    assert_eq!(step["status"], "ok", "{run:?}");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(u64_at(json, "/requests/failed"), 0);
+    let total = u64_at(json, "/requests/total");
+    assert_eq!(counts_at(json, "/codes"), counts(&[("SERVING", total)]));
+    assert!(
+        u64_at(json, "/connections/opened") > 8,
+        "the reload made gapless open new connections"
+    );
+}
+
+/// nginx stopped hard and started again under gRPC load: one gap, as long as the downtime the
+/// step measured, of refused connections (and the calls the stop cut).
+#[test]
+#[ignore = "needs nginx"]
+fn grpc_through_nginx_restarted_is_one_gap_as_long_as_the_downtime() {
+    let (run, step) = through_nginx("grpc-restart", crate::proxies::RESTART);
+    let json = &run.json;
+    assert_eq!(step["status"], "ok", "{run:?}");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(u64_at(json, "/windows_total"), 1, "{run:?}");
+    assert_eq!(u64_at(json, "/gaps_total"), 1, "{run:?}");
+    let gap = &at(json, "/gaps")[0];
+    assert_eq!(u64_at(gap, "/ok"), 0);
+    assert_eq!(u64_at(gap, "/failed"), u64_at(json, "/requests/failed"));
+    let errors: Vec<String> = counts_at(gap, "/errors").into_iter().map(|(k, _)| k).collect();
+    assert!(
+        errors
+            .iter()
+            .all(|e| ["connect_refused", "reset", "closed_before_response"].contains(&e.as_str())),
+        "{gap:#}"
+    );
+    let t = crate::support::proxy::step_values(&step, "accepting");
+    let value = |key| crate::support::proxy::value(&t, key);
+    let downtime = value("accepting") - value("stopped");
+    let duration = f64_at(gap, "/duration_ms");
+    eprintln!("measured downtime {downtime:.1} ms, gap {duration} ms");
+    // Two intervals at 500 req/s and 20 ms of scheduling.
+    assert!(
+        (duration - downtime).abs() <= 24.0,
+        "gap of {duration} ms vs measured downtime of {downtime:.1} ms: {t:?}"
+    );
+}
