@@ -641,7 +641,7 @@ fn python_grpc_server_not_serving_at_a_logged_instant_is_exactly_that_window() {
 /// nginx (h2c, `grpc_pass` with keep-alive upstream connections) in front of the in-process
 /// health server, and a scenario whose one step is `step` (a bash script after
 /// [`crate::support::proxy::BASH_PRELUDE`], `@NGINX@`, `@PORT@` and `@PIDFILE@` filled in): the
-/// run at 500 req/s with its JSON result, and the step's record.
+/// run at 200 req/s with its JSON result, and the step's record.
 fn through_nginx(name: &str, step: &str) -> (crate::support::proxy::Run, serde_json::Value) {
     use crate::support::proxy::{BASH_PRELUDE, Nginx, Scratch, free_port, run_gapless, toml_str};
     let binary = crate::support::needs("nginx");
@@ -676,7 +676,7 @@ fn through_nginx(name: &str, step: &str) -> (crate::support::proxy::Run, serde_j
     let scenario = dir.write(
         "scenario.toml",
         &format!(
-            "[target]\nurl = {}\ngrpc_health = \"\"\n[load]\nqps = 500\nconnections = 8\n\
+            "[target]\nurl = {}\ngrpc_health = \"\"\n[load]\nqps = 200\nconnections = 16\n\
              warmup = \"1s\"\ncooldown = \"1s\"\nmax_connect_rate = 20000\n\
              [[step]]\nname = \"{name}\"\nrun = {}\ntimeout = \"30s\"\n",
             toml_str(&format!("http://127.0.0.1:{port}/")),
@@ -690,20 +690,47 @@ fn through_nginx(name: &str, step: &str) -> (crate::support::proxy::Run, serde_j
     (run, step)
 }
 
-/// `nginx -s reload` under gRPC load: the old worker ends its HTTP/2 connections with GOAWAY
-/// after their streams finish, and gapless opens new ones: no request fails.
+/// `nginx -s reload` under gRPC load: no connection is refused and no call fails but the few
+/// that were on the old worker's HTTP/2 connections at the reload. nginx (1.22 measured) ends
+/// those connections with GOAWAY; a call gapless sent on one just before the GOAWAY arrived is
+/// failed by h2 ("connection error received: not a result of an error": a stream above the
+/// GOAWAY's last stream id, never processed), on 2 runs of 5 here with 5 and 14 calls. A gRPC
+/// client library would retry those transparently; gapless never retries, so it counts them:
+/// at most the calls in flight, `reset`, on reused connections, in one window during the step.
 #[test]
 #[ignore = "needs nginx"]
-fn grpc_through_nginx_reloaded_keeps_every_call() {
+fn grpc_through_nginx_reloaded_fails_at_most_the_calls_in_flight() {
     let (run, step) = through_nginx("grpc-reload", "@NGINX@ -s reload\nnap 0.5\n");
     let json = &run.json;
     assert_eq!(step["status"], "ok", "{run:?}");
-    assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(u64_at(json, "/requests/failed"), 0);
+    let failed = u64_at(json, "/requests/failed");
     let total = u64_at(json, "/requests/total");
-    assert_eq!(counts_at(json, "/codes"), counts(&[("SERVING", total)]));
+    eprintln!("reload: {failed} failed, {:?}", at(json, "/error_samples"));
+    assert_eq!(
+        counts_at(json, "/codes"),
+        counts(&[("SERVING", total - failed)])
+    );
+    let errors = counts_at(json, "/errors");
     assert!(
-        u64_at(json, "/connections/opened") > 8,
+        errors.iter().all(|(class, _)| class == "reset"),
+        "{errors:?}"
+    );
+    // 16 connections, one call in flight on each.
+    assert!(failed <= 16, "{failed} failed");
+    assert_eq!(
+        u64_at(json, "/connections/failed_on_reused_connections")
+            + u64_at(json, "/connections/failed_on_new_connections"),
+        failed
+    );
+    assert_eq!(
+        u64_at(json, "/connections/failed_on_new_connections"),
+        0,
+        "nothing refused"
+    );
+    assert!(u64_at(json, "/windows_total") <= 1);
+    assert_eq!(run.code, i32::from(failed > 0), "{run:?}");
+    assert!(
+        u64_at(json, "/connections/opened") > 16,
         "the reload made gapless open new connections"
     );
 }
@@ -722,7 +749,10 @@ fn grpc_through_nginx_restarted_is_one_gap_as_long_as_the_downtime() {
     let gap = &at(json, "/gaps")[0];
     assert_eq!(u64_at(gap, "/ok"), 0);
     assert_eq!(u64_at(gap, "/failed"), u64_at(json, "/requests/failed"));
-    let errors: Vec<String> = counts_at(gap, "/errors").into_iter().map(|(k, _)| k).collect();
+    let errors: Vec<String> = counts_at(gap, "/errors")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     assert!(
         errors
             .iter()
@@ -734,9 +764,11 @@ fn grpc_through_nginx_restarted_is_one_gap_as_long_as_the_downtime() {
     let downtime = value("accepting") - value("stopped");
     let duration = f64_at(gap, "/duration_ms");
     eprintln!("measured downtime {downtime:.1} ms, gap {duration} ms");
-    // Two intervals at 500 req/s and 20 ms of scheduling.
+    // It covers the downtime (within two intervals at 200 req/s), and it began no earlier than
+    // the calls the stop cut were sent: one service time before the stop, tens of ms on a
+    // loaded machine.
     assert!(
-        (duration - downtime).abs() <= 24.0,
+        duration >= downtime - 10.0 && duration <= downtime + 100.0,
         "gap of {duration} ms vs measured downtime of {downtime:.1} ms: {t:?}"
     );
 }
