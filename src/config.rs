@@ -10,6 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
 
+mod interleave;
+pub use interleave::{Interleave, MAX_PERIOD, TooFine};
+
 /// Errors found while validating configuration values.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
@@ -481,9 +484,11 @@ pub struct LoadConfig {
     pub shard: Option<ShardPlan>,
 }
 
-/// One shard of a load split across processes: the global schedule is the one a single process
-/// would follow at the total rate (request `k` due at `start + k / qps`), and shard `index` of
-/// `count` sends exactly the requests with `k mod count == index`.
+/// One part of a load dealt out by an [`Interleave`]: a shard of a load split across processes,
+/// or an endpoint of a run of several. The global schedule is the one a single process would
+/// follow at the total rate (request `k` due at `start + k / qps`); shard `index` of `count`
+/// equal parts sends exactly the requests with `k mod count == index`, a weighted part its
+/// positions of each cycle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardPlan {
     /// This shard, from 0.
@@ -494,15 +499,25 @@ pub struct ShardPlan {
     pub label: String,
     /// The global schedule's origin on the wall clock, shared by every shard.
     pub start_at: std::time::SystemTime,
+    /// How the global schedule is dealt out (its `count` parts).
+    pub interleave: std::sync::Arc<Interleave>,
+}
+
+impl ShardPlan {
+    /// This part's own rate when the whole load runs at `qps`.
+    pub fn rate_of(&self, qps: f64) -> f64 {
+        self.interleave.rate_of(self.index as usize, qps)
+    }
 }
 
 impl LoadConfig {
     /// How much later than the run's start this process's schedule begins (its shard's first
-    /// request: `index / qps`; zero unsharded).
+    /// request: `index / qps` with equal parts, see [`Interleave::shift_secs`]; zero unsharded).
     pub fn shift(&self) -> Duration {
         match (&self.shard, self.rate.qps()) {
             (Some(shard), Some(qps)) => {
-                Duration::try_from_secs_f64(f64::from(shard.index) / qps).unwrap_or(Duration::ZERO)
+                Duration::try_from_secs_f64(shard.interleave.shift_secs(shard.index as usize, qps))
+                    .unwrap_or(Duration::ZERO)
             }
             _ => Duration::ZERO,
         }
@@ -631,6 +646,8 @@ pub struct Endpoint {
     pub name: String,
     /// What to send to it, and what counts as success.
     pub target: TargetConfig,
+    /// Its weight in the run's rate (`weight`, or its `qps`; 1 each by default: equal shares).
+    pub weight: NonZeroU32,
 }
 
 /// Everything one `gapless run` needs.

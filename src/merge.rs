@@ -22,11 +22,12 @@
 //!   0's (it ran the steps).
 //!
 //! **Several endpoints** (`[[target]]`, `--targets`) are folded the same way ([`endpoints`]):
-//! endpoint `i` of `n` sends the requests `k mod n == i` of the run's schedule, so it is shard
-//! `i` of the run, but with its own URL and request. Its own result is kept whole under
-//! `targets` and judged on its own; the run's counts, histograms and slots are the sums, its
-//! phases the exact sums of the endpoints', and its windows the runs of at least `n` failed
-//! requests in the global order: the times no endpoint answered.
+//! endpoint `i` of `n` sends the requests `k mod n == i` of the run's schedule (weighted, its
+//! positions of each cycle: [`Interleave`]), so it is shard `i` of the run, but with its own
+//! URL and request. Its own result is kept whole under `targets` and judged on its own; the
+//! run's counts, histograms and slots are the sums, its phases the exact sums of the
+//! endpoints', and its windows the runs of failed requests in the global order that hold a
+//! request of every endpoint: the times no endpoint answered.
 //!
 //! A missing shard or one cut short by a signal makes the result incomplete: a criterion of its
 //! own, exit 6. Memory is bounded by the number of results times what one holds (histograms,
@@ -39,7 +40,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::config::OkCodes;
+use crate::config::{Interleave, OkCodes};
 use crate::measure::gaps::MAX_WINDOWS;
 use crate::measure::outcome::ErrorClass;
 use crate::measure::stalls::STALL_FLOOR;
@@ -270,6 +271,9 @@ pub struct Merger {
     /// The parts are the endpoints of one run (`[[target]]`), not shards of one target's load:
     /// their URLs and request settings differ, and they are named, not numbered.
     endpoints: bool,
+    /// How the global schedule was dealt out: equal parts for shards (set by the first result),
+    /// the run's weights for endpoints.
+    interleave: Option<std::sync::Arc<Interleave>>,
     first: Option<(String, Plan)>,
     parts: BTreeMap<u32, Part>,
     /// Shard 0's result (it ran the steps), or the lowest index's until shard 0 comes, without
@@ -294,6 +298,7 @@ impl Merger {
         Merger {
             merge_gap,
             endpoints: false,
+            interleave: None,
             first: None,
             parts: BTreeMap::new(),
             conductor: None,
@@ -400,11 +405,18 @@ impl Merger {
                 first: part.name.clone(),
             });
         }
-        let (count, index) = (u64::from(shard.count.max(1)), u64::from(shard.index));
+        let il = self
+            .interleave
+            .get_or_insert_with(|| {
+                let count =
+                    std::num::NonZeroU32::new(shard.count).unwrap_or(std::num::NonZeroU32::MIN);
+                std::sync::Arc::new(Interleave::equal(count))
+            })
+            .clone();
         let end_seq = if r.requests.total == 0 {
             0
         } else {
-            index + count * (r.requests.total - 1) + 1
+            il.global(shard.index as usize, r.requests.total - 1) + 1
         };
         let windows: Vec<ShardWindow> = r
             .windows
@@ -560,6 +572,10 @@ impl Merger {
         };
         let count = plan.count.max(1);
         let interval_ms = plan.qps.map_or(0.0, |q| 1000.0 / q);
+        let il = self.interleave.clone().unwrap_or_else(|| {
+            let count = std::num::NonZeroU32::new(count).unwrap_or(std::num::NonZeroU32::MIN);
+            std::sync::Arc::new(Interleave::equal(count))
+        });
         let end_seq = self.parts.values().map(|p| p.end_seq).max().unwrap_or(0);
         let duration_ms = self
             .parts
@@ -569,13 +585,13 @@ impl Merger {
             .fold(f64::NAN, f64::max);
 
         // Windows and gaps over the global order.
-        let mut windows = Windows::new(self.merge_gap, interval_ms);
+        let mut windows = Windows::new(self.merge_gap, interval_ms, &il);
         let endpoints = self.endpoints;
-        each_failing_run(&self.parts, count, end_seq, |a, b| {
+        each_failing_run(&self.parts, &il, end_seq, |a, b| {
             // With several endpoints, the run's own windows are the times no endpoint answered:
-            // runs of failures at least one round of the interleave long (each endpoint's own
-            // are in `targets`).
-            if !endpoints || b - a >= u64::from(count) {
+            // runs of failures that hold a request of every endpoint (each endpoint's own are in
+            // `targets`).
+            if !endpoints || il.covers_every_part(a, b) {
                 windows.run(a, b);
             }
         });
@@ -584,7 +600,7 @@ impl Merger {
         let entries = window_entries(
             &windows.listed,
             &self.parts,
-            count,
+            &il,
             end_seq,
             interval_ms,
             steps,
@@ -593,8 +609,8 @@ impl Merger {
         result.windows = entries;
         result.windows_total = windows.total;
         result.gaps_total = windows.gaps;
-        result.longest_gap_ms = windows.longest.map(|n| round3(n as f64 * interval_ms));
-        result.total_gap_ms = round3(windows.gap_requests as f64 * interval_ms);
+        result.longest_gap_ms = windows.longest.map(|n| round3(n * interval_ms));
+        result.total_gap_ms = round3(windows.gap_intervals * interval_ms);
         result.merge_gap_ms = round3(self.merge_gap.as_secs_f64() * 1000.0);
 
         // Stalls: when every shard was silent.
@@ -757,6 +773,11 @@ pub fn endpoints(f: &crate::run::Finished) -> RunResult {
     let limits = &f.config.verdict.limits;
     let mut merger = Merger::new(f.config.verdict.merge_gap);
     merger.endpoints = true;
+    merger.interleave = f
+        .parts
+        .first()
+        .and_then(|p| p.config.load.shard.as_ref())
+        .map(|s| s.interleave.clone());
     let mut targets: Vec<TargetEntry> = Vec::with_capacity(f.parts.len());
     let mut phases: Vec<crate::result::PhaseEntry> = Vec::new();
     let mut requested = None;
@@ -793,7 +814,10 @@ pub fn endpoints(f: &crate::run::Finished) -> RunResult {
         }
         let mut entry = own.clone();
         // Its share of the run's rate.
-        entry.load.qps = entry.load.qps.map(|q| q / f.parts.len() as f64);
+        entry.load.qps = match (entry.load.qps, &part.config.load.shard) {
+            (Some(q), Some(s)) => Some(s.rate_of(q)),
+            (q, _) => q,
+        };
         entry.shard = None;
         entry.steps = Vec::new();
         entry.events = Vec::new();
@@ -861,18 +885,18 @@ fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
-/// Shard `i`'s requests (`k mod n == i`) below `z`.
-fn members_below(i: u64, n: u64, z: u64) -> u64 {
-    if z > i { (z - i - 1) / n + 1 } else { 0 }
-}
-
 /// Calls `run(a, b)` for each maximal run `[a, b)` of global sequence numbers whose requests all
-/// failed, in order: request `k` failed when a window of shard `k mod count` holds it. A run of
-/// shards all failing costs one step; where only some fail, each of their requests is visited
-/// (not the others'). Nothing is kept per request: time goes with the failed requests, memory
-/// with the shards' windows.
-fn each_failing_run(parts: &BTreeMap<u32, Part>, count: u32, end: u64, run: impl FnMut(u64, u64)) {
-    let n = u64::from(count);
+/// failed, in order: request `k` failed when a window of its shard (`il.owner(k)`) holds it. A
+/// run of shards all failing costs one step; where only some fail, each of their requests is
+/// visited (not the others'), in order. Nothing is kept per request: time goes with the failed
+/// requests, memory with the shards' windows.
+fn each_failing_run(
+    parts: &BTreeMap<u32, Part>,
+    il: &Interleave,
+    end: u64,
+    run: impl FnMut(u64, u64),
+) {
+    use std::cmp::Reverse;
     let mut events: Vec<(u64, usize, bool)> = Vec::new();
     for (&i, part) in parts {
         for w in &part.windows {
@@ -885,28 +909,32 @@ fn each_failing_run(parts: &BTreeMap<u32, Part>, count: u32, end: u64, run: impl
     }
     // At one position, windows end before others begin.
     events.sort_by_key(|&(at, i, opens)| (at, opens, i));
-    let mut failing = vec![0u32; count as usize];
+    let mut failing = vec![0u32; il.parts()];
     // The shards failing, in order (those with `failing[i] > 0`).
-    let mut members: Vec<u64> = Vec::new();
+    let mut members: Vec<usize> = Vec::new();
     let mut runs = Runs { current: None, run };
+    let mut heads = std::collections::BinaryHeap::new();
     let mut pos = 0u64;
     let mut e = 0;
     loop {
         let next = events.get(e).map_or(end, |ev| ev.0.min(end));
         if next > pos && !members.is_empty() {
-            if members.len() == count as usize {
+            if members.len() == il.parts() {
                 runs.push(pos, next);
             } else {
-                // Request `c × n + i` of each failing shard `i`, cycle by cycle.
-                for c in pos / n..=(next - 1) / n {
-                    for &i in &members {
-                        let k = c * n + i;
-                        if k >= next {
-                            break;
-                        }
-                        if k >= pos {
-                            runs.push(k, k + 1);
-                        }
+                // Each failing shard's requests in [pos, next), merged in global order.
+                heads.clear();
+                for &i in &members {
+                    let j = il.members_below(i, pos);
+                    if j < il.members_below(i, next) {
+                        heads.push(Reverse((il.global(i, j), i, j)));
+                    }
+                }
+                while let Some(Reverse((k, i, j))) = heads.pop() {
+                    runs.push(k, k + 1);
+                    let k = il.global(i, j + 1);
+                    if k < next {
+                        heads.push(Reverse((k, i, j + 1)));
                     }
                 }
             }
@@ -919,18 +947,22 @@ fn each_failing_run(parts: &BTreeMap<u32, Part>, count: u32, end: u64, run: impl
             if at != next {
                 break;
             }
-            let was = failing[i] > 0;
+            let Some(f) = failing.get_mut(i) else {
+                e += 1;
+                continue;
+            };
+            let was = *f > 0;
             if opens {
-                failing[i] += 1;
+                *f += 1;
             } else {
-                failing[i] = failing[i].saturating_sub(1);
+                *f = f.saturating_sub(1);
             }
-            match (was, failing[i] > 0) {
+            match (was, *f > 0) {
                 (false, true) => {
-                    let at = members.partition_point(|&m| m < i as u64);
-                    members.insert(at, i as u64);
+                    let at = members.partition_point(|&m| m < i);
+                    members.insert(at, i);
                 }
-                (true, false) => members.retain(|&m| m != i as u64),
+                (true, false) => members.retain(|&m| m != i),
                 _ => {}
             }
             e += 1;
@@ -968,7 +1000,9 @@ impl<F: FnMut(u64, u64)> Runs<F> {
 #[cfg(test)]
 fn failing_runs(parts: &BTreeMap<u32, Part>, count: u32, end: u64) -> Vec<(u64, u64)> {
     let mut runs = Vec::new();
-    each_failing_run(parts, count, end, |a, b| runs.push((a, b)));
+    let il =
+        Interleave::equal(std::num::NonZeroU32::new(count).unwrap_or(std::num::NonZeroU32::MIN));
+    each_failing_run(parts, &il, end, |a, b| runs.push((a, b)));
     runs
 }
 
@@ -983,35 +1017,46 @@ struct Merged {
 
 /// Merges runs closer than the merge distance into windows, keeps the first [`MAX_WINDOWS`]
 /// and totals over all.
-struct Windows {
+struct Windows<'a> {
     merge_gap: Duration,
     interval_ms: f64,
+    /// When each request is due (in global intervals).
+    il: &'a Interleave,
     current: Option<Merged>,
     listed: Vec<Merged>,
     total: u64,
     gaps: u64,
-    gap_requests: u64,
-    longest: Option<u64>,
+    /// The gaps' length, in global intervals.
+    gap_intervals: f64,
+    /// The longest gap, in global intervals.
+    longest: Option<f64>,
 }
 
-impl Windows {
-    fn new(merge_gap: Duration, interval_ms: f64) -> Windows {
+impl Windows<'_> {
+    fn new(merge_gap: Duration, interval_ms: f64, il: &Interleave) -> Windows<'_> {
         Windows {
             merge_gap,
             interval_ms,
+            il,
             current: None,
             listed: Vec::new(),
             total: 0,
             gaps: 0,
-            gap_requests: 0,
+            gap_intervals: 0.0,
             longest: None,
         }
     }
 
+    /// The time from request `a` to request `b`, in global intervals.
+    fn between(&self, a: u64, b: u64) -> f64 {
+        self.il.due_in_intervals(b) - self.il.due_in_intervals(a)
+    }
+
     fn run(&mut self, a: u64, b: u64) {
         let merge_ms = self.merge_gap.as_secs_f64() * 1000.0;
+        let il = self.il;
         if let Some(w) = &mut self.current {
-            if ((a - w.end) as f64) * self.interval_ms < merge_ms {
+            if (il.due_in_intervals(a) - il.due_in_intervals(w.end)) * self.interval_ms < merge_ms {
                 w.ok += a - w.end;
                 w.end = b;
                 return;
@@ -1031,8 +1076,8 @@ impl Windows {
         self.total += 1;
         if w.ok == 0 {
             self.gaps += 1;
-            let length = w.end - w.first;
-            self.gap_requests += length;
+            let length = self.between(w.first, w.end);
+            self.gap_intervals += length;
             if self.longest.is_none_or(|l| length > l) {
                 self.longest = Some(length);
             }
@@ -1062,15 +1107,16 @@ struct Share {
 impl Share {
     /// Adds the part of shard `i`'s window `sw` that lies in `w` (nothing when they do not
     /// overlap).
-    fn add(&mut self, w: &Merged, i: u64, n: u64, sw: &ShardWindow, end: u64) {
+    fn add(&mut self, w: &Merged, i: usize, il: &Interleave, sw: &ShardWindow, end: u64) {
         let s_end = sw.end.unwrap_or(end).max(sw.first);
         let (from, to) = (w.first.max(sw.first), w.end.min(s_end));
         if from >= to {
             return;
         }
-        let all = members_below(i, n, s_end) - members_below(i, n, sw.first);
-        let j0 = members_below(i, n, from) - members_below(i, n, sw.first);
-        let j1 = members_below(i, n, to) - members_below(i, n, sw.first);
+        let below = |z: u64| il.members_below(i, z);
+        let all = below(s_end) - below(sw.first);
+        let j0 = below(from) - below(sw.first);
+        let j1 = below(to) - below(sw.first);
         // This window's share of the shard window's failures: [f0, f1).
         let share = |j: u64| {
             if all == 0 || j >= all {
@@ -1097,9 +1143,15 @@ impl Share {
     }
 
     /// The wire entry of `w` with these failures.
-    fn entry(self, w: &Merged, interval_ms: f64, steps: &[StepEntry]) -> WindowEntry {
-        let start_ms = round3(w.first as f64 * interval_ms);
-        let end_ms = round3(w.end as f64 * interval_ms);
+    fn entry(
+        self,
+        w: &Merged,
+        il: &Interleave,
+        interval_ms: f64,
+        steps: &[StepEntry],
+    ) -> WindowEntry {
+        let start_ms = round3(il.due_in_intervals(w.first) * interval_ms);
+        let end_ms = round3(il.due_in_intervals(w.end) * interval_ms);
         let during = steps_during(steps, start_ms, end_ms);
         WindowEntry {
             start_ms,
@@ -1129,19 +1181,18 @@ impl Share {
 fn window_entry(
     w: &Merged,
     parts: &BTreeMap<u32, Part>,
-    count: u32,
+    il: &Interleave,
     end: u64,
     interval_ms: f64,
     steps: &[StepEntry],
 ) -> WindowEntry {
-    let n = u64::from(count);
     let mut share = Share::default();
     for (&i, part) in parts {
         for sw in &part.windows {
-            share.add(w, u64::from(i), n, sw, end);
+            share.add(w, i as usize, il, sw, end);
         }
     }
-    share.entry(w, interval_ms, steps)
+    share.entry(w, il, interval_ms, steps)
 }
 
 /// The wire entries of the listed merged windows, as [`window_entry`] makes them. When the
@@ -1152,7 +1203,7 @@ fn window_entry(
 fn window_entries(
     listed: &[Merged],
     parts: &BTreeMap<u32, Part>,
-    count: u32,
+    il: &Interleave,
     end: u64,
     interval_ms: f64,
     steps: &[StepEntry],
@@ -1164,10 +1215,9 @@ fn window_entries(
     if !ordered {
         return listed
             .iter()
-            .map(|w| window_entry(w, parts, count, end, interval_ms, steps))
+            .map(|w| window_entry(w, parts, il, end, interval_ms, steps))
             .collect();
     }
-    let n = u64::from(count);
     let mut cursors = vec![0usize; parts.len()];
     listed
         .iter()
@@ -1187,10 +1237,10 @@ fn window_entries(
                 // them.
                 let reach = part.windows[*at..].iter().take_while(|sw| sw.first < w.end);
                 for sw in reach {
-                    share.add(w, u64::from(i), n, sw, end);
+                    share.add(w, i as usize, il, sw, end);
                 }
             }
-            share.entry(w, interval_ms, steps)
+            share.entry(w, il, interval_ms, steps)
         })
         .collect()
 }
@@ -1386,14 +1436,15 @@ mod tests {
         let runs = failing_runs(&p, 3, 30);
         assert_eq!(runs.len(), 10);
         assert!(runs.iter().all(|&(a, b)| b == a + 1 && a % 3 == 2));
-        let mut w = Windows::new(Duration::ZERO, 1.0);
+        let il = eq(3);
+        let mut w = Windows::new(Duration::ZERO, 1.0, &il);
         for (a, b) in runs {
             w.run(a, b);
         }
         w.finish(30);
         assert_eq!(
-            (w.total, w.gaps, w.longest, w.gap_requests),
-            (10, 10, Some(1), 10)
+            (w.total, w.gaps, w.longest, w.gap_intervals),
+            (10, 10, Some(1.0), 10.0)
         );
         assert!(
             w.listed.last().expect("a window").open,
@@ -1402,7 +1453,7 @@ mod tests {
 
         // With a merge distance above the 2 ms between them, they are one window with the
         // successes inside counted.
-        let mut w = Windows::new(Duration::from_millis(3), 1.0);
+        let mut w = Windows::new(Duration::from_millis(3), 1.0, &il);
         for (a, b) in failing_runs(&p, 3, 30) {
             w.run(a, b);
         }
@@ -1430,7 +1481,7 @@ mod tests {
             ok: 0,
             open: false,
         };
-        let e = window_entry(&w, &p, 2, 100, 1.0, &[]);
+        let e = window_entry(&w, &p, &eq(2), 100, 1.0, &[]);
         assert_eq!(e.failed, 6 + 5);
         assert_eq!(e.codes.get(&503), Some(&(4 + 5)));
         assert_eq!(e.errors.get(&ErrorClass::Reset), Some(&2));
@@ -1444,7 +1495,7 @@ mod tests {
             ok: 0,
             open: false,
         };
-        let r = window_entry(&rest, &p, 2, 100, 1.0, &[]);
+        let r = window_entry(&rest, &p, &eq(2), 100, 1.0, &[]);
         assert_eq!(e.failed + r.failed, 10 + 5);
         assert_eq!(r.errors.get(&ErrorClass::Reset), Some(&4));
     }
@@ -1483,7 +1534,8 @@ mod tests {
     /// pseudo-random lengths (some long, spanning many of the others'), some shards clean, the
     /// last window of some (shard `count / 2` at least) open; plus `common` windows in which
     /// every shard fails.
-    fn random_parts(count: u32, end: u64, common: &[(u64, u64)], seed: u64) -> Vec<Part> {
+    fn random_parts(il: &Interleave, end: u64, common: &[(u64, u64)], seed: u64) -> Vec<Part> {
+        let count = il.parts() as u32;
         let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         let mut next = move |m: u64| {
             x ^= x << 13;
@@ -1491,11 +1543,11 @@ mod tests {
             x ^= x << 17;
             x % m
         };
-        let n = u64::from(count);
         (0..count)
             .map(|i| {
-                let i64 = u64::from(i);
-                let member = |k: u64| k + (i64 + n - k % n) % n;
+                let ix = i as usize;
+                // Its first request at or after k.
+                let member = |k: u64| il.global(ix, il.members_below(ix, k));
                 let mut spans: Vec<(u64, u64)> = Vec::new();
                 if next(4) != 0 {
                     let mut at = next(50);
@@ -1514,7 +1566,7 @@ mod tests {
                 let mut windows: Vec<ShardWindow> = Vec::new();
                 for (a, b) in spans {
                     let first = member(a);
-                    let stop = member(b).max(first + n);
+                    let stop = member(b).max(member(first + 1));
                     if first >= end {
                         break;
                     }
@@ -1538,7 +1590,7 @@ mod tests {
                 }
                 for w in &mut windows {
                     let stop = w.end.unwrap_or(end).min(end);
-                    w.failed = members_below(i64, n, stop) - members_below(i64, n, w.first);
+                    w.failed = il.members_below(ix, stop) - il.members_below(ix, w.first);
                     let resets = w.failed / 3;
                     w.classes = vec![
                         (Class::Status(503), w.failed - resets),
@@ -1554,11 +1606,10 @@ mod tests {
     }
 
     /// The failing runs request by request: the definition.
-    fn runs_by_request(parts: &BTreeMap<u32, Part>, count: u32, end: u64) -> Vec<(u64, u64)> {
-        let n = u64::from(count);
+    fn runs_by_request(parts: &BTreeMap<u32, Part>, il: &Interleave, end: u64) -> Vec<(u64, u64)> {
         let mut runs: Vec<(u64, u64)> = Vec::new();
         for k in 0..end {
-            let failed = parts.get(&((k % n) as u32)).is_some_and(|p| {
+            let failed = parts.get(&(il.owner(k) as u32)).is_some_and(|p| {
                 p.windows
                     .iter()
                     .any(|w| w.first <= k && w.end.is_none_or(|e| k < e))
@@ -1576,33 +1627,52 @@ mod tests {
 
     #[test]
     fn failing_runs_visit_only_failing_shards_and_match_the_definition() {
-        for (count, seed) in [(1, 3), (2, 5), (3, 7), (7, 11), (16, 13), (40, 17)] {
+        for (il, seed) in interleaves() {
             let end = 4000;
             let common = [(500, 700), (1500, 1510), (3000, 3400)];
-            let p = parts(random_parts(count, end, &common, seed));
-            let runs = failing_runs(&p, count, end);
-            assert_eq!(runs, runs_by_request(&p, count, end), "{count} shards");
+            let p = parts(random_parts(&il, end, &common, seed));
+            let mut runs = Vec::new();
+            each_failing_run(&p, &il, end, |a, b| runs.push((a, b)));
+            assert_eq!(runs, runs_by_request(&p, &il, end), "{il:?}");
             assert!(runs.iter().any(|&(a, b)| b - a > 100), "a common failure");
         }
     }
 
+    /// Equal parts (shards, or endpoints without weights) and weighted ones (endpoints), each
+    /// with a seed.
+    fn interleaves() -> Vec<(Interleave, u64)> {
+        let mut list: Vec<(Interleave, u64)> =
+            [(1, 3), (2, 5), (3, 7), (7, 11), (16, 13), (40, 17)]
+                .into_iter()
+                .map(|(n, seed)| (eq(n), seed))
+                .collect();
+        for (weights, seed) in [(&[1u32, 3][..], 19), (&[2, 3, 5], 23), (&[1, 1, 7, 2], 29)] {
+            let w: Vec<std::num::NonZeroU32> = weights
+                .iter()
+                .map(|&w| std::num::NonZeroU32::new(w).unwrap())
+                .collect();
+            list.push((Interleave::weighted(&w).unwrap(), seed));
+        }
+        list
+    }
+
     #[test]
     fn window_entries_by_cursor_are_those_of_each_window_alone() {
-        for (count, seed, gap_ms) in [(3, 7, 0), (7, 11, 0), (16, 13, 2), (40, 17, 3)] {
+        for ((il, seed), gap_ms) in interleaves().into_iter().skip(2).zip([0, 0, 2, 3, 0, 1, 2]) {
             let end = 4000;
             let common = [(500, 700), (3000, 3400)];
-            let mut p = parts(random_parts(count, end, &common, seed));
-            let mut w = Windows::new(Duration::from_millis(gap_ms), 1.0);
-            each_failing_run(&p, count, end, |a, b| w.run(a, b));
+            let mut p = parts(random_parts(&il, end, &common, seed));
+            let mut w = Windows::new(Duration::from_millis(gap_ms), 1.0, &il);
+            each_failing_run(&p, &il, end, |a, b| w.run(a, b));
             w.finish(end);
             assert!(w.listed.len() > 20, "{} windows", w.listed.len());
             let one_by_one: Vec<WindowEntry> = w
                 .listed
                 .iter()
-                .map(|m| window_entry(m, &p, count, end, 1.0, &[]))
+                .map(|m| window_entry(m, &p, &il, end, 1.0, &[]))
                 .collect();
             assert_eq!(
-                window_entries(&w.listed, &p, count, end, 1.0, &[]),
+                window_entries(&w.listed, &p, &il, end, 1.0, &[]),
                 one_by_one
             );
             let failed: u64 = one_by_one.iter().map(|e| e.failed).sum();
@@ -1617,7 +1687,7 @@ mod tests {
                 part.windows.reverse();
             }
             assert_eq!(
-                window_entries(&w.listed, &p, count, end, 1.0, &[]),
+                window_entries(&w.listed, &p, &il, end, 1.0, &[]),
                 one_by_one
             );
         }
@@ -1653,13 +1723,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn members_of_a_shard_are_counted_by_arithmetic() {
-        assert_eq!(members_below(0, 4, 0), 0);
-        assert_eq!(members_below(0, 4, 1), 1);
-        assert_eq!(members_below(3, 4, 3), 0);
-        assert_eq!(members_below(3, 4, 4), 1);
-        assert_eq!(members_below(1, 4, 10), 3); // 1, 5, 9
+    fn eq(n: u32) -> Interleave {
+        Interleave::equal(std::num::NonZeroU32::new(n).unwrap())
     }
 
     #[test]

@@ -74,12 +74,14 @@ pub struct Finished {
 
 impl Finished {
     /// In a shard's run, the global sequence number of this process's request `seq` (shard `I`
-    /// of `N` sends `k = seq × N + I`); `None` unsharded.
+    /// of `N` equal parts sends `k = seq × N + I`; see [`crate::config::Interleave`]); `None`
+    /// unsharded.
     pub fn global_seq(&self, seq: u64) -> Option<u64> {
-        self.config.load.shard.as_ref().map(|s| {
-            seq.saturating_mul(u64::from(s.count.get()))
-                .saturating_add(u64::from(s.index))
-        })
+        self.config
+            .load
+            .shard
+            .as_ref()
+            .map(|s| s.interleave.global(s.index as usize, seq))
     }
 
     /// Achieved request rate: requests sent per second of elapsed time (requests never sent
@@ -367,7 +369,8 @@ pub async fn run(
 
 /// The configuration of each endpoint's part: the run's, for a run of one target; with several,
 /// the run's with that endpoint's target, and its interleave as a shard plan (endpoint `i` of
-/// `n` sends the requests `k mod n == i` of the global schedule), labelled with its name.
+/// `n` equal ones sends the requests `k mod n == i` of the global schedule; weighted, its
+/// positions of each cycle: [`crate::config::Interleave`]), labelled with its name.
 fn parts_of(config: &RunConfig, started_at: SystemTime) -> Vec<RunConfig> {
     let count = u32::try_from(config.targets.len())
         .ok()
@@ -375,6 +378,12 @@ fn parts_of(config: &RunConfig, started_at: SystemTime) -> Vec<RunConfig> {
     let Some(count) = count.filter(|c| c.get() > 1) else {
         return vec![config.clone()];
     };
+    let weights: Vec<std::num::NonZeroU32> = config.targets.iter().map(|e| e.weight).collect();
+    // The weights were checked when the configuration was made; equal parts otherwise.
+    let interleave = std::sync::Arc::new(
+        crate::config::Interleave::weighted(&weights)
+            .unwrap_or_else(|_| crate::config::Interleave::equal(count)),
+    );
     config
         .targets
         .iter()
@@ -388,6 +397,7 @@ fn parts_of(config: &RunConfig, started_at: SystemTime) -> Vec<RunConfig> {
                     count,
                     label: endpoint.name.clone(),
                     start_at: started_at,
+                    interleave: interleave.clone(),
                 }),
                 ..config.load.clone()
             },
@@ -601,6 +611,7 @@ mod tests {
             .map(|i| crate::config::Endpoint {
                 name: format!("e{i}"),
                 target: config.target.clone(),
+                weight: std::num::NonZeroU32::MIN,
             })
             .collect();
         config

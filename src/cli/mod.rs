@@ -24,6 +24,7 @@ use crate::config::{
     Endpoint, Limits, LoadConfig, Rate, RolloutConfig, RunConfig, ShardPlan, TargetConfig,
     TargetUrl, VerdictConfig,
 };
+use crate::judge::diff::DiffLimits;
 use crate::redact::Redactor;
 use crate::report::Outputs;
 use crate::rollout::step::{Action, Step};
@@ -32,7 +33,7 @@ use crate::targets::serve::ServeConfig;
 use check::show;
 use check::{Context, Given, Origin, Place};
 use check::{STEP_TIMEOUT, STEP_TIMEOUT_RANGE};
-use options::{LoadOptions, Setting, Source, Spec, TargetOptions, VerdictOptions};
+use options::{DiffOptions, LoadOptions, Setting, Source, Spec, TargetOptions, VerdictOptions};
 use scenario::Scenario;
 
 /// Errors in command-line values, each one sentence.
@@ -140,6 +141,33 @@ pub enum Error {
     /// Two endpoints with one name.
     #[error("two endpoints are named {0:?}: give each [[target]] its own name")]
     SameName(String),
+    /// An endpoint with both a weight and a rate of its own.
+    #[error("endpoint {0:?} has both a weight and a qps: give one")]
+    WeightAndQps(String),
+    /// Some endpoints with a rate of their own and some without.
+    #[error(
+        "endpoint {0:?} has no qps while others have one: give every [[target]] a qps (the run's rate is their sum), or weights of -q"
+    )]
+    SomeRates(String),
+    /// Endpoints with rates of their own, and the run's rate too.
+    #[error(
+        "the [[target]] qps set the run's rate (their sum, {0} req/s): leave out -q and load.qps, or give weights instead"
+    )]
+    RatesAndTotal(String),
+    /// An endpoint's rate that is not a positive number of requests per second with at most
+    /// three decimals.
+    #[error(
+        "endpoint {name:?} has qps {qps}: an endpoint's rate is more than 0, to the thousandth of a request per second"
+    )]
+    EndpointRate {
+        /// The endpoint.
+        name: String,
+        /// Its rate, as given.
+        qps: f64,
+    },
+    /// Weights (or rates) too fine to interleave.
+    #[error(transparent)]
+    TooFine(#[from] crate::config::TooFine),
     /// `--shards` with steps and no `--duration`.
     #[error(
         "--shards with rollout steps needs --duration (or the scenario's load.duration): every shard loads that long, and it must cover the warmup, the steps and the cooldown"
@@ -164,23 +192,27 @@ pub struct Cli {
 impl Cli {
     /// The clap command, with each declared option's default and range added to its help.
     pub fn command_with_specs() -> clap::Command {
-        let specs = specs();
-        Cli::command().mut_subcommand("run", |run| {
-            run.mut_args(|arg| {
-                let Some(spec) = specs.iter().find(|s| arg.get_id() == s.id) else {
-                    return arg;
-                };
-                let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-                // A switch is off unless given: no default to show.
-                if let Some(default) = spec.default.filter(|d| *d != "false") {
-                    let _ = write!(help, " [default: {default}]");
-                }
-                if let Some(range) = &spec.range {
-                    let _ = write!(help, " [range: {range}]");
-                }
-                arg.help(help)
-            })
-        })
+        let with = |specs: Vec<Spec>| {
+            move |command: clap::Command| {
+                command.mut_args(|arg| {
+                    let Some(spec) = specs.iter().find(|s| arg.get_id() == s.id) else {
+                        return arg;
+                    };
+                    let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                    // A switch is off unless given: no default to show.
+                    if let Some(default) = spec.default.filter(|d| *d != "false") {
+                        let _ = write!(help, " [default: {default}]");
+                    }
+                    if let Some(range) = &spec.range {
+                        let _ = write!(help, " [range: {range}]");
+                    }
+                    arg.help(help)
+                })
+            }
+        };
+        Cli::command()
+            .mut_subcommand("run", with(specs()))
+            .mut_subcommand("diff", with(DiffOptions::specs()))
     }
 
     /// Parses the process's arguments (clap's error when they do not parse).
@@ -214,6 +246,50 @@ pub enum Command {
     /// Join the results of the shards of a split load (`run --shards N`) into one result, judged
     /// once, as if one process had sent the whole schedule.
     Merge(Box<MergeArgs>),
+    /// Compare two saved JSON results side by side; exit 1 when NEW is worse than BASE (more
+    /// failed requests, a longer gap, a p99 more than 20 % higher; the flags change each limit).
+    Diff(Box<DiffArgs>),
+}
+
+/// `gapless diff`: two saved results compared, NEW judged against BASE.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The baseline: a JSON result written by `gapless run --json` (or `report`, `merge`).
+    #[arg(value_name = "BASE.json")]
+    pub base: PathBuf,
+    /// The run judged against it.
+    #[arg(value_name = "NEW.json")]
+    pub new: PathBuf,
+    /// How much worse NEW may be.
+    #[command(flatten)]
+    pub limits: DiffOptions,
+    /// Write the comparison as JSON to FILE ('-' for stdout; the table then goes to stderr).
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub json: Option<PathBuf>,
+    /// Write the comparison as a Markdown table to FILE.
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub markdown: Option<PathBuf>,
+}
+
+impl DiffArgs {
+    /// The limits given, over their defaults.
+    pub fn limits(&self) -> Result<DiffLimits, Error> {
+        let cx = Context::new(None, &|_| None);
+        let o = &self.limits;
+        Ok(DiffLimits {
+            max_failed_increase: o.max_failed_increase(&cx)?,
+            max_gap_increase: o.max_gap_increase(&cx)?,
+            max_p99_increase: o.max_p99_increase(&cx)?,
+        })
+    }
+
+    /// The report files asked for.
+    pub fn files(&self) -> impl Iterator<Item = &std::path::Path> {
+        [&self.json, &self.markdown]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+    }
 }
 
 /// `gapless merge`: shard results joined into one and judged.
@@ -379,9 +455,15 @@ pub struct Validated {
 /// Every declared option of `gapless run`, in `--help` order (those with a scenario key, then the
 /// step's timeout of the quick form).
 pub fn specs() -> Vec<Spec> {
-    let mut specs = TargetOptions::specs();
-    specs.extend(LoadOptions::specs());
+    let load = LoadOptions::specs();
+    // An endpoint's own `qps` (`[[target]]` only, no flag) shares its name with `--qps`: it
+    // comes after the run's, so a lookup by name finds the flag's.
+    let (mut specs, shadowed): (Vec<Spec>, Vec<Spec>) = TargetOptions::specs()
+        .into_iter()
+        .partition(|s| !load.iter().any(|l| l.id == s.id));
+    specs.extend(load);
     specs.extend(VerdictOptions::specs());
+    specs.extend(shadowed);
     specs.push(Spec {
         id: "step_timeout",
         key: None,
@@ -524,6 +606,7 @@ impl RunArgs {
         };
         let load = self.load.clone().or(file.load.clone());
         let verdict = self.verdict.clone().or(file.verdict.clone());
+        let shares = shares(&listed, tcx)?;
 
         let demo = target.demo(tcx)?;
         let start = if self.builtin {
@@ -542,7 +625,13 @@ impl RunArgs {
             (Start::Url, Some(url)) => url.value,
             _ => unbound_url(),
         };
-        let rate = load.qps(&cx)?.value;
+        let rate = match shares.total {
+            Some(total) if load.qps.is_some() => {
+                return Err(Error::RatesAndTotal(total.to_string()));
+            }
+            Some(total) => Rate::from_qps(total).unwrap_or(Rate::Max),
+            None => load.qps(&cx)?.value,
+        };
         let shard = shard_plan(&load, rate, &cx)?;
         let mut steps = self.steps(&file.steps)?;
         // Every shard lasts --duration, which must then cover the rollout: given, never the
@@ -591,7 +680,7 @@ impl RunArgs {
             if shard.is_some() {
                 return Err(Error::TargetsWithShards);
             }
-            for listed in &listed {
+            for (listed, &weight) in listed.iter().zip(&shares.weights) {
                 let options = self.target.clone().or(listed.clone());
                 let url = options
                     .url(tcx)?
@@ -608,8 +697,11 @@ impl RunArgs {
                 endpoints.push(Endpoint {
                     name,
                     target: config,
+                    weight,
                 });
             }
+            let weights: Vec<NonZeroU32> = endpoints.iter().map(|e| e.weight).collect();
+            crate::config::Interleave::weighted(&weights)?;
         }
         let probes = |t: &TargetConfig| t.version_header.is_some() || t.version_regex.is_some();
         if verdict.expect_version.is_some()
@@ -774,6 +866,75 @@ pub fn limits(verdict: &VerdictOptions, cx: &Context) -> Result<Limits, Error> {
     })
 }
 
+/// How the run's rate is shared between its endpoints.
+struct Shares {
+    /// Each listed endpoint's weight, reduced (1 each without weights or rates).
+    weights: Vec<NonZeroU32>,
+    /// With a rate for every endpoint: the run's, their sum.
+    total: Option<f64>,
+}
+
+/// The endpoints' `weight`s, or their own `qps` turned into weights (in thousandths of a
+/// request per second) and a total; equal shares when neither is given.
+fn shares(listed: &[TargetOptions], cx: &Context) -> Result<Shares, Error> {
+    let name = |t: &TargetOptions, i: usize| -> Result<String, Error> {
+        Ok(match t.name(cx)? {
+            Some(n) => n.value,
+            None => match t.url(cx)? {
+                Some(u) => u.value.to_string(),
+                None => format!("#{}", i + 1),
+            },
+        })
+    };
+    let mut weights = Vec::with_capacity(listed.len());
+    let mut rates = Vec::new();
+    for (i, t) in listed.iter().enumerate() {
+        let (weight, qps) = (t.weight(cx)?, t.qps(cx)?);
+        match (weight, qps) {
+            (Some(_), Some(_)) => return Err(Error::WeightAndQps(name(t, i)?)),
+            (_, Some(q)) => {
+                let q = q.value.qps().unwrap_or(0.0);
+                let milli = (q * 1000.0).round();
+                if milli < 1.0 || (milli - q * 1000.0).abs() > 1e-6 * milli.max(1.0) {
+                    return Err(Error::EndpointRate {
+                        name: name(t, i)?,
+                        qps: q,
+                    });
+                }
+                rates.push((i, milli as u64));
+            }
+            (weight, None) => weights.push(weight.map_or(NonZeroU32::MIN, |w| w.value)),
+        }
+    }
+    if rates.is_empty() {
+        return Ok(Shares {
+            weights,
+            total: None,
+        });
+    }
+    if let Some(i) = (0..listed.len()).find(|i| !rates.iter().any(|(r, _)| r == i)) {
+        return Err(Error::SomeRates(name(&listed[i], i)?));
+    }
+    let g = rates.iter().fold(0u64, |g, &(_, m)| gcd(g, m)).max(1);
+    let sum: u64 = rates.iter().map(|&(_, m)| m / g).sum();
+    if sum > crate::config::MAX_PERIOD {
+        return Err(crate::config::TooFine(sum).into());
+    }
+    let weights = rates
+        .iter()
+        .map(|&(_, m)| NonZeroU32::new((m / g) as u32).unwrap_or(NonZeroU32::MIN))
+        .collect();
+    let total = rates.iter().map(|&(_, m)| m).sum::<u64>() as f64 / 1000.0;
+    Ok(Shares {
+        weights,
+        total: Some(total),
+    })
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 /// The shard this process is, with `--shards`: a fixed rate, a common start and an index below
 /// the count are needed.
 fn shard_plan(load: &LoadOptions, rate: Rate, cx: &Context) -> Result<Option<ShardPlan>, Error> {
@@ -804,6 +965,7 @@ fn shard_plan(load: &LoadOptions, rate: Rate, cx: &Context) -> Result<Option<Sha
         count: count.value,
         label,
         start_at,
+        interleave: std::sync::Arc::new(crate::config::Interleave::equal(count.value)),
     }))
 }
 
@@ -998,6 +1160,47 @@ mod tests {
         for heading in ["Target:", "Load:", "Rollout:", "Verdict:", "Reports:"] {
             assert!(help.contains(heading), "{heading} in {help}");
         }
+    }
+
+    #[test]
+    fn diff_takes_two_results_and_its_limits() {
+        let mut cmd = Cli::command_with_specs();
+        let help = cmd
+            .find_subcommand_mut("diff")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(
+            help.contains("[default: 20] [range: 0% to 1000000%]"),
+            "{help}"
+        );
+        let cli = Cli::parse_from([
+            "gapless",
+            "diff",
+            "a.json",
+            "b.json",
+            "--max-gap-increase",
+            "50ms",
+        ])
+        .unwrap();
+        let Command::Diff(args) = cli.command else {
+            panic!("not diff");
+        };
+        assert_eq!(args.base, PathBuf::from("a.json"));
+        let limits = args.limits().unwrap();
+        assert_eq!(limits.max_gap_increase.value, Duration::from_millis(50));
+        assert_eq!(
+            limits.max_gap_increase.source,
+            Source::Flag("--max-gap-increase".into())
+        );
+        assert_eq!(
+            limits.max_failed_increase,
+            DiffLimits::default().max_failed_increase
+        );
+        assert!(
+            Cli::parse_from(["gapless", "diff", "a.json"]).is_err(),
+            "NEW is required"
+        );
     }
 
     #[test]

@@ -40,13 +40,13 @@ pub struct Schedule {
 
 impl Schedule {
     /// The schedule a process of `load` follows, starting at `start`: the whole one, or its
-    /// shard's requests (due at `start + index / qps`, then every `count / qps`).
+    /// part's requests (with equal parts, due at `start + index / qps`, then every
+    /// `count / qps`; see [`crate::config::Interleave`]).
     pub fn of(load: &crate::config::LoadConfig, start: Instant) -> Schedule {
         match (&load.shard, load.rate) {
             (Some(shard), Rate::Fixed(qps)) => {
-                let count = f64::from(shard.count.get());
-                let rate =
-                    crate::config::Qps::new(qps.get() / count).map_or(load.rate, Rate::Fixed);
+                let rate = crate::config::Qps::new(shard.rate_of(qps.get()))
+                    .map_or(load.rate, Rate::Fixed);
                 Schedule::new(later(start, load.shift()), rate)
             }
             _ => Schedule::new(start, load.rate),

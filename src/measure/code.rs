@@ -114,13 +114,18 @@ pub mod map {
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Writes the map keyed by each code's shown text.
-    pub fn serialize<S: Serializer>(codes: &BTreeMap<u16, u64>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer, V: serde::Serialize>(
+        codes: &BTreeMap<u16, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.collect_map(codes.iter().map(|(&c, n)| (super::Shown(c).to_string(), n)))
     }
 
     /// Reads a map written by [`serialize`].
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u16, u64>, D::Error> {
-        BTreeMap::<String, u64>::deserialize(d)?
+    pub fn deserialize<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<u16, V>, D::Error> {
+        BTreeMap::<String, V>::deserialize(d)?
             .into_iter()
             .map(|(k, n)| {
                 super::parse(&k)

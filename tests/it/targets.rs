@@ -1,6 +1,7 @@
 //! Several endpoints in one run, each judged (issue 18): `[[target]]` in a scenario and `--targets
 //! FILE` in vegeta's format. One endpoint failing fails the run and only that endpoint; each
-//! endpoint's requests are its interleaved share of one schedule; a vegeta file's headers and
+//! endpoint's requests are its interleaved share of one schedule (equal, weighted, or its own
+//! rate); a vegeta file's headers and
 //! body reach the server as written; a malformed file is a usage error naming `FILE:LINE`.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -237,6 +238,162 @@ fn every_endpoint_gets_its_share_in_every_slot() {
         assert_eq!(s.stats().requests(), 200, "endpoint {i}");
         assert_eq!(t["name"], format!("GET {}e{i}", s.url()));
     }
+}
+
+/// Each endpoint's count per slot: ok plus failed.
+fn slot_counts(t: &Value) -> Vec<u64> {
+    t["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| u64_at(s, "/ok") + u64_at(s, "/failed"))
+        .collect()
+}
+
+/// Weights share the rate: weight 1 and 3 of 400 req/s send 100 and 300 req/s, evenly spaced,
+/// so each slot holds each endpoint's share to within one request; each server sees exactly
+/// its endpoint's requests.
+#[test]
+fn weights_share_the_rate_within_one_request_per_slot() {
+    let _machine = crate::support::shared();
+    let servers: Vec<TestServer> = (0..2).map(|_| TestServer::healthy()).collect();
+    let scenario = TempFile::with(
+        "toml",
+        &format!(
+            "[[target]]\nname = \"light\"\nurl = \"{}a\"\n\n\
+             [[target]]\nname = \"heavy\"\nurl = \"{}b\"\nweight = 3\n",
+            servers[0].url(),
+            servers[1].url()
+        ),
+    );
+    let (code, json) = Run::scenario(scenario.as_str())
+        .qps(400)
+        .duration("2s")
+        .opt("--slot", "100ms")
+        .quiet()
+        .json();
+    assert_eq!(code, 0, "{json:#}");
+    check_sums(&json);
+    let list = targets(&json);
+    assert_eq!(u64_at(&json, "/requests/total"), 800);
+    for (t, (want, qps)) in list.iter().zip([(200, 100.0), (600, 300.0)]) {
+        assert_eq!(u64_at(t, "/requests/total"), want, "{}", t["name"]);
+        assert_eq!(f64_at(t, "/load/qps"), qps, "{}", t["name"]);
+        let slots = slot_counts(t);
+        assert_eq!(slots.len(), 20);
+        let per_slot = qps * 0.1;
+        for (i, &n) in slots.iter().enumerate() {
+            assert!(
+                (n as f64 - per_slot).abs() <= 1.0,
+                "{} slot {i}: {n}, its share {per_slot}: {slots:?}",
+                t["name"]
+            );
+        }
+    }
+    assert_eq!(servers[0].stats().requests(), 200);
+    assert_eq!(servers[1].stats().requests(), 600);
+}
+
+/// A rate per endpoint: the run's rate is their sum, each endpoint sends its own.
+#[test]
+fn a_rate_per_endpoint_sets_the_runs_rate() {
+    let _machine = crate::support::shared();
+    let servers: Vec<TestServer> = (0..3).map(|_| TestServer::healthy()).collect();
+    let text: String = servers
+        .iter()
+        .zip(["20", "30.5", "149.5"])
+        .enumerate()
+        .map(|(i, (s, q))| {
+            format!(
+                "[[target]]\nname = \"e{i}\"\nurl = \"{}\"\nqps = {q}\n\n",
+                s.url()
+            )
+        })
+        .collect();
+    let scenario = TempFile::with("toml", &text);
+    let (code, json) = Run::scenario(scenario.as_str())
+        .duration("2s")
+        .quiet()
+        .json();
+    assert_eq!(code, 0, "{json:#}");
+    check_sums(&json);
+    assert_eq!(f64_at(&json, "/load/qps"), 200.0);
+    assert_eq!(u64_at(&json, "/requests/total"), 400);
+    for ((t, s), (total, qps)) in
+        targets(&json)
+            .iter()
+            .zip(&servers)
+            .zip([(40, 20.0), (61, 30.5), (299, 149.5)])
+    {
+        assert_eq!(f64_at(t, "/load/qps"), qps, "{}", t["name"]);
+        assert_eq!(u64_at(t, "/requests/total"), total, "{}", t["name"]);
+        assert_eq!(s.stats().requests(), total, "{}", t["name"]);
+    }
+}
+
+/// Weights and rates given wrong: a usage error (exit 2) on one line saying what to give.
+#[test]
+fn weights_and_rates_given_wrong_are_usage_errors() {
+    let cases: [(&str, &[&str], &str); 5] = [
+        (
+            "weight = 2\nqps = 10\n",
+            &[],
+            "endpoint \"a\" has both a weight and a qps: give one",
+        ),
+        (
+            "qps = 10\n",
+            &[],
+            "endpoint \"b\" has no qps while others have one",
+        ),
+        (
+            "qps = 10\n",
+            &["-q", "50"],
+            "endpoint \"b\" has no qps while others have one",
+        ),
+        (
+            "weight = 0\n",
+            &[],
+            "target.weight: must be at least 1 (got 0)",
+        ),
+        (
+            "weight = 65536\n",
+            &[],
+            "the weights sum to 65537 (reduced), more than 65536",
+        ),
+    ];
+    for (first, args, message) in cases {
+        let scenario = TempFile::with(
+            "toml",
+            &format!(
+                "[[target]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n{first}\n\
+                 [[target]]\nname = \"b\"\nurl = \"http://127.0.0.1:1/b\"\n"
+            ),
+        );
+        let (code, stdout, stderr, _) = Run::scenario(scenario.as_str()).args(args).output();
+        assert_eq!(code, 2, "{first}: {stderr}");
+        assert!(stdout.is_empty());
+        assert!(stderr.contains(message), "{first}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+    let both = TempFile::with(
+        "toml",
+        "[[target]]\nurl = \"http://127.0.0.1:1/\"\nqps = 10\n\n\
+         [[target]]\nurl = \"http://127.0.0.1:1/b\"\nqps = 5.0001\n",
+    );
+    let (code, _, stderr, _) = Run::scenario(both.as_str()).output();
+    assert_eq!(code, 2);
+    assert!(stderr.contains("to the thousandth"), "{stderr}");
+    let total = TempFile::with(
+        "toml",
+        "[[target]]\nurl = \"http://127.0.0.1:1/\"\nqps = 10\n\n\
+         [[target]]\nurl = \"http://127.0.0.1:1/b\"\nqps = 5\n",
+    );
+    let (code, _, stderr, _) = Run::scenario(total.as_str()).qps(50).output();
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("the [[target]] qps set the run's rate (their sum, 15 req/s)"),
+        "{stderr}"
+    );
 }
 
 /// A raw server that keeps every request it is sent, byte for byte, and answers 200.
