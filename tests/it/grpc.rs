@@ -196,8 +196,9 @@ fn unix_ms(t: SystemTime) -> f64 {
         * 1000.0
 }
 
-/// Flips `health` to NOT_SERVING `after` from now for `lasting`; returns when it flipped (wall
-/// clock) and how long it really was NOT_SERVING.
+/// Flips `health` to NOT_SERVING `after` its first answer (the run's start, however long
+/// gapless took to get there) for `lasting`; returns when it flipped (wall clock) and how long it
+/// really was NOT_SERVING.
 fn flip(
     health: &Arc<Health>,
     after: Duration,
@@ -205,6 +206,14 @@ fn flip(
 ) -> std::thread::JoinHandle<(SystemTime, Duration)> {
     let health = health.clone();
     std::thread::spawn(move || {
+        let waiting = Instant::now();
+        while health.serving_answers.load(Ordering::SeqCst) == 0 {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(30),
+                "no request came"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         std::thread::sleep(after);
         let (wall, from) = (SystemTime::now(), Instant::now());
         health.not_serving.store(true, Ordering::SeqCst);
@@ -503,8 +512,8 @@ fn a_scenario_file_names_the_call() {
 }
 
 /// A Python gRPC server (`grpcio`, `grpcio-health-checking`): its health servicer answers Check
-/// with the state the script flips, counting each answer. After "go" on stdin it waits `after`
-/// seconds, is NOT_SERVING for `lasting` seconds, and logs both instants (Unix ms); after "counts"
+/// with the state the script flips, counting each answer. After "go" on stdin and its first
+/// answer (the run has started) it waits `after` seconds, is NOT_SERVING for `lasting` seconds, and logs both instants (Unix ms); after "counts"
 /// it prints how many SERVING and NOT_SERVING answers it gave.
 const PYTHON_HEALTH: &str = r#"
 import sys, threading, time
@@ -538,6 +547,11 @@ port = server.add_insecure_port("127.0.0.1:0")
 server.start()
 print("port", port, flush=True)
 sys.stdin.readline()
+while True:
+    with health.lock:
+        if health.counts["SERVING"] > 0:
+            break
+    time.sleep(0.001)
 time.sleep(after)
 flip(health, False)
 time.sleep(lasting)
@@ -615,7 +629,7 @@ impl Drop for PythonHealth {
 #[ignore = "needs python3 grpcio"]
 fn python_grpc_server_not_serving_at_a_logged_instant_is_exactly_that_window() {
     let (mut server, port) =
-        PythonHealth::start(Duration::from_millis(800), Duration::from_millis(400));
+        PythonHealth::start(Duration::from_millis(600), Duration::from_millis(400));
     server.tell("go");
     let (code, json) = Run::new(&format!("http://127.0.0.1:{port}"))
         .arg("--grpc-health")
