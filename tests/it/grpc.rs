@@ -710,7 +710,9 @@ fn through_nginx(name: &str, step: &str) -> (crate::support::proxy::Run, serde_j
 /// failed by h2 ("connection error received: not a result of an error": a stream above the
 /// GOAWAY's last stream id, never processed), on 2 runs of 5 here with 5 and 14 calls. A gRPC
 /// client library would retry those transparently; gapless never retries, so it counts them:
-/// at most the calls in flight, `reset`, on reused connections, in one window during the step.
+/// at most the calls in flight, `reset` (or, beside a CPU hog, `closed_before_response`: the old
+/// worker closed the connection under the call), on reused connections, in one window during
+/// the step.
 #[test]
 #[ignore = "needs nginx"]
 fn grpc_through_nginx_reloaded_fails_at_most_the_calls_in_flight() {
@@ -726,7 +728,9 @@ fn grpc_through_nginx_reloaded_fails_at_most_the_calls_in_flight() {
     );
     let errors = counts_at(json, "/errors");
     assert!(
-        errors.iter().all(|(class, _)| class == "reset"),
+        errors
+            .iter()
+            .all(|(class, _)| class == "reset" || class == "closed_before_response"),
         "{errors:?}"
     );
     // 16 connections, one call in flight on each.
@@ -775,14 +779,18 @@ fn grpc_through_nginx_restarted_is_one_gap_as_long_as_the_downtime() {
     );
     let t = crate::support::proxy::step_values(&step, "accepting");
     let value = |key| crate::support::proxy::value(&t, key);
-    let downtime = value("accepting") - value("stopped");
+    // The outage began between `nginx -s stop` returning and the port refusing (nginx takes a
+    // moment to close its listener, tens of ms on a loaded machine), and ended when it accepted.
+    let (longest, shortest) = (
+        value("accepting") - value("stopped"),
+        value("accepting") - value("refused"),
+    );
     let duration = f64_at(gap, "/duration_ms");
-    eprintln!("measured downtime {downtime:.1} ms, gap {duration} ms");
-    // It covers the downtime (within two intervals at 200 req/s), and it began no earlier than
-    // the calls the stop cut were sent: one service time before the stop, tens of ms on a
-    // loaded machine.
+    eprintln!("measured downtime {shortest:.1} to {longest:.1} ms, gap {duration} ms");
+    // It covers the time the port refused (within two intervals at 200 req/s), and began no
+    // earlier than the calls the stop cut were sent: one service time before the stop.
     assert!(
-        duration >= downtime - 10.0 && duration <= downtime + 100.0,
-        "gap of {duration} ms vs measured downtime of {downtime:.1} ms: {t:?}"
+        duration >= shortest - 10.0 && duration <= longest + 100.0,
+        "gap of {duration} ms vs downtime of {shortest:.1} to {longest:.1} ms: {t:?}"
     );
 }
