@@ -168,6 +168,19 @@ pub async fn run(
     orchestrator: Option<Arc<dyn Orchestrator>>,
     interrupt: impl Future<Output = Interruption>,
 ) -> Result<Finished, Error> {
+    observed(config, console, orchestrator, interrupt, None).await
+}
+
+/// [`run`], publishing its live values on `board` (`--metrics-listen`): the board reads the
+/// recorders while the load runs, follows the phase and the running step, and keeps the last
+/// values once the load is over.
+pub(crate) async fn observed(
+    config: &RunConfig,
+    console: Arc<Console>,
+    orchestrator: Option<Arc<dyn Orchestrator>>,
+    interrupt: impl Future<Output = Interruption>,
+    board: Option<&crate::metrics::Board>,
+) -> Result<Finished, Error> {
     // A shard waits for the common start; one that starts late counts what it missed.
     let (started_at, start) = match &config.load.shard {
         Some(shard) => origin(shard.start_at).await,
@@ -256,6 +269,16 @@ pub async fn run(
         },
         step: None,
     });
+    if let Some(board) = board {
+        board.attach(&recorders);
+    }
+    let follow_rx = status_rx.clone();
+    let follow = async move {
+        match board {
+            Some(board) => board.follow(follow_rx).await,
+            None => std::future::pending().await,
+        }
+    };
     let mut interruption = None;
     let stats = {
         let load = run_engines(engines, engine::threads_for(config), load_stop.clone());
@@ -269,7 +292,7 @@ pub async fn run(
             &status,
         );
         let progress = progress::show(&recorders, &console, start, status_rx, PROGRESS_EVERY);
-        tokio::pin!(load, plan, progress, interrupt);
+        tokio::pin!(load, plan, progress, interrupt, follow);
         let mut planned = !has_steps;
         let mut warned = false;
         let stats = loop {
@@ -296,6 +319,7 @@ pub async fn run(
                     rollout_stop.cancel();
                 }
                 () = &mut progress => {}
+                () = &mut follow => {}
             }
         };
         if !planned {
@@ -312,6 +336,9 @@ pub async fn run(
     }
     // The load is over: watchers are stopped after the clock stops (their output may drain).
     let elapsed = start.elapsed();
+    if let Some(board) = board {
+        board.detach();
+    }
     rollout.stop_watchers().await;
     console.clear();
     notices.abort_all();
