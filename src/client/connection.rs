@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
+use crate::client::grpc::GrpcCall;
 #[cfg(target_os = "linux")]
 use crate::client::stamped::StampedStream;
 use crate::client::stamped::{Activity, LastReceive};
@@ -58,6 +59,8 @@ pub struct RequestTemplate {
     headers: HeaderMap,
     body: Bytes,
     encoded: EncodedRequest,
+    /// A gRPC call: the body is its framed message, the answer is read as gRPC.
+    grpc: Option<Arc<GrpcCall>>,
 }
 
 impl RequestTemplate {
@@ -65,8 +68,22 @@ impl RequestTemplate {
     /// `user-agent` unless given.
     pub fn new(target: &TargetConfig) -> RequestTemplate {
         let mut headers = target.headers.clone();
-        let (uri, version) = if target.http2 {
-            h2_headers(&mut headers, &target.method, target.body.len());
+        let (mut method, mut body) = (target.method.clone(), target.body.clone());
+        let (uri, version) = if let Some(call) = &target.grpc {
+            // gRPC is HTTP/2 (the configuration sets `http2`): a POST to the method's path.
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+            (method, body) = (Method::POST, call.body());
+            h2_headers(&mut headers, &method, body.len());
+            let mut parts = target.url.uri().clone().into_parts();
+            parts.path_and_query = call.path().parse().ok();
+            let uri = Uri::from_parts(parts).unwrap_or_else(|_| target.url.uri().clone());
+            (uri, Version::HTTP_2)
+        } else if target.http2 {
+            h2_headers(&mut headers, &method, body.len());
             (target.url.uri().clone(), Version::HTTP_2)
         } else {
             if !headers.contains_key(HOST)
@@ -88,19 +105,15 @@ impl RequestTemplate {
                 HeaderValue::from_static(concat!("gapless/", env!("CARGO_PKG_VERSION"))),
             );
         }
-        let encoded = EncodedRequest::new(
-            &target.method,
-            &uri.to_string(),
-            &headers,
-            target.body.clone(),
-        );
+        let encoded = EncodedRequest::new(&method, &uri.to_string(), &headers, body.clone());
         RequestTemplate {
-            method: target.method.clone(),
+            method,
             uri,
             version,
             headers,
-            body: target.body.clone(),
+            body,
             encoded,
+            grpc: target.grpc.clone(),
         }
     }
 
@@ -362,6 +375,16 @@ async fn h2_exchange(
     let status = response.status().as_u16();
     let (parts, mut body) = response.into_parts();
     let mut gleaned = Gleaned::new(probe, received);
+    if let Some(call) = &request.grpc
+        && GrpcCall::is_grpc(parts.status, &parts.headers)
+    {
+        // A gRPC answer ([`GrpcCall::read`]): its code is the reply's status. One that is not
+        // (an HTTP error from a proxy) is read as HTTP below, its status the code.
+        gleaned.note_head(200, |name| parts.headers.get(name).map(|v| v.as_bytes()));
+        let (code, body_bytes) = call.read(&parts.headers, H2Body::new(body)).await?;
+        received.fetch_add(body_bytes, Ordering::Relaxed);
+        return Ok(gleaned.reply(code, body_bytes, None));
+    }
     gleaned.note_head(status, |name| parts.headers.get(name).map(|v| v.as_bytes()));
     let mut body_bytes = 0u64;
     while let Some(data) = body.data().await {
@@ -375,6 +398,71 @@ async fn h2_exchange(
         body.trailers().await.map_err(Fault::h2)?;
     }
     Ok(gleaned.reply(status, body_bytes, None))
+}
+
+/// An HTTP/2 response body from `h2` as a [`hyper::body::Body`] (what tonic's decoder reads):
+/// its data frames, giving the window back as each is read, then its trailers.
+struct H2Body {
+    stream: h2::RecvStream,
+    state: BodyState,
+}
+
+/// Where an [`H2Body`] is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyState {
+    Data,
+    Trailers,
+    Done,
+}
+
+impl H2Body {
+    fn new(stream: h2::RecvStream) -> H2Body {
+        H2Body {
+            stream,
+            state: BodyState::Data,
+        }
+    }
+}
+
+impl hyper::body::Body for H2Body {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, h2::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.state == BodyState::Data {
+            match this.stream.poll_data(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(data))) => {
+                    let _ = this.stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(hyper::body::Frame::data(data))));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.state = BodyState::Done;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => this.state = BodyState::Trailers,
+            }
+        }
+        if this.state == BodyState::Trailers {
+            let trailers = std::task::ready!(this.stream.poll_trailers(cx));
+            this.state = BodyState::Done;
+            return Poll::Ready(match trailers {
+                Ok(Some(t)) => Some(Ok(hyper::body::Frame::trailers(t))),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            });
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.state == BodyState::Done
+    }
 }
 
 /// Opens connections to one target.

@@ -239,6 +239,8 @@ enum Cause {
     H2(h2::Error),
     /// The request's deadline passed: the request timeout.
     Deadline(Duration),
+    /// Any other error (a broken gRPC answer, see [`crate::client::grpc`]).
+    Boxed(Box<dyn StdError + Send + Sync>),
 }
 
 impl Fault {
@@ -302,6 +304,14 @@ impl Fault {
         }
     }
 
+    /// `err`, counted in `class`.
+    pub fn boxed(class: ErrorClass, err: Box<dyn StdError + Send + Sync>) -> Fault {
+        Fault {
+            class,
+            cause: Cause::Boxed(err),
+        }
+    }
+
     /// The deadline of an attempt (its intended time plus `timeout`) passed while it was in
     /// `class` (`connect_timeout` or `timeout`).
     pub fn deadline(class: ErrorClass, timeout: Duration) -> Fault {
@@ -320,6 +330,7 @@ impl fmt::Display for Fault {
             Cause::Io(err) => write_chain(f, err),
             Cause::Hyper(err) => write_chain(f, err),
             Cause::H2(err) => write_chain(f, err),
+            Cause::Boxed(err) => write_chain(f, &**err),
             Cause::Deadline(timeout) => {
                 let timeout = humantime::format_duration(*timeout);
                 match self.class {

@@ -657,7 +657,7 @@ impl Recorder {
     pub fn failures(&self) -> impl Iterator<Item = (String, u64)> + '_ {
         self.codes()
             .filter(|&(code, _)| !self.ok_codes.contains(code))
-            .map(|(code, n)| (code.to_string(), n))
+            .map(|(code, n)| (crate::measure::code::Shown(code).to_string(), n))
             .chain(
                 self.errors()
                     .map(|(class, new, reused)| (class.to_string(), new + reused)),

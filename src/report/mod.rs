@@ -186,7 +186,7 @@ pub(crate) fn target_line(t: &crate::result::TargetEntry) -> String {
         .codes
         .iter()
         .filter(|(c, _)| !r.load.ok_codes.contains(**c))
-        .map(|(c, n)| format!("{c}: {n}"))
+        .map(|(&c, n)| format!("{}: {n}", crate::measure::code::Shown(c)))
         .collect();
     failures.extend(r.errors.iter().map(|(c, n)| format!("{c}: {n}")));
     let mut line = format!(
