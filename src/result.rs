@@ -192,6 +192,9 @@ pub struct RunResult {
     /// A run of several endpoints: each one's own result, in order (absent for one target).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetEntry>,
+    /// What each long-lived probe (`[[stream]]`) measured (absent without probes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamEntry>,
     /// The judgement.
     pub verdict: Verdict,
 }
@@ -303,11 +306,78 @@ pub struct StepEntry {
 pub struct EventEntry {
     /// When the line was read.
     pub t_ms: f64,
-    /// The watcher's name.
+    /// The watcher's name (a disconnect: the probe's).
     pub step: String,
     /// The line.
     pub line: String,
+    /// A long-lived probe's disconnect (absent for other events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnect: Option<DisconnectEntry>,
 }
+
+/// `events[].disconnect`: a long-lived probe's disconnect.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DisconnectEntry {
+    /// The probe's name.
+    pub probe: String,
+    /// Which of its connections, from 0.
+    pub connection: usize,
+    /// How the stream ended, or why the first reconnect attempt failed.
+    pub class: StreamClass,
+    /// A close frame or the end of an SSE stream.
+    pub graceful: bool,
+    /// The close frame's code, or the status a handshake was answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+}
+
+/// One entry of `streams`: what a long-lived probe measured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamEntry {
+    /// Its name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// `websocket` or `sse`.
+    pub kind: String,
+    /// Connections held at once.
+    pub count: usize,
+    /// Connections established, the first ones included.
+    pub connects: u64,
+    /// Disconnects.
+    pub disconnects: Disconnects,
+    /// Failed connect attempts by class (every attempt; an outage is one disconnect).
+    pub connect_failures: BTreeMap<StreamClass, u64>,
+    /// From a lost stream to the next connected one.
+    pub reconnect_ms: Latency,
+    /// Time without a connected stream.
+    pub stream_gap_ms: StreamGap,
+    /// Disconnect events beyond the cap of 10,000 per probe (counted in `events_dropped` too).
+    pub events_dropped: u64,
+}
+
+/// `streams[].disconnects`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Disconnects {
+    /// Close frames and ends of SSE streams.
+    pub graceful: u64,
+    /// Every other class.
+    pub ungraceful: u64,
+    /// Count per class.
+    pub by_class: BTreeMap<StreamClass, u64>,
+}
+
+/// `streams[].stream_gap_ms`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamGap {
+    /// Summed over the probe's connections.
+    pub total: f64,
+    /// The longest time one connection went without a stream.
+    pub longest: f64,
+}
+
+/// How a probe's stream ended (`close_frame`, `end_of_stream`, `reset`, `closed`, ...).
+pub use crate::streams::Class as StreamClass;
 
 /// One entry of `windows` or `gaps`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -371,6 +441,12 @@ pub struct Thresholds {
     /// `--allow-warmup-errors`: failures during the warmup did not stop the rollout.
     #[serde(default)]
     pub allow_warmup_errors: bool,
+    /// Ungraceful disconnects of the probes allowed (absent without probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ungraceful_disconnects: Option<u64>,
+    /// Longest time a probe's connection may go without a stream (absent unless judged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stream_gap_ms: Option<f64>,
 }
 
 /// `scenario`.
@@ -806,6 +882,12 @@ pub enum CriterionKind {
     /// A merged result (`gapless merge`): the shards whose whole part is in it (`limit`: how
     /// many shards split the load; `measured`: those with a result not cut short).
     Shards,
+    /// Ungraceful disconnects of the long-lived probes against `--max-ungraceful-disconnects`
+    /// (counts).
+    MaxUngracefulDisconnects,
+    /// The longest time a probe's connection went without a stream against `--max-stream-gap`
+    /// (milliseconds).
+    MaxStreamGap,
 }
 
 impl CriterionKind {
@@ -823,6 +905,8 @@ impl CriterionKind {
             CriterionKind::Completed => "run completed",
             CriterionKind::MaxStall => "no stall",
             CriterionKind::Shards => "every shard",
+            CriterionKind::MaxUngracefulDisconnects => "streams closed gracefully",
+            CriterionKind::MaxStreamGap => "stream gap",
         }
     }
 }
@@ -1060,17 +1144,12 @@ impl RunResult {
                     output_tail_ms: s.output_tail_at.iter().copied().map(millis).collect(),
                 })
                 .collect(),
-            events: f
-                .rollout
-                .events
-                .iter()
-                .map(|e| EventEntry {
-                    t_ms: millis(e.at),
-                    step: e.step.clone(),
-                    line: e.line.clone(),
-                })
-                .collect(),
-            events_dropped: f.rollout.events_dropped,
+            events: events(f),
+            events_dropped: f.rollout.events_dropped
+                + f.streams
+                    .iter()
+                    .map(|p| p.tally.events_dropped)
+                    .sum::<u64>(),
             windows: r.gaps().windows().iter().map(|w| window(w, f)).collect(),
             windows_total: r.gaps().totals().windows,
             gaps: r
@@ -1158,8 +1237,84 @@ impl RunResult {
             }),
             shards: Vec::new(),
             targets: Vec::new(),
+            streams: f.streams.iter().map(stream_entry).collect(),
             verdict: Verdict::default(),
         }
+    }
+}
+
+/// The background steps' lines, and with probes their disconnects, in time order.
+fn events(f: &Finished) -> Vec<EventEntry> {
+    let mut events: Vec<EventEntry> = f
+        .rollout
+        .events
+        .iter()
+        .map(|e| EventEntry {
+            t_ms: millis(e.at),
+            step: e.step.clone(),
+            line: e.line.clone(),
+            disconnect: None,
+        })
+        .collect();
+    if f.streams.is_empty() {
+        return events;
+    }
+    for probe in &f.streams {
+        for d in &probe.tally.events {
+            let code = d.code.map_or_else(String::new, |c| format!(" {c}"));
+            let detail = if d.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", d.detail)
+            };
+            events.push(EventEntry {
+                t_ms: millis(d.at),
+                step: probe.config.name.clone(),
+                line: format!(
+                    "connection {} {}{code}{detail}",
+                    d.connection,
+                    if d.class.is_graceful() {
+                        format!("closed gracefully ({})", d.class)
+                    } else {
+                        format!("lost ({})", d.class)
+                    }
+                ),
+                disconnect: Some(DisconnectEntry {
+                    probe: probe.config.name.clone(),
+                    connection: d.connection,
+                    class: d.class,
+                    graceful: d.class.is_graceful(),
+                    code: d.code,
+                }),
+            });
+        }
+    }
+    events.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
+    events
+}
+
+/// One probe's entry of `streams`.
+fn stream_entry(p: &crate::streams::ProbeReport) -> StreamEntry {
+    let t = &p.tally;
+    let (graceful, ungraceful) = t.split();
+    StreamEntry {
+        name: p.config.name.clone(),
+        url: p.config.url.to_string(),
+        kind: p.config.kind.to_string(),
+        count: p.config.count.get(),
+        connects: t.connects,
+        disconnects: Disconnects {
+            graceful,
+            ungraceful,
+            by_class: t.disconnects.clone(),
+        },
+        connect_failures: t.connect_failures.clone(),
+        reconnect_ms: Latency::from_histogram(&t.reconnect_us),
+        stream_gap_ms: StreamGap {
+            total: millis(t.gap_total),
+            longest: millis(t.gap_longest),
+        },
+        events_dropped: t.events_dropped,
     }
 }
 

@@ -70,6 +70,9 @@ pub struct Finished {
     /// `index` of `count`, labelled with its name); this run's own fields are then the first
     /// part's. Empty for a run of one target.
     pub parts: Vec<Finished>,
+    /// What each long-lived probe (`[[stream]]`) measured, in order; empty without probes.
+    /// With several endpoints, the first part's (the run's).
+    pub streams: Vec<crate::streams::ProbeReport>,
 }
 
 impl Finished {
@@ -257,6 +260,16 @@ pub async fn run(
         step: None,
     });
     let mut interruption = None;
+    // The long-lived probes, beside the load on its clock, until the load ends.
+    let streams_stop = CancellationToken::new();
+    let mut probes = JoinSet::new();
+    if !config.streams.is_empty() {
+        probes.spawn(crate::streams::run(
+            config.streams.clone(),
+            start,
+            streams_stop.clone(),
+        ));
+    }
     let stats = {
         let load = run_engines(engines, engine::threads_for(config), load_stop.clone());
         let plan = orchestrate(
@@ -307,6 +320,11 @@ pub async fn run(
         (stats, !planned && interruption.is_none())
     };
     let (stats, cut_short) = stats;
+    streams_stop.cancel();
+    let mut streams = match probes.join_next().await {
+        Some(Ok(reports)) => reports,
+        _ => Vec::new(),
+    };
     if cut_short {
         rollout.cut_short("was still running when the load's --duration ended");
     }
@@ -347,6 +365,7 @@ pub async fn run(
                 interruption,
                 warnings,
                 parts: Vec::new(),
+                streams: std::mem::take(&mut streams),
             }
         })
         .collect();

@@ -116,6 +116,17 @@ pub fn conclude(result: &mut RunResult, limits: &Limits) {
         expect_version: limits.expect_version.as_ref().map(|s| s.value.clone()),
         max_stall_ms: limits.max_stall.as_ref().map(|s| millis(s.value)),
         allow_warmup_errors: limits.allow_warmup_errors,
+        // Judged only in a run with probes: a run without keeps its thresholds as they were.
+        max_ungraceful_disconnects: limits
+            .max_ungraceful_disconnects
+            .as_ref()
+            .filter(|_| !result.streams.is_empty())
+            .map(|s| s.value),
+        max_stream_gap_ms: limits
+            .max_stream_gap
+            .as_ref()
+            .filter(|_| !result.streams.is_empty())
+            .map(|s| millis(s.value)),
     };
     result.verdict = judge(result, limits);
     result.hints = crate::judge::hints::diagnose(result)
@@ -167,6 +178,13 @@ pub fn limits_of(result: &RunResult) -> Limits {
             .max_stall_ms
             .map(|v| Setting::from(ms(v), source(CriterionKind::MaxStall))),
         allow_warmup_errors: t.allow_warmup_errors,
+        max_ungraceful_disconnects: t
+            .max_ungraceful_disconnects
+            .map(|v| Setting::from(v, source(CriterionKind::MaxUngracefulDisconnects)))
+            .or_else(|| Limits::default().max_ungraceful_disconnects),
+        max_stream_gap: t
+            .max_stream_gap_ms
+            .map(|v| Setting::from(ms(v), source(CriterionKind::MaxStreamGap))),
     }
 }
 
@@ -209,13 +227,15 @@ pub fn judge(r: &RunResult, limits: &Limits) -> Verdict {
 /// was dropped, then the other thresholds, the steps and the interruption. When too many
 /// requests failed, that sentence names the longest gap too, so the gap's own is not repeated.
 fn reasons(criteria: &[Criterion]) -> Vec<String> {
-    const ORDER: [CriterionKind; 11] = [
+    const ORDER: [CriterionKind; 13] = [
         CriterionKind::Shards,
         CriterionKind::HealthyBeforeRollout,
         CriterionKind::MaxFailures,
         CriterionKind::MaxFailureRatio,
         CriterionKind::MaxGap,
         CriterionKind::MaxStall,
+        CriterionKind::MaxUngracefulDisconnects,
+        CriterionKind::MaxStreamGap,
         CriterionKind::MaxP99,
         CriterionKind::RequestsSent,
         CriterionKind::ExpectVersion,
@@ -255,11 +275,13 @@ fn reasons(criteria: &[Criterion]) -> Vec<String> {
 }
 
 /// The kinds a run of several endpoints judges once for the run, not per endpoint.
-const RUN_WIDE: [CriterionKind; 4] = [
+const RUN_WIDE: [CriterionKind; 6] = [
     CriterionKind::Steps,
     CriterionKind::HealthyBeforeRollout,
     CriterionKind::Completed,
     CriterionKind::Shards,
+    CriterionKind::MaxUngracefulDisconnects,
+    CriterionKind::MaxStreamGap,
 ];
 
 /// Every criterion, in the order of the JUnit cases. With several endpoints: the run's own
@@ -519,6 +541,10 @@ fn criteria_of(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
         target: None,
     });
 
+    if !r.streams.is_empty() {
+        list.extend(stream_criteria(r, limits));
+    }
+
     // A merged result: every shard's part is in it, whole.
     if !r.shards.is_empty() {
         let whole = r
@@ -549,6 +575,85 @@ fn criteria_of(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
             },
         ));
     }
+    list
+}
+
+/// The long-lived probes' criteria: ungraceful disconnects (over every probe) and the longest
+/// time a connection went without a stream.
+fn stream_criteria(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
+    let ungraceful: u64 = r.streams.iter().map(|s| s.disconnects.ungraceful).sum();
+    let mut list = Vec::new();
+    list.push(match &limits.max_ungraceful_disconnects {
+        Some(max) => assessed(
+            CriterionKind::MaxUngracefulDisconnects,
+            ungraceful <= max.value,
+            Quantity::Count(max.value),
+            Some(Quantity::Count(ungraceful)),
+            &max.source,
+            || {
+                let per_probe: Vec<String> = r
+                    .streams
+                    .iter()
+                    .filter(|s| s.disconnects.ungraceful > 0)
+                    .map(|s| {
+                        let classes = breakdown(
+                            s.disconnects
+                                .by_class
+                                .iter()
+                                .filter(|(c, _)| !c.is_graceful())
+                                .map(|(c, &n)| (c.to_string(), n)),
+                        );
+                        let first = r
+                            .events
+                            .iter()
+                            .filter_map(|e| Some((e.t_ms, e.disconnect.as_ref()?)))
+                            .find(|(_, d)| d.probe == s.name && !d.graceful)
+                            .map_or_else(String::new, |(t, _)| {
+                                format!(", first at +{:.1} s", t / 1000.0)
+                            });
+                        format!(
+                            "stream {:?} lost {} connection{} ungracefully ({classes}{first})",
+                            s.name,
+                            s.disconnects.ungraceful,
+                            plural(s.disconnects.ungraceful)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{} (--max-ungraceful-disconnects {})",
+                    per_probe.join("; "),
+                    max.value
+                )
+            },
+        ),
+        None => skipped(
+            CriterionKind::MaxUngracefulDisconnects,
+            "no --max-ungraceful-disconnects",
+        ),
+    });
+    let longest = r
+        .streams
+        .iter()
+        .max_by(|a, b| a.stream_gap_ms.longest.total_cmp(&b.stream_gap_ms.longest));
+    let longest_ms = longest.map_or(0.0, |s| s.stream_gap_ms.longest);
+    list.push(match &limits.max_stream_gap {
+        Some(max) => assessed(
+            CriterionKind::MaxStreamGap,
+            longest_ms <= millis(max.value),
+            Quantity::Number(millis(max.value)),
+            Some(Quantity::Number(longest_ms)),
+            &max.source,
+            || {
+                format!(
+                    "stream {:?} had no connected stream for {} (--max-stream-gap {})",
+                    longest.map_or("", |s| s.name.as_str()),
+                    format_ms(longest_ms),
+                    humantime::format_duration(max.value)
+                )
+            },
+        ),
+        None => skipped(CriterionKind::MaxStreamGap, "no --max-stream-gap"),
+    });
     list
 }
 
@@ -816,6 +921,7 @@ mod tests {
             interruption,
             warnings: Vec::new(),
             parts: Vec::new(),
+            streams: Vec::new(),
         };
         judged(&finished)
     }

@@ -837,6 +837,7 @@ mod tests {
             t_ms: 1000.0,
             step: "w".into(),
             line: "pod <x>".into(),
+            disconnect: None,
         });
         let page = render(&r);
         assert!(page.starts_with("<!DOCTYPE html>"));
@@ -970,6 +971,7 @@ mod tests {
                 t_ms: t,
                 step: "pods".into(),
                 line: line.into(),
+                disconnect: None,
             });
         }
         let labels = event_labels(&r);
@@ -1001,6 +1003,7 @@ mod tests {
                 t_ms: 2000.0 + k as f64 * 5.0,
                 step: "pods".into(),
                 line: format!("line {k} of a chatty watcher"),
+                disconnect: None,
             });
         }
         let labels = event_labels(&r);

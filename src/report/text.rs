@@ -507,6 +507,7 @@ mod tests {
                 t_ms: 1000.0 + k as f64 * 12.0,
                 step: "pods".into(),
                 line: format!("pod {k} Running"),
+                disconnect: None,
             });
         }
         r.events_dropped = 3;
