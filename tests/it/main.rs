@@ -31,5 +31,6 @@ mod scenario_fuzz;
 mod secrets;
 mod shards;
 mod stalls;
+mod streams;
 mod targets;
 mod transport_errors;

@@ -1,0 +1,376 @@
+//! Long-lived probes (`[[stream]]`): WebSocket and SSE connections held beside a small load,
+//! against in-process servers that end the stream gracefully (a close frame, the end of the
+//! response) or not (the TCP connection dropped or reset, a silence), at a known instant after
+//! each faulted connection's handshake; and (ignored unless asked for) a Python `websockets`
+//! server behind nginx during `nginx -s reload` and `nginx -s stop`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::support::{
+    Run, TempFile, TestServer, at, counts, counts_at, f64_at, read_request_head, refused_port,
+    u64_at,
+};
+
+/// How a server ends a faulted connection.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// WebSocket: a close frame 1001 (going away). SSE: the last chunk (end of stream).
+    Graceful,
+    /// The TCP connection closed (FIN) without a close frame or the last chunk.
+    Fin,
+    /// The TCP connection reset (SO_LINGER 0).
+    Rst,
+    /// SSE: nothing more sent, the connection held open.
+    Silence,
+}
+
+/// When a faulted connection is ended, after its handshake.
+const FAULT_AFTER: Duration = Duration::from_millis(700);
+
+/// A WebSocket server: the first `faults` connections it accepts are ended by `fault`
+/// [`FAULT_AFTER`] their handshake; the others are held (pings answered) until the client goes.
+fn websocket_server(fault: Fault, faults: u64) -> TestServer {
+    let accepted = Arc::new(AtomicU64::new(0));
+    TestServer::raw(move |stream| {
+        let accepted = accepted.clone();
+        async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            let faulted = accepted.fetch_add(1, Ordering::SeqCst) < faults;
+            let until = Instant::now() + FAULT_AFTER;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until), if faulted => break,
+                    // Reading answers the client's pings.
+                    message = ws.next() => match message {
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    },
+                }
+            }
+            match fault {
+                Fault::Graceful => {
+                    let frame = CloseFrame {
+                        code: CloseCode::Away,
+                        reason: "going away".into(),
+                    };
+                    let _ = ws.send(Message::Close(Some(frame))).await;
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+                Fault::Fin => drop(ws),
+                Fault::Rst => {
+                    let _ = ws.get_ref().set_zero_linger();
+                    drop(ws);
+                }
+                Fault::Silence => {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+            }
+        }
+    })
+}
+
+/// An SSE server: `data:` every 100 ms in a chunked response; the first `faults` connections
+/// are ended by `fault` [`FAULT_AFTER`] their response began.
+fn sse_server(fault: Fault, faults: u64) -> TestServer {
+    let accepted = Arc::new(AtomicU64::new(0));
+    TestServer::raw(move |mut stream| {
+        let accepted = accepted.clone();
+        async move {
+            if !read_request_head(&mut stream).await {
+                return;
+            }
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let faulted = accepted.fetch_add(1, Ordering::SeqCst) < faults;
+            let until = Instant::now() + FAULT_AFTER;
+            let event = b"9\r\ndata: x\n\n\r\n";
+            loop {
+                if faulted && Instant::now() >= until {
+                    break;
+                }
+                if stream.write_all(event).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            match fault {
+                Fault::Graceful => {
+                    let _ = stream.write_all(b"0\r\n\r\n").await;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                Fault::Fin => drop(stream),
+                Fault::Rst => {
+                    let _ = stream.set_zero_linger();
+                    drop(stream);
+                }
+                Fault::Silence => tokio::time::sleep(Duration::from_secs(30)).await,
+            }
+        }
+    })
+}
+
+/// A 2 s run at 20 req/s against a healthy target, with one `[[stream]]` table of `stream`
+/// (its keys), and `extra` flags; returns `(exit code, JSON result, the target)`.
+fn run(stream: &str, extra: &[&str]) -> (i32, Value) {
+    let target = TestServer::healthy();
+    let file = TempFile::with(
+        "toml",
+        &format!(
+            "[target]\nurl = \"{}\"\n\n[load]\nqps = 20\nduration = \"2s\"\n\n[[stream]]\n{stream}",
+            target.url()
+        ),
+    );
+    Run::scenario(file.as_str()).quiet().args(extra).json()
+}
+
+/// The disconnect events of the result.
+fn disconnects(json: &Value) -> Vec<&Value> {
+    at(json, "/events")
+        .as_array()
+        .expect("events is a list")
+        .iter()
+        .filter(|e| e.get("disconnect").is_some())
+        .collect()
+}
+
+/// The criterion `kind` of the verdict.
+fn criterion<'a>(json: &'a Value, kind: &str) -> &'a Value {
+    at(json, "/verdict/criteria")
+        .as_array()
+        .expect("criteria is a list")
+        .iter()
+        .find(|c| c["kind"] == kind)
+        .unwrap_or_else(|| panic!("no criterion {kind}: {json:#}"))
+}
+
+/// Every disconnect of `json` happened at `FAULT_AFTER` after its connection's handshake: the
+/// first connections' handshakes are at the start of the run (allow 400 ms for a loaded machine).
+fn assert_at_the_fault(json: &Value) {
+    let fault_ms = FAULT_AFTER.as_secs_f64() * 1000.0;
+    for event in disconnects(json) {
+        let t = f64_at(event, "/t_ms");
+        assert!(
+            (fault_ms..fault_ms + 400.0).contains(&t),
+            "a disconnect at {t} ms, not about {fault_ms} ms: {json:#}"
+        );
+    }
+}
+
+#[test]
+fn a_websocket_closed_with_a_close_frame_is_graceful() {
+    let server = websocket_server(Fault::Graceful, 2);
+    let port = server.addr().port();
+    let (code, json) = run(
+        &format!(
+            "name = \"chat\"\nurl = \"ws://127.0.0.1:{port}/chat\"\ncount = 2\ninterval = \"200ms\"\n"
+        ),
+        &[],
+    );
+    assert_eq!(code, 0, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert_eq!(s["name"], "chat");
+    assert_eq!(s["kind"], "websocket");
+    assert_eq!((u64_at(s, "/count"), u64_at(s, "/connects")), (2, 4));
+    assert_eq!(u64_at(s, "/disconnects/graceful"), 2);
+    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 0);
+    assert_eq!(
+        counts_at(s, "/disconnects/by_class"),
+        counts(&[("close_frame", 2)])
+    );
+    assert_eq!(u64_at(s, "/reconnect_ms/count"), 2);
+    // A reconnect to a listening server takes a few milliseconds.
+    assert!(f64_at(s, "/reconnect_ms/max") < 300.0, "{s:#}");
+    assert!(f64_at(s, "/stream_gap_ms/longest") < 300.0, "{s:#}");
+    let events = disconnects(&json);
+    assert_eq!(events.len(), 2, "{json:#}");
+    for e in &events {
+        assert_eq!(e["step"], "chat");
+        assert_eq!(e["disconnect"]["class"], "close_frame");
+        assert_eq!(e["disconnect"]["graceful"], true);
+        assert_eq!(e["disconnect"]["code"], 1001);
+    }
+    let connections: std::collections::BTreeSet<u64> = events
+        .iter()
+        .map(|e| u64_at(e, "/disconnect/connection"))
+        .collect();
+    assert_eq!(connections.into_iter().collect::<Vec<_>>(), [0, 1]);
+    assert_at_the_fault(&json);
+    let kept = criterion(&json, "max_ungraceful_disconnects");
+    assert_eq!((&kept["passed"], &kept["measured"]), (&Value::from(true), &Value::from(0)));
+    assert_eq!(kept["source"], "default");
+    assert_eq!(at(&json, "/thresholds/max_ungraceful_disconnects"), 0);
+    assert_eq!(server.stats().connections(), 4);
+}
+
+#[test]
+fn a_websocket_dropped_without_a_close_frame_is_ungraceful() {
+    for (fault, class) in [(Fault::Fin, "closed"), (Fault::Rst, "reset")] {
+        let server = websocket_server(fault, 2);
+        let port = server.addr().port();
+        let (code, json) = run(
+            &format!("name = \"chat\"\nurl = \"ws://127.0.0.1:{port}/\"\ncount = 2\n"),
+            &[],
+        );
+        assert_eq!(code, 1, "{fault:?}: {json:#}");
+        let s = at(&json, "/streams/0");
+        assert_eq!(u64_at(s, "/connects"), 4, "{fault:?}: {s:#}");
+        assert_eq!(u64_at(s, "/disconnects/graceful"), 0);
+        assert_eq!(u64_at(s, "/disconnects/ungraceful"), 2);
+        assert_eq!(
+            counts_at(s, "/disconnects/by_class"),
+            counts(&[(class, 2)]),
+            "{fault:?}"
+        );
+        assert_eq!(u64_at(s, "/reconnect_ms/count"), 2);
+        assert_at_the_fault(&json);
+        for e in disconnects(&json) {
+            assert_eq!(e["disconnect"]["graceful"], false);
+            assert!(e["disconnect"].get("code").is_none(), "{e:#}");
+        }
+        let kept = criterion(&json, "max_ungraceful_disconnects");
+        assert_eq!(kept["passed"], false);
+        assert_eq!(kept["measured"], 2);
+        let reason = at(&json, "/verdict/line").as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!(
+                "FAIL: stream \"chat\" lost 2 connections ungracefully ({class}: 2, first at +0."
+            )),
+            "{reason}"
+        );
+        assert!(
+            reason.ends_with("(--max-ungraceful-disconnects 0)"),
+            "{reason}"
+        );
+        // Allowed: the same fault passes.
+        let server = websocket_server(fault, 1);
+        let port = server.addr().port();
+        let (code, _) = run(
+            &format!("name = \"chat\"\nurl = \"ws://127.0.0.1:{port}/\"\ncount = 1\n"),
+            &["--max-ungraceful-disconnects", "1"],
+        );
+        assert_eq!(code, 0, "{fault:?}: one allowed, one lost");
+    }
+}
+
+#[test]
+fn an_sse_stream_that_ends_is_graceful_one_reset_or_cut_is_not() {
+    for (fault, class, exit) in [
+        (Fault::Graceful, "end_of_stream", 0),
+        (Fault::Rst, "reset", 1),
+        (Fault::Fin, "closed", 1),
+    ] {
+        let server = sse_server(fault, 1);
+        let port = server.addr().port();
+        let (code, json) = run(
+            &format!(
+                "name = \"feed\"\nurl = \"http://127.0.0.1:{port}/events\"\nkind = \"sse\"\ntimeout = \"1s\"\n"
+            ),
+            &[],
+        );
+        assert_eq!(code, exit, "{fault:?}: {json:#}");
+        let s = at(&json, "/streams/0");
+        assert_eq!(s["kind"], "sse");
+        assert_eq!(u64_at(s, "/connects"), 2, "{fault:?}: {s:#}");
+        assert_eq!(
+            counts_at(s, "/disconnects/by_class"),
+            counts(&[(class, 1)]),
+            "{fault:?}"
+        );
+        assert_eq!(u64_at(s, "/reconnect_ms/count"), 1);
+        assert_at_the_fault(&json);
+        assert_eq!(server.stats().connections(), 2);
+    }
+}
+
+#[test]
+fn a_silent_stream_times_out() {
+    let server = sse_server(Fault::Silence, 1);
+    let port = server.addr().port();
+    let (code, json) = run(
+        &format!("url = \"http://127.0.0.1:{port}/\"\nkind = \"sse\"\ntimeout = \"300ms\"\n"),
+        &[],
+    );
+    assert_eq!(code, 1, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert_eq!(
+        counts_at(s, "/disconnects/by_class"),
+        counts(&[("timeout", 1)])
+    );
+    // Silent from the fault on: noticed one timeout later (the last data came up to 100 ms
+    // before the fault).
+    let t = f64_at(disconnects(&json)[0], "/t_ms");
+    assert!((900.0..1400.0).contains(&t), "timed out at {t} ms");
+    assert_eq!(u64_at(s, "/connects"), 2);
+}
+
+#[test]
+fn a_refused_stream_is_one_disconnect_and_a_gap_retried_under_the_ceiling() {
+    let port = refused_port();
+    let (code, json) = run(
+        &format!("name = \"gone\"\nurl = \"ws://127.0.0.1:{port}/\"\n"),
+        &["--max-stream-gap", "500ms"],
+    );
+    assert_eq!(code, 1, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert_eq!(u64_at(s, "/connects"), 0);
+    assert_eq!(
+        counts_at(s, "/disconnects/by_class"),
+        counts(&[("refused", 1)])
+    );
+    // 10 attempts a second per connection at most, over the 2 s run.
+    let attempts = u64_at(s, "/connect_failures/refused");
+    assert!((10..=23).contains(&attempts), "{attempts} attempts");
+    let gap = f64_at(s, "/stream_gap_ms/longest");
+    assert!((1800.0..2300.0).contains(&gap), "{gap}");
+    assert_eq!(u64_at(s, "/reconnect_ms/count"), 0);
+    let gap_criterion = criterion(&json, "max_stream_gap");
+    assert_eq!(gap_criterion["passed"], false);
+    assert_eq!(gap_criterion["limit"], 500.0);
+    assert_eq!(gap_criterion["source"], "--max-stream-gap");
+    assert_eq!(at(&json, "/thresholds/max_stream_gap_ms"), 500.0);
+}
+
+#[test]
+fn a_run_without_streams_keeps_its_json() {
+    let target = TestServer::healthy();
+    let (code, json) = Run::new(&target.url())
+        .qps(20)
+        .duration("300ms")
+        .quiet()
+        .json();
+    assert_eq!(code, 0);
+    assert!(json.get("streams").is_none(), "{json:#}");
+    let thresholds: Vec<&String> = at(&json, "/thresholds")
+        .as_object()
+        .expect("thresholds is an object")
+        .keys()
+        .collect();
+    assert!(
+        !thresholds
+            .iter()
+            .any(|k| k.contains("disconnect") || k.contains("stream")),
+        "{thresholds:?}"
+    );
+    assert!(
+        !at(&json, "/verdict/criteria")
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|c| c["kind"] == "max_ungraceful_disconnects" || c["kind"] == "max_stream_gap")
+    );
+}
