@@ -211,7 +211,10 @@ fn a_websocket_closed_with_a_close_frame_is_graceful() {
     assert_eq!(connections.into_iter().collect::<Vec<_>>(), [0, 1]);
     assert_at_the_fault(&json);
     let kept = criterion(&json, "max_ungraceful_disconnects");
-    assert_eq!((&kept["passed"], &kept["measured"]), (&Value::from(true), &Value::from(0)));
+    assert_eq!(
+        (&kept["passed"], &kept["measured"]),
+        (&Value::from(true), &Value::from(0))
+    );
     assert_eq!(kept["source"], "default");
     assert_eq!(at(&json, "/thresholds/max_ungraceful_disconnects"), 0);
     assert_eq!(server.stats().connections(), 4);
@@ -373,4 +376,76 @@ fn a_run_without_streams_keeps_its_json() {
             .iter()
             .any(|c| c["kind"] == "max_ungraceful_disconnects" || c["kind"] == "max_stream_gap")
     );
+}
+
+#[test]
+fn every_report_shows_the_probes_and_their_criteria() {
+    let server = websocket_server(Fault::Fin, 2);
+    let port = server.addr().port();
+    let target = TestServer::healthy();
+    let file = TempFile::with(
+        "toml",
+        &format!(
+            "[target]\nurl = \"{}\"\n\n[load]\nqps = 20\nduration = \"2s\"\n\n[[stream]]\n\
+             name = \"chat\"\nurl = \"ws://127.0.0.1:{port}/\"\ncount = 2\n\n\
+             [verdict]\nmax_stream_gap = \"1s\"\n",
+            target.url()
+        ),
+    );
+    let [html, markdown, junit] = ["html", "md", "xml"].map(TempFile::new);
+    let (code, stdout, _, json) = Run::scenario(file.as_str())
+        .opt("--html", html.as_str())
+        .opt("--markdown", markdown.as_str())
+        .opt("--junit", junit.as_str())
+        .output();
+    assert_eq!(code, 1, "{stdout}");
+    let json = json.expect("a JSON result");
+    // Text: a line per probe.
+    assert!(
+        stdout.contains(
+            "Stream \"chat\" (websocket x2) : 4 connects, 0 graceful and 2 ungraceful disconnects (closed: 2) ; reconnect p50 "
+        ),
+        "{stdout}"
+    );
+    // Markdown: a row per probe, and the criteria in the verdict table.
+    let md = std::fs::read_to_string(markdown.path()).expect("the Markdown summary");
+    assert!(
+        md.contains("| chat | websocket | 2 | 4 | 0 | 2 | closed: 2 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| streams closed gracefully | **fail** | 0 | 2 | default |"),
+        "{md}"
+    );
+    assert!(md.contains("| stream gap | pass | 1000 | "), "{md}");
+    // JUnit: a case per criterion.
+    let xml = std::fs::read_to_string(junit.path()).expect("the JUnit XML");
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit XML parses");
+    let case = |name: &str| {
+        doc.descendants()
+            .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+            .unwrap_or_else(|| panic!("no case {name:?}: {xml}"))
+    };
+    assert!(
+        case("streams closed gracefully")
+            .children()
+            .any(|n| n.has_tag_name("failure")),
+        "{xml}"
+    );
+    assert!(
+        !case("stream gap")
+            .children()
+            .any(|n| n.has_tag_name("failure")),
+        "{xml}"
+    );
+    // HTML: a marker per disconnect in the probe's row, and the probe's table.
+    let page = std::fs::read_to_string(html.path()).expect("the HTML report");
+    assert_eq!(
+        page.matches("class=\"disconnect ungraceful\"").count(),
+        2,
+        "{page}"
+    );
+    assert_eq!(page.matches("class=\"disconnect graceful\"").count(), 0);
+    assert!(page.contains("Long-lived connections (1)"), "{page}");
+    assert_eq!(disconnects(&json).len(), 2);
 }
