@@ -449,3 +449,163 @@ fn every_report_shows_the_probes_and_their_criteria() {
     assert!(page.contains("Long-lived connections (1)"), "{page}");
     assert_eq!(disconnects(&json).len(), 2);
 }
+
+// -------------------------------------------------------------------------------------------------
+// A Python `websockets` server behind nginx: reload drains, stop cuts.
+// -------------------------------------------------------------------------------------------------
+
+/// An echo server with Python's `websockets` (pings answered by the library).
+const PYTHON_SERVER: &str = r#"import asyncio, sys
+import websockets
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+async def main():
+    async with websockets.serve(echo, "127.0.0.1", int(sys.argv[1])):
+        await asyncio.Future()
+
+asyncio.run(main())
+"#;
+
+/// The Python server, killed on drop.
+struct PythonServer(std::process::Child);
+
+impl PythonServer {
+    fn start(dir: &crate::support::proxy::Scratch, port: u16) -> PythonServer {
+        let python = crate::support::needs("python3");
+        let script = dir.write("server.py", PYTHON_SERVER);
+        let child = std::process::Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .stdin(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("server.log")).expect("server.log"))
+            .spawn()
+            .expect("start the Python websockets server");
+        let server = PythonServer(child);
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !crate::support::proxy::accepting(port) {
+            assert!(
+                std::time::Instant::now() < until,
+                "the Python websockets server does not listen (pip install websockets):\n{}",
+                dir.read("server.log")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// nginx in front of the Python server (`/ws`, upgraded), with `/health` answered by nginx
+/// itself for the load; a run of 3 WebSocket connections whose one step is `step` (a shell
+/// line, with `@NGINX@` and `@PIDFILE@` filled in).
+fn behind_nginx(name: &str, step: &str, extra: &[&str]) -> crate::support::proxy::Run {
+    use crate::support::proxy::{Nginx, Scratch, free_port, run_gapless, toml_str};
+    let binary = crate::support::needs("nginx");
+    let _alone = crate::support::proxy::serial();
+    let dir = Scratch::new(name);
+    let backend = free_port();
+    let _server = PythonServer::start(&dir, backend);
+    let port = free_port();
+    let config = Nginx::config(
+        dir.path(),
+        port,
+        "",
+        &format!(
+            "            proxy_pass http://127.0.0.1:{backend};\n\
+             \x20           proxy_http_version 1.1;\n\
+             \x20           proxy_set_header Upgrade $http_upgrade;\n\
+             \x20           proxy_set_header Connection \"upgrade\";\n\
+             \x20           proxy_read_timeout 1h;\n\
+             \x20           location = /health {{ return 200 \"ok\\n\"; }}"
+        ),
+    );
+    let nginx = Nginx::start(&binary, &dir, port, &config);
+    let step = step
+        .replace("@NGINX@", &nginx.command(""))
+        .replace("@PIDFILE@", &dir.file("nginx.pid"));
+    let script = dir.write("step.sh", &step);
+    let scenario = dir.write(
+        "scenario.toml",
+        &format!(
+            "[target]\nurl = {}\n\n[load]\nqps = 20\nwarmup = \"1s\"\ncooldown = \"1500ms\"\n\n\
+             [[step]]\nname = \"{name}\"\nrun = {}\ntimeout = \"20s\"\n\n\
+             [[stream]]\nname = \"ws\"\nurl = {}\ncount = 3\ninterval = \"200ms\"\ntimeout = \"2s\"\n",
+            toml_str(&format!("http://127.0.0.1:{port}/health")),
+            toml_str(&format!("bash {script}")),
+            toml_str(&format!("ws://127.0.0.1:{port}/ws")),
+        ),
+    );
+    let mut args = vec!["--scenario", scenario.as_str(), "--quiet"];
+    args.extend_from_slice(extra);
+    let run = run_gapless(&dir, &args, &[]);
+    drop(nginx);
+    run
+}
+
+/// `nginx -s reload`: the old worker keeps its upgraded connections until they end (no
+/// `worker_shutdown_timeout`), so no WebSocket is cut.
+#[test]
+#[ignore = "needs nginx and python3 websockets"]
+fn a_websocket_behind_nginx_survives_a_reload() {
+    let run = behind_nginx("reload", "set -e\n@NGINX@ -s reload\nsleep 0.5\n", &[]);
+    let json = &run.json;
+    assert_eq!(run.code, 0, "{run:?}");
+    let s = at(json, "/streams/0");
+    assert_eq!(u64_at(s, "/connects"), 3, "{s:#}");
+    assert_eq!(u64_at(s, "/disconnects/graceful"), 0);
+    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 0);
+    assert_eq!(f64_at(s, "/stream_gap_ms/total"), 0.0);
+    assert_eq!(u64_at(json, "/requests/failed"), 0);
+}
+
+/// `nginx -s stop` (fast shutdown), half a second down, started again: every WebSocket is cut
+/// without a close frame and reconnects once nginx is back.
+#[test]
+#[ignore = "needs nginx and python3 websockets"]
+fn a_websocket_behind_nginx_is_cut_by_a_stop() {
+    let step = "set -e\n@NGINX@ -s stop\nwhile [ -s @PIDFILE@ ]; do sleep 0.01; done\nsleep 0.5\n\
+                @NGINX@\nuntil [ -s @PIDFILE@ ]; do sleep 0.01; done\n";
+    // The requests fail too while nginx is down: allowed here, so the stream criterion is the
+    // one that fails the run.
+    let run = behind_nginx("stop", step, &["--max-failure-ratio", "1"]);
+    let json = &run.json;
+    assert_eq!(run.code, 1, "{run:?}");
+    let s = at(json, "/streams/0");
+    println!("{s:#}");
+    assert_eq!(u64_at(s, "/connects"), 6, "{s:#}");
+    assert_eq!(u64_at(s, "/disconnects/graceful"), 0, "{s:#}");
+    assert_eq!(u64_at(s, "/reconnect_ms/count"), 3, "{s:#}");
+    // Each connection: lost (closed or reset), then its first reconnect attempt failed (nginx
+    // was down).
+    let by_class = counts_at(s, "/disconnects/by_class");
+    let lost: u64 = by_class
+        .iter()
+        .filter(|(c, _)| c == "closed" || c == "reset")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(lost, 3, "{by_class:?}");
+    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 6, "{by_class:?}");
+    // Down at least the half second nginx was stopped.
+    assert!(f64_at(s, "/reconnect_ms/min") >= 500.0, "{s:#}");
+    let kept = criterion(json, "max_ungraceful_disconnects");
+    assert_eq!(
+        (&kept["passed"], &kept["measured"]),
+        (&Value::from(false), &Value::from(6))
+    );
+    let failed: Vec<&Value> = at(json, "/verdict/criteria")
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1, "only the stream criterion: {failed:#?}");
+}
