@@ -30,7 +30,8 @@
 //! | `phases` | in order: `name` (`load` for a run without steps; else `warmup`, `steps`, `cooldown`), `start_ms`, `end_ms`, `requests`, `ok`, `failed` (by intended send time), `versions` (per version label: `count` successful responses in the phase, `first_ms`) |
 //! | `unhealthy_warmup` | when requests failed during the warmup so no step ran: `failed`, `requests` (intended in the warmup); `null` otherwise |
 //! | `steps` | in scenario order: `name`, `command`, `background`, `status` (`ok`, `failed`, `timed_out`, `interrupted`, `stopped`, `skipped`), `start_ms`, `end_ms` (`null` if it never ran), `exit_code`, `signal` (`null` unless one applies), `problem`, `output_tail` (last lines, a list of strings), `output_tail_ms` (when each of those lines was read, same length; absent from results of older versions) |
-//! | `events` | lines printed by background steps and demo orchestration events: `t_ms` (when the line was read), `step`, `line`; `events_dropped` counts those beyond 10,000 per watcher |
+//! | `events` | lines printed by background steps and demo orchestration events: `t_ms` (when the line was read), `step`, `line`; `events_dropped` counts those beyond 10,000 per watcher (or per probe). With `[[stream]]` probes, also every disconnect, in time order: `step` the probe's name, `line` a sentence, and `disconnect`: `probe`, `connection` (from 0), `class` (`close_frame`, `end_of_stream`: graceful; `reset`, `closed`, `timeout`, `protocol`, and for the first failed reconnect attempt of an outage `refused`, `connect_timeout`, `dns`, `tls`, `status`, `other`), `graceful`, `code` (the close frame's code or the handshake's status; absent otherwise) |
+//! | `streams` | with `[[stream]]` probes only (absent otherwise), per probe in order: `name`, `url`, `kind` (`websocket`, `sse`), `count` (connections held), `connects` (established, the first ones included), `disconnects` (`graceful`, `ungraceful`, `by_class`), `connect_failures` (per class, every failed attempt; an outage is one disconnect), `reconnect_ms` (from a lost stream to the next connected one: `count min mean stddev p50 p75 p90 p99 p99_9 max`), `stream_gap_ms` (time without a connected stream: `total` over the connections, `longest` of one), `events_dropped` |
 //! | `windows` | failure windows in time order (at most 1,000; `windows_total` counts all): `start_ms` (when its first failure was sent), `end_ms` (when the success that ended it was sent), `start_uncertainty_ms` (the outage began after the last success before it was sent, this long before `start_ms`; `null` if none succeeded before), `end_uncertainty_ms` (it ended after the last failure was sent, this long before `end_ms`; `null` if open), `duration_ms`, `failed`, `ok`, `codes`, `errors`, `failed_on_new_connections`, `failed_on_reused_connections`, `steps` (foreground steps running at the time), `after_step` (when none ran: the last step that ended before it), `open` (the load ended inside it) |
 //! | `gaps` | the windows with `ok == 0` (availability gaps), same fields; `gaps_total` counts all |
 //! | `longest_gap_ms`, `total_gap_ms` | the longest gap (`null` without gaps) and the sum of all gaps |
@@ -42,7 +43,7 @@
 //! | `versions` | with `--version-header`/`--version-regex`, per version label: `count` (successful responses), `first_ms`, `last_ms` (intended send times); also per timeline slot |
 //! | `cutover_ms` | the last time a version other than the final one answered (`null` with one version) |
 //! | `mixed_window` | `start_ms` (the final version's first response), `end_ms` (the cutover); `null` for a clean cut |
-//! | `thresholds` | the limits judged: `max_failures`, `max_failure_ratio`, `max_gap_ms`, `max_p99_ms`, `expect_version`, `max_stall_ms` (`null` when not checked), `allow_warmup_errors` |
+//! | `thresholds` | the limits judged: `max_failures`, `max_failure_ratio`, `max_gap_ms`, `max_p99_ms`, `expect_version`, `max_stall_ms` (`null` when not checked), `allow_warmup_errors`; with `[[stream]]` probes `max_ungraceful_disconnects` and `max_stream_gap_ms` (absent when not checked) |
 //! | `command_line`, `scenario` | how the run was started: the arguments, and the scenario file's `path` and `text` |
 //! | `hints` | likely causes: `rule`, `cause`, `fix`, `evidence`; rules about a rollout only when a step ran and the failures fall during or after it, plain statements otherwise (see `gapless::judge::hints` for the rules) |
 //! | `warnings` | sentences about the run itself: a rate far above what the engine threads and connections can carry (also printed before the load), requests not sent (also printed when the first one is not) |
@@ -55,7 +56,9 @@
 //! `max_gap`, `max_stall` and `max_p99` (milliseconds), `expect_version` (`limit` the version, `measured` the
 //! successful responses from others after the last step), `steps` (failed steps), `healthy_before_rollout`
 //! (requests failed in the warmup), `requests_sent` (`limit` 1: the fewest due) and `completed`
-//! (`measured`: `completed`, `interrupt` or `terminate`), and in a merged result `shards`
+//! (`measured`: `completed`, `interrupt` or `terminate`), with `[[stream]]` probes
+//! `max_ungraceful_disconnects` (counts, over every probe) and `max_stream_gap` (milliseconds,
+//! the longest time one connection went without a stream), and in a merged result `shards`
 //! (`limit` the shards planned, `measured` those whose whole part is in; broken → exit 6). `source` says who set the limit: the
 //! flag (`--max-gap`), the scenario key (`verdict.max_gap`) or `default`. A criterion that was
 //! not judged passes, with `skipped` saying why (`no --max-p99`); `reason` is its sentence of
