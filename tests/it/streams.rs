@@ -609,3 +609,80 @@ fn a_websocket_behind_nginx_is_cut_by_a_stop() {
         .collect();
     assert_eq!(failed.len(), 1, "only the stream criterion: {failed:#?}");
 }
+
+#[test]
+fn a_saved_result_is_judged_again_with_other_stream_limits() {
+    let server = websocket_server(Fault::Rst, 1);
+    let port = server.addr().port();
+    let (code, json) = run(&format!("url = \"ws://127.0.0.1:{port}/\"\n"), &[]);
+    assert_eq!(code, 1, "{json:#}");
+    let saved = TempFile::with("json", &json.to_string());
+    let (code, json) = crate::support::run_json(&[
+        "report",
+        saved.as_str(),
+        "--max-ungraceful-disconnects",
+        "1",
+        "--max-stream-gap",
+        "1ms",
+    ]);
+    // One lost stream allowed now; its outage was longer than 1 ms.
+    assert_eq!(code, 1, "{json:#}");
+    let kept = criterion(&json, "max_ungraceful_disconnects");
+    assert_eq!(kept["passed"], true);
+    assert_eq!(kept["source"], "--max-ungraceful-disconnects");
+    let gap = criterion(&json, "max_stream_gap");
+    assert_eq!(gap["passed"], false);
+    assert_eq!(gap["limit"], 1.0);
+    let (code, _) = crate::support::run_json(&[
+        "report",
+        saved.as_str(),
+        "--max-ungraceful-disconnects",
+        "1",
+    ]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn with_several_endpoints_the_probes_are_the_runs() {
+    let server = websocket_server(Fault::Fin, 1);
+    let port = server.addr().port();
+    let target = TestServer::healthy();
+    let file = TempFile::with(
+        "toml",
+        &format!(
+            "[[target]]\nname = \"a\"\nurl = \"{0}a\"\n\n[[target]]\nname = \"b\"\nurl = \"{0}b\"\n\n\
+             [load]\nqps = 20\nduration = \"2s\"\n\n[[stream]]\nname = \"chat\"\n\
+             url = \"ws://127.0.0.1:{port}/\"\n",
+            target.url()
+        ),
+    );
+    let (code, json) = Run::scenario(file.as_str()).quiet().json();
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(
+        counts_at(at(&json, "/streams/0"), "/disconnects/by_class"),
+        counts(&[("closed", 1)])
+    );
+    assert_eq!(disconnects(&json).len(), 1);
+    let stream_criteria: Vec<&Value> = at(&json, "/verdict/criteria")
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|c| c["kind"] == "max_ungraceful_disconnects")
+        .collect();
+    assert_eq!(stream_criteria.len(), 1, "judged once, for the run");
+    assert!(stream_criteria[0].get("target").is_none());
+    for t in at(&json, "/targets").as_array().expect("a list") {
+        assert!(t.get("streams").is_none(), "{t:#}");
+        assert_eq!(
+            t["verdict"]["passed"], true,
+            "the endpoints kept every request"
+        );
+    }
+    let line = at(&json, "/verdict/line").as_str().unwrap_or_default();
+    assert!(
+        line.starts_with(
+            "FAIL: stream \"chat\" lost 1 connection ungracefully (closed: 1, first at +"
+        ) && line.ends_with(" s) (--max-ungraceful-disconnects 0)"),
+        "{line}"
+    );
+}
