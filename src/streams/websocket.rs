@@ -10,6 +10,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +61,11 @@ impl Session {
             let deadline = awaiting.map_or(far, |t| t + config.timeout);
             tokio::select! {
                 () = stop.cancelled() => {
-                    let _ = tokio::time::timeout(CLOSE_WITHIN, self.ws.close(None)).await;
+                    let frame = CloseFrame {
+                        code: CloseCode::Normal,
+                        reason: "the gapless run ended".into(),
+                    };
+                    let _ = tokio::time::timeout(CLOSE_WITHIN, self.ws.close(Some(frame))).await;
                     return None;
                 }
                 _ = ticker.tick() => {

@@ -686,3 +686,35 @@ fn with_several_endpoints_the_probes_are_the_runs() {
         "{line}"
     );
 }
+
+#[test]
+fn an_https_stream_uses_the_runs_tls_settings() {
+    // An ordinary HTTPS endpoint read as SSE: each response ends (`ok\n`), gracefully, and is
+    // reconnected at once, under the ceiling of 10 attempts a second.
+    let (server, pem) = TestServer::https_with_cert(|_| crate::support::Reply::ok());
+    let ca = TempFile::with("pem", &pem);
+    let url = server.url();
+    let file = TempFile::with(
+        "toml",
+        &format!(
+            "[target]\nurl = \"{url}\"\ncacert = \"{}\"\n\n[load]\nqps = 10\nduration = \"2s\"\n\n\
+             [[stream]]\nurl = \"{url}\"\nkind = \"sse\"\n",
+            ca.as_str()
+        ),
+    );
+    let (code, json) = Run::scenario(file.as_str()).quiet().json();
+    assert_eq!(code, 0, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert!(
+        s["connect_failures"]
+            .as_object()
+            .is_some_and(|m| m.is_empty()),
+        "{s:#}"
+    );
+    let connects = u64_at(s, "/connects");
+    assert!((10..=23).contains(&connects), "{connects} connects in 2 s");
+    // Each one ended, unless the run's end came between its head and its end.
+    let ended = u64_at(s, "/disconnects/by_class/end_of_stream");
+    assert!(ended == connects || ended + 1 == connects, "{s:#}");
+    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 0);
+}
