@@ -310,10 +310,16 @@ async fn hold(probe: Arc<Probe>, index: usize, start: Instant, stop: Cancellatio
                 let at = now();
                 let mut tally = probe.tally();
                 tally.connect_failed(end.class);
-                let (since, failed) = down.get_or_insert((at, false));
-                if !*failed {
-                    *failed = true;
-                    let _ = since;
+                // The first failure of an outage (or of the run) is a disconnect; later ones are
+                // counted only.
+                let first = match &mut down {
+                    Some((_, failed)) => !std::mem::replace(failed, true),
+                    None => {
+                        down = Some((at, true));
+                        true
+                    }
+                };
+                if first {
                     tally.disconnected(Disconnect {
                         at,
                         connection: index,
