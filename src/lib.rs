@@ -13,8 +13,9 @@
 //!                                                           │                  timeline, gaps, version)
 //!                                                           ├─► rollout (steps, watchers, strategies)
 //!                                                           └─► streams (websocket, sse, tally)
-//! run ──► result (the wire types) ──► judge (verdict, hints) ──► report (text, JSON, HTML,
-//!                                                                 Markdown, JUnit, Fortio)
+//! run ──► result (the wire types) ──► judge (verdict, hints, diff) ──► report (text, JSON, HTML,
+//!                                                                       Markdown, JUnit, Fortio,
+//!                                                                       diff)
 //! ui (console, progress) and targets (serve, demo) sit beside; verbs drives it all.
 //! ```
 //!
@@ -33,8 +34,10 @@
 //! - [`run`]: one run from start to finish, interruptible.
 //! - [`result`]: what a run measured, as the JSON result's wire types: every report renders one,
 //!   and the verdict is judged from one.
-//! - `judge`: the typed verdict and the exit code; likely causes, with the fix.
-//! - `report`: text, JSON, HTML, Markdown, JUnit, Fortio JSON.
+//! - `judge`: the typed verdict and the exit code; likely causes, with the fix; two saved
+//!   results compared (`gapless diff`), NEW judged against BASE into one typed comparison.
+//! - `report`: text, JSON, HTML, Markdown, JUnit, Fortio JSON; the comparison's table, JSON and
+//!   Markdown.
 //! - `ui`: the live line on stderr; `targets`: the built-in target and the demo cluster.
 //! - `merge`: shard results (`run --shards`) folded into one result, judged once; a run of
 //!   several endpoints (`[[target]]`, `--targets`) is folded the same way: endpoint `i` of `n`

@@ -1,6 +1,7 @@
 //! The verbs of the command line, each from its parsed arguments to an exit code: `run` (the
 //! load, its rollout, the verdict and the reports), `report` (a saved result rendered and judged
-//! again), `serve` (the built-in target) and `demo serve` (the demo cluster, standalone).
+//! again), `merge` (shard results joined), `diff` (two saved results compared, NEW judged against
+//! BASE), `serve` (the built-in target) and `demo serve` (the demo cluster, standalone).
 //!
 //! Errors that stop a verb before it has a verdict are typed ([`Error`]), each with its exit code:
 //! what the user gave (arguments, a scenario, a report path, a saved result) is 2; gapless's own
@@ -15,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    self, Command, DemoCommand, DemoServeArgs, MergeArgs, ReportArgs, RunArgs, ServeArgs,
+    self, Command, DemoCommand, DemoServeArgs, DiffArgs, MergeArgs, ReportArgs, RunArgs, ServeArgs,
 };
 use crate::cli::{Start, Validated};
 use crate::judge::verdict::{self, Exit};
@@ -82,6 +83,7 @@ pub fn execute(command: Command) -> Result<Exit, Error> {
             Command::Demo(DemoCommand::Serve(args)) => serve_demo(args).await,
             Command::Report(args) => rerender(&args),
             Command::Merge(args) => join(&args),
+            Command::Diff(args) => compare(&args),
         }
     })
 }
@@ -203,7 +205,29 @@ fn rerender(args: &ReportArgs) -> Result<Exit, Error> {
     Ok(exit(&result, failed))
 }
 
-/// `gapless serve`: until a signal.
+/// `gapless diff`: both results read (through the one reader of saved results), compared and
+/// judged once; the table and the files asked for render that comparison. Exits 1 when NEW is
+/// worse (5 if an output could not be written).
+fn compare(args: &DiffArgs) -> Result<Exit, Error> {
+    let limits = args.limits()?;
+    for path in args.files() {
+        report::check_writable(path)?;
+    }
+    let base = report::read_result(&args.base)?;
+    let new = report::read_result(&args.new)?;
+    let comparison = crate::judge::diff::compare(
+        (&args.base.display().to_string(), &base),
+        (&args.new.display().to_string(), &new),
+        &limits,
+    );
+    let failed = report::diff::deliver(&comparison, args.json.as_deref(), args.markdown.as_deref());
+    Ok(if failed > 0 {
+        Exit::Internal
+    } else {
+        comparison.exit()
+    })
+}
+
 /// `gapless merge`: every result read and folded in, one verdict, the reports.
 fn join(args: &MergeArgs) -> Result<Exit, Error> {
     for path in args.output.files() {
@@ -224,6 +248,7 @@ fn join(args: &MergeArgs) -> Result<Exit, Error> {
     Ok(exit(&result, failed))
 }
 
+/// `gapless serve`: until a signal.
 async fn serve_target(args: ServeArgs) -> Result<Exit, Error> {
     let config = args.validate()?;
     let listener = serve::bind(args.listen).await?;

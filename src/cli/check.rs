@@ -565,6 +565,41 @@ impl Check for Ratio {
     }
 }
 
+/// Largest percentage accepted (`gapless diff --max-p99-increase`): ten thousand times as high.
+pub const MAX_PERCENT: f64 = 1_000_000.0;
+
+/// A percentage such as `20` or `20%`, from 0 to [`MAX_PERCENT`].
+#[derive(Clone, Copy, Debug)]
+pub struct Percent;
+
+impl Check for Percent {
+    type Raw = String;
+    type Out = f64;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<f64, Error> {
+        let text = text(raw, place, cx)?;
+        let trimmed = text.trim();
+        let number = trimmed.strip_suffix('%').unwrap_or(trimmed).trim_end();
+        let p: f64 = number.parse().map_err(|_| {
+            place.error(
+                cx,
+                format!("{text:?} is not a percentage such as \"20\" or \"20%\""),
+            )
+        })?;
+        if !p.is_finite() || p < 0.0 {
+            return Err(place.error(cx, format!("must be 0 or more (got {trimmed})")));
+        }
+        if p > MAX_PERCENT {
+            return Err(place.error(cx, format!("must be at most {MAX_PERCENT} (got {trimmed})")));
+        }
+        Ok(p)
+    }
+
+    fn range(&self) -> Option<String> {
+        Some(format!("0% to {MAX_PERCENT}%"))
+    }
+}
+
 /// A switch: on the command line a bare flag, in the file `true` or `false`.
 #[derive(Clone, Copy, Debug)]
 pub struct Switch;

@@ -24,6 +24,7 @@ use crate::config::{
     Endpoint, Limits, LoadConfig, Rate, RolloutConfig, RunConfig, ShardPlan, TargetConfig,
     TargetUrl, VerdictConfig,
 };
+use crate::judge::diff::DiffLimits;
 use crate::redact::Redactor;
 use crate::report::Outputs;
 use crate::rollout::step::{Action, Step};
@@ -32,7 +33,7 @@ use crate::targets::serve::ServeConfig;
 use check::show;
 use check::{Context, Given, Origin, Place};
 use check::{STEP_TIMEOUT, STEP_TIMEOUT_RANGE};
-use options::{LoadOptions, Setting, Source, Spec, TargetOptions, VerdictOptions};
+use options::{DiffOptions, LoadOptions, Setting, Source, Spec, TargetOptions, VerdictOptions};
 use scenario::Scenario;
 
 /// Errors in command-line values, each one sentence.
@@ -179,23 +180,27 @@ pub struct Cli {
 impl Cli {
     /// The clap command, with each declared option's default and range added to its help.
     pub fn command_with_specs() -> clap::Command {
-        let specs = specs();
-        Cli::command().mut_subcommand("run", |run| {
-            run.mut_args(|arg| {
-                let Some(spec) = specs.iter().find(|s| arg.get_id() == s.id) else {
-                    return arg;
-                };
-                let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-                // A switch is off unless given: no default to show.
-                if let Some(default) = spec.default.filter(|d| *d != "false") {
-                    let _ = write!(help, " [default: {default}]");
-                }
-                if let Some(range) = &spec.range {
-                    let _ = write!(help, " [range: {range}]");
-                }
-                arg.help(help)
-            })
-        })
+        let with = |specs: Vec<Spec>| {
+            move |command: clap::Command| {
+                command.mut_args(|arg| {
+                    let Some(spec) = specs.iter().find(|s| arg.get_id() == s.id) else {
+                        return arg;
+                    };
+                    let mut help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                    // A switch is off unless given: no default to show.
+                    if let Some(default) = spec.default.filter(|d| *d != "false") {
+                        let _ = write!(help, " [default: {default}]");
+                    }
+                    if let Some(range) = &spec.range {
+                        let _ = write!(help, " [range: {range}]");
+                    }
+                    arg.help(help)
+                })
+            }
+        };
+        Cli::command()
+            .mut_subcommand("run", with(specs()))
+            .mut_subcommand("diff", with(DiffOptions::specs()))
     }
 
     /// Parses the process's arguments (clap's error when they do not parse).
@@ -229,6 +234,50 @@ pub enum Command {
     /// Join the results of the shards of a split load (`run --shards N`) into one result, judged
     /// once, as if one process had sent the whole schedule.
     Merge(Box<MergeArgs>),
+    /// Compare two saved JSON results side by side; exit 1 when NEW is worse than BASE (more
+    /// failed requests, a longer gap, a p99 more than 20 % higher; the flags change each limit).
+    Diff(Box<DiffArgs>),
+}
+
+/// `gapless diff`: two saved results compared, NEW judged against BASE.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The baseline: a JSON result written by `gapless run --json` (or `report`, `merge`).
+    #[arg(value_name = "BASE.json")]
+    pub base: PathBuf,
+    /// The run judged against it.
+    #[arg(value_name = "NEW.json")]
+    pub new: PathBuf,
+    /// How much worse NEW may be.
+    #[command(flatten)]
+    pub limits: DiffOptions,
+    /// Write the comparison as JSON to FILE ('-' for stdout; the table then goes to stderr).
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub json: Option<PathBuf>,
+    /// Write the comparison as a Markdown table to FILE.
+    #[arg(long, value_name = "FILE", help_heading = "Reports")]
+    pub markdown: Option<PathBuf>,
+}
+
+impl DiffArgs {
+    /// The limits given, over their defaults.
+    pub fn limits(&self) -> Result<DiffLimits, Error> {
+        let cx = Context::new(None, &|_| None);
+        let o = &self.limits;
+        Ok(DiffLimits {
+            max_failed_increase: o.max_failed_increase(&cx)?,
+            max_gap_increase: o.max_gap_increase(&cx)?,
+            max_p99_increase: o.max_p99_increase(&cx)?,
+        })
+    }
+
+    /// The report files asked for.
+    pub fn files(&self) -> impl Iterator<Item = &std::path::Path> {
+        [&self.json, &self.markdown]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+    }
 }
 
 /// `gapless merge`: shard results joined into one and judged.
@@ -1099,6 +1148,47 @@ mod tests {
         for heading in ["Target:", "Load:", "Rollout:", "Verdict:", "Reports:"] {
             assert!(help.contains(heading), "{heading} in {help}");
         }
+    }
+
+    #[test]
+    fn diff_takes_two_results_and_its_limits() {
+        let mut cmd = Cli::command_with_specs();
+        let help = cmd
+            .find_subcommand_mut("diff")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(
+            help.contains("[default: 20] [range: 0% to 1000000%]"),
+            "{help}"
+        );
+        let cli = Cli::parse_from([
+            "gapless",
+            "diff",
+            "a.json",
+            "b.json",
+            "--max-gap-increase",
+            "50ms",
+        ])
+        .unwrap();
+        let Command::Diff(args) = cli.command else {
+            panic!("not diff");
+        };
+        assert_eq!(args.base, PathBuf::from("a.json"));
+        let limits = args.limits().unwrap();
+        assert_eq!(limits.max_gap_increase.value, Duration::from_millis(50));
+        assert_eq!(
+            limits.max_gap_increase.source,
+            Source::Flag("--max-gap-increase".into())
+        );
+        assert_eq!(
+            limits.max_failed_increase,
+            DiffLimits::default().max_failed_increase
+        );
+        assert!(
+            Cli::parse_from(["gapless", "diff", "a.json"]).is_err(),
+            "NEW is required"
+        );
     }
 
     #[test]

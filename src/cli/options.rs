@@ -27,8 +27,8 @@ use toml::Spanned;
 
 use super::check::{
     BodyFile, CaBundle, Check, Codes, Context, Count, DemoCheck, DemoTable, Error, Expanded, Given,
-    HeaderLine, HeaderNames, Label, Methods, Origin, Place, RateCheck, Ratio, Span, StartAt,
-    Switch, UrlCheck, VersionPattern,
+    HeaderLine, HeaderNames, Label, Methods, Origin, Percent, Place, RateCheck, Ratio, Span,
+    StartAt, Switch, UrlCheck, VersionPattern,
 };
 use super::streams::{StreamKinds, StreamUrlCheck};
 use crate::config::{OkCodes, Rate, StreamKind, StreamUrl, TargetUrl};
@@ -434,6 +434,24 @@ options! {
     }
 }
 
+options! {
+    /// `gapless diff`: how much worse NEW may be than BASE before the diff exits 1. Declared
+    /// here like `run`'s options for their defaults and checks; no scenario file has a `[diff]`
+    /// table.
+    #[command(next_help_heading = "Limits")]
+    pub struct DiffOptions in "diff" {
+        /// Most failed requests NEW may have beyond BASE's.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        max_failed_increase: i64 => u64 = "0", Count::new(0, i64::MAX as u64);
+        /// How much longer NEW's longest availability gap may be than BASE's.
+        #[arg(long, value_name = "DUR")]
+        max_gap_increase: String => Duration = "0s", Span::new(Duration::ZERO, hours(24));
+        /// How much higher NEW's p99 latency (from the intended send time) may be than BASE's, in percent.
+        #[arg(long, value_name = "PCT", allow_negative_numbers = true)]
+        max_p99_increase: String => f64 = "20", Percent;
+    }
+}
+
 /// `headers = { Name = "value" }` in a scenario, as `Name: value` lines with the value's span.
 fn header_table<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Given<String>>, D::Error> {
     let table = std::collections::BTreeMap::<String, Spanned<String>>::deserialize(d)?;
@@ -493,6 +511,46 @@ mod tests {
         assert_eq!(t.method(&cx).unwrap().value, Method::GET);
         assert_eq!(t.timeout(&cx).unwrap().value, Duration::from_secs(3));
         assert!(!t.http2(&cx).unwrap().value);
+    }
+
+    #[test]
+    fn diff_limits_default_and_check_like_run_options() {
+        let cx = Context::new(None, &env);
+        let d = DiffOptions::default();
+        assert_eq!(d.max_failed_increase(&cx).unwrap().value, 0);
+        assert_eq!(d.max_gap_increase(&cx).unwrap().value, Duration::ZERO);
+        let p99 = d.max_p99_increase(&cx).unwrap();
+        assert_eq!((p99.value, p99.source), (20.0, Source::Default));
+        let given = |text: &str| DiffOptions {
+            max_p99_increase: Some(Given::command(text.to_string())),
+            ..DiffOptions::default()
+        };
+        for (text, value) in [("25", 25.0), ("25%", 25.0), (" 7.5 % ", 7.5), ("0", 0.0)] {
+            let p = given(text).max_p99_increase(&cx).unwrap();
+            assert_eq!(p.value, value, "{text}");
+            assert_eq!(p.source, Source::Flag("--max-p99-increase".into()));
+        }
+        for (text, says) in [
+            ("-1", "--max-p99-increase must be 0 or more (got -1)"),
+            (
+                "lots",
+                "--max-p99-increase: \"lots\" is not a percentage such as \"20\" or \"20%\"",
+            ),
+            (
+                "2000000%",
+                "--max-p99-increase must be at most 1000000 (got 2000000%)",
+            ),
+            ("NaN", "--max-p99-increase must be 0 or more (got NaN)"),
+        ] {
+            let err = given(text).max_p99_increase(&cx).unwrap_err();
+            assert_eq!(err.to_string(), says);
+        }
+        let specs = DiffOptions::specs();
+        let gap = specs.iter().find(|s| s.id == "max_gap_increase").unwrap();
+        assert_eq!(
+            (gap.default, gap.range.as_deref()),
+            (Some("0s"), Some("0s to 1day"))
+        );
     }
 
     #[test]

@@ -188,6 +188,16 @@ pub fn limits_of(result: &RunResult) -> Limits {
     }
 }
 
+/// A duration limit as a reason names it: `--max-stall 2s`, or `--max-stall 1s, the default`
+/// when nobody set it.
+fn limit_note(flag: &str, max: &crate::config::Setting<std::time::Duration>) -> String {
+    let value = humantime::format_duration(max.value);
+    match max.source {
+        crate::config::Source::Default => format!("{flag} {value}, the default"),
+        _ => format!("{flag} {value}"),
+    }
+}
+
 fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1000.0
 }
@@ -389,10 +399,7 @@ fn criteria_of(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
                         || format!("longest gap {}", format_ms(gap_ms)),
                         describe_gap,
                     );
-                    format!(
-                        "{gap} (--max-gap {})",
-                        humantime::format_duration(max.value)
-                    )
+                    format!("{gap} ({})", limit_note("--max-gap", max))
                 },
             )
         }
@@ -412,9 +419,9 @@ fn criteria_of(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
                 || {
                     let at = longest_stall(r).map_or_else(String::new, describe_stall);
                     format!(
-                        "the target answered nothing for {}{at} (--max-stall {})",
+                        "the target answered nothing for {}{at} ({})",
                         format_ms(longest),
-                        humantime::format_duration(max.value)
+                        limit_note("--max-stall", max)
                     )
                 },
             )
@@ -619,8 +626,12 @@ fn stream_criteria(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
                         )
                     })
                     .collect();
+                let note = match max.source {
+                    Source::Default => ", the default",
+                    _ => "",
+                };
                 format!(
-                    "{} (--max-ungraceful-disconnects {})",
+                    "{} (--max-ungraceful-disconnects {}{note})",
                     per_probe.join("; "),
                     max.value
                 )
@@ -645,10 +656,10 @@ fn stream_criteria(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
             &max.source,
             || {
                 format!(
-                    "stream {:?} had no connected stream for {} (--max-stream-gap {})",
+                    "stream {:?} had no connected stream for {} ({})",
                     longest.map_or("", |s| s.name.as_str()),
                     format_ms(longest_ms),
-                    humantime::format_duration(max.value)
+                    limit_note("--max-stream-gap", max)
                 )
             },
         ),

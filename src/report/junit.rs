@@ -145,7 +145,7 @@ mod tests {
             "{xml}"
         );
         assert!(
-            xml.contains(r#"<failure message="longest gap 4.0 ms (--max-gap 0s)""#),
+            xml.contains(r#"<failure message="longest gap 4.0 ms (--max-gap 0s, the default)""#),
             "{xml}"
         );
         assert!(xml.contains(r#"<skipped message="no --max-p99"/>"#));

@@ -2,6 +2,7 @@
 //! and the Markdown summary and JUnit XML (from the JSON result, so `gapless report` can
 //! re-render a saved run), plus Fortio's JSON schema.
 
+pub mod diff;
 pub mod fortio;
 pub mod html;
 pub mod json;

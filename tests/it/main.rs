@@ -12,6 +12,7 @@ mod cli_errors;
 mod coordinated_omission;
 mod demo;
 mod deploy;
+mod diff;
 mod engine_edges;
 mod gap_boundaries;
 mod hints;

@@ -256,7 +256,7 @@ fn a_websocket_dropped_without_a_close_frame_is_ungraceful() {
             "{reason}"
         );
         assert!(
-            reason.ends_with("(--max-ungraceful-disconnects 0)"),
+            reason.ends_with("(--max-ungraceful-disconnects 0, the default)"),
             "{reason}"
         );
         // Allowed: the same fault passes.
@@ -682,7 +682,7 @@ fn with_several_endpoints_the_probes_are_the_runs() {
     assert!(
         line.starts_with(
             "FAIL: stream \"chat\" lost 1 connection ungracefully (closed: 1, first at +"
-        ) && line.ends_with(" s) (--max-ungraceful-disconnects 0)"),
+        ) && line.ends_with(" s) (--max-ungraceful-disconnects 0, the default)"),
         "{line}"
     );
 }
