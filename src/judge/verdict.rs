@@ -1094,6 +1094,66 @@ mod tests {
     }
 
     #[test]
+    fn stream_criteria_are_judged_only_with_probes_and_survive_a_saved_result() {
+        use crate::result::{Disconnects, StreamClass, StreamEntry, StreamGap};
+        let mut r = result(
+            &recorder(&[OK, OK], None),
+            &RolloutReport::default(),
+            &Labels::default(),
+            &Limits::default(),
+            None,
+        );
+        let kinds = |r: &RunResult| -> Vec<CriterionKind> {
+            r.verdict.criteria.iter().map(|c| c.kind).collect()
+        };
+        assert!(!kinds(&r).contains(&CriterionKind::MaxUngracefulDisconnects));
+        assert_eq!(r.thresholds.max_ungraceful_disconnects, None);
+        r.streams.push(StreamEntry {
+            name: "chat".into(),
+            disconnects: Disconnects {
+                graceful: 1,
+                ungraceful: 2,
+                by_class: [(StreamClass::CloseFrame, 1), (StreamClass::Reset, 2)].into(),
+            },
+            stream_gap_ms: StreamGap {
+                total: 30.0,
+                longest: 20.0,
+            },
+            ..StreamEntry::default()
+        });
+        let given = Limits {
+            max_stream_gap: limit(Duration::from_millis(10)),
+            ..Limits::none()
+        };
+        conclude(&mut r, &Limits::default().with(given));
+        assert_eq!(r.verdict.exit_code, Exit::Dropped.code());
+        assert_eq!(
+            r.verdict.reasons,
+            vec![
+                "stream \"chat\" lost 2 connections ungracefully (reset: 2) \
+                 (--max-ungraceful-disconnects 0, the default)",
+                "stream \"chat\" had no connected stream for 20 ms (--max-stream-gap 10ms)",
+            ]
+        );
+        assert_eq!(r.thresholds.max_ungraceful_disconnects, Some(0));
+        assert_eq!(r.thresholds.max_stream_gap_ms, Some(10.0));
+        // Judged again from the saved result: the same limits, the same sources.
+        let saved = limits_of(&r);
+        assert_eq!(
+            saved.max_ungraceful_disconnects,
+            Some(Setting::default_value(0))
+        );
+        assert_eq!(saved.max_stream_gap, limit(Duration::from_millis(10)));
+        let allowed = saved.with(Limits {
+            max_ungraceful_disconnects: limit(2),
+            max_stream_gap: limit(Duration::from_millis(20)),
+            ..Limits::none()
+        });
+        conclude(&mut r, &allowed);
+        assert!(r.verdict.passed, "{}", r.verdict.line);
+    }
+
+    #[test]
     fn interruption_wins() {
         let r = recorder(&[OK], None);
         let v = result(
