@@ -39,6 +39,8 @@
 //! - `report`: text, JSON, HTML, Markdown, JUnit, Fortio JSON; the comparison's table, JSON and
 //!   Markdown.
 //! - `ui`: the live line on stderr; `targets`: the built-in target and the demo cluster.
+//! - [`metrics`]: live Prometheus metrics and `/status` (`--metrics-listen`), read from the
+//!   recorders while the load runs and from the judged result after; the Pushgateway push.
 //! - `merge`: shard results (`run --shards`) folded into one result, judged once; a run of
 //!   several endpoints (`[[target]]`, `--targets`) is folded the same way: endpoint `i` of `n`
 //!   sends the requests `k mod n == i` of the run's schedule (with weights, its positions of each
@@ -58,6 +60,7 @@ mod judge;
 mod load;
 mod measure;
 mod merge;
+pub mod metrics;
 mod redact;
 mod report;
 pub mod result;

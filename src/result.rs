@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `schema_version` | `1` |
 //! | `gapless_version` | version of the tool that wrote it |
+//! | `run_id` | the run's id (16 hex digits): the `run_id` label of its live metrics and `/status` (`--metrics-listen`, `--metrics-push`); every shard of one split load has the same (derived from `--start-at` and `--shards`); empty in results written before it existed |
 //! | `started_at`, `started_at_unix_ms` | wall-clock start, RFC 3339 (UTC) and Unix milliseconds |
 //! | `elapsed_ms` | from the start until the last attempt ended |
 //! | `actual_qps` | requests sent per second of `elapsed_ms` (requests never sent are not counted) |
@@ -87,6 +88,11 @@ pub struct RunResult {
     pub schema_version: u32,
     /// Version of gapless that wrote the result.
     pub gapless_version: String,
+    /// The run's id: also the `run_id` label of its live metrics (`--metrics-listen`) and of
+    /// `/status`; shared by every shard of one split load. Empty in results written before it
+    /// existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run_id: String,
     /// Wall-clock start, RFC 3339 UTC.
     pub started_at: String,
     /// Wall-clock start, Unix milliseconds.
@@ -1032,6 +1038,7 @@ impl RunResult {
         RunResult {
             schema_version: SCHEMA_VERSION,
             gapless_version: env!("CARGO_PKG_VERSION").to_string(),
+            run_id: String::new(),
             started_at: humantime::format_rfc3339_millis(f.started_at).to_string(),
             started_at_unix_ms,
             elapsed_ms: millis(f.elapsed),

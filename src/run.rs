@@ -171,6 +171,19 @@ pub async fn run(
     orchestrator: Option<Arc<dyn Orchestrator>>,
     interrupt: impl Future<Output = Interruption>,
 ) -> Result<Finished, Error> {
+    observed(config, console, orchestrator, interrupt, None).await
+}
+
+/// [`run`], publishing its live values on `board` (`--metrics-listen`): the board reads the
+/// recorders while the load runs, follows the phase and the running step, and keeps the last
+/// values once the load is over.
+pub(crate) async fn observed(
+    config: &RunConfig,
+    console: Arc<Console>,
+    orchestrator: Option<Arc<dyn Orchestrator>>,
+    interrupt: impl Future<Output = Interruption>,
+    board: Option<&crate::metrics::Board>,
+) -> Result<Finished, Error> {
     // A shard waits for the common start; one that starts late counts what it missed.
     let (started_at, start) = match &config.load.shard {
         Some(shard) => origin(shard.start_at).await,
@@ -259,6 +272,16 @@ pub async fn run(
         },
         step: None,
     });
+    if let Some(board) = board {
+        board.attach(&recorders);
+    }
+    let follow_rx = status_rx.clone();
+    let follow = async move {
+        match board {
+            Some(board) => board.follow(follow_rx).await,
+            None => std::future::pending().await,
+        }
+    };
     let mut interruption = None;
     // The long-lived probes, beside the load on its clock, until the load ends.
     let streams_stop = CancellationToken::new();
@@ -282,7 +305,7 @@ pub async fn run(
             &status,
         );
         let progress = progress::show(&recorders, &console, start, status_rx, PROGRESS_EVERY);
-        tokio::pin!(load, plan, progress, interrupt);
+        tokio::pin!(load, plan, progress, interrupt, follow);
         let mut planned = !has_steps;
         let mut warned = false;
         let stats = loop {
@@ -309,6 +332,7 @@ pub async fn run(
                     rollout_stop.cancel();
                 }
                 () = &mut progress => {}
+                () = &mut follow => {}
             }
         };
         if !planned {
@@ -330,6 +354,9 @@ pub async fn run(
     }
     // The load is over: watchers are stopped after the clock stops (their output may drain).
     let elapsed = start.elapsed();
+    if let Some(board) = board {
+        board.detach();
+    }
     rollout.stop_watchers().await;
     console.clear();
     notices.abort_all();

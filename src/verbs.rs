@@ -1,7 +1,8 @@
 //! The verbs of the command line, each from its parsed arguments to an exit code: `run` (the
 //! load, its rollout, the verdict and the reports), `report` (a saved result rendered and judged
 //! again), `merge` (shard results joined), `diff` (two saved results compared, NEW judged against
-//! BASE), `serve` (the built-in target) and `demo serve` (the demo cluster, standalone).
+//! BASE), `serve` (the built-in target), `demo serve` (the demo cluster, standalone), and
+//! `completions` and `man` (generated from the command line's declaration, [`cli::manual`]).
 //!
 //! Errors that stop a verb before it has a verdict are typed ([`Error`]), each with its exit code:
 //! what the user gave (arguments, a scenario, a report path, a saved result) is 2; gapless's own
@@ -20,6 +21,7 @@ use crate::cli::{
 };
 use crate::cli::{Start, Validated};
 use crate::judge::verdict::{self, Exit};
+use crate::metrics::Board;
 use crate::report;
 use crate::result::{RunResult, ScenarioEntry};
 use crate::rollout::strategy::Orchestrator;
@@ -51,6 +53,9 @@ pub enum Error {
     /// Shard results that cannot be merged.
     #[error(transparent)]
     Merge(#[from] crate::merge::Error),
+    /// The `--metrics-listen` address cannot be bound (exit 2).
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::Error),
     /// The async runtime, or a server task, failed (exit 5).
     #[error("{0}")]
     Internal(String),
@@ -64,7 +69,8 @@ impl Error {
             | Error::Report(_)
             | Error::Demo(_)
             | Error::Serve(_)
-            | Error::Merge(_) => Exit::Usage,
+            | Error::Merge(_)
+            | Error::Metrics(_) => Exit::Usage,
             Error::Run(_) | Error::Internal(_) => Exit::Internal,
         }
     }
@@ -84,6 +90,15 @@ pub fn execute(command: Command) -> Result<Exit, Error> {
             Command::Report(args) => rerender(&args),
             Command::Merge(args) => join(&args),
             Command::Diff(args) => compare(&args),
+            Command::Completions(args) => {
+                report::to_stdout(&cli::manual::completions(args.shell))?;
+                Ok(Exit::Pass)
+            }
+            Command::Man => {
+                let page = cli::manual::man().map_err(|e| Error::Internal(e.to_string()))?;
+                report::to_stdout(&page)?;
+                Ok(Exit::Pass)
+            }
         }
     })
 }
@@ -95,11 +110,17 @@ async fn load(args: RunArgs) -> Result<Exit, Error> {
         mut config,
         start,
         output,
+        metrics,
     } = args.validate(scenario.as_ref(), &|name| std::env::var(name).ok())?;
     // Every report path is checked before any load: a typo fails now, not after the run.
     for path in output.files() {
         report::check_writable(path)?;
     }
+    // So is the metrics address: bound now, served once the run's board exists.
+    let metrics_listener = match &metrics.listen {
+        Some(listen) => Some(crate::metrics::bind(listen).await?),
+        None => None,
+    };
     let mut builtin = JoinSet::new();
     let builtin_stop = CancellationToken::new();
     let mut cluster = None;
@@ -129,6 +150,22 @@ async fn load(args: RunArgs) -> Result<Exit, Error> {
         }
     }
     let console = Arc::new(Console::stderr(!output.quiet).redacting(config.redact.clone()));
+    let run_id = crate::metrics::run_id(config.load.shard.as_ref());
+    let board = metrics
+        .enabled()
+        .then(|| Arc::new(Board::new(run_id.clone(), &config)));
+    let mut metrics_server = JoinSet::new();
+    let metrics_stop = CancellationToken::new();
+    if let (Some(listener), Some(board)) = (metrics_listener, &board) {
+        if let Ok(addr) = listener.local_addr() {
+            say(format!("metrics on http://{addr}/metrics and /status"));
+        }
+        metrics_server.spawn(crate::metrics::serve(
+            listener,
+            board.clone(),
+            metrics_stop.clone(),
+        ));
+    }
 
     // The first signal stops the run and still writes the report; a second one exits at once.
     let (first, first_rx) = oneshot::channel();
@@ -150,7 +187,7 @@ async fn load(args: RunArgs) -> Result<Exit, Error> {
         }
     };
     let orchestrator = cluster.clone().map(|c| -> Arc<dyn Orchestrator> { c });
-    let finished = run::run(&config, console, orchestrator, interrupt).await;
+    let finished = run::observed(&config, console, orchestrator, interrupt, board.as_deref()).await;
     if let Some(cluster) = &cluster {
         cluster.shutdown().await;
     }
@@ -169,15 +206,48 @@ async fn load(args: RunArgs) -> Result<Exit, Error> {
         // Several endpoints: each judged, and the run's result folded from theirs.
         crate::merge::endpoints(&finished)
     };
+    result.run_id = run_id;
     let redactor = &config.redact;
     result.command_line = redactor.command_line(&std::env::args().collect::<Vec<_>>());
     result.scenario = scenario.as_ref().map(|s| ScenarioEntry {
         path: s.path.display().to_string(),
         text: redactor.scenario(&s.source),
     });
+    if let Some(board) = &board {
+        board.finish(&result);
+    }
     let summary = std::env::var_os("GITHUB_STEP_SUMMARY").map(std::path::PathBuf::from);
-    let failed = report::deliver(&result, &output, true, summary.as_deref());
+    let mut failed = report::deliver(&result, &output, true, summary.as_deref());
+    if let (Some(url), Some(board)) = (&metrics.push, &board)
+        && let Err(e) = crate::metrics::push(url, board).await
+    {
+        report::to_stderr(&format!("gapless: {e}\n"));
+        failed += 1;
+    }
+    if let Some(board) = board.as_ref().filter(|_| !metrics_server.is_empty()) {
+        linger(board, metrics.linger, &say).await;
+    }
+    metrics_stop.cancel();
+    while metrics_server.join_next().await.is_some() {}
     Ok(exit(&result, failed))
+}
+
+/// Serves the final metrics for `--metrics-linger` (a signal ends it early), so the scrape after
+/// the verdict is not lost.
+async fn linger(board: &Board, linger: std::time::Duration, say: &dyn Fn(String)) {
+    if linger.is_zero() {
+        return;
+    }
+    board.linger(true);
+    say(format!(
+        "serving the final metrics for {} (--metrics-linger)",
+        humantime::format_duration(linger)
+    ));
+    tokio::select! {
+        _ = tokio::time::sleep(linger) => {}
+        _ = interruption() => {}
+    }
+    board.linger(false);
 }
 
 /// The verdict's exit, unless a report could not be written (5); a signal the user sent still

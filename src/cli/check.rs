@@ -1077,3 +1077,39 @@ mod tests {
         assert_eq!(position("", 0), (1, 1));
     }
 }
+
+/// `--metrics-listen`: a bare port (loopback only) or `host:port`.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenCheck;
+
+impl Check for ListenCheck {
+    type Raw = String;
+    type Out = crate::metrics::Listen;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<Self::Out, Error> {
+        let given = text(raw, place, cx)?;
+        crate::metrics::Listen::parse(&given).map_err(|m| place.error(cx, m))
+    }
+
+    fn range(&self) -> Option<String> {
+        Some("PORT (loopback) or HOST:PORT".to_string())
+    }
+}
+
+/// `--metrics-push`: a Pushgateway's `http://` base URL.
+#[derive(Clone, Copy, Debug)]
+pub struct PushCheck;
+
+impl Check for PushCheck {
+    type Raw = String;
+    type Out = crate::metrics::PushUrl;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<Self::Out, Error> {
+        let given = text(raw, place, cx)?;
+        crate::metrics::PushUrl::parse(&given).map_err(|m| place.error(cx, m))
+    }
+
+    fn range(&self) -> Option<String> {
+        None
+    }
+}

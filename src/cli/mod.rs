@@ -6,6 +6,7 @@
 //! [`RunConfig`] or one clear sentence of error.
 
 pub mod check;
+pub mod manual;
 pub mod options;
 pub mod scenario;
 pub mod streams;
@@ -33,7 +34,9 @@ use crate::targets::serve::ServeConfig;
 use check::show;
 use check::{Context, Given, Origin, Place};
 use check::{STEP_TIMEOUT, STEP_TIMEOUT_RANGE};
-use options::{DiffOptions, LoadOptions, Setting, Source, Spec, TargetOptions, VerdictOptions};
+use options::{
+    DiffOptions, LoadOptions, MetricsOptions, Setting, Source, Spec, TargetOptions, VerdictOptions,
+};
 use scenario::Scenario;
 
 /// Errors in command-line values, each one sentence.
@@ -237,6 +240,10 @@ pub enum Command {
     /// Compare two saved JSON results side by side; exit 1 when NEW is worse than BASE (more
     /// failed requests, a longer gap, a p99 more than 20 % higher; the flags change each limit).
     Diff(Box<DiffArgs>),
+    /// Write a shell completion script to stdout, e.g. `source <(gapless completions bash)`.
+    Completions(manual::CompletionsArgs),
+    /// Write the manual page, gapless(1), in roff to stdout: `gapless man > gapless.1`.
+    Man,
 }
 
 /// `gapless diff`: two saved results compared, NEW judged against BASE.
@@ -403,6 +410,9 @@ pub struct RunArgs {
     /// The thresholds.
     #[command(flatten)]
     pub verdict: VerdictOptions,
+    /// Live metrics.
+    #[command(flatten)]
+    pub metrics: MetricsOptions,
     /// Redact the values of this header in every report (repeatable; Authorization,
     /// Proxy-Authorization, Cookie, Set-Cookie and X-Api-Key always are).
     #[arg(long = "redact", value_name = "NAME", help_heading = "Reports")]
@@ -438,6 +448,8 @@ pub struct Validated {
     pub start: Start,
     /// Where the reports go.
     pub output: Outputs,
+    /// What is published live (`--metrics-listen`, `--metrics-push`).
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// Every declared option of `gapless run`, in `--help` order (those with a scenario key, then the
@@ -451,6 +463,7 @@ pub fn specs() -> Vec<Spec> {
         .partition(|s| !load.iter().any(|l| l.id == s.id));
     specs.extend(load);
     specs.extend(VerdictOptions::specs());
+    specs.extend(MetricsOptions::specs());
     specs.extend(shadowed);
     specs.push(Spec {
         id: "step_timeout",
@@ -594,6 +607,12 @@ impl RunArgs {
         };
         let load = self.load.clone().or(file.load.clone());
         let verdict = self.verdict.clone().or(file.verdict.clone());
+        let metrics = self.metrics.clone().or(file.metrics.clone());
+        let metrics = crate::metrics::MetricsConfig {
+            listen: metrics.listen(&cx)?.map(Setting::into_value),
+            linger: metrics.linger(&cx)?.value,
+            push: metrics.push(&cx)?.map(Setting::into_value),
+        };
         let shares = shares(&listed, tcx)?;
 
         let demo = target.demo(tcx)?;
@@ -745,6 +764,7 @@ impl RunArgs {
             config,
             start,
             output,
+            metrics,
         })
     }
 

@@ -27,8 +27,8 @@ use toml::Spanned;
 
 use super::check::{
     BodyFile, CaBundle, Check, Codes, Context, Count, DemoCheck, DemoTable, Error, Expanded, Given,
-    HeaderLine, HeaderNames, Label, Methods, Origin, Percent, Place, RateCheck, Ratio, Span,
-    StartAt, Switch, UrlCheck, VersionPattern,
+    HeaderLine, HeaderNames, Label, ListenCheck, Methods, Origin, Percent, Place, PushCheck,
+    RateCheck, Ratio, Span, StartAt, Switch, UrlCheck, VersionPattern,
 };
 use super::streams::{StreamKinds, StreamUrlCheck};
 use crate::config::{OkCodes, Rate, StreamKind, StreamUrl, TargetUrl};
@@ -431,6 +431,25 @@ options! {
         #[arg(skip)]
         #[serde(deserialize_with = "header_table")]
         headers: String => (HeaderName, HeaderValue), HeaderLine, merge replace_by_name;
+    }
+}
+
+options! {
+    /// `[metrics]`: live Prometheus metrics and the run's state over HTTP (README, Live metrics).
+    #[command(next_help_heading = "Metrics")]
+    pub struct MetricsOptions in "metrics" {
+        /// Serve Prometheus metrics at /metrics and the run's state as JSON at /status on this
+        /// address while the run lasts: a bare port binds loopback only, host:port as given.
+        #[arg(long = "metrics-listen", value_name = "ADDR")]
+        listen: String => crate::metrics::Listen = none, ListenCheck;
+        /// Keep serving the final values this long after the verdict, so the last scrape sees
+        /// them.
+        #[arg(long = "metrics-linger", value_name = "DUR")]
+        linger: String => Duration = "0s", Span::new(Duration::ZERO, hours(24));
+        /// Push the final values to this Prometheus Pushgateway (http://host:9091) at the end:
+        /// job gapless, grouped by run id and shard.
+        #[arg(long = "metrics-push", value_name = "URL")]
+        push: String => crate::metrics::PushUrl = none, PushCheck;
     }
 }
 

@@ -16,6 +16,9 @@
 //!
 //! [verdict]
 //! max_gap = "0s"
+//!
+//! [metrics]
+//! listen = "9464"
 //! ```
 //!
 //! Parsing has two stages, like the command line: serde reads the raw file (unknown keys are
@@ -35,7 +38,7 @@ use toml::Spanned;
 
 use super::check::{self, ANY_DURATION, STEP_TIMEOUT, STEP_TIMEOUT_RANGE};
 use super::check::{Context, Env, ScenarioText};
-use super::options::{LoadOptions, StreamOptions, TargetOptions, VerdictOptions};
+use super::options::{LoadOptions, MetricsOptions, StreamOptions, TargetOptions, VerdictOptions};
 use crate::rollout::step::{Action, Step};
 use crate::rollout::strategy::Strategy;
 
@@ -74,6 +77,8 @@ pub struct Scenario {
     pub load: LoadOptions,
     /// `[verdict]`.
     pub verdict: VerdictOptions,
+    /// `[metrics]`.
+    pub metrics: MetricsOptions,
     /// `[[step]]`, in order.
     pub steps: Vec<Step>,
     /// `[[stream]]`: long-lived probes, as written (checked into configurations by
@@ -113,6 +118,8 @@ impl Scenario {
         let targets: Vec<TargetOptions> = targets.into_iter().map(Spanned::into_inner).collect();
         let load = raw.load.unwrap_or_default();
         let verdict = raw.verdict.unwrap_or_default();
+        let metrics = raw.metrics.unwrap_or_default();
+        metrics.check_all(&cx)?;
         target.check_all(&cx)?;
         for (i, t) in targets.iter().enumerate() {
             t.check_all(&cx)?;
@@ -177,6 +184,7 @@ impl Scenario {
             targets,
             load,
             verdict,
+            metrics,
             steps: parsed,
             streams: raw.stream,
         })
@@ -236,6 +244,7 @@ struct RawScenario {
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
     verdict: Option<VerdictOptions>,
+    metrics: Option<MetricsOptions>,
     #[serde(default)]
     stream: Vec<Spanned<StreamOptions>>,
 }

@@ -17,6 +17,9 @@ use serde_json::Value;
 use crate::support;
 use crate::support::{GAPLESS, Reply, TempFile, TestServer, at, needs, temp_path, u64_at};
 
+/// The release gates: Argo Rollouts, Flagger, GitHub Actions.
+mod gates;
+
 // ---------------------------------------------------------------------------------------------
 // Reading the files
 // ---------------------------------------------------------------------------------------------

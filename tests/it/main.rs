@@ -1,7 +1,7 @@
 //! gapless's integration tests: one test crate (so `support` is compiled once), one module per
 //! area. Run one area with `cargo test --test it AREA::`, e.g. `cargo test --test it demo::`.
 //!
-//! A test that needs nginx, haproxy, Chromium, openssl, stress-ng or root (network namespaces and
+//! A test that needs nginx, haproxy, Chromium, openssl, stress-ng, Prometheus and its Pushgateway or root (network namespaces and
 //! iptables) is `#[ignore = "needs NAME"]`: a plain `cargo test` lists it as ignored, `cargo test
 //! -- --include-ignored` (as `.ci/run` does) runs it and fails it if NAME is missing. Every run holds the machine [`support::shared`]; a test
 //! whose timing needs it alone holds it [`support::exclusive`].
@@ -21,6 +21,7 @@ mod interrupt;
 mod json_output;
 mod keepalive;
 mod load_counts;
+mod metrics;
 mod naps;
 mod not_sent;
 mod protocols;
@@ -35,3 +36,4 @@ mod stalls;
 mod streams;
 mod targets;
 mod transport_errors;
+mod usage;
