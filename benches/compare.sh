@@ -1,29 +1,35 @@
 #!/usr/bin/env bash
 #
-# compare.sh: gapless against its peers (oha, hey; wrk as a closed-loop reference) at fixed
-# request rates, against an nginx this script starts on a loopback port. Prints a Markdown table
+# compare.sh: gapless against its peers (oha, hey; h2load for HTTP/2; wrk as a closed-loop
+# reference) at fixed request rates, against an nginx this script starts on a loopback port. Prints a Markdown table
 # of achieved rate, CPU microseconds per request, peak RSS and (gapless only) p99 lateness. See
 # BENCHMARKS.md for what the columns mean and the goals they are checked against.
 #
 # Usage:
-#   bash benches/compare.sh                                  # full run (about 2 minutes)
+#   bash benches/compare.sh                                  # full run (about 4 minutes)
 #   DURATION=3s RATES="20000" bash benches/compare.sh        # quick smoke run
 #   LONG=1 bash benches/compare.sh                           # plus a 60 s gapless RSS run
 #   OUT_DIR=bench-out bash benches/compare.sh                # keep raw outputs and results.md
 #
 # Environment (defaults in brackets):
-#   RATES          target rates in req/s, space separated       ["20000 80000 100000"]
+#   RATES          target rates in req/s, space separated       ["5000 20000 80000 100000"]
 #   DURATION       length of each fixed-rate run                [10s]
 #   CONNS          connections (hey: workers)                   [32]
 #   TOOLS          fixed-rate tools to run, in order            ["gapless oha hey"]
-#   WRK            1 = also run wrk closed loop once (-t1)      [1]
+#   WRK            1 = also run the closed loop once: wrk -t1, and gapless -q 0 --threads 1 [1]
+#   H2             1 = also run HTTP/2, h2c and over TLS, gapless against h2load [1]
+#   H2_RATE        the HTTP/2 rows' rate                        [20000]
+#   H2_CONNS       the HTTP/2 rows' connections                 [8]
+#   H2_STREAMS     the HTTP/2 rows' streams per connection      [10]
+#                  (h2load: -c H2_CONNS -m H2_STREAMS --rps H2_RATE/H2_CONNS)
 #   LONG           1 = also run gapless for LONG_DURATION at the highest rate, for peak RSS [0]
 #   LONG_DURATION  length of that run                           [60s]
 #   THREADS        passed to gapless as --threads if set        [unset: gapless decides]
 #   SKIP_BUILD     1 = do not run `cargo build --release`        [0]
 #   GAPLESS        gapless binary                               [target/release/gapless]
-#   OHA, HEY, WRK_BIN, NGINX   tool binaries                    [found on PATH; oha also in ~/.cargo/bin]
+#   OHA, HEY, WRK_BIN, H2LOAD, NGINX   tool binaries            [found on PATH; oha also in ~/.cargo/bin]
 #   HOST, PORT     where nginx listens; HOST must be 127.x.x.x  [127.0.0.1, 18088]
+#                  (h2c on PORT+1, HTTP/2 over TLS on PORT+2, with a self-signed certificate)
 #   PAUSE          seconds of rest between runs                 [2]
 #   OUT_DIR        keep raw tool outputs and results.md here    [unset: kept in a temp dir, removed]
 #
@@ -31,14 +37,16 @@
 # sys s, peak RSS KiB). Requests completed and wall seconds come from each tool's own output
 # (gapless: --json `requests.total` and `actual_qps`; oha: JSON `statusCodeDistribution`,
 # `errorDistribution` and `summary.total`, not counting requests it aborted at the deadline;
-# hey and wrk: their text summaries). CPU us/request = (user + sys) x 1e6 / requests completed.
+# hey and wrk: their text summaries; h2load: its `requests:` line, succeeded plus failed and
+# errored, over the `finished in` time). CPU us/request = (user + sys) x 1e6 / requests completed.
 #
 # nginx runs as an ordinary foreground process (`daemon off`) with its config, pid file, logs and
 # temp paths in a `mktemp -d` directory; it is stopped on exit, including on Ctrl-C. Everything
 # runs on the same machine, so nginx and the load tool share the cores: compare tools against
 # each other, not against numbers from a machine with a separate target.
 #
-# Requires: bash, python3, GNU time (/usr/bin/time), coreutils timeout, nginx, curl.
+# Requires: bash, python3, GNU time (/usr/bin/time), coreutils timeout, nginx, curl; openssl for
+# the HTTP/2 rows (h2load is Debian's nghttp2-client).
 
 set -euo pipefail
 
@@ -46,11 +54,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=benches/nginx.sh
 source "$ROOT/benches/nginx.sh"
 
-RATES=${RATES:-"20000 80000 100000"}
+RATES=${RATES:-"5000 20000 80000 100000"}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 TOOLS=${TOOLS:-"gapless oha hey"}
 WRK=${WRK:-1}
+H2=${H2:-1}
+H2_RATE=${H2_RATE:-20000}
+H2_CONNS=${H2_CONNS:-8}
+H2_STREAMS=${H2_STREAMS:-10}
 LONG=${LONG:-0}
 LONG_DURATION=${LONG_DURATION:-60s}
 THREADS=${THREADS:-}
@@ -62,6 +74,7 @@ PAUSE=${PAUSE:-2}
 OUT_DIR=${OUT_DIR:-}
 HEY=${HEY:-$(command -v hey || true)}
 WRK_BIN=${WRK_BIN:-$(command -v wrk || true)}
+H2LOAD=${H2LOAD:-$(command -v h2load || true)}
 OHA=${OHA:-$(command -v oha || { [[ -x $HOME/.cargo/bin/oha ]] && echo "$HOME/.cargo/bin/oha"; } || true)}
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -76,6 +89,12 @@ for rate in $RATES; do
   [[ $rate =~ ^[1-9][0-9]*$ ]] || die "RATES must be positive integers, got '$rate'"
 done
 [[ -n ${RATES// /} ]] || die "RATES is empty"
+for n in "$H2_RATE" "$H2_CONNS" "$H2_STREAMS"; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || die "H2_RATE, H2_CONNS and H2_STREAMS must be positive integers, got '$n'"
+done
+if [[ $H2 == 1 ]] && ! command -v openssl >/dev/null; then
+  die "openssl is required for the HTTP/2 rows (or set H2=0)"
+fi
 [[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is required: apt-get install time"
 command -v python3 >/dev/null || die "python3 is required"
 command -v timeout >/dev/null || die "coreutils timeout is required"
@@ -83,6 +102,8 @@ command -v curl >/dev/null || die "curl is required"
 [[ -x $NGINX ]] || die "nginx not found (apt-get install nginx-light), or set NGINX"
 
 URL="http://$HOST:$PORT/"
+H2C_URL="http://$HOST:$((PORT + 1))/"
+TLS_URL="https://$HOST:$((PORT + 2))/"
 
 # Seconds in a humantime/Go-style duration such as 10s, 1m30s, 500ms.
 duration_secs() {
@@ -98,6 +119,7 @@ EOF
 }
 DURATION_S=$(duration_secs "$DURATION") || die "bad DURATION '$DURATION'"
 LONG_DURATION_S=$(duration_secs "$LONG_DURATION") || die "bad LONG_DURATION '$LONG_DURATION'"
+DURATION_MS=$(python3 -c "print(round($DURATION_S * 1000))")
 
 # ---- scratch directory, cleanup -----------------------------------------------------------------
 
@@ -138,7 +160,11 @@ fi
 # ---- nginx --------------------------------------------------------------------------------------
 
 log "starting nginx on $URL (config in $WORK)"
-nginx_start "$WORK" "$HOST" "$PORT" "$CONNS" || die "cannot start nginx"
+if [[ $H2 == 1 ]]; then
+  nginx_start "$WORK" "$HOST" "$PORT" "$CONNS" "$((PORT + 1))" "$((PORT + 2))" || die "cannot start nginx"
+else
+  nginx_start "$WORK" "$HOST" "$PORT" "$CONNS" || die "cannot start nginx"
+fi
 
 # ---- measuring ----------------------------------------------------------------------------------
 
@@ -209,6 +235,14 @@ try:
             requests, achieved, failed = from_counts(*text_summary(out))
     elif tool == "hey":
         requests, achieved, failed = from_counts(*text_summary(out))
+    elif tool == "h2load":
+        m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+        total_s = search(r"finished in ([\d.]+)s", out)
+        if m and total_s:
+            succeeded, failed_n, errored = int(m.group(4)), int(m.group(5)), int(m.group(6))
+            requests = succeeded + failed_n + errored
+            achieved = requests / total_s
+            failed = failed_n + errored
     elif tool == "wrk":
         m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)\b", out)
         if m:
@@ -285,6 +319,7 @@ have_tool() {
     gapless) [[ -x $GAPLESS ]] ;;
     oha) [[ -n $OHA && -x $OHA ]] ;;
     hey) [[ -n $HEY && -x $HEY ]] ;;
+    h2load) [[ -n $H2LOAD && -x $H2LOAD ]] ;;
     *) return 1 ;;
   esac
 }
@@ -335,7 +370,32 @@ for rate in $RATES; do
   done
 done
 
+if [[ $H2 == 1 ]]; then
+  # Same connections and streams for both; h2load's --rps is per connection (client).
+  per_client=$(python3 -c "print(round($H2_RATE / $H2_CONNS, 3))")
+  for proto in h2c tls; do
+    if [[ $proto == h2c ]]; then h2_url=$H2C_URL; else h2_url=$TLS_URL; fi
+    label="$proto, $H2_CONNS × $H2_STREAMS streams"
+    if have_tool gapless; then
+      measure gapless "gapless-$proto" "gapless ($label)" "$H2_RATE" "$DURATION_S" -- \
+        "$GAPLESS" run "$h2_url" --http2 --insecure -q "$H2_RATE" -d "$DURATION" -c "$H2_CONNS" \
+        --streams "$H2_STREAMS" "${GAPLESS_THREADS[@]}" --json "$OUT_DIR/gapless-$proto.json" --quiet
+    fi
+    if have_tool h2load; then
+      measure h2load "h2load-$proto" "h2load ($label)" "$H2_RATE" "$DURATION_S" -- \
+        "$H2LOAD" -c "$H2_CONNS" -m "$H2_STREAMS" --rps "$per_client" -D "${DURATION_MS}ms" "$h2_url"
+    else
+      note "h2load: not installed, skipped"
+    fi
+  done
+fi
+
 if [[ $WRK == 1 ]]; then
+  if have_tool gapless; then
+    measure gapless gapless-closed "gapless (closed loop, --threads 1)" "closed loop" "$DURATION_S" -- \
+      "$GAPLESS" run "$URL" -q 0 --threads 1 -d "$DURATION" -c "$CONNS" \
+      --json "$OUT_DIR/gapless-closed.json" --quiet
+  fi
   if [[ -n $WRK_BIN && -x $WRK_BIN ]]; then
     measure wrk wrk "wrk (closed loop, -t1)" "closed loop" "$DURATION_S" -- \
       "$WRK_BIN" -t1 -c "$CONNS" -d "$DURATION" "$URL"

@@ -23,7 +23,7 @@ pub enum Error {
     InvalidQps(String),
     /// An `--ok-codes` list could not be parsed.
     #[error(
-        "--ok-codes takes status codes and ranges such as 200-299,304 (got {0:?}); codes are 100 to 999"
+        "--ok-codes takes status codes and ranges such as 200-299,304 (got {0:?}); codes are 100 to 999, or gRPC names such as OK, NOT_FOUND, SERVING"
     )]
     InvalidOkCodes(String),
     /// The target URL has no scheme, no host or an unsupported scheme.
@@ -196,6 +196,13 @@ impl OkCodes {
     }
 }
 
+impl OkCodes {
+    /// Exactly one code.
+    pub fn only(code: u16) -> OkCodes {
+        OkCodes(vec![code..=code])
+    }
+}
+
 impl Default for OkCodes {
     /// 2xx.
     fn default() -> Self {
@@ -209,10 +216,11 @@ impl fmt::Display for OkCodes {
             if i > 0 {
                 f.write_str(",")?;
             }
+            let shown = crate::measure::code::Shown;
             if r.start() == r.end() {
-                write!(f, "{}", r.start())?;
+                write!(f, "{}", shown(*r.start()))?;
             } else {
-                write!(f, "{}-{}", r.start(), r.end())?;
+                write!(f, "{}-{}", shown(*r.start()), shown(*r.end()))?;
             }
         }
         Ok(())
@@ -224,13 +232,8 @@ impl FromStr for OkCodes {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || Error::InvalidOkCodes(s.to_string());
-        let code = |t: &str| -> Result<u16, Error> {
-            t.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|c| (100..=999).contains(c))
-                .ok_or_else(bad)
-        };
+        // An HTTP status 100 to 999, or a gRPC status or health answer by name.
+        let code = |t: &str| crate::measure::code::parse(t).ok_or_else(bad);
         let mut ranges = Vec::new();
         for part in s.split(',') {
             let range = match part.split_once('-') {
@@ -448,6 +451,8 @@ pub struct TargetConfig {
     pub ok_codes: OkCodes,
     /// HTTP/2: h2c with prior knowledge for `http`, ALPN `h2` for `https`.
     pub http2: bool,
+    /// A gRPC unary call (`--grpc`, `--grpc-health`) instead of the method and body: HTTP/2.
+    pub grpc: Option<std::sync::Arc<crate::client::grpc::GrpcCall>>,
     /// Skip TLS certificate verification.
     pub insecure: bool,
     /// Extra trusted CA certificates (`--cacert`).

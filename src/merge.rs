@@ -768,20 +768,26 @@ impl Merger {
 /// judged on its own, and the run's, folded from them as shards of one schedule are (each
 /// endpoint sent the requests `k mod n == i` of the run's), with its phases summed exactly, and
 /// judged with every endpoint's criteria.
-pub fn endpoints(f: &crate::run::Finished) -> RunResult {
+///
+/// Takes the run by value: each endpoint's part (its recorder: histograms and slots) is
+/// dropped as soon as its result is made, so the fold never holds every part and every result
+/// at once.
+pub fn endpoints(mut f: crate::run::Finished) -> RunResult {
     use crate::result::TargetEntry;
+    let parts = std::mem::take(&mut f.parts);
+    let f = &f;
     let limits = &f.config.verdict.limits;
     let mut merger = Merger::new(f.config.verdict.merge_gap);
     merger.endpoints = true;
-    merger.interleave = f
-        .parts
+    merger.interleave = parts
         .first()
         .and_then(|p| p.config.load.shard.as_ref())
         .map(|s| s.interleave.clone());
-    let mut targets: Vec<TargetEntry> = Vec::with_capacity(f.parts.len());
+    let mut targets: Vec<TargetEntry> = Vec::with_capacity(parts.len());
     let mut phases: Vec<crate::result::PhaseEntry> = Vec::new();
     let mut requested = None;
-    for part in &f.parts {
+    for part in parts {
+        let part = &part;
         let mut own = RunResult::new(part);
         // The long-lived probes are the run's (the first part carries them): judged once, in
         // the run's result, not in an endpoint's.

@@ -17,7 +17,7 @@
 //! | `target` | `url` (a password in it is shown as `<redacted>`), `method`, `http2`, `cacert` (a CA bundle was given with `--cacert`), `insecure` (`--insecure`: certificates not verified) |
 //! | `load` | `qps` (`null` = closed loop), `connections`, `duration_ms` (how long the load was meant to last: warmup + steps + cooldown, or the duration; the elapsed time when interrupted), `duration_requested_ms` (`--duration`; `null` with steps), `warmup_ms`, `cooldown_ms` (`null` without steps), `timeout_ms`, `slot_ms` (the slot width used: as given or sized to the run, doubled once per merge, see `crate::measure::timeline`), `slot_requested_ms` (`--slot` as given; `null` when sized to the run; differs from `slot_ms` when the 2,048-slot cap merged slots), `ok_codes` |
 //! | `requests` | `total` requests due (sent, or not sent), `ok`, `failed`, `late` (sent > 1 ms after due, or never sent), `unsent` (never sent: no connection was free in time for the request to make its deadline; counted in `failed` and in `errors` as `not_sent`), `interrupted` (due but cut off by a signal; not in `total`), `body_bytes` (response body bytes read and discarded, including bodies that never completed; never stored) |
-//! | `codes` | count per HTTP status, e.g. `{"200": 9960, "503": 40}` |
+//! | `codes` | count per response code: an HTTP status, e.g. `{"200": 9960, "503": 40}`, or with `--grpc`/`--grpc-health` a gRPC status or health answer by name, e.g. `{"OK": 9960, "UNAVAILABLE": 40}`, `{"SERVING": 990, "NOT_SERVING": 10}` (see `crate::measure::code`) |
 //! | `errors` | count per transport class: `connect_refused`, `connect_timeout`, `dns`, `tls`, `reset`, `closed_before_response`, `timeout` (sent, no complete response by the deadline), `protocol`, `other`, `not_sent` (never sent, see `requests.unsent`), and with `--max-late` `answered_late` (a response that came later than that after its intended send time) |
 //! | `errors_by_connection` | per class, `{"new": n, "reused": n}` (every class but `not_sent`, which was on no connection) |
 //! | `error_samples` | per class, the first failure's message (at most 200 characters), e.g. `{"tls": "invalid peer certificate: UnknownIssuer", "connect_refused": "Connection refused (os error 111)"}`: the OS error, rustls's reason, hyper's error, or what was wrong with the bytes |
@@ -112,7 +112,8 @@ pub struct RunResult {
     pub load: Load,
     /// Request totals.
     pub requests: Requests,
-    /// Count per HTTP status code.
+    /// Count per response code (HTTP status, gRPC status or health answer).
+    #[serde(with = "crate::measure::code::map")]
     pub codes: BTreeMap<u16, u64>,
     /// Count per transport failure class.
     pub errors: BTreeMap<ErrorClass, u64>,
@@ -408,6 +409,7 @@ pub struct WindowEntry {
     /// Successes inside (after a merge).
     pub ok: u64,
     /// Failing status codes.
+    #[serde(with = "crate::measure::code::map")]
     pub codes: BTreeMap<u16, u64>,
     /// Transport failure classes.
     pub errors: BTreeMap<ErrorClass, u64>,
@@ -771,6 +773,7 @@ pub struct Slot {
     /// Failures.
     pub failed: u64,
     /// Count per status code.
+    #[serde(with = "crate::measure::code::map")]
     pub codes: BTreeMap<u16, u64>,
     /// Count per transport failure class.
     pub errors: BTreeMap<ErrorClass, u64>,
@@ -1015,24 +1018,29 @@ impl RunResult {
             .slots()
             .iter()
             .enumerate()
-            .map(|(i, s)| Slot {
-                t_ms: millis(width * i as u32),
-                ok: s.ok,
-                failed: s.failed,
-                codes: s.codes.iter().copied().collect(),
-                errors: class_counts(&s.errors),
-                p50_ms: s.latency_quantile_us(0.50).map(|us| us as f64 / 1000.0),
-                p99_ms: s.latency_quantile_us(0.99).map(|us| us as f64 / 1000.0),
-                versions: s
-                    .versions
-                    .iter()
-                    .map(|&(v, n)| (f.versions.name(v), n))
-                    .collect(),
-                latency_us: config
-                    .load
-                    .shard
-                    .as_ref()
-                    .and_then(|_| s.latency().map(encode)),
+            .map(|(i, s)| {
+                let [p50_ms, p99_ms] = s
+                    .latency_quantiles_us([0.50, 0.99])
+                    .map_or([None, None], |q| q.map(|us| Some(us as f64 / 1000.0)));
+                Slot {
+                    t_ms: millis(width * i as u32),
+                    ok: s.ok,
+                    failed: s.failed,
+                    codes: s.codes.iter().copied().collect(),
+                    errors: class_counts(&s.errors),
+                    p50_ms,
+                    p99_ms,
+                    versions: s
+                        .versions
+                        .iter()
+                        .map(|&(v, n)| (f.versions.name(v), n))
+                        .collect(),
+                    latency_us: config
+                        .load
+                        .shard
+                        .as_ref()
+                        .and_then(|_| s.latency().map(|h| encode(&*h))),
+                }
             })
             .collect();
         RunResult {

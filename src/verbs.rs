@@ -204,7 +204,7 @@ async fn load(args: RunArgs) -> Result<Exit, Error> {
         verdict::judged(&finished)
     } else {
         // Several endpoints: each judged, and the run's result folded from theirs.
-        crate::merge::endpoints(&finished)
+        crate::merge::endpoints(finished)
     };
     result.run_id = run_id;
     let redactor = &config.redact;

@@ -728,14 +728,14 @@ impl Check for Codes {
             place.error(
                 cx,
                 format!(
-                    "{list:?} is not a list of codes and ranges such as \"200-299,304\" (codes are 100 to 999)"
+                    "{list:?} is not a list of codes and ranges such as \"200-299,304\" (codes are 100 to 999, or gRPC names such as OK, NOT_FOUND, SERVING)"
                 ),
             )
         })
     }
 
     fn range(&self) -> Option<String> {
-        Some("codes 100 to 999".to_string())
+        Some("codes 100 to 999, or gRPC names (OK, NOT_FOUND, SERVING, ...)".to_string())
     }
 }
 

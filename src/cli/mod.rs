@@ -6,6 +6,7 @@
 //! [`RunConfig`] or one clear sentence of error.
 
 pub mod check;
+pub mod grpc;
 pub mod manual;
 pub mod options;
 pub mod scenario;
@@ -77,6 +78,18 @@ pub enum Error {
         /// The duration.
         duration: String,
     },
+    /// `--grpc` and `--grpc-health` together.
+    #[error("--grpc and --grpc-health are two calls: give one")]
+    GrpcBoth,
+    /// `--grpc` without `--proto`.
+    #[error("--grpc needs --proto: the .proto file (or descriptor set) that declares the method")]
+    GrpcNeedsProto,
+    /// `--proto` or `--data` without `--grpc`.
+    #[error("{0} with --grpc METHOD")]
+    GrpcWithout(&'static str),
+    /// The gRPC call cannot be made (it names the file and line, or the field).
+    #[error(transparent)]
+    Grpc(#[from] crate::client::grpc::Error),
     /// `--status` out of range.
     #[error("--status {0} is not an HTTP status code (100 to 999)")]
     Status(u16),
@@ -840,14 +853,22 @@ fn target_config(
             _ => (header, regex),
         }
     };
+    let call = grpc::call(target, cx)?.map(std::sync::Arc::new);
+    let ok_codes = target.ok_codes(cx)?;
+    let ok_codes = match &call {
+        // A gRPC call's success is its own code, unless --ok-codes says otherwise.
+        Some(call) if !ok_codes.source.is_given() => crate::config::OkCodes::only(call.success()),
+        _ => ok_codes.value,
+    };
     Ok(TargetConfig {
         url,
         method: target.method(cx)?.value,
         headers,
         body,
         timeout: target.timeout(cx)?.value,
-        ok_codes: target.ok_codes(cx)?.value,
-        http2: target.http2(cx)?.value,
+        ok_codes,
+        http2: call.is_some() || target.http2(cx)?.value,
+        grpc: call,
         insecure: target.insecure(cx)?.value,
         ca_certs: target
             .cacert(cx)?

@@ -30,6 +30,7 @@ use super::check::{
     HeaderLine, HeaderNames, Label, ListenCheck, Methods, Origin, Percent, Place, PushCheck,
     RateCheck, Ratio, Span, StartAt, Switch, UrlCheck, VersionPattern,
 };
+use super::grpc::{Method as GrpcMethod, ProtoFile, Text as GrpcText};
 use super::streams::{StreamKinds, StreamUrlCheck};
 use crate::config::{OkCodes, Rate, StreamKind, StreamUrl, TargetUrl};
 pub use crate::config::{Setting, Source};
@@ -274,6 +275,18 @@ options! {
         /// HTTP/2 (h2c prior knowledge for http://, ALPN for https://).
         #[arg(long, num_args = 0, default_missing_value = "true")]
         http2: bool => bool = "false", Switch;
+        /// gRPC health check (grpc.health.v1.Health/Check) of SERVICE, or of the server without one, over HTTP/2; success is SERVING.
+        #[arg(long, value_name = "SERVICE", num_args = 0..=1, default_missing_value = "", help_heading = "gRPC")]
+        grpc_health: String => String = none, GrpcText;
+        /// gRPC unary call of METHOD (package.Service/Method) from --proto, over HTTP/2; success is OK.
+        #[arg(long, value_name = "METHOD", help_heading = "gRPC")]
+        grpc: String => String = none, GrpcMethod;
+        /// The .proto file (or binary descriptor set) that declares the --grpc method.
+        #[arg(long, value_name = "FILE", help_heading = "gRPC")]
+        proto: String => std::path::PathBuf = none, ProtoFile;
+        /// The --grpc request message, as JSON.
+        #[arg(long, value_name = "JSON", help_heading = "gRPC")]
+        data: String => String = ("{}"), GrpcText;
         /// Do not verify TLS certificates.
         #[arg(short = 'k', long, num_args = 0, default_missing_value = "true")]
         insecure: bool => bool = "false", Switch;

@@ -2,10 +2,12 @@
 //! held under a rate ceiling (governor) so a refusing target does not get a connect storm.
 //!
 //! There is no pool and so no hidden retry: every connection is opened for a request that then
-//! counts as sent on a `new` connection. HTTP/1.1 requests go through [`crate::client::wire`]; HTTP/2 uses
-//! hyper's low-level `client::conn` API directly.
+//! counts as sent on a `new` connection. HTTP/1.1 requests go through [`crate::client::wire`];
+//! HTTP/2 goes through the `h2` crate directly: the worker that sends a request awaits its
+//! response itself, with no task, channel or callback per request in between (hyper's client
+//! connection spawned a task and passed two channels per request; BENCHMARKS.md, "HTTP/2 without
+//! hyper's client connection").
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -16,19 +18,16 @@ use std::time::Instant;
 use bytes::Bytes;
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use http::header::{HOST, HeaderName, HeaderValue, USER_AGENT};
-use http::{HeaderMap, Method, Uri, Version};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::client::conn::http2;
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use h2::client::SendRequest;
+use http::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue, USER_AGENT};
+use http::{HeaderMap, Method, Request, Uri, Version};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
+use crate::client::grpc::GrpcCall;
 #[cfg(target_os = "linux")]
 use crate::client::stamped::StampedStream;
 use crate::client::stamped::{Activity, LastReceive};
@@ -36,9 +35,6 @@ use crate::client::wire::{EncodedRequest, Sink, Wire};
 use crate::config::TargetConfig;
 use crate::measure::outcome::{EnvoyReply, ErrorClass, Fault};
 use crate::measure::version::{BODY_PREFIX, VersionId, VersionProbe};
-
-/// The request body type the engine sends.
-pub type RequestBody = Full<Bytes>;
 
 /// Errors setting up the connector (not per-request failures, which are [`Fault`]s).
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +50,7 @@ pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// The request every attempt of a run sends, built once: encoded for HTTP/1.1, and as a
-/// template that hyper's HTTP/2 client gets a copy of.
+/// template that the HTTP/2 client gets a copy of.
 #[derive(Debug)]
 pub struct RequestTemplate {
     method: Method,
@@ -63,6 +59,8 @@ pub struct RequestTemplate {
     headers: HeaderMap,
     body: Bytes,
     encoded: EncodedRequest,
+    /// A gRPC call: the body is its framed message, the answer is read as gRPC.
+    grpc: Option<Arc<GrpcCall>>,
 }
 
 impl RequestTemplate {
@@ -70,7 +68,22 @@ impl RequestTemplate {
     /// `user-agent` unless given.
     pub fn new(target: &TargetConfig) -> RequestTemplate {
         let mut headers = target.headers.clone();
-        let (uri, version) = if target.http2 {
+        let (mut method, mut body) = (target.method.clone(), target.body.clone());
+        let (uri, version) = if let Some(call) = &target.grpc {
+            // gRPC is HTTP/2 (the configuration sets `http2`): a POST to the method's path.
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+            (method, body) = (Method::POST, call.body());
+            h2_headers(&mut headers, &method, body.len());
+            let mut parts = target.url.uri().clone().into_parts();
+            parts.path_and_query = call.path().parse().ok();
+            let uri = Uri::from_parts(parts).unwrap_or_else(|_| target.url.uri().clone());
+            (uri, Version::HTTP_2)
+        } else if target.http2 {
+            h2_headers(&mut headers, &method, body.len());
             (target.url.uri().clone(), Version::HTTP_2)
         } else {
             if !headers.contains_key(HOST)
@@ -92,30 +105,55 @@ impl RequestTemplate {
                 HeaderValue::from_static(concat!("gapless/", env!("CARGO_PKG_VERSION"))),
             );
         }
-        let encoded = EncodedRequest::new(
-            &target.method,
-            &uri.to_string(),
-            &headers,
-            target.body.clone(),
-        );
+        let encoded = EncodedRequest::new(&method, &uri.to_string(), &headers, body.clone());
         RequestTemplate {
-            method: target.method.clone(),
+            method,
             uri,
             version,
             headers,
-            body: target.body.clone(),
+            body,
             encoded,
+            grpc: target.grpc.clone(),
         }
     }
 
-    /// A copy of the request for hyper.
-    fn build(&self) -> Request<RequestBody> {
-        let mut request = Request::new(Full::new(self.body.clone()));
+    /// A copy of the request's head for `h2` (the body is sent after it).
+    fn build(&self) -> Request<()> {
+        let mut request = Request::new(());
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = self.version;
         *request.headers_mut() = self.headers.clone();
         request
+    }
+}
+
+/// Fits HTTP/1.1 headers to HTTP/2 as hyper's client did: connection-specific headers (and
+/// those `connection` names) are removed, `te` unless it is `trailers`, and a `content-length`
+/// is added when the body is not empty or the method defines a payload.
+fn h2_headers(headers: &mut HeaderMap, method: &Method, body_len: usize) {
+    use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+    for name in ["keep-alive", "proxy-connection"] {
+        headers.remove(name);
+    }
+    headers.remove(TRANSFER_ENCODING);
+    headers.remove(UPGRADE);
+    if headers.get(TE).is_some_and(|te| te != "trailers") {
+        headers.remove(TE);
+    }
+    if let Some(connection) = headers.remove(CONNECTION)
+        && let Ok(names) = connection.to_str()
+    {
+        for name in names.split(',') {
+            headers.remove(name.trim());
+        }
+    }
+    let payload_defined = !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT
+    );
+    if (body_len != 0 || payload_defined) && !headers.contains_key(CONTENT_LENGTH) {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body_len));
     }
 }
 
@@ -152,8 +190,8 @@ pub enum Link {
         /// Where a response body being read counts as a transfer under way.
         activity: Arc<Activity>,
     },
-    /// HTTP/2: cloneable, streams multiplexed, driven by its own task.
-    H2(http2::SendRequest<RequestBody>),
+    /// HTTP/2: cloneable, streams multiplexed; the connection is driven by its own task.
+    H2(SendRequest<Bytes>),
 }
 
 impl std::fmt::Debug for Link {
@@ -176,7 +214,8 @@ impl Link {
                 }
                 !*ended
             }
-            Link::H2(s) => !s.is_closed() && s.ready().await.is_ok(),
+            // Fails once the connection has ended or the peer sent GOAWAY.
+            Link::H2(s) => std::future::poll_fn(|cx| s.poll_ready(cx)).await.is_ok(),
         }
     }
 
@@ -220,10 +259,7 @@ impl Link {
                 }
                 Ok(gleaned.reply(response.status, response.body_bytes, last.get()))
             }
-            Link::H2(s) => {
-                let response = s.send_request(request.build());
-                read_reply(response, probe, received).await
-            }
+            Link::H2(s) => h2_exchange(s, request, probe, received).await,
         }
     }
 
@@ -315,28 +351,118 @@ fn kept_prefix(probe: &VersionProbe, status: u16) -> usize {
     }
 }
 
-/// Awaits an HTTP/2 response head, then reads the body to the end, discarding it (only its
-/// first bytes are kept, see [`kept_prefix`]). Every body byte read is added to `received` as
-/// it arrives, so a body that never ends is counted too.
-async fn read_reply(
-    response: impl Future<Output = Result<Response<Incoming>, hyper::Error>>,
+/// Sends one request on an HTTP/2 connection, awaits its response head, then reads the body to
+/// the end, discarding it (only its first bytes are kept, see [`kept_prefix`]) and giving the
+/// window back as it goes. Every body byte read is added to `received` as it arrives, so a body
+/// that never ends is counted too.
+async fn h2_exchange(
+    send: &mut SendRequest<Bytes>,
+    request: &RequestTemplate,
     probe: &VersionProbe,
     received: &AtomicU64,
 ) -> Result<Reply, Fault> {
-    let response = response.await.map_err(Fault::hyper)?;
+    let empty = request.body.is_empty();
+    let (response, mut upload) = send
+        .send_request(request.build(), empty)
+        .map_err(Fault::h2)?;
+    if !empty {
+        // Buffered by h2 and sent as the peer's window allows (a shared `Bytes`, not a copy).
+        upload
+            .send_data(request.body.clone(), true)
+            .map_err(Fault::h2)?;
+    }
+    let response = response.await.map_err(Fault::h2)?;
     let status = response.status().as_u16();
     let (parts, mut body) = response.into_parts();
     let mut gleaned = Gleaned::new(probe, received);
+    if let Some(call) = &request.grpc
+        && GrpcCall::is_grpc(parts.status, &parts.headers)
+    {
+        // A gRPC answer ([`GrpcCall::read`]): its code is the reply's status. One that is not
+        // (an HTTP error from a proxy) is read as HTTP below, its status the code.
+        gleaned.note_head(200, |name| parts.headers.get(name).map(|v| v.as_bytes()));
+        let (code, body_bytes) = call.read(&parts.headers, H2Body::new(body)).await?;
+        received.fetch_add(body_bytes, Ordering::Relaxed);
+        return Ok(gleaned.reply(code, body_bytes, None));
+    }
     gleaned.note_head(status, |name| parts.headers.get(name).map(|v| v.as_bytes()));
     let mut body_bytes = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(Fault::hyper)?;
-        if let Some(data) = frame.data_ref() {
-            body_bytes += data.len() as u64;
-            gleaned.body(data);
-        }
+    while let Some(data) = body.data().await {
+        let data = data.map_err(Fault::h2)?;
+        let _ = body.flow_control().release_capacity(data.len());
+        body_bytes += data.len() as u64;
+        gleaned.body(&data);
+    }
+    if !body.is_end_stream() {
+        // Trailers: the response is complete when they are in.
+        body.trailers().await.map_err(Fault::h2)?;
     }
     Ok(gleaned.reply(status, body_bytes, None))
+}
+
+/// An HTTP/2 response body from `h2` as a [`hyper::body::Body`] (what tonic's decoder reads):
+/// its data frames, giving the window back as each is read, then its trailers.
+struct H2Body {
+    stream: h2::RecvStream,
+    state: BodyState,
+}
+
+/// Where an [`H2Body`] is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyState {
+    Data,
+    Trailers,
+    Done,
+}
+
+impl H2Body {
+    fn new(stream: h2::RecvStream) -> H2Body {
+        H2Body {
+            stream,
+            state: BodyState::Data,
+        }
+    }
+}
+
+impl hyper::body::Body for H2Body {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, h2::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.state == BodyState::Data {
+            match this.stream.poll_data(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(data))) => {
+                    let _ = this.stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(hyper::body::Frame::data(data))));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.state = BodyState::Done;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => this.state = BodyState::Trailers,
+            }
+        }
+        if this.state == BodyState::Trailers {
+            let trailers = std::task::ready!(this.stream.poll_trailers(cx));
+            this.state = BodyState::Done;
+            return Poll::Ready(match trailers {
+                Ok(Some(t)) => Some(Ok(hyper::body::Frame::trailers(t))),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            });
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.state == BodyState::Done
+    }
 }
 
 /// Opens connections to one target.
@@ -523,10 +649,10 @@ impl Connector {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         if self.http2 {
-            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                .handshake(TokioIo::new(io))
+            let (sender, conn) = h2_builder()
+                .handshake::<_, Bytes>(io)
                 .await
-                .map_err(Fault::hyper)?;
+                .map_err(Fault::h2)?;
             drivers.spawn(async move {
                 let _ = conn.await;
             });
@@ -541,4 +667,21 @@ impl Connector {
             })
         }
     }
+}
+
+/// The HTTP/2 client settings hyper's client connection used (its defaults): windows of 2 MiB
+/// per stream and 5 MiB per connection, 16 KiB frames and header lists, 100 streams until the
+/// server's settings arrive, no server push.
+fn h2_builder() -> h2::client::Builder {
+    let mut builder = h2::client::Builder::new();
+    builder
+        .initial_max_send_streams(100)
+        .initial_window_size(2 * 1024 * 1024)
+        .initial_connection_window_size(5 * 1024 * 1024)
+        .max_frame_size(16 * 1024)
+        .max_header_list_size(16 * 1024)
+        .max_send_buffer_size(1024 * 1024)
+        .max_local_error_reset_streams(Some(1024))
+        .enable_push(false);
+    builder
 }

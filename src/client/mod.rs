@@ -2,6 +2,7 @@
 //! ceiling, HTTP/1.1 written and read on the socket, and the kernel's receive time of responses.
 
 pub mod connection;
+pub mod grpc;
 pub mod stamped;
 pub mod tls;
 pub mod wire;

@@ -71,8 +71,11 @@ const MAX_TRAILERS: usize = MAX_HEADERS;
 /// `103 Early Hints` or two, or a `102 Processing` now and then, never a stream of them.
 pub const MAX_INTERIM: usize = 5;
 
-/// The read buffer a connection starts with.
-const BUF_START: usize = 16 * 1024;
+/// The read buffer a connection starts with: enough for a usual response head and a small
+/// body. It doubles (up to [`BUF_BODY`]) when a response fills it, and keeps that size for the
+/// connection's life: a connection to a target with small responses costs 4 KiB (with 50
+/// endpoints × 4 connections, 16 KiB each was 3 MB; BENCHMARKS.md, issue 18).
+const BUF_START: usize = 4 * 1024;
 
 /// The read buffer grows to this while a body fills it (fewer reads for large bodies).
 const BUF_BODY: usize = 64 * 1024;
@@ -386,7 +389,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Wire<I> {
                 self.start = 0;
                 self.end = 0;
                 if self.buf.len() < BUF_BODY && total >= self.buf.len() as u64 {
-                    self.buf.resize(BUF_BODY, 0);
+                    self.buf.resize((self.buf.len() * 2).min(BUF_BODY), 0);
                 }
             }
             if self.fill(self.buf.len()).await? == 0 {

@@ -214,7 +214,8 @@ pub struct DiffCriterion {
 pub struct Scope {
     /// Every [`Metric`], in order.
     pub metrics: BTreeMap<Metric, Row>,
-    /// Per HTTP status seen in either.
+    /// Per HTTP status (or gRPC code, by name) seen in either.
+    #[serde(serialize_with = "crate::measure::code::map::serialize")]
     pub codes: BTreeMap<u16, Row>,
     /// Per transport error class seen in either.
     pub errors: BTreeMap<String, Row>,

@@ -682,7 +682,7 @@ fn redirects(e: &Evidence) -> Option<String> {
             .codes
             .iter()
             .filter(|&(&c, _)| (300..400).contains(&c))
-            .map(|(&c, &n)| (c.to_string(), n));
+            .map(|(&c, &n)| (crate::measure::code::Shown(c).to_string(), n));
         format!(
             "{n} of {} failures were redirects ({}), not followed",
             e.failed,
@@ -700,8 +700,12 @@ fn failing_status_throughout(e: &Evidence) -> Option<String> {
         && e.redirects() < statuses;
     throughout.then(|| {
         let answered = match e.codes.iter().collect::<Vec<_>>().as_slice() {
-            [(code, _)] => code.to_string(),
-            _ => crate::units::breakdown(e.codes.iter().map(|(&c, &n)| (c.to_string(), n))),
+            [(code, _)] => crate::measure::code::Shown(**code).to_string(),
+            _ => crate::units::breakdown(
+                e.codes
+                    .iter()
+                    .map(|(&c, &n)| (crate::measure::code::Shown(c).to_string(), n)),
+            ),
         };
         format!(
             "none of the {} requests succeeded: the target answered {answered} throughout \

@@ -822,7 +822,7 @@ fn failure_breakdown(r: &RunResult) -> String {
         r.codes
             .iter()
             .filter(|&(&code, _)| !r.load.ok_codes.contains(code))
-            .map(|(code, &n)| (code.to_string(), n))
+            .map(|(&code, &n)| (crate::measure::code::Shown(code).to_string(), n))
             .chain(r.errors.iter().map(|(class, &n)| (class.to_string(), n))),
     )
 }

@@ -141,6 +141,23 @@ impl ErrorClass {
         }
     }
 
+    /// Classifies an error from `h2` (HTTP/2) as [`ErrorClass::from_hyper_error`] classified it
+    /// when it came through hyper: an OS error by its kind, a `RST_STREAM` or `GOAWAY` the peer
+    /// sent as `reset`, a misuse of the API (no reason, no OS error) as `other`, and anything else
+    /// (h2's own refusals of what the peer sent) as `protocol`.
+    pub fn from_h2_error(err: &h2::Error) -> ErrorClass {
+        if let Some(io) = err.get_io() {
+            return Self::from_io_kind(io.kind()).unwrap_or(ErrorClass::Protocol);
+        }
+        if err.is_remote() {
+            ErrorClass::Reset
+        } else if err.reason().is_none() {
+            ErrorClass::Other
+        } else {
+            ErrorClass::Protocol
+        }
+    }
+
     /// Classifies a failed read or write on an open connection.
     pub fn from_io_error(err: &io::Error) -> ErrorClass {
         match err.kind() {
@@ -216,10 +233,14 @@ enum Cause {
     Head(httparse::Error),
     /// An OS error (or a TLS error, which tokio-rustls hands over as an `io::Error`).
     Io(io::Error),
-    /// hyper's error (HTTP/2).
+    /// hyper's error.
     Hyper(hyper::Error),
+    /// h2's error (HTTP/2).
+    H2(h2::Error),
     /// The request's deadline passed: the request timeout.
     Deadline(Duration),
+    /// Any other error (a broken gRPC answer, see [`crate::client::grpc`]).
+    Boxed(Box<dyn StdError + Send + Sync>),
 }
 
 impl Fault {
@@ -275,6 +296,22 @@ impl Fault {
         }
     }
 
+    /// An error from h2 ([`ErrorClass::from_h2_error`]).
+    pub fn h2(err: h2::Error) -> Fault {
+        Fault {
+            class: ErrorClass::from_h2_error(&err),
+            cause: Cause::H2(err),
+        }
+    }
+
+    /// `err`, counted in `class`.
+    pub fn boxed(class: ErrorClass, err: Box<dyn StdError + Send + Sync>) -> Fault {
+        Fault {
+            class,
+            cause: Cause::Boxed(err),
+        }
+    }
+
     /// The deadline of an attempt (its intended time plus `timeout`) passed while it was in
     /// `class` (`connect_timeout` or `timeout`).
     pub fn deadline(class: ErrorClass, timeout: Duration) -> Fault {
@@ -292,6 +329,8 @@ impl fmt::Display for Fault {
             Cause::Head(err) => write!(f, "malformed response head: {err}"),
             Cause::Io(err) => write_chain(f, err),
             Cause::Hyper(err) => write_chain(f, err),
+            Cause::H2(err) => write_chain(f, err),
+            Cause::Boxed(err) => write_chain(f, &**err),
             Cause::Deadline(timeout) => {
                 let timeout = humantime::format_duration(*timeout);
                 match self.class {
@@ -498,6 +537,16 @@ impl EnvoyReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h2_errors_are_classified_as_they_were_through_hyper() {
+        // A reason h2 raised itself (not a frame from the peer): what the peer sent was not
+        // valid HTTP/2.
+        let own = h2::Error::from(h2::Reason::PROTOCOL_ERROR);
+        assert_eq!(ErrorClass::from_h2_error(&own), ErrorClass::Protocol);
+        assert_eq!(Fault::h2(own).class, ErrorClass::Protocol);
+        // (A RST_STREAM from the peer is `reset`: tests/it/protocols.rs, with a real server.)
+    }
 
     #[test]
     fn names_round_trip() {

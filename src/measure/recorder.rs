@@ -2,8 +2,9 @@
 //!
 //! Bounded memory whatever the rate or duration: fixed-size histograms (µs, 3 significant
 //! digits, mergeable), fixed counter arrays, per-phase counts, the [`Timeline`] (at most
-//! [`crate::measure::timeline::MAX_SLOTS`] slots, merged as the run grows) and the [`GapDetector`]. No
-//! per-request storage.
+//! [`crate::measure::timeline::MAX_SLOTS`] slots, merged as the run grows; a slot's histogram is
+//! sealed in compact form once every request due before the slot's end has finished) and the
+//! [`GapDetector`]. No per-request storage.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -155,8 +156,10 @@ pub struct Recorder {
     phases: Vec<PhaseTally>,
     versions: Vec<VersionSeen>,
     gaps: GapDetector,
-    /// Corrected latency since the progress line last took it.
-    recent: LatencyHistogram,
+    /// Corrected latency since the progress line last took it; `None` until something follows
+    /// it ([`Recorder::follow_recent`]): a run without a progress line keeps no fourth
+    /// histogram per endpoint.
+    recent: Option<LatencyHistogram>,
     /// Silences of the target while requests waited.
     stalls: StallDetector,
     /// `--max-late`: a response later than this after its intended time is a failure.
@@ -206,7 +209,7 @@ impl Recorder {
             }],
             versions: Vec::new(),
             gaps,
-            recent: latency_histogram(),
+            recent: None,
             stalls: StallDetector::new(),
             max_late: None,
             schedule_shift: Duration::ZERO,
@@ -253,7 +256,9 @@ impl Recorder {
             Outcome::Status(_) if too_late => {
                 let corrected = micros(c.done.saturating_duration_since(c.due));
                 put(&mut self.corrected, corrected);
-                put(&mut self.recent, corrected);
+                if let Some(recent) = &mut self.recent {
+                    put(recent, corrected);
+                }
                 put(
                     &mut self.service,
                     micros(c.done.saturating_duration_since(sent)),
@@ -272,7 +277,9 @@ impl Recorder {
                 }
                 let corrected = micros(c.done.saturating_duration_since(c.due));
                 put(&mut self.corrected, corrected);
-                put(&mut self.recent, corrected);
+                if let Some(recent) = &mut self.recent {
+                    put(recent, corrected);
+                }
                 if let Some(sent) = c.sent {
                     put(
                         &mut self.service,
@@ -341,6 +348,12 @@ impl Recorder {
                 connection: c.connection,
             },
         );
+        if c.seq < self.gaps.first_incomplete() {
+            // Every request up to this one has finished, so every one due before it has (due
+            // times never decrease with the sequence number): the slots that end by its due
+            // time are complete.
+            self.timeline.seal_before(offset);
+        }
         let (answer, class) = match c.outcome {
             Outcome::Status(_) if too_late => (true, Some(ErrorClass::AnsweredLate)),
             Outcome::Status(_) => (true, None),
@@ -535,11 +548,19 @@ impl Recorder {
         &self.gaps
     }
 
+    /// Starts keeping the corrected latency of the responses from now on, for
+    /// [`Recorder::take_recent_p99`] (the progress line calls it as it starts).
+    pub fn follow_recent(&mut self) {
+        self.recent.get_or_insert_with(latency_histogram);
+    }
+
     /// p99 of the corrected latency since the last call (µs; `None` without responses), and
-    /// starts a new interval. For the live progress line.
+    /// starts a new interval. For the live progress line. Without [`Recorder::follow_recent`]
+    /// first, the first call only starts the interval.
     pub fn take_recent_p99(&mut self) -> Option<u64> {
-        let p99 = (!self.recent.is_empty()).then(|| self.recent.value_at_quantile(0.99));
-        self.recent.reset();
+        let recent = self.recent.get_or_insert_with(latency_histogram);
+        let p99 = (!recent.is_empty()).then(|| recent.value_at_quantile(0.99));
+        recent.reset();
         p99
     }
 
@@ -636,7 +657,7 @@ impl Recorder {
     pub fn failures(&self) -> impl Iterator<Item = (String, u64)> + '_ {
         self.codes()
             .filter(|&(code, _)| !self.ok_codes.contains(code))
-            .map(|(code, n)| (code.to_string(), n))
+            .map(|(code, n)| (crate::measure::code::Shown(code).to_string(), n))
             .chain(
                 self.errors()
                     .map(|(class, new, reused)| (class.to_string(), new + reused)),
@@ -752,6 +773,40 @@ mod tests {
         assert_eq!(r.timeline().slots()[1].errors[not_sent], 1000);
         let phases: Vec<(u64, u64)> = r.phases().iter().map(|p| (p.total, p.failed)).collect();
         assert_eq!(phases, vec![(750, 750), (1250, 1250)]);
+    }
+
+    #[test]
+    fn a_slot_is_sealed_once_every_request_due_before_its_end_finished() {
+        let start = Instant::now();
+        let mut r = recorder(start);
+        let at = |seq: u64, due_ms: u64| Completion {
+            seq,
+            ..completion(start, due_ms, Outcome::Status(200), 5)
+        };
+        let sealed = |r: &Recorder| -> Vec<bool> {
+            r.timeline().slots().iter().map(|s| s.is_sealed()).collect()
+        };
+        r.record(&at(0, 100));
+        // Request 1 (due at 1.2 s) is still out: nothing after it can be sealed.
+        r.record(&at(2, 1900));
+        r.record(&at(3, 2100));
+        assert_eq!(sealed(&r), [false, false, false]);
+        // Requests 0 to 3 are done: the slots ending by 1.2 s are complete.
+        r.record(&at(1, 1200));
+        assert_eq!(sealed(&r), [true, false, false]);
+        r.record(&at(4, 2200));
+        assert_eq!(sealed(&r), [true, true, false]);
+        // A sample for a sealed slot (were the guess ever early) unseals it and counts.
+        r.record(&at(5, 600));
+        assert_eq!(sealed(&r), [false, true, false]);
+        let samples: Vec<u64> = r
+            .timeline()
+            .slots()
+            .iter()
+            .map(|s| s.latency().map_or(0, |h| h.len()))
+            .collect();
+        assert_eq!(samples, [2, 2, 2]);
+        assert_eq!(r.timeline().slots()[1].ok, 2);
     }
 
     #[test]

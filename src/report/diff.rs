@@ -103,7 +103,7 @@ fn scope_lines(out: &mut Vec<Line>, scope: &Scope, indent: &str) {
         scope
             .codes
             .iter()
-            .map(|(c, r)| (c.to_string(), r))
+            .map(|(&c, r)| (crate::measure::code::Shown(c).to_string(), r))
             .collect(),
     );
     section(

@@ -144,8 +144,11 @@ pub fn render(r: &RunResult) -> String {
 }
 
 fn result(r: &RunResult) -> FortioResult {
-    let mut codes: BTreeMap<String, u64> =
-        r.codes.iter().map(|(c, &n)| (c.to_string(), n)).collect();
+    let mut codes: BTreeMap<String, u64> = r
+        .codes
+        .iter()
+        .map(|(&c, &n)| (crate::measure::code::Shown(c).to_string(), n))
+        .collect();
     let transport: u64 = r.errors.values().sum();
     if transport > 0 {
         codes.insert("-1".to_string(), transport);

@@ -17,6 +17,7 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use crate::measure::code::Shown;
 use crate::measure::outcome::ErrorClass;
 use crate::result::{EventEntry, RunResult, Slot, StepEntry};
 
@@ -124,7 +125,7 @@ pub fn render(r: &RunResult) -> String {
                                 td class="n" { (format!("{:.1}", w.duration_ms)) " ms" }
                                 td class="n" { (w.failed) }
                                 td class="n" { (w.ok) }
-                                td { (w.codes.iter().map(|(k, n)| format!("{k}: {n}")).chain(w.errors.iter().map(|(k, n)| format!("{k}: {n}"))).collect::<Vec<_>>().join(", ")) }
+                                td { (w.codes.iter().map(|(&k, n)| format!("{}: {n}", Shown(k))).chain(w.errors.iter().map(|(k, n)| format!("{k}: {n}"))).collect::<Vec<_>>().join(", ")) }
                                 td class="n" { (w.failed_on_new_connections) " / " (w.failed_on_reused_connections) }
                                 td { (w.steps.join(", ")) @if let Some(a) = &w.after_step { "after " (a) } }
                             }
@@ -206,7 +207,7 @@ pub fn render(r: &RunResult) -> String {
                 h2 { "Codes and errors" }
                 table {
                     tr { th { "outcome" } th { "count" } th { "share" } }
-                    @for (k, n) in r.codes.iter().map(|(k, n)| (format!("HTTP {k}"), n)).chain(r.errors.iter().map(|(k, n)| (k.to_string(), n))) {
+                    @for (k, n) in r.codes.iter().map(|(&k, n)| (shown_code(k), n)).chain(r.errors.iter().map(|(k, n)| (k.to_string(), n))) {
                         tr { td { (k) } td class="n" { (n) } td class="n" { (format!("{:.2} %", 100.0 * *n as f64 / r.requests.total.max(1) as f64)) } }
                     }
                 }
@@ -267,9 +268,17 @@ impl std::fmt::Display for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Key::Ok => f.write_str("ok"),
-            Key::Code(code) => write!(f, "{code}"),
+            Key::Code(code) => write!(f, "{}", Shown(*code)),
             Key::Class(class) => write!(f, "{class}"),
         }
+    }
+}
+
+/// A code in the outcome table: `HTTP 503`, or a gRPC name as it is (`UNAVAILABLE`).
+fn shown_code(code: u16) -> String {
+    match crate::measure::code::name(code) {
+        Some(name) => name.to_string(),
+        None => format!("HTTP {code}"),
     }
 }
 

@@ -191,7 +191,7 @@ fn write(out: &mut String, r: &RunResult) -> std::fmt::Result {
             let what: Vec<String> = w
                 .codes
                 .iter()
-                .map(|(k, n)| format!("{k}: {n}"))
+                .map(|(&k, n)| format!("{}: {n}", crate::measure::code::Shown(k)))
                 .chain(w.errors.iter().map(|(k, n)| format!("{k}: {n}")))
                 .collect();
             let during = if w.steps.is_empty() {

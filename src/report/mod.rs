@@ -96,6 +96,14 @@ pub fn deliver(result: &RunResult, outputs: &Outputs, text: bool, summary: Optio
             written(to_stdout(&report));
         }
     }
+    // The JSON goes to a file as it is serialized (it can be several MB).
+    let json_to_file = outputs.json.as_ref().filter(|p| *p != Path::new("-"));
+    if let Some(path) = json_to_file {
+        written(json::write(path, result).map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        }));
+    }
     let mut file = |path: &Option<PathBuf>, render: &dyn Fn(&RunResult) -> String| {
         if let Some(path) = path {
             let rendered = render(result);
@@ -106,7 +114,9 @@ pub fn deliver(result: &RunResult, outputs: &Outputs, text: bool, summary: Optio
             });
         }
     };
-    file(&outputs.json, &json::render);
+    if json_to_file.is_none() {
+        file(&outputs.json, &json::render);
+    }
     file(&outputs.html, &html::render);
     file(&outputs.markdown, &markdown::render);
     file(&outputs.junit, &junit::render);
@@ -176,7 +186,7 @@ pub(crate) fn target_line(t: &crate::result::TargetEntry) -> String {
         .codes
         .iter()
         .filter(|(c, _)| !r.load.ok_codes.contains(**c))
-        .map(|(c, n)| format!("{c}: {n}"))
+        .map(|(&c, n)| format!("{}: {n}", crate::measure::code::Shown(c)))
         .collect();
     failures.extend(r.errors.iter().map(|(c, n)| format!("{c}: {n}")));
     let mut line = format!(

@@ -129,7 +129,8 @@ fn write_outcomes(out: &mut String, r: &RunResult) -> std::fmt::Result {
         let failure = !r.load.ok_codes.contains(code);
         writeln!(
             out,
-            "Code {code} : {n} ({:.1} %){}",
+            "Code {} : {n} ({:.1} %){}",
+            crate::measure::code::Shown(code),
             100.0 * n as f64 / total,
             if failure { " (failure)" } else { "" }
         )?;
@@ -350,7 +351,11 @@ fn write_window_list(
     indent: &str,
 ) -> std::fmt::Result {
     for w in windows.iter().take(LISTED_WINDOWS) {
-        let mut what: Vec<String> = w.codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+        let mut what: Vec<String> = w
+            .codes
+            .iter()
+            .map(|(&c, n)| format!("{}: {n}", crate::measure::code::Shown(c)))
+            .collect();
         what.extend(w.errors.iter().map(|(c, n)| format!("{c}: {n}")));
         writeln!(
             out,

@@ -87,6 +87,12 @@ pub async fn show(
     if !console.shows_progress() {
         return std::future::pending().await;
     }
+    for recorder in recorders {
+        recorder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .follow_recent();
+    }
     let mut ticks = tokio::time::interval_at((start + every).into(), every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut last_total, mut last_at) = (0, start);

@@ -15,6 +15,7 @@ mod deploy;
 mod diff;
 mod engine_edges;
 mod gap_boundaries;
+mod grpc;
 mod hints;
 mod hostile;
 mod interrupt;

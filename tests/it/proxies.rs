@@ -218,7 +218,7 @@ fn nginx_blue_green_by_reload_keeps_every_request() {
 /// The restart step: `nginx -s stop`, wait until the port refuses, half a second down, start
 /// nginx again (it daemonizes). Prints when `-s stop` returned (the signal was sent), when the
 /// port first refused, when nginx was started and when the port first accepted again (Unix ms).
-const RESTART: &str = r#"@NGINX@ -s stop
+pub(crate) const RESTART: &str = r#"@NGINX@ -s stop
 stamp stopped
 while accepting @PORT@; do nap 0.002; done
 stamp refused

@@ -499,6 +499,26 @@ impl TestServer {
         })
     }
 
+    /// A TLS server with a fresh self-signed certificate for `localhost` (ALPN `h2` and
+    /// `http/1.1`): `handler` owns each connection after the handshake.
+    pub fn tls_raw<H, F>(handler: H) -> TestServer
+    where
+        H: Fn(tokio_rustls::server::TlsStream<TcpStream>) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls_server_config().0);
+        let handler = Arc::new(handler);
+        TestServer::start("https", "localhost", move |stream, _stats| {
+            let (acceptor, handler) = (acceptor.clone(), handler.clone());
+            async move {
+                let _ = stream.set_nodelay(true);
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    handler(tls).await;
+                }
+            }
+        })
+    }
+
     /// A raw TCP server: `handler` owns each accepted connection.
     pub fn raw<H, F>(handler: H) -> TestServer
     where
