@@ -11,7 +11,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
 
 mod interleave;
+mod stream;
 pub use interleave::{Interleave, MAX_PERIOD, TooFine};
+pub use stream::{StreamConfig, StreamKind, StreamUrl};
 
 /// Errors found while validating configuration values.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -565,6 +567,11 @@ pub struct Limits {
     pub max_stall: Option<Setting<Duration>>,
     /// Judge the run even if requests failed during warmup (otherwise exit 4).
     pub allow_warmup_errors: bool,
+    /// Most ungraceful disconnects of the long-lived probes (`[[stream]]`) allowed; judged only
+    /// in a run with probes.
+    pub max_ungraceful_disconnects: Option<Setting<u64>>,
+    /// Longest time a probe's connection may go without a connected stream.
+    pub max_stream_gap: Option<Setting<Duration>>,
 }
 
 /// The default longest stall: a healthy target answers well within it, a vanished one does not
@@ -578,6 +585,7 @@ impl Default for Limits {
             max_failures: Some(Setting::default_value(0)),
             max_gap: Some(Setting::default_value(Duration::ZERO)),
             max_stall: Some(Setting::default_value(MAX_STALL)),
+            max_ungraceful_disconnects: Some(Setting::default_value(0)),
             ..Limits::none()
         }
     }
@@ -595,6 +603,8 @@ impl Limits {
             expect_version: None,
             max_stall: None,
             allow_warmup_errors: false,
+            max_ungraceful_disconnects: None,
+            max_stream_gap: None,
         }
     }
 
@@ -620,6 +630,10 @@ impl Limits {
             expect_version: given.expect_version.or_else(|| self.expect_version.clone()),
             max_stall: given.max_stall.or_else(|| self.max_stall.clone()),
             allow_warmup_errors: given.allow_warmup_errors || self.allow_warmup_errors,
+            max_ungraceful_disconnects: given
+                .max_ungraceful_disconnects
+                .or_else(|| self.max_ungraceful_disconnects.clone()),
+            max_stream_gap: given.max_stream_gap.or_else(|| self.max_stream_gap.clone()),
         }
     }
 }
@@ -667,6 +681,8 @@ pub struct RunConfig {
     pub verdict: VerdictConfig,
     /// What is kept out of every report and of the terminal (see [`crate::redact`]).
     pub redact: crate::redact::Redactor,
+    /// Long-lived probes held beside the load (`[[stream]]`); empty for none.
+    pub streams: Vec<StreamConfig>,
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@
 //!                                                           │      └─► client (connection, tls, stamped, wire)
 //!                                                           │             └─► measure (outcome, recorder,
 //!                                                           │                  timeline, gaps, version)
-//!                                                           └─► rollout (steps, watchers, strategies)
+//!                                                           ├─► rollout (steps, watchers, strategies)
+//!                                                           └─► streams (websocket, sse, tally)
 //! run ──► result (the wire types) ──► judge (verdict, hints, diff) ──► report (text, JSON, HTML,
 //!                                                                       Markdown, JUnit, Fortio,
 //!                                                                       diff)
@@ -28,6 +29,8 @@
 //!   counters, fixed slots, phases, failure windows and versions; bounded memory.
 //! - `rollout`: the steps, in their own process groups, and the watchers; the rollout
 //!   strategies an orchestrator (the embedded demo cluster) performs.
+//! - `streams`: long-lived probes (`[[stream]]`): WebSocket connections and SSE streams held
+//!   for the whole run, every disconnect classified, reconnected at once under a rate ceiling.
 //! - [`run`]: one run from start to finish, interruptible.
 //! - [`result`]: what a run measured, as the JSON result's wire types: every report renders one,
 //!   and the verdict is judged from one.
@@ -63,6 +66,7 @@ mod report;
 pub mod result;
 mod rollout;
 pub mod run;
+mod streams;
 mod targets;
 mod ui;
 mod units;

@@ -789,6 +789,13 @@ pub fn endpoints(mut f: crate::run::Finished) -> RunResult {
     for part in parts {
         let part = &part;
         let mut own = RunResult::new(part);
+        // The long-lived probes are the run's (the first part carries them): judged once, in
+        // the run's result, not in an endpoint's.
+        let streams = std::mem::take(&mut own.streams);
+        let (disconnects, events) = std::mem::take(&mut own.events)
+            .into_iter()
+            .partition(|e| e.disconnect.is_some());
+        own.events = events;
         crate::judge::verdict::conclude(&mut own, limits);
         let name = part
             .config
@@ -839,6 +846,11 @@ pub fn endpoints(mut f: crate::run::Finished) -> RunResult {
             url: part.config.target.url.to_string(),
             result: Box::new(entry),
         });
+        own.streams = streams;
+        if !own.streams.is_empty() {
+            own.events.extend::<Vec<_>>(disconnects);
+            own.events.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
+        }
         // Never fails: every part has a shard plan of one schedule.
         let _ = merger.add(&name, own);
     }

@@ -31,7 +31,8 @@
 //! | `phases` | in order: `name` (`load` for a run without steps; else `warmup`, `steps`, `cooldown`), `start_ms`, `end_ms`, `requests`, `ok`, `failed` (by intended send time), `versions` (per version label: `count` successful responses in the phase, `first_ms`) |
 //! | `unhealthy_warmup` | when requests failed during the warmup so no step ran: `failed`, `requests` (intended in the warmup); `null` otherwise |
 //! | `steps` | in scenario order: `name`, `command`, `background`, `status` (`ok`, `failed`, `timed_out`, `interrupted`, `stopped`, `skipped`), `start_ms`, `end_ms` (`null` if it never ran), `exit_code`, `signal` (`null` unless one applies), `problem`, `output_tail` (last lines, a list of strings), `output_tail_ms` (when each of those lines was read, same length; absent from results of older versions) |
-//! | `events` | lines printed by background steps and demo orchestration events: `t_ms` (when the line was read), `step`, `line`; `events_dropped` counts those beyond 10,000 per watcher |
+//! | `events` | lines printed by background steps and demo orchestration events: `t_ms` (when the line was read), `step`, `line`; `events_dropped` counts those beyond 10,000 per watcher (or per probe). With `[[stream]]` probes, also every disconnect, in time order: `step` the probe's name, `line` a sentence, and `disconnect`: `probe`, `connection` (from 0), `class` (`close_frame`, `end_of_stream`: graceful; `reset`, `closed`, `timeout`, `protocol`, and for the first failed reconnect attempt of an outage `refused`, `connect_timeout`, `dns`, `tls`, `status`, `other`), `graceful`, `code` (the close frame's code or the handshake's status; absent otherwise) |
+//! | `streams` | with `[[stream]]` probes only (absent otherwise), per probe in order: `name`, `url`, `kind` (`websocket`, `sse`), `count` (connections held), `connects` (established, the first ones included), `disconnects` (`graceful`, `ungraceful`, `by_class`), `connect_failures` (per class, every failed attempt; an outage is one disconnect), `reconnect_ms` (from a lost stream to the next connected one: `count min mean stddev p50 p75 p90 p99 p99_9 max`), `stream_gap_ms` (time without a connected stream: `total` over the connections, `longest` of one), `events_dropped` |
 //! | `windows` | failure windows in time order (at most 1,000; `windows_total` counts all): `start_ms` (when its first failure was sent), `end_ms` (when the success that ended it was sent), `start_uncertainty_ms` (the outage began after the last success before it was sent, this long before `start_ms`; `null` if none succeeded before), `end_uncertainty_ms` (it ended after the last failure was sent, this long before `end_ms`; `null` if open), `duration_ms`, `failed`, `ok`, `codes`, `errors`, `failed_on_new_connections`, `failed_on_reused_connections`, `steps` (foreground steps running at the time), `after_step` (when none ran: the last step that ended before it), `open` (the load ended inside it) |
 //! | `gaps` | the windows with `ok == 0` (availability gaps), same fields; `gaps_total` counts all |
 //! | `longest_gap_ms`, `total_gap_ms` | the longest gap (`null` without gaps) and the sum of all gaps |
@@ -43,7 +44,7 @@
 //! | `versions` | with `--version-header`/`--version-regex`, per version label: `count` (successful responses), `first_ms`, `last_ms` (intended send times); also per timeline slot |
 //! | `cutover_ms` | the last time a version other than the final one answered (`null` with one version) |
 //! | `mixed_window` | `start_ms` (the final version's first response), `end_ms` (the cutover); `null` for a clean cut |
-//! | `thresholds` | the limits judged: `max_failures`, `max_failure_ratio`, `max_gap_ms`, `max_p99_ms`, `expect_version`, `max_stall_ms` (`null` when not checked), `allow_warmup_errors` |
+//! | `thresholds` | the limits judged: `max_failures`, `max_failure_ratio`, `max_gap_ms`, `max_p99_ms`, `expect_version`, `max_stall_ms` (`null` when not checked), `allow_warmup_errors`; with `[[stream]]` probes `max_ungraceful_disconnects` and `max_stream_gap_ms` (absent when not checked) |
 //! | `command_line`, `scenario` | how the run was started: the arguments, and the scenario file's `path` and `text` |
 //! | `hints` | likely causes: `rule`, `cause`, `fix`, `evidence`; rules about a rollout only when a step ran and the failures fall during or after it, plain statements otherwise (see `gapless::judge::hints` for the rules) |
 //! | `warnings` | sentences about the run itself: a rate far above what the engine threads and connections can carry (also printed before the load), requests not sent (also printed when the first one is not) |
@@ -56,7 +57,9 @@
 //! `max_gap`, `max_stall` and `max_p99` (milliseconds), `expect_version` (`limit` the version, `measured` the
 //! successful responses from others after the last step), `steps` (failed steps), `healthy_before_rollout`
 //! (requests failed in the warmup), `requests_sent` (`limit` 1: the fewest due) and `completed`
-//! (`measured`: `completed`, `interrupt` or `terminate`), and in a merged result `shards`
+//! (`measured`: `completed`, `interrupt` or `terminate`), with `[[stream]]` probes
+//! `max_ungraceful_disconnects` (counts, over every probe) and `max_stream_gap` (milliseconds,
+//! the longest time one connection went without a stream), and in a merged result `shards`
 //! (`limit` the shards planned, `measured` those whose whole part is in; broken → exit 6). `source` says who set the limit: the
 //! flag (`--max-gap`), the scenario key (`verdict.max_gap`) or `default`. A criterion that was
 //! not judged passes, with `skipped` saying why (`no --max-p99`); `reason` is its sentence of
@@ -199,6 +202,9 @@ pub struct RunResult {
     /// A run of several endpoints: each one's own result, in order (absent for one target).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<TargetEntry>,
+    /// What each long-lived probe (`[[stream]]`) measured (absent without probes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamEntry>,
     /// The judgement.
     pub verdict: Verdict,
 }
@@ -310,11 +316,78 @@ pub struct StepEntry {
 pub struct EventEntry {
     /// When the line was read.
     pub t_ms: f64,
-    /// The watcher's name.
+    /// The watcher's name (a disconnect: the probe's).
     pub step: String,
     /// The line.
     pub line: String,
+    /// A long-lived probe's disconnect (absent for other events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnect: Option<DisconnectEntry>,
 }
+
+/// `events[].disconnect`: a long-lived probe's disconnect.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct DisconnectEntry {
+    /// The probe's name.
+    pub probe: String,
+    /// Which of its connections, from 0.
+    pub connection: usize,
+    /// How the stream ended, or why the first reconnect attempt failed.
+    pub class: StreamClass,
+    /// A close frame or the end of an SSE stream.
+    pub graceful: bool,
+    /// The close frame's code, or the status a handshake was answered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+}
+
+/// One entry of `streams`: what a long-lived probe measured.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamEntry {
+    /// Its name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// `websocket` or `sse`.
+    pub kind: String,
+    /// Connections held at once.
+    pub count: usize,
+    /// Connections established, the first ones included.
+    pub connects: u64,
+    /// Disconnects.
+    pub disconnects: Disconnects,
+    /// Failed connect attempts by class (every attempt; an outage is one disconnect).
+    pub connect_failures: BTreeMap<StreamClass, u64>,
+    /// From a lost stream to the next connected one.
+    pub reconnect_ms: Latency,
+    /// Time without a connected stream.
+    pub stream_gap_ms: StreamGap,
+    /// Disconnect events beyond the cap of 10,000 per probe (counted in `events_dropped` too).
+    pub events_dropped: u64,
+}
+
+/// `streams[].disconnects`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Disconnects {
+    /// Close frames and ends of SSE streams.
+    pub graceful: u64,
+    /// Every other class.
+    pub ungraceful: u64,
+    /// Count per class.
+    pub by_class: BTreeMap<StreamClass, u64>,
+}
+
+/// `streams[].stream_gap_ms`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamGap {
+    /// Summed over the probe's connections.
+    pub total: f64,
+    /// The longest time one connection went without a stream.
+    pub longest: f64,
+}
+
+/// How a probe's stream ended (`close_frame`, `end_of_stream`, `reset`, `closed`, ...).
+pub use crate::streams::Class as StreamClass;
 
 /// One entry of `windows` or `gaps`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -379,6 +452,12 @@ pub struct Thresholds {
     /// `--allow-warmup-errors`: failures during the warmup did not stop the rollout.
     #[serde(default)]
     pub allow_warmup_errors: bool,
+    /// Ungraceful disconnects of the probes allowed (absent without probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ungraceful_disconnects: Option<u64>,
+    /// Longest time a probe's connection may go without a stream (absent unless judged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stream_gap_ms: Option<f64>,
 }
 
 /// `scenario`.
@@ -815,6 +894,12 @@ pub enum CriterionKind {
     /// A merged result (`gapless merge`): the shards whose whole part is in it (`limit`: how
     /// many shards split the load; `measured`: those with a result not cut short).
     Shards,
+    /// Ungraceful disconnects of the long-lived probes against `--max-ungraceful-disconnects`
+    /// (counts).
+    MaxUngracefulDisconnects,
+    /// The longest time a probe's connection went without a stream against `--max-stream-gap`
+    /// (milliseconds).
+    MaxStreamGap,
 }
 
 impl CriterionKind {
@@ -832,6 +917,8 @@ impl CriterionKind {
             CriterionKind::Completed => "run completed",
             CriterionKind::MaxStall => "no stall",
             CriterionKind::Shards => "every shard",
+            CriterionKind::MaxUngracefulDisconnects => "streams closed gracefully",
+            CriterionKind::MaxStreamGap => "stream gap",
         }
     }
 }
@@ -1075,17 +1162,12 @@ impl RunResult {
                     output_tail_ms: s.output_tail_at.iter().copied().map(millis).collect(),
                 })
                 .collect(),
-            events: f
-                .rollout
-                .events
-                .iter()
-                .map(|e| EventEntry {
-                    t_ms: millis(e.at),
-                    step: e.step.clone(),
-                    line: e.line.clone(),
-                })
-                .collect(),
-            events_dropped: f.rollout.events_dropped,
+            events: events(f),
+            events_dropped: f.rollout.events_dropped
+                + f.streams
+                    .iter()
+                    .map(|p| p.tally.events_dropped)
+                    .sum::<u64>(),
             windows: r.gaps().windows().iter().map(|w| window(w, f)).collect(),
             windows_total: r.gaps().totals().windows,
             gaps: r
@@ -1173,8 +1255,84 @@ impl RunResult {
             }),
             shards: Vec::new(),
             targets: Vec::new(),
+            streams: f.streams.iter().map(stream_entry).collect(),
             verdict: Verdict::default(),
         }
+    }
+}
+
+/// The background steps' lines, and with probes their disconnects, in time order.
+fn events(f: &Finished) -> Vec<EventEntry> {
+    let mut events: Vec<EventEntry> = f
+        .rollout
+        .events
+        .iter()
+        .map(|e| EventEntry {
+            t_ms: millis(e.at),
+            step: e.step.clone(),
+            line: e.line.clone(),
+            disconnect: None,
+        })
+        .collect();
+    if f.streams.is_empty() {
+        return events;
+    }
+    for probe in &f.streams {
+        for d in &probe.tally.events {
+            let code = d.code.map_or_else(String::new, |c| format!(" {c}"));
+            let detail = if d.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", d.detail)
+            };
+            events.push(EventEntry {
+                t_ms: millis(d.at),
+                step: probe.config.name.clone(),
+                line: format!(
+                    "connection {} {}{code}{detail}",
+                    d.connection,
+                    if d.class.is_graceful() {
+                        format!("closed gracefully ({})", d.class)
+                    } else {
+                        format!("lost ({})", d.class)
+                    }
+                ),
+                disconnect: Some(DisconnectEntry {
+                    probe: probe.config.name.clone(),
+                    connection: d.connection,
+                    class: d.class,
+                    graceful: d.class.is_graceful(),
+                    code: d.code,
+                }),
+            });
+        }
+    }
+    events.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
+    events
+}
+
+/// One probe's entry of `streams`.
+fn stream_entry(p: &crate::streams::ProbeReport) -> StreamEntry {
+    let t = &p.tally;
+    let (graceful, ungraceful) = t.split();
+    StreamEntry {
+        name: p.config.name.clone(),
+        url: p.config.url.to_string(),
+        kind: p.config.kind.to_string(),
+        count: p.config.count.get(),
+        connects: t.connects,
+        disconnects: Disconnects {
+            graceful,
+            ungraceful,
+            by_class: t.disconnects.clone(),
+        },
+        connect_failures: t.connect_failures.clone(),
+        reconnect_ms: Latency::from_histogram(&t.reconnect_us),
+        stream_gap_ms: StreamGap {
+            total: millis(t.gap_total),
+            longest: millis(t.gap_longest),
+        },
+        events_dropped: t.events_dropped,
     }
 }
 

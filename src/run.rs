@@ -70,6 +70,9 @@ pub struct Finished {
     /// `index` of `count`, labelled with its name); this run's own fields are then the first
     /// part's. Empty for a run of one target.
     pub parts: Vec<Finished>,
+    /// What each long-lived probe (`[[stream]]`) measured, in order; empty without probes.
+    /// With several endpoints, the first part's (the run's).
+    pub streams: Vec<crate::streams::ProbeReport>,
 }
 
 impl Finished {
@@ -280,6 +283,16 @@ pub(crate) async fn observed(
         }
     };
     let mut interruption = None;
+    // The long-lived probes, beside the load on its clock, until the load ends.
+    let streams_stop = CancellationToken::new();
+    let mut probes = JoinSet::new();
+    if !config.streams.is_empty() {
+        probes.spawn(crate::streams::run(
+            config.streams.clone(),
+            start,
+            streams_stop.clone(),
+        ));
+    }
     let stats = {
         let load = run_engines(engines, engine::threads_for(config), load_stop.clone());
         let plan = orchestrate(
@@ -331,6 +344,11 @@ pub(crate) async fn observed(
         (stats, !planned && interruption.is_none())
     };
     let (stats, cut_short) = stats;
+    streams_stop.cancel();
+    let mut streams = match probes.join_next().await {
+        Some(Ok(reports)) => reports,
+        _ => Vec::new(),
+    };
     if cut_short {
         rollout.cut_short("was still running when the load's --duration ended");
     }
@@ -374,6 +392,7 @@ pub(crate) async fn observed(
                 interruption,
                 warnings,
                 parts: Vec::new(),
+                streams: std::mem::take(&mut streams),
             }
         })
         .collect();

@@ -377,7 +377,7 @@ pub fn show(d: Duration) -> String {
 }
 
 /// A text value, with `${VAR}` expanded when it comes from the file.
-fn text(raw: &str, place: &Place, cx: &Context) -> Result<String, Error> {
+pub(super) fn text(raw: &str, place: &Place, cx: &Context) -> Result<String, Error> {
     cx.expand(raw, place.origin)
         .map_err(|message| place.error(cx, message))
 }

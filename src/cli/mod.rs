@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod manual;
 pub mod options;
 pub mod scenario;
+pub mod streams;
 pub mod targets;
 
 use std::fmt::Write as _;
@@ -729,6 +730,11 @@ impl RunArgs {
             return Err(Error::ExpectWithoutProbe);
         }
         let limits = limits(&verdict, &cx)?;
+        // The probes run in one process: a sharded load's shard 0, as for the steps.
+        let streams = match &shard {
+            Some(s) if s.index != 0 => Vec::new(),
+            _ => streams::configs(&file.streams, &cx, single.insecure, &single.ca_certs)?,
+        };
         let config = RunConfig {
             target: endpoints
                 .first()
@@ -756,6 +762,7 @@ impl RunArgs {
                 max_late: verdict.max_late(&cx)?.map(Setting::into_value),
             },
             redact: Redactor::new(&self.redact, secrets(&self.redact_env, &cx, env)),
+            streams,
         };
         let mut output = self.output.clone();
         if config.load.shard.is_some() {
@@ -883,6 +890,8 @@ pub fn limits(verdict: &VerdictOptions, cx: &Context) -> Result<Limits, Error> {
         // Its default is Limits::default()'s (a unit test keeps the two equal).
         max_stall: Some(verdict.max_stall(cx)?).filter(|s| s.source.is_given()),
         allow_warmup_errors: verdict.allow_warmup_errors(cx)?.value,
+        max_ungraceful_disconnects: verdict.max_ungraceful_disconnects(cx)?,
+        max_stream_gap: verdict.max_stream_gap(cx)?,
     })
 }
 

@@ -31,7 +31,8 @@ use super::check::{
     RateCheck, Ratio, Span, StartAt, Switch, UrlCheck, VersionPattern,
 };
 use super::grpc::{Method as GrpcMethod, ProtoFile, Text as GrpcText};
-use crate::config::{OkCodes, Rate, TargetUrl};
+use super::streams::{StreamKinds, StreamUrlCheck};
+use crate::config::{OkCodes, Rate, StreamKind, StreamUrl, TargetUrl};
 pub use crate::config::{Setting, Source};
 use crate::targets::demo::DemoSpec;
 
@@ -405,6 +406,44 @@ options! {
         /// After the last step, every successful response must come from this version.
         #[arg(long, value_name = "V")]
         expect_version: String => String = none, Label;
+        /// Most ungraceful disconnects of the scenario's [[stream]] probes allowed (reset, closed
+        /// without a close frame, timeout, refused reconnect ...).
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        max_ungraceful_disconnects: i64 => u64 = ("0, with [[stream]] probes"), Count::new(0, i64::MAX as u64);
+        /// Longest time a [[stream]] probe's connection may go without a connected stream.
+        #[arg(long, value_name = "DUR")]
+        max_stream_gap: String => Duration = none, Span::new(Duration::ZERO, hours(24));
+    }
+}
+
+options! {
+    /// `[[stream]]`: a long-lived probe held beside the load (scenario files only; see
+    /// [`super::streams`]).
+    pub struct StreamOptions in "stream" {
+        /// Its name in the reports (default: its URL).
+        #[arg(skip)]
+        name: String => String = none, Label;
+        /// `ws://` or `wss://` (a WebSocket), or `http(s)://` with `kind = "sse"`.
+        #[arg(skip)]
+        url: String => StreamUrl = none, StreamUrlCheck;
+        /// `websocket` or `sse`.
+        #[arg(skip)]
+        kind: String => StreamKind = ("websocket for ws(s)://; sse must be given"), StreamKinds;
+        /// Connections held at once.
+        #[arg(skip)]
+        count: i64 => NonZeroUsize = "1", Count::new(1, 1000);
+        /// WebSocket ping interval.
+        #[arg(skip)]
+        interval: String => Duration = "1s", Span::new(ms(10), hours(1));
+        /// A ping unanswered, or an SSE stream silent, this long is a disconnect (`timeout`).
+        #[arg(skip)]
+        timeout: String => Duration = "5s", Span::new(ms(10), hours(1));
+    }
+    lists {
+        /// Extra headers of the handshake or request: `headers = { Name = "value" }`.
+        #[arg(skip)]
+        #[serde(deserialize_with = "header_table")]
+        headers: String => (HeaderName, HeaderValue), HeaderLine, merge replace_by_name;
     }
 }
 

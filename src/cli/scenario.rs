@@ -27,6 +27,7 @@
 //! expands from the environment (`${VAR:-default}` and `${VAR-default}` as in shells; an unset
 //! variable without a default is an error; `$${` writes a literal `${`). Relative paths in the
 //! file (`body_file`, `cacert`) are relative to the file's directory. Step names are unique.
+//! `[[stream]]` tables declare long-lived probes (see [`super::streams`]).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -37,7 +38,7 @@ use toml::Spanned;
 
 use super::check::{self, ANY_DURATION, STEP_TIMEOUT, STEP_TIMEOUT_RANGE};
 use super::check::{Context, Env, ScenarioText};
-use super::options::{LoadOptions, MetricsOptions, TargetOptions, VerdictOptions};
+use super::options::{LoadOptions, MetricsOptions, StreamOptions, TargetOptions, VerdictOptions};
 use crate::rollout::step::{Action, Step};
 use crate::rollout::strategy::Strategy;
 
@@ -80,6 +81,9 @@ pub struct Scenario {
     pub metrics: MetricsOptions,
     /// `[[step]]`, in order.
     pub steps: Vec<Step>,
+    /// `[[stream]]`: long-lived probes, as written (checked into configurations by
+    /// [`super::streams::configs`]).
+    pub streams: Vec<Spanned<StreamOptions>>,
 }
 
 impl Scenario {
@@ -142,6 +146,7 @@ impl Scenario {
         }
         load.check_all(&cx)?;
         verdict.check_all(&cx)?;
+        super::streams::configs(&raw.stream, &cx, false, &[])?;
         if target.url.is_some() {
             if let Some(demo) = &target.demo {
                 let span = match &demo.origin {
@@ -181,6 +186,7 @@ impl Scenario {
             verdict,
             metrics,
             steps: parsed,
+            streams: raw.stream,
         })
     }
 
@@ -239,6 +245,8 @@ struct RawScenario {
     step: Vec<Spanned<RawStep>>,
     verdict: Option<VerdictOptions>,
     metrics: Option<MetricsOptions>,
+    #[serde(default)]
+    stream: Vec<Spanned<StreamOptions>>,
 }
 
 type Text = Spanned<String>;
@@ -543,7 +551,7 @@ fn key_at(source: &str, offset: usize) -> String {
                     .all(|c| c.is_ascii_alphanumeric() || "_-.\"' ".contains(c))
         });
     let mut section = None;
-    let mut steps = 0;
+    let (mut steps, mut streams) = (0, 0);
     for header in source[..line_start].lines().chain(std::iter::once(line)) {
         let h = header.trim();
         if let Some(name) = h.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
@@ -551,6 +559,9 @@ fn key_at(source: &str, offset: usize) -> String {
             if name == "step" {
                 steps += 1;
                 section = Some(format!("step[{steps}]"));
+            } else if name == "stream" {
+                streams += 1;
+                section = Some(format!("stream[{streams}]"));
             } else {
                 section = Some(name.to_string());
             }

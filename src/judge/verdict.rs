@@ -116,6 +116,17 @@ pub fn conclude(result: &mut RunResult, limits: &Limits) {
         expect_version: limits.expect_version.as_ref().map(|s| s.value.clone()),
         max_stall_ms: limits.max_stall.as_ref().map(|s| millis(s.value)),
         allow_warmup_errors: limits.allow_warmup_errors,
+        // Judged only in a run with probes: a run without keeps its thresholds as they were.
+        max_ungraceful_disconnects: limits
+            .max_ungraceful_disconnects
+            .as_ref()
+            .filter(|_| !result.streams.is_empty())
+            .map(|s| s.value),
+        max_stream_gap_ms: limits
+            .max_stream_gap
+            .as_ref()
+            .filter(|_| !result.streams.is_empty())
+            .map(|s| millis(s.value)),
     };
     result.verdict = judge(result, limits);
     result.hints = crate::judge::hints::diagnose(result)
@@ -167,6 +178,13 @@ pub fn limits_of(result: &RunResult) -> Limits {
             .max_stall_ms
             .map(|v| Setting::from(ms(v), source(CriterionKind::MaxStall))),
         allow_warmup_errors: t.allow_warmup_errors,
+        max_ungraceful_disconnects: t
+            .max_ungraceful_disconnects
+            .map(|v| Setting::from(v, source(CriterionKind::MaxUngracefulDisconnects)))
+            .or_else(|| Limits::default().max_ungraceful_disconnects),
+        max_stream_gap: t
+            .max_stream_gap_ms
+            .map(|v| Setting::from(ms(v), source(CriterionKind::MaxStreamGap))),
     }
 }
 
@@ -219,13 +237,15 @@ pub fn judge(r: &RunResult, limits: &Limits) -> Verdict {
 /// was dropped, then the other thresholds, the steps and the interruption. When too many
 /// requests failed, that sentence names the longest gap too, so the gap's own is not repeated.
 fn reasons(criteria: &[Criterion]) -> Vec<String> {
-    const ORDER: [CriterionKind; 11] = [
+    const ORDER: [CriterionKind; 13] = [
         CriterionKind::Shards,
         CriterionKind::HealthyBeforeRollout,
         CriterionKind::MaxFailures,
         CriterionKind::MaxFailureRatio,
         CriterionKind::MaxGap,
         CriterionKind::MaxStall,
+        CriterionKind::MaxUngracefulDisconnects,
+        CriterionKind::MaxStreamGap,
         CriterionKind::MaxP99,
         CriterionKind::RequestsSent,
         CriterionKind::ExpectVersion,
@@ -265,11 +285,13 @@ fn reasons(criteria: &[Criterion]) -> Vec<String> {
 }
 
 /// The kinds a run of several endpoints judges once for the run, not per endpoint.
-const RUN_WIDE: [CriterionKind; 4] = [
+const RUN_WIDE: [CriterionKind; 6] = [
     CriterionKind::Steps,
     CriterionKind::HealthyBeforeRollout,
     CriterionKind::Completed,
     CriterionKind::Shards,
+    CriterionKind::MaxUngracefulDisconnects,
+    CriterionKind::MaxStreamGap,
 ];
 
 /// Every criterion, in the order of the JUnit cases. With several endpoints: the run's own
@@ -526,6 +548,10 @@ fn criteria_of(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
         target: None,
     });
 
+    if !r.streams.is_empty() {
+        list.extend(stream_criteria(r, limits));
+    }
+
     // A merged result: every shard's part is in it, whole.
     if !r.shards.is_empty() {
         let whole = r
@@ -556,6 +582,89 @@ fn criteria_of(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
             },
         ));
     }
+    list
+}
+
+/// The long-lived probes' criteria: ungraceful disconnects (over every probe) and the longest
+/// time a connection went without a stream.
+fn stream_criteria(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
+    let ungraceful: u64 = r.streams.iter().map(|s| s.disconnects.ungraceful).sum();
+    let mut list = Vec::new();
+    list.push(match &limits.max_ungraceful_disconnects {
+        Some(max) => assessed(
+            CriterionKind::MaxUngracefulDisconnects,
+            ungraceful <= max.value,
+            Quantity::Count(max.value),
+            Some(Quantity::Count(ungraceful)),
+            &max.source,
+            || {
+                let per_probe: Vec<String> = r
+                    .streams
+                    .iter()
+                    .filter(|s| s.disconnects.ungraceful > 0)
+                    .map(|s| {
+                        let classes = breakdown(
+                            s.disconnects
+                                .by_class
+                                .iter()
+                                .filter(|(c, _)| !c.is_graceful())
+                                .map(|(c, &n)| (c.to_string(), n)),
+                        );
+                        let first = r
+                            .events
+                            .iter()
+                            .filter_map(|e| Some((e.t_ms, e.disconnect.as_ref()?)))
+                            .find(|(_, d)| d.probe == s.name && !d.graceful)
+                            .map_or_else(String::new, |(t, _)| {
+                                format!(", first at +{:.1} s", t / 1000.0)
+                            });
+                        format!(
+                            "stream {:?} lost {} connection{} ungracefully ({classes}{first})",
+                            s.name,
+                            s.disconnects.ungraceful,
+                            plural(s.disconnects.ungraceful)
+                        )
+                    })
+                    .collect();
+                let note = match max.source {
+                    Source::Default => ", the default",
+                    _ => "",
+                };
+                format!(
+                    "{} (--max-ungraceful-disconnects {}{note})",
+                    per_probe.join("; "),
+                    max.value
+                )
+            },
+        ),
+        None => skipped(
+            CriterionKind::MaxUngracefulDisconnects,
+            "no --max-ungraceful-disconnects",
+        ),
+    });
+    let longest = r
+        .streams
+        .iter()
+        .max_by(|a, b| a.stream_gap_ms.longest.total_cmp(&b.stream_gap_ms.longest));
+    let longest_ms = longest.map_or(0.0, |s| s.stream_gap_ms.longest);
+    list.push(match &limits.max_stream_gap {
+        Some(max) => assessed(
+            CriterionKind::MaxStreamGap,
+            longest_ms <= millis(max.value),
+            Quantity::Number(millis(max.value)),
+            Some(Quantity::Number(longest_ms)),
+            &max.source,
+            || {
+                format!(
+                    "stream {:?} had no connected stream for {} ({})",
+                    longest.map_or("", |s| s.name.as_str()),
+                    format_ms(longest_ms),
+                    limit_note("--max-stream-gap", max)
+                )
+            },
+        ),
+        None => skipped(CriterionKind::MaxStreamGap, "no --max-stream-gap"),
+    });
     list
 }
 
@@ -823,6 +932,7 @@ mod tests {
             interruption,
             warnings: Vec::new(),
             parts: Vec::new(),
+            streams: Vec::new(),
         };
         judged(&finished)
     }
@@ -981,6 +1091,66 @@ mod tests {
             ]
         );
         assert_eq!(r.phase(Phase::Cooldown).unwrap().versions.len(), 2);
+    }
+
+    #[test]
+    fn stream_criteria_are_judged_only_with_probes_and_survive_a_saved_result() {
+        use crate::result::{Disconnects, StreamClass, StreamEntry, StreamGap};
+        let mut r = result(
+            &recorder(&[OK, OK], None),
+            &RolloutReport::default(),
+            &Labels::default(),
+            &Limits::default(),
+            None,
+        );
+        let kinds = |r: &RunResult| -> Vec<CriterionKind> {
+            r.verdict.criteria.iter().map(|c| c.kind).collect()
+        };
+        assert!(!kinds(&r).contains(&CriterionKind::MaxUngracefulDisconnects));
+        assert_eq!(r.thresholds.max_ungraceful_disconnects, None);
+        r.streams.push(StreamEntry {
+            name: "chat".into(),
+            disconnects: Disconnects {
+                graceful: 1,
+                ungraceful: 2,
+                by_class: [(StreamClass::CloseFrame, 1), (StreamClass::Reset, 2)].into(),
+            },
+            stream_gap_ms: StreamGap {
+                total: 30.0,
+                longest: 20.0,
+            },
+            ..StreamEntry::default()
+        });
+        let given = Limits {
+            max_stream_gap: limit(Duration::from_millis(10)),
+            ..Limits::none()
+        };
+        conclude(&mut r, &Limits::default().with(given));
+        assert_eq!(r.verdict.exit_code, Exit::Dropped.code());
+        assert_eq!(
+            r.verdict.reasons,
+            vec![
+                "stream \"chat\" lost 2 connections ungracefully (reset: 2) \
+                 (--max-ungraceful-disconnects 0, the default)",
+                "stream \"chat\" had no connected stream for 20 ms (--max-stream-gap 10ms)",
+            ]
+        );
+        assert_eq!(r.thresholds.max_ungraceful_disconnects, Some(0));
+        assert_eq!(r.thresholds.max_stream_gap_ms, Some(10.0));
+        // Judged again from the saved result: the same limits, the same sources.
+        let saved = limits_of(&r);
+        assert_eq!(
+            saved.max_ungraceful_disconnects,
+            Some(Setting::default_value(0))
+        );
+        assert_eq!(saved.max_stream_gap, limit(Duration::from_millis(10)));
+        let allowed = saved.with(Limits {
+            max_ungraceful_disconnects: limit(2),
+            max_stream_gap: limit(Duration::from_millis(20)),
+            ..Limits::none()
+        });
+        conclude(&mut r, &allowed);
+        assert!(r.verdict.passed, "{}", r.verdict.line);
     }
 
     #[test]

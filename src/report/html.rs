@@ -94,6 +94,10 @@ pub fn render(r: &RunResult) -> String {
                     h2 { "Endpoints (" (r.targets.len()) "): which failed when" }
                     (endpoints(r))
                 }
+                @if !r.streams.is_empty() {
+                    h2 { "Long-lived connections (" (r.streams.len()) "): disconnects beside the request windows" }
+                    (streams(r))
+                }
                 h2 { "Latency per slot (from intended send time)" }
                 (latency(r))
                 @if !series.versions.is_empty() {
@@ -482,7 +486,8 @@ struct Label {
 /// line, cut to [`EVENT_LABEL_CHARS`], and `+N`; the tooltip has every line), placed in up to
 /// [`EVENT_LANES`] lanes.
 fn event_labels(r: &RunResult) -> Vec<Label> {
-    let mut events: Vec<_> = r.events.iter().collect();
+    // Disconnects have a row of their own (see `streams`).
+    let mut events: Vec<_> = r.events.iter().filter(|e| e.disconnect.is_none()).collect();
     events.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
     let mut groups: Vec<Vec<&EventEntry>> = Vec::new();
     for e in events {
@@ -739,6 +744,64 @@ fn endpoints(r: &RunResult) -> Markup {
     }
 }
 
+/// The long-lived probes: a row per probe on the timeline's time axis, a marker at each
+/// disconnect (graceful green, ungraceful red), with the steps as bands and the request
+/// windows shaded across every row; then a table per probe.
+fn streams(r: &RunResult) -> Markup {
+    const ROW: f64 = 22.0;
+    let steps = step_labels(r);
+    let height = ROW * r.streams.len() as f64 + 4.0;
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" width=(WIDTH) height=(height + 24.0) role="img" {
+            title { "Each probe's disconnects, against the rollout steps and the request windows" }
+            @for (label, end) in &steps {
+                rect x=(label.x) y="0" width=((end - label.x).max(1.0)) height=(height) fill=(STEP_COLOR) fill-opacity="0.18" stroke=(STEP_COLOR) stroke-dasharray="3,2" {
+                    title { (label.full) }
+                }
+            }
+            @for w in &r.windows {
+                @let (x0, x1) = (x(r, w.start_ms), x(r, w.end_ms));
+                rect x=(x0) y="0" width=((x1 - x0).max(2.0)) height=(height) fill=(GAP_COLOR) fill-opacity=(if w.ok == 0 { "0.2" } else { "0.1" }) {
+                    title { (format!("requests: {} of {:.1} ms at +{:.3} s", if w.ok == 0 { "gap" } else { "failure window" }, w.duration_ms, w.start_ms / 1000.0)) }
+                }
+            }
+            @for (i, s) in r.streams.iter().enumerate() {
+                @let y0 = ROW * i as f64 + 2.0;
+                rect x=(LEFT) y=(y0 + 2.0) width=(CHART) height=(ROW - 4.0) fill=(OK_COLOR) fill-opacity="0.12" {
+                    title { (s.name) ": " (s.count) " " (s.kind) " connections, " (s.disconnects.graceful) " graceful and " (s.disconnects.ungraceful) " ungraceful disconnects" }
+                }
+                text class="label" x="2" y=(y0 + ROW - 8.0) {
+                    title { (s.name) }
+                    (truncate(&s.name, 8))
+                }
+                @for e in r.events.iter().filter(|e| e.disconnect.as_ref().is_some_and(|d| d.probe == s.name)) {
+                    @let graceful = e.disconnect.as_ref().is_some_and(|d| d.graceful);
+                    rect class=(if graceful { "disconnect graceful" } else { "disconnect ungraceful" }) x=(x(r, e.t_ms) - 1.0) y=(y0 + 2.0) width="2" height=(ROW - 4.0) fill=(if graceful { OK_COLOR } else { GAP_COLOR }) {
+                        title { (format!("+{:.3} s [{}] {}", e.t_ms / 1000.0, e.step, e.line)) }
+                    }
+                }
+            }
+            (axis(r, height))
+        }
+        table {
+            tr { th { "stream" } th { "url" } th { "connections" } th { "connects" } th { "graceful" } th { "ungraceful" } th { "by class" } th { "reconnect p50 / max" } th { "without a stream: longest / total" } }
+            @for s in &r.streams {
+                tr {
+                    td { (s.name) " (" (s.kind) ")" }
+                    td { code { (s.url) } }
+                    td class="n" { (s.count) }
+                    td class="n" { (s.connects) }
+                    td class="n" { (s.disconnects.graceful) }
+                    td class="n" { (s.disconnects.ungraceful) }
+                    td { (crate::units::breakdown(s.disconnects.by_class.iter().map(|(c, &n)| (c.to_string(), n)))) }
+                    td class="n" { (format!("{:.1} / {:.1} ms", s.reconnect_ms.p50, s.reconnect_ms.max)) }
+                    td class="n" { (format!("{:.1} / {:.1} ms", s.stream_gap_ms.longest, s.stream_gap_ms.total)) }
+                }
+            }
+        }
+    }
+}
+
 fn latency(r: &RunResult) -> Markup {
     let height = 140.0;
     let top = 10.0;
@@ -846,6 +909,7 @@ mod tests {
             t_ms: 1000.0,
             step: "w".into(),
             line: "pod <x>".into(),
+            disconnect: None,
         });
         let page = render(&r);
         assert!(page.starts_with("<!DOCTYPE html>"));
@@ -979,6 +1043,7 @@ mod tests {
                 t_ms: t,
                 step: "pods".into(),
                 line: line.into(),
+                disconnect: None,
             });
         }
         let labels = event_labels(&r);
@@ -1010,6 +1075,7 @@ mod tests {
                 t_ms: 2000.0 + k as f64 * 5.0,
                 step: "pods".into(),
                 line: format!("line {k} of a chatty watcher"),
+                disconnect: None,
             });
         }
         let labels = event_labels(&r);

@@ -121,6 +121,36 @@ fn write(out: &mut String, r: &RunResult) -> std::fmt::Result {
         }
         writeln!(out)?;
     }
+    if !r.streams.is_empty() {
+        writeln!(
+            out,
+            "| stream | kind | connections | connects | graceful | ungraceful | by class | reconnect p50 / max | without a stream: longest / total |"
+        )?;
+        writeln!(out, "|---|---|---:|---:|---:|---:|---|---:|---:|")?;
+        for st in &r.streams {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {:.1} / {:.1} ms | {:.1} / {:.1} ms |",
+                cell(&st.name),
+                st.kind,
+                st.count,
+                st.connects,
+                st.disconnects.graceful,
+                st.disconnects.ungraceful,
+                crate::units::breakdown(
+                    st.disconnects
+                        .by_class
+                        .iter()
+                        .map(|(c, &n)| (c.to_string(), n))
+                ),
+                st.reconnect_ms.p50,
+                st.reconnect_ms.max,
+                st.stream_gap_ms.longest,
+                st.stream_gap_ms.total
+            )?;
+        }
+        writeln!(out)?;
+    }
     if !r.stalls.is_empty() {
         writeln!(
             out,

@@ -301,7 +301,46 @@ fn write_windows(out: &mut String, r: &RunResult) -> std::fmt::Result {
         )?;
     }
     write_stalls(out, r)?;
+    write_streams(out, r)?;
     write_shards(out, r)
+}
+
+/// One line per long-lived probe: its disconnects by class, reconnect latency and the time
+/// without a stream.
+fn write_streams(out: &mut String, r: &RunResult) -> std::fmt::Result {
+    for s in &r.streams {
+        let classes = crate::units::breakdown(
+            s.disconnects
+                .by_class
+                .iter()
+                .map(|(c, &n)| (c.to_string(), n)),
+        );
+        let classes = if classes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({classes})")
+        };
+        write!(
+            out,
+            "Stream {:?} ({} x{}) : {} connects, {} graceful and {} ungraceful disconnects{classes}",
+            s.name, s.kind, s.count, s.connects, s.disconnects.graceful, s.disconnects.ungraceful
+        )?;
+        if s.reconnect_ms.count > 0 {
+            write!(
+                out,
+                " ; reconnect p50 {} max {}",
+                format_ms(s.reconnect_ms.p50),
+                format_ms(s.reconnect_ms.max)
+            )?;
+        }
+        writeln!(
+            out,
+            " ; without a stream {} longest, {} in total",
+            format_ms(s.stream_gap_ms.longest),
+            format_ms(s.stream_gap_ms.total)
+        )?;
+    }
+    Ok(())
 }
 
 /// The first windows of a list, one line each, indented by `indent`.
@@ -512,6 +551,7 @@ mod tests {
                 t_ms: 1000.0 + k as f64 * 12.0,
                 step: "pods".into(),
                 line: format!("pod {k} Running"),
+                disconnect: None,
             });
         }
         r.events_dropped = 3;

@@ -34,6 +34,7 @@ mod scenario_fuzz;
 mod secrets;
 mod shards;
 mod stalls;
+mod streams;
 mod targets;
 mod transport_errors;
 mod usage;

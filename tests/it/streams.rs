@@ -1,0 +1,727 @@
+//! Long-lived probes (`[[stream]]`): WebSocket and SSE connections held beside a small load,
+//! against in-process servers that end the stream gracefully (a close frame, the end of the
+//! response) or not (the TCP connection dropped or reset, a silence), at a known instant after
+//! each faulted connection's handshake; and (ignored unless asked for) a Python `websockets`
+//! server behind nginx during `nginx -s reload` and `nginx -s stop`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::support::{
+    Run, TempFile, TestServer, at, counts, counts_at, f64_at, read_request_head, refused_port,
+    u64_at,
+};
+
+/// How a server ends a faulted connection.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// WebSocket: a close frame 1001 (going away). SSE: the last chunk (end of stream).
+    Graceful,
+    /// The TCP connection closed (FIN) without a close frame or the last chunk.
+    Fin,
+    /// The TCP connection reset (SO_LINGER 0).
+    Rst,
+    /// SSE: nothing more sent, the connection held open.
+    Silence,
+}
+
+/// When a faulted connection is ended, after its handshake.
+const FAULT_AFTER: Duration = Duration::from_millis(700);
+
+/// A WebSocket server: the first `faults` connections it accepts are ended by `fault`
+/// [`FAULT_AFTER`] their handshake; the others are held (pings answered) until the client goes.
+fn websocket_server(fault: Fault, faults: u64) -> TestServer {
+    let accepted = Arc::new(AtomicU64::new(0));
+    TestServer::raw(move |stream| {
+        let accepted = accepted.clone();
+        async move {
+            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            let faulted = accepted.fetch_add(1, Ordering::SeqCst) < faults;
+            let until = Instant::now() + FAULT_AFTER;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until), if faulted => break,
+                    // Reading answers the client's pings.
+                    message = ws.next() => match message {
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    },
+                }
+            }
+            match fault {
+                Fault::Graceful => {
+                    let frame = CloseFrame {
+                        code: CloseCode::Away,
+                        reason: "going away".into(),
+                    };
+                    let _ = ws.send(Message::Close(Some(frame))).await;
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+                Fault::Fin => drop(ws),
+                Fault::Rst => {
+                    let _ = ws.get_ref().set_zero_linger();
+                    drop(ws);
+                }
+                Fault::Silence => {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+            }
+        }
+    })
+}
+
+/// An SSE server: `data:` every 100 ms in a chunked response; the first `faults` connections
+/// are ended by `fault` [`FAULT_AFTER`] their response began.
+fn sse_server(fault: Fault, faults: u64) -> TestServer {
+    let accepted = Arc::new(AtomicU64::new(0));
+    TestServer::raw(move |mut stream| {
+        let accepted = accepted.clone();
+        async move {
+            if !read_request_head(&mut stream).await {
+                return;
+            }
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let faulted = accepted.fetch_add(1, Ordering::SeqCst) < faults;
+            let until = Instant::now() + FAULT_AFTER;
+            let event = b"9\r\ndata: x\n\n\r\n";
+            loop {
+                if faulted && Instant::now() >= until {
+                    break;
+                }
+                if stream.write_all(event).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            match fault {
+                Fault::Graceful => {
+                    let _ = stream.write_all(b"0\r\n\r\n").await;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                Fault::Fin => drop(stream),
+                Fault::Rst => {
+                    let _ = stream.set_zero_linger();
+                    drop(stream);
+                }
+                Fault::Silence => tokio::time::sleep(Duration::from_secs(30)).await,
+            }
+        }
+    })
+}
+
+/// A 2 s run at 20 req/s against a healthy target, with one `[[stream]]` table of `stream`
+/// (its keys), and `extra` flags; returns `(exit code, JSON result, the target)`.
+fn run(stream: &str, extra: &[&str]) -> (i32, Value) {
+    let target = TestServer::healthy();
+    let file = TempFile::with(
+        "toml",
+        &format!(
+            "[target]\nurl = \"{}\"\n\n[load]\nqps = 20\nduration = \"2s\"\n\n[[stream]]\n{stream}",
+            target.url()
+        ),
+    );
+    Run::scenario(file.as_str()).quiet().args(extra).json()
+}
+
+/// The disconnect events of the result.
+fn disconnects(json: &Value) -> Vec<&Value> {
+    at(json, "/events")
+        .as_array()
+        .expect("events is a list")
+        .iter()
+        .filter(|e| e.get("disconnect").is_some())
+        .collect()
+}
+
+/// The criterion `kind` of the verdict.
+fn criterion<'a>(json: &'a Value, kind: &str) -> &'a Value {
+    at(json, "/verdict/criteria")
+        .as_array()
+        .expect("criteria is a list")
+        .iter()
+        .find(|c| c["kind"] == kind)
+        .unwrap_or_else(|| panic!("no criterion {kind}: {json:#}"))
+}
+
+/// Every disconnect of `json` happened at `FAULT_AFTER` after its connection's handshake: the
+/// first connections' handshakes are at the start of the run (allow 400 ms for a loaded machine).
+fn assert_at_the_fault(json: &Value) {
+    let fault_ms = FAULT_AFTER.as_secs_f64() * 1000.0;
+    for event in disconnects(json) {
+        let t = f64_at(event, "/t_ms");
+        assert!(
+            (fault_ms..fault_ms + 400.0).contains(&t),
+            "a disconnect at {t} ms, not about {fault_ms} ms: {json:#}"
+        );
+    }
+}
+
+#[test]
+fn a_websocket_closed_with_a_close_frame_is_graceful() {
+    let server = websocket_server(Fault::Graceful, 2);
+    let port = server.addr().port();
+    let (code, json) = run(
+        &format!(
+            "name = \"chat\"\nurl = \"ws://127.0.0.1:{port}/chat\"\ncount = 2\ninterval = \"200ms\"\n"
+        ),
+        &[],
+    );
+    assert_eq!(code, 0, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert_eq!(s["name"], "chat");
+    assert_eq!(s["kind"], "websocket");
+    assert_eq!((u64_at(s, "/count"), u64_at(s, "/connects")), (2, 4));
+    assert_eq!(u64_at(s, "/disconnects/graceful"), 2);
+    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 0);
+    assert_eq!(
+        counts_at(s, "/disconnects/by_class"),
+        counts(&[("close_frame", 2)])
+    );
+    assert_eq!(u64_at(s, "/reconnect_ms/count"), 2);
+    // A reconnect to a listening server takes a few milliseconds.
+    assert!(f64_at(s, "/reconnect_ms/max") < 300.0, "{s:#}");
+    assert!(f64_at(s, "/stream_gap_ms/longest") < 300.0, "{s:#}");
+    let events = disconnects(&json);
+    assert_eq!(events.len(), 2, "{json:#}");
+    for e in &events {
+        assert_eq!(e["step"], "chat");
+        assert_eq!(e["disconnect"]["class"], "close_frame");
+        assert_eq!(e["disconnect"]["graceful"], true);
+        assert_eq!(e["disconnect"]["code"], 1001);
+    }
+    let connections: std::collections::BTreeSet<u64> = events
+        .iter()
+        .map(|e| u64_at(e, "/disconnect/connection"))
+        .collect();
+    assert_eq!(connections.into_iter().collect::<Vec<_>>(), [0, 1]);
+    assert_at_the_fault(&json);
+    let kept = criterion(&json, "max_ungraceful_disconnects");
+    assert_eq!(
+        (&kept["passed"], &kept["measured"]),
+        (&Value::from(true), &Value::from(0))
+    );
+    assert_eq!(kept["source"], "default");
+    assert_eq!(at(&json, "/thresholds/max_ungraceful_disconnects"), 0);
+    assert_eq!(server.stats().connections(), 4);
+}
+
+#[test]
+fn a_websocket_dropped_without_a_close_frame_is_ungraceful() {
+    for (fault, class) in [(Fault::Fin, "closed"), (Fault::Rst, "reset")] {
+        let server = websocket_server(fault, 2);
+        let port = server.addr().port();
+        let (code, json) = run(
+            &format!("name = \"chat\"\nurl = \"ws://127.0.0.1:{port}/\"\ncount = 2\n"),
+            &[],
+        );
+        assert_eq!(code, 1, "{fault:?}: {json:#}");
+        let s = at(&json, "/streams/0");
+        assert_eq!(u64_at(s, "/connects"), 4, "{fault:?}: {s:#}");
+        assert_eq!(u64_at(s, "/disconnects/graceful"), 0);
+        assert_eq!(u64_at(s, "/disconnects/ungraceful"), 2);
+        assert_eq!(
+            counts_at(s, "/disconnects/by_class"),
+            counts(&[(class, 2)]),
+            "{fault:?}"
+        );
+        assert_eq!(u64_at(s, "/reconnect_ms/count"), 2);
+        assert_at_the_fault(&json);
+        for e in disconnects(&json) {
+            assert_eq!(e["disconnect"]["graceful"], false);
+            assert!(e["disconnect"].get("code").is_none(), "{e:#}");
+        }
+        let kept = criterion(&json, "max_ungraceful_disconnects");
+        assert_eq!(kept["passed"], false);
+        assert_eq!(kept["measured"], 2);
+        let reason = at(&json, "/verdict/line").as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!(
+                "FAIL: stream \"chat\" lost 2 connections ungracefully ({class}: 2, first at +0."
+            )),
+            "{reason}"
+        );
+        assert!(
+            reason.ends_with("(--max-ungraceful-disconnects 0, the default)"),
+            "{reason}"
+        );
+        // Allowed: the same fault passes.
+        let server = websocket_server(fault, 1);
+        let port = server.addr().port();
+        let (code, _) = run(
+            &format!("name = \"chat\"\nurl = \"ws://127.0.0.1:{port}/\"\ncount = 1\n"),
+            &["--max-ungraceful-disconnects", "1"],
+        );
+        assert_eq!(code, 0, "{fault:?}: one allowed, one lost");
+    }
+}
+
+#[test]
+fn an_sse_stream_that_ends_is_graceful_one_reset_or_cut_is_not() {
+    for (fault, class, exit) in [
+        (Fault::Graceful, "end_of_stream", 0),
+        (Fault::Rst, "reset", 1),
+        (Fault::Fin, "closed", 1),
+    ] {
+        let server = sse_server(fault, 1);
+        let port = server.addr().port();
+        let (code, json) = run(
+            &format!(
+                "name = \"feed\"\nurl = \"http://127.0.0.1:{port}/events\"\nkind = \"sse\"\ntimeout = \"1s\"\n"
+            ),
+            &[],
+        );
+        assert_eq!(code, exit, "{fault:?}: {json:#}");
+        let s = at(&json, "/streams/0");
+        assert_eq!(s["kind"], "sse");
+        assert_eq!(u64_at(s, "/connects"), 2, "{fault:?}: {s:#}");
+        assert_eq!(
+            counts_at(s, "/disconnects/by_class"),
+            counts(&[(class, 1)]),
+            "{fault:?}"
+        );
+        assert_eq!(u64_at(s, "/reconnect_ms/count"), 1);
+        assert_at_the_fault(&json);
+        assert_eq!(server.stats().connections(), 2);
+    }
+}
+
+#[test]
+fn a_silent_stream_times_out() {
+    let server = sse_server(Fault::Silence, 1);
+    let port = server.addr().port();
+    let (code, json) = run(
+        &format!("url = \"http://127.0.0.1:{port}/\"\nkind = \"sse\"\ntimeout = \"300ms\"\n"),
+        &[],
+    );
+    assert_eq!(code, 1, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert_eq!(
+        counts_at(s, "/disconnects/by_class"),
+        counts(&[("timeout", 1)])
+    );
+    // Silent from the fault on: noticed one timeout later (the last data came up to 100 ms
+    // before the fault).
+    let t = f64_at(disconnects(&json)[0], "/t_ms");
+    assert!((900.0..1400.0).contains(&t), "timed out at {t} ms");
+    assert_eq!(u64_at(s, "/connects"), 2);
+}
+
+#[test]
+fn a_refused_stream_is_one_disconnect_and_a_gap_retried_under_the_ceiling() {
+    let port = refused_port();
+    let (code, json) = run(
+        &format!("name = \"gone\"\nurl = \"ws://127.0.0.1:{port}/\"\n"),
+        &["--max-stream-gap", "500ms"],
+    );
+    assert_eq!(code, 1, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert_eq!(u64_at(s, "/connects"), 0);
+    assert_eq!(
+        counts_at(s, "/disconnects/by_class"),
+        counts(&[("refused", 1)])
+    );
+    // 10 attempts a second per connection at most, over the 2 s run.
+    let attempts = u64_at(s, "/connect_failures/refused");
+    assert!((10..=23).contains(&attempts), "{attempts} attempts");
+    let gap = f64_at(s, "/stream_gap_ms/longest");
+    assert!((1800.0..2300.0).contains(&gap), "{gap}");
+    assert_eq!(u64_at(s, "/reconnect_ms/count"), 0);
+    let gap_criterion = criterion(&json, "max_stream_gap");
+    assert_eq!(gap_criterion["passed"], false);
+    assert_eq!(gap_criterion["limit"], 500.0);
+    assert_eq!(gap_criterion["source"], "--max-stream-gap");
+    assert_eq!(at(&json, "/thresholds/max_stream_gap_ms"), 500.0);
+}
+
+#[test]
+fn a_run_without_streams_keeps_its_json() {
+    let target = TestServer::healthy();
+    let (code, json) = Run::new(&target.url())
+        .qps(20)
+        .duration("300ms")
+        .quiet()
+        .json();
+    assert_eq!(code, 0);
+    assert!(json.get("streams").is_none(), "{json:#}");
+    let thresholds: Vec<&String> = at(&json, "/thresholds")
+        .as_object()
+        .expect("thresholds is an object")
+        .keys()
+        .collect();
+    assert!(
+        !thresholds
+            .iter()
+            .any(|k| k.contains("disconnect") || k.contains("stream")),
+        "{thresholds:?}"
+    );
+    assert!(
+        !at(&json, "/verdict/criteria")
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|c| c["kind"] == "max_ungraceful_disconnects" || c["kind"] == "max_stream_gap")
+    );
+}
+
+#[test]
+fn every_report_shows_the_probes_and_their_criteria() {
+    let server = websocket_server(Fault::Fin, 2);
+    let port = server.addr().port();
+    let target = TestServer::healthy();
+    let file = TempFile::with(
+        "toml",
+        &format!(
+            "[target]\nurl = \"{}\"\n\n[load]\nqps = 20\nduration = \"2s\"\n\n[[stream]]\n\
+             name = \"chat\"\nurl = \"ws://127.0.0.1:{port}/\"\ncount = 2\n\n\
+             [verdict]\nmax_stream_gap = \"1s\"\n",
+            target.url()
+        ),
+    );
+    let [html, markdown, junit] = ["html", "md", "xml"].map(TempFile::new);
+    let (code, stdout, _, json) = Run::scenario(file.as_str())
+        .opt("--html", html.as_str())
+        .opt("--markdown", markdown.as_str())
+        .opt("--junit", junit.as_str())
+        .output();
+    assert_eq!(code, 1, "{stdout}");
+    let json = json.expect("a JSON result");
+    // Text: a line per probe.
+    assert!(
+        stdout.contains(
+            "Stream \"chat\" (websocket x2) : 4 connects, 0 graceful and 2 ungraceful disconnects (closed: 2) ; reconnect p50 "
+        ),
+        "{stdout}"
+    );
+    // Markdown: a row per probe, and the criteria in the verdict table.
+    let md = std::fs::read_to_string(markdown.path()).expect("the Markdown summary");
+    assert!(
+        md.contains("| chat | websocket | 2 | 4 | 0 | 2 | closed: 2 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| streams closed gracefully | **fail** | 0 | 2 | default |"),
+        "{md}"
+    );
+    assert!(md.contains("| stream gap | pass | 1000 | "), "{md}");
+    // JUnit: a case per criterion.
+    let xml = std::fs::read_to_string(junit.path()).expect("the JUnit XML");
+    let doc = roxmltree::Document::parse(&xml).expect("JUnit XML parses");
+    let case = |name: &str| {
+        doc.descendants()
+            .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+            .unwrap_or_else(|| panic!("no case {name:?}: {xml}"))
+    };
+    assert!(
+        case("streams closed gracefully")
+            .children()
+            .any(|n| n.has_tag_name("failure")),
+        "{xml}"
+    );
+    assert!(
+        !case("stream gap")
+            .children()
+            .any(|n| n.has_tag_name("failure")),
+        "{xml}"
+    );
+    // HTML: a marker per disconnect in the probe's row, and the probe's table.
+    let page = std::fs::read_to_string(html.path()).expect("the HTML report");
+    assert_eq!(
+        page.matches("class=\"disconnect ungraceful\"").count(),
+        2,
+        "{page}"
+    );
+    assert_eq!(page.matches("class=\"disconnect graceful\"").count(), 0);
+    assert!(page.contains("Long-lived connections (1)"), "{page}");
+    assert_eq!(disconnects(&json).len(), 2);
+}
+
+// -------------------------------------------------------------------------------------------------
+// A Python `websockets` server behind nginx: reload drains, stop cuts.
+// -------------------------------------------------------------------------------------------------
+
+/// An echo server with Python's `websockets` (pings answered by the library).
+const PYTHON_SERVER: &str = r#"import asyncio, sys
+import websockets
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+async def main():
+    async with websockets.serve(echo, "127.0.0.1", int(sys.argv[1])):
+        await asyncio.Future()
+
+asyncio.run(main())
+"#;
+
+/// The Python server, killed on drop.
+struct PythonServer(std::process::Child);
+
+impl PythonServer {
+    fn start(dir: &crate::support::proxy::Scratch, port: u16) -> PythonServer {
+        let python = crate::support::needs("python3");
+        let script = dir.write("server.py", PYTHON_SERVER);
+        let child = std::process::Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .stdin(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("server.log")).expect("server.log"))
+            .spawn()
+            .expect("start the Python websockets server");
+        let server = PythonServer(child);
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !crate::support::proxy::accepting(port) {
+            assert!(
+                std::time::Instant::now() < until,
+                "the Python websockets server does not listen (pip install websockets):\n{}",
+                dir.read("server.log")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// nginx in front of the Python server (`/ws`, upgraded), with `/health` answered by nginx
+/// itself for the load; a run of 3 WebSocket connections whose one step is `step` (a shell
+/// line, with `@NGINX@` and `@PIDFILE@` filled in).
+fn behind_nginx(name: &str, step: &str, extra: &[&str]) -> crate::support::proxy::Run {
+    use crate::support::proxy::{Nginx, Scratch, free_port, run_gapless, toml_str};
+    let binary = crate::support::needs("nginx");
+    let _alone = crate::support::proxy::serial();
+    let dir = Scratch::new(name);
+    let backend = free_port();
+    let _server = PythonServer::start(&dir, backend);
+    let port = free_port();
+    let config = Nginx::config(
+        dir.path(),
+        port,
+        "",
+        &format!(
+            "            proxy_pass http://127.0.0.1:{backend};\n\
+             \x20           proxy_http_version 1.1;\n\
+             \x20           proxy_set_header Upgrade $http_upgrade;\n\
+             \x20           proxy_set_header Connection \"upgrade\";\n\
+             \x20           proxy_read_timeout 1h;\n\
+             \x20           location = /health {{ return 200 \"ok\\n\"; }}"
+        ),
+    );
+    let nginx = Nginx::start(&binary, &dir, port, &config);
+    let step = step
+        .replace("@NGINX@", &nginx.command(""))
+        .replace("@PIDFILE@", &dir.file("nginx.pid"));
+    let script = dir.write("step.sh", &step);
+    let scenario = dir.write(
+        "scenario.toml",
+        &format!(
+            "[target]\nurl = {}\n\n[load]\nqps = 20\nwarmup = \"1s\"\ncooldown = \"1500ms\"\n\n\
+             [[step]]\nname = \"{name}\"\nrun = {}\ntimeout = \"20s\"\n\n\
+             [[stream]]\nname = \"ws\"\nurl = {}\ncount = 3\ninterval = \"200ms\"\ntimeout = \"2s\"\n",
+            toml_str(&format!("http://127.0.0.1:{port}/health")),
+            toml_str(&format!("bash {script}")),
+            toml_str(&format!("ws://127.0.0.1:{port}/ws")),
+        ),
+    );
+    let mut args = vec!["--scenario", scenario.as_str(), "--quiet"];
+    args.extend_from_slice(extra);
+    let run = run_gapless(&dir, &args, &[]);
+    drop(nginx);
+    run
+}
+
+/// `nginx -s reload`: the old worker keeps its upgraded connections until they end (no
+/// `worker_shutdown_timeout`), so no WebSocket is cut.
+#[test]
+#[ignore = "needs nginx and python3 websockets"]
+fn a_websocket_behind_nginx_survives_a_reload() {
+    let run = behind_nginx("reload", "set -e\n@NGINX@ -s reload\nsleep 0.5\n", &[]);
+    let json = &run.json;
+    assert_eq!(run.code, 0, "{run:?}");
+    let s = at(json, "/streams/0");
+    assert_eq!(u64_at(s, "/connects"), 3, "{s:#}");
+    assert_eq!(u64_at(s, "/disconnects/graceful"), 0);
+    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 0);
+    assert_eq!(f64_at(s, "/stream_gap_ms/total"), 0.0);
+    assert_eq!(u64_at(json, "/requests/failed"), 0);
+}
+
+/// `nginx -s stop` (fast shutdown), half a second down, started again: every WebSocket is cut
+/// without a close frame and reconnects once nginx is back.
+#[test]
+#[ignore = "needs nginx and python3 websockets"]
+fn a_websocket_behind_nginx_is_cut_by_a_stop() {
+    let step = "set -e\n@NGINX@ -s stop\nwhile [ -s @PIDFILE@ ]; do sleep 0.01; done\nsleep 0.5\n\
+                @NGINX@\nuntil [ -s @PIDFILE@ ]; do sleep 0.01; done\n";
+    // The requests fail too while nginx is down: allowed here, so the stream criterion is the
+    // one that fails the run.
+    let run = behind_nginx("stop", step, &["--max-failure-ratio", "1"]);
+    let json = &run.json;
+    assert_eq!(run.code, 1, "{run:?}");
+    let s = at(json, "/streams/0");
+    println!("{s:#}");
+    assert_eq!(u64_at(s, "/connects"), 6, "{s:#}");
+    assert_eq!(u64_at(s, "/disconnects/graceful"), 0, "{s:#}");
+    assert_eq!(u64_at(s, "/reconnect_ms/count"), 3, "{s:#}");
+    // Each connection: lost without a close frame (closed, or reset), then its first reconnect
+    // attempt failed while nginx was down: refused, or reset (accepted into the stopping
+    // master's backlog and reset when it exited), or not answered in time.
+    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 6, "{s:#}");
+    for connection in 0..3 {
+        let classes: Vec<&str> = disconnects(json)
+            .into_iter()
+            .filter(|e| u64_at(e, "/disconnect/connection") == connection)
+            .map(|e| e["disconnect"]["class"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(classes.len(), 2, "connection {connection}: {classes:?}");
+        assert!(["closed", "reset"].contains(&classes[0]), "{classes:?}");
+        assert!(
+            ["refused", "reset", "connect_timeout"].contains(&classes[1]),
+            "{classes:?}"
+        );
+    }
+    // Down at least the half second nginx was stopped.
+    assert!(f64_at(s, "/reconnect_ms/min") >= 500.0, "{s:#}");
+    let kept = criterion(json, "max_ungraceful_disconnects");
+    assert_eq!(
+        (&kept["passed"], &kept["measured"]),
+        (&Value::from(false), &Value::from(6))
+    );
+    let failed: Vec<&Value> = at(json, "/verdict/criteria")
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1, "only the stream criterion: {failed:#?}");
+}
+
+#[test]
+fn a_saved_result_is_judged_again_with_other_stream_limits() {
+    let server = websocket_server(Fault::Rst, 1);
+    let port = server.addr().port();
+    let (code, json) = run(&format!("url = \"ws://127.0.0.1:{port}/\"\n"), &[]);
+    assert_eq!(code, 1, "{json:#}");
+    let saved = TempFile::with("json", &json.to_string());
+    let (code, json) = crate::support::run_json(&[
+        "report",
+        saved.as_str(),
+        "--max-ungraceful-disconnects",
+        "1",
+        "--max-stream-gap",
+        "0s",
+    ]);
+    // One lost stream allowed now; but its outage (a reconnect, however quick) is not.
+    assert_eq!(code, 1, "{json:#}");
+    let kept = criterion(&json, "max_ungraceful_disconnects");
+    assert_eq!(kept["passed"], true);
+    assert_eq!(kept["source"], "--max-ungraceful-disconnects");
+    let gap = criterion(&json, "max_stream_gap");
+    assert_eq!(gap["passed"], false);
+    assert_eq!(gap["limit"], 0.0);
+    let (code, _) = crate::support::run_json(&[
+        "report",
+        saved.as_str(),
+        "--max-ungraceful-disconnects",
+        "1",
+    ]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn with_several_endpoints_the_probes_are_the_runs() {
+    let server = websocket_server(Fault::Fin, 1);
+    let port = server.addr().port();
+    let target = TestServer::healthy();
+    let file = TempFile::with(
+        "toml",
+        &format!(
+            "[[target]]\nname = \"a\"\nurl = \"{0}a\"\n\n[[target]]\nname = \"b\"\nurl = \"{0}b\"\n\n\
+             [load]\nqps = 20\nduration = \"2s\"\n\n[[stream]]\nname = \"chat\"\n\
+             url = \"ws://127.0.0.1:{port}/\"\n",
+            target.url()
+        ),
+    );
+    let (code, json) = Run::scenario(file.as_str()).quiet().json();
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(
+        counts_at(at(&json, "/streams/0"), "/disconnects/by_class"),
+        counts(&[("closed", 1)])
+    );
+    assert_eq!(disconnects(&json).len(), 1);
+    let stream_criteria: Vec<&Value> = at(&json, "/verdict/criteria")
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|c| c["kind"] == "max_ungraceful_disconnects")
+        .collect();
+    assert_eq!(stream_criteria.len(), 1, "judged once, for the run");
+    assert!(stream_criteria[0].get("target").is_none());
+    for t in at(&json, "/targets").as_array().expect("a list") {
+        assert!(t.get("streams").is_none(), "{t:#}");
+        assert_eq!(
+            t["verdict"]["passed"], true,
+            "the endpoints kept every request"
+        );
+    }
+    let line = at(&json, "/verdict/line").as_str().unwrap_or_default();
+    assert!(
+        line.starts_with(
+            "FAIL: stream \"chat\" lost 1 connection ungracefully (closed: 1, first at +"
+        ) && line.ends_with(" s) (--max-ungraceful-disconnects 0, the default)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_https_stream_uses_the_runs_tls_settings() {
+    // An ordinary HTTPS endpoint read as SSE: each response ends (`ok\n`), gracefully, and is
+    // reconnected at once, under the ceiling of 10 attempts a second.
+    let (server, pem) = TestServer::https_with_cert(|_| crate::support::Reply::ok());
+    let ca = TempFile::with("pem", &pem);
+    let url = server.url();
+    let file = TempFile::with(
+        "toml",
+        &format!(
+            "[target]\nurl = \"{url}\"\ncacert = \"{}\"\n\n[load]\nqps = 10\nduration = \"2s\"\n\n\
+             [[stream]]\nurl = \"{url}\"\nkind = \"sse\"\n",
+            ca.as_str()
+        ),
+    );
+    let (code, json) = Run::scenario(file.as_str()).quiet().json();
+    assert_eq!(code, 0, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert!(
+        s["connect_failures"]
+            .as_object()
+            .is_some_and(|m| m.is_empty()),
+        "{s:#}"
+    );
+    let connects = u64_at(s, "/connects");
+    assert!((10..=23).contains(&connects), "{connects} connects in 2 s");
+    // Each one ended, unless the run's end came between its head and its end.
+    let ended = u64_at(s, "/disconnects/by_class/end_of_stream");
+    assert!(ended == connects || ended + 1 == connects, "{s:#}");
+    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 0);
+}
