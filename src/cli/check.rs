@@ -23,7 +23,7 @@ use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use crate::config::{OkCodes, Rate, Source, TargetUrl};
+use crate::config::{OkCodes, Rate, Source, StreamKind, StreamUrl, TargetUrl};
 use crate::targets::demo::DemoSpec;
 
 /// Errors in option values, each one sentence that names the flag, or the file, line, column and
@@ -1030,6 +1030,107 @@ pub fn positive(value: &Spanned<i64>, key: &str, cx: &Context) -> Result<NonZero
 pub fn label(value: &Spanned<String>, key: &str, cx: &Context) -> Result<String, Error> {
     let text = spanned_text(value, key, cx)?;
     Label::parse(&text).map_err(|m| cx.error_at(value.span(), key, m))
+}
+
+/// Any text (`${VAR}` expanded in a scenario): a health check's service name, the request JSON.
+#[derive(Clone, Copy, Debug)]
+pub struct AnyText;
+
+impl Check for AnyText {
+    type Raw = String;
+    type Out = String;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<String, Error> {
+        text(raw, place, cx)
+    }
+
+    fn range(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A gRPC method, `package.Service/Method`.
+#[derive(Clone, Copy, Debug)]
+pub struct GrpcMethod;
+
+impl Check for GrpcMethod {
+    type Raw = String;
+    type Out = String;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<String, Error> {
+        let method = text(raw, place, cx)?;
+        let ok = method
+            .trim_start_matches('/')
+            .split_once('/')
+            .is_some_and(|(s, m)| !s.is_empty() && !m.is_empty() && !m.contains('/'));
+        if !ok {
+            return Err(place.error(
+                cx,
+                format!("{method:?} is not a method such as package.Service/Method"),
+            ));
+        }
+        Ok(method)
+    }
+
+    fn range(&self) -> Option<String> {
+        Some("package.Service/Method".to_string())
+    }
+}
+
+/// A `.proto` file or descriptor set (in a scenario: relative to the file's directory).
+#[derive(Clone, Copy, Debug)]
+pub struct ProtoFile;
+
+impl Check for ProtoFile {
+    type Raw = String;
+    type Out = PathBuf;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<PathBuf, Error> {
+        let name = text(raw, place, cx)?;
+        Ok(cx.path(&name, place.origin))
+    }
+
+    fn range(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A probe's URL: `ws://`, `wss://`, `http://` or `https://`.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamUrlCheck;
+
+impl Check for StreamUrlCheck {
+    type Raw = String;
+    type Out = StreamUrl;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<StreamUrl, Error> {
+        text(raw, place, cx)?
+            .parse()
+            .map_err(|m: String| place.error(cx, m))
+    }
+
+    fn range(&self) -> Option<String> {
+        Some("ws://, wss://, http:// or https://".to_string())
+    }
+}
+
+/// `websocket` or `sse`.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamKinds;
+
+impl Check for StreamKinds {
+    type Raw = String;
+    type Out = StreamKind;
+
+    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<StreamKind, Error> {
+        text(raw, place, cx)?
+            .parse()
+            .map_err(|m: String| place.error(cx, m))
+    }
+
+    fn range(&self) -> Option<String> {
+        Some("websocket, sse".to_string())
+    }
 }
 
 #[cfg(test)]

@@ -26,12 +26,11 @@ use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 use super::check::{
-    BodyFile, CaBundle, Check, Codes, Context, Count, DemoCheck, DemoTable, Error, Expanded, Given,
-    HeaderLine, HeaderNames, Label, ListenCheck, Methods, Origin, Percent, Place, PushCheck,
-    RateCheck, Ratio, Span, StartAt, Switch, UrlCheck, VersionPattern,
+    AnyText, BodyFile, CaBundle, Check, Codes, Context, Count, DemoCheck, DemoTable, Error,
+    Expanded, Given, GrpcMethod, HeaderLine, HeaderNames, Label, ListenCheck, Methods, Origin,
+    Percent, Place, ProtoFile, PushCheck, RateCheck, Ratio, Span, StartAt, StreamKinds,
+    StreamUrlCheck, Switch, UrlCheck, VersionPattern,
 };
-use super::grpc::{Method as GrpcMethod, ProtoFile, Text as GrpcText};
-use super::streams::{StreamKinds, StreamUrlCheck};
 use crate::config::{OkCodes, Rate, StreamKind, StreamUrl, TargetUrl};
 pub use crate::config::{Setting, Source};
 use crate::targets::demo::DemoSpec;
@@ -277,7 +276,7 @@ options! {
         http2: bool => bool = "false", Switch;
         /// gRPC health check (grpc.health.v1.Health/Check) of SERVICE, or of the server without one, over HTTP/2; success is SERVING.
         #[arg(long, value_name = "SERVICE", num_args = 0..=1, default_missing_value = "", help_heading = "gRPC")]
-        grpc_health: String => String = none, GrpcText;
+        grpc_health: String => String = none, AnyText;
         /// gRPC unary call of METHOD (package.Service/Method) from --proto, over HTTP/2; success is OK.
         #[arg(long, value_name = "METHOD", help_heading = "gRPC")]
         grpc: String => String = none, GrpcMethod;
@@ -286,7 +285,7 @@ options! {
         proto: String => std::path::PathBuf = none, ProtoFile;
         /// The --grpc request message, as JSON.
         #[arg(long, value_name = "JSON", help_heading = "gRPC")]
-        data: String => String = ("{}"), GrpcText;
+        data: String => String = ("{}"), AnyText;
         /// Do not verify TLS certificates.
         #[arg(short = 'k', long, num_args = 0, default_missing_value = "true")]
         insecure: bool => bool = "false", Switch;

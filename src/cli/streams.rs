@@ -15,55 +15,18 @@
 //! ```
 //!
 //! The keys are declared once with the run's other options ([`super::options::StreamOptions`]);
-//! this module holds their checks and the rules between them (a URL for each, `kind = "sse"` for
-//! an `http(s)://` URL, unique names), with errors naming `file:line:col` and the key.
+//! their checks are with the others (`super::check`), and this module holds the rules between
+//! them (a URL for each, `kind = "sse"` for an `http(s)://` URL, unique names), with errors
+//! naming `file:line:col` and the key.
 
 use std::ops::Range;
 
 use http::HeaderMap;
 use toml::Spanned;
 
-use super::check::{Check, Context, Error, Place, text};
+use super::check::{Context, Error};
 use super::options::StreamOptions;
-use crate::config::{StreamConfig, StreamKind, StreamUrl};
-
-/// A probe's URL: `ws://`, `wss://`, `http://` or `https://`.
-#[derive(Clone, Copy, Debug)]
-pub struct StreamUrlCheck;
-
-impl Check for StreamUrlCheck {
-    type Raw = String;
-    type Out = StreamUrl;
-
-    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<StreamUrl, Error> {
-        text(raw, place, cx)?
-            .parse()
-            .map_err(|m: String| place.error(cx, m))
-    }
-
-    fn range(&self) -> Option<String> {
-        Some("ws://, wss://, http:// or https://".to_string())
-    }
-}
-
-/// `websocket` or `sse`.
-#[derive(Clone, Copy, Debug)]
-pub struct StreamKinds;
-
-impl Check for StreamKinds {
-    type Raw = String;
-    type Out = StreamKind;
-
-    fn check(&self, raw: &String, place: &Place, cx: &Context) -> Result<StreamKind, Error> {
-        text(raw, place, cx)?
-            .parse()
-            .map_err(|m: String| place.error(cx, m))
-    }
-
-    fn range(&self) -> Option<String> {
-        Some("websocket, sse".to_string())
-    }
-}
+use crate::config::{StreamConfig, StreamKind};
 
 /// The probes of a scenario's `[[stream]]` tables (each spanned as a whole), checked; `insecure`
 /// and `ca_certs` are the run's TLS settings.
