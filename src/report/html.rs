@@ -683,21 +683,28 @@ fn timeline(r: &RunResult, series: &Series) -> Markup {
     }
 }
 
+/// The steps as bands `height` high across the rows of a chart (the endpoints', the probes').
+fn step_bands(r: &RunResult, height: f64) -> Markup {
+    let steps = step_labels(r);
+    html! {
+        @for (label, end) in &steps {
+            rect x=(label.x) y="0" width=((end - label.x).max(1.0)) height=(height) fill=(STEP_COLOR) fill-opacity="0.18" stroke=(STEP_COLOR) stroke-dasharray="3,2" {
+                title { (label.full) }
+            }
+        }
+    }
+}
+
 /// A run of several endpoints: a row per endpoint on the timeline's time axis, with the steps as
 /// bands across every row and each endpoint's failure windows in its own row (gaps dark, partial
 /// windows light), then a table per endpoint.
 fn endpoints(r: &RunResult) -> Markup {
     const ROW: f64 = 22.0;
-    let steps = step_labels(r);
     let height = ROW * r.targets.len() as f64 + 4.0;
     html! {
         svg xmlns="http://www.w3.org/2000/svg" width=(WIDTH) height=(height + 24.0) role="img" {
             title { "Each endpoint's failure windows, against the rollout steps" }
-            @for (label, end) in &steps {
-                rect x=(label.x) y="0" width=((end - label.x).max(1.0)) height=(height) fill=(STEP_COLOR) fill-opacity="0.18" stroke=(STEP_COLOR) stroke-dasharray="3,2" {
-                    title { (label.full) }
-                }
-            }
+            (step_bands(r, height))
             @for (i, t) in r.targets.iter().enumerate() {
                 @let y0 = ROW * i as f64 + 2.0;
                 rect x=(LEFT) y=(y0 + 2.0) width=(CHART) height=(ROW - 4.0) fill=(OK_COLOR) fill-opacity="0.18" {
@@ -749,16 +756,11 @@ fn endpoints(r: &RunResult) -> Markup {
 /// windows shaded across every row; then a table per probe.
 fn streams(r: &RunResult) -> Markup {
     const ROW: f64 = 22.0;
-    let steps = step_labels(r);
     let height = ROW * r.streams.len() as f64 + 4.0;
     html! {
         svg xmlns="http://www.w3.org/2000/svg" width=(WIDTH) height=(height + 24.0) role="img" {
             title { "Each probe's disconnects, against the rollout steps and the request windows" }
-            @for (label, end) in &steps {
-                rect x=(label.x) y="0" width=((end - label.x).max(1.0)) height=(height) fill=(STEP_COLOR) fill-opacity="0.18" stroke=(STEP_COLOR) stroke-dasharray="3,2" {
-                    title { (label.full) }
-                }
-            }
+            (step_bands(r, height))
             @for w in &r.windows {
                 @let (x0, x1) = (x(r, w.start_ms), x(r, w.end_ms));
                 rect x=(x0) y="0" width=((x1 - x0).max(2.0)) height=(height) fill=(GAP_COLOR) fill-opacity=(if w.ok == 0 { "0.2" } else { "0.1" }) {

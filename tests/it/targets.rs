@@ -215,17 +215,7 @@ fn every_endpoint_gets_its_share_in_every_slot() {
     check_sums(&json);
     let list = targets(&json);
     assert_eq!(u64_at(&json, "/requests/total"), 600);
-    let slots: Vec<Vec<u64>> = list
-        .iter()
-        .map(|t| {
-            t["timeline"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| u64_at(s, "/ok") + u64_at(s, "/failed"))
-                .collect()
-        })
-        .collect();
+    let slots: Vec<Vec<u64>> = list.iter().map(slot_counts).collect();
     assert_eq!(slots[0].len(), 20);
     for i in 0..slots[0].len() {
         let counts: Vec<u64> = slots.iter().map(|s| s[i]).collect();
