@@ -12,7 +12,7 @@ use http::{HeaderMap, Method, Uri};
 
 mod interleave;
 mod stream;
-pub use interleave::{Interleave, MAX_PERIOD, TooFine};
+pub use interleave::{Interleave, MAX_PERIOD, TooFine, gcd};
 pub use stream::{StreamConfig, StreamKind, StreamUrl};
 
 /// Errors found while validating configuration values.

@@ -944,7 +944,10 @@ fn shares(listed: &[TargetOptions], cx: &Context) -> Result<Shares, Error> {
     if let Some(i) = (0..listed.len()).find(|i| !rates.iter().any(|(r, _)| r == i)) {
         return Err(Error::SomeRates(name(&listed[i], i)?));
     }
-    let g = rates.iter().fold(0u64, |g, &(_, m)| gcd(g, m)).max(1);
+    let g = rates
+        .iter()
+        .fold(0u64, |g, &(_, m)| crate::config::gcd(g, m))
+        .max(1);
     let sum: u64 = rates.iter().map(|&(_, m)| m / g).sum();
     if sum > crate::config::MAX_PERIOD {
         return Err(crate::config::TooFine(sum).into());
@@ -958,10 +961,6 @@ fn shares(listed: &[TargetOptions], cx: &Context) -> Result<Shares, Error> {
         weights,
         total: Some(total),
     })
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// The shard this process is, with `--shards`: a fixed rate, a common start and an index below

@@ -55,8 +55,14 @@ impl Interleave {
     /// Parts with these weights, reduced by their greatest common divisor; an error when their
     /// sum is more than [`MAX_PERIOD`].
     pub fn weighted(weights: &[NonZeroU32]) -> Result<Interleave, TooFine> {
-        let g = weights.iter().fold(0u32, |g, w| gcd(g, w.get())).max(1);
-        let weights: Vec<u32> = weights.iter().map(|w| w.get() / g).collect();
+        let g = weights
+            .iter()
+            .fold(0u64, |g, w| gcd(g, u64::from(w.get())))
+            .max(1);
+        let weights: Vec<u32> = weights
+            .iter()
+            .map(|w| (u64::from(w.get()) / g) as u32)
+            .collect();
         let period: u64 = weights.iter().map(|&w| u64::from(w)).sum();
         if period > MAX_PERIOD {
             return Err(TooFine(period));
@@ -175,7 +181,8 @@ impl Interleave {
     }
 }
 
-fn gcd(a: u32, b: u32) -> u32 {
+/// The greatest common divisor of `a` and `b` (`a` when `b` is 0).
+pub fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
