@@ -725,3 +725,381 @@ fn an_https_stream_uses_the_runs_tls_settings() {
     assert!(ended == connects || ended + 1 == connects, "{s:#}");
     assert_eq!(u64_at(s, "/disconnects/ungraceful"), 0);
 }
+
+// -------------------------------------------------------------------------------------------------
+// gRPC server streams (`kind = "grpc"`): an in-process tonic health Watch, ended or cut.
+// -------------------------------------------------------------------------------------------------
+
+/// How an in-process gRPC server ends a faulted Watch stream, [`FAULT_AFTER`] its first answer.
+#[derive(Clone, Copy, Debug)]
+enum GrpcFault {
+    /// Answers NOT_SERVING, then SERVING again [`NOT_SERVING_FOR`] later; the stream stays.
+    Flip,
+    /// Ends the stream with grpc-status OK.
+    Ok,
+    /// Ends the stream with grpc-status UNAVAILABLE.
+    Unavailable,
+    /// Resets the stream (RST_STREAM CANCEL).
+    RstStream,
+    /// Shuts the connection down gracefully (GOAWAY NO_ERROR), then closes it 300 ms later.
+    Goaway,
+    /// Closes the connection (FIN) without a GOAWAY.
+    Fin,
+    /// Resets the TCP connection (SO_LINGER 0).
+    Rst,
+}
+
+/// How long [`GrpcFault::Flip`] is NOT_SERVING.
+const NOT_SERVING_FOR: Duration = Duration::from_millis(400);
+
+mod grpc_server {
+    //! The in-process Watch server of the gRPC stream tests.
+
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures_util::Stream;
+    use hyper::body::{Body, Frame, Incoming};
+    use hyper::server::conn::http2;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::io::{AsyncRead, AsyncWrite};
+    use tonic::Status;
+    use tonic::server::{Grpc, ServerStreamingService};
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+    use tonic_prost::ProstCodec;
+
+    use super::{FAULT_AFTER, GrpcFault, NOT_SERVING_FOR};
+
+    type Answers = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
+
+    /// One step of a Watch: after a pause, an answer, a failing status, the end, or nothing more.
+    enum Step {
+        Say(Duration, ServingStatus),
+        Fail(Duration, Status),
+        End(Duration),
+    }
+
+    /// The Watch service: SERVING at once, then the faulted stream's steps.
+    #[derive(Clone)]
+    struct Watch {
+        steps: Arc<Mutex<Option<Vec<Step>>>>,
+        /// The `service` of each request.
+        asked: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl ServerStreamingService<HealthCheckRequest> for Watch {
+        type Response = HealthCheckResponse;
+        type ResponseStream = Answers;
+        type Future = std::future::Ready<Result<tonic::Response<Answers>, Status>>;
+
+        fn call(&mut self, request: tonic::Request<HealthCheckRequest>) -> Self::Future {
+            self.asked
+                .lock()
+                .expect("the log")
+                .push(request.get_ref().service.clone());
+            let mut steps = vec![Step::Say(Duration::ZERO, ServingStatus::Serving)];
+            steps.extend(
+                self.steps
+                    .lock()
+                    .expect("the steps")
+                    .take()
+                    .unwrap_or_default(),
+            );
+            let answers = futures_util::stream::unfold(steps.into_iter(), |mut steps| async {
+                match steps.next() {
+                    Some(Step::Say(after, status)) => {
+                        tokio::time::sleep(after).await;
+                        let answer = HealthCheckResponse {
+                            status: status as i32,
+                        };
+                        Some((Ok(answer), steps))
+                    }
+                    Some(Step::Fail(after, status)) => {
+                        tokio::time::sleep(after).await;
+                        Some((Err(status), steps))
+                    }
+                    Some(Step::End(after)) => {
+                        tokio::time::sleep(after).await;
+                        None
+                    }
+                    // Held until the client goes.
+                    None => std::future::pending().await,
+                }
+            });
+            std::future::ready(Ok(tonic::Response::new(Box::pin(answers) as Answers)))
+        }
+    }
+
+    /// A response body that resets its stream (RST_STREAM CANCEL) after `FAULT_AFTER`.
+    struct ResetLater {
+        inner: tonic::body::Body,
+        at: Pin<Box<tokio::time::Sleep>>,
+    }
+
+    impl Body for ResetLater {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.at.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Err(Box::new(h2::Error::from(h2::Reason::CANCEL)))));
+            }
+            Pin::new(&mut self.inner)
+                .poll_frame(cx)
+                .map_err(|e| Box::new(e) as Self::Error)
+        }
+    }
+
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    type Reply = http::Response<http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>>;
+
+    /// tonic's body, its errors boxed.
+    fn boxed(
+        body: tonic::body::Body,
+    ) -> http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError> {
+        use http_body_util::BodyExt;
+        body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
+    }
+
+    /// Serves the Watch on one connection: faulted by `fault` if `faulted`.
+    pub async fn serve<I>(io: I, fault: GrpcFault, faulted: bool, asked: Arc<Mutex<Vec<String>>>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        use http_body_util::BodyExt;
+        let steps = match (faulted, fault) {
+            (false, _) => Vec::new(),
+            (true, GrpcFault::Flip) => vec![
+                Step::Say(FAULT_AFTER, ServingStatus::NotServing),
+                Step::Say(NOT_SERVING_FOR, ServingStatus::Serving),
+            ],
+            (true, GrpcFault::Ok) => vec![Step::End(FAULT_AFTER)],
+            (true, GrpcFault::Unavailable) => {
+                vec![Step::Fail(FAULT_AFTER, Status::unavailable("draining"))]
+            }
+            (true, _) => Vec::new(),
+        };
+        let watch = Watch {
+            steps: Arc::new(Mutex::new(Some(steps))),
+            asked,
+        };
+        let reset = faulted && matches!(fault, GrpcFault::RstStream);
+        let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+            let watch = watch.clone();
+            async move {
+                if request.uri().path() != "/grpc.health.v1.Health/Watch" {
+                    let reply = Status::unimplemented("no such method").into_http();
+                    return Ok::<Reply, Infallible>(reply.map(boxed));
+                }
+                let mut grpc =
+                    Grpc::new(ProstCodec::<HealthCheckResponse, HealthCheckRequest>::default());
+                let reply = grpc.server_streaming(watch, request).await;
+                Ok(if reset {
+                    reply.map(|inner| {
+                        ResetLater {
+                            inner,
+                            at: Box::pin(tokio::time::sleep(FAULT_AFTER)),
+                        }
+                        .boxed_unsync()
+                    })
+                } else {
+                    reply.map(boxed)
+                })
+            }
+        });
+        let connection =
+            http2::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(io), service);
+        let mut connection = std::pin::pin!(connection);
+        let cut = faulted && matches!(fault, GrpcFault::Goaway | GrpcFault::Fin | GrpcFault::Rst);
+        if !cut {
+            let _ = connection.await;
+            return;
+        }
+        tokio::select! {
+            _ = connection.as_mut() => return,
+            () = tokio::time::sleep(FAULT_AFTER) => {}
+        }
+        if matches!(fault, GrpcFault::Goaway) {
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                () = tokio::time::sleep(Duration::from_millis(300)) => {}
+            }
+        }
+        // Dropped: closed (FIN), or reset for `Rst` (its socket lingers 0).
+    }
+}
+
+/// A gRPC server of the health Watch (h2c, or TLS with ALPN h2): its first `faults`
+/// connections are faulted by `fault`; and the `service` of each Watch request.
+fn grpc_stream_server(
+    fault: GrpcFault,
+    faults: u64,
+    tls: bool,
+) -> (TestServer, Arc<std::sync::Mutex<Vec<String>>>) {
+    let accepted = Arc::new(AtomicU64::new(0));
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = asked.clone();
+    let server = if tls {
+        TestServer::tls_raw(move |stream| {
+            let faulted = accepted.fetch_add(1, Ordering::SeqCst) < faults;
+            grpc_server::serve(stream, fault, faulted, log.clone())
+        })
+    } else {
+        TestServer::raw(move |stream| {
+            let faulted = accepted.fetch_add(1, Ordering::SeqCst) < faults;
+            let _ = stream.set_nodelay(true);
+            if faulted && matches!(fault, GrpcFault::Rst) {
+                let _ = stream.set_zero_linger();
+            }
+            grpc_server::serve(stream, fault, faulted, log.clone())
+        })
+    };
+    (server, asked)
+}
+
+#[test]
+fn a_grpc_health_watch_not_serving_is_a_gap_not_a_disconnect() {
+    let (server, asked) = grpc_stream_server(GrpcFault::Flip, 1, false);
+    let port = server.addr().port();
+    let stream = format!(
+        "name = \"health\"\nurl = \"http://127.0.0.1:{port}\"\nkind = \"grpc\"\n\
+         data = '{{\"service\": \"api\"}}'\ninterval = \"200ms\"\n"
+    );
+    let (code, json) = run(&stream, &[]);
+    assert_eq!(code, 0, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert_eq!(s["kind"], "grpc");
+    assert_eq!(u64_at(s, "/connects"), 1, "{s:#}");
+    assert_eq!(u64_at(s, "/disconnects/graceful"), 0);
+    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 0);
+    assert_eq!(counts_at(s, "/disconnects/by_class"), counts(&[]));
+    assert_eq!(u64_at(s, "/not_serving"), 1, "{s:#}");
+    assert_eq!(u64_at(s, "/reconnect_ms/count"), 0);
+    // NOT_SERVING for 400 ms as the server sent it; received with the scheduling noise of a
+    // busy machine.
+    let gap = f64_at(s, "/stream_gap_ms/longest");
+    assert!((300.0..600.0).contains(&gap), "not serving for {gap} ms");
+    assert_eq!(f64_at(s, "/stream_gap_ms/total"), gap);
+    let events = disconnects(&json);
+    assert_eq!(events.len(), 1, "{json:#}");
+    assert_eq!(events[0]["disconnect"]["class"], "not_serving");
+    assert_eq!(events[0]["disconnect"]["graceful"], false);
+    assert_eq!(events[0]["disconnect"]["code"], 2);
+    assert!(
+        events[0]["line"]
+            .as_str()
+            .is_some_and(|l| l.ends_with("not serving: the health watch answered NOT_SERVING")),
+        "{:#}",
+        events[0]
+    );
+    assert_at_the_fault(&json);
+    assert_eq!(*asked.lock().expect("the log"), ["api"]);
+    // The time without a serving stream is judged as a gap.
+    let (server, _) = grpc_stream_server(GrpcFault::Flip, 1, false);
+    let port = server.addr().port();
+    let (code, json) = run(
+        &format!("url = \"http://127.0.0.1:{port}\"\nkind = \"grpc\"\n"),
+        &["--max-stream-gap", "200ms"],
+    );
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(criterion(&json, "max_stream_gap")["passed"], false);
+    assert_eq!(
+        criterion(&json, "max_ungraceful_disconnects")["passed"],
+        true
+    );
+}
+
+#[test]
+fn a_grpc_stream_ended_ok_or_drained_is_graceful_one_cut_is_not() {
+    for (fault, class, code, exit) in [
+        (GrpcFault::Ok, "end_of_stream", None, 0),
+        (GrpcFault::Goaway, "goaway", None, 0),
+        (GrpcFault::Unavailable, "grpc_status", Some(14), 1),
+        (GrpcFault::RstStream, "reset", None, 1),
+        (GrpcFault::Fin, "closed", None, 1),
+        (GrpcFault::Rst, "reset", None, 1),
+    ] {
+        let (server, asked) = grpc_stream_server(fault, 1, false);
+        let port = server.addr().port();
+        let (status, json) = run(
+            &format!("name = \"watch\"\nurl = \"http://127.0.0.1:{port}\"\nkind = \"grpc\"\n"),
+            &[],
+        );
+        assert_eq!(status, exit, "{fault:?}: {json:#}");
+        let s = at(&json, "/streams/0");
+        assert_eq!(u64_at(s, "/connects"), 2, "{fault:?}: {s:#}");
+        assert_eq!(
+            counts_at(s, "/disconnects/by_class"),
+            counts(&[(class, 1)]),
+            "{fault:?}: {s:#}"
+        );
+        let graceful = u64::from(exit == 0);
+        assert_eq!(u64_at(s, "/disconnects/graceful"), graceful, "{fault:?}");
+        assert_eq!(
+            u64_at(s, "/disconnects/ungraceful"),
+            1 - graceful,
+            "{fault:?}"
+        );
+        assert_eq!(u64_at(s, "/reconnect_ms/count"), 1, "{fault:?}");
+        assert!(s.get("not_serving").is_none(), "{s:#}");
+        let events = disconnects(&json);
+        assert_eq!(events.len(), 1, "{fault:?}: {json:#}");
+        assert_eq!(events[0]["disconnect"]["code"].as_u64(), code, "{fault:?}");
+        assert_at_the_fault(&json);
+        // The default method, with the default (empty) request.
+        assert_eq!(*asked.lock().expect("the log"), ["", ""], "{fault:?}");
+        println!("{fault:?}: {}", events[0]["line"]);
+    }
+}
+
+#[test]
+fn a_grpc_stream_over_tls_with_alpn_h2() {
+    let (server, _) = grpc_stream_server(GrpcFault::Ok, 1, true);
+    let port = server.addr().port();
+    let (code, json) = run(
+        &format!("url = \"https://localhost:{port}\"\nkind = \"grpc\"\n"),
+        &["-k"],
+    );
+    assert_eq!(code, 0, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert_eq!(u64_at(s, "/connects"), 2, "{s:#}");
+    assert_eq!(
+        counts_at(s, "/disconnects/by_class"),
+        counts(&[("end_of_stream", 1)])
+    );
+    assert!(
+        s["connect_failures"]
+            .as_object()
+            .is_some_and(|m| m.is_empty()),
+        "{s:#}"
+    );
+}
+
+#[test]
+fn a_grpc_stream_whose_method_does_not_fit_is_exit_2() {
+    let file = TempFile::with(
+        "toml",
+        "[target]\nurl = \"http://127.0.0.1:9/\"\n\n[[stream]]\nurl = \"http://127.0.0.1:9\"\n\
+         kind = \"grpc\"\nmethod = \"grpc.health.v1.Health/Check\"\n",
+    );
+    let (code, stdout, stderr, json) =
+        crate::support::run_gapless(&["run", "--scenario", file.as_str()]);
+    assert_eq!(code, 2, "stdout {stdout}\nstderr {stderr}");
+    assert!(json.is_none(), "no run");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains(
+            ":7:10: stream[1].method: grpc.health.v1.Health/Check is not a server-streaming method"
+        ),
+        "{stderr}"
+    );
+}
