@@ -443,7 +443,7 @@ options! {
         count: i64 => NonZeroUsize = "1", Count::new(1, 1000);
         /// WebSocket ping (gRPC: HTTP/2 PING) interval.
         #[arg(skip)]
-        interval: String => Duration = "1s", Span::new(ms(10), hours(1));
+        interval: String => Duration = ("1s; grpc: 5m, what gRPC servers allow"), Span::new(ms(10), hours(1));
         /// A ping unanswered, or an SSE stream silent, this long is a disconnect (`timeout`).
         #[arg(skip)]
         timeout: String => Duration = "5s", Span::new(ms(10), hours(1));

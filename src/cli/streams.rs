@@ -35,7 +35,7 @@ use toml::Spanned;
 use super::check::{Context, Error};
 use super::options::StreamOptions;
 use crate::client::grpc::StreamCall;
-use crate::config::{StreamConfig, StreamKind};
+use crate::config::{GRPC_PING_INTERVAL, PING_INTERVAL, StreamConfig, StreamKind};
 
 /// The probes of a scenario's `[[stream]]` tables (each spanned as a whole), checked; `insecure`
 /// and `ca_certs` are the run's TLS settings.
@@ -161,7 +161,14 @@ fn config(
             url,
             kind,
             count: s.count(cx)?.value,
-            interval: s.interval(cx)?.value,
+            interval: s.interval(cx)?.map_or(
+                if kind == StreamKind::Grpc {
+                    GRPC_PING_INTERVAL
+                } else {
+                    PING_INTERVAL
+                },
+                |i| i.value,
+            ),
             timeout: s.timeout(cx)?.value,
             headers,
             insecure,
@@ -250,6 +257,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p[0].kind, StreamKind::Grpc);
+        assert_eq!(p[0].interval, Duration::from_secs(300));
         let call = p[0].grpc.as_ref().expect("the call");
         assert_eq!(call.path(), "/grpc.health.v1.Health/Watch");
         assert!(call.is_health());

@@ -9,6 +9,15 @@ use std::time::Duration;
 
 use http::{HeaderMap, Uri};
 
+/// How often a WebSocket probe pings, unless `interval` says otherwise.
+pub const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often a gRPC probe sends an HTTP/2 PING, unless `interval` says otherwise: the least
+/// gRPC servers allow by default (grpc core's `min_recv_ping_interval_without_data`, grpc-go's
+/// `EnforcementPolicy.MinTime`: 5 minutes); they answer more frequent PINGs on a quiet stream
+/// with GOAWAY `too_many_pings`, ending it (grpcio: `UNAVAILABLE: Too many pings`).
+pub const GRPC_PING_INTERVAL: Duration = Duration::from_secs(300);
+
 /// What a probe holds open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

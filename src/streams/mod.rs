@@ -294,6 +294,10 @@ async fn connect(
         let class = match e.kind() {
             std::io::ErrorKind::ConnectionRefused => Class::Refused,
             std::io::ErrorKind::TimedOut => Class::ConnectTimeout,
+            // Accepted into a listen queue whose socket then closed (its process gone).
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                Class::Reset
+            }
             _ => Class::Other,
         };
         End::new(class, e.to_string())

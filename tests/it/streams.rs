@@ -1103,3 +1103,198 @@ fn a_grpc_stream_whose_method_does_not_fit_is_exit_2() {
         "{stderr}"
     );
 }
+
+// -------------------------------------------------------------------------------------------------
+// A real Python gRPC server (`grpcio`, `grpcio-health-checking`): drained vs killed.
+// -------------------------------------------------------------------------------------------------
+
+/// A Python gRPC server whose health servicer answers Watch (the library's own). It listens on
+/// `127.0.0.1:PORT` (0: a free port; grpcio sets SO_REUSEPORT, so a replacement can listen
+/// beside it), says `port N`, then `watch` at each Watch call; on `stop GRACE` from stdin it
+/// shuts down with `server.stop(GRACE)` (GOAWAY, then the calls cancelled after GRACE seconds)
+/// and says `stopped`.
+const PYTHON_WATCH: &str = r#"
+import sys
+from concurrent import futures
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+
+class Logged(health.HealthServicer):
+    def Watch(self, request, context, send_response_callback=None):
+        print("watch", flush=True)
+        return super().Watch(request, context, send_response_callback)
+
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+health_pb2_grpc.add_HealthServicer_to_server(Logged(), server)
+port = server.add_insecure_port("127.0.0.1:" + sys.argv[1])
+server.start()
+print("port", port, flush=True)
+for line in sys.stdin:
+    words = line.split()
+    if words and words[0] == "stop":
+        server.stop(float(words[1])).wait()
+        print("stopped", flush=True)
+        break
+"#;
+
+/// The Python server of [`PYTHON_WATCH`], killed on drop.
+struct PythonWatch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl PythonWatch {
+    fn start(port: u16) -> (PythonWatch, u16) {
+        let python = crate::support::needs("python3");
+        let imports = std::process::Command::new(&python)
+            .args(["-c", "import grpc, grpc_health.v1.health"])
+            .status()
+            .expect("python3 runs");
+        assert!(
+            imports.success(),
+            "this test needs the Python packages grpcio and grpcio-health-checking"
+        );
+        let mut child = std::process::Command::new(python)
+            .args(["-c", PYTHON_WATCH, &port.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the Python gRPC server starts");
+        let stdout = child.stdout.take().expect("piped");
+        // Its lines, read by a thread of their own (the run blocks this one); bounded.
+        let (tx, lines) = std::sync::mpsc::sync_channel(64);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = PythonWatch { child, lines };
+        let port = server.said("port").parse().expect("a port number");
+        (server, port)
+    }
+
+    /// The value of the next line, which must start with `key`.
+    fn said(&mut self, key: &str) -> String {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the Python server said more");
+        line.strip_prefix(key)
+            .unwrap_or_else(|| panic!("expected {key:?}, the server said {line:?}"))
+            .trim()
+            .to_string()
+    }
+
+    fn tell(&mut self, what: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        writeln!(stdin, "{what}").expect("the Python server reads");
+    }
+}
+
+impl Drop for PythonWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A 5 s run holding 2 Watch streams on a Python server, replaced 1 s in as a rolling update
+/// replaces a pod: a second server listens on the same port, then the first is `retire`d
+/// (drained with `stop(grace)`, or killed). The run's exit code and result.
+fn python_rollover(retire: impl FnOnce(&mut PythonWatch) + Send + 'static) -> (i32, Value) {
+    let (mut old, port) = PythonWatch::start(0);
+    let rollover = std::thread::spawn(move || {
+        for _ in 0..2 {
+            old.said("watch");
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        let (mut new, _) = PythonWatch::start(port);
+        retire(&mut old);
+        (old, new)
+    });
+    let target = TestServer::healthy();
+    let file = TempFile::with(
+        "toml",
+        &format!(
+            "[target]\nurl = \"{}\"\n\n[load]\nqps = 20\nduration = \"5s\"\n\n[[stream]]\n\
+             name = \"watch\"\nurl = \"http://127.0.0.1:{port}\"\nkind = \"grpc\"\ncount = 2\n",
+            target.url()
+        ),
+    );
+    let result = Run::scenario(file.as_str()).quiet().json();
+    let servers = rollover.join().expect("the rollover");
+    drop(servers);
+    result
+}
+
+#[test]
+#[ignore = "needs python3 grpcio"]
+fn a_python_grpc_server_drained_with_stop_grace_ends_its_watches_gracefully() {
+    let (code, json) = python_rollover(|old| {
+        old.tell("stop 0.5");
+        old.said("stopped");
+    });
+    let s = at(&json, "/streams/0");
+    println!("{s:#}\n{:#}", at(&json, "/events"));
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(u64_at(s, "/connects"), 4, "{s:#}");
+    assert_eq!(
+        counts_at(s, "/disconnects/by_class"),
+        counts(&[("goaway", 2)]),
+        "{s:#}"
+    );
+    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 0);
+    assert_eq!(u64_at(s, "/reconnect_ms/count"), 2);
+    // Reconnected to the replacement at once.
+    assert!(f64_at(s, "/stream_gap_ms/longest") < 300.0, "{s:#}");
+}
+
+#[test]
+#[ignore = "needs python3 grpcio"]
+fn a_python_grpc_server_killed_cuts_its_watches() {
+    let (code, json) = python_rollover(|old| {
+        let _ = old.child.kill();
+        let _ = old.child.wait();
+    });
+    let s = at(&json, "/streams/0");
+    println!("{s:#}\n{:#}", at(&json, "/events"));
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(u64_at(s, "/connects"), 4, "{s:#}");
+    assert_eq!(u64_at(s, "/disconnects/graceful"), 0, "{s:#}");
+    // Each connection: its stream cut without a GOAWAY (closed, or reset); and then, on some
+    // runs (2 of 8 here), its first reconnect attempt failed too: sent to the killed process's
+    // listening socket (the two servers share the port) as the kernel closed it, reset or
+    // refused.
+    let ungraceful = u64_at(s, "/disconnects/ungraceful");
+    for connection in 0..2 {
+        let classes: Vec<&str> = disconnects(&json)
+            .into_iter()
+            .filter(|e| u64_at(e, "/disconnect/connection") == connection)
+            .map(|e| e["disconnect"]["class"].as_str().unwrap_or_default())
+            .collect();
+        assert!(
+            (1..=2).contains(&classes.len()),
+            "connection {connection}: {classes:?}"
+        );
+        assert!(["closed", "reset"].contains(&classes[0]), "{classes:?}");
+        assert!(
+            classes[1..]
+                .iter()
+                .all(|c| ["reset", "refused"].contains(c)),
+            "{classes:?}"
+        );
+    }
+    assert_eq!(disconnects(&json).len() as u64, ungraceful);
+    assert_eq!(u64_at(s, "/reconnect_ms/count"), 2);
+    assert_eq!(
+        criterion(&json, "max_ungraceful_disconnects")["measured"],
+        ungraceful
+    );
+}
