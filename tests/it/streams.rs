@@ -1215,7 +1215,7 @@ fn python_rollover(retire: impl FnOnce(&mut PythonWatch) + Send + 'static) -> (i
             old.said("watch");
         }
         std::thread::sleep(Duration::from_millis(700));
-        let (mut new, _) = PythonWatch::start(port);
+        let (new, _) = PythonWatch::start(port);
         retire(&mut old);
         (old, new)
     });
