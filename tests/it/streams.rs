@@ -42,43 +42,64 @@ const FAULT_AFTER: Duration = Duration::from_millis(700);
 fn websocket_server(fault: Fault, faults: u64) -> TestServer {
     let accepted = Arc::new(AtomicU64::new(0));
     TestServer::raw(move |stream| {
-        let accepted = accepted.clone();
+        let faulted = accepted.fetch_add(1, Ordering::SeqCst) < faults;
         async move {
-            let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                return;
-            };
-            let faulted = accepted.fetch_add(1, Ordering::SeqCst) < faults;
-            let until = Instant::now() + FAULT_AFTER;
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep_until(until), if faulted => break,
-                    // Reading answers the client's pings.
-                    message = ws.next() => match message {
-                        Some(Ok(_)) => {}
-                        _ => return,
-                    },
-                }
+            if faulted && matches!(fault, Fault::Rst) {
+                let _ = stream.set_zero_linger();
             }
-            match fault {
-                Fault::Graceful => {
-                    let frame = CloseFrame {
-                        code: CloseCode::Away,
-                        reason: "going away".into(),
-                    };
-                    let _ = ws.send(Message::Close(Some(frame))).await;
-                    while let Some(Ok(_)) = ws.next().await {}
-                }
-                Fault::Fin => drop(ws),
-                Fault::Rst => {
-                    let _ = ws.get_ref().set_zero_linger();
-                    drop(ws);
-                }
-                Fault::Silence => {
-                    tokio::time::sleep(Duration::from_secs(30)).await;
-                }
-            }
+            serve_websocket(stream, fault, faulted).await;
         }
     })
+}
+
+/// [`websocket_server`] over TLS (`wss://localhost:PORT/`), and its certificate (PEM).
+fn wss_server(fault: Fault, faults: u64) -> (TestServer, String) {
+    let accepted = Arc::new(AtomicU64::new(0));
+    TestServer::tls_raw_with_cert(move |stream| {
+        let faulted = accepted.fetch_add(1, Ordering::SeqCst) < faults;
+        async move {
+            if faulted && matches!(fault, Fault::Rst) {
+                let _ = stream.get_ref().0.set_zero_linger();
+            }
+            serve_websocket(stream, fault, faulted).await;
+        }
+    })
+}
+
+/// The WebSocket handshake on `stream`, then pings answered until the client goes, or, if
+/// `faulted`, until [`FAULT_AFTER`], when `fault` ends it (`Rst`: the socket lingers 0 already).
+async fn serve_websocket<S>(stream: S, fault: Fault, faulted: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let until = Instant::now() + FAULT_AFTER;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(until), if faulted => break,
+            // Reading answers the client's pings.
+            message = ws.next() => match message {
+                Some(Ok(_)) => {}
+                _ => return,
+            },
+        }
+    }
+    match fault {
+        Fault::Graceful => {
+            let frame = CloseFrame {
+                code: CloseCode::Away,
+                reason: "going away".into(),
+            };
+            let _ = ws.send(Message::Close(Some(frame))).await;
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+        Fault::Fin | Fault::Rst => drop(ws),
+        Fault::Silence => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+    }
 }
 
 /// An SSE server: `data:` every 100 ms in a chunked response; the first `faults` connections
@@ -1297,4 +1318,55 @@ fn a_python_grpc_server_killed_cuts_its_watches() {
         criterion(&json, "max_ungraceful_disconnects")["measured"],
         ungraceful
     );
+}
+
+#[test]
+fn a_wss_websocket_is_verified_and_classified_as_over_tcp() {
+    for (fault, class, exit) in [
+        (Fault::Graceful, "close_frame", 0),
+        (Fault::Fin, "closed", 1),
+        (Fault::Rst, "reset", 1),
+    ] {
+        let (server, pem) = wss_server(fault, 2);
+        let ca = TempFile::with("pem", &pem);
+        let port = server.addr().port();
+        let target = TestServer::healthy();
+        // The certificate is checked against --cacert (no -k).
+        let file = TempFile::with(
+            "toml",
+            &format!(
+                "[target]\nurl = \"{}\"\ncacert = \"{}\"\n\n[load]\nqps = 20\nduration = \"2s\"\n\n\
+                 [[stream]]\nname = \"chat\"\nurl = \"wss://localhost:{port}/chat\"\ncount = 2\n\
+                 interval = \"200ms\"\n",
+                target.url(),
+                ca.as_str()
+            ),
+        );
+        let (code, json) = Run::scenario(file.as_str()).quiet().json();
+        assert_eq!(code, exit, "{fault:?}: {json:#}");
+        let s = at(&json, "/streams/0");
+        assert_eq!(u64_at(s, "/connects"), 4, "{fault:?}: {s:#}");
+        assert_eq!(
+            counts_at(s, "/disconnects/by_class"),
+            counts(&[(class, 2)]),
+            "{fault:?}: {s:#}"
+        );
+        assert!(
+            s["connect_failures"]
+                .as_object()
+                .is_some_and(|m| m.is_empty()),
+            "{s:#}"
+        );
+        assert_eq!(u64_at(s, "/reconnect_ms/count"), 2);
+        assert_at_the_fault(&json);
+        assert_eq!(server.stats().connections(), 4);
+    }
+    // Without the CA, the certificate is refused: one `tls` disconnect, retried.
+    let (server, _) = wss_server(Fault::Graceful, 0);
+    let port = server.addr().port();
+    let (code, json) = run(&format!("url = \"wss://localhost:{port}/\"\n"), &[]);
+    assert_eq!(code, 1, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert_eq!(u64_at(s, "/connects"), 0);
+    assert_eq!(counts_at(s, "/disconnects/by_class"), counts(&[("tls", 1)]));
 }
