@@ -1370,3 +1370,71 @@ fn a_wss_websocket_is_verified_and_classified_as_over_tcp() {
     assert_eq!(u64_at(s, "/connects"), 0);
     assert_eq!(counts_at(s, "/disconnects/by_class"), counts(&[("tls", 1)]));
 }
+
+#[test]
+fn in_a_sharded_run_shard_0_holds_the_probes_and_the_merge_keeps_them() {
+    let _machine = crate::support::exclusive();
+    let server = websocket_server(Fault::Fin, 1);
+    let port = server.addr().port();
+    let target = TestServer::healthy();
+    let file = TempFile::with(
+        "toml",
+        &format!(
+            "[target]\nurl = \"{}\"\n\n[load]\nqps = 40\nduration = \"2s\"\n\n[[stream]]\n\
+             name = \"chat\"\nurl = \"ws://127.0.0.1:{port}/\"\ncount = 2\n\n\
+             [verdict]\nmax_stream_gap = \"1s\"\n",
+            target.url()
+        ),
+    );
+    let outputs = crate::shards::run_shards(&["--scenario", file.as_str()], 2);
+    let shard: Vec<Value> = outputs
+        .iter()
+        .map(|(_, out)| serde_json::from_str(out.trim()).expect("a shard's result line"))
+        .collect();
+    // Shard 0 held both connections; shard 1 none.
+    assert_eq!(outputs[0].0, 1, "shard 0 judged its probe: {:#}", shard[0]);
+    assert_eq!(u64_at(at(&shard[0], "/streams/0"), "/count"), 2);
+    assert!(shard[1].get("streams").is_none(), "{:#}", shard[1]);
+    assert_eq!(outputs[1].0, 0, "{:#}", shard[1]);
+    assert_eq!(
+        server.stats().connections(),
+        3,
+        "2 connections, one reconnected"
+    );
+
+    let stdin: String = outputs.iter().map(|(_, out)| out.as_str()).collect();
+    let (code, json, stderr) = crate::shards::merge(&["-"], Some(&stdin));
+    let json = json.unwrap_or_else(|| panic!("no merged result:\n{stderr}"));
+    assert_eq!(code, 1, "{:#}", at(&json, "/verdict"));
+    assert_eq!(u64_at(&json, "/requests/total"), 80);
+    let s = at(&json, "/streams/0");
+    assert_eq!(s["name"], "chat");
+    assert_eq!(u64_at(s, "/connects"), 3, "{s:#}");
+    assert_eq!(
+        counts_at(s, "/disconnects/by_class"),
+        counts(&[("closed", 1)])
+    );
+    assert_eq!(disconnects(&json).len(), 1, "{:#}", at(&json, "/events"));
+    assert_at_the_fault(&json);
+    let kept = criterion(&json, "max_ungraceful_disconnects");
+    assert_eq!(
+        (&kept["passed"], &kept["measured"]),
+        (&Value::from(false), &Value::from(1))
+    );
+    let gap = criterion(&json, "max_stream_gap");
+    assert_eq!(
+        (&gap["passed"], &gap["limit"]),
+        (&Value::from(true), &Value::from(1000.0))
+    );
+    assert_eq!(at(&json, "/thresholds/max_ungraceful_disconnects"), 0);
+    assert_eq!(at(&json, "/thresholds/max_stream_gap_ms"), 1000.0);
+    // Judged again with other limits, the merged probes stay.
+    let saved = TempFile::with("json", &json.to_string());
+    let (code, json) = crate::support::run_json(&[
+        "report",
+        saved.as_str(),
+        "--max-ungraceful-disconnects",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{:#}", at(&json, "/verdict"));
+}
