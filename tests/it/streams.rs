@@ -1438,3 +1438,46 @@ fn in_a_sharded_run_shard_0_holds_the_probes_and_the_merge_keeps_them() {
     ]);
     assert_eq!(code, 0, "{:#}", at(&json, "/verdict"));
 }
+
+#[test]
+fn a_grpc_stream_whose_pings_go_unanswered_times_out() {
+    // A proxy in front of the Watch server: the first connection's bytes stop flowing both
+    // ways at FAULT_AFTER, its sockets held open (a hung node), so the PINGs go unanswered.
+    let (backend, _) = grpc_stream_server(GrpcFault::Ok, 0, false);
+    let backend = backend.addr();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let proxy = TestServer::raw(move |mut client| {
+        let faulted = accepted.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            let Ok(mut server) = tokio::net::TcpStream::connect(backend).await else {
+                return;
+            };
+            let relay = tokio::io::copy_bidirectional(&mut client, &mut server);
+            tokio::select! {
+                _ = relay => return,
+                () = tokio::time::sleep(FAULT_AFTER), if faulted => {}
+            }
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop((client, server));
+        }
+    });
+    let port = proxy.addr().port();
+    let (code, json) = run(
+        &format!(
+            "url = \"http://127.0.0.1:{port}\"\nkind = \"grpc\"\ninterval = \"200ms\"\n\
+             timeout = \"300ms\"\n"
+        ),
+        &[],
+    );
+    assert_eq!(code, 1, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert_eq!(
+        counts_at(s, "/disconnects/by_class"),
+        counts(&[("timeout", 1)]),
+        "{s:#}"
+    );
+    assert_eq!(u64_at(s, "/connects"), 2);
+    // Silent from the fault on: a PING within an interval, unanswered for the timeout.
+    let t = f64_at(disconnects(&json)[0], "/t_ms");
+    assert!((1000.0..1600.0).contains(&t), "timed out at {t} ms");
+}
