@@ -182,11 +182,17 @@ fn criterion<'a>(json: &'a Value, kind: &str) -> &'a Value {
 /// Every disconnect of `json` happened at `FAULT_AFTER` after its connection's handshake: the
 /// first connections' handshakes are at the start of the run (allow 400 ms for a loaded machine).
 fn assert_at_the_fault(json: &Value) {
+    assert_near_the_fault(json, 400.0);
+}
+
+/// [`assert_at_the_fault`], allowing `slack_ms` for the handshakes: the TLS and gRPC tests once
+/// broke the 400 ms allowance beside other builds (load 9 on 2 cores), so they allow 800.
+fn assert_near_the_fault(json: &Value, slack_ms: f64) {
     let fault_ms = FAULT_AFTER.as_secs_f64() * 1000.0;
     for event in disconnects(json) {
         let t = f64_at(event, "/t_ms");
         assert!(
-            (fault_ms..fault_ms + 400.0).contains(&t),
+            (fault_ms..fault_ms + slack_ms).contains(&t),
             "a disconnect at {t} ms, not about {fault_ms} ms: {json:#}"
         );
     }
@@ -1005,10 +1011,10 @@ fn a_grpc_health_watch_not_serving_is_a_gap_not_a_disconnect() {
     assert_eq!(counts_at(s, "/disconnects/by_class"), counts(&[]));
     assert_eq!(u64_at(s, "/not_serving"), 1, "{s:#}");
     assert_eq!(u64_at(s, "/reconnect_ms/count"), 0);
-    // NOT_SERVING for 400 ms as the server sent it; received with the scheduling noise of a
-    // busy machine.
+    // NOT_SERVING for 400 ms as the server sent it; each answer received with the scheduling
+    // noise of a busy machine.
     let gap = f64_at(s, "/stream_gap_ms/longest");
-    assert!((300.0..600.0).contains(&gap), "not serving for {gap} ms");
+    assert!((250.0..800.0).contains(&gap), "not serving for {gap} ms");
     assert_eq!(f64_at(s, "/stream_gap_ms/total"), gap);
     let events = disconnects(&json);
     assert_eq!(events.len(), 1, "{json:#}");
@@ -1022,7 +1028,7 @@ fn a_grpc_health_watch_not_serving_is_a_gap_not_a_disconnect() {
         "{:#}",
         events[0]
     );
-    assert_at_the_fault(&json);
+    assert_near_the_fault(&json, 800.0);
     assert_eq!(*asked.lock().expect("the log"), ["api"]);
     // The time without a serving stream is judged as a gap.
     let (server, _) = grpc_stream_server(GrpcFault::Flip, 1, false);
@@ -1075,7 +1081,7 @@ fn a_grpc_stream_ended_ok_or_drained_is_graceful_one_cut_is_not() {
         let events = disconnects(&json);
         assert_eq!(events.len(), 1, "{fault:?}: {json:#}");
         assert_eq!(events[0]["disconnect"]["code"].as_u64(), code, "{fault:?}");
-        assert_at_the_fault(&json);
+        assert_near_the_fault(&json, 800.0);
         // The default method, with the default (empty) request.
         assert_eq!(*asked.lock().expect("the log"), ["", ""], "{fault:?}");
         println!("{fault:?}: {}", events[0]["line"]);
@@ -1358,7 +1364,7 @@ fn a_wss_websocket_is_verified_and_classified_as_over_tcp() {
             "{s:#}"
         );
         assert_eq!(u64_at(s, "/reconnect_ms/count"), 2);
-        assert_at_the_fault(&json);
+        assert_near_the_fault(&json, 800.0);
         assert_eq!(server.stats().connections(), 4);
     }
     // Without the CA, the certificate is refused: one `tls` disconnect, retried.
@@ -1415,7 +1421,7 @@ fn in_a_sharded_run_shard_0_holds_the_probes_and_the_merge_keeps_them() {
         counts(&[("closed", 1)])
     );
     assert_eq!(disconnects(&json).len(), 1, "{:#}", at(&json, "/events"));
-    assert_at_the_fault(&json);
+    assert_near_the_fault(&json, 800.0);
     let kept = criterion(&json, "max_ungraceful_disconnects");
     assert_eq!(
         (&kept["passed"], &kept["measured"]),
