@@ -1487,3 +1487,129 @@ fn a_grpc_stream_whose_pings_go_unanswered_times_out() {
     let t = f64_at(disconnects(&json)[0], "/t_ms");
     assert!((1000.0..1600.0).contains(&t), "timed out at {t} ms");
 }
+
+mod feed {
+    //! `demo.v1.Feed/Follow` (tests/it/protos/feed.proto) served in process: an event every
+    //! `every_ms` of the request; the first connection's stream ends OK after `FAULT_AFTER`.
+
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use futures_util::Stream;
+    use hyper::server::conn::http2;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tonic::Status;
+    use tonic::server::{Grpc, ServerStreamingService};
+    use tonic_prost::ProstCodec;
+
+    use super::FAULT_AFTER;
+    use crate::support::TestServer;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct FollowRequest {
+        #[prost(string, tag = "1")]
+        pub topic: String,
+        #[prost(int32, tag = "2")]
+        pub every_ms: i32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Event {
+        #[prost(string, tag = "1")]
+        pub text: String,
+    }
+
+    type Events = Pin<Box<dyn Stream<Item = Result<Event, Status>> + Send>>;
+
+    #[derive(Clone)]
+    struct Follow {
+        ends: bool,
+        asked: Arc<Mutex<Vec<FollowRequest>>>,
+    }
+
+    impl ServerStreamingService<FollowRequest> for Follow {
+        type Response = Event;
+        type ResponseStream = Events;
+        type Future = std::future::Ready<Result<tonic::Response<Events>, Status>>;
+
+        fn call(&mut self, request: tonic::Request<FollowRequest>) -> Self::Future {
+            let r = request.into_inner();
+            self.asked.lock().expect("the log").push(r.clone());
+            let every = Duration::from_millis(u64::try_from(r.every_ms).unwrap_or(100).max(1));
+            let until = self.ends.then(|| tokio::time::Instant::now() + FAULT_AFTER);
+            let events = futures_util::stream::unfold(0u64, move |n| async move {
+                tokio::time::sleep(every).await;
+                if until.is_some_and(|t| tokio::time::Instant::now() >= t) {
+                    return None;
+                }
+                Some((
+                    Ok(Event {
+                        text: format!("event {n}"),
+                    }),
+                    n + 1,
+                ))
+            });
+            std::future::ready(Ok(tonic::Response::new(Box::pin(events) as Events)))
+        }
+    }
+
+    /// The server, and the requests it was sent.
+    pub fn server() -> (TestServer, Arc<Mutex<Vec<FollowRequest>>>) {
+        let accepted = Arc::new(AtomicU64::new(0));
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
+        let server = TestServer::raw(move |stream| {
+            let follow = Follow {
+                ends: accepted.fetch_add(1, Ordering::SeqCst) == 0,
+                asked: log.clone(),
+            };
+            let service = hyper::service::service_fn(move |request| {
+                let follow = follow.clone();
+                async move {
+                    let mut grpc = Grpc::new(ProstCodec::<Event, FollowRequest>::default());
+                    Ok::<_, Infallible>(grpc.server_streaming(follow, request).await)
+                }
+            });
+            async move {
+                let _ = http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
+        });
+        (server, asked)
+    }
+}
+
+#[test]
+fn a_grpc_stream_of_any_server_streaming_method_from_a_proto() {
+    let (server, asked) = feed::server();
+    let port = server.addr().port();
+    let proto = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/protos/feed.proto");
+    let (code, json) = run(
+        &format!(
+            "name = \"feed\"\nurl = \"http://127.0.0.1:{port}\"\nkind = \"grpc\"\n\
+             method = \"demo.v1.Feed/Follow\"\nproto = \"{proto}\"\n\
+             data = '{{\"topic\": \"deploys\", \"every_ms\": 50}}'\n"
+        ),
+        &[],
+    );
+    assert_eq!(code, 0, "{json:#}");
+    let s = at(&json, "/streams/0");
+    assert_eq!(u64_at(s, "/connects"), 2, "{s:#}");
+    assert_eq!(
+        counts_at(s, "/disconnects/by_class"),
+        counts(&[("end_of_stream", 1)])
+    );
+    assert!(s.get("not_serving").is_none(), "not a health watch: {s:#}");
+    let asked = asked.lock().expect("the log");
+    assert_eq!(asked.len(), 2);
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.topic == "deploys" && r.every_ms == 50),
+        "{asked:?}"
+    );
+}
