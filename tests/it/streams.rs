@@ -1030,14 +1030,35 @@ fn a_grpc_health_watch_not_serving_is_a_gap_not_a_disconnect() {
     );
     assert_near_the_fault(&json, 800.0);
     assert_eq!(*asked.lock().expect("the log"), ["api"]);
-    // The time without a serving stream is judged as a gap.
+    // The time without a serving stream is judged as a gap; the reports show the answer.
     let (server, _) = grpc_stream_server(GrpcFault::Flip, 1, false);
     let port = server.addr().port();
-    let (code, json) = run(
-        &format!("url = \"http://127.0.0.1:{port}\"\nkind = \"grpc\"\n"),
-        &["--max-stream-gap", "200ms"],
+    let target = TestServer::healthy();
+    let file = TempFile::with(
+        "toml",
+        &format!(
+            "[target]\nurl = \"{}\"\n\n[load]\nqps = 20\nduration = \"2s\"\n\n[[stream]]\n\
+             name = \"health\"\nurl = \"http://127.0.0.1:{port}\"\nkind = \"grpc\"\n",
+            target.url()
+        ),
     );
+    let html = TempFile::new("html");
+    let (code, stdout, _, json) = Run::scenario(file.as_str())
+        .opt("--max-stream-gap", "200ms")
+        .opt("--html", html.as_str())
+        .output();
+    let json = json.expect("a JSON result");
     assert_eq!(code, 1, "{json:#}");
+    assert!(
+        stdout.contains(
+            "Stream \"health\" (grpc x1) : 1 connects, 0 graceful and 0 ungraceful disconnects ; \
+             not serving 1 time ; without a stream "
+        ),
+        "{stdout}"
+    );
+    let page = std::fs::read_to_string(html.path()).expect("the HTML report");
+    assert_eq!(page.matches("class=\"not-serving\"").count(), 1, "{page}");
+    assert_eq!(page.matches("class=\"disconnect ").count(), 0);
     assert_eq!(criterion(&json, "max_stream_gap")["passed"], false);
     assert_eq!(
         criterion(&json, "max_ungraceful_disconnects")["passed"],
