@@ -16,6 +16,10 @@
 //! - a broken stream or connection is the transport class it is for HTTP/2 (`reset`, ...), and
 //!   an answer that is not valid gRPC (no `grpc-status`, no message, a message that does not
 //!   decode) is `protocol`.
+//!
+//! A [`StreamCall`] is the server-streaming call a `[[stream]]` of `kind = "grpc"` holds
+//! (`crate::streams::grpc`): the same descriptors, method lookup, JSON request and framing,
+//! and tonic's decoder over its answers as they arrive.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -64,7 +68,10 @@ pub enum Error {
         what: String,
     },
     /// The method streams: only unary calls are loaded.
-    #[error("--grpc {0}: a streaming method; gapless loads unary calls only")]
+    #[error(
+        "--grpc {0}: a streaming method; gapless loads unary calls only (a server-streaming \
+         method is held by a [[stream]] of kind = \"grpc\")"
+    )]
     Streaming(String),
     /// The JSON does not fit the request message.
     #[error("--data does not fit {message}: {problem}")]

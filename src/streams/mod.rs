@@ -8,10 +8,9 @@
 //! `interval` whose PONG is due within `timeout`). A health watch's answer other than SERVING
 //! is an event of class `not_serving`, not a disconnect: the connection counts as without a
 //! stream (its gap) until a SERVING answer. When the stream ends, the disconnect is recorded
-//! with its [`Class`] and
-//! the connection reconnects at once: attempts are admitted by a rate ceiling per probe
-//! ([`RECONNECTS_PER_SECOND`] per connection, governor, as the load's connects are), so a
-//! refusing target gets no connect storm. An outage lasts from the lost stream until the next
+//! with its [`Class`] and the connection reconnects at once: attempts are admitted by a rate
+//! ceiling per probe ([`RECONNECTS_PER_SECOND`] per connection, governor, as the load's connects
+//! are), so a refusing target gets no connect storm. An outage lasts from the lost stream until the next
 //! connected one (its reconnect latency); the first failed attempt of an outage (or of the run)
 //! is a disconnect of its own class (`refused`, ...), later ones are counted only. Memory is
 //! bounded: counters, a histogram, and at most [`tally::MAX_EVENTS`] events a probe.
