@@ -1634,3 +1634,102 @@ fn a_grpc_stream_of_any_server_streaming_method_from_a_proto() {
         "{asked:?}"
     );
 }
+
+/// nginx (h2c, `grpc_pass`) in front of the in-process Watch server, and a run of 3 gRPC
+/// Watch streams through it whose one step is `step` (a shell line, with `@NGINX@` and
+/// `@PIDFILE@` filled in); the load goes to a server of its own.
+fn grpc_behind_nginx(name: &str, step: &str, extra: &[&str]) -> crate::support::proxy::Run {
+    use crate::support::proxy::{Nginx, Scratch, free_port, run_gapless, toml_str};
+    let binary = crate::support::needs("nginx");
+    let _alone = crate::support::proxy::serial();
+    let dir = Scratch::new(name);
+    let (backend, _) = grpc_stream_server(GrpcFault::Ok, 0, false);
+    let port = free_port();
+    let config = Nginx::config(
+        dir.path(),
+        port,
+        "",
+        &format!(
+            "            grpc_pass grpc://{};\n\
+             \x20           grpc_read_timeout 1h;",
+            backend.addr()
+        ),
+    )
+    .replace(
+        &format!("listen 127.0.0.1:{port};"),
+        &format!("listen 127.0.0.1:{port} http2;"),
+    );
+    let nginx = Nginx::start(&binary, &dir, port, &config);
+    let step = step
+        .replace("@NGINX@", &nginx.command(""))
+        .replace("@PIDFILE@", &dir.file("nginx.pid"));
+    let script = dir.write("step.sh", &step);
+    let target = TestServer::healthy();
+    let scenario = dir.write(
+        "scenario.toml",
+        &format!(
+            "[target]\nurl = {}\n\n[load]\nqps = 20\nwarmup = \"1s\"\ncooldown = \"1500ms\"\n\n\
+             [[step]]\nname = \"{name}\"\nrun = {}\ntimeout = \"20s\"\n\n\
+             [[stream]]\nname = \"watch\"\nurl = {}\nkind = \"grpc\"\ncount = 3\n",
+            toml_str(&target.url()),
+            toml_str(&format!("bash {script}")),
+            toml_str(&format!("http://127.0.0.1:{port}")),
+        ),
+    );
+    let mut args = vec!["--scenario", scenario.as_str(), "--quiet"];
+    args.extend_from_slice(extra);
+    let run = run_gapless(&dir, &args, &[]);
+    drop(nginx);
+    run
+}
+
+/// `nginx -s reload`: the old worker keeps the streams in progress until they end (no
+/// `worker_shutdown_timeout`), so no Watch is cut.
+#[test]
+#[ignore = "needs nginx"]
+fn a_grpc_stream_through_nginx_survives_a_reload() {
+    let run = grpc_behind_nginx("grpc-reload", "set -e\n@NGINX@ -s reload\nsleep 0.5\n", &[]);
+    let json = &run.json;
+    let s = at(json, "/streams/0");
+    println!("{s:#}");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(u64_at(s, "/connects"), 3, "{s:#}");
+    assert_eq!(counts_at(s, "/disconnects/by_class"), counts(&[]));
+    assert_eq!(f64_at(s, "/stream_gap_ms/total"), 0.0);
+}
+
+/// `nginx -s stop`, half a second down, started again: every Watch is cut without a GOAWAY
+/// and reconnects once nginx is back.
+#[test]
+#[ignore = "needs nginx"]
+fn a_grpc_stream_through_nginx_is_cut_by_a_stop() {
+    let step = "set -e\n@NGINX@ -s stop\nwhile [ -s @PIDFILE@ ]; do sleep 0.01; done\nsleep 0.5\n\
+                @NGINX@\nuntil [ -s @PIDFILE@ ]; do sleep 0.01; done\n";
+    let run = grpc_behind_nginx("grpc-stop", step, &[]);
+    let json = &run.json;
+    let s = at(json, "/streams/0");
+    println!("{s:#}\n{:#}", at(json, "/events"));
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(u64_at(s, "/connects"), 6, "{s:#}");
+    assert_eq!(u64_at(s, "/disconnects/graceful"), 0, "{s:#}");
+    assert_eq!(u64_at(s, "/reconnect_ms/count"), 3, "{s:#}");
+    // Each connection: lost without a GOAWAY (closed, or reset), then its first reconnect
+    // attempt failed while nginx was down (refused; or reset, or not answered in time, by the
+    // stopping master).
+    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 6, "{s:#}");
+    for connection in 0..3 {
+        let classes: Vec<&str> = disconnects(json)
+            .into_iter()
+            .filter(|e| u64_at(e, "/disconnect/connection") == connection)
+            .map(|e| e["disconnect"]["class"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(classes.len(), 2, "connection {connection}: {classes:?}");
+        assert!(["closed", "reset"].contains(&classes[0]), "{classes:?}");
+        assert!(
+            ["refused", "reset", "connect_timeout"].contains(&classes[1]),
+            "{classes:?}"
+        );
+    }
+    // Down at least the half second nginx was stopped.
+    assert!(f64_at(s, "/reconnect_ms/min") >= 500.0, "{s:#}");
+}
