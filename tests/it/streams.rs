@@ -1160,29 +1160,47 @@ fn a_grpc_stream_whose_method_does_not_fit_is_exit_2() {
 /// `127.0.0.1:PORT` (0: a free port; grpcio sets SO_REUSEPORT, so a replacement can listen
 /// beside it), says `port N`, then `watch` at each Watch call; on `stop GRACE` from stdin it
 /// shuts down with `server.stop(GRACE)` (GOAWAY, then the calls cancelled after GRACE seconds)
-/// and says `stopped`.
+/// and says `stopped`; on `flip SECONDS` it sets the server NOT_SERVING for that long, saying
+/// `not_serving MS` and `serving MS` (Unix milliseconds) as it sets each.
 const PYTHON_WATCH: &str = r#"
-import sys
+import sys, threading, time
 from concurrent import futures
 import grpc
-from grpc_health.v1 import health, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+said = threading.Lock()
+
+def say(*words):
+    # One whole line at a time: the servicer's threads say things too.
+    with said:
+        sys.stdout.write(" ".join(str(w) for w in words) + "\n")
+        sys.stdout.flush()
 
 class Logged(health.HealthServicer):
     def Watch(self, request, context, send_response_callback=None):
-        print("watch", flush=True)
+        say("watch")
         return super().Watch(request, context, send_response_callback)
 
+def set_to(servicer, name):
+    servicer.set("", health_pb2.HealthCheckResponse.ServingStatus.Value(name.upper()))
+    say(name, "%.3f" % (time.time() * 1000))
+
+servicer = Logged()
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-health_pb2_grpc.add_HealthServicer_to_server(Logged(), server)
+health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
 port = server.add_insecure_port("127.0.0.1:" + sys.argv[1])
 server.start()
-print("port", port, flush=True)
+say("port", port)
 for line in sys.stdin:
     words = line.split()
     if words and words[0] == "stop":
         server.stop(float(words[1])).wait()
-        print("stopped", flush=True)
+        say("stopped")
         break
+    if words and words[0] == "flip":
+        set_to(servicer, "not_serving")
+        time.sleep(float(words[1]))
+        set_to(servicer, "serving")
 "#;
 
 /// The Python server of [`PYTHON_WATCH`], killed on drop.
@@ -1732,4 +1750,61 @@ fn a_grpc_stream_through_nginx_is_cut_by_a_stop() {
     }
     // Down at least the half second nginx was stopped.
     assert!(f64_at(s, "/reconnect_ms/min") >= 500.0, "{s:#}");
+}
+
+#[test]
+#[ignore = "needs python3 grpcio"]
+fn a_python_grpc_server_not_serving_at_a_logged_instant_is_each_watchs_gap() {
+    let (mut server, port) = PythonWatch::start(0);
+    let flipper = std::thread::spawn(move || {
+        for _ in 0..2 {
+            server.said("watch");
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        server.tell("flip 0.5");
+        let ms = |text: String| text.parse::<f64>().expect("Unix milliseconds");
+        let from = ms(server.said("not_serving"));
+        let to = ms(server.said("serving"));
+        (server, from, to)
+    });
+    let (code, json) = run(
+        &format!(
+            "name = \"watch\"\nurl = \"http://127.0.0.1:{port}\"\nkind = \"grpc\"\ncount = 2\n"
+        ),
+        &[],
+    );
+    let (server, from, to) = flipper.join().expect("the flipper");
+    drop(server);
+    assert_eq!(code, 0, "{json:#}");
+    let s = at(&json, "/streams/0");
+    println!("{s:#}");
+    assert_eq!(u64_at(s, "/connects"), 2, "{s:#}");
+    assert_eq!(counts_at(s, "/disconnects/by_class"), counts(&[]));
+    assert_eq!(
+        u64_at(s, "/not_serving"),
+        2,
+        "one answer on each Watch: {s:#}"
+    );
+    // Each Watch was told within scheduling noise of the logged instants.
+    let lasted = to - from;
+    let (longest, total) = (
+        f64_at(s, "/stream_gap_ms/longest"),
+        f64_at(s, "/stream_gap_ms/total"),
+    );
+    println!("NOT_SERVING for {lasted:.1} ms; gaps {longest} ms longest, {total} ms in all");
+    assert!((longest - lasted).abs() < 100.0, "{longest} vs {lasted}");
+    assert!(
+        (total - 2.0 * lasted).abs() < 200.0,
+        "{total} vs 2 x {lasted}"
+    );
+    let started = f64_at(&json, "/started_at_unix_ms");
+    for e in disconnects(&json) {
+        assert_eq!(e["disconnect"]["class"], "not_serving");
+        let told = started + f64_at(e, "/t_ms");
+        assert!(
+            (told - from).abs() < 100.0,
+            "told {:.1} ms after the logged instant",
+            told - from
+        );
+    }
 }
