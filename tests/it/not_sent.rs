@@ -4,7 +4,8 @@
 //!
 //! The rule (README, "Bounded backlog"): when a connection becomes free, a due request whose
 //! time left before its deadline is shorter than the median of that connection's last 8
-//! service times (at most half the timeout), or has run out, is not sent.
+//! service times and a margin (a quarter of it and 5 ms; at most half the timeout), or has run
+//! out, is not sent.
 
 use std::time::Duration;
 
@@ -31,10 +32,10 @@ fn one_connection_at_a_50_ms_target_sends_only_what_it_can_answer_in_time() {
     let not_sent = count_at(&json, "/errors/not_sent");
     assert_eq!(total, 200);
     assert_eq!(ok + u64_at(&json, "/requests/failed"), total);
-    // A request is sent when the time left is at least the connection's median service time:
-    // a prediction, so a response slower than the median by more than the slack left (traced:
-    // 0.04 to 2 ms, about one send in ten) can still time out. Rarely, and never more than a
-    // couple in this run (seen: 1 in about 1 run of 4).
+    // A request is sent when the time left is at least the connection's median service time
+    // and a margin (67.5 ms here): a prediction, so a response more than 17.5 ms slower than
+    // the median can still time out, on a loaded machine at worst about one in a hundred
+    // (measured beside `stress-ng --cpu 2`, 6 runs: none; with no margin: 0 to 5 a run).
     let timeouts = count_at(&json, "/errors/timeout");
     assert!(timeouts <= 2, "{json:#}");
     assert_eq!(ok + not_sent + timeouts, total, "{json:#}");
