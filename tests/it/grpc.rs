@@ -237,7 +237,9 @@ fn assert_one_health_window(
     assert_eq!(
         serving + not_serving,
         total,
-        "the server answered every request"
+        "the server answered every request: codes {}, errors {}",
+        at(json, "/codes"),
+        at(json, "/errors")
     );
     assert!(not_serving > 0, "the flip fell inside the run");
     assert_eq!(
@@ -258,10 +260,16 @@ fn assert_one_health_window(
     let (wall, lasted) = flipped;
     let lasted_ms = lasted.as_secs_f64() * 1000.0;
     let duration = f64_at(w, "/duration_ms");
-    // Its bounds are send times 10 ms apart around each flip; the rest is scheduling noise.
+    // Its bounds are send times 10 ms apart around each flip, and the server reads its state
+    // somewhere between a send and its answer: 60 ms (two intervals and scheduling noise), and
+    // what the run itself says of a starved machine: the latest send (sends due meanwhile go
+    // out after, on the other side of the flip) and the slowest answer (the server read its
+    // state that late). Beside `stress-ng --cpu 2` and builds, a window of 156 ms for 403 ms
+    // was seen once: about 250 ms of the flip's requests answered SERVING, after it.
+    let noise = 60.0 + f64_at(json, "/lateness_ms/max") + f64_at(json, "/service_time_ms/max");
     assert!(
-        (duration - lasted_ms).abs() < 60.0,
-        "window {duration} ms, NOT_SERVING for {lasted_ms:.1} ms"
+        (duration - lasted_ms).abs() < noise,
+        "window {duration} ms, NOT_SERVING for {lasted_ms:.1} ms (± {noise:.1} ms)"
     );
     let start = f64_at(json, "/started_at_unix_ms") + f64_at(w, "/start_ms");
     println!(
@@ -269,8 +277,8 @@ fn assert_one_health_window(
         start - unix_ms(wall)
     );
     assert!(
-        (start - unix_ms(wall)).abs() < 60.0,
-        "window starts {:.1} ms after the flip",
+        (start - unix_ms(wall)).abs() < noise,
+        "window starts {:.1} ms after the flip (± {noise:.1} ms)",
         start - unix_ms(wall)
     );
 }
