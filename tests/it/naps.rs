@@ -52,9 +52,11 @@ async fn naps_between_ticks_and_times_responses_by_their_arrival() {
     assert_eq!(recorder.total(), 2000);
     assert_eq!(recorder.ok(), 2000, "every request answered 200");
     assert_eq!(server.stats().requests(), 2000);
-    // Nearly every tick ends in a nap; a busy machine can cost a few hundred of them.
+    // Nearly every tick ends in a nap when the thread has a core; a thread that waits for one
+    // parks with the next tick already due, and does not nap (seen: 415 of 2,000 beside
+    // `stress-ng --cpu 2`). Napping broken is none at all.
     assert!(
-        finished.stats.naps >= 500,
+        finished.stats.naps >= 100,
         "{} naps in 2,000 ticks",
         finished.stats.naps
     );
@@ -96,10 +98,12 @@ async fn stops_napping_once_a_response_arrives_in_pieces() {
     let recorder = &finished.recorder;
     assert_eq!(recorder.ok(), 2000);
     assert_eq!(finished.stats.body_bytes, 2000 * BODY as u64);
-    // Napping through the Nagle wait puts the median near 1 ms.
+    // Napping through the Nagle wait puts the median near 1 ms (the rest of the tick after
+    // the send). Without it the median is what the server and the kernel take for 64 KiB, which
+    // beside `stress-ng --cpu 2` reached 401 µs: 700 µs lies between the two.
     let service_p50 = Duration::from_micros(recorder.service().value_at_quantile(0.5));
     assert!(
-        service_p50 < Duration::from_micros(400),
+        service_p50 < Duration::from_micros(700),
         "service time p50 {service_p50:?}: naps held the response back"
     );
 }
