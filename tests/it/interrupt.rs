@@ -47,7 +47,9 @@ fn interrupted_run(signal: &str) -> (i32, Duration, Value) {
     let lived = started.elapsed();
     let text = std::fs::read_to_string(&json_path).expect("an interrupted run still writes JSON");
     let _ = std::fs::remove_file(&json_path);
-    let json = serde_json::from_str(&text).expect("the JSON result parses");
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!("gapless exited {status} and wrote JSON that does not parse ({e}):\n{text}")
+    });
     (status.code().unwrap_or(-1), lived, json)
 }
 

@@ -104,7 +104,9 @@ impl Background {
         assert!(!stderr.contains("panicked"), "{stderr}");
         let text = std::fs::read_to_string(self.json.path())
             .unwrap_or_else(|e| panic!("no JSON result ({e}):\n{stderr}"));
-        let json = serde_json::from_str(&text).expect("the JSON result parses");
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!("gapless exited {status} and wrote JSON that does not parse ({e}):\n{text}\n{stderr}")
+        });
         (status.code().unwrap_or(-1), stderr, json)
     }
 }

@@ -162,14 +162,20 @@ pub fn run_gapless(args: &[&str]) -> (i32, String, String, Option<Value>) {
         !stderr.contains("panicked"),
         "gapless {args:?} panicked:\n{stderr}"
     );
+    let code = status.code().unwrap_or(-1);
     let json = json_path.and_then(|path| {
         let text = std::fs::read_to_string(&path).ok()?;
         let _ = std::fs::remove_file(&path);
+        // The exit and stderr say why a file is cut short (exit 5 with the write error, e.g.
+        // a full disk; -1 for a signal), which the text alone does not.
         Some(serde_json::from_str(&text).unwrap_or_else(|e| {
-            panic!("gapless {args:?} wrote a JSON result that does not parse ({e}):\n{text}")
+            panic!(
+                "gapless {args:?} exited {code} ({status}) and wrote a JSON result that does not \
+                 parse ({e}):\n{text}\nstderr:\n{stderr}"
+            )
         }))
     });
-    (status.code().unwrap_or(-1), stdout, stderr, json)
+    (code, stdout, stderr, json)
 }
 
 /// Like [`run_gapless`], but the run must have written a JSON result: returns it with the exit
@@ -810,7 +816,7 @@ pub fn run_json_with_command(args: &[&str], command: &[&str]) -> (i32, String, S
         panic!("gapless {all:?} exited {code} without a JSON result ({e})\nstdout:\n{stdout}\nstderr:\n{stderr}")
     });
     let value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!("gapless {all:?} wrote JSON that does not parse ({e}):\n{text}")
+        panic!("gapless {all:?} exited {code} and wrote JSON that does not parse ({e}):\n{text}\nstderr:\n{stderr}")
     });
     (code, stdout, stderr, value)
 }
