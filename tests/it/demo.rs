@@ -1,7 +1,8 @@
 //! The shipped demo scenarios (`scenarios/demo-*.toml`), run end to end against the embedded demo
 //! cluster: each must give its documented verdict, with failures where the model puts them.
 //!
-//! Every run is on loopback at 500 requests per second for about five seconds.
+//! Every run is on loopback at 300 or 500 requests per second for about five seconds; the
+//! WebSocket ones also hold six WebSocket connections through the proxy.
 
 use crate::support;
 use crate::support::{Run, at, f64_at, u64_at};
@@ -97,21 +98,21 @@ fn assert_clean_pass(json: &Value, code: i32) {
     assert_eq!(at(json, "/steps/0/status"), "ok");
 }
 
-#[test]
-fn rolling_update_without_drain_fails_right_after_each_kill() {
-    let (code, json) = run("demo-rolling-no-drain");
-    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
-    let kills = events(&json, "killed");
+/// Checks a rollout without drain: three kills, one failure window right after each (from the
+/// kill, less one `latency` in flight, to the removal's propagation, 150 ms), each a partial
+/// outage, every failure inside one, and in-flight requests reset.
+fn assert_one_window_after_each_kill(json: &Value, latency_ms: f64) {
+    let kills = events(json, "killed");
     assert_eq!(kills.len(), 3, "three old replicas: {kills:?}");
-    let windows = windows(&json);
+    let windows = windows(json);
     // One window per termination (windows closer than 50 ms merge; 1 of 3 endpoints is dead).
     assert_eq!(windows.len(), 3, "{windows:#?}");
     for (w, (killed_at, line)) in windows.iter().zip(&kills) {
         let (start, end) = (f64_at(w, "/start_ms"), f64_at(w, "/end_ms"));
         // Failures start at the kill (in-flight requests are reset; their intended time can be
-        // up to one latency, 20 ms, before it) and end once the removal propagated (150 ms).
+        // up to one latency before it) and end once the removal propagated (150 ms).
         assert!(
-            start >= killed_at - 40.0 && start <= killed_at + 20.0,
+            start >= killed_at - latency_ms - 20.0 && start <= killed_at + 20.0,
             "window {start}..{end} vs {line} at {killed_at}"
         );
         assert!(
@@ -123,17 +124,165 @@ fn rolling_update_without_drain_fails_right_after_each_kill() {
             "a partial outage: 2 of 3 replicas still serve"
         );
     }
-    let failed = u64_at(&json, "/requests/failed");
+    let failed = u64_at(json, "/requests/failed");
     let in_windows: u64 = windows.iter().map(|w| u64_at(w, "/failed")).sum();
     assert_eq!(failed, in_windows, "every failure is inside a window");
-    assert!(u64_at(&json, "/codes/503") > 0, "stale endpoints give 503s");
     assert!(
-        u64_at(&json, "/errors/reset") > 0,
+        u64_at(json, "/errors/reset") > 0,
         "killed in-flight requests are reset"
     );
-    let classes: Vec<&String> = at(&json, "/errors").as_object().unwrap().keys().collect();
+    let classes: Vec<&String> = at(json, "/errors").as_object().unwrap().keys().collect();
     assert_eq!(classes, vec!["reset"]);
-    assert_ready_before_each_termination(&json, "killed");
+    assert_ready_before_each_termination(json, "killed");
+}
+
+/// The codes answered, by name.
+fn codes(json: &Value) -> Vec<&str> {
+    at(json, "/codes")
+        .as_object()
+        .expect("codes")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+#[test]
+fn rolling_update_without_drain_fails_right_after_each_kill() {
+    let (code, json) = run("demo-rolling-no-drain");
+    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
+    assert_one_window_after_each_kill(&json, 20.0);
+    assert!(u64_at(&json, "/codes/503") > 0, "stale endpoints give 503s");
+}
+
+#[test]
+fn grpc_rolling_update_without_drain_fails_unavailable_right_after_each_kill() {
+    let (code, json) = run("demo-grpc-rolling-no-drain");
+    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
+    assert_one_window_after_each_kill(&json, 20.0);
+    // Calls routed to a killed endpoint still listed get Envoy's gRPC local reply; the others
+    // are SERVING. About a third of 500 calls a second for the 150 ms of each propagation.
+    assert_eq!(codes(&json), ["SERVING", "UNAVAILABLE"]);
+    let unavailable = u64_at(&json, "/codes/UNAVAILABLE");
+    assert!((30..=120).contains(&unavailable), "{unavailable}");
+    assert_eq!(
+        u64_at(&json, "/requests/failed"),
+        unavailable + u64_at(&json, "/errors/reset")
+    );
+}
+
+#[test]
+fn grpc_rolling_update_with_prestop_keeps_every_call() {
+    let (code, json) = run("demo-grpc-rolling-prestop");
+    assert_clean_pass(&json, code);
+    assert_eq!(codes(&json), ["SERVING"]);
+    assert_eq!(
+        u64_at(&json, "/codes/SERVING"),
+        u64_at(&json, "/requests/total")
+    );
+    assert_eq!(events(&json, "graceful drain").len(), 3);
+    assert_ready_before_each_termination(&json, "graceful drain");
+}
+
+/// The disconnect events of the run: `(t_ms, connection, class, line)`.
+fn disconnects(json: &Value) -> Vec<(f64, u64, String, String)> {
+    at(json, "/events")
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e.get("disconnect").is_some())
+        .map(|e| {
+            (
+                f64_at(e, "/t_ms"),
+                u64_at(e, "/disconnect/connection"),
+                at(e, "/disconnect/class").as_str().unwrap().to_string(),
+                at(e, "/line").as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The connections (of 6) that had a disconnect of `class`.
+fn connections_with(disconnects: &[(f64, u64, String, String)], class: &str) -> Vec<u64> {
+    let mut ids: Vec<u64> = disconnects
+        .iter()
+        .filter(|d| d.2 == class)
+        .map(|d| d.1)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn websocket_rolling_update_with_prestop_closes_each_session_with_1001() {
+    let (code, json) = run("demo-websocket-rolling-prestop");
+    assert_clean_pass(&json, code);
+    let probe = &at(&json, "/streams").as_array().expect("streams")[0];
+    assert_eq!(u64_at(probe, "/disconnects/ungraceful"), 0, "{probe:#}");
+    assert!(
+        at(probe, "/connect_failures")
+            .as_object()
+            .unwrap()
+            .is_empty()
+    );
+    let graceful = u64_at(probe, "/disconnects/graceful");
+    assert_eq!(u64_at(probe, "/disconnects/by_class/close_frame"), graceful);
+    // Every connection starts on an old replica, and every old replica drains: each is closed at
+    // least once, at most once per old replica, and reconnected each time.
+    assert!((6..=18).contains(&graceful), "{probe:#}");
+    assert_eq!(u64_at(probe, "/connects"), 6 + graceful);
+    let disconnects = disconnects(&json);
+    assert_eq!(
+        connections_with(&disconnects, "close_frame"),
+        [0, 1, 2, 3, 4, 5]
+    );
+    // Each close is a drain: 1001 going away, at the end of a replica's 500 ms preStop sleep.
+    let drains = events(&json, "graceful drain");
+    assert_eq!(drains.len(), 3);
+    for (t, _, _, line) in &disconnects {
+        assert!(line.contains("1001"), "{line}");
+        assert!(
+            drains
+                .iter()
+                .any(|(d, _)| *t >= d + 500.0 - 5.0 && *t <= d + 500.0 + 100.0),
+            "{line} at {t} ms is no drain's: {drains:?}"
+        );
+    }
+}
+
+#[test]
+fn websocket_rolling_update_without_drain_resets_each_session() {
+    let (code, json) = run("demo-websocket-rolling-no-drain");
+    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
+    let probe = &at(&json, "/streams").as_array().expect("streams")[0];
+    assert_eq!(u64_at(probe, "/disconnects/graceful"), 0, "{probe:#}");
+    let ungraceful = u64_at(probe, "/disconnects/ungraceful");
+    assert!(ungraceful >= 6, "{probe:#}");
+    let disconnects = disconnects(&json);
+    // Every connection starts on an old replica, and every old replica is killed: each is reset
+    // at least once, right after a kill; a reconnect routed to the killed endpoint while it is
+    // still listed gets the proxy's 503.
+    assert_eq!(connections_with(&disconnects, "reset"), [0, 1, 2, 3, 4, 5]);
+    let kills = events(&json, "killed");
+    assert_eq!(kills.len(), 3);
+    for (t, _, class, line) in &disconnects {
+        match class.as_str() {
+            "reset" => assert!(
+                kills.iter().any(|(k, _)| *t >= *k && *t <= k + 100.0),
+                "{line} at {t} ms is no kill's: {kills:?}"
+            ),
+            "status" => assert!(line.contains("503"), "{line}"),
+            other => panic!("unexpected class {other}: {line}"),
+        }
+    }
+    assert!(
+        at(&json, "/verdict/line")
+            .as_str()
+            .unwrap()
+            .contains("stream \"echo\" lost"),
+        "{}",
+        at(&json, "/verdict/line")
+    );
 }
 
 #[test]
