@@ -461,3 +461,60 @@ demo = { action = "recreate", version = "v2" }
     let (_, failed_in_steps) = phase(&json, "steps");
     assert!(failed_in_steps > 0, "{:#}", at(&json, "/phases"));
 }
+
+/// A rolling restart of two replicas with four SSE streams (`GET /events`) held through the
+/// proxy, with the given preStop sleep.
+fn events_through_a_restart(prestop: &str) -> (i32, Value) {
+    inline(&format!(
+        r#"
+[target]
+demo = {{ replicas = 2, startup = "200ms", latency = "2ms", propagation = "50ms", prestop = "{prestop}" }}
+[load]
+qps = 100
+warmup = "1s"
+cooldown = "1s"
+[[stream]]
+name = "events"
+url = "http://127.0.0.1:0/events"
+kind = "sse"
+count = 4
+timeout = "1s"
+[[step]]
+name = "restart"
+demo = {{ action = "restart" }}
+"#
+    ))
+}
+
+#[test]
+fn event_streams_end_when_their_replica_drains_and_are_reset_when_it_is_killed() {
+    // Drained: each stream's response ends (HTTP's end of a body), the client reconnects.
+    let (code, json) = events_through_a_restart("300ms");
+    assert_clean_pass(&json, code);
+    let probe = &at(&json, "/streams").as_array().expect("streams")[0];
+    assert_eq!(u64_at(probe, "/disconnects/ungraceful"), 0, "{probe:#}");
+    let graceful = u64_at(probe, "/disconnects/graceful");
+    assert_eq!(
+        u64_at(probe, "/disconnects/by_class/end_of_stream"),
+        graceful
+    );
+    assert!((4..=8).contains(&graceful), "{probe:#}");
+    assert_eq!(
+        connections_with(&disconnects(&json), "end_of_stream"),
+        [0, 1, 2, 3]
+    );
+
+    // Killed: each stream on a killed replica is reset under the client.
+    let (code, json) = events_through_a_restart("0s");
+    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
+    let probe = &at(&json, "/streams").as_array().expect("streams")[0];
+    assert_eq!(u64_at(probe, "/disconnects/graceful"), 0, "{probe:#}");
+    let disconnects = disconnects(&json);
+    assert_eq!(connections_with(&disconnects, "reset"), [0, 1, 2, 3]);
+    for (_, _, class, line) in &disconnects {
+        assert!(
+            class == "reset" || (class == "status" && line.contains("503")),
+            "{line}"
+        );
+    }
+}
