@@ -17,7 +17,10 @@
 //! - the upstream connection breaks under a request (the replica was killed): what the client
 //!   was sent through breaks too: its HTTP/1.1 connection is reset (as it would be if the client
 //!   were connected to the pod itself), its HTTP/2 stream is reset (`RST_STREAM`, the client's
-//!   other streams go on).
+//!   other streams go on). Envoy itself answers a break before the response headers with its
+//!   local reply (`503`, to a gRPC call `UNAVAILABLE`, "... reset reason: connection
+//!   termination") and resets only after them; the demo resets in both cases, as kube-proxy's
+//!   forwarding of the pod's own connection would: either way the request fails.
 //!
 //! HTTP/2 is terminated on each side, as Envoy and nginx do: an upstream `GOAWAY` (a draining
 //! replica) ends that upstream connection gracefully (its streams finish, the next requests
@@ -212,8 +215,9 @@ impl Answer for Forward {
 #[error("upstream connection broke")]
 struct UpstreamBroke;
 
-/// Hop-by-hop headers, not forwarded (but `Connection` and `Upgrade` of a WebSocket handshake).
-const HOP_BY_HOP: [header::HeaderName; 5] = [
+/// Headers not forwarded: the hop-by-hop ones (but `Connection` and `Upgrade` of a WebSocket
+/// handshake) and `Host` (the upstream request's URI names the endpoint).
+const NOT_FORWARDED: [header::HeaderName; 5] = [
     header::CONNECTION,
     header::UPGRADE,
     header::TRANSFER_ENCODING,
@@ -248,7 +252,7 @@ async fn forward(
     *upstream.uri_mut() = uri;
     for (name, value) in &parts.headers {
         let handshake = upgrade && (name == header::CONNECTION || name == header::UPGRADE);
-        if handshake || !HOP_BY_HOP.contains(name) {
+        if handshake || !NOT_FORWARDED.contains(name) {
             upstream.headers_mut().append(name, value.clone());
         }
     }
@@ -273,7 +277,7 @@ async fn forward(
     let mut out = Response::new(Either::Left(body));
     *out.status_mut() = parts.status;
     for (name, value) in &parts.headers {
-        if switching || !HOP_BY_HOP.contains(name) {
+        if switching || !NOT_FORWARDED.contains(name) {
             out.headers_mut().append(name, value.clone());
         }
     }

@@ -155,6 +155,7 @@ async fn serve(
     let answer = Pod {
         header: HeaderValue::from_str(&spec.version).ok(),
         body: Bytes::from(format!("{}\n", spec.version)),
+        event: Bytes::from(format!("data: {}\n\n", spec.version)),
         latency: spec.latency,
         health: health::server(drain),
         sessions: Sessions::default(),
@@ -180,6 +181,8 @@ async fn serve(
 struct Pod {
     header: Option<HeaderValue>,
     body: Bytes,
+    /// One event of `GET /events`.
+    event: Bytes,
     latency: Duration,
     health: HealthServer<ReplicaHealth>,
     sessions: Sessions,
@@ -223,11 +226,7 @@ impl Pod {
     /// `GET /events`: `data: VERSION` every [`EVENT_EVERY`] until the replica drains (the body
     /// ends as HTTP ends one) or is killed (the connection is reset under it).
     fn events(&self) -> Response<Body> {
-        let event = Bytes::from(format!(
-            "data: {}\n\n",
-            String::from_utf8_lossy(&self.body).trim()
-        ));
-        let drain = self.drain.clone();
+        let (drain, event) = (self.drain.clone(), self.event.clone());
         let mut ticker = tokio::time::interval(EVENT_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let frames = futures_util::stream::unfold(ticker, move |mut ticker| {
