@@ -1,8 +1,8 @@
 //! The shipped demo scenarios (`scenarios/demo-*.toml`), run end to end against the embedded demo
 //! cluster: each must give its documented verdict, with failures where the model puts them.
 //!
-//! Every run is on loopback at 300 or 500 requests per second for about five seconds; the
-//! WebSocket ones also hold six WebSocket connections through the proxy.
+//! Every run is on loopback at 300 or 500 requests (or gRPC calls) per second for about five
+//! seconds; the WebSocket ones also hold six WebSocket connections through the proxy.
 
 use crate::support;
 use crate::support::{Run, at, f64_at, u64_at};
@@ -158,12 +158,15 @@ fn rolling_update_without_drain_fails_right_after_each_kill() {
 fn grpc_rolling_update_without_drain_fails_unavailable_right_after_each_kill() {
     let (code, json) = run("demo-grpc-rolling-no-drain");
     assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
-    assert_one_window_after_each_kill(&json, 20.0);
+    // A call in flight at a kill went through two HTTP/2 hops: it can have been sent up to about
+    // twice the replica's 20 ms latency before it (seen: 45 ms on a busy machine).
+    assert_one_window_after_each_kill(&json, 50.0);
     // Calls routed to a killed endpoint still listed get Envoy's gRPC local reply; the others
-    // are SERVING. About a third of 500 calls a second for the 150 ms of each propagation.
+    // are SERVING. About a third of 300 calls a second for the 150 ms of each propagation (15),
+    // three times.
     assert_eq!(codes(&json), ["SERVING", "UNAVAILABLE"]);
     let unavailable = u64_at(&json, "/codes/UNAVAILABLE");
-    assert!((30..=120).contains(&unavailable), "{unavailable}");
+    assert!((20..=80).contains(&unavailable), "{unavailable}");
     assert_eq!(
         u64_at(&json, "/requests/failed"),
         unavailable + u64_at(&json, "/errors/reset")
