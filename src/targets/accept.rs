@@ -18,7 +18,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How a server ends.
@@ -129,13 +128,12 @@ pub async fn serve(listener: TcpListener, readying: Readying, ending: Ending, an
         return;
     };
     if drain.is_some() {
-        let deadline = Instant::now() + grace;
         tokio::select! {
             _ = async {
                 while connections.join_next().await.is_some() {}
                 sessions.join().await;
             } => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep(grace) => {}
             _ = kill.cancelled() => {}
         }
     }
