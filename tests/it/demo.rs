@@ -2,7 +2,8 @@
 //! cluster: each must give its documented verdict, with failures where the model puts them.
 //!
 //! Every run is on loopback at 300 or 500 requests (or gRPC calls) per second for about five
-//! seconds; the WebSocket ones also hold six WebSocket connections through the proxy.
+//! seconds; the gRPC ones also hold four Health/Watch streams through the proxy, the WebSocket
+//! ones six WebSockets.
 
 use crate::support;
 use crate::support::{Run, at, f64_at, u64_at};
@@ -171,6 +172,14 @@ fn grpc_rolling_update_without_drain_fails_unavailable_right_after_each_kill() {
         u64_at(&json, "/requests/failed"),
         unavailable + u64_at(&json, "/errors/reset")
     );
+    // Each Watch stream on a killed replica is reset; one reopened at once to the killed
+    // endpoint still listed gets the proxy's local reply.
+    for (_, _, class, line) in assert_each_reset_by_a_kill(&json, 4, 3) {
+        assert!(
+            class == "grpc_status" && line.contains("UNAVAILABLE"),
+            "{line}"
+        );
+    }
 }
 
 #[test]
@@ -182,11 +191,21 @@ fn grpc_rolling_update_with_prestop_keeps_every_call() {
         u64_at(&json, "/codes/SERVING"),
         u64_at(&json, "/requests/total")
     );
-    assert_eq!(events(&json, "graceful drain").len(), 3);
     assert_ready_before_each_termination(&json, "graceful drain");
+    // A drained replica sends each Watch NOT_SERVING, then ends it with status OK: one
+    // not_serving event and one graceful end each time.
+    let disconnects = assert_each_ended_by_a_drain(&json, "end_of_stream", 4, 3, 500.0);
+    let probe = probe(&json);
+    assert_eq!(
+        u64_at(probe, "/not_serving"),
+        u64_at(probe, "/disconnects/graceful")
+    );
+    for (_, _, class, line) in &disconnects {
+        assert!(class == "end_of_stream" || class == "not_serving", "{line}");
+    }
 }
 
-/// The disconnect events of the run: `(t_ms, connection, class, line)`.
+/// The disconnect events of the run (`not_serving` ones too): `(t_ms, connection, class, line)`.
 fn disconnects(json: &Value) -> Vec<(f64, u64, String, String)> {
     at(json, "/events")
         .as_array()
@@ -204,7 +223,7 @@ fn disconnects(json: &Value) -> Vec<(f64, u64, String, String)> {
         .collect()
 }
 
-/// The connections (of 6) that had a disconnect of `class`.
+/// The connections that had a disconnect of `class`.
 fn connections_with(disconnects: &[(f64, u64, String, String)], class: &str) -> Vec<u64> {
     let mut ids: Vec<u64> = disconnects
         .iter()
@@ -216,11 +235,24 @@ fn connections_with(disconnects: &[(f64, u64, String, String)], class: &str) -> 
     ids
 }
 
-#[test]
-fn websocket_rolling_update_with_prestop_closes_each_session_with_1001() {
-    let (code, json) = run("demo-websocket-rolling-prestop");
-    assert_clean_pass(&json, code);
-    let probe = &at(&json, "/streams").as_array().expect("streams")[0];
+/// The first (only) probe's results.
+fn probe(json: &Value) -> &Value {
+    &at(json, "/streams").as_array().expect("streams")[0]
+}
+
+/// Checks a drained rollout of `old` replicas with a probe of `count` connections: every
+/// connection starts on an old replica and every old replica drains, so each connection ends
+/// gracefully (`class`) at least once and at most once per old replica, each time at the end
+/// of a replica's `prestop_ms` preStop sleep, and is reconnected each time; nothing ungraceful.
+/// Returns the disconnect events.
+fn assert_each_ended_by_a_drain(
+    json: &Value,
+    class: &str,
+    count: u64,
+    old: u64,
+    prestop_ms: f64,
+) -> Vec<(f64, u64, String, String)> {
+    let probe = probe(json);
     assert_eq!(u64_at(probe, "/disconnects/ungraceful"), 0, "{probe:#}");
     assert!(
         at(probe, "/connect_failures")
@@ -229,63 +261,85 @@ fn websocket_rolling_update_with_prestop_closes_each_session_with_1001() {
             .is_empty()
     );
     let graceful = u64_at(probe, "/disconnects/graceful");
-    assert_eq!(u64_at(probe, "/disconnects/by_class/close_frame"), graceful);
-    // Every connection starts on an old replica, and every old replica drains: each is closed at
-    // least once, at most once per old replica, and reconnected each time.
-    assert!((6..=18).contains(&graceful), "{probe:#}");
-    assert_eq!(u64_at(probe, "/connects"), 6 + graceful);
-    let disconnects = disconnects(&json);
     assert_eq!(
-        connections_with(&disconnects, "close_frame"),
-        [0, 1, 2, 3, 4, 5]
+        u64_at(probe, &format!("/disconnects/by_class/{class}")),
+        graceful
     );
-    // Each close is a drain: 1001 going away, at the end of a replica's 500 ms preStop sleep.
-    let drains = events(&json, "graceful drain");
-    assert_eq!(drains.len(), 3);
+    assert!((count..=count * old).contains(&graceful), "{probe:#}");
+    assert_eq!(u64_at(probe, "/connects"), count + graceful);
+    let disconnects = disconnects(json);
+    let all: Vec<u64> = (0..count).collect();
+    assert_eq!(connections_with(&disconnects, class), all);
+    let drains = events(json, "graceful drain");
+    assert_eq!(drains.len() as u64, old);
     for (t, _, _, line) in &disconnects {
-        assert!(line.contains("1001"), "{line}");
         assert!(
             drains
                 .iter()
-                .any(|(d, _)| *t >= d + 500.0 - 5.0 && *t <= d + 500.0 + 250.0),
+                .any(|(d, _)| *t >= d + prestop_ms - 5.0 && *t <= d + prestop_ms + 250.0),
             "{line} at {t} ms is no drain's: {drains:?}"
         );
+    }
+    disconnects
+}
+
+/// Checks a rollout of `old` replicas killed without drain, with a probe of `count`
+/// connections: every connection starts on an old replica and every old replica is killed, so
+/// each connection is reset at least once, each reset right after a kill; nothing graceful.
+/// Returns the other disconnects (a reconnect to a killed endpoint still listed).
+fn assert_each_reset_by_a_kill(
+    json: &Value,
+    count: u64,
+    old: usize,
+) -> Vec<(f64, u64, String, String)> {
+    assert_eq!(code_of(json), 1, "{}", at(json, "/verdict/line"));
+    let probe = probe(json);
+    assert_eq!(u64_at(probe, "/disconnects/graceful"), 0, "{probe:#}");
+    assert!(
+        u64_at(probe, "/disconnects/ungraceful") >= count,
+        "{probe:#}"
+    );
+    let disconnects = disconnects(json);
+    let all: Vec<u64> = (0..count).collect();
+    assert_eq!(connections_with(&disconnects, "reset"), all);
+    let kills = events(json, "killed");
+    assert_eq!(kills.len(), old);
+    for (t, _, _, line) in disconnects.iter().filter(|d| d.2 == "reset") {
+        assert!(
+            kills.iter().any(|(k, _)| *t >= *k && *t <= k + 250.0),
+            "{line} at {t} ms is no kill's: {kills:?}"
+        );
+    }
+    let name = at(probe, "/name").as_str().unwrap();
+    let verdict = at(json, "/verdict/line").as_str().unwrap();
+    assert!(
+        verdict.contains(&format!("stream \"{name}\" lost")),
+        "{verdict}"
+    );
+    disconnects.into_iter().filter(|d| d.2 != "reset").collect()
+}
+
+/// The exit code the result gives.
+fn code_of(json: &Value) -> i32 {
+    i32::try_from(u64_at(json, "/verdict/exit_code")).expect("an exit code")
+}
+
+#[test]
+fn websocket_rolling_update_with_prestop_closes_each_session_with_1001() {
+    let (code, json) = run("demo-websocket-rolling-prestop");
+    assert_clean_pass(&json, code);
+    for (_, _, _, line) in assert_each_ended_by_a_drain(&json, "close_frame", 6, 3, 500.0) {
+        assert!(line.contains("1001"), "{line}");
     }
 }
 
 #[test]
 fn websocket_rolling_update_without_drain_resets_each_session() {
-    let (code, json) = run("demo-websocket-rolling-no-drain");
-    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
-    let probe = &at(&json, "/streams").as_array().expect("streams")[0];
-    assert_eq!(u64_at(probe, "/disconnects/graceful"), 0, "{probe:#}");
-    let ungraceful = u64_at(probe, "/disconnects/ungraceful");
-    assert!(ungraceful >= 6, "{probe:#}");
-    let disconnects = disconnects(&json);
-    // Every connection starts on an old replica, and every old replica is killed: each is reset
-    // at least once, right after a kill; a reconnect routed to the killed endpoint while it is
-    // still listed gets the proxy's 503.
-    assert_eq!(connections_with(&disconnects, "reset"), [0, 1, 2, 3, 4, 5]);
-    let kills = events(&json, "killed");
-    assert_eq!(kills.len(), 3);
-    for (t, _, class, line) in &disconnects {
-        match class.as_str() {
-            "reset" => assert!(
-                kills.iter().any(|(k, _)| *t >= *k && *t <= k + 250.0),
-                "{line} at {t} ms is no kill's: {kills:?}"
-            ),
-            "status" => assert!(line.contains("503"), "{line}"),
-            other => panic!("unexpected class {other}: {line}"),
-        }
+    let (_, json) = run("demo-websocket-rolling-no-drain");
+    // A handshake routed to the killed endpoint still listed gets the proxy's 503.
+    for (_, _, class, line) in assert_each_reset_by_a_kill(&json, 6, 3) {
+        assert!(class == "status" && line.contains("503"), "{line}");
     }
-    assert!(
-        at(&json, "/verdict/line")
-            .as_str()
-            .unwrap()
-            .contains("stream \"echo\" lost"),
-        "{}",
-        at(&json, "/verdict/line")
-    );
 }
 
 #[test]
@@ -494,30 +548,12 @@ fn event_streams_end_when_their_replica_drains_and_are_reset_when_it_is_killed()
     // Drained: each stream's response ends (HTTP's end of a body), the client reconnects.
     let (code, json) = events_through_a_restart("300ms");
     assert_clean_pass(&json, code);
-    let probe = &at(&json, "/streams").as_array().expect("streams")[0];
-    assert_eq!(u64_at(probe, "/disconnects/ungraceful"), 0, "{probe:#}");
-    let graceful = u64_at(probe, "/disconnects/graceful");
-    assert_eq!(
-        u64_at(probe, "/disconnects/by_class/end_of_stream"),
-        graceful
-    );
-    assert!((4..=8).contains(&graceful), "{probe:#}");
-    assert_eq!(
-        connections_with(&disconnects(&json), "end_of_stream"),
-        [0, 1, 2, 3]
-    );
+    assert_each_ended_by_a_drain(&json, "end_of_stream", 4, 2, 300.0);
 
-    // Killed: each stream on a killed replica is reset under the client.
-    let (code, json) = events_through_a_restart("0s");
-    assert_eq!(code, 1, "{}", at(&json, "/verdict/line"));
-    let probe = &at(&json, "/streams").as_array().expect("streams")[0];
-    assert_eq!(u64_at(probe, "/disconnects/graceful"), 0, "{probe:#}");
-    let disconnects = disconnects(&json);
-    assert_eq!(connections_with(&disconnects, "reset"), [0, 1, 2, 3]);
-    for (_, _, class, line) in &disconnects {
-        assert!(
-            class == "reset" || (class == "status" && line.contains("503")),
-            "{line}"
-        );
+    // Killed: each stream on a killed replica is reset under the client; a request routed to
+    // the killed endpoint still listed gets the proxy's 503.
+    let (_, json) = events_through_a_restart("0s");
+    for (_, _, class, line) in assert_each_reset_by_a_kill(&json, 4, 2) {
+        assert!(class == "status" && line.contains("503"), "{line}");
     }
 }
