@@ -73,8 +73,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::OkCodes;
 use crate::measure::outcome::{ConnectionUse, EnvoyReply, ErrorClass};
-use crate::measure::recorder::LatencyHistogram;
 use crate::measure::recorder::Phase;
+use crate::measure::tally::LatencyHistogram;
 use crate::rollout::StepStatus;
 use crate::run::Finished;
 
@@ -678,7 +678,7 @@ pub(crate) fn encode<T: hdrhistogram::Counter>(h: &hdrhistogram::Histogram<T>) -
 /// in which order merged histograms were added, and the text results always had.
 pub(crate) fn encode_latency(h: &LatencyHistogram) -> String {
     let Ok(mut full) =
-        LatencyHistogram::new_with_bounds(1, crate::measure::recorder::MAX_TRACKED_US, 3)
+        LatencyHistogram::new_with_bounds(1, crate::measure::tally::MAX_TRACKED_US, 3)
     else {
         return encode(h);
     };

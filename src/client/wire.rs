@@ -664,6 +664,57 @@ mod tests {
 
     use super::*;
 
+    /// The framing headers, one value or a comma list, in any case: the length, whether the
+    /// connection stays open, and the faults, the same either way.
+    #[test]
+    fn framing_headers_are_read_whole_or_as_lists_in_any_case() {
+        let framed = |fields: &[(&str, &str)]| {
+            let headers: Vec<httparse::Header<'_>> = fields
+                .iter()
+                .map(|(name, value)| httparse::Header {
+                    name,
+                    value: value.as_bytes(),
+                })
+                .collect();
+            frame(false, 200, 1, &headers).map_err(|fault| fault.to_string())
+        };
+        let length = |n| Ok((Framing::Length(n), true));
+        assert_eq!(framed(&[("Content-Length", "3")]), length(3));
+        assert_eq!(framed(&[("content-LENGTH", " 3 ")]), length(3));
+        assert_eq!(framed(&[("content-length", "3, 3")]), length(3));
+        assert_eq!(
+            framed(&[("content-length", "3"), ("Content-Length", "3,3")]),
+            length(3)
+        );
+        let conflict = Err("conflicting Content-Length values".to_string());
+        assert_eq!(framed(&[("content-length", "3, 4")]), conflict);
+        assert_eq!(
+            framed(&[("content-length", "3"), ("content-length", "4")]),
+            conflict
+        );
+        let invalid = Err("invalid Content-Length".to_string());
+        assert_eq!(framed(&[("content-length", "3,")]), invalid);
+        assert_eq!(framed(&[("content-length", "x")]), invalid);
+        // Same length as `content-length`, another name: not read.
+        assert_eq!(
+            framed(&[("content-lengtx", "x"), ("content-length", "2")]),
+            length(2)
+        );
+        let closed = |v: &str| framed(&[("Connection", v), ("content-length", "0")]);
+        assert_eq!(closed("keep-alive"), Ok((Framing::Length(0), true)));
+        assert_eq!(closed("CLOSE"), Ok((Framing::Length(0), false)));
+        assert_eq!(closed("keep-alive, close"), Ok((Framing::Length(0), false)));
+        assert_eq!(closed(" upgrade ,Close "), Ok((Framing::Length(0), false)));
+        assert_eq!(closed("closed"), Ok((Framing::Length(0), true)));
+        assert_eq!(
+            framed(&[
+                ("Transfer-Encoding", "gzip, chunked"),
+                ("content-length", "5")
+            ]),
+            Ok((Framing::Chunked, false))
+        );
+    }
+
     /// What a test's sink saw.
     #[derive(Debug, Default)]
     struct Seen {

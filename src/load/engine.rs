@@ -25,12 +25,14 @@
 //! receive timestamp.
 
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::connection::{Connector, Link, Reply, RequestTemplate};
@@ -274,7 +276,14 @@ impl Shared {
         }
     }
 
-    async fn attempt(&self, lane: &tokio::sync::Mutex<Lane>, arrival: Arrival) -> Attempt {
+    /// One attempt at `arrival` on `lane`, abandoned at its deadline. `timer` is the worker's
+    /// deadline timer, moved to this attempt's deadline (see [`drive`]).
+    async fn attempt(
+        &self,
+        lane: &tokio::sync::Mutex<Lane>,
+        arrival: Arrival,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Attempt {
         let deadline = later(arrival.due, self.timeout);
         let began = Instant::now();
         if began >= deadline {
@@ -287,9 +296,13 @@ impl Shared {
                 .asked(began);
         }
         let mut stage = Stage::Connecting;
-        let result =
-            tokio::time::timeout_at(deadline.into(), self.exchange(lane, deadline, &mut stage))
-                .await;
+        timer.as_mut().reset(deadline.into());
+        // The exchange first, as `timeout_at` polls it: an answer that is in counts.
+        let result = tokio::select! {
+            biased;
+            exchange = self.exchange(lane, deadline, &mut stage) => Ok(exchange),
+            () = timer => Err(()),
+        };
         let mut done = Instant::now();
         let (exchange, connection) = match (result, stage) {
             (Ok(exchange), Stage::Exchanging(use_)) => (exchange, use_),
@@ -818,6 +831,11 @@ async fn drive(
 ) {
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
+    // One deadline timer per worker, moved to each attempt's deadline: a later deadline only
+    // updates the registered one (tokio's timer wheel is touched about once per timeout, not
+    // twice per request as a `timeout_at` per attempt did; BENCHMARKS.md, issue 19).
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
     loop {
         let need = seat.service.need(shared.timeout);
         let claim = tokio::select! {
@@ -837,7 +855,7 @@ async fn drive(
                         shared.interrupted.fetch_add(1, Ordering::Relaxed);
                         break;
                     }
-                    attempt = shared.attempt(&seat.lane, arrival) => attempt,
+                    attempt = shared.attempt(&seat.lane, arrival, timer.as_mut()) => attempt,
                 };
                 match attempt {
                     Attempt::Done(completion) => {

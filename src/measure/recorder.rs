@@ -9,8 +9,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 use crate::config::OkCodes;
 use crate::measure::gaps::{Failure, GapDetector, Mark};
 use crate::measure::outcome::{
@@ -42,15 +40,8 @@ pub trait Unsent {
 /// A request sent more than this after its intended time counts as late.
 pub const LATE_THRESHOLD: Duration = Duration::from_millis(1);
 
-/// Largest latency the histograms track exactly: one hour, in microseconds. Larger values are
-/// clamped (they cannot happen with a finite request timeout).
-pub(crate) const MAX_TRACKED_US: u64 = 3_600_000_000;
-
 /// Number of distinct status codes tracked (the `http` crate allows 100..=999).
 const STATUS_SPACE: usize = 1000;
-
-/// A latency histogram in microseconds.
-pub type LatencyHistogram = Histogram<u64>;
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)

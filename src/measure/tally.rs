@@ -10,7 +10,12 @@
 
 use hdrhistogram::Histogram;
 
-use crate::measure::recorder::{LatencyHistogram, MAX_TRACKED_US};
+/// A latency histogram in microseconds, 64-bit counts: what a [`Tally`] reads as.
+pub type LatencyHistogram = Histogram<u64>;
+
+/// Largest latency the histograms track exactly: one hour, in microseconds. Larger values are
+/// clamped (they cannot happen with a finite request timeout).
+pub(crate) const MAX_TRACKED_US: u64 = 3_600_000_000;
 
 /// A latency histogram (µs, 3 significant digits, auto-resizing) with 32-bit counts and an
 /// exact 64-bit spill.

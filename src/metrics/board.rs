@@ -24,7 +24,8 @@ use tokio::sync::watch;
 
 use crate::config::{Limits, RunConfig};
 use crate::measure::outcome::ErrorClass;
-use crate::measure::recorder::{LatencyHistogram, Phase, Recorder};
+use crate::measure::recorder::{Phase, Recorder};
+use crate::measure::tally::LatencyHistogram;
 use crate::result::RunResult;
 use crate::ui::progress::Status;
 

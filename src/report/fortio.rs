@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::measure::recorder::LatencyHistogram;
+use crate::measure::tally::LatencyHistogram;
 use crate::result::RunResult;
 
 /// Fortio's percentiles.
