@@ -638,9 +638,9 @@ impl Histograms {
     /// The three histograms of a recorder.
     pub fn of(r: &crate::measure::recorder::Recorder) -> Histograms {
         Histograms {
-            latency_us: encode_latency(r.corrected()),
-            service_us: encode_latency(r.service()),
-            lateness_us: encode_latency(r.lateness()),
+            latency_us: encode_latency(&r.corrected().histogram()),
+            service_us: encode_latency(&r.service().histogram()),
+            lateness_us: encode_latency(&r.lateness().histogram()),
         }
     }
 
@@ -1027,7 +1027,7 @@ impl RunResult {
                     ok: s.ok,
                     failed: s.failed,
                     codes: s.codes.iter().copied().collect(),
-                    errors: class_counts(&s.errors),
+                    errors: s.errors.iter().copied().collect(),
                     p50_ms,
                     p99_ms,
                     versions: s
@@ -1103,9 +1103,9 @@ impl RunResult {
                 .iter()
                 .map(|(c, sample)| (c, sample.to_string()))
                 .collect(),
-            latency_ms: Latency::from_histogram(r.corrected()),
-            service_time_ms: Latency::from_histogram(r.service()),
-            lateness_ms: Latency::from_histogram(r.lateness()),
+            latency_ms: Latency::from_histogram(&r.corrected().histogram()),
+            service_time_ms: Latency::from_histogram(&r.service().histogram()),
+            lateness_ms: Latency::from_histogram(&r.lateness().histogram()),
             histograms: Histograms::of(r),
             failure_signatures: r.envoy().collect(),
             connections: Connections {

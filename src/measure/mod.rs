@@ -6,5 +6,6 @@ pub mod gaps;
 pub mod outcome;
 pub mod recorder;
 pub mod stalls;
+pub mod tally;
 pub mod timeline;
 pub mod version;

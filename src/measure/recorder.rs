@@ -1,7 +1,7 @@
 //! The recorder: turns completions into histograms, counters and the timeline.
 //!
-//! Bounded memory whatever the rate or duration: fixed-size histograms (µs, 3 significant
-//! digits, mergeable), fixed counter arrays, per-phase counts, the [`Timeline`] (at most
+//! Bounded memory whatever the rate or duration: histograms (µs, 3 significant digits,
+//! mergeable; the run-wide ones in 32-bit counts with an exact spill: [`Tally`]), fixed counter arrays, per-phase counts, the [`Timeline`] (at most
 //! [`crate::measure::timeline::MAX_SLOTS`] slots, merged as the run grows; a slot's histogram is
 //! sealed in compact form once every request due before the slot's end has finished) and the
 //! [`GapDetector`]. No per-request storage.
@@ -17,6 +17,7 @@ use crate::measure::outcome::{
     Completion, ConnectionUse, EnvoyReply, ErrorClass, ErrorSamples, Outcome,
 };
 use crate::measure::stalls::{Finish, StallDetector};
+use crate::measure::tally::Tally;
 use crate::measure::timeline::Timeline;
 use crate::measure::version::VersionId;
 
@@ -50,22 +51,6 @@ const STATUS_SPACE: usize = 1000;
 
 /// A latency histogram in microseconds.
 pub type LatencyHistogram = Histogram<u64>;
-
-/// An auto-resizing histogram, 3 significant digits: it covers the values recorded (up to
-/// [`MAX_TRACKED_US`], see [`put`]), so a fast target's costs a few KiB instead of the 190 KiB an
-/// hour's range takes; it matters with one recorder per endpoint (`[[target]]`).
-fn latency_histogram() -> LatencyHistogram {
-    // 3 significant digits is valid: cannot fail.
-    Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"))
-}
-
-/// Records `us` microseconds, clamped to [`MAX_TRACKED_US`], growing the histogram as needed.
-fn put(h: &mut LatencyHistogram, us: u64) {
-    let us = us.clamp(1, MAX_TRACKED_US);
-    if h.record(us).is_err() {
-        h.saturating_record(us);
-    }
-}
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
@@ -137,11 +122,11 @@ pub struct Recorder {
     start: Instant,
     ok_codes: OkCodes,
     /// Latency from intended send time (coordinated-omission corrected), responses only.
-    corrected: LatencyHistogram,
+    corrected: Tally,
     /// Service time from the actual send, responses only.
-    service: LatencyHistogram,
+    service: Tally,
     /// Actual send minus intended send, every sent request.
-    lateness: LatencyHistogram,
+    lateness: Tally,
     codes: Box<[u64]>,
     errors: [[u64; 2]; ErrorClass::COUNT],
     failed_by_connection: [u64; 2],
@@ -159,7 +144,7 @@ pub struct Recorder {
     /// Corrected latency since the progress line last took it; `None` until something follows
     /// it ([`Recorder::follow_recent`]): a run without a progress line keeps no fourth
     /// histogram per endpoint.
-    recent: Option<LatencyHistogram>,
+    recent: Option<Tally>,
     /// Silences of the target while requests waited.
     stalls: StallDetector,
     /// `--max-late`: a response later than this after its intended time is a failure.
@@ -184,9 +169,9 @@ impl Recorder {
         Recorder {
             start,
             ok_codes,
-            corrected: latency_histogram(),
-            service: latency_histogram(),
-            lateness: latency_histogram(),
+            corrected: Tally::new(),
+            service: Tally::new(),
+            lateness: Tally::new(),
             codes: vec![0; STATUS_SPACE].into_boxed_slice(),
             errors: [[0; 2]; ErrorClass::COUNT],
             failed_by_connection: [0; 2],
@@ -244,7 +229,7 @@ impl Recorder {
         self.total += 1;
         self.body_bytes += c.body_bytes;
         let late = sent.saturating_duration_since(c.due);
-        put(&mut self.lateness, micros(late));
+        self.lateness.record(micros(late));
         if late > LATE_THRESHOLD {
             self.late += 1;
         }
@@ -255,14 +240,12 @@ impl Recorder {
         let (ok, failure) = match c.outcome {
             Outcome::Status(_) if too_late => {
                 let corrected = micros(c.done.saturating_duration_since(c.due));
-                put(&mut self.corrected, corrected);
+                self.corrected.record(corrected);
                 if let Some(recent) = &mut self.recent {
-                    put(recent, corrected);
+                    recent.record(corrected);
                 }
-                put(
-                    &mut self.service,
-                    micros(c.done.saturating_duration_since(sent)),
-                );
+                self.service
+                    .record(micros(c.done.saturating_duration_since(sent)));
                 let class = ErrorClass::AnsweredLate;
                 self.errors[class.index()][c.connection.index()] += 1;
                 let slot = self.timeline.slot_mut(offset);
@@ -276,15 +259,13 @@ impl Recorder {
                     *n += 1;
                 }
                 let corrected = micros(c.done.saturating_duration_since(c.due));
-                put(&mut self.corrected, corrected);
+                self.corrected.record(corrected);
                 if let Some(recent) = &mut self.recent {
-                    put(recent, corrected);
+                    recent.record(corrected);
                 }
                 if let Some(sent) = c.sent {
-                    put(
-                        &mut self.service,
-                        micros(c.done.saturating_duration_since(sent)),
-                    );
+                    self.service
+                        .record(micros(c.done.saturating_duration_since(sent)));
                 }
                 let slot = self.timeline.slot_mut(offset);
                 slot.add_status(status, ok);
@@ -551,14 +532,14 @@ impl Recorder {
     /// Starts keeping the corrected latency of the responses from now on, for
     /// [`Recorder::take_recent_p99`] (the progress line calls it as it starts).
     pub fn follow_recent(&mut self) {
-        self.recent.get_or_insert_with(latency_histogram);
+        self.recent.get_or_insert_with(Tally::new);
     }
 
     /// p99 of the corrected latency since the last call (µs; `None` without responses), and
     /// starts a new interval. For the live progress line. Without [`Recorder::follow_recent`]
     /// first, the first call only starts the interval.
     pub fn take_recent_p99(&mut self) -> Option<u64> {
-        let recent = self.recent.get_or_insert_with(latency_histogram);
+        let recent = self.recent.get_or_insert_with(Tally::new);
         let p99 = (!recent.is_empty()).then(|| recent.value_at_quantile(0.99));
         recent.reset();
         p99
@@ -615,17 +596,17 @@ impl Recorder {
     }
 
     /// Latency from intended send time (µs), responses only.
-    pub fn corrected(&self) -> &LatencyHistogram {
+    pub fn corrected(&self) -> &Tally {
         &self.corrected
     }
 
     /// Service time from actual send (µs), responses only.
-    pub fn service(&self) -> &LatencyHistogram {
+    pub fn service(&self) -> &Tally {
         &self.service
     }
 
     /// Send lateness (µs), sent requests only.
-    pub fn lateness(&self) -> &LatencyHistogram {
+    pub fn lateness(&self) -> &Tally {
         &self.lateness
     }
 
@@ -747,8 +728,8 @@ mod tests {
         let slots = r.timeline().slots();
         assert_eq!(slots.len(), 2);
         assert_eq!((slots[0].ok, slots[0].failed), (1, 2));
-        assert_eq!(slots[0].errors[ErrorClass::NotSent.index()], 1);
-        assert_eq!(slots[1].errors[ErrorClass::Reset.index()], 1);
+        assert_eq!(slots[0].errors, vec![(ErrorClass::NotSent, 1)]);
+        assert_eq!(slots[1].errors, vec![(ErrorClass::Reset, 1)]);
     }
 
     #[test]
@@ -769,8 +750,10 @@ mod tests {
         assert_eq!(r.failed_on(ConnectionUse::New), 0);
         let per_slot: Vec<u64> = r.timeline().slots().iter().map(|s| s.failed).collect();
         assert_eq!(per_slot, vec![500, 1000, 500]);
-        let not_sent = ErrorClass::NotSent.index();
-        assert_eq!(r.timeline().slots()[1].errors[not_sent], 1000);
+        assert_eq!(
+            r.timeline().slots()[1].errors,
+            vec![(ErrorClass::NotSent, 1000)]
+        );
         let phases: Vec<(u64, u64)> = r.phases().iter().map(|p| (p.total, p.failed)).collect();
         assert_eq!(phases, vec![(750, 750), (1250, 1250)]);
     }
@@ -826,9 +809,9 @@ mod tests {
             version: None,
             envoy: None,
         });
-        assert!((999_000..=1_001_000).contains(&r.corrected().max()));
-        assert!((99_000..=101_000).contains(&r.service().max()));
-        assert!((899_000..=901_000).contains(&r.lateness().max()));
+        assert!((999_000..=1_001_000).contains(&r.corrected().histogram().max()));
+        assert!((99_000..=101_000).contains(&r.service().histogram().max()));
+        assert!((899_000..=901_000).contains(&r.lateness().histogram().max()));
         assert_eq!(r.late(), 1);
     }
     #[test]

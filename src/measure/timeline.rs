@@ -54,8 +54,9 @@ pub struct Slot {
     pub failed: u64,
     /// Count per status code, sorted by code.
     pub codes: Vec<(u16, u64)>,
-    /// Count per transport failure class, indexed by [`ErrorClass::index`].
-    pub errors: [u64; ErrorClass::COUNT],
+    /// Count per transport failure class seen, sorted by class (sparse: most slots have none,
+    /// and a run of 50 endpoints keeps 15,000 slots or more).
+    pub errors: Vec<(ErrorClass, u64)>,
     /// Successful responses per version.
     pub versions: Vec<(VersionId, u64)>,
     latency_us: Latencies,
@@ -114,6 +115,14 @@ impl Latencies {
     }
 }
 
+/// Adds `n` to `key`'s count in a list sorted by key (a new entry in its place if absent).
+fn bump<K: Ord + Copy>(counts: &mut Vec<(K, u64)>, key: K, n: u64) {
+    match counts.binary_search_by_key(&key, |&(k, _)| k) {
+        Ok(i) => counts[i].1 = counts[i].1.saturating_add(n),
+        Err(i) => counts.insert(i, (key, n)),
+    }
+}
+
 /// A new slot histogram: auto-resizing, 2 significant digits.
 fn slot_histogram() -> Histogram<u32> {
     // Auto-resizing with 2 significant digits: cannot fail for these constants.
@@ -147,22 +156,19 @@ impl Slot {
     /// Counts one response status.
     pub fn add_status(&mut self, status: u16, ok: bool) {
         self.count(ok);
-        match self.codes.binary_search_by_key(&status, |&(c, _)| c) {
-            Ok(i) => self.codes[i].1 += 1,
-            Err(i) => self.codes.insert(i, (status, 1)),
-        }
+        bump(&mut self.codes, status, 1);
     }
 
     /// Counts one transport failure.
     pub fn add_error(&mut self, class: ErrorClass) {
         self.count(false);
-        self.errors[class.index()] += 1;
+        bump(&mut self.errors, class, 1);
     }
 
     /// Counts `n` transport failures of one class at once (a batch of requests never sent).
     pub fn add_errors(&mut self, class: ErrorClass, n: u64) {
         self.failed = self.failed.saturating_add(n);
-        self.errors[class.index()] = self.errors[class.index()].saturating_add(n);
+        bump(&mut self.errors, class, n);
     }
 
     /// Counts one successful response from `version`.
@@ -232,13 +238,10 @@ impl Slot {
         self.ok += other.ok;
         self.failed += other.failed;
         for (status, n) in other.codes {
-            match self.codes.binary_search_by_key(&status, |&(c, _)| c) {
-                Ok(i) => self.codes[i].1 += n,
-                Err(i) => self.codes.insert(i, (status, n)),
-            }
+            bump(&mut self.codes, status, n);
         }
-        for (mine, theirs) in self.errors.iter_mut().zip(other.errors) {
-            *mine += theirs;
+        for (class, n) in other.errors {
+            bump(&mut self.errors, class, n);
         }
         for (version, n) in other.versions {
             match self.versions.iter_mut().find(|(v, _)| *v == version) {
@@ -440,7 +443,7 @@ mod tests {
         assert_eq!(t.slots().len(), 3);
         assert_eq!(t.slots()[2].codes, vec![(200, 1), (503, 1)]);
         assert_eq!((t.slots()[2].ok, t.slots()[2].failed), (1, 1));
-        assert_eq!(t.slots()[0].errors[ErrorClass::Reset.index()], 1);
+        assert_eq!(t.slots()[0].errors, vec![(ErrorClass::Reset, 1)]);
         assert_eq!(t.slots()[1].total(), 0);
         t.extend_to(Duration::from_millis(1001));
         assert_eq!(t.slots().len(), 11);
@@ -737,7 +740,7 @@ mod tests {
         assert_eq!(t.width(), Duration::from_millis(20));
         assert_eq!(t.slots().len(), 1025);
         assert_eq!((t.slots()[0].ok, t.slots()[0].failed), (1, 1));
-        assert_eq!(t.slots()[0].errors[ErrorClass::Reset.index()], 1);
+        assert_eq!(t.slots()[0].errors, vec![(ErrorClass::Reset, 1)]);
         assert_eq!(t.slots()[1].codes, vec![(503, 1)]);
         assert_eq!(t.slots()[1024].codes, vec![(200, 1)]);
         // A request due before the merge but recorded after it goes to the wider slot.

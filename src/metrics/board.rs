@@ -389,10 +389,8 @@ impl Board {
             }
             s.passed &= self.holds(&r, longest);
             match &mut latency {
-                Some(sum) => {
-                    let _ = sum.add(r.corrected());
-                }
-                None => latency = Some(r.corrected().clone()),
+                Some(sum) => r.corrected().add_to(sum),
+                None => latency = Some(r.corrected().histogram()),
             }
         }
         if let Some(h) = &latency {
