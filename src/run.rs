@@ -789,9 +789,6 @@ mod tests {
             vec![vec![0], vec![1], vec![2, 4], vec![3], vec![5]]
         );
         // One target: one pool.
-        assert_eq!(
-            pools_of(&parts_of(&one, SystemTime::now())),
-            vec![vec![0]]
-        );
+        assert_eq!(pools_of(&parts_of(&one, SystemTime::now())), vec![vec![0]]);
     }
 }

@@ -292,7 +292,12 @@ impl Dispatcher {
                     }
                     return Some(Claim::Send(arrival));
                 }
-                Ok(_) => return Some(Claim::NotSent(Missed { from: index, to: end })),
+                Ok(_) => {
+                    return Some(Claim::NotSent(Missed {
+                        from: index,
+                        to: end,
+                    }));
+                }
                 Err(current) => index = current,
             }
         }

@@ -288,8 +288,7 @@ impl Shared {
         if began >= deadline {
             return Attempt::NotSent;
         }
-        if !endpoint.asked.load(Ordering::Relaxed) && !endpoint.asked.swap(true, Ordering::AcqRel)
-        {
+        if !endpoint.asked.load(Ordering::Relaxed) && !endpoint.asked.swap(true, Ordering::AcqRel) {
             endpoint
                 .recorder
                 .lock()

@@ -683,7 +683,10 @@ mod tests {
                         assert_eq!(lineup.index_of(m, local), g);
                         assert_eq!(lineup.below(m, g), local);
                         let member = own[m].shard(thread, threads);
-                        assert_eq!((a.seq, Some(a.due)), (member.global_seq(local), member.due_at(local)));
+                        assert_eq!(
+                            (a.seq, Some(a.due)),
+                            (member.global_seq(local), member.due_at(local))
+                        );
                         assert!(
                             a.due + Duration::from_nanos(2) >= last,
                             "{weights:?} {parts:?}: {g} out of order"
