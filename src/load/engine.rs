@@ -667,8 +667,17 @@ impl Engine {
             .iter()
             .map(|d| d.config.target.timeout)
             .collect();
-        // Several endpoints: their positions of the run's interleave.
-        let interleave = first.load.shard.as_ref().map(|s| s.interleave.clone());
+        // Several endpoints: their positions of the run's interleave (which their shard plans
+        // hold; equal parts if they had none).
+        let interleave = first.load.shard.as_ref().map_or_else(
+            || {
+                let n = u32::try_from(destinations.len()).unwrap_or(u32::MAX);
+                Arc::new(crate::config::Interleave::equal(
+                    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN),
+                ))
+            },
+            |s| s.interleave.clone(),
+        );
         let parts: Vec<usize> = destinations
             .iter()
             .enumerate()
@@ -676,12 +685,7 @@ impl Engine {
             .collect();
         let lineup = |thread: usize| {
             let mine: Vec<Schedule> = schedules.iter().map(|s| s.shard(thread, count)).collect();
-            match (&interleave, mine.as_slice()) {
-                (Some(interleave), [_, _, ..]) => {
-                    Lineup::dealt(start, interleave, &parts, mine, thread, count)
-                }
-                _ => Lineup::single(start, mine[0]),
-            }
+            Lineup::dealt(start, &interleave, &parts, mine, thread, count)
         };
         let endpoints = destinations
             .into_iter()

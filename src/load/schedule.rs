@@ -354,7 +354,8 @@ impl Lineup {
     /// Engine thread `thread` of `threads` of the parts `parts` of `interleave` (in order;
     /// `schedules[m]` is part `parts[m]`'s own schedule, already split as `shard(thread,
     /// threads)`): their requests in the interleave's global order, this thread's own (member
-    /// request `j` with `j mod threads == thread`). Offsets count from `origin`.
+    /// request `j` with `j mod threads == thread`). Offsets count from `origin`. One schedule
+    /// alone is [`Lineup::single`].
     pub fn dealt(
         origin: Instant,
         interleave: &crate::config::Interleave,
