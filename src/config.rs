@@ -13,7 +13,7 @@ use http::{HeaderMap, Method, Uri};
 mod interleave;
 mod stream;
 pub use interleave::{Interleave, MAX_PERIOD, TooFine, gcd};
-pub use stream::{StreamConfig, StreamKind, StreamUrl};
+pub use stream::{GRPC_PING_INTERVAL, PING_INTERVAL, StreamConfig, StreamKind, StreamUrl};
 
 /// Errors found while validating configuration values.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

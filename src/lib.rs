@@ -12,7 +12,7 @@
 //!                                                           │             └─► measure (outcome, recorder,
 //!                                                           │                  timeline, gaps, version)
 //!                                                           ├─► rollout (steps, watchers, strategies)
-//!                                                           └─► streams (websocket, sse, tally)
+//!                                                           └─► streams (websocket, sse, grpc, tally)
 //! run ──► result (the wire types) ──► judge (verdict, hints, diff) ──► report (text, JSON, HTML,
 //!                                                                       Markdown, JUnit, Fortio,
 //!                                                                       diff)
@@ -29,8 +29,9 @@
 //!   counters, fixed slots, phases, failure windows and versions; bounded memory.
 //! - `rollout`: the steps, in their own process groups, and the watchers; the rollout
 //!   strategies an orchestrator (the embedded demo cluster) performs.
-//! - `streams`: long-lived probes (`[[stream]]`): WebSocket connections and SSE streams held
-//!   for the whole run, every disconnect classified, reconnected at once under a rate ceiling.
+//! - `streams`: long-lived probes (`[[stream]]`): WebSocket connections, SSE streams and gRPC
+//!   server streams held for the whole run, every disconnect classified, reconnected at once
+//!   under a rate ceiling.
 //! - [`run`]: one run from start to finish, interruptible.
 //! - [`result`]: what a run measured, as the JSON result's wire types: every report renders one,
 //!   and the verdict is judged from one.

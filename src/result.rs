@@ -31,8 +31,8 @@
 //! | `phases` | in order: `name` (`load` for a run without steps; else `warmup`, `steps`, `cooldown`), `start_ms`, `end_ms`, `requests`, `ok`, `failed` (by intended send time), `versions` (per version label: `count` successful responses in the phase, `first_ms`) |
 //! | `unhealthy_warmup` | when requests failed during the warmup so no step ran: `failed`, `requests` (intended in the warmup); `null` otherwise |
 //! | `steps` | in scenario order: `name`, `command`, `background`, `status` (`ok`, `failed`, `timed_out`, `interrupted`, `stopped`, `skipped`), `start_ms`, `end_ms` (`null` if it never ran), `exit_code`, `signal` (`null` unless one applies), `problem`, `output_tail` (last lines, a list of strings), `output_tail_ms` (when each of those lines was read, same length; absent from results of older versions) |
-//! | `events` | lines printed by background steps and demo orchestration events: `t_ms` (when the line was read), `step`, `line`; `events_dropped` counts those beyond 10,000 per watcher (or per probe). With `[[stream]]` probes, also every disconnect, in time order: `step` the probe's name, `line` a sentence, and `disconnect`: `probe`, `connection` (from 0), `class` (`close_frame`, `end_of_stream`: graceful; `reset`, `closed`, `timeout`, `protocol`, and for the first failed reconnect attempt of an outage `refused`, `connect_timeout`, `dns`, `tls`, `status`, `other`), `graceful`, `code` (the close frame's code or the handshake's status; absent otherwise) |
-//! | `streams` | with `[[stream]]` probes only (absent otherwise), per probe in order: `name`, `url`, `kind` (`websocket`, `sse`), `count` (connections held), `connects` (established, the first ones included), `disconnects` (`graceful`, `ungraceful`, `by_class`), `connect_failures` (per class, every failed attempt; an outage is one disconnect), `reconnect_ms` (from a lost stream to the next connected one: `count min mean stddev p50 p75 p90 p99 p99_9 max`), `stream_gap_ms` (time without a connected stream: `total` over the connections, `longest` of one), `events_dropped` |
+//! | `events` | lines printed by background steps and demo orchestration events: `t_ms` (when the line was read), `step`, `line`; `events_dropped` counts those beyond 10,000 per watcher (or per probe). With `[[stream]]` probes, also every disconnect, in time order: `step` the probe's name, `line` a sentence, and `disconnect`: `probe`, `connection` (from 0), `class` (`close_frame`, `end_of_stream`, `goaway`: graceful; `reset`, `closed`, `timeout`, `protocol`, `grpc_status`, and for the first failed reconnect attempt of an outage `refused`, `connect_timeout`, `dns`, `tls`, `status`, `grpc_status`, `other`; and `not_serving`, not a disconnect: a gRPC health watch answered other than SERVING on a connected stream), `graceful`, `code` (the close frame's code, the handshake's HTTP status, the `grpc-status` number, or for `not_serving` the serving status number; absent otherwise) |
+//! | `streams` | with `[[stream]]` probes only (absent otherwise), per probe in order: `name`, `url`, `kind` (`websocket`, `sse`, `grpc`), `count` (connections held), `connects` (established, the first ones included), `disconnects` (`graceful`, `ungraceful`, `by_class`), `not_serving` (gRPC health watch only, absent when 0: times an answer turned from SERVING to another status), `connect_failures` (per class, every failed attempt; an outage is one disconnect), `reconnect_ms` (from a lost stream to the next connected one: `count min mean stddev p50 p75 p90 p99 p99_9 max`), `stream_gap_ms` (time without a connected stream, for a health watch without a SERVING one: `total` over the connections, `longest` of one), `events_dropped` |
 //! | `windows` | failure windows in time order (at most 1,000; `windows_total` counts all): `start_ms` (when its first failure was sent), `end_ms` (when the success that ended it was sent), `start_uncertainty_ms` (the outage began after the last success before it was sent, this long before `start_ms`; `null` if none succeeded before), `end_uncertainty_ms` (it ended after the last failure was sent, this long before `end_ms`; `null` if open), `duration_ms`, `failed`, `ok`, `codes`, `errors`, `failed_on_new_connections`, `failed_on_reused_connections`, `steps` (foreground steps running at the time), `after_step` (when none ran: the last step that ended before it), `open` (the load ended inside it) |
 //! | `gaps` | the windows with `ok == 0` (availability gaps), same fields; `gaps_total` counts all |
 //! | `longest_gap_ms`, `total_gap_ms` | the longest gap (`null` without gaps) and the sum of all gaps |
@@ -332,11 +332,13 @@ pub struct DisconnectEntry {
     pub probe: String,
     /// Which of its connections, from 0.
     pub connection: usize,
-    /// How the stream ended, or why the first reconnect attempt failed.
+    /// How the stream ended, or why the first reconnect attempt failed (`not_serving`: not a
+    /// disconnect, a health watch's answer).
     pub class: StreamClass,
-    /// A close frame or the end of an SSE stream.
+    /// A close frame, the end of an SSE or gRPC stream, or a GOAWAY.
     pub graceful: bool,
-    /// The close frame's code, or the status a handshake was answered with.
+    /// The close frame's code, the status a handshake was answered with, the `grpc-status`, or
+    /// the serving status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<u16>,
 }
@@ -348,7 +350,7 @@ pub struct StreamEntry {
     pub name: String,
     /// Its URL.
     pub url: String,
-    /// `websocket` or `sse`.
+    /// `websocket`, `sse` or `grpc`.
     pub kind: String,
     /// Connections held at once.
     pub count: usize,
@@ -356,6 +358,10 @@ pub struct StreamEntry {
     pub connects: u64,
     /// Disconnects.
     pub disconnects: Disconnects,
+    /// Times a gRPC health watch's answer turned from SERVING to another status (absent when
+    /// none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_serving: u64,
     /// Failed connect attempts by class (every attempt; an outage is one disconnect).
     pub connect_failures: BTreeMap<StreamClass, u64>,
     /// From a lost stream to the next connected one.
@@ -366,10 +372,15 @@ pub struct StreamEntry {
     pub events_dropped: u64,
 }
 
+/// True for 0 (a count left out of the JSON when there is nothing to count).
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// `streams[].disconnects`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Disconnects {
-    /// Close frames and ends of SSE streams.
+    /// Close frames, ends of SSE and gRPC streams, GOAWAYs.
     pub graceful: u64,
     /// Every other class.
     pub ungraceful: u64,
@@ -1288,15 +1299,19 @@ fn events(f: &Finished) -> Vec<EventEntry> {
             events.push(EventEntry {
                 t_ms: millis(d.at),
                 step: probe.config.name.clone(),
-                line: format!(
-                    "connection {} {}{code}{detail}",
-                    d.connection,
-                    if d.class.is_graceful() {
-                        format!("closed gracefully ({})", d.class)
-                    } else {
-                        format!("lost ({})", d.class)
-                    }
-                ),
+                line: if d.class == StreamClass::NotServing {
+                    format!("connection {} not serving{detail}", d.connection)
+                } else {
+                    format!(
+                        "connection {} {}{code}{detail}",
+                        d.connection,
+                        if d.class.is_graceful() {
+                            format!("closed gracefully ({})", d.class)
+                        } else {
+                            format!("lost ({})", d.class)
+                        }
+                    )
+                },
                 disconnect: Some(DisconnectEntry {
                     probe: probe.config.name.clone(),
                     connection: d.connection,
@@ -1326,6 +1341,7 @@ fn stream_entry(p: &crate::streams::ProbeReport) -> StreamEntry {
             ungraceful,
             by_class: t.disconnects.clone(),
         },
+        not_serving: t.not_serving,
         connect_failures: t.connect_failures.clone(),
         reconnect_ms: Latency::from_histogram(&t.reconnect_us),
         stream_gap_ms: StreamGap {

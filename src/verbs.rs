@@ -135,6 +135,7 @@ async fn load(args: RunArgs) -> Result<Exit, Error> {
             let started = Arc::new(Cluster::start(spec).await?);
             say(format!("demo cluster listening on {}", started.url()));
             config.target.url = started.target_url();
+            started.aim(&mut config.streams);
             cluster = Some(started);
         }
         Start::Builtin => {

@@ -1114,7 +1114,7 @@ impl Check for StreamUrlCheck {
     }
 }
 
-/// `websocket` or `sse`.
+/// `websocket`, `sse` or `grpc`.
 #[derive(Clone, Copy, Debug)]
 pub struct StreamKinds;
 
@@ -1129,7 +1129,7 @@ impl Check for StreamKinds {
     }
 
     fn range(&self) -> Option<String> {
-        Some("websocket, sse".to_string())
+        Some("websocket, sse, grpc".to_string())
     }
 }
 

@@ -422,18 +422,28 @@ options! {
         /// Its name in the reports (default: its URL).
         #[arg(skip)]
         name: String => String = none, Label;
-        /// `ws://` or `wss://` (a WebSocket), or `http(s)://` with `kind = "sse"`.
+        /// `ws://` or `wss://` (a WebSocket), or `http(s)://` with `kind = "sse"` or `"grpc"`.
         #[arg(skip)]
         url: String => StreamUrl = none, StreamUrlCheck;
-        /// `websocket` or `sse`.
+        /// `websocket`, `sse` or `grpc`.
         #[arg(skip)]
-        kind: String => StreamKind = ("websocket for ws(s)://; sse must be given"), StreamKinds;
+        kind: String => StreamKind = ("websocket for ws(s)://; sse or grpc must be given"), StreamKinds;
+        /// gRPC: the server-streaming method held (`kind = "grpc"` only).
+        #[arg(skip)]
+        method: String => String = ("grpc.health.v1.Health/Watch"), GrpcMethod;
+        /// gRPC: the .proto file (or descriptor set) that declares `method`; not needed for the
+        /// health watch.
+        #[arg(skip)]
+        proto: String => std::path::PathBuf = none, ProtoFile;
+        /// gRPC: the request message, as JSON (the health watch: `{"service": "name"}`).
+        #[arg(skip)]
+        data: String => String = ("{}"), AnyText;
         /// Connections held at once.
         #[arg(skip)]
         count: i64 => NonZeroUsize = "1", Count::new(1, 1000);
-        /// WebSocket ping interval.
+        /// WebSocket ping (gRPC: HTTP/2 PING) interval.
         #[arg(skip)]
-        interval: String => Duration = "1s", Span::new(ms(10), hours(1));
+        interval: String => Duration = ("1s; grpc: 5m, what gRPC servers allow"), Span::new(ms(10), hours(1));
         /// A ping unanswered, or an SSE stream silent, this long is a disconnect (`timeout`).
         #[arg(skip)]
         timeout: String => Duration = "5s", Span::new(ms(10), hours(1));

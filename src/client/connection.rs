@@ -401,8 +401,9 @@ async fn h2_exchange(
 }
 
 /// An HTTP/2 response body from `h2` as a [`hyper::body::Body`] (what tonic's decoder reads):
-/// its data frames, giving the window back as each is read, then its trailers.
-struct H2Body {
+/// its data frames, giving the window back as each is read, then its trailers. The unary gRPC
+/// answers and the gRPC stream probes (`crate::streams::grpc`) read through it.
+pub struct H2Body {
     stream: h2::RecvStream,
     state: BodyState,
 }
@@ -416,7 +417,8 @@ enum BodyState {
 }
 
 impl H2Body {
-    fn new(stream: h2::RecvStream) -> H2Body {
+    /// The body of `stream`.
+    pub fn new(stream: h2::RecvStream) -> H2Body {
         H2Body {
             stream,
             state: BodyState::Data,
@@ -683,8 +685,8 @@ impl Connector {
 
 /// The HTTP/2 client settings hyper's client connection used (its defaults): windows of 2 MiB
 /// per stream and 5 MiB per connection, 16 KiB frames and header lists, 100 streams until the
-/// server's settings arrive, no server push.
-fn h2_builder() -> h2::client::Builder {
+/// server's settings arrive, no server push. The gRPC stream probes use them too.
+pub fn h2_builder() -> h2::client::Builder {
     let mut builder = h2::client::Builder::new();
     builder
         .initial_max_send_streams(100)

@@ -16,6 +16,10 @@
 //! - a broken stream or connection is the transport class it is for HTTP/2 (`reset`, ...), and
 //!   an answer that is not valid gRPC (no `grpc-status`, no message, a message that does not
 //!   decode) is `protocol`.
+//!
+//! A [`StreamCall`] is the server-streaming call a `[[stream]]` of `kind = "grpc"` holds
+//! (`crate::streams::grpc`): the same descriptors, method lookup, JSON request and framing,
+//! and tonic's decoder over its answers as they arrive.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -29,7 +33,7 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use miette::Diagnostic;
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor};
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBody, EncodeBuf, Encoder, Streaming};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
@@ -64,7 +68,10 @@ pub enum Error {
         what: String,
     },
     /// The method streams: only unary calls are loaded.
-    #[error("--grpc {0}: a streaming method; gapless loads unary calls only")]
+    #[error(
+        "--grpc {0}: a streaming method; gapless loads unary calls only (a server-streaming \
+         method is held by a [[stream]] of kind = \"grpc\")"
+    )]
     Streaming(String),
     /// The JSON does not fit the request message.
     #[error("--data does not fit {message}: {problem}")]
@@ -77,6 +84,26 @@ pub enum Error {
     /// tonic's encoder refused the message.
     #[error("cannot encode the gRPC request: {0}")]
     Encode(String),
+    /// A `[[stream]]` of kind `grpc` holds a server stream: the method is not one.
+    #[error("{0} is not a server-streaming method (one request, a stream of answers)")]
+    NotServerStreaming(String),
+}
+
+impl Error {
+    /// The sentence without the command-line flag it names (for a scenario key, which names
+    /// itself): `does not fit demo.v1.HelloRequest: ...`.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::MethodSyntax(method) => {
+                format!("{method:?} is not a method such as package.Service/Method")
+            }
+            Error::Streaming(method) => {
+                format!("{method}: a streaming method; gapless loads unary calls only")
+            }
+            Error::Data { message, problem } => format!("does not fit {message}: {problem}"),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// What kind of answer a call gets.
@@ -117,48 +144,14 @@ impl GrpcCall {
     /// descriptor set (`.pb`, `.desc`, `.protoset`, `.bin`), with the request message `json`.
     pub fn unary(proto: &Path, method: &str, json: &str) -> Result<GrpcCall, Error> {
         let pool = descriptors(proto)?;
-        let (service_name, method_name) = method
-            .trim_start_matches('/')
-            .split_once('/')
-            .filter(|(s, m)| !s.is_empty() && !m.is_empty() && !m.contains('/'))
-            .ok_or_else(|| Error::MethodSyntax(method.to_string()))?;
-        let file = proto.display().to_string();
-        let unknown = |what: String| Error::UnknownMethod {
-            file: file.clone(),
-            what,
-        };
-        let service = pool.get_service_by_name(service_name).ok_or_else(|| {
-            let known: Vec<String> = pool.services().map(|s| s.full_name().to_string()).collect();
-            unknown(format!(
-                "no service {service_name} (it declares: {})",
-                list_or_none(&known)
-            ))
-        })?;
-        let found = service.methods().find(|m| m.name() == method_name);
-        let found = found.ok_or_else(|| {
-            let known: Vec<String> = service.methods().map(|m| m.name().to_string()).collect();
-            unknown(format!(
-                "service {service_name} has no method {method_name} (it has: {})",
-                list_or_none(&known)
-            ))
-        })?;
+        let found = find_method(&pool, &proto.display().to_string(), method)?;
         if found.is_client_streaming() || found.is_server_streaming() {
             return Err(Error::Streaming(method.to_string()));
         }
-        let input = found.input();
-        let mut de = serde_json::Deserializer::from_str(json);
-        let request = DynamicMessage::deserialize(input.clone(), &mut de)
-            .and_then(|m| de.end().map(|()| m))
-            .map_err(|e| Error::Data {
-                message: input.full_name().to_string(),
-                problem: match field_at_fault(&input, json) {
-                    Some(field) => format!("field {field:?}: {e}"),
-                    None => e.to_string(),
-                },
-            })?;
+        let request = request_message(&found.input(), json)?;
         let body = frame(DynamicCodec(found.output()).encoder(), request)?;
         Ok(GrpcCall {
-            path: format!("/{service_name}/{method_name}"),
+            path: format!("/{}/{}", found.parent_service().full_name(), found.name()),
             body,
             answer: Answer::Message(found.output()),
         })
@@ -226,6 +219,96 @@ impl GrpcCall {
     }
 }
 
+/// The server-streaming method a `[[stream]]` of kind `grpc` holds when none is given: the
+/// standard health watch, built in (no `.proto` needed).
+pub const HEALTH_WATCH: &str = "grpc.health.v1.Health/Watch";
+
+/// The full name of the health answer, whose `status` a stream of it is judged by.
+const HEALTH_RESPONSE: &str = "grpc.health.v1.HealthCheckResponse";
+
+/// A server-streaming call, encoded once: the request every stream of a probe sends, and the
+/// type of the answers it reads.
+#[derive(Clone, Debug)]
+pub struct StreamCall {
+    path: String,
+    body: Bytes,
+    output: MessageDescriptor,
+}
+
+impl StreamCall {
+    /// `method` as `proto` declares it (without `proto`: the built-in `grpc.health.v1`, whose
+    /// `Health/Watch` is the one server-streaming method), with the request message `json`.
+    /// The descriptors, the method's lookup, the JSON and the framing are the unary call's.
+    pub fn new(proto: Option<&Path>, method: &str, json: &str) -> Result<StreamCall, Error> {
+        let (pool, file) =
+            match proto {
+                Some(path) => (descriptors(path)?, path.display().to_string()),
+                None => {
+                    let builtin = "the built-in grpc.health.v1 (give a proto for others)";
+                    let pool = DescriptorPool::decode(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                        .map_err(|e| Error::Proto {
+                            place: builtin.to_string(),
+                            message: e.to_string(),
+                        })?;
+                    (pool, builtin.to_string())
+                }
+            };
+        let found = find_method(&pool, &file, method)?;
+        if found.is_client_streaming() || !found.is_server_streaming() {
+            return Err(Error::NotServerStreaming(method.to_string()));
+        }
+        let request = request_message(&found.input(), json)?;
+        let body = frame(DynamicCodec(found.output()).encoder(), request)?;
+        Ok(StreamCall {
+            path: format!("/{}/{}", found.parent_service().full_name(), found.name()),
+            body,
+            output: found.output(),
+        })
+    }
+
+    /// The request path, `/package.Service/Method`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The request body: the message, framed.
+    pub fn body(&self) -> Bytes {
+        self.body.clone()
+    }
+
+    /// True if the answers are health answers (`grpc.health.v1.HealthCheckResponse`).
+    pub fn is_health(&self) -> bool {
+        self.output.full_name() == HEALTH_RESPONSE
+    }
+
+    /// The answers of a response `body` (after a `200` head), decoded by tonic as they arrive;
+    /// the stream's end yields its `grpc-status` (an error `Status` unless `OK`).
+    pub fn answers<B>(&self, body: B) -> Streaming<DynamicMessage>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    {
+        Streaming::new_response(
+            DynamicCodec(self.output.clone()).decoder(),
+            body,
+            StatusCode::OK,
+            None,
+            None,
+        )
+    }
+
+    /// A health answer's serving status as the protocol numbers it (`1` SERVING, `2`
+    /// NOT_SERVING, ...; its name is `code::name(code::health(n))`); `None` for answers of
+    /// another type.
+    pub fn health_of(&self, answer: &DynamicMessage) -> Option<i32> {
+        if !self.is_health() {
+            return None;
+        }
+        let status = answer.get_field_by_name("status")?;
+        Some(status.as_enum_number().unwrap_or_default())
+    }
+}
+
 /// The top-level field of a JSON object that does not fit `message` (serde's sentence names an
 /// unknown field, but not one of a known name whose value has the wrong type).
 fn field_at_fault(message: &MessageDescriptor, json: &str) -> Option<String> {
@@ -247,6 +330,48 @@ fn list_or_none(names: &[String]) -> String {
     } else {
         names.join(", ")
     }
+}
+
+/// `method` (`package.Service/Method`) in `pool`, read from `file`.
+fn find_method(pool: &DescriptorPool, file: &str, method: &str) -> Result<MethodDescriptor, Error> {
+    let (service_name, method_name) = method
+        .trim_start_matches('/')
+        .split_once('/')
+        .filter(|(s, m)| !s.is_empty() && !m.is_empty() && !m.contains('/'))
+        .ok_or_else(|| Error::MethodSyntax(method.to_string()))?;
+    let unknown = |what: String| Error::UnknownMethod {
+        file: file.to_string(),
+        what,
+    };
+    let service = pool.get_service_by_name(service_name).ok_or_else(|| {
+        let known: Vec<String> = pool.services().map(|s| s.full_name().to_string()).collect();
+        unknown(format!(
+            "no service {service_name} (it declares: {})",
+            list_or_none(&known)
+        ))
+    })?;
+    let found = service.methods().find(|m| m.name() == method_name);
+    found.ok_or_else(|| {
+        let known: Vec<String> = service.methods().map(|m| m.name().to_string()).collect();
+        unknown(format!(
+            "service {service_name} has no method {method_name} (it has: {})",
+            list_or_none(&known)
+        ))
+    })
+}
+
+/// The request message of type `input`, filled from `json`.
+fn request_message(input: &MessageDescriptor, json: &str) -> Result<DynamicMessage, Error> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    DynamicMessage::deserialize(input.clone(), &mut de)
+        .and_then(|m| de.end().map(|()| m))
+        .map_err(|e| Error::Data {
+            message: input.full_name().to_string(),
+            problem: match field_at_fault(input, json) {
+                Some(field) => format!("field {field:?}: {e}"),
+                None => e.to_string(),
+            },
+        })
 }
 
 /// Reads a unary answer: one message, then the trailers. `code_of` gives a message's code and

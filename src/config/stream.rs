@@ -1,5 +1,6 @@
-//! Long-lived probes (`[[stream]]` in a scenario): K WebSocket connections or SSE streams held
-//! open for the whole run beside the load, each disconnect classified (see `crate::streams`).
+//! Long-lived probes (`[[stream]]` in a scenario): K WebSocket connections, SSE streams or gRPC
+//! server streams held open for the whole run beside the load, each disconnect classified (see
+//! `crate::streams`).
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -8,11 +9,16 @@ use std::time::Duration;
 
 use http::{HeaderMap, Uri};
 
+/// How often a WebSocket probe pings, unless `interval` says otherwise.
+pub const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often a gRPC probe sends an HTTP/2 PING, unless `interval` says otherwise: the least
+/// gRPC servers allow by default (grpc core's `min_recv_ping_interval_without_data`, grpc-go's
+/// `EnforcementPolicy.MinTime`: 5 minutes); they answer more frequent PINGs on a quiet stream
+/// with GOAWAY `too_many_pings`, ending it (grpcio: `UNAVAILABLE: Too many pings`).
+pub const GRPC_PING_INTERVAL: Duration = Duration::from_secs(300);
+
 /// What a probe holds open.
-///
-/// A gRPC server stream is meant to be a third kind here (`grpc`, an `http(s)://` URL with a
-/// method), held by a session of its own in `crate::streams` beside the WebSocket and SSE ones:
-/// GOAWAY and a final `grpc-status` are its graceful ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamKind {
@@ -21,14 +27,19 @@ pub enum StreamKind {
     /// Server-sent events (`http://`, `https://` with `kind = "sse"`): a `GET` whose response
     /// body is read as it arrives.
     Sse,
+    /// A gRPC server stream (`http://` h2c, `https://` with ALPN h2, `kind = "grpc"`): one
+    /// call of a server-streaming method (by default `grpc.health.v1.Health/Watch`) whose
+    /// answers are read as they arrive, the connection pinged every `interval`.
+    Grpc,
 }
 
 impl StreamKind {
-    /// Its name in scenarios and results: `websocket`, `sse`.
+    /// Its name in scenarios and results: `websocket`, `sse`, `grpc`.
     pub fn as_str(self) -> &'static str {
         match self {
             StreamKind::Websocket => "websocket",
             StreamKind::Sse => "sse",
+            StreamKind::Grpc => "grpc",
         }
     }
 }
@@ -46,8 +57,9 @@ impl FromStr for StreamKind {
         match s {
             "websocket" | "ws" => Ok(StreamKind::Websocket),
             "sse" => Ok(StreamKind::Sse),
+            "grpc" => Ok(StreamKind::Grpc),
             other => Err(format!(
-                "{other:?} is not a stream kind: use websocket or sse"
+                "{other:?} is not a stream kind: use websocket, sse or grpc"
             )),
         }
     }
@@ -117,7 +129,7 @@ impl FromStr for StreamUrl {
             Some("wss" | "https") => (true, 443),
             _ => {
                 return Err(format!(
-                    "{s:?} has no usable scheme: use ws://, wss://, or http(s):// with kind = \"sse\""
+                    "{s:?} has no usable scheme: use ws://, wss://, or http(s):// with kind = \"sse\" or \"grpc\""
                 ));
             }
         };
@@ -156,17 +168,21 @@ pub struct StreamConfig {
     pub name: String,
     /// Where.
     pub url: StreamUrl,
-    /// WebSocket or SSE.
+    /// WebSocket, SSE or gRPC.
     pub kind: StreamKind,
     /// How many connections it holds at once.
     pub count: NonZeroUsize,
-    /// WebSocket: how often each connection is pinged.
+    /// WebSocket and gRPC: how often each connection is pinged (a WebSocket ping, an HTTP/2
+    /// PING).
     pub interval: Duration,
     /// A ping unanswered, or an SSE stream silent (no data or comment line), this long is a
-    /// disconnect of class `timeout`; also the deadline of each connect and handshake.
+    /// disconnect of class `timeout`; also the deadline of each connect and handshake (for
+    /// gRPC: until the response head).
     pub timeout: Duration,
-    /// Extra headers of the handshake (WebSocket) or the request (SSE).
+    /// Extra headers of the handshake (WebSocket) or the request (SSE, gRPC).
     pub headers: HeaderMap,
+    /// gRPC: the server-streaming call each stream makes (`None` for the other kinds).
+    pub grpc: Option<std::sync::Arc<crate::client::grpc::StreamCall>>,
     /// Do not verify TLS certificates (`wss://`, `https://`): the run's `--insecure`.
     pub insecure: bool,
     /// Extra trusted CA certificates: the run's `--cacert`.
@@ -191,6 +207,7 @@ mod tests {
             assert!(bad.parse::<StreamUrl>().is_err(), "{bad}");
         }
         assert_eq!("sse".parse::<StreamKind>(), Ok(StreamKind::Sse));
-        assert!("grpc".parse::<StreamKind>().is_err());
+        assert_eq!("grpc".parse::<StreamKind>(), Ok(StreamKind::Grpc));
+        assert!("rpc".parse::<StreamKind>().is_err());
     }
 }

@@ -614,7 +614,11 @@ fn stream_criteria(r: &RunResult, limits: &Limits) -> Vec<Criterion> {
                             .events
                             .iter()
                             .filter_map(|e| Some((e.t_ms, e.disconnect.as_ref()?)))
-                            .find(|(_, d)| d.probe == s.name && !d.graceful)
+                            .find(|(_, d)| {
+                                d.probe == s.name
+                                    && !d.graceful
+                                    && d.class != crate::result::StreamClass::NotServing
+                            })
                             .map_or_else(String::new, |(t, _)| {
                                 format!(", first at +{:.1} s", t / 1000.0)
                             });

@@ -34,6 +34,8 @@ pub async fn serve(listener: TcpListener, board: Arc<Board>, shutdown: Cancellat
 struct Endpoint(Arc<Board>);
 
 impl accept::Answer for Endpoint {
+    type Body = Full<Bytes>;
+
     async fn answer(
         &self,
         request: hyper::Request<Incoming>,

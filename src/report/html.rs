@@ -778,7 +778,10 @@ fn streams(r: &RunResult) -> Markup {
                 }
                 @for e in r.events.iter().filter(|e| e.disconnect.as_ref().is_some_and(|d| d.probe == s.name)) {
                     @let graceful = e.disconnect.as_ref().is_some_and(|d| d.graceful);
-                    rect class=(if graceful { "disconnect graceful" } else { "disconnect ungraceful" }) x=(x(r, e.t_ms) - 1.0) y=(y0 + 2.0) width="2" height=(ROW - 4.0) fill=(if graceful { OK_COLOR } else { GAP_COLOR }) {
+                    // A health watch's answer other than SERVING: not a disconnect, its own mark.
+                    @let not_serving = e.disconnect.as_ref().is_some_and(|d| d.class == crate::result::StreamClass::NotServing);
+                    @let (class, fill) = if not_serving { ("not-serving", STALL_COLOR) } else if graceful { ("disconnect graceful", OK_COLOR) } else { ("disconnect ungraceful", GAP_COLOR) };
+                    rect class=(class) x=(x(r, e.t_ms) - 1.0) y=(y0 + 2.0) width="2" height=(ROW - 4.0) fill=(fill) {
                         title { (format!("+{:.3} s [{}] {}", e.t_ms / 1000.0, e.step, e.line)) }
                     }
                 }

@@ -325,6 +325,10 @@ fn write_streams(out: &mut String, r: &RunResult) -> std::fmt::Result {
             "Stream {:?} ({} x{}) : {} connects, {} graceful and {} ungraceful disconnects{classes}",
             s.name, s.kind, s.count, s.connects, s.disconnects.graceful, s.disconnects.ungraceful
         )?;
+        if s.not_serving > 0 {
+            let times = if s.not_serving == 1 { "time" } else { "times" };
+            write!(out, " ; not serving {} {times}", s.not_serving)?;
+        }
         if s.reconnect_ms.count > 0 {
             write!(
                 out,

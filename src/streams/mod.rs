@@ -1,19 +1,24 @@
-//! Long-lived probes (`[[stream]]`): K WebSocket connections or SSE streams per probe, held
-//! for the whole run beside the load, on its clock and its shutdown token.
+//! Long-lived probes (`[[stream]]`): K WebSocket connections, SSE streams or gRPC server
+//! streams per probe, held for the whole run beside the load, on its clock and its shutdown
+//! token.
 //!
 //! Each connection connects, then holds its stream ([`websocket`]: a ping every `interval`, a
 //! pong due within `timeout`; [`sse`]: the response body read as it arrives, some line due
-//! within `timeout`). When the stream ends, the disconnect is recorded with its [`Class`] and
-//! the connection reconnects at once: attempts are admitted by a rate ceiling per probe
-//! ([`RECONNECTS_PER_SECOND`] per connection, governor, as the load's connects are), so a
-//! refusing target gets no connect storm. An outage lasts from the lost stream until the next
+//! within `timeout`; [`grpc`]: the answers read as they arrive, an HTTP/2 PING every
+//! `interval` whose PONG is due within `timeout`). A health watch's answer other than SERVING
+//! is an event of class `not_serving`, not a disconnect: the connection counts as without a
+//! stream (its gap) until a SERVING answer. When the stream ends, the disconnect is recorded
+//! with its [`Class`] and the connection reconnects at once: attempts are admitted by a rate
+//! ceiling per probe ([`RECONNECTS_PER_SECOND`] per connection, governor, as the load's connects
+//! are), so a refusing target gets no connect storm. An outage lasts from the lost stream until the next
 //! connected one (its reconnect latency); the first failed attempt of an outage (or of the run)
 //! is a disconnect of its own class (`refused`, ...), later ones are counted only. Memory is
 //! bounded: counters, a histogram, and at most [`tally::MAX_EVENTS`] events a probe.
 //!
-//! A new kind (a gRPC server stream) is a session module beside [`websocket`] and [`sse`]: its
-//! `open` and `hold`, and a variant of [`Session`] and of [`crate::config::StreamKind`].
+//! A new kind is a session module beside [`websocket`], [`sse`] and [`grpc`]: its `open` and
+//! `hold`, and a variant of [`Session`] and of [`crate::config::StreamKind`].
 
+pub mod grpc;
 pub mod sse;
 pub mod tally;
 pub mod websocket;
@@ -53,8 +58,12 @@ pub const RECONNECTS_PER_SECOND: u32 = 10;
 pub enum Class {
     /// Graceful: a WebSocket close frame (its code in the event).
     CloseFrame,
-    /// Graceful: the SSE response ended as HTTP says a body ends.
+    /// Graceful: the SSE response ended as HTTP says a body ends, or the gRPC stream ended with
+    /// `grpc-status` OK.
     EndOfStream,
+    /// Graceful: the server sent HTTP/2 GOAWAY (NO_ERROR), draining, before the gRPC stream
+    /// ended (however it then ended, but by a ping timeout).
+    Goaway,
     /// The connection was reset (RST, broken pipe).
     Reset,
     /// The connection was closed without a close frame (WebSocket) or in the middle of the
@@ -64,6 +73,9 @@ pub enum Class {
     Timeout,
     /// Bytes that break the protocol.
     Protocol,
+    /// A gRPC stream ended with a `grpc-status` other than OK (`UNAVAILABLE`, ...; its number
+    /// in the event), or a connect attempt was answered with one (trailers only).
+    GrpcStatus,
     /// Connect attempt: refused (nothing listening).
     Refused,
     /// Connect attempt: no connection and handshake within `timeout`.
@@ -75,6 +87,9 @@ pub enum Class {
     /// Connect attempt: the handshake was answered with another status than 101 (WebSocket) or
     /// 200 (SSE).
     Status,
+    /// Not a disconnect: a health watch answered other than SERVING (its serving status in the
+    /// event) on a connected stream.
+    NotServing,
     /// Anything else.
     #[default]
     Other,
@@ -86,22 +101,26 @@ impl Class {
         match self {
             Class::CloseFrame => "close_frame",
             Class::EndOfStream => "end_of_stream",
+            Class::Goaway => "goaway",
             Class::Reset => "reset",
             Class::Closed => "closed",
             Class::Timeout => "timeout",
             Class::Protocol => "protocol",
+            Class::GrpcStatus => "grpc_status",
             Class::Refused => "refused",
             Class::ConnectTimeout => "connect_timeout",
             Class::Dns => "dns",
             Class::Tls => "tls",
             Class::Status => "status",
+            Class::NotServing => "not_serving",
             Class::Other => "other",
         }
     }
 
-    /// A close frame or the end of an SSE stream: the server meant to end it.
+    /// A close frame, the end of an SSE stream or of a gRPC stream with status OK, or a
+    /// GOAWAY: the server meant to end it.
     pub fn is_graceful(self) -> bool {
-        matches!(self, Class::CloseFrame | Class::EndOfStream)
+        matches!(self, Class::CloseFrame | Class::EndOfStream | Class::Goaway)
     }
 
     /// The class of an I/O error on an established stream.
@@ -172,10 +191,11 @@ impl Probe {
         let burst = NonZeroU32::new(connections).unwrap_or(NonZeroU32::MIN);
         let rate = NonZeroU32::new(connections.saturating_mul(RECONNECTS_PER_SECOND))
             .unwrap_or(NonZeroU32::MIN);
+        // gRPC offers ALPN h2; the others HTTP/1.1.
         let tls = config.url.is_tls().then(|| {
             tokio_rustls::TlsConnector::from(crate::client::tls::client_config(
                 config.insecure,
-                false,
+                config.kind == StreamKind::Grpc,
                 &config.ca_certs,
             ))
         });
@@ -200,6 +220,9 @@ impl Probe {
                     .await
                     .map(|s| Session::Websocket(Box::new(s))),
                 StreamKind::Sse => sse::open(&self.config, io).await.map(Session::Sse),
+                StreamKind::Grpc => grpc::open(&self.config, io)
+                    .await
+                    .map(|s| Session::Grpc(Box::new(s))),
             }
         };
         match tokio::time::timeout(self.config.timeout, opening).await {
@@ -212,18 +235,44 @@ impl Probe {
     }
 }
 
+/// What a health watch answered on a connected stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// `SERVING`.
+    Serving,
+    /// Another serving status, as the protocol numbers it (`2`: `NOT_SERVING`).
+    Not(i32),
+}
+
 /// An established stream.
 enum Session {
     Websocket(Box<websocket::Session>),
     Sse(sse::Session),
+    Grpc(Box<grpc::Session>),
 }
 
 impl Session {
-    /// Holds the stream until it ends (`Some`) or `stop` (`None`, after closing it).
-    async fn hold(self, config: &StreamConfig, stop: &CancellationToken) -> Option<End> {
+    /// True if the stream is usable once established; a health watch is usable from its first
+    /// SERVING answer.
+    fn usable_when_open(&self) -> bool {
+        match self {
+            Session::Grpc(s) => !s.watches_health(),
+            Session::Websocket(_) | Session::Sse(_) => true,
+        }
+    }
+
+    /// Holds the stream until it ends (`Some`) or `stop` (`None`, after closing it); a health
+    /// watch's answers go to `health` as they come.
+    async fn hold(
+        self,
+        config: &StreamConfig,
+        stop: &CancellationToken,
+        health: &mut (dyn FnMut(Health) + Send),
+    ) -> Option<End> {
         match self {
             Session::Websocket(s) => s.hold(config, stop).await,
             Session::Sse(s) => s.hold(config, stop).await,
+            Session::Grpc(s) => s.hold(config, stop, health).await,
         }
     }
 }
@@ -244,6 +293,10 @@ async fn connect(
         let class = match e.kind() {
             std::io::ErrorKind::ConnectionRefused => Class::Refused,
             std::io::ErrorKind::TimedOut => Class::ConnectTimeout,
+            // Accepted into a listen queue whose socket then closed (its process gone).
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                Class::Reset
+            }
             _ => Class::Other,
         };
         End::new(class, e.to_string())
@@ -291,8 +344,18 @@ pub async fn run(
 /// One connection of a probe, from the start of the run until `stop`.
 async fn hold(probe: Arc<Probe>, index: usize, start: Instant, stop: CancellationToken) {
     let now = || start.elapsed();
-    // Since when this connection has had no stream, and whether an attempt failed since.
-    let mut down: Option<(Duration, bool)> = None;
+    let event = |at, end: End| Disconnect {
+        at,
+        connection: index,
+        class: end.class,
+        code: end.code,
+        detail: end.detail,
+    };
+    // When the stream was lost (or the first attempt failed), and whether an attempt failed
+    // since: the reconnect latency, and the rule that an outage is one disconnect.
+    let mut lost: Option<(Duration, bool)> = None;
+    // Since when this connection has had no usable stream (lost, or not serving).
+    let mut gap: Option<Duration> = None;
     loop {
         let admitted = tokio::select! {
             () = probe.limiter.until_ready() => true,
@@ -310,49 +373,71 @@ async fn hold(probe: Arc<Probe>, index: usize, start: Instant, stop: Cancellatio
                 let at = now();
                 let mut tally = probe.tally();
                 tally.connect_failed(end.class);
+                gap.get_or_insert(at);
                 // The first failure of an outage (or of the run) is a disconnect; later ones are
                 // counted only.
-                let first = match &mut down {
+                let first = match &mut lost {
                     Some((_, failed)) => !std::mem::replace(failed, true),
                     None => {
-                        down = Some((at, true));
+                        lost = Some((at, true));
                         true
                     }
                 };
                 if first {
-                    tally.disconnected(Disconnect {
-                        at,
-                        connection: index,
-                        class: end.class,
-                        code: end.code,
-                        detail: end.detail,
-                    });
+                    tally.disconnected(event(at, end));
                 }
             }
             Ok(session) => {
                 {
+                    let at = now();
                     let mut tally = probe.tally();
                     tally.connected();
-                    if let Some((since, _)) = down.take() {
-                        tally.outage(now().saturating_sub(since), true);
+                    if let Some((since, _)) = lost.take() {
+                        tally.reconnected(at.saturating_sub(since));
+                    }
+                    if session.usable_when_open()
+                        && let Some(since) = gap.take()
+                    {
+                        tally.outage(at.saturating_sub(since));
                     }
                 }
-                let Some(end) = session.hold(&probe.config, &stop).await else {
+                let mut health = |said: Health| {
+                    let at = now();
+                    let mut tally = probe.tally();
+                    match said {
+                        Health::Serving => {
+                            if let Some(since) = gap.take() {
+                                tally.outage(at.saturating_sub(since));
+                            }
+                        }
+                        // A change from serving (or the run's start) is an event; the time
+                        // until SERVING again is the connection's gap.
+                        Health::Not(status) if gap.is_none() => {
+                            gap = Some(at);
+                            let code = crate::measure::code::health(status);
+                            let name = crate::measure::code::name(code).unwrap_or("HEALTH_UNKNOWN");
+                            tally.not_serving(Disconnect {
+                                at,
+                                connection: index,
+                                class: Class::NotServing,
+                                code: u16::try_from(status).ok(),
+                                detail: format!("the health watch answered {name}"),
+                            });
+                        }
+                        Health::Not(_) => {}
+                    }
+                };
+                let Some(end) = session.hold(&probe.config, &stop, &mut health).await else {
                     break;
                 };
                 let at = now();
-                probe.tally().disconnected(Disconnect {
-                    at,
-                    connection: index,
-                    class: end.class,
-                    code: end.code,
-                    detail: end.detail,
-                });
-                down = Some((at, false));
+                probe.tally().disconnected(event(at, end));
+                lost = Some((at, false));
+                gap.get_or_insert(at);
             }
         }
     }
-    if let Some((since, _)) = down {
-        probe.tally().outage(now().saturating_sub(since), false);
+    if let Some(since) = gap {
+        probe.tally().outage(now().saturating_sub(since));
     }
 }

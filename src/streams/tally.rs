@@ -1,6 +1,6 @@
 //! What one probe measured, in bounded memory: counters by class, a histogram of reconnect
-//! latencies, the time without a connected stream, and the disconnect events (at most
-//! [`MAX_EVENTS`] a probe; the rest counted).
+//! latencies, the time without a connected (and, for a health watch, serving) stream, and the
+//! disconnect and not-serving events (at most [`MAX_EVENTS`] a probe; the rest counted).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,7 +12,8 @@ use super::Class;
 /// Disconnect events kept per probe, as the rollout keeps per watcher.
 pub const MAX_EVENTS: usize = crate::rollout::MAX_EVENTS;
 
-/// One disconnect, on the run's clock.
+/// One disconnect (or, of class `not_serving`, a health watch's answer other than SERVING),
+/// on the run's clock.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Disconnect {
     /// When it was noticed, from the start of the run.
@@ -21,7 +22,8 @@ pub struct Disconnect {
     pub connection: usize,
     /// How it ended.
     pub class: Class,
-    /// The close frame's code, or the HTTP status a handshake was answered with.
+    /// The close frame's code, the HTTP status a handshake was answered with, the
+    /// `grpc-status`, or the health answer's serving status.
     pub code: Option<u16>,
     /// What happened, in a few words (the close reason, the error).
     pub detail: String,
@@ -34,15 +36,20 @@ pub struct Tally {
     pub connects: u64,
     /// Disconnects by class (see [`super::Class`] for what each is).
     pub disconnects: BTreeMap<Class, u64>,
+    /// Times a health watch's answer turned from SERVING (or the start) to another status on a
+    /// connected stream: not disconnects, but time without a serving stream.
+    pub not_serving: u64,
     /// Connect attempts that failed, by class (every attempt; an outage counts one disconnect).
     pub connect_failures: BTreeMap<Class, u64>,
     /// From each lost stream (or failed first connect) to the next connected one, microseconds.
     pub reconnect_us: Histogram<u64>,
-    /// Time without a connected stream, summed over the connections.
+    /// Time without a connected (for a health watch: serving) stream, summed over the
+    /// connections.
     pub gap_total: Duration,
-    /// The longest time one connection went without a connected stream.
+    /// The longest time one connection went without a connected (serving) stream.
     pub gap_longest: Duration,
-    /// Disconnects in time order per connection (at most [`MAX_EVENTS`]).
+    /// Disconnects and not-serving answers in time order per connection (at most
+    /// [`MAX_EVENTS`]).
     pub events: Vec<Disconnect>,
     /// Disconnects beyond [`MAX_EVENTS`], counted only.
     pub events_dropped: u64,
@@ -53,6 +60,7 @@ impl Default for Tally {
         Tally {
             connects: 0,
             disconnects: BTreeMap::new(),
+            not_serving: 0,
             connect_failures: BTreeMap::new(),
             // Up to a day, 3 significant digits: valid bounds.
             reconnect_us: Histogram::new_with_bounds(1, 86_400_000_000, 3)
@@ -74,6 +82,18 @@ impl Tally {
     /// A disconnect (a lost stream, or the first failed connect of an outage).
     pub fn disconnected(&mut self, event: Disconnect) {
         *self.disconnects.entry(event.class).or_default() += 1;
+        self.keep(event);
+    }
+
+    /// A health watch answered other than SERVING on a connected stream (class `not_serving`):
+    /// an event, not a disconnect.
+    pub fn not_serving(&mut self, event: Disconnect) {
+        self.not_serving += 1;
+        self.keep(event);
+    }
+
+    /// Keeps `event`, or counts it beyond [`MAX_EVENTS`].
+    fn keep(&mut self, event: Disconnect) {
         if self.events.len() < MAX_EVENTS {
             self.events.push(event);
         } else {
@@ -86,16 +106,20 @@ impl Tally {
         *self.connect_failures.entry(class).or_default() += 1;
     }
 
-    /// An outage of one connection ended after `gap`: reconnected if `reconnected`, else the run
-    /// ended first.
-    pub fn outage(&mut self, gap: Duration, reconnected: bool) {
+    /// One connection went `gap` without a connected (serving) stream: until it had one
+    /// again, or until the run ended.
+    pub fn outage(&mut self, gap: Duration) {
         self.gap_total += gap;
         self.gap_longest = self.gap_longest.max(gap);
-        if reconnected {
-            let us = u64::try_from(gap.as_micros()).unwrap_or(u64::MAX).max(1);
-            // Saturates at the histogram's top rather than failing.
-            self.reconnect_us.saturating_record(us);
-        }
+    }
+
+    /// A lost stream was reconnected `latency` after it was lost.
+    pub fn reconnected(&mut self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        // Saturates at the histogram's top rather than failing.
+        self.reconnect_us.saturating_record(us);
     }
 
     /// Graceful and ungraceful disconnects.
@@ -135,9 +159,12 @@ mod tests {
         assert_eq!(t.events_dropped, 3);
         let (graceful, ungraceful) = t.split();
         assert_eq!((graceful, ungraceful), (5002, 5001));
-        t.outage(Duration::from_millis(20), true);
-        t.outage(Duration::from_millis(50), false);
-        t.outage(Duration::from_millis(10), true);
+        for (gap, reconnect) in [(20, Some(20)), (50, None), (10, Some(10))] {
+            t.outage(Duration::from_millis(gap));
+            if let Some(ms) = reconnect {
+                t.reconnected(Duration::from_millis(ms));
+            }
+        }
         assert_eq!(t.gap_total, Duration::from_millis(80));
         assert_eq!(t.gap_longest, Duration::from_millis(50));
         assert_eq!(
@@ -147,5 +174,16 @@ mod tests {
         );
         let max = t.reconnect_us.max();
         assert!((20_000..20_100).contains(&max), "{max}");
+        let not_serving = Disconnect {
+            at: Duration::from_millis(5),
+            connection: 0,
+            class: Class::NotServing,
+            code: Some(2),
+            detail: String::new(),
+        };
+        t.not_serving(not_serving);
+        assert_eq!(t.not_serving, 1);
+        assert_eq!(t.split(), (5002, 5001), "not a disconnect");
+        assert_eq!(t.events_dropped, 4, "but an event, over the cap");
     }
 }

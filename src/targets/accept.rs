@@ -3,11 +3,16 @@
 //! and end in one of two ways: abruptly (every connection dropped at once) or gracefully (stop
 //! accepting, let each connection finish its request and close, then drop what is left after a
 //! grace period, or at once when killed).
+//!
+//! A connection an answer upgrades (HTTP/1.1 `Upgrade`, a WebSocket) leaves hyper once the `101`
+//! is sent; the task that takes it over goes into the answer's [`Sessions`], which the server
+//! owns as it owns its connections: waited for within the same grace period when it drains,
+//! dropped (with `reset_on_drop`, reset) when it ends abruptly or is killed.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Body, Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -45,11 +50,58 @@ pub struct Readying {
 
 /// What answers each request: a response, always (an error is the server's own 5xx).
 pub trait Answer: Clone + Send + Sync + 'static {
+    /// The response body (`Full<Bytes>` for a whole answer; a streaming body for a proxy or a
+    /// gRPC server stream).
+    type Body: Body<Data = Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+
     /// The response to `request`.
     fn answer(
         &self,
         request: Request<Incoming>,
-    ) -> impl Future<Output = Result<Response<Full<Bytes>>, Broken>> + Send;
+    ) -> impl Future<Output = Result<Response<Self::Body>, Broken>> + Send;
+
+    /// Where the tasks that take over upgraded connections go (none by default: an answer that
+    /// upgrades returns its set, for the server to end with its connections).
+    fn sessions(&self) -> Option<&Sessions> {
+        None
+    }
+}
+
+/// The tasks that took over upgraded connections (WebSocket sessions, tunnels), owned by the
+/// server that accepted them. Each task watches its server's drain and kill itself (a
+/// WebSocket sends its close frame on a drain); the set is how the server waits for them or
+/// drops them.
+#[derive(Clone, Debug, Default)]
+pub struct Sessions(Arc<Mutex<JoinSet<()>>>);
+
+impl Sessions {
+    /// Runs `task` in the set.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        while set.try_join_next().is_some() {}
+        set.spawn(task);
+    }
+
+    /// Waits until every task has ended, those spawned meanwhile too. Cancelled, it drops (aborts)
+    /// the tasks it was waiting for.
+    async fn join(&self) {
+        loop {
+            let mut set =
+                std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+            if set.is_empty() {
+                return;
+            }
+            while set.join_next().await.is_some() {}
+        }
+    }
+
+    /// Drops every task at once (their connections with them).
+    async fn abort(&self) {
+        let mut set = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        set.shutdown().await;
+    }
 }
 
 /// A request the server breaks off: hyper closes (with `reset_on_drop`, resets) the connection
@@ -60,6 +112,7 @@ pub struct Broken;
 
 /// Serves `listener` with `answer` until `ending` says so.
 pub async fn serve(listener: TcpListener, readying: Readying, ending: Ending, answer: impl Answer) {
+    let sessions = answer.sessions().cloned().unwrap_or_default();
     let (stop, drain, kill, grace) = match &ending {
         Ending::Abrupt(stop) => (stop.clone(), None, stop.clone(), Duration::ZERO),
         Ending::Graceful { drain, kill, grace } => {
@@ -71,16 +124,21 @@ pub async fn serve(listener: TcpListener, readying: Readying, ending: Ending, an
     })
     .await;
     let Some(mut connections) = connections else {
+        sessions.abort().await;
         return;
     };
     if drain.is_some() {
         tokio::select! {
-            _ = async { while connections.join_next().await.is_some() {} } => {}
+            _ = async {
+                while connections.join_next().await.is_some() {}
+                sessions.join().await;
+            } => {}
             _ = tokio::time::sleep(grace) => {}
             _ = kill.cancelled() => {}
         }
     }
     connections.shutdown().await;
+    sessions.abort().await;
 }
 
 /// The accept loop: each accepted connection, readied, is handed to `handle` in a task of its
@@ -117,14 +175,15 @@ where
     Some(connections)
 }
 
-/// Serves one connection; with `drain`, it closes gracefully once that fires.
+/// Serves one connection (upgrades allowed: an answer that upgrades takes the connection over
+/// in its [`Sessions`]); with `drain`, it closes gracefully once that fires.
 async fn connection(stream: TcpStream, answer: impl Answer, drain: Option<CancellationToken>) {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let answer = answer.clone();
         async move { answer.answer(request).await }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let Some(drain) = drain else {
         let _ = conn.await;

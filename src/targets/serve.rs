@@ -114,6 +114,8 @@ pub async fn serve(
 struct Fixed(Arc<Answer>);
 
 impl accept::Answer for Fixed {
+    type Body = Full<Bytes>;
+
     async fn answer(&self, _: hyper::Request<Incoming>) -> Result<Response<Full<Bytes>>, Broken> {
         Ok(respond(&self.0).await)
     }

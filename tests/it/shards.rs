@@ -76,7 +76,7 @@ fn finish(mut child: Child) -> (i32, String) {
 }
 
 /// Runs `count` shards of `args` to the end; their stdout, in shard order.
-fn run_shards(args: &[&str], count: u32) -> Vec<(i32, String)> {
+pub(crate) fn run_shards(args: &[&str], count: u32) -> Vec<(i32, String)> {
     let start = start_at(Duration::from_millis(1500));
     let children: Vec<Child> = (0..count)
         .map(|i| spawn_shard(args, count, i, &start))
@@ -93,7 +93,7 @@ fn files(outputs: &[(i32, String)]) -> Vec<TempFile> {
 }
 
 /// `gapless merge ARGS --json FILE`: the exit code, the merged result and stderr.
-fn merge(args: &[&str], stdin: Option<&str>) -> (i32, Option<Value>, String) {
+pub(crate) fn merge(args: &[&str], stdin: Option<&str>) -> (i32, Option<Value>, String) {
     let json = TempFile::new("json");
     let mut child = Command::new(GAPLESS)
         .arg("merge")

@@ -2,9 +2,12 @@
 //! Kubernetes. Real TCP and HTTP on loopback, simulated orchestration.
 //!
 //! - [`replica`]: each replica is a real hyper server on its own port, labelled with a version,
-//!   listening only after its startup time; it is killed at once or drained gracefully.
+//!   listening only after its startup time; it speaks HTTP/1.1, h2c, gRPC (`health`:
+//!   `grpc.health.v1.Health`), WebSocket (`websocket`: an echo session) and server-sent events;
+//!   it is killed at once or drained gracefully (GOAWAY, close frame 1001, streams ended).
 //! - [`proxy`]: one listening address in front (kube-proxy / Ingress / Envoy), routing each
-//!   request to an endpoint of its table over its own keep-alive pool.
+//!   request, HTTP/2 stream or WebSocket handshake to an endpoint of its table over its own
+//!   pools (HTTP/1.1 keep-alive, h2c, tunnels).
 //! - [`Cluster`]: owns both and performs the rollout [`Strategy`]s of scenario steps. Every change
 //!   of the proxy's table reaches it only after a propagation delay, as endpoint and route changes
 //!   do in real clusters: endpoints after `propagation`, route weights after `route_propagation`.
@@ -16,8 +19,10 @@
 //! Nothing in the load engine depends on this module; the rollout runner calls
 //! [`Orchestrator::perform`] for steps whose action is a [`Strategy`].
 
+mod health;
 pub mod proxy;
 pub mod replica;
+mod websocket;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
@@ -203,6 +208,23 @@ impl Cluster {
     /// The URL to load: the proxy.
     pub fn target_url(&self) -> crate::config::TargetUrl {
         crate::config::TargetUrl::of_addr(self.proxy.addr())
+    }
+
+    /// Points the `[[stream]]` probes whose URL has port 0 (`ws://127.0.0.1:0/chat`) at the
+    /// proxy, whose port is chosen when it starts: the scheme and path stay, the host and port
+    /// become the proxy's.
+    pub fn aim(&self, streams: &mut [crate::config::StreamConfig]) {
+        for probe in streams.iter_mut().filter(|p| p.url.port() == 0) {
+            let scheme = probe.url.uri().scheme_str().unwrap_or("ws");
+            let url = format!(
+                "{scheme}://{}{}",
+                self.proxy.addr(),
+                probe.url.path_and_query()
+            );
+            if let Ok(url) = url.parse() {
+                probe.url = url;
+            }
+        }
     }
 
     /// Stops every replica and the proxy.
@@ -572,5 +594,147 @@ impl Cluster {
                 t.set_mut(i).weight = w;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A gRPC `Watch` stream held through the proxy while its replica is retired: drained, the
+    //! client sees `NOT_SERVING` then status `OK`; killed, its stream is reset.
+
+    use std::num::NonZeroUsize;
+    use std::time::Duration;
+
+    use bytes::{Buf, Bytes, BytesMut};
+    use h2::RecvStream;
+
+    use super::{Cluster, DemoSpec};
+    use crate::rollout::strategy::{Orchestrator, Strategy};
+
+    /// SERVING and NOT_SERVING, as `HealthCheckResponse` messages on the wire.
+    const SERVING: &[u8] = &[0x08, 0x01];
+    const NOT_SERVING: &[u8] = &[0x08, 0x02];
+
+    /// How a `Watch` stream went on after its first message, once its replica was retired.
+    #[derive(Debug, PartialEq)]
+    enum After {
+        /// Messages, then trailers with this `grpc-status`.
+        Ended(Vec<Vec<u8>>, Option<String>),
+        /// Messages, then the stream reset with this reason.
+        Reset(Vec<Vec<u8>>, Option<h2::Reason>),
+    }
+
+    /// Reads the next whole gRPC message of `body` (buffered in `buf`), `None` at its end.
+    async fn message(
+        body: &mut RecvStream,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Vec<u8>>, h2::Error> {
+        loop {
+            if buf.len() >= 5 {
+                let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+                if buf.len() >= 5 + len {
+                    buf.advance(5);
+                    return Ok(Some(buf.split_to(len).to_vec()));
+                }
+            }
+            match body.data().await {
+                Some(Ok(data)) => {
+                    let _ = body.flow_control().release_capacity(data.len());
+                    buf.extend_from_slice(&data);
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// One replica behind the proxy, a `Watch` held through the proxy, and a rolling update to
+    /// v2 with `prestop`: what the stream did after its first message (which must be SERVING).
+    async fn watch_through_a_rollout(prestop: Duration) -> After {
+        let spec = DemoSpec {
+            replicas: NonZeroUsize::MIN,
+            startup: Duration::from_millis(50),
+            propagation: Duration::from_millis(50),
+            prestop,
+            ..DemoSpec::default()
+        };
+        let cluster = Cluster::start(spec).await.expect("the demo cluster starts");
+        let tcp = tokio::net::TcpStream::connect(cluster.proxy.addr())
+            .await
+            .expect("the proxy accepts");
+        let (mut client, connection) = h2::client::handshake(tcp).await.expect("h2c");
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(async move {
+            let _ = connection.await;
+        });
+        let request = http::Request::post(format!(
+            "http://{}/grpc.health.v1.Health/Watch",
+            cluster.proxy.addr()
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("a request");
+        let (response, mut send) = client.send_request(request, false).expect("a stream");
+        // An empty HealthCheckRequest: the whole server.
+        send.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+            .expect("the request message");
+        let response = response.await.expect("response headers");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-version"], "v1");
+        let mut body = response.into_body();
+        let mut buf = BytesMut::new();
+        let first = message(&mut body, &mut buf).await.expect("a message");
+        assert_eq!(first.as_deref(), Some(SERVING));
+
+        let rolling = Strategy::Rolling {
+            version: "v2".to_string(),
+            max_surge: 1,
+            max_unavailable: 0,
+            readiness: None,
+            prestop: None,
+        };
+        cluster
+            .perform(&rolling, &|_| {})
+            .await
+            .expect("the rollout");
+        let mut messages = Vec::new();
+        let after = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match message(&mut body, &mut buf).await {
+                    Ok(Some(m)) => messages.push(m),
+                    Ok(None) => {
+                        let trailers = body.trailers().await.ok().flatten();
+                        let status = trailers
+                            .and_then(|t| t.get("grpc-status").cloned())
+                            .and_then(|s| s.to_str().ok().map(str::to_string));
+                        return After::Ended(std::mem::take(&mut messages), status);
+                    }
+                    Err(e) => return After::Reset(std::mem::take(&mut messages), e.reason()),
+                }
+            }
+        })
+        .await
+        .expect("the stream ends within 5 s");
+        cluster.shutdown().await;
+        after
+    }
+
+    #[tokio::test]
+    async fn a_drained_replica_ends_its_watch_streams_with_not_serving_then_ok() {
+        let after = watch_through_a_rollout(Duration::from_millis(200)).await;
+        assert_eq!(
+            after,
+            After::Ended(vec![NOT_SERVING.to_vec()], Some("0".to_string()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_killed_replicas_watch_streams_are_reset_by_the_proxy() {
+        let after = watch_through_a_rollout(Duration::ZERO).await;
+        assert_eq!(
+            after,
+            After::Reset(Vec::new(), Some(h2::Reason::INTERNAL_ERROR))
+        );
     }
 }

@@ -506,9 +506,19 @@ impl TestServer {
         H: Fn(tokio_rustls::server::TlsStream<TcpStream>) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls_server_config().0);
+        TestServer::tls_raw_with_cert(handler).0
+    }
+
+    /// [`TestServer::tls_raw`], and its certificate (PEM) for `--cacert`.
+    pub fn tls_raw_with_cert<H, F>(handler: H) -> (TestServer, String)
+    where
+        H: Fn(tokio_rustls::server::TlsStream<TcpStream>) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (config, pem) = tls_server_config();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let handler = Arc::new(handler);
-        TestServer::start("https", "localhost", move |stream, _stats| {
+        let server = TestServer::start("https", "localhost", move |stream, _stats| {
             let (acceptor, handler) = (acceptor.clone(), handler.clone());
             async move {
                 let _ = stream.set_nodelay(true);
@@ -516,7 +526,8 @@ impl TestServer {
                     handler(tls).await;
                 }
             }
-        })
+        });
+        (server, pem)
     }
 
     /// A raw TCP server: `handler` owns each accepted connection.
