@@ -9,15 +9,18 @@
 #   bash benches/memory.sh stall   # 10,000 req/s against a target that holds every request for
 #                                  # 30 s (`gapless serve --delay 30s`): RSS stays bounded while
 #                                  # the backlog fails as `timeout`, unsent
-#   bash benches/memory.sh targets # 50 endpoints (--targets FILE, 50 paths of the local nginx)
-#                                  # for 60 s at 5,000 req/s in all: peak RSS under 30 MB
+#   bash benches/memory.sh targets # 50 endpoints (--targets FILE, 50 paths of the local nginx,
+#                                  # one origin: one pool of -c connections) for 60 s at 5,000
+#                                  # req/s in all: peak RSS under 30 MB
 #
 # Environment (defaults in brackets): SOAK_DURATION [10m], SOAK_QPS [5000] (also for slots),
 # SLOT [10ms] (slots), STALL_DURATION [30s], TARGETS [50], TARGETS_DURATION [60s],
-# TARGETS_CONNS [4] (connections per endpoint),
+# TARGETS_CONNS [4] (connections per origin: the 50 endpoints share them),
 # STALL_QPS [10000], CONNS [32], HOST/PORT for nginx [127.0.0.1/18089], STALL_PORT [18090],
 # GAPLESS [target/release/gapless], SKIP_BUILD [0], OUT_DIR (keep samples and JSON) [temp dir].
-# Prints the samples' summary as Markdown rows for BENCHMARKS.md. Requires bash, curl, nginx (soak).
+# Prints the samples' summary as Markdown rows for BENCHMARKS.md, with GNU time's peak RSS when
+# /usr/bin/time is installed (the samples, once a second, can miss the last half second).
+# Requires bash, curl, nginx (soak).
 
 set -euo pipefail
 
@@ -93,8 +96,20 @@ else
   args=(-q "$STALL_QPS" -d "$STALL_DURATION" -c "$CONNS" --timeout 3s)
 fi
 
-"$GAPLESS" run ${url:+"$url"} "${args[@]}" --quiet --json "$OUT_DIR/$MODE.json" >"$OUT_DIR/$MODE.txt" 2>/dev/null &
+timed=()
+[[ -x /usr/bin/time ]] && timed=(/usr/bin/time -v -o "$OUT_DIR/$MODE.time")
+"${timed[@]}" "$GAPLESS" run ${url:+"$url"} "${args[@]}" --quiet --json "$OUT_DIR/$MODE.json" >"$OUT_DIR/$MODE.txt" 2>/dev/null &
 pid=$!
+if [[ ${#timed[@]} -gt 0 ]]; then
+  # Sample gapless, not GNU time.
+  for _ in $(seq 50); do
+    child=$(pgrep -P "$pid" -n || true)
+    [[ -n $child ]] && break
+    sleep 0.02
+  done
+  timer=$pid
+  pid=${child:-$pid}
+fi
 : >"$OUT_DIR/$MODE-rss.tsv"
 t=0
 while kill -0 "$pid" 2>/dev/null; do
@@ -103,13 +118,19 @@ while kill -0 "$pid" 2>/dev/null; do
   sleep 1
   t=$((t + 1))
 done
-wait "$pid" || true
+wait "${timer:-$pid}" 2>/dev/null || true
 
-python3 - "$OUT_DIR/$MODE-rss.tsv" "$OUT_DIR/$MODE.json" "$MODE" <<'PY'
-import json, sys
+python3 - "$OUT_DIR/$MODE-rss.tsv" "$OUT_DIR/$MODE.json" "$MODE" "$OUT_DIR/$MODE.time" <<'PY'
+import json, os, sys
 samples = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
 result = json.load(open(sys.argv[2]))
 mode = sys.argv[3]
+timed = "—"
+if os.path.exists(sys.argv[4]):
+    for line in open(sys.argv[4]):
+        if "Maximum resident set size" in line:
+            timed = f"{int(line.split(':')[1]) / 1024:.1f}"
+
 kib = [r for _, r in samples]
 first = [r for t, r in samples if t < 60] or kib[:1]
 last = [r for t, r in samples if t >= samples[-1][0] - 60] or kib[-1:]
@@ -119,10 +140,11 @@ load = result["load"]
 slots = f"{len(result['timeline']):,} × {load['slot_ms']:g} ms (asked {load.get('slot_requested_ms')} ms)"
 if result.get("targets"):
     slots += f"; {len(result['targets'])} endpoints, each {min(t['requests']['total'] for t in result['targets']):,} to {max(t['requests']['total'] for t in result['targets']):,} requests"
-print(f"| mode | requests | ok | failed (unsent) | RSS first minute MB | RSS last minute MB | change | peak MB | slots |")
-print(f"|---|---:|---:|---:|---:|---:|---:|---:|---|")
+print(f"| mode | requests | ok | failed (unsent) | RSS first minute MB | RSS last minute MB | change | peak MB | peak (GNU time) MB | connections | slots |")
+print(f"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 print(f"| {mode} | {req['total']:,} | {req['ok']:,} | {req['failed']:,} ({req['unsent']:,}) | "
-      f"{mean(first):.1f} | {mean(last):.1f} | {100 * (mean(last) / mean(first) - 1):+.1f} % | {max(kib) / 1024:.1f} | {slots} |")
+      f"{mean(first):.1f} | {mean(last):.1f} | {100 * (mean(last) / mean(first) - 1):+.1f} % | {max(kib) / 1024:.1f} | "
+      f"{timed} | {result['connections']['opened']:,} | {slots} |")
 if mode == "slots":
     # Minute by minute, to show where the timeline's growth stops.
     minutes = {}

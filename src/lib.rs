@@ -45,7 +45,8 @@
 //! - `merge`: shard results (`run --shards`) folded into one result, judged once; a run of
 //!   several endpoints (`[[target]]`, `--targets`) is folded the same way: endpoint `i` of `n`
 //!   sends the requests `k mod n == i` of the run's schedule (with weights, its positions of each
-//!   cycle: [`config::Interleave`]), with its own recorder and engine, and is judged on its own.
+//!   cycle: [`config::Interleave`]), with its own recorder, and is judged on its own; the
+//!   endpoints of one origin share one engine and its `-c` connections.
 //! - [`verbs`]: each verb of the command line, from its arguments to an exit code.
 //!
 //! The documented API is [`cli`] (parsing), [`verbs`] (running a verb), [`config`], [`run`]

@@ -117,7 +117,7 @@ impl Finished {
                 .collect();
             return (!lines.is_empty()).then(|| lines.join("\n"));
         }
-        if self.stats.connections_opened > 0 || self.recorder.total() == 0 {
+        if self.stats.pool_opened > 0 || self.recorder.total() == 0 {
             return None;
         }
         let url = &self.config.target.url;
@@ -202,10 +202,10 @@ pub(crate) async fn observed(
         warnings.push(warning);
     }
     let has_steps = config.rollout.has_steps();
-    // One recorder and one engine per endpoint (one for a run of one target).
+    // One recorder per endpoint, one engine (and pool of connections) per origin.
     let plans = parts_of(config, started_at);
     let mut recorders = Vec::with_capacity(plans.len());
-    let mut engines = Vec::with_capacity(plans.len());
+    let mut probes = Vec::with_capacity(plans.len());
     let mut versions = Vec::with_capacity(plans.len());
     for plan in &plans {
         let interval = crate::load::schedule::Schedule::of(&plan.load, start)
@@ -233,8 +233,22 @@ pub(crate) async fn observed(
             plan.target.version_regex.clone(),
         );
         versions.push(probe.labels().clone());
-        engines.push(Engine::new(plan, start, recorder.clone(), probe)?);
+        probes.push(probe);
         recorders.push(recorder);
+    }
+    let pools = pools_of(&plans);
+    let mut probes: Vec<Option<VersionProbe>> = probes.into_iter().map(Some).collect();
+    let mut engines = Vec::with_capacity(pools.len());
+    for pool in &pools {
+        let destinations = pool
+            .iter()
+            .map(|&i| engine::Destination {
+                config: &plans[i],
+                recorder: recorders[i].clone(),
+                probe: probes[i].take().unwrap_or_default(),
+            })
+            .collect();
+        engines.push(Engine::new(destinations, start)?);
     }
     if let Some(warning) = engine::plan_warning(config) {
         console.line(&format!("gapless: warning: {warning}"));
@@ -285,9 +299,9 @@ pub(crate) async fn observed(
     let mut interruption = None;
     // The long-lived probes, beside the load on its clock, until the load ends.
     let streams_stop = CancellationToken::new();
-    let mut probes = JoinSet::new();
+    let mut streams_probes = JoinSet::new();
     if !config.streams.is_empty() {
-        probes.spawn(crate::streams::run(
+        streams_probes.spawn(crate::streams::run(
             config.streams.clone(),
             start,
             streams_stop.clone(),
@@ -345,7 +359,7 @@ pub(crate) async fn observed(
     };
     let (stats, cut_short) = stats;
     streams_stop.cancel();
-    let mut streams = match probes.join_next().await {
+    let mut streams = match streams_probes.join_next().await {
         Some(Ok(reports)) => reports,
         _ => Vec::new(),
     };
@@ -360,7 +374,16 @@ pub(crate) async fn observed(
     rollout.stop_watchers().await;
     console.clear();
     notices.abort_all();
-    let stats = stats?;
+    // Each endpoint's totals, in the endpoints' order.
+    let mut stats: Vec<Option<LoadStats>> = pools
+        .iter()
+        .zip(stats?)
+        .flat_map(|(pool, stats)| pool.iter().copied().zip(stats))
+        .fold(vec![None; plans.len()], |mut all, (i, s)| {
+            all[i] = Some(s);
+            all
+        });
+    let stats = stats.iter_mut().map(|s| s.take().unwrap_or_default());
     let length = if interruption.is_some() { elapsed } else { end };
     let rollout = rollout.into_report(&config.redact);
     let mut parts: Vec<Finished> = plans
@@ -452,7 +475,25 @@ fn parts_of(config: &RunConfig, started_at: SystemTime) -> Vec<RunConfig> {
         .collect()
 }
 
-/// Every endpoint's load control: the end of the load moves for all of them.
+/// The endpoints that share a pool of connections, by index in `plans`, each pool in the
+/// order of its first endpoint: those whose connections are made the same way
+/// ([`crate::client::connection::Connector::serves_both`]: scheme, host, port, HTTP/2, TLS
+/// settings). `-c` is then the connections per origin, as vegeta's `-connections` is per host.
+fn pools_of(plans: &[RunConfig]) -> Vec<Vec<usize>> {
+    let mut pools: Vec<Vec<usize>> = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let same = |pool: &&mut Vec<usize>| {
+            crate::client::connection::Connector::serves_both(&plans[pool[0]].target, &plan.target)
+        };
+        match pools.iter_mut().find(same) {
+            Some(pool) => pool.push(i),
+            None => pools.push(vec![i]),
+        }
+    }
+    pools
+}
+
+/// Every engine's load control: the end of the load moves for all of them.
 struct Controls(Vec<LoadControl>);
 
 impl Controls {
@@ -463,13 +504,13 @@ impl Controls {
     }
 }
 
-/// Runs every endpoint's engine to its end, on `threads` engine threads between them (one
-/// engine alone: its own threads).
+/// Runs every origin's engine to its end, on `threads` engine threads between them (one
+/// engine alone: its own threads). Each engine's endpoints' totals, in order.
 async fn run_engines(
     mut engines: Vec<Engine>,
     threads: usize,
     stop: CancellationToken,
-) -> Result<Vec<LoadStats>, engine::Error> {
+) -> Result<Vec<Vec<LoadStats>>, engine::Error> {
     if engines.len() == 1
         && let Some(engine) = engines.pop()
     {
@@ -711,5 +752,43 @@ mod tests {
         assert!(one[0].load.shard.is_none());
         let single = parts_of(&config(&["-q", "300"], 1), SystemTime::now());
         assert!(single[0].load.shard.is_none());
+    }
+
+    /// Endpoints share a pool when their connections are made the same way: the same scheme,
+    /// host and port, HTTP/2 or not, and (for TLS) the same verification; the path, method,
+    /// headers and timeout do not matter.
+    #[test]
+    fn endpoints_of_one_origin_share_a_pool() {
+        let one = config(&["-q", "1"], 0);
+        let mut config = config(&["-q", "100"], 6);
+        let urls = [
+            "http://127.0.0.1:9/a",
+            "http://127.0.0.1:10/a",
+            "http://127.0.0.1:9/b?x=1",
+            "https://127.0.0.1:9/a",
+            "http://127.0.0.1:9/c",
+            "http://127.0.0.1:9/h2",
+        ];
+        for (endpoint, url) in config.targets.iter_mut().zip(urls) {
+            endpoint.target.url = url.parse().unwrap();
+        }
+        config.targets[4].target.timeout = Duration::from_millis(1);
+        config.targets[4].target.method = http::Method::POST;
+        config.targets[5].target.http2 = true;
+        let plans = parts_of(&config, SystemTime::now());
+        assert_eq!(
+            pools_of(&plans),
+            vec![vec![0, 2, 4], vec![1], vec![3], vec![5]]
+        );
+        let mut insecure = config.clone();
+        insecure.targets[0].target.url = "https://127.0.0.1:9/".parse().unwrap();
+        insecure.targets[3].target.insecure = true;
+        let plans = parts_of(&insecure, SystemTime::now());
+        assert_eq!(
+            pools_of(&plans),
+            vec![vec![0], vec![1], vec![2, 4], vec![3], vec![5]]
+        );
+        // One target: one pool.
+        assert_eq!(pools_of(&parts_of(&one, SystemTime::now())), vec![vec![0]]);
     }
 }

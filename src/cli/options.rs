@@ -329,7 +329,7 @@ options! {
         /// Total requests per second; 0 = as fast as possible (closed loop).
         #[arg(short = 'q', long, value_name = "QPS", allow_negative_numbers = true)]
         qps: f64 => Rate = "100", RateCheck;
-        /// Most connections (HTTP/1.1 keep-alive, one request in flight each), opened as the load needs them.
+        /// Most connections to each origin (HTTP/1.1 keep-alive, one request in flight each), opened as the load needs them.
         #[arg(short = 'c', long, value_name = "N", allow_negative_numbers = true)]
         connections: i64 => NonZeroUsize = "16", Count::new(1, MAX_CONNECTIONS);
         /// Concurrent streams per HTTP/2 connection.

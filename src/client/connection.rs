@@ -521,6 +521,18 @@ impl Connector {
         })
     }
 
+    /// True when a connection opened for `a` serves `b` as well: everything [`Connector::new`]
+    /// reads is the same (scheme, host, port, HTTP/2, and the TLS settings). The endpoints of
+    /// a run that it holds for share one pool of connections.
+    pub fn serves_both(a: &TargetConfig, b: &TargetConfig) -> bool {
+        let (x, y) = (&a.url, &b.url);
+        x.is_tls() == y.is_tls()
+            && x.host() == y.host()
+            && x.port() == y.port()
+            && a.http2 == b.http2
+            && (!x.is_tls() || (a.insecure == b.insecure && a.ca_certs == b.ca_certs))
+    }
+
     /// Connections opened successfully so far.
     pub fn opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)

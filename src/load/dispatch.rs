@@ -17,6 +17,10 @@
 //! arrivals wait and no worker is idle ([`Dispatcher::wants_worker`]), so workers are spawned as
 //! needed rather than one per connection up front.
 //!
+//! A dispatcher releases a [`Lineup`]: one schedule, or the schedules of the endpoints that
+//! share an origin's connections, in their global order, each arrival with its endpoint's own
+//! due time and timeout (see [`crate::load::engine`]).
+//!
 //! The pacer sleeps on a [`PreciseTimer`] (tokio's timer would add up to a millisecond of
 //! lateness) and coalesces wake-ups: it wakes at the next due time, but at most once per
 //! window ([`coalesce_window`]), releasing everything due by then. At low rates every request
@@ -30,7 +34,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::load::schedule::{Arrival, Batch, Schedule};
+use crate::load::schedule::{Arrival, Batch, Lineup};
 use crate::load::timer::{PreciseTimer, later};
 
 /// The pacer wakes at most once per this interval (releasing everything due by then), up to
@@ -68,23 +72,60 @@ const PACER_TICK: Duration = Duration::from_millis(20);
 pub enum Claim {
     /// An arrival to send now.
     Send(Arrival),
-    /// Arrivals that cannot make their deadlines: never sent.
-    NotSent(Batch),
+    /// Arrivals that cannot make their deadlines: never sent (split by endpoint with
+    /// [`Dispatcher::batches`]).
+    NotSent(Missed),
+}
+
+/// Consecutive arrivals of a dispatcher's lineup, indices `from..to`, claimed as never sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Missed {
+    /// The first one's index in the lineup.
+    pub from: u64,
+    /// One past the last one's.
+    pub to: u64,
+}
+
+#[cfg(test)]
+impl Missed {
+    /// How many.
+    pub fn len(&self) -> u64 {
+        self.to - self.from
+    }
+
+    /// True when it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.to == self.from
+    }
+}
+
+/// How long before its deadline a request needs to be worth sending on a connection, given
+/// the request's timeout (see [`Dispatcher::next_claim`]).
+pub trait Need {
+    /// The time needed for a request whose timeout is `timeout`.
+    fn before(&self, timeout: Duration) -> Duration;
+}
+
+impl Need for Duration {
+    /// The same for every request.
+    fn before(&self, _timeout: Duration) -> Duration {
+        *self
+    }
 }
 
 /// Hands due arrivals to workers. Shared by reference between the pacer and every worker.
 #[derive(Debug)]
 pub struct Dispatcher {
-    schedule: Schedule,
-    /// The request timeout: an arrival's deadline is its due time plus this.
-    timeout: Duration,
-    /// Nanoseconds from the start after which nothing more is released ([`OPEN`]: not known yet).
+    lineup: Lineup,
+    /// Each member's request timeout: an arrival's deadline is its due time plus this.
+    timeouts: Vec<Duration>,
+    /// Nanoseconds from the lineup's origin after which nothing more is released ([`OPEN`]: not known yet).
     end_nanos: AtomicU64,
     released: AtomicU64,
     next: AtomicU64,
     closed: AtomicBool,
     notify: Notify,
-    /// When the pacer will next wake, in nanoseconds from the start ([`OPEN`]: not sleeping).
+    /// When the pacer will next wake, in nanoseconds from the origin ([`OPEN`]: not sleeping).
     next_wake: AtomicU64,
     /// Workers waiting for an arrival.
     idle: AtomicUsize,
@@ -112,15 +153,19 @@ impl Dispatcher {
     /// A dispatcher for `schedule`, whose arrivals have `timeout` to be answered. Nothing is
     /// released until [`Dispatcher::pace`] runs (paced runs); a closed loop releases everything
     /// at once.
-    pub fn new(schedule: Schedule, timeout: Duration) -> Dispatcher {
-        let released = if schedule.rate().qps().is_some() {
-            0
-        } else {
-            u64::MAX
-        };
+    #[cfg(test)]
+    pub fn new(schedule: crate::load::schedule::Schedule, timeout: Duration) -> Dispatcher {
+        Dispatcher::of(Lineup::single(schedule.start(), schedule), vec![timeout])
+    }
+
+    /// A dispatcher for `lineup`, whose member `m`'s arrivals have `timeouts[m]` to be
+    /// answered.
+    pub fn of(lineup: Lineup, timeouts: Vec<Duration>) -> Dispatcher {
+        debug_assert_eq!(lineup.members(), timeouts.len());
+        let released = if lineup.is_paced() { 0 } else { u64::MAX };
         Dispatcher {
-            schedule,
-            timeout,
+            lineup,
+            timeouts,
             end_nanos: AtomicU64::new(OPEN),
             released: AtomicU64::new(released),
             next: AtomicU64::new(0),
@@ -138,7 +183,8 @@ impl Dispatcher {
         self.grow.notified().await;
     }
 
-    /// Sets the end of the load: nothing due at or after `offset` from the start is released.
+    /// Sets the end of the load: nothing due at or after `offset` from the lineup's origin (the
+    /// run's start) is sent.
     /// For a closed loop, claims stop once the clock passes it.
     pub fn end_at(&self, offset: Duration) {
         let nanos = u64::try_from(offset.as_nanos()).unwrap_or(OPEN - 1);
@@ -148,7 +194,7 @@ impl Dispatcher {
     /// Stops releasing now and wakes every idle worker so it can exit. Arrivals already released
     /// stay claimable.
     pub fn close(&self) {
-        if self.schedule.rate().qps().is_none() {
+        if !self.lineup.is_paced() {
             // Closed loop: `released` is infinite; freeze it at what was claimed.
             let claimed = self.next.load(Ordering::Acquire);
             self.released.store(claimed, Ordering::Release);
@@ -179,17 +225,17 @@ impl Dispatcher {
         if wake == OPEN || self.is_closed() || self.claimed() < self.released() {
             return None;
         }
-        Some(self.schedule.start() + Duration::from_nanos(wake))
+        Some(self.lineup.origin() + Duration::from_nanos(wake))
     }
 
     /// Waits for the next claim; `None` once the dispatcher is closed and drained.
     ///
     /// `need` is how much time before its deadline a request needs to be worth sending on the
-    /// caller's connection (its recent service time). The next arrival is sent if its deadline
-    /// is at least `need` away; if not (or if it has passed), it and every later released
-    /// arrival in the same case are claimed together as one [`Claim::NotSent`]. A closed loop
-    /// sends everything (its arrivals are due when claimed).
-    pub async fn next_claim(&self, need: Duration) -> Option<Claim> {
+    /// caller's connection (its recent service time), given its timeout. The next arrival is
+    /// sent if its deadline is at least that far away; if not (or if it has passed), it and
+    /// every later released arrival in the same case are claimed together as one
+    /// [`Claim::NotSent`]. A closed loop sends everything (its arrivals are due when claimed).
+    pub async fn next_claim(&self, need: &impl Need) -> Option<Claim> {
         loop {
             // The common case under load: something is waiting. Claim it without registering
             // for a wake-up (registering and deregistering each take the `Notify`'s lock).
@@ -212,70 +258,134 @@ impl Dispatcher {
         }
     }
 
-    fn try_claim(&self, need: Duration) -> Option<Claim> {
-        let mut local = self.next.load(Ordering::Acquire);
+    fn try_claim(&self, need: &impl Need) -> Option<Claim> {
+        let mut index = self.next.load(Ordering::Acquire);
         loop {
             let released = self.released.load(Ordering::Acquire);
-            if local >= released {
+            if index >= released {
                 return None;
             }
-            let Some(due) = self.schedule.due_at(local) else {
+            if !self.lineup.is_paced() {
                 return self.claim_unpaced().map(Claim::Send);
-            };
+            }
+            let arrival = self.lineup.arrival(index, Instant::now);
             let now = Instant::now();
-            let deadline = later(due, self.timeout);
-            let sendable = deadline > now && deadline.duration_since(now) >= need;
+            let timeout = self.timeouts[arrival.member];
+            let deadline = later(arrival.due, timeout);
+            let sendable = deadline > now && deadline.duration_since(now) >= need.before(timeout);
             let end = if sendable {
-                local + 1
+                index + 1
             } else {
-                self.unsendable_before(now, need).clamp(local + 1, released)
+                self.unsendable_before(index, now, need)
+                    .clamp(index + 1, released)
             };
             match self
                 .next
-                .compare_exchange_weak(local, end, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange_weak(index, end, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) if sendable => {
-                    return Some(Claim::Send(Arrival {
-                        seq: self.schedule.global_seq(local),
-                        local,
-                        due,
+                    if self.beyond_end(&arrival) {
+                        // Released with the others of the last prefix, but due at or after
+                        // the end of the load: not one of its requests.
+                        index = end;
+                        continue;
+                    }
+                    return Some(Claim::Send(arrival));
+                }
+                Ok(_) => {
+                    return Some(Claim::NotSent(Missed {
+                        from: index,
+                        to: end,
                     }));
                 }
-                Ok(_) => return Some(Claim::NotSent(Batch::new(self.schedule, local, end))),
-                Err(current) => local = current,
+                Err(current) => index = current,
             }
         }
     }
 
-    /// How many arrivals (local count, from 0) cannot be sent at `now` with `need`: those whose
-    /// deadline is less than `need` away, or has passed: `due + timeout < now + max(need, 1 ns)`.
-    fn unsendable_before(&self, now: Instant, need: Duration) -> u64 {
-        let now = now.saturating_duration_since(self.schedule.start());
-        now.saturating_add(need.max(Duration::from_nanos(1)))
-            .checked_sub(self.timeout)
-            .and_then(|cutoff| self.schedule.count_before(cutoff))
-            .unwrap_or(0)
+    /// True when `arrival` is due at or after the end of the load. Only a lineup of several
+    /// members releases such arrivals: the prefix that holds every member's last request may
+    /// hold another member's next one, due a few nanoseconds later.
+    fn beyond_end(&self, arrival: &Arrival) -> bool {
+        if self.lineup.members() == 1 {
+            return false;
+        }
+        match self.end_nanos.load(Ordering::Acquire) {
+            OPEN => false,
+            end => arrival.due >= later(self.lineup.origin(), Duration::from_nanos(end)),
+        }
+    }
+
+    /// The lineup index, from `index`, of the first arrival that can be sent at `now` with
+    /// `need`: every one before it (from `index`) has a deadline less than its `need` away, or
+    /// passed (`due + timeout < now + max(need, 1 ns)`).
+    fn unsendable_before(&self, index: u64, now: Instant, need: &impl Need) -> u64 {
+        let now = now.saturating_duration_since(self.lineup.origin());
+        let mut first = u64::MAX;
+        for (m, &timeout) in self.timeouts.iter().enumerate() {
+            let cutoff = now
+                .saturating_add(need.before(timeout).max(Duration::from_nanos(1)))
+                .checked_sub(timeout)
+                .and_then(|cutoff| self.lineup.member_count_before(m, cutoff))
+                .unwrap_or(0);
+            // Its first sendable arrival not yet claimed.
+            let from = self.lineup.below(m, index).max(cutoff);
+            first = first.min(self.lineup.index_of(m, from));
+        }
+        first
+    }
+
+    /// The arrivals of `missed`, as a batch never sent per member that has some: `(member,
+    /// batch)`, in member order (those due at or after the end of the load left out).
+    pub fn batches(&self, missed: Missed) -> impl Iterator<Item = (usize, Batch)> + '_ {
+        let end = match self.end_nanos.load(Ordering::Acquire) {
+            OPEN => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        };
+        (0..self.lineup.members()).filter_map(move |m| {
+            let limit = |n: u64| match end {
+                Some(end) if self.lineup.members() > 1 => self
+                    .lineup
+                    .member_count_before(m, end)
+                    .map_or(n, |limit| n.min(limit)),
+                _ => n,
+            };
+            let from = limit(self.lineup.below(m, missed.from));
+            let to = limit(self.lineup.below(m, missed.to));
+            (to > from).then(|| (m, Batch::new(self.lineup.schedule(m), from, to)))
+        })
     }
 
     /// The one arrival `arrival`, as a batch never sent (an attempt that could not be made).
     pub fn single(&self, arrival: &Arrival) -> Batch {
-        Batch::single(self.schedule, arrival.local)
+        Batch::single(self.lineup.schedule(arrival.member), arrival.local)
+    }
+
+    /// Arrivals of member `m` released but never claimed (not sent because the run was
+    /// interrupted), those due at or after the end of the load left out.
+    pub fn unclaimed(&self, m: usize) -> u64 {
+        let limit = match self.end_nanos.load(Ordering::Acquire) {
+            _ if self.lineup.members() == 1 => u64::MAX,
+            OPEN => u64::MAX,
+            nanos => self
+                .lineup
+                .member_count_before(m, Duration::from_nanos(nanos))
+                .unwrap_or(u64::MAX),
+        };
+        let count = |g: u64| self.lineup.below(m, g).min(limit);
+        count(self.released()).saturating_sub(count(self.claimed()))
     }
 
     /// Closed loop: the arrival is due now, unless the end has passed.
     fn claim_unpaced(&self) -> Option<Arrival> {
         let now = Instant::now();
         let end = self.end_nanos.load(Ordering::Acquire);
-        if end != OPEN && now >= later(self.schedule.start(), Duration::from_nanos(end)) {
+        if end != OPEN && now >= later(self.lineup.origin(), Duration::from_nanos(end)) {
             self.close();
             return None;
         }
-        let local = self.next.fetch_add(1, Ordering::AcqRel);
-        Some(Arrival {
-            seq: self.schedule.global_seq(local),
-            local,
-            due: now,
-        })
+        let index = self.next.fetch_add(1, Ordering::AcqRel);
+        Some(self.lineup.arrival(index, || now))
     }
 
     /// The pacer: releases arrivals as they fall due until the end of the load is reached (not
@@ -294,13 +404,15 @@ impl Dispatcher {
         shutdown: &CancellationToken,
         wake_limit: usize,
     ) -> io::Result<()> {
-        let start = self.schedule.start();
-        let window = self.schedule.shard_qps().map_or(COALESCE, coalesce_window);
+        let start = self.lineup.origin();
+        let window = self.lineup.qps().map_or(COALESCE, coalesce_window);
         let mut timer = PreciseTimer::new()?;
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         // Released as of the previous tick.
         let mut previous = 0;
+        // The end of the load, and the prefix of the lineup due before it.
+        let mut limit_of: Option<(Duration, Option<u64>)> = None;
         loop {
             if shutdown.is_cancelled() || self.is_closed() {
                 return Ok(());
@@ -310,7 +422,7 @@ impl Dispatcher {
                 OPEN => None,
                 nanos => Some(Duration::from_nanos(nanos)),
             };
-            let wake = match self.schedule.count_due(now) {
+            let wake = match self.lineup.count_due(now) {
                 None => {
                     // Closed loop: claims stop by themselves at the end; just watch for it.
                     if end.is_some_and(|e| now >= later(start, e)) {
@@ -319,7 +431,14 @@ impl Dispatcher {
                     now + PACER_TICK
                 }
                 Some(mut due) => {
-                    let limit = end.and_then(|e| self.schedule.count_before(e));
+                    let limit = end.and_then(|e| match limit_of {
+                        Some((at, limit)) if at == e => limit,
+                        _ => {
+                            let limit = self.lineup.count_before(e);
+                            limit_of = Some((e, limit));
+                            limit
+                        }
+                    });
                     if let Some(limit) = limit {
                         due = due.min(limit);
                     }
@@ -349,7 +468,7 @@ impl Dispatcher {
                             end.min(now + PACER_TICK)
                         }
                         _ => {
-                            let next_due = self.schedule.due_at(due).unwrap_or(now);
+                            let next_due = self.lineup.due_at(due).unwrap_or(now);
                             next_due.max(now + window).min(now + PACER_TICK)
                         }
                     }
@@ -370,6 +489,7 @@ impl Dispatcher {
 mod tests {
     use super::*;
     use crate::config::{Qps, Rate};
+    use crate::load::schedule::Schedule;
     use std::sync::Arc;
 
     /// A timeout no test reaches.
@@ -378,7 +498,7 @@ mod tests {
     impl Dispatcher {
         /// The next arrival to send (every test arrival can make its deadline).
         async fn next_arrival(&self) -> Option<Arrival> {
-            match self.next_claim(Duration::ZERO).await? {
+            match self.next_claim(&Duration::ZERO).await? {
                 Claim::Send(arrival) => Some(arrival),
                 Claim::NotSent(batch) => panic!("unexpectedly not sent: {batch:?}"),
             }
@@ -401,13 +521,13 @@ mod tests {
         dispatcher.end_at(Duration::from_secs(10));
         dispatcher.pace(&CancellationToken::new(), 1).await.unwrap();
         assert_eq!(dispatcher.released(), 10_000);
-        let Some(Claim::NotSent(batch)) = dispatcher.next_claim(Duration::ZERO).await else {
+        let Some(Claim::NotSent(batch)) = dispatcher.next_claim(&Duration::ZERO).await else {
             panic!("the expired arrivals come first, as one batch");
         };
-        assert_eq!(batch.first_seq(), 0);
+        assert_eq!(batch.from, 0);
         assert!((8_990..=9_001).contains(&batch.len()), "{}", batch.len());
         let mut sent = 0;
-        while let Some(claim) = dispatcher.next_claim(Duration::ZERO).await {
+        while let Some(claim) = dispatcher.next_claim(&Duration::ZERO).await {
             match claim {
                 Claim::Send(a) => assert_eq!(a.seq, batch.len() + sent),
                 Claim::NotSent(b) => panic!("a second batch {b:?} right after the first"),
@@ -428,19 +548,19 @@ mod tests {
         );
         dispatcher.end_at(Duration::from_secs(1));
         dispatcher.pace(&CancellationToken::new(), 1).await.unwrap();
-        let Some(Claim::NotSent(batch)) = dispatcher.next_claim(Duration::from_millis(800)).await
+        let Some(Claim::NotSent(batch)) = dispatcher.next_claim(&Duration::from_millis(800)).await
         else {
             panic!("requests 0..30 cannot make it");
         };
         assert!((30..=31).contains(&batch.len()), "{}", batch.len());
-        let Some(Claim::Send(next)) = dispatcher.next_claim(Duration::from_millis(800)).await
+        let Some(Claim::Send(next)) = dispatcher.next_claim(&Duration::from_millis(800)).await
         else {
             panic!("the next one can");
         };
         assert_eq!(next.seq, batch.len());
         // A connection with nothing to go by sends whatever has not expired.
         assert!(
-            matches!(dispatcher.next_claim(Duration::ZERO).await, Some(Claim::Send(a)) if a.seq == next.seq + 1)
+            matches!(dispatcher.next_claim(&Duration::ZERO).await, Some(Claim::Send(a)) if a.seq == next.seq + 1)
         );
     }
 
@@ -470,11 +590,62 @@ mod tests {
         dispatcher.pace(&CancellationToken::new(), 1).await.unwrap();
         assert_eq!(dispatcher.released(), crate::load::schedule::MAX_REQUESTS);
         tokio::time::sleep(Duration::from_millis(2)).await;
-        let Some(Claim::NotSent(batch)) = dispatcher.next_claim(Duration::ZERO).await else {
+        let Some(Claim::NotSent(batch)) = dispatcher.next_claim(&Duration::ZERO).await else {
             panic!("all expired");
         };
         assert_eq!(batch.len(), crate::load::schedule::MAX_REQUESTS);
-        assert!(dispatcher.next_claim(Duration::ZERO).await.is_none());
+        assert!(dispatcher.next_claim(&Duration::ZERO).await.is_none());
+    }
+
+    /// Two endpoints in one lineup (one origin's pool), 100 req/s in all, started 1 s ago: the
+    /// one whose timeout is 300 ms cannot send its requests due more than 300 ms ago, and they
+    /// are its own batches never sent; the other's (timeout 10 s) are all sent, in due order.
+    #[tokio::test]
+    async fn each_endpoint_of_a_lineup_keeps_its_own_timeout() {
+        let start = Instant::now() - Duration::from_secs(1);
+        let il = crate::config::Interleave::equal(std::num::NonZeroU32::new(2).unwrap());
+        let schedules = (0..2)
+            .map(|i| {
+                Schedule::new(
+                    start + Duration::from_millis(10 * i as u64),
+                    Rate::Fixed(Qps::new(50.0).unwrap()),
+                )
+            })
+            .collect();
+        let lineup = Lineup::dealt(start, &il, &[0, 1], schedules, 0, 1);
+        let dispatcher = Dispatcher::of(
+            lineup,
+            vec![Duration::from_secs(10), Duration::from_millis(300)],
+        );
+        dispatcher.end_at(Duration::from_secs(1));
+        dispatcher.pace(&CancellationToken::new(), 1).await.unwrap();
+        assert_eq!(dispatcher.released(), 100);
+        let mut sent: [Vec<u64>; 2] = Default::default();
+        let mut missed = 0;
+        let mut last = start;
+        while let Some(claim) = dispatcher.next_claim(&Duration::ZERO).await {
+            match claim {
+                Claim::Send(a) => {
+                    assert!(a.due >= last);
+                    last = a.due;
+                    sent[a.member].push(a.seq);
+                }
+                Claim::NotSent(m) => {
+                    assert!(!m.is_empty());
+                    for (member, batch) in dispatcher.batches(m) {
+                        assert_eq!(member, 1, "{batch:?}");
+                        assert_eq!(batch.first_seq(), missed);
+                        missed += batch.len();
+                    }
+                }
+            }
+        }
+        // Request j of endpoint 1 is due at 10 + 20 j ms: those with 10 + 20 j + 300 < 1000
+        // (and a few ms of this test) are expired.
+        assert!((35..=36).contains(&missed), "{missed}");
+        assert_eq!(sent[0], (0..50).collect::<Vec<u64>>());
+        assert_eq!(sent[1], (missed..50).collect::<Vec<u64>>());
+        assert_eq!((dispatcher.unclaimed(0), dispatcher.unclaimed(1)), (0, 0));
     }
 
     #[test]

@@ -15,6 +15,13 @@
 //! `not_sent` failures, never silently skipped (see [`crate::load::dispatch`]). The same goes for an
 //! attempt the connect-rate ceiling would not allow before its deadline.
 //!
+//! **One pool per origin.** An engine sends to one or more endpoints that share an origin (and
+//! everything else that decides how a connection is made, see [`Connector::serves_both`]): one
+//! connector, one set of connections (`-c`), one schedule (a [`Lineup`]: the endpoints' requests
+//! in the run's global order, each with its endpoint's own due time). Each arrival names its
+//! endpoint, whose request, timeout, version probe and recorder the worker uses: an endpoint's
+//! results are its own, whichever connection carried its requests.
+//!
 //! **Workers on demand.** A shard starts a few workers and adds more (up to one per connection
 //! and stream) at a pacer tick where arrivals wait and no worker is idle: `-c` is a ceiling, not
 //! an allocation.
@@ -37,8 +44,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::connection::{Connector, Link, Reply, RequestTemplate};
 use crate::config::{Rate, RunConfig};
-use crate::load::dispatch::{Claim, Dispatcher};
-use crate::load::schedule::{Arrival, Batch, Schedule};
+use crate::load::dispatch::{Claim, Dispatcher, Need};
+use crate::load::schedule::{Arrival, Batch, Lineup, Schedule};
 use crate::load::timer::later;
 use crate::measure::outcome::{
     Completion, ConnectionUse, ErrorClass, ErrorSamples, Fault, Outcome,
@@ -92,6 +99,9 @@ pub struct LoadStats {
     pub body_bytes: u64,
     /// Times an engine thread napped between pacer ticks without watching its sockets.
     pub naps: u64,
+    /// Connections opened by the endpoint's pool, shared with the other endpoints of its
+    /// origin (`connections_opened` counts those its own requests opened).
+    pub pool_opened: u64,
 }
 
 /// One connection and the task that drives it. HTTP/1.1 workers own one each; HTTP/2 workers
@@ -165,6 +175,12 @@ pub fn margin(median: Duration) -> Duration {
     median / 4 + MARGIN_FIXED
 }
 
+impl Need for ServiceTimes {
+    fn before(&self, timeout: Duration) -> Duration {
+        self.need(timeout)
+    }
+}
+
 /// Why an attempt could not use a connection.
 enum NoLink {
     /// The connect-rate ceiling would not allow an attempt before the deadline: nothing was sent.
@@ -228,22 +244,32 @@ impl From<Result<Reply, Fault>> for Exchange {
     }
 }
 
+/// What an engine keeps for one of its endpoints.
 #[derive(Debug)]
-struct Shared {
-    connector: Connector,
+struct Endpoint {
     recorder: Arc<Mutex<Recorder>>,
     template: RequestTemplate,
     timeout: Duration,
-    http2: bool,
-    interrupted: AtomicU64,
     probe: VersionProbe,
+    interrupted: AtomicU64,
     received: AtomicU64,
-    naps: AtomicU64,
+    /// Connections its requests opened, and connection attempts of its requests that failed.
+    opened: AtomicU64,
+    failed: AtomicU64,
     /// The recorder's first message of each error class.
     samples: Arc<ErrorSamples>,
     /// Set at the first attempt; the recorder is told when it began (the target's first
     /// silence starts there, not at the start of the run).
     asked: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    connector: Connector,
+    http2: bool,
+    /// The endpoints, in the order of the lineup's members.
+    endpoints: Vec<Endpoint>,
+    naps: AtomicU64,
     /// Set at the first request not sent; `not_sent` is told then.
     any_not_sent: AtomicBool,
     not_sent: Arc<Notify>,
@@ -257,15 +283,17 @@ enum Attempt {
 }
 
 impl Shared {
-    fn record(&self, completion: &Completion) {
-        self.recorder
+    fn record(&self, member: usize, completion: &Completion) {
+        self.endpoints[member]
+            .recorder
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .record(completion);
     }
 
-    fn record_not_sent(&self, batch: &Batch) {
-        self.recorder
+    fn record_not_sent(&self, member: usize, batch: &Batch) {
+        self.endpoints[member]
+            .recorder
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .record_not_sent(batch);
@@ -276,21 +304,24 @@ impl Shared {
         }
     }
 
-    /// One attempt at `arrival` on `lane`, abandoned at its deadline. `timer` is the worker's
-    /// deadline timer, moved to this attempt's deadline (see [`drive`]).
+    /// One attempt at `arrival` on `lane`, abandoned at its endpoint's deadline. `timer` is the
+    /// worker's deadline timer, moved to this attempt's deadline (see [`drive`]).
     async fn attempt(
         &self,
         lane: &tokio::sync::Mutex<Lane>,
         arrival: Arrival,
         mut timer: Pin<&mut Sleep>,
     ) -> Attempt {
-        let deadline = later(arrival.due, self.timeout);
+        let endpoint = &self.endpoints[arrival.member];
+        let timeout = endpoint.timeout;
+        let deadline = later(arrival.due, timeout);
         let began = Instant::now();
         if began >= deadline {
             return Attempt::NotSent;
         }
-        if !self.asked.load(Ordering::Relaxed) && !self.asked.swap(true, Ordering::AcqRel) {
-            self.recorder
+        if !endpoint.asked.load(Ordering::Relaxed) && !endpoint.asked.swap(true, Ordering::AcqRel) {
+            endpoint
+                .recorder
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .asked(began);
@@ -300,7 +331,7 @@ impl Shared {
         // The exchange first, as `timeout_at` polls it: an answer that is in counts.
         let result = tokio::select! {
             biased;
-            exchange = self.exchange(lane, deadline, &mut stage) => Ok(exchange),
+            exchange = self.exchange(endpoint, lane, deadline, &mut stage) => Ok(exchange),
             () = timer => Err(()),
         };
         let mut done = Instant::now();
@@ -308,7 +339,7 @@ impl Shared {
             (Ok(exchange), Stage::Exchanging(use_)) => (exchange, use_),
             (Ok(exchange), Stage::Connecting) => (exchange, ConnectionUse::New),
             (Err(_), Stage::Connecting) => (
-                Exchange::Failed(Fault::deadline(ErrorClass::ConnectTimeout, self.timeout)),
+                Exchange::Failed(Fault::deadline(ErrorClass::ConnectTimeout, timeout)),
                 ConnectionUse::New,
             ),
             (Err(_), Stage::Exchanging(use_)) => {
@@ -317,7 +348,7 @@ impl Shared {
                     lane.lock().await.discard();
                 }
                 (
-                    Exchange::Failed(Fault::deadline(ErrorClass::Timeout, self.timeout)),
+                    Exchange::Failed(Fault::deadline(ErrorClass::Timeout, timeout)),
                     use_,
                 )
             }
@@ -337,7 +368,7 @@ impl Shared {
             }
             Exchange::Failed(fault) => {
                 // Put into words only if it is the first of its class.
-                self.samples.note(fault.class, &fault);
+                endpoint.samples.note(fault.class, &fault);
                 (Outcome::Failed(fault.class), 0, None, None)
             }
             Exchange::NotSent => return Attempt::NotSent,
@@ -357,6 +388,7 @@ impl Shared {
 
     async fn exchange(
         &self,
+        endpoint: &Endpoint,
         lane: &tokio::sync::Mutex<Lane>,
         deadline: Instant,
         stage: &mut Stage,
@@ -365,22 +397,30 @@ impl Shared {
         let use_ = match guard.prepare(&self.connector, deadline).await {
             Ok(use_) => use_,
             Err(NoLink::Throttled) => return Exchange::NotSent,
-            Err(NoLink::Failed(class)) => return Exchange::Failed(class),
+            Err(NoLink::Failed(class)) => {
+                endpoint.failed.fetch_add(1, Ordering::Relaxed);
+                return Exchange::Failed(class);
+            }
         };
+        if use_ == ConnectionUse::New {
+            endpoint.opened.fetch_add(1, Ordering::Relaxed);
+        }
         *stage = Stage::Exchanging(use_);
-        let request = &self.template;
+        let request = &endpoint.template;
         if let Some(mut h2) = guard.link.as_ref().and_then(Link::share) {
             // HTTP/2: release the lane so other streams can use the connection.
             drop(guard);
             return h2
-                .exchange(request, &self.probe, &self.received)
+                .exchange(request, &endpoint.probe, &endpoint.received)
                 .await
                 .into();
         }
         let Some(link) = guard.link.as_mut() else {
             return Exchange::Failed(Fault::new(ErrorClass::Other, "no connection to send on"));
         };
-        let result = link.exchange(request, &self.probe, &self.received).await;
+        let result = link
+            .exchange(request, &endpoint.probe, &endpoint.received)
+            .await;
         if result.is_err() {
             guard.discard();
         }
@@ -392,15 +432,13 @@ impl Shared {
 #[derive(Clone, Debug)]
 pub struct LoadControl {
     dispatchers: Arc<[Arc<Dispatcher>]>,
-    /// How much later than the run's start the schedule begins (a shard's first request).
-    shift: Duration,
 }
 
 impl LoadControl {
     /// Ends the load at `offset` from the start: nothing due at or after it is sent.
     pub fn end_at(&self, offset: Duration) {
         for d in self.dispatchers.iter() {
-            d.end_at(offset.saturating_sub(self.shift));
+            d.end_at(offset);
         }
     }
 }
@@ -616,7 +654,21 @@ fn group_thousands(n: f64) -> String {
     out
 }
 
-/// The load engine for one run.
+/// One endpoint an engine sends to: its part of the run's configuration (the whole run's, for
+/// a run of one target), the recorder its requests go to, and the probe that reads which
+/// version answered.
+#[derive(Debug)]
+pub struct Destination<'a> {
+    /// Its configuration: its target, and the run's load with its part of the interleave.
+    pub config: &'a RunConfig,
+    /// Where its requests are recorded.
+    pub recorder: Arc<Mutex<Recorder>>,
+    /// Reads which version answered it.
+    pub probe: VersionProbe,
+}
+
+/// The load engine of one origin: its endpoints (one, for a run of one target) and the one
+/// pool of connections they share.
 #[derive(Debug)]
 pub struct Engine {
     shared: Arc<Shared>,
@@ -625,49 +677,84 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine whose schedule starts at `start`, recording into `recorder`; `probe` reads
-    /// which version answered.
-    pub fn new(
-        config: &RunConfig,
-        start: Instant,
-        recorder: Arc<Mutex<Recorder>>,
-        probe: VersionProbe,
-    ) -> Result<Engine, Error> {
-        let load = &config.load;
+    /// An engine for `destinations` (at least one; endpoints whose connections are made the
+    /// same way, [`Connector::serves_both`]), whose schedule starts at `start`. The first one's
+    /// configuration decides the connections and the load (the same for all but the target and
+    /// the part of the interleave).
+    pub fn new(destinations: Vec<Destination<'_>>, start: Instant) -> Result<Engine, Error> {
+        let Some(first) = destinations.first().map(|d| d.config) else {
+            return Err(Error::Worker("no endpoint to load".to_string()));
+        };
+        let load = &first.load;
         let connections = load.connections.get();
-        let streams = streams_for(config);
+        let streams = streams_for(first);
         let burst = NonZeroU32::new(u32::try_from(connections).unwrap_or(u32::MAX))
             .unwrap_or(NonZeroU32::MIN);
-        let connector = Connector::new(&config.target, load.max_connect_rate, burst)?;
-        let samples = recorder
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .error_samples()
-            .clone();
+        let connector = Connector::new(&first.target, load.max_connect_rate, burst)?;
+        let count = threads_for(first);
+        let schedules: Vec<Schedule> = destinations
+            .iter()
+            .map(|d| Schedule::of(&d.config.load, start))
+            .collect();
+        let timeouts: Vec<Duration> = destinations
+            .iter()
+            .map(|d| d.config.target.timeout)
+            .collect();
+        // Several endpoints: their positions of the run's interleave (which their shard plans
+        // hold; equal parts if they had none).
+        let interleave = first.load.shard.as_ref().map_or_else(
+            || {
+                let n = u32::try_from(destinations.len()).unwrap_or(u32::MAX);
+                Arc::new(crate::config::Interleave::equal(
+                    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN),
+                ))
+            },
+            |s| s.interleave.clone(),
+        );
+        let parts: Vec<usize> = destinations
+            .iter()
+            .enumerate()
+            .map(|(i, d)| d.config.load.shard.as_ref().map_or(i, |s| s.index as usize))
+            .collect();
+        let lineup = |thread: usize| {
+            let mine: Vec<Schedule> = schedules.iter().map(|s| s.shard(thread, count)).collect();
+            Lineup::dealt(start, &interleave, &parts, mine, thread, count)
+        };
+        let endpoints = destinations
+            .into_iter()
+            .map(|d| {
+                let samples = d
+                    .recorder
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .error_samples()
+                    .clone();
+                Endpoint {
+                    samples,
+                    recorder: d.recorder,
+                    template: RequestTemplate::new(&d.config.target),
+                    timeout: d.config.target.timeout,
+                    probe: d.probe,
+                    interrupted: AtomicU64::new(0),
+                    received: AtomicU64::new(0),
+                    opened: AtomicU64::new(0),
+                    failed: AtomicU64::new(0),
+                    asked: AtomicBool::new(false),
+                }
+            })
+            .collect();
         let shared = Arc::new(Shared {
             connector,
-            recorder,
-            template: RequestTemplate::new(&config.target),
-            timeout: config.target.timeout,
-            http2: config.target.http2,
-            interrupted: AtomicU64::new(0),
-            probe,
-            received: AtomicU64::new(0),
+            http2: first.target.http2,
+            endpoints,
             naps: AtomicU64::new(0),
-            samples,
-            asked: AtomicBool::new(false),
             any_not_sent: AtomicBool::new(false),
             not_sent: Arc::new(Notify::new()),
         });
-        let schedule = Schedule::of(load, start);
-        let count = threads_for(config);
         let shards: Vec<Shard> = (0..count)
             .map(|i| Shard {
                 shared: shared.clone(),
-                dispatcher: Arc::new(Dispatcher::new(
-                    schedule.shard(i, count),
-                    config.target.timeout,
-                )),
+                dispatcher: Arc::new(Dispatcher::of(lineup(i), timeouts.clone())),
                 // Spread connections evenly; the first shards take the remainder.
                 connections: connections / count + usize::from(i < connections % count),
                 streams,
@@ -675,7 +762,6 @@ impl Engine {
             .collect();
         let control = LoadControl {
             dispatchers: shards.iter().map(|s| s.dispatcher.clone()).collect(),
-            shift: load.shift(),
         };
         Ok(Engine {
             shared,
@@ -696,7 +782,8 @@ impl Engine {
 
     /// Runs until every shard's dispatcher is closed and every claimed arrival is recorded, or
     /// until `shutdown` fires (in-flight attempts are then abandoned and counted as interrupted).
-    pub async fn run(self, shutdown: CancellationToken) -> Result<LoadStats, Error> {
+    /// Returns each endpoint's totals, in order.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<Vec<LoadStats>, Error> {
         let mut threads = JoinSet::new();
         for shard in self.shards {
             let shutdown = shutdown.clone();
@@ -706,16 +793,16 @@ impl Engine {
         Ok(totals(&self.shared, &self.control))
     }
 
-    /// Runs several engines (one per endpoint of a run of several) on `threads` engine threads
-    /// between them, each thread carrying the shards of several endpoints on its one runtime: a
-    /// thread per endpoint would cost a thread, a runtime and a share of the allocator's arenas
-    /// each, and wake-ups the cores cannot give (BENCHMARKS.md, "Several endpoints"). Returns
-    /// each engine's totals, in order.
+    /// Runs several engines (one per origin of a run of several endpoints) on `threads` engine
+    /// threads between them, each thread carrying the shards of several engines on its one
+    /// runtime: a thread per engine would cost a thread, a runtime and a share of the
+    /// allocator's arenas each, and wake-ups the cores cannot give (BENCHMARKS.md, "Several
+    /// endpoints"). Returns each engine's endpoints' totals, in order.
     pub async fn run_together(
         engines: Vec<Engine>,
         threads: usize,
         shutdown: CancellationToken,
-    ) -> Result<Vec<LoadStats>, Error> {
+    ) -> Result<Vec<Vec<LoadStats>>, Error> {
         let threads = threads.max(1);
         let mut groups: Vec<Vec<Shard>> = (0..threads).map(|_| Vec::new()).collect();
         let mut kept = Vec::with_capacity(engines.len());
@@ -770,23 +857,31 @@ fn run_thread(shards: Vec<Shard>, shutdown: &CancellationToken) -> Result<(), Er
     })
 }
 
-/// An engine's totals once its threads are done.
-fn totals(shared: &Shared, control: &LoadControl) -> LoadStats {
-    let unclaimed: u64 = control
-        .dispatchers
+/// An engine's totals once its threads are done, per endpoint.
+fn totals(shared: &Shared, control: &LoadControl) -> Vec<LoadStats> {
+    shared
+        .endpoints
         .iter()
-        .map(|d| d.released().saturating_sub(d.claimed()))
-        .fold(0, u64::saturating_add);
-    LoadStats {
-        connections_opened: shared.connector.opened(),
-        connect_failures: shared.connector.failed(),
-        interrupted: shared
-            .interrupted
-            .load(Ordering::Relaxed)
-            .saturating_add(unclaimed),
-        body_bytes: shared.received.load(Ordering::Relaxed),
-        naps: shared.naps.load(Ordering::Relaxed),
-    }
+        .enumerate()
+        .map(|(m, endpoint)| {
+            let unclaimed: u64 = control
+                .dispatchers
+                .iter()
+                .map(|d| d.unclaimed(m))
+                .fold(0, u64::saturating_add);
+            LoadStats {
+                connections_opened: endpoint.opened.load(Ordering::Relaxed),
+                connect_failures: endpoint.failed.load(Ordering::Relaxed),
+                interrupted: endpoint
+                    .interrupted
+                    .load(Ordering::Relaxed)
+                    .saturating_add(unclaimed),
+                body_bytes: endpoint.received.load(Ordering::Relaxed),
+                naps: shared.naps.load(Ordering::Relaxed),
+                pool_opened: shared.connector.opened(),
+            }
+        })
+        .collect()
 }
 
 /// The longest the engine thread naps without watching its sockets. It bounds how late a
@@ -837,22 +932,26 @@ async fn drive(
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
     loop {
-        let need = seat.service.need(shared.timeout);
         let claim = tokio::select! {
             biased;
             _ = &mut cancelled => break,
-            claim = dispatcher.next_claim(need) => match claim {
+            claim = dispatcher.next_claim(&seat.service) => match claim {
                 Some(c) => c,
                 None => break,
             },
         };
         match claim {
-            Claim::NotSent(batch) => shared.record_not_sent(&batch),
+            Claim::NotSent(missed) => {
+                for (member, batch) in dispatcher.batches(missed) {
+                    shared.record_not_sent(member, &batch);
+                }
+            }
             Claim::Send(arrival) => {
+                let member = arrival.member;
                 let attempt = tokio::select! {
                     biased;
                     _ = &mut cancelled => {
-                        shared.interrupted.fetch_add(1, Ordering::Relaxed);
+                        shared.endpoints[member].interrupted.fetch_add(1, Ordering::Relaxed);
                         break;
                     }
                     attempt = shared.attempt(&seat.lane, arrival, timer.as_mut()) => attempt,
@@ -865,9 +964,11 @@ async fn drive(
                             seat.service
                                 .note(completion.done.saturating_duration_since(sent));
                         }
-                        shared.record(&completion);
+                        shared.record(member, &completion);
                     }
-                    Attempt::NotSent => shared.record_not_sent(&dispatcher.single(&arrival)),
+                    Attempt::NotSent => {
+                        shared.record_not_sent(member, &dispatcher.single(&arrival));
+                    }
                 }
             }
         }

@@ -7,6 +7,10 @@
 //! `k ≡ phase (mod stride)`, so several engine threads share one rate without sharing state.
 //! Methods take and return *local* indices `j`; the global sequence number is
 //! `j × stride + phase`.
+//!
+//! A [`Lineup`] is what one dispatcher releases: one schedule, or the schedules of the
+//! endpoints that share an origin's connections, dealt into one order (their positions of the
+//! run's [`crate::config::Interleave`]): each keeps its own absolute due times.
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +31,8 @@ pub struct Arrival {
     pub local: u64,
     /// Intended send time. Latency is measured from here.
     pub due: Instant,
+    /// Which member of its [`Lineup`] (endpoint of the engine) it belongs to; 0 alone.
+    pub member: usize,
 }
 
 /// The schedule of one run.
@@ -309,6 +315,222 @@ impl Batch {
     }
 }
 
+/// The arrivals one dispatcher releases, in one order: one schedule's, or those of several
+/// members (the endpoints that share an origin's connections), each with its own schedule,
+/// dealt in their order in the run's interleave.
+///
+/// Index `g` of the lineup is local request `l` of member `m`'s schedule: position `g mod P` of
+/// a cycle of `P` positions (`w_m` of them member `m`'s) gives `m` and its rank `r` in the
+/// cycle, and `l = (g div P) × w_m + r`. Since the interleave's global order is its parts' due
+/// times merged, the lineup's order is its members' due times merged (to the nanosecond each
+/// rounds to): the dispatcher releases them in due order, and every arrival keeps the absolute
+/// due time of its member's schedule.
+#[derive(Clone, Debug)]
+pub struct Lineup {
+    /// Offsets (the end of the load, the pacer's wake-ups) count from here: the run's start.
+    origin: Instant,
+    /// Each member's schedule, and how long after `origin` it starts.
+    members: Vec<(Schedule, Duration)>,
+    /// Per position of the cycle: its member and that member's rank in the cycle.
+    cycle: Vec<(u32, u32)>,
+    /// Where each member's positions start in `positions`; one more entry at the end.
+    offsets: Vec<u32>,
+    /// Each member's positions in the cycle, in order, member after member.
+    positions: Vec<u32>,
+}
+
+impl Lineup {
+    /// One schedule alone; offsets count from `origin` (at or before its start).
+    pub fn single(origin: Instant, schedule: Schedule) -> Lineup {
+        Lineup {
+            origin,
+            members: vec![(schedule, schedule.start.saturating_duration_since(origin))],
+            cycle: vec![(0, 0)],
+            offsets: vec![0, 1],
+            positions: vec![0],
+        }
+    }
+
+    /// Engine thread `thread` of `threads` of the parts `parts` of `interleave` (in order;
+    /// `schedules[m]` is part `parts[m]`'s own schedule, already split as `shard(thread,
+    /// threads)`): their requests in the interleave's global order, this thread's own (member
+    /// request `j` with `j mod threads == thread`). Offsets count from `origin`. One schedule
+    /// alone is [`Lineup::single`].
+    pub fn dealt(
+        origin: Instant,
+        interleave: &crate::config::Interleave,
+        parts: &[usize],
+        schedules: Vec<Schedule>,
+        thread: usize,
+        threads: usize,
+    ) -> Lineup {
+        if let [schedule] = schedules.as_slice() {
+            return Lineup::single(origin, *schedule);
+        }
+        let threads = threads.max(1) as u64;
+        let thread = thread as u64 % threads;
+        let member_of = |part: usize| parts.iter().position(|&p| p == part);
+        // Over `threads` cycles of the interleave each member sends `threads × w` requests,
+        // `w` of them this thread's: one cycle of the lineup.
+        let mut cycle = Vec::new();
+        for k in 0..interleave.period() * threads {
+            let part = interleave.owner(k);
+            let Some(m) = member_of(part) else { continue };
+            let j = interleave.members_below(part, k);
+            if j % threads == thread {
+                cycle.push((m as u32, (j / threads) as u32));
+            }
+        }
+        let mut offsets = Vec::with_capacity(parts.len() + 1);
+        let mut positions = Vec::with_capacity(cycle.len());
+        for m in 0..parts.len() {
+            offsets.push(positions.len() as u32);
+            positions.extend(
+                cycle
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (owner, _))| *owner as usize == m)
+                    .map(|(p, _)| p as u32),
+            );
+        }
+        offsets.push(positions.len() as u32);
+        Lineup {
+            origin,
+            members: schedules
+                .into_iter()
+                .map(|s| (s, s.start.saturating_duration_since(origin)))
+                .collect(),
+            cycle,
+            offsets,
+            positions,
+        }
+    }
+
+    /// Where offsets count from (the run's start).
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// How many members.
+    pub fn members(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Member `m`'s schedule.
+    pub fn schedule(&self, m: usize) -> Schedule {
+        self.members[m].0
+    }
+
+    /// True for a paced lineup (a closed loop has no due times).
+    pub fn is_paced(&self) -> bool {
+        self.members[0].0.rate.qps().is_some()
+    }
+
+    /// Requests per second the lineup releases (`None` for a closed loop).
+    pub fn qps(&self) -> Option<f64> {
+        self.members.iter().map(|(s, _)| s.shard_qps()).sum()
+    }
+
+    fn period(&self) -> u64 {
+        self.cycle.len() as u64
+    }
+
+    fn weight(&self, m: usize) -> u64 {
+        u64::from(self.offsets[m + 1] - self.offsets[m])
+    }
+
+    fn mine(&self, m: usize) -> &[u32] {
+        &self.positions[self.offsets[m] as usize..self.offsets[m + 1] as usize]
+    }
+
+    /// The member and member-local index of lineup index `g`.
+    #[inline]
+    pub fn locate(&self, g: u64) -> (usize, u64) {
+        let period = self.period();
+        if period == 1 {
+            return (0, g);
+        }
+        let (m, rank) = self.cycle[(g % period) as usize];
+        let m = m as usize;
+        (
+            m,
+            (g / period)
+                .saturating_mul(self.weight(m))
+                .saturating_add(u64::from(rank)),
+        )
+    }
+
+    /// The lineup index of member `m`'s local request `l`.
+    pub fn index_of(&self, m: usize, l: u64) -> u64 {
+        let w = self.weight(m);
+        let p = u64::from(self.mine(m)[(l % w) as usize]);
+        (l / w).saturating_mul(self.period()).saturating_add(p)
+    }
+
+    /// How many of member `m`'s requests come before lineup index `g`.
+    pub fn below(&self, m: usize, g: u64) -> u64 {
+        let period = self.period();
+        let r = (g % period) as u32;
+        (g / period).saturating_mul(self.weight(m))
+            + self.mine(m).partition_point(|&p| p < r) as u64
+    }
+
+    /// The arrival at lineup index `g` (due now for a closed loop).
+    #[inline]
+    pub fn arrival(&self, g: u64, now: impl FnOnce() -> Instant) -> Arrival {
+        let (m, local) = self.locate(g);
+        let schedule = &self.members[m].0;
+        Arrival {
+            seq: schedule.global_seq(local),
+            local,
+            due: schedule.due_at(local).unwrap_or_else(now),
+            member: m,
+        }
+    }
+
+    /// Intended send time of lineup index `g` (`None` for a closed loop).
+    pub fn due_at(&self, g: u64) -> Option<Instant> {
+        let (m, local) = self.locate(g);
+        self.members[m].0.due_at(local)
+    }
+
+    /// How many of member `m`'s requests are due strictly before `offset` from the origin.
+    pub fn member_count_before(&self, m: usize, offset: Duration) -> Option<u64> {
+        let (schedule, lead) = &self.members[m];
+        schedule.count_before(offset.saturating_sub(*lead))
+    }
+
+    /// The shortest prefix of the lineup that holds every request due strictly before `offset`
+    /// from the origin (with one member: exactly those). `None` for a closed loop.
+    pub fn count_before(&self, offset: Duration) -> Option<u64> {
+        if let [(schedule, lead)] = self.members.as_slice() {
+            return schedule.count_before(offset.saturating_sub(*lead));
+        }
+        self.covering(|m| self.member_count_before(m, offset))
+    }
+
+    /// How many requests are due at or before `now` (a prefix holding them all). `None` for a
+    /// closed loop.
+    pub fn count_due(&self, now: Instant) -> Option<u64> {
+        if let [(schedule, _)] = self.members.as_slice() {
+            return schedule.count_due(now);
+        }
+        self.covering(|m| self.members[m].0.count_due(now))
+    }
+
+    /// The shortest prefix holding each member's first `count(m)` requests.
+    fn covering(&self, count: impl Fn(usize) -> Option<u64>) -> Option<u64> {
+        let mut end = 0;
+        for m in 0..self.members.len() {
+            let n = count(m)?;
+            if n > 0 {
+                end = end.max(self.index_of(m, n - 1).saturating_add(1));
+            }
+        }
+        Some(end)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +637,80 @@ mod tests {
             .sum();
         assert_eq!(total, 10);
         assert_eq!(Batch::single(s, 7).len(), 1);
+    }
+
+    /// A lineup of some parts of an interleave, on each of `threads` engine threads: every
+    /// request of every member is dealt once, to the thread of its shard, with its member's own
+    /// due time and sequence number; each thread's lineup is in due order (to the nanosecond
+    /// each member's schedule rounds to), and its counts cover exactly what is due.
+    #[test]
+    fn a_lineup_deals_each_members_requests_once_in_due_order() {
+        let nz = |w: &[u32]| -> Vec<std::num::NonZeroU32> {
+            w.iter()
+                .map(|&w| std::num::NonZeroU32::new(w).unwrap())
+                .collect()
+        };
+        let start = Instant::now();
+        let qps = 600.0;
+        for (weights, parts) in [
+            (&[1, 1, 1, 1][..], &[1, 3][..]),
+            (&[1, 3, 2], &[0, 2]),
+            (&[2, 3, 5], &[2, 0, 1]),
+            (&[1, 1, 7, 1], &[2, 3]),
+        ] {
+            let il = crate::config::Interleave::weighted(&nz(weights)).unwrap();
+            let own: Vec<Schedule> = parts
+                .iter()
+                .map(|&i| {
+                    let shift = Duration::from_secs_f64(il.shift_secs(i, qps));
+                    Schedule::new(
+                        start + shift,
+                        Rate::Fixed(Qps::new(il.rate_of(i, qps)).unwrap()),
+                    )
+                })
+                .collect();
+            let horizon = Duration::from_secs(1);
+            for threads in [1, 2, 3] {
+                let mut seen: Vec<Vec<u64>> = vec![Vec::new(); parts.len()];
+                for thread in 0..threads {
+                    let mine = own.iter().map(|s| s.shard(thread, threads)).collect();
+                    let lineup = Lineup::dealt(start, &il, parts, mine, thread, threads);
+                    let count = lineup.count_before(horizon).unwrap();
+                    let mut last = start;
+                    for g in 0..count + 10 {
+                        let a = lineup.arrival(g, Instant::now);
+                        let (m, local) = lineup.locate(g);
+                        assert_eq!((a.member, a.local), (m, local));
+                        assert_eq!(lineup.index_of(m, local), g);
+                        assert_eq!(lineup.below(m, g), local);
+                        let member = own[m].shard(thread, threads);
+                        assert_eq!(
+                            (a.seq, Some(a.due)),
+                            (member.global_seq(local), member.due_at(local))
+                        );
+                        assert!(
+                            a.due + Duration::from_nanos(2) >= last,
+                            "{weights:?} {parts:?}: {g} out of order"
+                        );
+                        last = last.max(a.due);
+                        if g < count {
+                            seen[m].push(a.seq);
+                        } else {
+                            assert!(a.due >= start + horizon - Duration::from_nanos(2));
+                        }
+                    }
+                    // The prefix holds everything due before the horizon, and ends with one
+                    // of those.
+                    let due = lineup.due_at(count - 1).unwrap();
+                    assert!(due < start + horizon + Duration::from_nanos(2));
+                }
+                for (m, seqs) in seen.iter_mut().enumerate() {
+                    seqs.sort_unstable();
+                    let n = own[m].count_before(horizon.saturating_sub(own[m].start() - start));
+                    assert_eq!(*seqs, (0..n.unwrap()).collect::<Vec<u64>>(), "{weights:?}");
+                }
+            }
+        }
     }
 
     #[test]

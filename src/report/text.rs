@@ -101,9 +101,16 @@ fn write_report(out: &mut String, r: &RunResult) -> std::fmt::Result {
             r.requests.interrupted
         )?;
     }
+    // With several endpoints, -c is per origin (endpoints of one origin share a pool).
+    let per_origin = if r.targets.len() > 1 {
+        " per origin"
+    } else {
+        ""
+    };
     writeln!(
         out,
-        "Sockets used: {} (for perfect keepalive, would be {}); {} failed connection attempts",
+        "Sockets used: {} (for perfect keepalive, would be {}{per_origin}); {} failed connection \
+         attempts",
         r.connections.opened, r.load.connections, r.connections.connect_failures
     )?;
     write_rollout(out, r)?;
@@ -588,6 +595,18 @@ mod tests {
         assert!(
             text.contains("Code 200 : 5 (50.0 %)\nCode 304 : 1 (10.0 %)\nCode 503 : 1 (10.0 %) (failure)\nError connect_refused : 1 (10.0 %) : 1 on new connections, 0 on reused\nError reset : 1 (10.0 %) : 0 on new connections, 1 on reused\nError timeout : 1"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn sockets_are_per_origin_with_several_endpoints() {
+        let mut r = RunResult::default();
+        r.load.connections = 4;
+        r.connections.opened = 4;
+        assert!(render(&r).contains("Sockets used: 4 (for perfect keepalive, would be 4);"));
+        r.targets = vec![crate::result::TargetEntry::default(); 2];
+        assert!(
+            render(&r).contains("Sockets used: 4 (for perfect keepalive, would be 4 per origin);")
         );
     }
 }

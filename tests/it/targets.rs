@@ -3,6 +3,8 @@
 //! endpoint's requests are its interleaved share of one schedule (equal, weighted, or its own
 //! rate); a vegeta file's headers and
 //! body reach the server as written; a malformed file is a usage error naming `FILE:LINE`.
+//! Endpoints of one origin share its pool of `-c` connections, each keeping its own timeout and
+//! counts.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -386,6 +388,33 @@ fn weights_and_rates_given_wrong_are_usage_errors() {
     );
 }
 
+/// Reads one request from `stream` (the head, then content-length bytes of body), `buf` holding
+/// what was read past the previous one; `None` once the connection ends.
+async fn read_request(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap_or(0));
+    while buf.len() < head_end + length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(buf.drain(..head_end + length).collect())
+}
+
 /// A raw server that keeps every request it is sent, byte for byte, and answers 200.
 fn recording_server() -> (TestServer, Arc<Mutex<Vec<Vec<u8>>>>) {
     let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
@@ -394,30 +423,7 @@ fn recording_server() -> (TestServer, Arc<Mutex<Vec<Vec<u8>>>>) {
         let kept = kept.clone();
         async move {
             let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                // One request: the head, then content-length bytes of body.
-                let head_end = loop {
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map_or(0, |v| v.trim().parse().unwrap_or(0));
-                while buf.len() < head_end + length {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let request: Vec<u8> = buf.drain(..head_end + length).collect();
+            while let Some(request) = read_request(&mut stream, &mut buf).await {
                 kept.lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .push(request);
@@ -432,6 +438,178 @@ fn recording_server() -> (TestServer, Arc<Mutex<Vec<Vec<u8>>>>) {
         }
     });
     (server, seen)
+}
+
+/// Requests received, by path.
+type PathCounts = Arc<Mutex<std::collections::BTreeMap<String, u64>>>;
+
+/// A raw keep-alive server that counts the requests to each path and answers each with 200
+/// after `delay(path)`.
+fn path_server(delay: fn(&str) -> std::time::Duration) -> (TestServer, PathCounts) {
+    let counts: PathCounts = Arc::default();
+    let kept = counts.clone();
+    let server = TestServer::raw(move |mut stream| {
+        let kept = kept.clone();
+        async move {
+            let mut buf = Vec::new();
+            while let Some(request) = read_request(&mut stream, &mut buf).await {
+                let head = String::from_utf8_lossy(&request);
+                let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+                *kept
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(path.clone())
+                    .or_default() += 1;
+                tokio::time::sleep(delay(&path)).await;
+                if stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    (server, counts)
+}
+
+fn path_counts(counts: &PathCounts) -> Vec<(String, u64)> {
+    counts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .map(|(p, n)| (p.clone(), *n))
+        .collect()
+}
+
+/// Two endpoints on one origin share its pool: `-c 2` is the connections to the origin, not
+/// per endpoint (as vegeta's `-connections` is per host). The server accepts at most 2, every
+/// request is answered, and each endpoint's counts are its own, exactly; the run's connections
+/// are the pool's, each counted once (under the endpoint whose request opened it).
+#[test]
+fn endpoints_on_one_origin_share_its_connections() {
+    let (server, counts) = path_server(|_| std::time::Duration::ZERO);
+    let base = server.url();
+    let file = TempFile::with("txt", &format!("GET {base}a\n\nGET {base}b\n"));
+    let (code, json) = Run::targets(file.as_str())
+        .qps(200)
+        .duration("2s")
+        .connections(2)
+        .quiet()
+        .json();
+    assert_eq!(code, 0, "{json:#}");
+    check_sums(&json);
+    let accepted = server.stats().connections();
+    assert!((1..=2).contains(&accepted), "{accepted} connections");
+    assert_eq!(
+        path_counts(&counts),
+        [("/a".to_string(), 200), ("/b".to_string(), 200)]
+    );
+    let list = targets(&json);
+    for t in list {
+        assert_eq!(u64_at(t, "/requests/total"), 200, "{}", t["name"]);
+        assert_eq!(u64_at(t, "/requests/ok"), 200, "{}", t["name"]);
+    }
+    let opened: u64 = list.iter().map(|t| u64_at(t, "/connections/opened")).sum();
+    assert_eq!(opened, accepted);
+    assert_eq!(u64_at(&json, "/connections/opened"), accepted);
+}
+
+/// Endpoints on two origins: each origin has its own pool of `-c` connections. With `-c 1`,
+/// each server accepts exactly one connection, though one of them serves two endpoints, and
+/// every endpoint's counts are exact.
+#[test]
+fn endpoints_on_two_origins_open_their_own_pools() {
+    let (one, one_counts) = path_server(|_| std::time::Duration::ZERO);
+    let (two, two_counts) = path_server(|_| std::time::Duration::ZERO);
+    let file = TempFile::with(
+        "txt",
+        &format!(
+            "GET {}a\n\nGET {}b\n\nGET {}c\n",
+            one.url(),
+            two.url(),
+            one.url()
+        ),
+    );
+    let (code, json) = Run::targets(file.as_str())
+        .qps(150)
+        .duration("2s")
+        .connections(1)
+        .quiet()
+        .json();
+    assert_eq!(code, 0, "{json:#}");
+    check_sums(&json);
+    assert_eq!(
+        (one.stats().connections(), two.stats().connections()),
+        (1, 1)
+    );
+    assert_eq!(
+        path_counts(&one_counts),
+        [("/a".to_string(), 100), ("/c".to_string(), 100)]
+    );
+    assert_eq!(path_counts(&two_counts), [("/b".to_string(), 100)]);
+    for t in targets(&json) {
+        assert_eq!(u64_at(t, "/requests/ok"), 100, "{}", t["name"]);
+    }
+    assert_eq!(u64_at(&json, "/connections/opened"), 2);
+}
+
+/// Endpoints sharing a pool keep their own deadlines: two paths of one origin answer in
+/// 300 ms; the one whose timeout is 150 ms times out every request (class `timeout`), the one
+/// whose timeout is 1 s has every request ok, on the same connections. Exact counts each.
+#[test]
+fn each_endpoint_on_a_shared_pool_keeps_its_own_timeout() {
+    let (server, counts) = path_server(|_| std::time::Duration::from_millis(300));
+    let base = server.url();
+    let scenario = TempFile::with(
+        "toml",
+        &format!(
+            "[[target]]\nname = \"patient\"\nurl = \"{base}patient\"\ntimeout = \"1s\"\n\n\
+             [[target]]\nname = \"hasty\"\nurl = \"{base}hasty\"\ntimeout = \"150ms\"\n"
+        ),
+    );
+    let (code, json) = Run::scenario(scenario.as_str())
+        .qps(20)
+        .duration("2s")
+        .connections(8)
+        .quiet()
+        .json();
+    assert_eq!(code, 1, "{json:#}");
+    check_sums(&json);
+    let list = targets(&json);
+    let (patient, hasty) = (&list[0], &list[1]);
+    assert_eq!(
+        (
+            u64_at(patient, "/requests/total"),
+            u64_at(patient, "/requests/ok")
+        ),
+        (20, 20),
+        "{patient:#}"
+    );
+    assert!(f64_at(patient, "/latency_ms/min") >= 300.0, "{patient:#}");
+    assert_eq!(patient["verdict"]["passed"], true);
+    assert_eq!(
+        (
+            u64_at(hasty, "/requests/total"),
+            u64_at(hasty, "/requests/failed")
+        ),
+        (20, 20),
+        "{hasty:#}"
+    );
+    assert_eq!(u64_at(hasty, "/errors/timeout"), 20, "{hasty:#}");
+    assert_eq!(hasty["verdict"]["passed"], false);
+    // Every request was sent. A request that timed out took its connection with it (HTTP/1.1
+    // cannot reuse it mid-request): the pool opened another, counted under the endpoint whose
+    // request opened it.
+    assert_eq!(
+        path_counts(&counts),
+        [("/hasty".to_string(), 20), ("/patient".to_string(), 20)]
+    );
+    assert_eq!(
+        u64_at(&json, "/connections/opened"),
+        server.stats().connections()
+    );
 }
 
 /// A vegeta targets file with headers and a body file: the server sees each request's line,
