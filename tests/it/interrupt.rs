@@ -28,6 +28,9 @@ fn interrupted_run(signal: &str) -> (i32, Duration, Value) {
         .spawn()
         .expect("the gapless binary should start");
     std::thread::sleep(Duration::from_secs(1));
+    // On a loaded machine the binary may not have installed its handlers yet after 1 s: the
+    // default action would kill it with no result, which is not what this test is about.
+    wait_until_catching(child.id(), signal);
     let sent = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
@@ -90,6 +93,33 @@ fn sigterm_stops_the_run_with_exit_143() {
         "stopped after {lived:?}"
     );
     assert_interrupted(&json, 143);
+}
+
+/// Waits (up to 20 s) until process `pid` catches `signal` (`-INT` or `-TERM`): its bit in
+/// `SigCgt` of `/proc/PID/status` (bit `signo - 1`).
+fn wait_until_catching(pid: u32, signal: &str) {
+    let signo = match signal {
+        "-INT" => 2,
+        "-TERM" => 15,
+        other => panic!("no signal number known for {other}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (signo - 1)) != 0);
+        if caught {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gapless {pid} installed no handler for {signal} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Sends `signal` to `pid` with kill(1).
