@@ -608,28 +608,7 @@ fn a_websocket_behind_nginx_is_cut_by_a_stop() {
     assert_eq!(run.code, 1, "{run:?}");
     let s = at(json, "/streams/0");
     println!("{s:#}");
-    assert_eq!(u64_at(s, "/connects"), 6, "{s:#}");
-    assert_eq!(u64_at(s, "/disconnects/graceful"), 0, "{s:#}");
-    assert_eq!(u64_at(s, "/reconnect_ms/count"), 3, "{s:#}");
-    // Each connection: lost without a close frame (closed, or reset), then its first reconnect
-    // attempt failed while nginx was down: refused, or reset (accepted into the stopping
-    // master's backlog and reset when it exited), or not answered in time.
-    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 6, "{s:#}");
-    for connection in 0..3 {
-        let classes: Vec<&str> = disconnects(json)
-            .into_iter()
-            .filter(|e| u64_at(e, "/disconnect/connection") == connection)
-            .map(|e| e["disconnect"]["class"].as_str().unwrap_or_default())
-            .collect();
-        assert_eq!(classes.len(), 2, "connection {connection}: {classes:?}");
-        assert!(["closed", "reset"].contains(&classes[0]), "{classes:?}");
-        assert!(
-            ["refused", "reset", "connect_timeout"].contains(&classes[1]),
-            "{classes:?}"
-        );
-    }
-    // Down at least the half second nginx was stopped.
-    assert!(f64_at(s, "/reconnect_ms/min") >= 500.0, "{s:#}");
+    assert_each_of_three_cut_by_a_stop(json);
     let kept = criterion(json, "max_ungraceful_disconnects");
     assert_eq!(
         (&kept["passed"], &kept["measured"]),
@@ -1728,28 +1707,7 @@ fn a_grpc_stream_through_nginx_is_cut_by_a_stop() {
     let s = at(json, "/streams/0");
     println!("{s:#}\n{:#}", at(json, "/events"));
     assert_eq!(run.code, 1, "{run:?}");
-    assert_eq!(u64_at(s, "/connects"), 6, "{s:#}");
-    assert_eq!(u64_at(s, "/disconnects/graceful"), 0, "{s:#}");
-    assert_eq!(u64_at(s, "/reconnect_ms/count"), 3, "{s:#}");
-    // Each connection: lost without a GOAWAY (closed, or reset), then its first reconnect
-    // attempt failed while nginx was down (refused; or reset, or not answered in time, by the
-    // stopping master).
-    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 6, "{s:#}");
-    for connection in 0..3 {
-        let classes: Vec<&str> = disconnects(json)
-            .into_iter()
-            .filter(|e| u64_at(e, "/disconnect/connection") == connection)
-            .map(|e| e["disconnect"]["class"].as_str().unwrap_or_default())
-            .collect();
-        assert_eq!(classes.len(), 2, "connection {connection}: {classes:?}");
-        assert!(["closed", "reset"].contains(&classes[0]), "{classes:?}");
-        assert!(
-            ["refused", "reset", "connect_timeout"].contains(&classes[1]),
-            "{classes:?}"
-        );
-    }
-    // Down at least the half second nginx was stopped.
-    assert!(f64_at(s, "/reconnect_ms/min") >= 500.0, "{s:#}");
+    assert_each_of_three_cut_by_a_stop(json);
 }
 
 #[test]
@@ -1807,4 +1765,31 @@ fn a_python_grpc_server_not_serving_at_a_logged_instant_is_each_watchs_gap() {
             told - from
         );
     }
+}
+
+/// Three probe connections through an nginx that was stopped for half a second: each was lost
+/// without a graceful end (no close frame, no GOAWAY: closed, or reset), then its first
+/// reconnect attempt failed while nginx was down (refused; or reset, accepted into the stopping
+/// master's backlog and reset when it exited; or not answered in time), and each was without a
+/// stream at least that half second.
+fn assert_each_of_three_cut_by_a_stop(json: &Value) {
+    let s = at(json, "/streams/0");
+    assert_eq!(u64_at(s, "/connects"), 6, "{s:#}");
+    assert_eq!(u64_at(s, "/disconnects/graceful"), 0, "{s:#}");
+    assert_eq!(u64_at(s, "/reconnect_ms/count"), 3, "{s:#}");
+    assert_eq!(u64_at(s, "/disconnects/ungraceful"), 6, "{s:#}");
+    for connection in 0..3 {
+        let classes: Vec<&str> = disconnects(json)
+            .into_iter()
+            .filter(|e| u64_at(e, "/disconnect/connection") == connection)
+            .map(|e| e["disconnect"]["class"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(classes.len(), 2, "connection {connection}: {classes:?}");
+        assert!(["closed", "reset"].contains(&classes[0]), "{classes:?}");
+        assert!(
+            ["refused", "reset", "connect_timeout"].contains(&classes[1]),
+            "{classes:?}"
+        );
+    }
+    assert!(f64_at(s, "/reconnect_ms/min") >= 500.0, "{s:#}");
 }
