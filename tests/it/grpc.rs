@@ -20,7 +20,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_prost::ProstCodec;
 
-use crate::support::{Run, TestServer, at, counts, counts_at, f64_at, run_gapless, u64_at};
+use crate::support::{
+    PythonScript, Run, TestServer, at, counts, counts_at, f64_at, run_gapless, u64_at,
+};
 
 const GREETER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/protos/greeter.proto");
 const BROKEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/protos/broken.proto");
@@ -570,74 +572,26 @@ with health.lock:
 server.stop(0)
 "#;
 
-/// The Python server of [`PYTHON_HEALTH`], killed on drop.
-struct PythonHealth {
-    child: std::process::Child,
-    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
-}
-
-impl PythonHealth {
-    fn start(after: Duration, lasting: Duration) -> (PythonHealth, u16) {
-        let python = crate::support::needs("python3");
-        let imports = std::process::Command::new(&python)
-            .args(["-c", "import grpc, grpc_health.v1"])
-            .status()
-            .expect("python3 runs");
-        assert!(
-            imports.success(),
-            "this test needs the Python packages grpcio and grpcio-health-checking \
-             (.ci/run installs them with pip)"
-        );
-        let mut child = std::process::Command::new(python)
-            .args(["-c", PYTHON_HEALTH])
-            .arg(after.as_secs_f64().to_string())
-            .arg(lasting.as_secs_f64().to_string())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("the Python gRPC server starts");
-        use std::io::BufRead;
-        let stdout = child.stdout.take().expect("piped");
-        let mut server = PythonHealth {
-            child,
-            lines: std::io::BufReader::new(stdout).lines(),
-        };
-        let port = server.said("port").parse().expect("a port number");
-        (server, port)
-    }
-
-    /// The value of the next line, which must start with `key`.
-    fn said(&mut self, key: &str) -> String {
-        let line = self
-            .lines
-            .next()
-            .expect("the Python server said more")
-            .expect("a line of text");
-        line.strip_prefix(key)
-            .unwrap_or_else(|| panic!("expected {key:?}, the server said {line:?}"))
-            .trim()
-            .to_string()
-    }
-
-    fn tell(&mut self, what: &str) {
-        use std::io::Write;
-        let stdin = self.child.stdin.as_mut().expect("piped");
-        writeln!(stdin, "{what}").expect("the Python server reads");
-    }
-}
-
-impl Drop for PythonHealth {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The Python health server of [`PYTHON_HEALTH`], NOT_SERVING for `lasting` from `after` past
+/// its `go`, and the port it listens on.
+fn python_health(after: Duration, lasting: Duration) -> (PythonScript, u16) {
+    let mut server = PythonScript::start(
+        "import grpc, grpc_health.v1",
+        "grpcio and grpcio-health-checking",
+        PYTHON_HEALTH,
+        &[
+            after.as_secs_f64().to_string(),
+            lasting.as_secs_f64().to_string(),
+        ],
+    );
+    let port = server.said("port").parse().expect("a port number");
+    (server, port)
 }
 
 #[test]
 #[ignore = "needs python3 grpcio"]
 fn python_grpc_server_not_serving_at_a_logged_instant_is_exactly_that_window() {
-    let (mut server, port) =
-        PythonHealth::start(Duration::from_millis(600), Duration::from_millis(400));
+    let (mut server, port) = python_health(Duration::from_millis(600), Duration::from_millis(400));
     server.tell("go");
     let (code, json) = Run::new(&format!("http://127.0.0.1:{port}"))
         .arg("--grpc-health")

@@ -17,8 +17,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::support::{
-    Run, TempFile, TestServer, at, counts, counts_at, f64_at, read_request_head, refused_port,
-    u64_at,
+    PythonScript, Run, TempFile, TestServer, at, counts, counts_at, f64_at, read_request_head,
+    refused_port, u64_at,
 };
 
 /// How a server ends a faulted connection.
@@ -1182,85 +1182,29 @@ for line in sys.stdin:
         set_to(servicer, "serving")
 "#;
 
-/// The Python server of [`PYTHON_WATCH`], killed on drop.
-struct PythonWatch {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl PythonWatch {
-    fn start(port: u16) -> (PythonWatch, u16) {
-        let python = crate::support::needs("python3");
-        let imports = std::process::Command::new(&python)
-            .args(["-c", "import grpc, grpc_health.v1.health"])
-            .status()
-            .expect("python3 runs");
-        assert!(
-            imports.success(),
-            "this test needs the Python packages grpcio and grpcio-health-checking"
-        );
-        let mut child = std::process::Command::new(python)
-            .args(["-c", PYTHON_WATCH, &port.to_string()])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("the Python gRPC server starts");
-        let stdout = child.stdout.take().expect("piped");
-        // Its lines, read by a thread of their own (the run blocks this one); bounded.
-        let (tx, lines) = std::sync::mpsc::sync_channel(64);
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = PythonWatch { child, lines };
-        let port = server.said("port").parse().expect("a port number");
-        (server, port)
-    }
-
-    /// The value of the next line, which must start with `key`.
-    fn said(&mut self, key: &str) -> String {
-        let line = self
-            .lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the Python server said more");
-        line.strip_prefix(key)
-            .unwrap_or_else(|| panic!("expected {key:?}, the server said {line:?}"))
-            .trim()
-            .to_string()
-    }
-
-    fn tell(&mut self, what: &str) {
-        use std::io::Write;
-        let stdin = self.child.stdin.as_mut().expect("piped");
-        writeln!(stdin, "{what}").expect("the Python server reads");
-    }
-}
-
-impl Drop for PythonWatch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The Python Watch server of [`PYTHON_WATCH`] on `port` (0: any), and the port it listens on.
+fn python_watch(port: u16) -> (PythonScript, u16) {
+    let mut server = PythonScript::start(
+        "import grpc, grpc_health.v1.health",
+        "grpcio and grpcio-health-checking",
+        PYTHON_WATCH,
+        &[port.to_string()],
+    );
+    let port = server.said("port").parse().expect("a port number");
+    (server, port)
 }
 
 /// A 5 s run holding 2 Watch streams on a Python server, replaced 1 s in as a rolling update
 /// replaces a pod: a second server listens on the same port, then the first is `retire`d
 /// (drained with `stop(grace)`, or killed). The run's exit code and result.
-fn python_rollover(retire: impl FnOnce(&mut PythonWatch) + Send + 'static) -> (i32, Value) {
-    let (mut old, port) = PythonWatch::start(0);
+fn python_rollover(retire: impl FnOnce(&mut PythonScript) + Send + 'static) -> (i32, Value) {
+    let (mut old, port) = python_watch(0);
     let rollover = std::thread::spawn(move || {
         for _ in 0..2 {
             old.said("watch");
         }
         std::thread::sleep(Duration::from_millis(700));
-        let (new, _) = PythonWatch::start(port);
+        let (new, _) = python_watch(port);
         retire(&mut old);
         (old, new)
     });
@@ -1304,10 +1248,7 @@ fn a_python_grpc_server_drained_with_stop_grace_ends_its_watches_gracefully() {
 #[test]
 #[ignore = "needs python3 grpcio"]
 fn a_python_grpc_server_killed_cuts_its_watches() {
-    let (code, json) = python_rollover(|old| {
-        let _ = old.child.kill();
-        let _ = old.child.wait();
-    });
+    let (code, json) = python_rollover(PythonScript::kill);
     let s = at(&json, "/streams/0");
     println!("{s:#}\n{:#}", at(&json, "/events"));
     assert_eq!(code, 1, "{json:#}");
@@ -1713,7 +1654,7 @@ fn a_grpc_stream_through_nginx_is_cut_by_a_stop() {
 #[test]
 #[ignore = "needs python3 grpcio"]
 fn a_python_grpc_server_not_serving_at_a_logged_instant_is_each_watchs_gap() {
-    let (mut server, port) = PythonWatch::start(0);
+    let (mut server, port) = python_watch(0);
     let flipper = std::thread::spawn(move || {
         for _ in 0..2 {
             server.said("watch");

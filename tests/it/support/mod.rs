@@ -1208,3 +1208,80 @@ async fn fault_connection(mut stream: TcpStream, shared: Arc<FaultShared>) {
         }
     }
 }
+
+/// A Python script run as a real peer (a grpcio server, say): it says `KEY value` lines on
+/// stdout, which a thread of its own reads (a run blocks the test's thread), and takes commands
+/// on stdin. Killed on drop.
+pub struct PythonScript {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl PythonScript {
+    /// Runs `python3 -c SCRIPT ARGS...` once `python3 -c IMPORTS` works; fails naming
+    /// `packages` (which `.ci/run` installs with pip) if it does not.
+    pub fn start(imports: &str, packages: &str, script: &str, args: &[String]) -> PythonScript {
+        let python = needs("python3");
+        let imported = Command::new(&python)
+            .args(["-c", imports])
+            .status()
+            .expect("python3 runs");
+        assert!(
+            imported.success(),
+            "this test needs the Python packages {packages} (.ci/run installs them with pip)"
+        );
+        let mut child = Command::new(python)
+            .args(["-c", script])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the Python script starts");
+        let stdout = child.stdout.take().expect("piped");
+        // Bounded: the script says a few lines per test.
+        let (tx, lines) = std::sync::mpsc::sync_channel(64);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        PythonScript { child, lines }
+    }
+
+    /// The value of the next line (within 30 s), which must start with `key`.
+    pub fn said(&mut self, key: &str) -> String {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the Python script said more");
+        line.strip_prefix(key)
+            .unwrap_or_else(|| panic!("expected {key:?}, the script said {line:?}"))
+            .trim()
+            .to_string()
+    }
+
+    /// Writes one line to its stdin.
+    pub fn tell(&mut self, what: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("piped");
+        writeln!(stdin, "{what}").expect("the Python script reads");
+    }
+
+    /// Kills it (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PythonScript {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
