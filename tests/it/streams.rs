@@ -535,7 +535,7 @@ impl Drop for PythonServer {
 /// itself for the load; a run of 3 WebSocket connections whose one step is `step` (a shell
 /// line, with `@NGINX@` and `@PIDFILE@` filled in).
 fn behind_nginx(name: &str, step: &str, extra: &[&str]) -> crate::support::proxy::Run {
-    use crate::support::proxy::{Nginx, Scratch, free_port, run_gapless, toml_str};
+    use crate::support::proxy::{Nginx, Scratch, free_port, toml_str};
     let binary = crate::support::needs("nginx");
     let _alone = crate::support::proxy::serial();
     let dir = Scratch::new(name);
@@ -556,6 +556,33 @@ fn behind_nginx(name: &str, step: &str, extra: &[&str]) -> crate::support::proxy
         ),
     );
     let nginx = Nginx::start(&binary, &dir, port, &config);
+    step_beside_streams(
+        &dir,
+        nginx,
+        name,
+        step,
+        &format!("http://127.0.0.1:{port}/health"),
+        &format!(
+            "name = \"ws\"\nurl = {}\ncount = 3\ninterval = \"200ms\"\ntimeout = \"2s\"\n",
+            toml_str(&format!("ws://127.0.0.1:{port}/ws"))
+        ),
+        extra,
+    )
+}
+
+/// A run whose one step is `step` (a shell line, with `@NGINX@` and `@PIDFILE@` filled in for
+/// `nginx`), 20 req/s at `target` with a 1 s warmup and a 1.5 s cooldown, beside the probes of
+/// one `[[stream]]` table with the keys `stream`; nginx is stopped after it.
+fn step_beside_streams(
+    dir: &crate::support::proxy::Scratch,
+    nginx: crate::support::proxy::Nginx,
+    name: &str,
+    step: &str,
+    target: &str,
+    stream: &str,
+    extra: &[&str],
+) -> crate::support::proxy::Run {
+    use crate::support::proxy::{run_gapless, toml_str};
     let step = step
         .replace("@NGINX@", &nginx.command(""))
         .replace("@PIDFILE@", &dir.file("nginx.pid"));
@@ -564,16 +591,14 @@ fn behind_nginx(name: &str, step: &str, extra: &[&str]) -> crate::support::proxy
         "scenario.toml",
         &format!(
             "[target]\nurl = {}\n\n[load]\nqps = 20\nwarmup = \"1s\"\ncooldown = \"1500ms\"\n\n\
-             [[step]]\nname = \"{name}\"\nrun = {}\ntimeout = \"20s\"\n\n\
-             [[stream]]\nname = \"ws\"\nurl = {}\ncount = 3\ninterval = \"200ms\"\ntimeout = \"2s\"\n",
-            toml_str(&format!("http://127.0.0.1:{port}/health")),
+             [[step]]\nname = \"{name}\"\nrun = {}\ntimeout = \"20s\"\n\n[[stream]]\n{stream}",
+            toml_str(target),
             toml_str(&format!("bash {script}")),
-            toml_str(&format!("ws://127.0.0.1:{port}/ws")),
         ),
     );
     let mut args = vec!["--scenario", scenario.as_str(), "--quiet"];
     args.extend_from_slice(extra);
-    let run = run_gapless(&dir, &args, &[]);
+    let run = run_gapless(dir, &args, &[]);
     drop(nginx);
     run
 }
@@ -1577,7 +1602,7 @@ fn a_grpc_stream_of_any_server_streaming_method_from_a_proto() {
 /// Watch streams through it whose one step is `step` (a shell line, with `@NGINX@` and
 /// `@PIDFILE@` filled in); the load goes to a server of its own.
 fn grpc_behind_nginx(name: &str, step: &str, extra: &[&str]) -> crate::support::proxy::Run {
-    use crate::support::proxy::{Nginx, Scratch, free_port, run_gapless, toml_str};
+    use crate::support::proxy::{Nginx, Scratch, free_port, toml_str};
     let binary = crate::support::needs("nginx");
     let _alone = crate::support::proxy::serial();
     let dir = Scratch::new(name);
@@ -1598,27 +1623,19 @@ fn grpc_behind_nginx(name: &str, step: &str, extra: &[&str]) -> crate::support::
         &format!("listen 127.0.0.1:{port} http2;"),
     );
     let nginx = Nginx::start(&binary, &dir, port, &config);
-    let step = step
-        .replace("@NGINX@", &nginx.command(""))
-        .replace("@PIDFILE@", &dir.file("nginx.pid"));
-    let script = dir.write("step.sh", &step);
     let target = TestServer::healthy();
-    let scenario = dir.write(
-        "scenario.toml",
+    step_beside_streams(
+        &dir,
+        nginx,
+        name,
+        step,
+        &target.url(),
         &format!(
-            "[target]\nurl = {}\n\n[load]\nqps = 20\nwarmup = \"1s\"\ncooldown = \"1500ms\"\n\n\
-             [[step]]\nname = \"{name}\"\nrun = {}\ntimeout = \"20s\"\n\n\
-             [[stream]]\nname = \"watch\"\nurl = {}\nkind = \"grpc\"\ncount = 3\n",
-            toml_str(&target.url()),
-            toml_str(&format!("bash {script}")),
-            toml_str(&format!("http://127.0.0.1:{port}")),
+            "name = \"watch\"\nurl = {}\nkind = \"grpc\"\ncount = 3\n",
+            toml_str(&format!("http://127.0.0.1:{port}"))
         ),
-    );
-    let mut args = vec!["--scenario", scenario.as_str(), "--quiet"];
-    args.extend_from_slice(extra);
-    let run = run_gapless(&dir, &args, &[]);
-    drop(nginx);
-    run
+        extra,
+    )
 }
 
 /// `nginx -s reload`: the old worker keeps the streams in progress until they end (no
