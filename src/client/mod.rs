@@ -3,6 +3,9 @@
 
 pub mod connection;
 pub mod grpc;
+/// HPACK (RFC 7541): the header compression of gapless's own HTTP/2 client.
+#[cfg_attr(not(test), allow(dead_code))]
+pub mod hpack;
 pub mod stamped;
 pub mod tls;
 pub mod wire;
