@@ -141,264 +141,50 @@ const STATIC: [(&[u8], &[u8]); 61] = [
 
 /// The Huffman code (RFC 7541 Appendix B): `(code, length in bits)` of each byte value, then EOS
 /// (symbol 256).
+#[rustfmt::skip]
 const HUFFMAN_CODES: [(u32, u8); 257] = [
-    (0x1ff8, 13),
-    (0x7fffd8, 23),
-    (0xfffffe2, 28),
-    (0xfffffe3, 28),
-    (0xfffffe4, 28),
-    (0xfffffe5, 28),
-    (0xfffffe6, 28),
-    (0xfffffe7, 28),
-    (0xfffffe8, 28),
-    (0xffffea, 24),
-    (0x3ffffffc, 30),
-    (0xfffffe9, 28),
-    (0xfffffea, 28),
-    (0x3ffffffd, 30),
-    (0xfffffeb, 28),
-    (0xfffffec, 28),
-    (0xfffffed, 28),
-    (0xfffffee, 28),
-    (0xfffffef, 28),
-    (0xffffff0, 28),
-    (0xffffff1, 28),
-    (0xffffff2, 28),
-    (0x3ffffffe, 30),
-    (0xffffff3, 28),
-    (0xffffff4, 28),
-    (0xffffff5, 28),
-    (0xffffff6, 28),
-    (0xffffff7, 28),
-    (0xffffff8, 28),
-    (0xffffff9, 28),
-    (0xffffffa, 28),
-    (0xffffffb, 28),
-    (0x14, 6),
-    (0x3f8, 10),
-    (0x3f9, 10),
-    (0xffa, 12),
-    (0x1ff9, 13),
-    (0x15, 6),
-    (0xf8, 8),
-    (0x7fa, 11),
-    (0x3fa, 10),
-    (0x3fb, 10),
-    (0xf9, 8),
-    (0x7fb, 11),
-    (0xfa, 8),
-    (0x16, 6),
-    (0x17, 6),
-    (0x18, 6),
-    (0x0, 5),
-    (0x1, 5),
-    (0x2, 5),
-    (0x19, 6),
-    (0x1a, 6),
-    (0x1b, 6),
-    (0x1c, 6),
-    (0x1d, 6),
-    (0x1e, 6),
-    (0x1f, 6),
-    (0x5c, 7),
-    (0xfb, 8),
-    (0x7ffc, 15),
-    (0x20, 6),
-    (0xffb, 12),
-    (0x3fc, 10),
-    (0x1ffa, 13),
-    (0x21, 6),
-    (0x5d, 7),
-    (0x5e, 7),
-    (0x5f, 7),
-    (0x60, 7),
-    (0x61, 7),
-    (0x62, 7),
-    (0x63, 7),
-    (0x64, 7),
-    (0x65, 7),
-    (0x66, 7),
-    (0x67, 7),
-    (0x68, 7),
-    (0x69, 7),
-    (0x6a, 7),
-    (0x6b, 7),
-    (0x6c, 7),
-    (0x6d, 7),
-    (0x6e, 7),
-    (0x6f, 7),
-    (0x70, 7),
-    (0x71, 7),
-    (0x72, 7),
-    (0xfc, 8),
-    (0x73, 7),
-    (0xfd, 8),
-    (0x1ffb, 13),
-    (0x7fff0, 19),
-    (0x1ffc, 13),
-    (0x3ffc, 14),
-    (0x22, 6),
-    (0x7ffd, 15),
-    (0x3, 5),
-    (0x23, 6),
-    (0x4, 5),
-    (0x24, 6),
-    (0x5, 5),
-    (0x25, 6),
-    (0x26, 6),
-    (0x27, 6),
-    (0x6, 5),
-    (0x74, 7),
-    (0x75, 7),
-    (0x28, 6),
-    (0x29, 6),
-    (0x2a, 6),
-    (0x7, 5),
-    (0x2b, 6),
-    (0x76, 7),
-    (0x2c, 6),
-    (0x8, 5),
-    (0x9, 5),
-    (0x2d, 6),
-    (0x77, 7),
-    (0x78, 7),
-    (0x79, 7),
-    (0x7a, 7),
-    (0x7b, 7),
-    (0x7ffe, 15),
-    (0x7fc, 11),
-    (0x3ffd, 14),
-    (0x1ffd, 13),
-    (0xffffffc, 28),
-    (0xfffe6, 20),
-    (0x3fffd2, 22),
-    (0xfffe7, 20),
-    (0xfffe8, 20),
-    (0x3fffd3, 22),
-    (0x3fffd4, 22),
-    (0x3fffd5, 22),
-    (0x7fffd9, 23),
-    (0x3fffd6, 22),
-    (0x7fffda, 23),
-    (0x7fffdb, 23),
-    (0x7fffdc, 23),
-    (0x7fffdd, 23),
-    (0x7fffde, 23),
-    (0xffffeb, 24),
-    (0x7fffdf, 23),
-    (0xffffec, 24),
-    (0xffffed, 24),
-    (0x3fffd7, 22),
-    (0x7fffe0, 23),
-    (0xffffee, 24),
-    (0x7fffe1, 23),
-    (0x7fffe2, 23),
-    (0x7fffe3, 23),
-    (0x7fffe4, 23),
-    (0x1fffdc, 21),
-    (0x3fffd8, 22),
-    (0x7fffe5, 23),
-    (0x3fffd9, 22),
-    (0x7fffe6, 23),
-    (0x7fffe7, 23),
-    (0xffffef, 24),
-    (0x3fffda, 22),
-    (0x1fffdd, 21),
-    (0xfffe9, 20),
-    (0x3fffdb, 22),
-    (0x3fffdc, 22),
-    (0x7fffe8, 23),
-    (0x7fffe9, 23),
-    (0x1fffde, 21),
-    (0x7fffea, 23),
-    (0x3fffdd, 22),
-    (0x3fffde, 22),
-    (0xfffff0, 24),
-    (0x1fffdf, 21),
-    (0x3fffdf, 22),
-    (0x7fffeb, 23),
-    (0x7fffec, 23),
-    (0x1fffe0, 21),
-    (0x1fffe1, 21),
-    (0x3fffe0, 22),
-    (0x1fffe2, 21),
-    (0x7fffed, 23),
-    (0x3fffe1, 22),
-    (0x7fffee, 23),
-    (0x7fffef, 23),
-    (0xfffea, 20),
-    (0x3fffe2, 22),
-    (0x3fffe3, 22),
-    (0x3fffe4, 22),
-    (0x7ffff0, 23),
-    (0x3fffe5, 22),
-    (0x3fffe6, 22),
-    (0x7ffff1, 23),
-    (0x3ffffe0, 26),
-    (0x3ffffe1, 26),
-    (0xfffeb, 20),
-    (0x7fff1, 19),
-    (0x3fffe7, 22),
-    (0x7ffff2, 23),
-    (0x3fffe8, 22),
-    (0x1ffffec, 25),
-    (0x3ffffe2, 26),
-    (0x3ffffe3, 26),
-    (0x3ffffe4, 26),
-    (0x7ffffde, 27),
-    (0x7ffffdf, 27),
-    (0x3ffffe5, 26),
-    (0xfffff1, 24),
-    (0x1ffffed, 25),
-    (0x7fff2, 19),
-    (0x1fffe3, 21),
-    (0x3ffffe6, 26),
-    (0x7ffffe0, 27),
-    (0x7ffffe1, 27),
-    (0x3ffffe7, 26),
-    (0x7ffffe2, 27),
-    (0xfffff2, 24),
-    (0x1fffe4, 21),
-    (0x1fffe5, 21),
-    (0x3ffffe8, 26),
-    (0x3ffffe9, 26),
-    (0xffffffd, 28),
-    (0x7ffffe3, 27),
-    (0x7ffffe4, 27),
-    (0x7ffffe5, 27),
-    (0xfffec, 20),
-    (0xfffff3, 24),
-    (0xfffed, 20),
-    (0x1fffe6, 21),
-    (0x3fffe9, 22),
-    (0x1fffe7, 21),
-    (0x1fffe8, 21),
-    (0x7ffff3, 23),
-    (0x3fffea, 22),
-    (0x3fffeb, 22),
-    (0x1ffffee, 25),
-    (0x1ffffef, 25),
-    (0xfffff4, 24),
-    (0xfffff5, 24),
-    (0x3ffffea, 26),
-    (0x7ffff4, 23),
-    (0x3ffffeb, 26),
-    (0x7ffffe6, 27),
-    (0x3ffffec, 26),
-    (0x3ffffed, 26),
-    (0x7ffffe7, 27),
-    (0x7ffffe8, 27),
-    (0x7ffffe9, 27),
-    (0x7ffffea, 27),
-    (0x7ffffeb, 27),
-    (0xffffffe, 28),
-    (0x7ffffec, 27),
-    (0x7ffffed, 27),
-    (0x7ffffee, 27),
-    (0x7ffffef, 27),
-    (0x7fffff0, 27),
-    (0x3ffffee, 26),
-    (0x3fffffff, 30),
+    (0x1ff8, 13), (0x7fffd8, 23), (0xfffffe2, 28), (0xfffffe3, 28), (0xfffffe4, 28),
+    (0xfffffe5, 28), (0xfffffe6, 28), (0xfffffe7, 28), (0xfffffe8, 28), (0xffffea, 24),
+    (0x3ffffffc, 30), (0xfffffe9, 28), (0xfffffea, 28), (0x3ffffffd, 30), (0xfffffeb, 28),
+    (0xfffffec, 28), (0xfffffed, 28), (0xfffffee, 28), (0xfffffef, 28), (0xffffff0, 28),
+    (0xffffff1, 28), (0xffffff2, 28), (0x3ffffffe, 30), (0xffffff3, 28), (0xffffff4, 28),
+    (0xffffff5, 28), (0xffffff6, 28), (0xffffff7, 28), (0xffffff8, 28), (0xffffff9, 28),
+    (0xffffffa, 28), (0xffffffb, 28), (0x14, 6), (0x3f8, 10), (0x3f9, 10), (0xffa, 12),
+    (0x1ff9, 13), (0x15, 6), (0xf8, 8), (0x7fa, 11), (0x3fa, 10), (0x3fb, 10), (0xf9, 8),
+    (0x7fb, 11), (0xfa, 8), (0x16, 6), (0x17, 6), (0x18, 6), (0x0, 5), (0x1, 5), (0x2, 5),
+    (0x19, 6), (0x1a, 6), (0x1b, 6), (0x1c, 6), (0x1d, 6), (0x1e, 6), (0x1f, 6), (0x5c, 7),
+    (0xfb, 8), (0x7ffc, 15), (0x20, 6), (0xffb, 12), (0x3fc, 10), (0x1ffa, 13), (0x21, 6),
+    (0x5d, 7), (0x5e, 7), (0x5f, 7), (0x60, 7), (0x61, 7), (0x62, 7), (0x63, 7), (0x64, 7),
+    (0x65, 7), (0x66, 7), (0x67, 7), (0x68, 7), (0x69, 7), (0x6a, 7), (0x6b, 7), (0x6c, 7),
+    (0x6d, 7), (0x6e, 7), (0x6f, 7), (0x70, 7), (0x71, 7), (0x72, 7), (0xfc, 8), (0x73, 7),
+    (0xfd, 8), (0x1ffb, 13), (0x7fff0, 19), (0x1ffc, 13), (0x3ffc, 14), (0x22, 6), (0x7ffd, 15),
+    (0x3, 5), (0x23, 6), (0x4, 5), (0x24, 6), (0x5, 5), (0x25, 6), (0x26, 6), (0x27, 6), (0x6, 5),
+    (0x74, 7), (0x75, 7), (0x28, 6), (0x29, 6), (0x2a, 6), (0x7, 5), (0x2b, 6), (0x76, 7),
+    (0x2c, 6), (0x8, 5), (0x9, 5), (0x2d, 6), (0x77, 7), (0x78, 7), (0x79, 7), (0x7a, 7), (0x7b, 7),
+    (0x7ffe, 15), (0x7fc, 11), (0x3ffd, 14), (0x1ffd, 13), (0xffffffc, 28), (0xfffe6, 20),
+    (0x3fffd2, 22), (0xfffe7, 20), (0xfffe8, 20), (0x3fffd3, 22), (0x3fffd4, 22), (0x3fffd5, 22),
+    (0x7fffd9, 23), (0x3fffd6, 22), (0x7fffda, 23), (0x7fffdb, 23), (0x7fffdc, 23), (0x7fffdd, 23),
+    (0x7fffde, 23), (0xffffeb, 24), (0x7fffdf, 23), (0xffffec, 24), (0xffffed, 24), (0x3fffd7, 22),
+    (0x7fffe0, 23), (0xffffee, 24), (0x7fffe1, 23), (0x7fffe2, 23), (0x7fffe3, 23), (0x7fffe4, 23),
+    (0x1fffdc, 21), (0x3fffd8, 22), (0x7fffe5, 23), (0x3fffd9, 22), (0x7fffe6, 23), (0x7fffe7, 23),
+    (0xffffef, 24), (0x3fffda, 22), (0x1fffdd, 21), (0xfffe9, 20), (0x3fffdb, 22), (0x3fffdc, 22),
+    (0x7fffe8, 23), (0x7fffe9, 23), (0x1fffde, 21), (0x7fffea, 23), (0x3fffdd, 22), (0x3fffde, 22),
+    (0xfffff0, 24), (0x1fffdf, 21), (0x3fffdf, 22), (0x7fffeb, 23), (0x7fffec, 23), (0x1fffe0, 21),
+    (0x1fffe1, 21), (0x3fffe0, 22), (0x1fffe2, 21), (0x7fffed, 23), (0x3fffe1, 22), (0x7fffee, 23),
+    (0x7fffef, 23), (0xfffea, 20), (0x3fffe2, 22), (0x3fffe3, 22), (0x3fffe4, 22), (0x7ffff0, 23),
+    (0x3fffe5, 22), (0x3fffe6, 22), (0x7ffff1, 23), (0x3ffffe0, 26), (0x3ffffe1, 26), (0xfffeb, 20),
+    (0x7fff1, 19), (0x3fffe7, 22), (0x7ffff2, 23), (0x3fffe8, 22), (0x1ffffec, 25), (0x3ffffe2, 26),
+    (0x3ffffe3, 26), (0x3ffffe4, 26), (0x7ffffde, 27), (0x7ffffdf, 27), (0x3ffffe5, 26),
+    (0xfffff1, 24), (0x1ffffed, 25), (0x7fff2, 19), (0x1fffe3, 21), (0x3ffffe6, 26),
+    (0x7ffffe0, 27), (0x7ffffe1, 27), (0x3ffffe7, 26), (0x7ffffe2, 27), (0xfffff2, 24),
+    (0x1fffe4, 21), (0x1fffe5, 21), (0x3ffffe8, 26), (0x3ffffe9, 26), (0xffffffd, 28),
+    (0x7ffffe3, 27), (0x7ffffe4, 27), (0x7ffffe5, 27), (0xfffec, 20), (0xfffff3, 24), (0xfffed, 20),
+    (0x1fffe6, 21), (0x3fffe9, 22), (0x1fffe7, 21), (0x1fffe8, 21), (0x7ffff3, 23), (0x3fffea, 22),
+    (0x3fffeb, 22), (0x1ffffee, 25), (0x1ffffef, 25), (0xfffff4, 24), (0xfffff5, 24),
+    (0x3ffffea, 26), (0x7ffff4, 23), (0x3ffffeb, 26), (0x7ffffe6, 27), (0x3ffffec, 26),
+    (0x3ffffed, 26), (0x7ffffe7, 27), (0x7ffffe8, 27), (0x7ffffe9, 27), (0x7ffffea, 27),
+    (0x7ffffeb, 27), (0xffffffe, 28), (0x7ffffec, 27), (0x7ffffed, 27), (0x7ffffee, 27),
+    (0x7ffffef, 27), (0x7fffff0, 27), (0x3ffffee, 26), (0x3fffffff, 30),
 ];
 
 /// The symbol number of EOS in [`HUFFMAN_CODES`].
@@ -763,41 +549,44 @@ fn string(block: &[u8], pos: &mut usize, scratch: &mut Vec<u8>) -> Result<Str, E
     Ok(Str::Scratch(from, scratch.len()))
 }
 
-/// Set in [`Step::flags`] when the transition completes a symbol.
-const EMIT: u8 = 1;
-/// Set in [`Step::flags`] when the transition completes EOS.
-const FAIL: u8 = 2;
+/// The Huffman decoder's states: the 256 internal nodes of the code tree (one fewer than its 257
+/// leaves), node 0 the root, each standing for the bits read since the last symbol; and [`DEAD`].
+const STATES: usize = 257;
+/// The state after EOS: it stays there, and ending in it is [`Error::HuffmanEos`]. Checking for it
+/// once at the end instead of at every step keeps the decoding loop free of branches.
+const DEAD: u16 = 256;
 
 /// One transition of the Huffman decoder: from a state, on four bits.
 #[derive(Clone, Copy, Default)]
 struct Step {
     /// The state after the four bits.
-    next: u8,
-    /// The symbol completed on the way, if `flags` has [`EMIT`] (at most one: codes are at
-    /// least 5 bits long).
+    next: u16,
+    /// The symbol completed on the way, if `emit` is 1 (at most one: codes are at least 5 bits
+    /// long).
     sym: u8,
-    /// [`EMIT`], [`FAIL`] or neither.
-    flags: u8,
+    /// 1 if the transition completes a symbol, else 0.
+    emit: u8,
 }
 
 /// What ending a Huffman-coded string in a state means (RFC 7541 §5.2).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Padding {
+enum Ending {
     /// Nothing left over, or at most 7 bits of a prefix of EOS: a valid end.
     Valid,
     /// More than 7 bits of a prefix of EOS.
     TooLong,
     /// The start of a symbol other than EOS.
     NotOnes,
+    /// EOS was decoded ([`DEAD`]).
+    Eos,
 }
 
-/// The Huffman decoder's tables. A state is an internal node of the code tree (there are 256:
-/// one fewer than the 257 leaves), node 0 the root: the bits read since the last symbol.
+/// The Huffman decoder's tables.
 struct Huffman {
     /// `steps[state][four bits]`.
-    steps: [[Step; 16]; 256],
+    steps: [[Step; 16]; STATES],
     /// What ending in each state means.
-    padding: [Padding; 256],
+    ending: [Ending; STATES],
 }
 
 /// The Huffman decoder's tables, built at first use.
@@ -854,14 +643,18 @@ fn build_huffman() -> Box<Huffman> {
     );
 
     let mut tables = Box::new(Huffman {
-        steps: [[Step::default(); 16]; 256],
-        padding: [Padding::Valid; 256],
+        steps: [[Step {
+            next: DEAD,
+            sym: 0,
+            emit: 0,
+        }; 16]; STATES],
+        ending: [Ending::Eos; STATES],
     });
     for (state, &(_, depth, ones)) in tree.iter().enumerate() {
-        tables.padding[state] = match (ones, depth) {
-            (false, _) => Padding::NotOnes,
-            (true, 0..=7) => Padding::Valid,
-            (true, _) => Padding::TooLong,
+        tables.ending[state] = match (ones, depth) {
+            (false, _) => Ending::NotOnes,
+            (true, 0..=7) => Ending::Valid,
+            (true, _) => Ending::TooLong,
         };
         for nibble in 0..16u8 {
             let mut step = Step::default();
@@ -870,19 +663,19 @@ fn build_huffman() -> Box<Huffman> {
                 match tree[node].0[usize::from((nibble >> i) & 1)] {
                     Child::Node(next) => node = usize::from(next),
                     Child::Leaf(EOS) => {
-                        step.flags = FAIL;
+                        node = usize::from(DEAD);
                         break;
                     }
                     Child::Leaf(sym) => {
-                        assert!(step.flags & EMIT == 0, "codes are at least 5 bits long");
-                        step.flags = EMIT;
+                        assert!(step.emit == 0, "codes are at least 5 bits long");
+                        step.emit = 1;
                         step.sym = sym as u8;
                         node = 0;
                     }
                     Child::Empty => unreachable!("the code is complete"),
                 }
             }
-            step.next = node as u8;
+            step.next = node as u16;
             tables.steps[state][usize::from(nibble)] = step;
         }
     }
@@ -892,25 +685,27 @@ fn build_huffman() -> Box<Huffman> {
 /// Decodes a Huffman-coded string (RFC 7541 §5.2) onto the end of `out`.
 fn huffman_decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
     let tables = huffman();
-    // At most one symbol per four bits.
-    out.reserve(2 * src.len());
+    // At most one symbol per four bits: every step writes its symbol byte, and only those that
+    // complete one advance `len`.
+    let start = out.len();
+    out.resize(start + 2 * src.len(), 0);
+    let buf = &mut out[start..];
+    let mut len = 0;
     let mut state = 0;
     for &byte in src {
         for nibble in [byte >> 4, byte & 0x0f] {
             let step = tables.steps[state][usize::from(nibble)];
-            if step.flags != 0 {
-                if step.flags == FAIL {
-                    return Err(Error::HuffmanEos);
-                }
-                out.push(step.sym);
-            }
+            buf[len] = step.sym;
+            len += usize::from(step.emit);
             state = usize::from(step.next);
         }
     }
-    match tables.padding[state] {
-        Padding::Valid => Ok(()),
-        Padding::TooLong => Err(Error::HuffmanPaddingTooLong),
-        Padding::NotOnes => Err(Error::HuffmanPaddingNotOnes),
+    out.truncate(start + len);
+    match tables.ending[state] {
+        Ending::Valid => Ok(()),
+        Ending::TooLong => Err(Error::HuffmanPaddingTooLong),
+        Ending::NotOnes => Err(Error::HuffmanPaddingNotOnes),
+        Ending::Eos => Err(Error::HuffmanEos),
     }
 }
 
