@@ -16,6 +16,7 @@ mod diff;
 mod engine_edges;
 mod gap_boundaries;
 mod grpc;
+mod h2_edges;
 mod hints;
 mod hostile;
 mod interrupt;

@@ -39,6 +39,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub mod h2raw;
 pub mod netns;
 pub mod pausing;
 pub mod proxy;
