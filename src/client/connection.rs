@@ -2,11 +2,9 @@
 //! held under a rate ceiling (governor) so a refusing target does not get a connect storm.
 //!
 //! There is no pool and so no hidden retry: every connection is opened for a request that then
-//! counts as sent on a `new` connection. HTTP/1.1 requests go through [`crate::client::wire`];
-//! HTTP/2 goes through the `h2` crate directly: the worker that sends a request awaits its
-//! response itself, with no task, channel or callback per request in between (hyper's client
-//! connection spawned a task and passed two channels per request; BENCHMARKS.md, "HTTP/2 without
-//! hyper's client connection").
+//! counts as sent on a `new` connection. HTTP/1.1 requests go through [`crate::client::wire`],
+//! HTTP/2 requests through [`crate::client::mux`], gapless's own HTTP/2 client; gRPC calls go
+//! through the `h2` crate directly (they need its trailers and `tonic`'s decoder).
 
 use std::io;
 use std::net::SocketAddr;
@@ -28,6 +26,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsConnector;
 
 use crate::client::grpc::GrpcCall;
+use crate::client::mux::Mux;
 #[cfg(target_os = "linux")]
 use crate::client::stamped::StampedStream;
 use crate::client::stamped::{Activity, LastReceive};
@@ -59,6 +58,9 @@ pub struct RequestTemplate {
     headers: HeaderMap,
     body: Bytes,
     encoded: EncodedRequest,
+    /// The HTTP/2 header block ([`crate::client::hpack::encode_request`]), for
+    /// [`crate::client::mux`]; empty for HTTP/1.1 and gRPC.
+    block: Vec<u8>,
     /// A gRPC call: the body is its framed message, the answer is read as gRPC.
     grpc: Option<Arc<GrpcCall>>,
 }
@@ -106,6 +108,11 @@ impl RequestTemplate {
             );
         }
         let encoded = EncodedRequest::new(&method, &uri.to_string(), &headers, body.clone());
+        let block = if version == Version::HTTP_2 && target.grpc.is_none() {
+            h2_block(&method, &uri, &headers)
+        } else {
+            Vec::new()
+        };
         RequestTemplate {
             method,
             uri,
@@ -113,6 +120,7 @@ impl RequestTemplate {
             headers,
             body,
             encoded,
+            block,
             grpc: target.grpc.clone(),
         }
     }
@@ -157,6 +165,28 @@ fn h2_headers(headers: &mut HeaderMap, method: &Method, body_len: usize) {
     }
 }
 
+/// The HTTP/2 header block of a request: the pseudo-header fields (`:authority` from the URL,
+/// as the `h2` crate sends it), then the headers in their order.
+fn h2_block(method: &Method, uri: &Uri, headers: &HeaderMap) -> Vec<u8> {
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut fields: Vec<(&[u8], &[u8])> = vec![
+        (b":method", method.as_str().as_bytes()),
+        (b":scheme", scheme.as_bytes()),
+        (b":authority", authority.as_bytes()),
+        (b":path", path.as_bytes()),
+    ];
+    fields.extend(
+        headers
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
+    );
+    let mut block = Vec::new();
+    crate::client::hpack::encode_request(&fields, &mut block);
+    block
+}
+
 /// A complete response: its status, and the size of its body (read to the end and discarded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -190,7 +220,11 @@ pub enum Link {
         /// Where a response body being read counts as a transfer under way.
         activity: Arc<Activity>,
     },
-    /// HTTP/2: cloneable, streams multiplexed; the connection is driven by its own task.
+    /// HTTP/2 (gapless's own client): cloneable, streams multiplexed; the connection is
+    /// driven by its own task.
+    Mux(Mux),
+    /// HTTP/2 for gRPC calls (the `h2` crate): cloneable, streams multiplexed; the connection
+    /// is driven by its own task.
     H2(SendRequest<Bytes>),
 }
 
@@ -198,6 +232,7 @@ impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Link::H1 { ended, .. } => f.debug_struct("H1").field("ended", ended).finish(),
+            Link::Mux(_) => f.write_str("Mux"),
             Link::H2(_) => f.write_str("H2"),
         }
     }
@@ -214,6 +249,7 @@ impl Link {
                 }
                 !*ended
             }
+            Link::Mux(mux) => mux.ready(),
             // Fails once the connection has ended or the peer sent GOAWAY.
             Link::H2(s) => std::future::poll_fn(|cx| s.poll_ready(cx)).await.is_ok(),
         }
@@ -259,6 +295,7 @@ impl Link {
                 }
                 Ok(gleaned.reply(response.status, response.body_bytes, last.get()))
             }
+            Link::Mux(mux) => mux_exchange(mux, request, probe, received).await,
             Link::H2(s) => h2_exchange(s, request, probe, received).await,
         }
     }
@@ -267,8 +304,15 @@ impl Link {
     pub fn share(&self) -> Option<Link> {
         match self {
             Link::H1 { .. } => None,
+            Link::Mux(mux) => Some(Link::Mux(mux.clone())),
             Link::H2(s) => Some(Link::H2(s.clone())),
         }
+    }
+
+    /// True for an HTTP/2 connection that takes no new stream but still finishes those it
+    /// carries (GOAWAY): its driver ends by itself and must not be stopped.
+    pub fn draining(&self) -> bool {
+        matches!(self, Link::Mux(mux) if mux.draining())
     }
 }
 
@@ -302,7 +346,7 @@ impl<'a> Gleaned<'a> {
             self.envoy_server =
                 value_of(&http::header::SERVER).is_some_and(EnvoyReply::is_envoy_server);
         }
-        self.keep = kept_prefix(self.probe, status);
+        self.keep = kept_prefix(self.probe.needs_body(), status);
     }
 
     /// The reply, once the body has been read.
@@ -334,21 +378,57 @@ impl Sink for Gleaned<'_> {
     fn body(&mut self, data: &[u8]) {
         self.received
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.keep_prefix(data);
+    }
+}
+
+impl Gleaned<'_> {
+    /// Keeps the start of the body, as much as [`Gleaned::note_head`] asked for.
+    fn keep_prefix(&mut self, data: &[u8]) {
         let room = self.keep.saturating_sub(self.prefix.len());
         self.prefix.extend_from_slice(&data[..data.len().min(room)]);
     }
 }
 
-/// How much of a body to keep: the start the version regex reads, or the start of a 5xx that
-/// tells who produced it.
-fn kept_prefix(probe: &VersionProbe, status: u16) -> usize {
-    if probe.needs_body() {
+/// How much of a body to keep: the start the version regex reads (when the probe reads the
+/// body), or the start of a 5xx that tells who produced it.
+fn kept_prefix(needs_body: bool, status: u16) -> usize {
+    if needs_body {
         BODY_PREFIX
     } else if status >= 500 {
         SIGNATURE_PREFIX
     } else {
         0
     }
+}
+
+/// Sends one request on an HTTP/2 connection of gapless's own client and awaits the whole
+/// response, which its connection's driver reads (only the first bytes of the body are kept,
+/// see [`kept_prefix`]).
+async fn mux_exchange(
+    mux: &Mux,
+    request: &RequestTemplate,
+    probe: &VersionProbe,
+    received: &AtomicU64,
+) -> Result<Reply, Fault> {
+    fn keep_for_body(status: u16) -> usize {
+        kept_prefix(true, status)
+    }
+    fn keep(status: u16) -> usize {
+        kept_prefix(false, status)
+    }
+    let keep = if probe.needs_body() {
+        keep_for_body
+    } else {
+        keep
+    };
+    mux.exchange(&request.block, &request.body, keep, received, |answer| {
+        let mut gleaned = Gleaned::new(probe, received);
+        gleaned.note_head(answer.status, |name| answer.field(name.as_str().as_bytes()));
+        gleaned.keep_prefix(answer.prefix);
+        gleaned.reply(answer.status, answer.body_bytes, None)
+    })
+    .await
 }
 
 /// Sends one request on an HTTP/2 connection, awaits its response head, then reads the body to
@@ -473,6 +553,8 @@ pub struct Connector {
     port: u16,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     http2: bool,
+    /// gRPC calls: HTTP/2 through the `h2` crate.
+    grpc: bool,
     limiter: DefaultDirectRateLimiter,
     opened: AtomicU64,
     failed: AtomicU64,
@@ -514,6 +596,7 @@ impl Connector {
             port: url.port(),
             tls,
             http2: target.http2,
+            grpc: target.grpc.is_some(),
             limiter: RateLimiter::direct(quota),
             opened: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -530,6 +613,7 @@ impl Connector {
             && x.host() == y.host()
             && x.port() == y.port()
             && a.http2 == b.http2
+            && a.grpc.is_some() == b.grpc.is_some()
             && (!x.is_tls() || (a.insecure == b.insecure && a.ca_certs == b.ca_certs))
     }
 
@@ -662,7 +746,11 @@ impl Connector {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        if self.http2 {
+        if self.http2 && !self.grpc {
+            let (mux, driver) = Mux::handshake(io);
+            drivers.spawn(driver);
+            Ok(Link::Mux(mux))
+        } else if self.http2 {
             let (sender, conn) = h2_builder()
                 .handshake::<_, Bytes>(io)
                 .await

@@ -191,8 +191,13 @@ enum NoLink {
 
 impl Lane {
     fn discard(&mut self) {
+        // An HTTP/2 connection draining after a GOAWAY still answers the streams it carries:
+        // its driver ends by itself once they are (stopping it would fail them).
+        let draining = self.link.as_ref().is_some_and(Link::draining);
         self.link = None;
-        self.drivers.abort_all();
+        if !draining {
+            self.drivers.abort_all();
+        }
         while self.drivers.try_join_next().is_some() {}
     }
 

@@ -554,7 +554,10 @@ fn goaway_codes(server: &H2Raw) {
 
 /// nginx serving `200 ok` on an h2c port and on an h2-over-TLS port (a self-signed certificate),
 /// each with its own access log. nginx's HPACK encoder uses Huffman coding (and its own choice of
-/// indexing), so every response head exercises the client's decoder.
+/// indexing), so every response head exercises the client's decoder. With `keepalive_requests
+/// 100` nginx ends each connection with a GOAWAY after its 100th stream, while streams are in
+/// flight: those at or below its last stream id are still answered (the connection drains),
+/// and the next requests go on a new connection; not one request fails.
 #[test]
 #[ignore = "needs nginx"]
 fn nginx_h2c_and_h2_over_tls_answer_every_request_once() {
@@ -581,6 +584,7 @@ fn nginx_h2c_and_h2_over_tls_answer_every_request_once() {
          fastcgi_temp_path {d}/temp/fastcgi;\n\
          uwsgi_temp_path {d}/temp/uwsgi;\n\
          scgi_temp_path {d}/temp/scgi;\n\
+         keepalive_requests 100;\n\
          server {{ listen 127.0.0.1:{plain} http2; access_log {d}/h2c.log; {location} }}\n\
          server {{ listen 127.0.0.1:{tls} ssl http2; ssl_certificate {cert}; \
          ssl_certificate_key {key}; access_log {d}/tls.log; {location} }}\n\
@@ -610,6 +614,11 @@ fn nginx_h2c_and_h2_over_tls_answer_every_request_once() {
             "{url}"
         );
         assert_eq!(u64_at(&json, "/requests/body_bytes"), 3 * total, "{url}");
+        // 100 streams a connection: at least 10 connections for 1,000 requests.
+        assert!(
+            u64_at(&json, "/connections/opened") >= 10,
+            "{url}: {json:#}"
+        );
         // nginx writes each line as the request ends; the run is over, so all are in.
         let lines = dir.read(log);
         assert_eq!(
