@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::support::h2raw::{Frame, H2Raw, Step, code, flag, hpack, kind, ok};
-use crate::support::{Run, TempFile, TestServer, count_at, counts, counts_at, needs, u64_at};
+use crate::support::{Run, TempFile, TestServer, at, count_at, counts, counts_at, needs, u64_at};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -554,10 +554,13 @@ fn goaway_codes(server: &H2Raw) {
 
 /// nginx serving `200 ok` on an h2c port and on an h2-over-TLS port (a self-signed certificate),
 /// each with its own access log. nginx's HPACK encoder uses Huffman coding (and its own choice of
-/// indexing), so every response head exercises the client's decoder. With `keepalive_requests
-/// 100` nginx ends each connection with a GOAWAY after its 100th stream, while streams are in
-/// flight: those at or below its last stream id are still answered (the connection drains),
-/// and the next requests go on a new connection; not one request fails.
+/// indexing), so every response head exercises the client's decoder.
+///
+/// A third port has `keepalive_requests 100`: nginx ends each connection with a GOAWAY after its
+/// 100th stream. Streams at or below its last stream id are still answered (the connection
+/// drains) and the next requests go on a new connection. A stream the client opened before the
+/// GOAWAY reached it, above the last id, was not taken: it is a `reset` that says GOAWAY, and
+/// it never reached nginx's log (no hidden retry either way).
 #[test]
 #[ignore = "needs nginx"]
 fn nginx_h2c_and_h2_over_tls_answer_every_request_once() {
@@ -568,7 +571,7 @@ fn nginx_h2c_and_h2_over_tls_answer_every_request_once() {
         .expect("rcgen makes a self-signed certificate");
     let cert = dir.write("cert.pem", &certified.cert.pem());
     let key = dir.write("key.pem", &certified.key_pair.serialize_pem());
-    let (plain, tls) = (free_port(), free_port());
+    let (plain, tls, drain) = (free_port(), free_port(), free_port());
     let d = dir.as_str();
     let location = "location / { \
                     add_header x-edge \"a header value long enough to be worth huffman coding\"; \
@@ -584,10 +587,11 @@ fn nginx_h2c_and_h2_over_tls_answer_every_request_once() {
          fastcgi_temp_path {d}/temp/fastcgi;\n\
          uwsgi_temp_path {d}/temp/uwsgi;\n\
          scgi_temp_path {d}/temp/scgi;\n\
-         keepalive_requests 100;\n\
          server {{ listen 127.0.0.1:{plain} http2; access_log {d}/h2c.log; {location} }}\n\
          server {{ listen 127.0.0.1:{tls} ssl http2; ssl_certificate {cert}; \
          ssl_certificate_key {key}; access_log {d}/tls.log; {location} }}\n\
+         server {{ listen 127.0.0.1:{drain} http2; keepalive_requests 100; \
+         access_log {d}/drain.log; {location} }}\n\
          }}\n"
     );
     let _nginx = Nginx::start(&binary, &dir, plain, &config);
@@ -614,11 +618,6 @@ fn nginx_h2c_and_h2_over_tls_answer_every_request_once() {
             "{url}"
         );
         assert_eq!(u64_at(&json, "/requests/body_bytes"), 3 * total, "{url}");
-        // 100 streams a connection: at least 10 connections for 1,000 requests.
-        assert!(
-            u64_at(&json, "/connections/opened") >= 10,
-            "{url}: {json:#}"
-        );
         // nginx writes each line as the request ends; the run is over, so all are in.
         let lines = dir.read(log);
         assert_eq!(
@@ -632,4 +631,37 @@ fn nginx_h2c_and_h2_over_tls_answer_every_request_once() {
             lines.lines().next().unwrap_or_default()
         );
     }
+
+    let (code, json) = Run::new(&format!("http://127.0.0.1:{drain}/"))
+        .arg("--http2")
+        .qps(500)
+        .duration("2s")
+        .connections(2)
+        .opt("--streams", "8")
+        .json();
+    let total = u64_at(&json, "/requests/total");
+    assert_eq!(total, 1000);
+    let refused = count_at(&json, "/errors/reset");
+    let expected = [("reset", refused)];
+    assert_eq!(
+        counts_at(&json, "/errors"),
+        counts(&expected[..usize::from(refused > 0)]),
+        "only streams a GOAWAY refused fail"
+    );
+    if refused > 0 {
+        let sample = at(&json, "/error_samples/reset").as_str().unwrap();
+        assert!(sample.contains("GOAWAY"), "{sample}");
+    }
+    // A refusal is a race of a few streams at a connection's end, not a habit.
+    assert!(refused <= 20, "{json:#}");
+    assert_eq!(code, if refused > 0 { 1 } else { 0 }, "{json:#}");
+    let ok = total - refused;
+    assert_eq!(counts_at(&json, "/codes"), counts(&[("200", ok)]));
+    // 100 streams a connection: at least 10 connections for 1,000 requests.
+    assert!(u64_at(&json, "/connections/opened") >= 10, "{json:#}");
+    assert_eq!(
+        dir.read("drain.log").lines().count() as u64,
+        ok,
+        "every answered request once in the log, and no refused one"
+    );
 }
