@@ -401,7 +401,7 @@ fn a_message_of_many_frames_is_read_whole_and_one_above_4_mib_is_protocol() {
             .opt("--proto", GREETER)
             .opt(
                 "--data",
-                &format!(r#"{{"name": "world", "times": {times}}}"#),
+                format!(r#"{{"name": "world", "times": {times}}}"#),
             )
             .qps(10)
             .duration("300ms")
