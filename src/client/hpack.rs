@@ -203,6 +203,49 @@ pub struct Decoder {
     table: Table,
     /// The Huffman-decoded name and value of the field being decoded; reused for every field.
     scratch: Vec<u8>,
+    /// Huffman-coded strings decoded lately.
+    recent: Recent,
+}
+
+/// Most Huffman-coded strings remembered with their decoding ([`Recent`]).
+const RECENT: usize = 8;
+
+/// The longest Huffman-coded string remembered.
+const RECENT_LEN: usize = 64;
+
+/// The last few short Huffman-coded strings and what they decode to. A server sends most of
+/// its response header values byte for byte the same in every response (nginx: `server`,
+/// `content-type`, `content-length`, a `date` for a whole second), and Huffman decoding was two
+/// thirds of the decoder's time: a string met again is copied instead (BENCHMARKS.md, issue 19).
+/// Decoding is a function of the coded bytes alone, so a remembered string is always right;
+/// only strings that decoded without error are remembered. At most [`RECENT`] ×
+/// ([`RECENT_LEN`] + its decoding) bytes, reused.
+#[derive(Default)]
+struct Recent {
+    memos: [(Vec<u8>, Vec<u8>); RECENT],
+    next: usize,
+}
+
+impl Recent {
+    /// Decodes `coded` onto the end of `out`, from memory if it was met lately.
+    fn huffman_decode(&mut self, coded: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        if coded.len() > RECENT_LEN {
+            return huffman_decode(coded, out);
+        }
+        if let Some((_, plain)) = self.memos.iter().find(|(c, _)| c.as_slice() == coded) {
+            out.extend_from_slice(plain);
+            return Ok(());
+        }
+        let from = out.len();
+        huffman_decode(coded, out)?;
+        let (c, plain) = &mut self.memos[self.next];
+        c.clear();
+        c.extend_from_slice(coded);
+        plain.clear();
+        plain.extend_from_slice(&out[from..]);
+        self.next = (self.next + 1) % RECENT;
+        Ok(())
+    }
 }
 
 impl Decoder {
@@ -212,6 +255,7 @@ impl Decoder {
         Decoder {
             table: Table::new(max_size),
             scratch: Vec::new(),
+            recent: Recent::default(),
         }
     }
 
@@ -235,7 +279,7 @@ impl Decoder {
                 // Literal with incremental indexing (§6.2.1).
                 self.scratch.clear();
                 let name = self.name(block, &mut pos, 6)?;
-                let value = string(block, &mut pos, &mut self.scratch)?;
+                let value = string(block, &mut pos, &mut self.scratch, &mut self.recent)?;
                 self.table
                     .insert(name, value, block, &self.scratch, &mut field);
             } else if first & 0x20 != 0 {
@@ -257,7 +301,7 @@ impl Decoder {
                 // decoder that re-encodes nothing.
                 self.scratch.clear();
                 let name = self.name(block, &mut pos, 4)?;
-                let value = string(block, &mut pos, &mut self.scratch)?;
+                let value = string(block, &mut pos, &mut self.scratch, &mut self.recent)?;
                 let name = self.table.name(name, block, &self.scratch);
                 field(name, value.bytes(block, &self.scratch));
             }
@@ -270,7 +314,12 @@ impl Decoder {
     /// tables (checked), or a string literal after index 0.
     fn name(&mut self, block: &[u8], pos: &mut usize, prefix: u8) -> Result<Name, Error> {
         match integer(block, pos, prefix)? {
-            0 => Ok(Name::Literal(string(block, pos, &mut self.scratch)?)),
+            0 => Ok(Name::Literal(string(
+                block,
+                pos,
+                &mut self.scratch,
+                &mut self.recent,
+            )?)),
             index => {
                 self.table.get(index)?;
                 Ok(Name::Index(index as usize))
@@ -529,9 +578,14 @@ fn integer(block: &[u8], pos: &mut usize, prefix: u8) -> Result<u32, Error> {
 }
 
 /// Reads a string literal (RFC 7541 §5.2) from `block[*pos]` and moves `pos` past it; a
-/// Huffman-coded one is decoded onto the end of `scratch`.
+/// Huffman-coded one is decoded onto the end of `scratch` (through `recent`).
 #[inline]
-fn string(block: &[u8], pos: &mut usize, scratch: &mut Vec<u8>) -> Result<Str, Error> {
+fn string(
+    block: &[u8],
+    pos: &mut usize,
+    scratch: &mut Vec<u8>,
+    recent: &mut Recent,
+) -> Result<Str, Error> {
     let Some(&first) = block.get(*pos) else {
         return Err(Error::Truncated);
     };
@@ -549,7 +603,7 @@ fn string(block: &[u8], pos: &mut usize, scratch: &mut Vec<u8>) -> Result<Str, E
         return Ok(Str::Block(start, *pos));
     }
     let from = scratch.len();
-    huffman_decode(&block[start..*pos], scratch)?;
+    recent.huffman_decode(&block[start..*pos], scratch)?;
     Ok(Str::Scratch(from, scratch.len()))
 }
 
@@ -836,6 +890,38 @@ mod tests {
         huffman_encode(s, &mut coded);
         encode_integer(out, 0x80, 7, coded.len());
         out.extend_from_slice(&coded);
+    }
+
+    #[test]
+    fn strings_met_again_decode_the_same_from_memory() {
+        // Literal without indexing, a literal name: 0x00, then name and value, Huffman-coded.
+        let field = |name: &str, value: &str| {
+            let mut block = vec![0x00];
+            huffman_string(&mut block, name.as_bytes());
+            huffman_string(&mut block, value.as_bytes());
+            block
+        };
+        let mut decoder = Decoder::new(4096);
+        // More distinct strings than are remembered, each seen several times, in turns.
+        let values: Vec<String> = (0..2 * RECENT)
+            .map(|i| format!("value number {i}"))
+            .collect();
+        for round in 0..3 {
+            for (i, value) in values.iter().enumerate() {
+                let name = format!("x-{}", i % 3);
+                let got = decode(&mut decoder, &field(&name, value)).unwrap();
+                assert_eq!(got, owned(&[(&name, value)]), "round {round}");
+                // The same string twice in a row comes from memory the second time.
+                let got = decode(&mut decoder, &field(&name, value)).unwrap();
+                assert_eq!(got, owned(&[(&name, value)]), "round {round}, again");
+            }
+        }
+        // A string that does not decode is refused every time, never remembered.
+        let mut bad = vec![0x00, 0x81, 0xff, 0x81, 0xfe];
+        bad[2] = 0xff;
+        for _ in 0..2 {
+            assert!(decode(&mut decoder, &bad).is_err());
+        }
     }
 
     const REQ1: &[(&str, &str)] = &[

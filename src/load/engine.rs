@@ -759,7 +759,14 @@ impl Engine {
         let shards: Vec<Shard> = (0..count)
             .map(|i| Shard {
                 shared: shared.clone(),
-                dispatcher: Arc::new(Dispatcher::of(lineup(i), timeouts.clone())),
+                dispatcher: Arc::new({
+                    let dispatcher = Dispatcher::of(lineup(i), timeouts.clone());
+                    if streams > 1 {
+                        dispatcher.newest_first()
+                    } else {
+                        dispatcher
+                    }
+                }),
                 // Spread connections evenly; the first shards take the remainder.
                 connections: connections / count + usize::from(i < connections % count),
                 streams,
