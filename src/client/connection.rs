@@ -3,8 +3,8 @@
 //!
 //! There is no pool and so no hidden retry: every connection is opened for a request that then
 //! counts as sent on a `new` connection. HTTP/1.1 requests go through [`crate::client::wire`],
-//! HTTP/2 requests through [`crate::client::mux`], gapless's own HTTP/2 client; gRPC calls go
-//! through the `h2` crate directly (they need its trailers and `tonic`'s decoder).
+//! HTTP/2 requests and gRPC unary calls through [`crate::client::mux`], gapless's own HTTP/2
+//! client (a gRPC answer is then read by `tonic`'s decoder, [`GrpcCall::read`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,9 +16,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use h2::client::SendRequest;
 use http::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue, USER_AGENT};
-use http::{HeaderMap, Method, Request, Uri, Version};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -48,18 +48,14 @@ pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// The request every attempt of a run sends, built once: encoded for HTTP/1.1, and as a
-/// template that the HTTP/2 client gets a copy of.
+/// The request every attempt of a run sends, built once: encoded for HTTP/1.1, and as the
+/// header block of the HTTP/2 client.
 #[derive(Debug)]
 pub struct RequestTemplate {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
     body: Bytes,
     encoded: EncodedRequest,
     /// The HTTP/2 header block ([`crate::client::hpack::encode_request`]), for
-    /// [`crate::client::mux`]; empty for HTTP/1.1 and gRPC.
+    /// [`crate::client::mux`] (gRPC calls too); empty for HTTP/1.1.
     block: Vec<u8>,
     /// A gRPC call: the body is its framed message, the answer is read as gRPC.
     grpc: Option<Arc<GrpcCall>>,
@@ -108,31 +104,17 @@ impl RequestTemplate {
             );
         }
         let encoded = EncodedRequest::new(&method, &uri.to_string(), &headers, body.clone());
-        let block = if version == Version::HTTP_2 && target.grpc.is_none() {
+        let block = if version == Version::HTTP_2 {
             h2_block(&method, &uri, &headers)
         } else {
             Vec::new()
         };
         RequestTemplate {
-            method,
-            uri,
-            version,
-            headers,
             body,
             encoded,
             block,
             grpc: target.grpc.clone(),
         }
-    }
-
-    /// A copy of the request's head for `h2` (the body is sent after it).
-    fn build(&self) -> Request<()> {
-        let mut request = Request::new(());
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
-        request
     }
 }
 
@@ -220,12 +202,9 @@ pub enum Link {
         /// Where a response body being read counts as a transfer under way.
         activity: Arc<Activity>,
     },
-    /// HTTP/2 (gapless's own client): cloneable, streams multiplexed; the connection is
-    /// driven by its own task.
+    /// HTTP/2 (gapless's own client), gRPC calls included: cloneable, streams multiplexed;
+    /// the connection is driven by its own task.
     Mux(Mux),
-    /// HTTP/2 for gRPC calls (the `h2` crate): cloneable, streams multiplexed; the connection
-    /// is driven by its own task.
-    H2(SendRequest<Bytes>),
 }
 
 impl std::fmt::Debug for Link {
@@ -233,7 +212,6 @@ impl std::fmt::Debug for Link {
         match self {
             Link::H1 { ended, .. } => f.debug_struct("H1").field("ended", ended).finish(),
             Link::Mux(_) => f.write_str("Mux"),
-            Link::H2(_) => f.write_str("H2"),
         }
     }
 }
@@ -250,8 +228,6 @@ impl Link {
                 !*ended
             }
             Link::Mux(mux) => mux.ready(),
-            // Fails once the connection has ended or the peer sent GOAWAY.
-            Link::H2(s) => std::future::poll_fn(|cx| s.poll_ready(cx)).await.is_ok(),
         }
     }
 
@@ -295,8 +271,10 @@ impl Link {
                 }
                 Ok(gleaned.reply(response.status, response.body_bytes, last.get()))
             }
-            Link::Mux(mux) => mux_exchange(mux, request, probe, received).await,
-            Link::H2(s) => h2_exchange(s, request, probe, received).await,
+            Link::Mux(mux) => match &request.grpc {
+                None => mux_exchange(mux, request, probe, received).await,
+                Some(call) => grpc_exchange(mux, request, call, probe, received).await,
+            },
         }
     }
 
@@ -305,7 +283,6 @@ impl Link {
         match self {
             Link::H1 { .. } => None,
             Link::Mux(mux) => Some(Link::Mux(mux.clone())),
-            Link::H2(s) => Some(Link::H2(s.clone())),
         }
     }
 
@@ -431,53 +408,136 @@ async fn mux_exchange(
     .await
 }
 
-/// Sends one request on an HTTP/2 connection, awaits its response head, then reads the body to
-/// the end, discarding it (only its first bytes are kept, see [`kept_prefix`]) and giving the
-/// window back as it goes. Every body byte read is added to `received` as it arrives, so a body
-/// that never ends is counted too.
-async fn h2_exchange(
-    send: &mut SendRequest<Bytes>,
+/// The most body bytes of a gRPC answer kept for tonic's decoder: one message of tonic's default
+/// largest (4 MiB) and its 5-byte frame header. A longer body fails the call as `protocol`.
+const GRPC_MAX_BODY: usize = 4 * 1024 * 1024 + 5;
+
+/// A gRPC call on an HTTP/2 connection of gapless's own client: the stream keeps the head, the
+/// whole message (up to [`GRPC_MAX_BODY`]) and the trailers, copied out of the connection as it
+/// ends; tonic's decoder then reads them ([`GrpcCall::read`]) outside the connection's lock.
+/// An answer that is not gRPC (no `200`, no `grpc-status`: a proxy's error) is read as HTTP,
+/// its status the code, as [`mux_exchange`] reads it.
+async fn grpc_exchange(
+    mux: &Mux,
     request: &RequestTemplate,
+    call: &GrpcCall,
     probe: &VersionProbe,
     received: &AtomicU64,
 ) -> Result<Reply, Fault> {
-    let empty = request.body.is_empty();
-    let (response, mut upload) = send
-        .send_request(request.build(), empty)
-        .map_err(Fault::h2)?;
-    if !empty {
-        // Buffered by h2 and sent as the peer's window allows (a shared `Bytes`, not a copy).
-        upload
-            .send_data(request.body.clone(), true)
-            .map_err(Fault::h2)?;
+    /// A `200` is a gRPC answer: its message is kept whole. Any other status keeps what an
+    /// HTTP answer would ([`kept_prefix`]).
+    fn keep_for_body(status: u16) -> usize {
+        if status == 200 {
+            GRPC_MAX_BODY
+        } else {
+            kept_prefix(true, status)
+        }
     }
-    let response = response.await.map_err(Fault::h2)?;
-    let status = response.status().as_u16();
-    let (parts, mut body) = response.into_parts();
+    fn keep(status: u16) -> usize {
+        if status == 200 {
+            GRPC_MAX_BODY
+        } else {
+            kept_prefix(false, status)
+        }
+    }
+    let keep = if probe.needs_body() {
+        keep_for_body
+    } else {
+        keep
+    };
+    let answer = mux
+        .exchange(&request.block, &request.body, keep, received, Copied::of)
+        .await?;
+    let head = answer.head();
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     let mut gleaned = Gleaned::new(probe, received);
-    if let Some(call) = &request.grpc
-        && GrpcCall::is_grpc(parts.status, &parts.headers)
-    {
-        // A gRPC answer ([`GrpcCall::read`]): its code is the reply's status. One that is not
-        // (an HTTP error from a proxy) is read as HTTP below, its status the code.
-        gleaned.note_head(200, |name| parts.headers.get(name).map(|v| v.as_bytes()));
-        let (code, body_bytes) = call.read(&parts.headers, H2Body::new(body)).await?;
-        received.fetch_add(body_bytes, Ordering::Relaxed);
-        return Ok(gleaned.reply(code, body_bytes, None));
+    if !GrpcCall::is_grpc(status, &head) {
+        gleaned.note_head(answer.status, |name| head.get(name).map(|v| v.as_bytes()));
+        gleaned.keep_prefix(&answer.body);
+        return Ok(gleaned.reply(answer.status, answer.body_bytes, None));
     }
-    gleaned.note_head(status, |name| parts.headers.get(name).map(|v| v.as_bytes()));
-    let mut body_bytes = 0u64;
-    while let Some(data) = body.data().await {
-        let data = data.map_err(Fault::h2)?;
-        let _ = body.flow_control().release_capacity(data.len());
-        body_bytes += data.len() as u64;
-        gleaned.body(&data);
+    // A gRPC answer ([`GrpcCall::read`]): its code is the reply's status.
+    gleaned.note_head(200, |name| head.get(name).map(|v| v.as_bytes()));
+    if answer.body_bytes > answer.body.len() as u64 && !head.contains_key("grpc-status") {
+        return Err(Fault::protocol(
+            "a gRPC answer larger than one message of 4 MiB (tonic's default limit)",
+        ));
     }
-    if !body.is_end_stream() {
-        // Trailers: the response is complete when they are in.
-        body.trailers().await.map_err(Fault::h2)?;
+    let trailers = answer.trailers();
+    let body = Full::new(answer.body).with_trailers(async move { trailers.map(Ok) });
+    let (code, body_bytes) = call.read(&head, body).await?;
+    Ok(gleaned.reply(code, body_bytes, None))
+}
+
+/// What a gRPC call takes out of its stream's answer: copies, made under the connection's
+/// lock and turned into `http` types after it.
+struct Copied {
+    status: u16,
+    body_bytes: u64,
+    body: Bytes,
+    /// The names and values of the head's fields, then of the trailers', end to end.
+    bytes: Vec<u8>,
+    /// For each field: where its name ends and where its value ends in `bytes`.
+    ends: Vec<(u32, u32)>,
+    /// How many of `ends` are the head's (the rest are the trailers').
+    head: usize,
+    /// The stream ended with trailers (an empty block reads as none, which tonic takes alike).
+    trailed: bool,
+}
+
+impl Copied {
+    fn of(answer: crate::client::mux::Answer<'_>) -> Copied {
+        let (mut bytes, mut ends) = (Vec::new(), Vec::new());
+        let mut add = |(name, value): (&[u8], &[u8])| {
+            bytes.extend_from_slice(name);
+            let name_end = bytes.len() as u32;
+            bytes.extend_from_slice(value);
+            ends.push((name_end, bytes.len() as u32));
+        };
+        answer.fields().for_each(&mut add);
+        let head = answer.fields().count();
+        answer.trailers().for_each(&mut add);
+        Copied {
+            status: answer.status,
+            body_bytes: answer.body_bytes,
+            body: Bytes::copy_from_slice(answer.prefix),
+            trailed: ends.len() > head,
+            bytes,
+            ends,
+            head,
+        }
     }
-    Ok(gleaned.reply(status, body_bytes, None))
+
+    /// The fields `ends[range]` as a header map (a field that is not a valid header is left
+    /// out, as hyper would refuse it).
+    fn map(&self, range: std::ops::Range<usize>) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(range.len());
+        let mut start = if range.start == 0 {
+            0
+        } else {
+            self.ends[range.start - 1].1 as usize
+        };
+        for &(name_end, value_end) in &self.ends[range] {
+            let (name_end, value_end) = (name_end as usize, value_end as usize);
+            let name = HeaderName::from_bytes(&self.bytes[start..name_end]);
+            let value = HeaderValue::from_bytes(&self.bytes[name_end..value_end]);
+            if let (Ok(name), Ok(value)) = (name, value) {
+                map.append(name, value);
+            }
+            start = value_end;
+        }
+        map
+    }
+
+    /// The final head's fields.
+    fn head(&self) -> HeaderMap {
+        self.map(0..self.head)
+    }
+
+    /// The trailers' fields, if the stream ended with some.
+    fn trailers(&self) -> Option<HeaderMap> {
+        self.trailed.then(|| self.map(self.head..self.ends.len()))
+    }
 }
 
 /// An HTTP/2 response body from `h2` as a [`hyper::body::Body`] (what tonic's decoder reads):
@@ -553,8 +613,6 @@ pub struct Connector {
     port: u16,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     http2: bool,
-    /// gRPC calls: HTTP/2 through the `h2` crate.
-    grpc: bool,
     limiter: DefaultDirectRateLimiter,
     opened: AtomicU64,
     failed: AtomicU64,
@@ -596,7 +654,6 @@ impl Connector {
             port: url.port(),
             tls,
             http2: target.http2,
-            grpc: target.grpc.is_some(),
             limiter: RateLimiter::direct(quota),
             opened: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -613,7 +670,6 @@ impl Connector {
             && x.host() == y.host()
             && x.port() == y.port()
             && a.http2 == b.http2
-            && a.grpc.is_some() == b.grpc.is_some()
             && (!x.is_tls() || (a.insecure == b.insecure && a.ca_certs == b.ca_certs))
     }
 
@@ -746,19 +802,10 @@ impl Connector {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        if self.http2 && !self.grpc {
+        if self.http2 {
             let (mux, driver) = Mux::handshake(io);
             drivers.spawn(driver);
             Ok(Link::Mux(mux))
-        } else if self.http2 {
-            let (sender, conn) = h2_builder()
-                .handshake::<_, Bytes>(io)
-                .await
-                .map_err(Fault::h2)?;
-            drivers.spawn(async move {
-                let _ = conn.await;
-            });
-            Ok(Link::H2(sender))
         } else {
             let io: Box<dyn Stream> = Box::new(io);
             Ok(Link::H1 {
@@ -773,7 +820,7 @@ impl Connector {
 
 /// The HTTP/2 client settings hyper's client connection used (its defaults): windows of 2 MiB
 /// per stream and 5 MiB per connection, 16 KiB frames and header lists, 100 streams until the
-/// server's settings arrive, no server push. The gRPC stream probes use them too.
+/// server's settings arrive, no server push. The gRPC stream probes use them.
 pub fn h2_builder() -> h2::client::Builder {
     let mut builder = h2::client::Builder::new();
     builder

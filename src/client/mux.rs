@@ -11,8 +11,9 @@
 //! Why not the `h2` crate: its per-stream machinery (a stream store behind a lock, the `http`
 //! request and response types and their header maps, a task wake-up per frame in each
 //! direction) was about three quarters of gapless's user time per HTTP/2 request, twice what
-//! h2load (nghttp2) takes per request in all (BENCHMARKS.md, issue 19). The gRPC calls and
-//! stream probes keep `h2`: they need its trailers and `tonic`'s decoder.
+//! h2load (nghttp2) takes per request in all (BENCHMARKS.md, issue 19). gRPC unary calls go
+//! through it too (a stream keeps its trailers, and as much of the body as its `keep` asks
+//! for: the whole message); the long-lived gRPC stream probes keep `h2`.
 //!
 //! # What it does and does not do
 //!
@@ -103,6 +104,9 @@ const MAX_STREAM_ID: u32 = (1 << 31) - 1;
 
 /// The read buffer: room for the largest frame and its header, twice.
 const READ_BUF: usize = 2 * (MAX_FRAME + 9);
+
+/// The most body bytes a collected slot keeps room for, for the next stream.
+const SPARE_PREFIX: usize = 64 * 1024;
 
 /// How an HTTP/2 stream or connection failed; each is counted in an [`ErrorClass`]
 /// ([`Error::class`]).
@@ -204,18 +208,45 @@ pub struct Answer<'a> {
     /// The first bytes of the body, as many as the stream was asked to keep ([`Mux::exchange`]).
     pub prefix: &'a [u8],
     fields: &'a [u8],
-    spans: &'a [Span],
+    /// The final head's fields.
+    head: &'a [Span],
+    /// The trailers' fields (none if the stream ended without trailers).
+    trailing: &'a [Span],
 }
 
-impl Answer<'_> {
+impl<'a> Answer<'a> {
     /// The value of the final head's first field called `name` (lower case, as HTTP/2 sends
     /// names).
-    pub fn field(&self, name: &[u8]) -> Option<&[u8]> {
-        self.spans.iter().find_map(|s| {
-            let (n, v) = s.of(self.fields);
-            n.eq_ignore_ascii_case(name).then_some(v)
-        })
+    pub fn field(&self, name: &[u8]) -> Option<&'a [u8]> {
+        find(self.fields, self.head, name)
     }
+
+    /// The final head's fields, names and values, in the order they came (pseudo-header fields
+    /// left out).
+    pub fn fields(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a> {
+        let fields = self.fields;
+        self.head.iter().map(move |s| s.of(fields))
+    }
+
+    /// The value of the trailers' first field called `name` (lower case).
+    pub fn trailer(&self, name: &[u8]) -> Option<&'a [u8]> {
+        find(self.fields, self.trailing, name)
+    }
+
+    /// The trailers' fields in the order they came: none if the stream ended without
+    /// trailers.
+    pub fn trailers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a> {
+        let fields = self.fields;
+        self.trailing.iter().map(move |s| s.of(fields))
+    }
+}
+
+/// The value of the first of `spans` called `name`.
+fn find<'a>(fields: &'a [u8], spans: &[Span], name: &[u8]) -> Option<&'a [u8]> {
+    spans.iter().find_map(|s| {
+        let (n, v) = s.of(fields);
+        n.eq_ignore_ascii_case(name).then_some(v)
+    })
 }
 
 /// Where one field of a head lies in its slot's byte buffer.
@@ -245,7 +276,9 @@ struct Slot {
     status: u16,
     interim: usize,
     fields: Vec<u8>,
+    /// The final head's fields, then the trailers' from `trailers_at` on.
     spans: Vec<Span>,
+    trailers_at: usize,
     keep_len: usize,
     prefix: Vec<u8>,
     body_bytes: u64,
@@ -265,7 +298,12 @@ impl Slot {
         self.interim = 0;
         self.fields.clear();
         self.spans.clear();
+        self.trailers_at = 0;
         self.keep_len = 0;
+        if self.prefix.capacity() > SPARE_PREFIX {
+            // A large body was kept (a gRPC message): a spare slot does not hold on to it.
+            self.prefix = Vec::new();
+        }
         self.prefix.clear();
         self.body_bytes = 0;
         self.send_window = send_window;
@@ -427,7 +465,8 @@ impl OpenStream<'_> {
                     body_bytes: slot.body_bytes,
                     prefix: &slot.prefix,
                     fields: &slot.fields,
-                    spans: &slot.spans,
+                    head: &slot.spans[..slot.trailers_at],
+                    trailing: &slot.spans[slot.trailers_at..],
                 })),
                 None => Err(Error::Dropped.fault()),
             },
@@ -804,13 +843,16 @@ impl State {
         let mut size = 0usize;
         let mut scratch = (Vec::new(), Vec::new());
         let (fields, spans) = match at {
-            Some(at) if self.slots[at].status == 0 => {
+            Some(at) => {
                 let slot = &mut self.slots[at];
-                slot.fields.clear();
-                slot.spans.clear();
+                if slot.status == 0 {
+                    slot.fields.clear();
+                    slot.spans.clear();
+                }
+                // Trailers (a final status is in) go after the head's fields.
                 (&mut slot.fields, &mut slot.spans)
             }
-            _ => (&mut scratch.0, &mut scratch.1),
+            None => (&mut scratch.0, &mut scratch.1),
         };
         let decoded = self.decoder.decode(&block, |name, value| {
             size += name.len() + value.len() + 32;
@@ -837,6 +879,8 @@ impl State {
             // Trailers: they end the stream.
             if !ends_stream {
                 self.stream_error(at, PROTOCOL_ERROR, "trailers without END_STREAM");
+            } else if size > MAX_HEADER_LIST {
+                self.stream_error(at, PROTOCOL_ERROR, "response trailers larger than 16 KiB");
             } else {
                 self.finish(at, Ok(()));
             }
@@ -870,6 +914,7 @@ impl State {
         }
         let slot = &mut self.slots[at];
         slot.status = status;
+        slot.trailers_at = slot.spans.len();
         slot.keep_len = slot.keep.map_or(0, |keep| keep(status));
         if ends_stream {
             self.finish(at, Ok(()));
@@ -1451,5 +1496,157 @@ mod tests {
             .await;
         let (status, body, _, server) = answer.await.unwrap().unwrap();
         assert_eq!((status, body, server.as_slice()), (200, 4, &b"test"[..]));
+    }
+
+    /// A field as an HPACK literal without indexing, its name new (short strings only).
+    fn literal(name: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut out = vec![0, name.len() as u8];
+        out.extend_from_slice(name);
+        out.push(value.len() as u8);
+        out.extend_from_slice(value);
+        out
+    }
+
+    /// Names and values as text.
+    fn texts<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<(String, String)> {
+        fields
+            .map(|(n, v)| {
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                (text(n), text(v))
+            })
+            .collect()
+    }
+
+    /// What a request kept of its answer: head fields, trailers, the body kept, and the
+    /// lookups of `grpc-status` in the head and in the trailers.
+    type Kept = (
+        Vec<(String, String)>,
+        Vec<(String, String)>,
+        Vec<u8>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+    );
+
+    /// One request that keeps `keep` bytes of its body and reads its fields and trailers.
+    fn request_trailers(
+        mux: &Mux,
+        keep: fn(u16) -> usize,
+    ) -> tokio::task::JoinHandle<Result<Kept, (ErrorClass, String)>> {
+        let mux = mux.clone();
+        tokio::spawn(async move {
+            let received = AtomicU64::new(0);
+            mux.exchange(&block(), &Bytes::new(), keep, &received, |a| {
+                (
+                    texts(a.fields()),
+                    texts(a.trailers()),
+                    a.prefix.to_vec(),
+                    a.field(b"grpc-status").map(<[u8]>::to_vec),
+                    a.trailer(b"grpc-status").map(<[u8]>::to_vec),
+                )
+            })
+            .await
+            .map_err(|f| (f.class, f.to_string()))
+        })
+    }
+
+    fn pairs(fields: &[(&str, &str)]) -> Vec<(String, String)> {
+        fields
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn trailers_are_kept_after_the_head_and_apart_from_it() {
+        fn keep_message(_: u16) -> usize {
+            1 << 20
+        }
+        let (mux, mut peer) = Peer::connect(&[]).await;
+        let answer = request_trailers(&mux, keep_message);
+        assert_eq!(peer.stream_frame().await.2, 1);
+        peer.head(1, "200", false).await;
+        // 40,000 bytes in three frames: all kept, as `keep` asks.
+        let body: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        for chunk in body.chunks(MAX_FRAME) {
+            peer.send(DATA, 0, 1, chunk).await;
+        }
+        let trailers = [
+            literal(b"grpc-status", b"14"),
+            literal(b"grpc-message", b"down"),
+        ]
+        .concat();
+        peer.send(HEADERS, END_HEADERS | END_STREAM, 1, &trailers)
+            .await;
+        let (head, trailing, prefix, in_head, in_trailers) = answer.await.unwrap().unwrap();
+        assert_eq!(head, pairs(&[("server", "test")]));
+        assert_eq!(
+            trailing,
+            pairs(&[("grpc-status", "14"), ("grpc-message", "down")])
+        );
+        assert_eq!(prefix, body);
+        assert_eq!((in_head, in_trailers), (None, Some(b"14".to_vec())));
+
+        // The next stream reuses the slot: nothing of the last one's trailers or body is left,
+        // and an answer without trailers has none.
+        let answer = request_trailers(&mux, keep_message);
+        assert_eq!(peer.stream_frame().await.2, 3);
+        peer.head(3, "200", false).await;
+        peer.send(DATA, END_STREAM, 3, b"short").await;
+        let (head, trailing, prefix, _, in_trailers) = answer.await.unwrap().unwrap();
+        assert_eq!(head, pairs(&[("server", "test")]));
+        assert_eq!(
+            (trailing, prefix, in_trailers),
+            (vec![], b"short".to_vec(), None)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trailers_only_answer_has_its_fields_in_the_head() {
+        let (mux, mut peer) = Peer::connect(&[]).await;
+        let answer = request_trailers(&mux, keep_all);
+        peer.stream_frame().await;
+        // An interim head's fields are not the final head's.
+        peer.head(1, "103", false).await;
+        let block = [
+            &[0x88][..],
+            &literal(b"content-type", b"application/grpc"),
+            &literal(b"grpc-status", b"5"),
+        ]
+        .concat();
+        peer.send(HEADERS, END_HEADERS | END_STREAM, 1, &block)
+            .await;
+        let (head, trailing, prefix, in_head, in_trailers) = answer.await.unwrap().unwrap();
+        assert_eq!(
+            head,
+            pairs(&[("content-type", "application/grpc"), ("grpc-status", "5")])
+        );
+        assert_eq!((trailing, prefix), (vec![], vec![]));
+        assert_eq!((in_head, in_trailers), (Some(b"5".to_vec()), None));
+    }
+
+    #[tokio::test]
+    async fn trailers_larger_than_the_header_list_limit_fail_the_stream() {
+        let (mux, mut peer) = Peer::connect(&[]).await;
+        let answer = request_trailers(&mux, keep_all);
+        peer.stream_frame().await;
+        peer.head(1, "200", false).await;
+        peer.send(DATA, 0, 1, b"body").await;
+        // 150 fields of 32 + 2 + 100 bytes each: more than 16 KiB by the size rule, in one
+        // frame.
+        let trailers: Vec<u8> = (0..150)
+            .flat_map(|i| literal(format!("{i:02x}").as_bytes(), &[b'v'; 100]))
+            .collect();
+        peer.send(HEADERS, END_HEADERS | END_STREAM, 1, &trailers)
+            .await;
+        let (class, text) = answer.await.unwrap().unwrap_err();
+        assert_eq!(class, ErrorClass::Protocol);
+        assert!(text.contains("trailers larger than 16 KiB"), "{text}");
+        // The stream was reset; the connection goes on.
+        let (kind, _, id, _) = peer.stream_frame().await;
+        assert_eq!((kind, id), (RST_STREAM, 1));
+        let answer = request(&mux, b"");
+        assert_eq!(peer.stream_frame().await.2, 3);
+        peer.head(3, "200", true).await;
+        assert_eq!(answer.await.unwrap().unwrap().0, 200);
     }
 }

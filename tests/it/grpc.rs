@@ -393,6 +393,93 @@ fn a_unary_call_from_a_proto_counts_grpc_statuses_exactly() {
 }
 
 #[test]
+fn a_message_of_many_frames_is_read_whole_and_one_above_4_mib_is_protocol() {
+    let server = greeter_server(Arc::default());
+    let hello = |times: u32| {
+        Run::new(&server.url())
+            .opt("--grpc", "demo.v1.Greeter/Hello")
+            .opt("--proto", GREETER)
+            .opt(
+                "--data",
+                format!(r#"{{"name": "world", "times": {times}}}"#),
+            )
+            .qps(10)
+            .duration("300ms")
+            .connections(1)
+            .json()
+    };
+    // 10,000 times "hello world": a message of 110,000 bytes, in 7 DATA frames at least.
+    let (code, json) = hello(10_000);
+    assert_eq!(code, 0, "{json:#}");
+    assert_eq!(counts_at(&json, "/codes"), counts(&[("OK", 3)]));
+    // Framed (5 bytes), tag (1 byte) and length (3 bytes) before the string.
+    assert_eq!(u64_at(&json, "/requests/body_bytes"), 3 * 110_009);
+
+    // 400,000 times: 4.4 MB, more than tonic's largest message (4 MiB).
+    let (code, json) = hello(400_000);
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(counts_at(&json, "/codes"), counts(&[]));
+    assert_eq!(counts_at(&json, "/errors"), counts(&[("protocol", 3)]));
+    let sample = at(&json, "/error_samples/protocol")
+        .as_str()
+        .expect("sample");
+    assert!(
+        sample.contains("larger than one message of 4 MiB"),
+        "{sample}"
+    );
+}
+
+#[test]
+fn an_answer_that_is_not_grpc_counts_by_its_http_status_and_envoys_own_are_recognised() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let health = Arc::new(Health::default());
+    let server = grpc_server(false, move |request| {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        let check = Check(health.clone());
+        Box::pin(async move {
+            let plain = |status: u16, server: Option<&'static str>, body: &'static str| {
+                let mut answer = http::Response::new(tonic::body::Body::new(
+                    http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())),
+                ));
+                *answer.status_mut() = http::StatusCode::from_u16(status).expect("a status");
+                if let Some(server) = server {
+                    answer
+                        .headers_mut()
+                        .insert("server", http::HeaderValue::from_static(server));
+                }
+                answer
+            };
+            match n % 3 {
+                // Envoy's own answers, as a mesh in front of the service gives them.
+                0 => plain(503, None, "no healthy upstream"),
+                1 => plain(502, Some("envoy"), ""),
+                _ => {
+                    let mut grpc =
+                        Grpc::new(ProstCodec::<HealthCheckResponse, HealthCheckRequest>::default());
+                    grpc.unary(check, request).await
+                }
+            }
+        })
+    });
+    let (code, json) = Run::new(&server.url())
+        .opt("--grpc-health", "")
+        .qps(30)
+        .duration("300ms")
+        .connections(1)
+        .json();
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(
+        counts_at(&json, "/codes"),
+        counts(&[("SERVING", 3), ("502", 3), ("503", 3)])
+    );
+    assert_eq!(counts_at(&json, "/errors"), counts(&[]));
+    assert_eq!(
+        counts_at(&json, "/failure_signatures"),
+        counts(&[("envoy_no_healthy_upstream", 3), ("envoy_other", 3)])
+    );
+}
+
+#[test]
 fn the_text_report_names_grpc_codes() {
     let greeter = Arc::new(Greeter {
         unavailable: 0..5,
