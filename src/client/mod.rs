@@ -1,6 +1,6 @@
 //! The HTTP client: connections (DNS, TCP, TLS, the HTTP handshake) under a connect-rate
-//! ceiling, HTTP/1.1 and HTTP/2 written and read on the socket (gRPC calls through the `h2`
-//! crate), and the kernel's receive time of responses.
+//! ceiling, HTTP/1.1 and HTTP/2 (gRPC unary calls too) written and read on the socket, and the
+//! kernel's receive time of responses. Only the long-lived gRPC stream probes use the `h2` crate.
 
 pub mod connection;
 pub mod grpc;
