@@ -388,17 +388,7 @@ async fn mux_exchange(
     probe: &VersionProbe,
     received: &AtomicU64,
 ) -> Result<Reply, Fault> {
-    fn keep_for_body(status: u16) -> usize {
-        kept_prefix(true, status)
-    }
-    fn keep(status: u16) -> usize {
-        kept_prefix(false, status)
-    }
-    let keep = if probe.needs_body() {
-        keep_for_body
-    } else {
-        keep
-    };
+    let keep = keep_for(probe.needs_body(), false);
     mux.exchange(&request.block, &request.body, keep, received, |answer| {
         let mut gleaned = Gleaned::new(probe, received);
         gleaned.note_head(answer.status, |name| answer.field(name.as_str().as_bytes()));
@@ -406,6 +396,24 @@ async fn mux_exchange(
         gleaned.reply(answer.status, answer.body_bytes, None)
     })
     .await
+}
+
+/// How much of a body a stream keeps for its exchange, by status ([`Mux::exchange`]'s `keep`):
+/// what [`kept_prefix`] says; for a gRPC call, a `200` is a gRPC answer, its message kept whole
+/// (up to [`GRPC_MAX_BODY`]).
+fn keep_for(needs_body: bool, grpc: bool) -> fn(u16) -> usize {
+    match (needs_body, grpc) {
+        (true, false) => |status| kept_prefix(true, status),
+        (false, false) => |status| kept_prefix(false, status),
+        (true, true) => |status| match status {
+            200 => GRPC_MAX_BODY,
+            _ => kept_prefix(true, status),
+        },
+        (false, true) => |status| match status {
+            200 => GRPC_MAX_BODY,
+            _ => kept_prefix(false, status),
+        },
+    }
 }
 
 /// The most body bytes of a gRPC answer kept for tonic's decoder: one message of tonic's default
@@ -424,27 +432,7 @@ async fn grpc_exchange(
     probe: &VersionProbe,
     received: &AtomicU64,
 ) -> Result<Reply, Fault> {
-    /// A `200` is a gRPC answer: its message is kept whole. Any other status keeps what an
-    /// HTTP answer would ([`kept_prefix`]).
-    fn keep_for_body(status: u16) -> usize {
-        if status == 200 {
-            GRPC_MAX_BODY
-        } else {
-            kept_prefix(true, status)
-        }
-    }
-    fn keep(status: u16) -> usize {
-        if status == 200 {
-            GRPC_MAX_BODY
-        } else {
-            kept_prefix(false, status)
-        }
-    }
-    let keep = if probe.needs_body() {
-        keep_for_body
-    } else {
-        keep
-    };
+    let keep = keep_for(probe.needs_body(), true);
     let answer = mux
         .exchange(&request.block, &request.body, keep, received, Copied::of)
         .await?;

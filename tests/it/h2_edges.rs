@@ -145,20 +145,25 @@ fn a_connection_closed_mid_response_is_closed_before_response() {
             ok(r.stream)
         }
     });
-    let (code, json) = h2_load(&server.url(), 100, 4, &[]);
+    assert_broken_after_two(&server, "closed_before_response");
+}
 
+/// Runs 100 requests against `server`, whose connection 0 breaks at its third request: the
+/// streams it left unanswered fail as `class` (so may a request issued just as the connection
+/// ended, which never reached the server), all others are 200, and the load went on on one new
+/// connection, nothing sent on the broken one after it broke.
+fn assert_broken_after_two(server: &H2Raw, class: &str) -> Value {
+    let (code, json) = h2_load(&server.url(), 100, 4, &[]);
     assert_eq!(code, 1, "{json:#}");
     let total = u64_at(&json, "/requests/total");
     assert_eq!(total, 100);
-    // The streams the server left unanswered fail; so may a request issued just as the
-    // connection ended, which never reached the server.
     let cut = server.unanswered(0).len() as u64;
     assert!(cut >= 1, "{:?}", server.streams());
-    let failed = count_at(&json, "/errors/closed_before_response");
+    let failed = count_at(&json, &format!("/errors/{class}"));
     assert!(failed >= cut, "{json:#}");
     assert_eq!(
         counts_at(&json, "/errors"),
-        counts(&[("closed_before_response", failed)]),
+        counts(&[(class, failed)]),
         "{json:#}"
     );
     assert_eq!(
@@ -169,6 +174,7 @@ fn a_connection_closed_mid_response_is_closed_before_response() {
     assert_eq!(server.connections(), 2);
     let on_first = server.streams().iter().filter(|(c, _)| *c == 0).count() as u64;
     assert_eq!(on_first, 2 + cut, "two answered, then the cut ones");
+    json
 }
 
 /// An `h2::server` target on `127.0.0.1:0` whose every request is handled by `handle` in a task of
@@ -492,30 +498,7 @@ fn a_protocol_violation(violation: fn(u32) -> Vec<Step>) -> (Value, H2Raw) {
             ok(r.stream)
         }
     });
-    let (code, json) = h2_load(&server.url(), 100, 4, &[]);
-
-    assert_eq!(code, 1, "{json:#}");
-    let total = u64_at(&json, "/requests/total");
-    assert_eq!(total, 100);
-    // The streams the server left unanswered fail; so may a request issued just as the
-    // connection ended, which never reached the server.
-    let broken = server.unanswered(0).len() as u64;
-    assert!(broken >= 1, "{:?}", server.streams());
-    let failed = count_at(&json, "/errors/protocol");
-    assert!(failed >= broken, "{json:#}");
-    assert_eq!(
-        counts_at(&json, "/errors"),
-        counts(&[("protocol", failed)]),
-        "{json:#}"
-    );
-    assert_eq!(
-        counts_at(&json, "/codes"),
-        counts(&[("200", total - failed)])
-    );
-    assert_eq!(u64_at(&json, "/connections/opened"), 2, "{json:#}");
-    assert_eq!(server.connections(), 2);
-    let on_first = server.streams().iter().filter(|(c, _)| *c == 0).count() as u64;
-    assert_eq!(on_first, 2 + broken, "no stream after the violation");
+    let json = assert_broken_after_two(&server, "protocol");
     (json, server)
 }
 
