@@ -149,14 +149,26 @@ fn sse_server(fault: Fault, faults: u64) -> TestServer {
 /// (its keys), and `extra` flags; returns `(exit code, JSON result, the target)`.
 fn run(stream: &str, extra: &[&str]) -> (i32, Value) {
     let target = TestServer::healthy();
-    let file = TempFile::with(
+    let file = scenario(&target.url(), 20, &format!("[[stream]]\n{stream}"));
+    Run::scenario(file.as_str()).quiet().args(extra).json()
+}
+
+/// A scenario file: a 2 s load of `qps` on `target`, then `rest` (streams, verdict).
+fn scenario(target: &str, qps: u32, rest: &str) -> TempFile {
+    TempFile::with(
         "toml",
         &format!(
-            "[target]\nurl = \"{}\"\n\n[load]\nqps = 20\nduration = \"2s\"\n\n[[stream]]\n{stream}",
-            target.url()
+            "[target]\nurl = \"{target}\"\n\n[load]\nqps = {qps}\nduration = \"2s\"\n\n{rest}"
         ),
-    );
-    Run::scenario(file.as_str()).quiet().args(extra).json()
+    )
+}
+
+/// Two WebSocket `chat` probes to `port`, held to a `max_stream_gap` of 1 s.
+fn chat_probes(port: u16) -> String {
+    format!(
+        "[[stream]]\nname = \"chat\"\nurl = \"ws://127.0.0.1:{port}/\"\ncount = 2\n\n\
+         [verdict]\nmax_stream_gap = \"1s\"\n"
+    )
 }
 
 /// The disconnect events of the result.
@@ -410,15 +422,7 @@ fn every_report_shows_the_probes_and_their_criteria() {
     let server = websocket_server(Fault::Fin, 2);
     let port = server.addr().port();
     let target = TestServer::healthy();
-    let file = TempFile::with(
-        "toml",
-        &format!(
-            "[target]\nurl = \"{}\"\n\n[load]\nqps = 20\nduration = \"2s\"\n\n[[stream]]\n\
-             name = \"chat\"\nurl = \"ws://127.0.0.1:{port}/\"\ncount = 2\n\n\
-             [verdict]\nmax_stream_gap = \"1s\"\n",
-            target.url()
-        ),
-    );
+    let file = scenario(&target.url(), 20, &chat_probes(port));
     let [html, markdown, junit] = ["html", "md", "xml"].map(TempFile::new);
     let (code, stdout, _, json) = Run::scenario(file.as_str())
         .opt("--html", html.as_str())
@@ -1367,15 +1371,7 @@ fn in_a_sharded_run_shard_0_holds_the_probes_and_the_merge_keeps_them() {
     let server = websocket_server(Fault::Fin, 1);
     let port = server.addr().port();
     let target = TestServer::healthy();
-    let file = TempFile::with(
-        "toml",
-        &format!(
-            "[target]\nurl = \"{}\"\n\n[load]\nqps = 40\nduration = \"2s\"\n\n[[stream]]\n\
-             name = \"chat\"\nurl = \"ws://127.0.0.1:{port}/\"\ncount = 2\n\n\
-             [verdict]\nmax_stream_gap = \"1s\"\n",
-            target.url()
-        ),
-    );
+    let file = scenario(&target.url(), 40, &chat_probes(port));
     let outputs = crate::shards::run_shards(&["--scenario", file.as_str()], 2);
     let shard: Vec<Value> = outputs
         .iter()
